@@ -1,0 +1,15 @@
+"""medzoo: a Keras model zoo of autoencoders for medical imaging, with verified pretrained weights.
+
+The public face of the package; everything here is a thin re-export.
+"""
+
+__version__ = "0.1.0"
+
+from medzoo.errors import (  # noqa: E402
+    ConfigError,
+    DataError,
+    DependencyError,
+    IntegrityError,
+    MedzooError,
+    ModelNotFoundError,
+)
