@@ -1,0 +1,42 @@
+"""Data input: DICOM and image readers, preprocessing to model inputs, and tf.data datasets.
+
+This package only depends on :mod:`medzoo.errors`; models, the zoo and recipes
+build on it, never the other way round.
+"""
+
+from medzoo.data.datasets import (
+    DATA_DIR_ENV,
+    KNOWN_FILES,
+    DirectoryDataset,
+    RemoteFile,
+    SkippedFile,
+    from_arrays,
+    from_directory,
+    load_npz,
+    resolve_npz,
+)
+from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
+from medzoo.data.images import ImageInfo, probe_image, read_image
+from medzoo.data.preprocess import MIN_IMAGE_SIZE, PreprocessSpec, to_display, to_uint8
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "KNOWN_FILES",
+    "MIN_IMAGE_SIZE",
+    "DirectoryDataset",
+    "ImageInfo",
+    "PreprocessSpec",
+    "RemoteFile",
+    "SkippedFile",
+    "from_arrays",
+    "from_directory",
+    "is_dicom",
+    "load_npz",
+    "probe_image",
+    "read_dicom",
+    "read_dicom_header",
+    "read_image",
+    "resolve_npz",
+    "to_display",
+    "to_uint8",
+]

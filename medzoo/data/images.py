@@ -1,0 +1,159 @@
+"""Reading one image file of any supported kind (DICOM, PNG, JPEG, NPY) into float32 pixels.
+
+The kind is decided by content first (the DICOM preamble, so extension-less
+DICOM files work) and by extension second. :func:`probe_image` reads only
+headers, so a whole folder can be validated before any pixel is decoded.
+
+Pixel conventions follow the files: grey images come back as (H, W), colour as
+(H, W, 3) (or (H, W, 4) for RGBA PNGs; :class:`~medzoo.data.PreprocessSpec`
+drops the alpha), and frame stacks (multi-frame DICOM, NPY stacks) as
+(F, H, W[, C]). No resizing or normalisation happens here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
+from medzoo.data.preprocess import image_layout
+from medzoo.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".npy": "npy", ".dcm": "dicom", ".dicom": "dicom"}
+"""File extensions (lower case) and the kind they select when the content is not DICOM."""
+
+_PIL_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`probe_image` learnt from a file's header.
+
+    ``frames`` is the number of frames of a stack (multi-frame DICOM, NPY
+    (F, H, W[, C])); a single image has 1. ``channels`` is that of the decoded
+    pixels (1, 3, or 4 for RGBA).
+    """
+
+    path: pathlib.Path
+    kind: str
+    frames: int
+    height: int
+    width: int
+    channels: int
+
+
+def image_kind(path) -> str | None:
+    """``"dicom"`` if the content has the DICOM preamble, else the kind of the extension, else None."""
+    if is_dicom(path):
+        return "dicom"
+    return IMAGE_EXTENSIONS.get(pathlib.Path(path).suffix.lower())
+
+
+def probe_image(path) -> ImageInfo:
+    """Read and validate a file's header (DICOM header, PNG/JPEG header with ``verify()``, NPY header).
+
+    Raises:
+        DataError: the file is missing, of an unsupported kind, or its header is
+            corrupt or describes something that is not an image.
+        DependencyError: a DICOM file needs a pixel decoder that is not installed.
+    """
+    path = pathlib.Path(path)
+    kind = _kind_or_raise(path)
+    if kind == "dicom":
+        meta = read_dicom_header(path)
+        return ImageInfo(path, kind, meta["number_of_frames"], meta["rows"], meta["columns"], meta["channels"])
+    if kind == "npy":
+        array, stacked, channels = _open_npy(path)
+        height, width = array.shape[1:3] if stacked else array.shape[:2]
+        return ImageInfo(path, kind, array.shape[0] if stacked else 1, height, width, channels)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            mode = img.mode
+            img.verify()
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable {kind.upper()} image ({type(exc).__name__}: {exc})") from exc
+    channels = 1 if mode in _PIL_GREY_MODES else 4 if mode == "RGBA" else 3
+    return ImageInfo(path, kind, 1, height, width, channels)
+
+
+def read_image(path, *, frame: int | None = None, voi="auto") -> np.ndarray:
+    """Read one image file into float32 pixels.
+
+    Args:
+        path: a DICOM file (any name), or a ``.png``, ``.jpg``/``.jpeg`` or ``.npy`` file.
+        frame: for stacks (multi-frame DICOM, NPY (F, H, W[, C])) the frame to
+            read; ``None`` reads all. Single images accept ``None`` or 0.
+        voi: the VOI step for DICOM files (see :func:`~medzoo.data.read_dicom`);
+            ignored for other kinds.
+
+    Returns:
+        float32 (H, W) or (H, W, C), or (F, H, W[, C]) for a whole stack. DICOM
+        pixels are in modality units after the VOI step, PNG/JPEG/NPY values as stored.
+
+    Raises:
+        DataError: unsupported kind, corrupt file, frame out of range.
+    """
+    path = pathlib.Path(path)
+    kind = _kind_or_raise(path)
+    if kind == "dicom":
+        return read_dicom(path, frame=frame, voi=voi)[0]
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise ConfigError(f"frame must be an integer or None, got {frame!r}")
+    if kind == "npy":
+        array, stacked, _ = _open_npy(path)
+        if frame is not None:
+            count = array.shape[0] if stacked else 1
+            if not 0 <= frame < count:
+                raise DataError(f"{path}: frame {frame} is out of range, the file has {count} frame(s)")
+            if stacked:
+                array = array[frame]
+        try:
+            return np.array(array, dtype=np.float32)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read the array data ({type(exc).__name__}: {exc})") from exc
+    if frame not in (None, 0):
+        raise DataError(f"{path}: frame {frame} is out of range, the file has 1 frame")
+    try:
+        with Image.open(path) as img:
+            if img.mode == "LA":
+                img = img.convert("L")
+            elif img.mode not in _PIL_GREY_MODES + ("RGB", "RGBA"):
+                img = img.convert("RGB")
+            return np.asarray(img, dtype=np.float32)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode the {kind.upper()} image ({type(exc).__name__}: {exc})") from exc
+
+
+def _kind_or_raise(path: pathlib.Path) -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    kind = image_kind(path)
+    if kind is None:
+        raise DataError(
+            f"{path}: unsupported file: not DICOM (no 'DICM' preamble) and the extension is not one of "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
+    return kind
+
+
+def _open_npy(path: pathlib.Path) -> tuple[np.ndarray, bool, int]:
+    """Memory-map a .npy file (data not read) and check it holds numeric images.
+
+    Returns:
+        ``(array, stacked, channels)`` with ``stacked`` and ``channels`` from :func:`image_layout`.
+    """
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(array, np.ndarray) or not (array.dtype == bool or array.dtype.kind in "iuf"):
+        raise DataError(f"{path}: expected a numeric array, got {getattr(array, 'dtype', type(array).__name__)}")
+    try:
+        stacked, channels = image_layout(array.shape)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    return array, stacked, channels

@@ -1,0 +1,402 @@
+"""Turning arbitrary images into exactly what a model expects, and back into viewable images.
+
+:class:`PreprocessSpec` is the one place where images are resized, converted
+between grey and colour and normalised. It is written in TensorFlow ops, so the
+same code runs eagerly, inside ``tf.function`` and inside ``tf.data`` pipelines,
+and it is a small frozen dataclass that serialises to JSON (``to_config``), so a
+model can ship the exact preprocessing it was trained with.
+
+Order of operations in :meth:`PreprocessSpec.apply` (per image, also inside a
+batch):
+
+1. cast to float32; an alpha channel (4 channels) is dropped;
+2. channel conversion: grey -> 3 channels by repetition, RGB -> 1 channel by
+   ITU-R BT.601 luminance (the weights of ``tf.image.rgb_to_grayscale``);
+3. geometry (bilinear, antialiased when shrinking): ``"stretch"`` resizes to
+   ``size`` ignoring the aspect ratio; ``"crop"`` cuts the largest centred
+   region with the target aspect ratio and resizes it; ``"pad"`` resizes so the
+   whole image fits inside ``size`` keeping the aspect ratio;
+4. normalisation to ``value_range``, computed on the resized (visible) pixels;
+5. for ``"pad"``: centred padding up to ``size`` with ``value_range[0]``
+   (black background), so the bands never distort the image statistics.
+
+Array layout rule (:func:`image_layout`): rank 2 is one grey image (H, W);
+rank 3 is one image (H, W, C) when the last axis is 1, 3 or 4, otherwise a
+batch of grey images (N, H, W); rank 4 is a batch (N, H, W, C). Images must be
+at least :data:`MIN_IMAGE_SIZE` pixels high and wide; this minimum rejects
+empty and degenerate inputs (upsampling a 4-pixel image invents the whole
+picture) and it also makes the rank-3 rule unambiguous, because a grey image
+can never be 1, 3 or 4 pixels wide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from medzoo.errors import ConfigError, DataError
+
+MIN_IMAGE_SIZE = 8
+"""Smallest accepted input height and width, in pixels (see the module docstring)."""
+
+RESIZE_MODES = ("pad", "crop", "stretch")
+NORMALIZE_MODES = ("minmax", "percentile", "fixed")
+
+# ITU-R BT.601 luma weights, as used by tf.image.rgb_to_grayscale.
+_LUMA = (0.2989, 0.5870, 0.1140)
+_FLAT = 1e-5  # relative span below which an image counts as constant (float32 has ~7 digits)
+_CHECK_TOLERANCE = 1e-3  # fraction of the value range that check() forgives (float rounding)
+
+
+def image_layout(shape) -> tuple[bool, int | None]:
+    """Interpret an array shape with the layout rule of this module.
+
+    Args:
+        shape: the array shape (a tuple; the last entry may be ``None`` if unknown).
+
+    Returns:
+        ``(batched, channels)``: whether the leading axis is a batch / frame axis,
+        and the channel count (``None`` if the shape leaves it unknown).
+
+    Raises:
+        DataError: for ranks other than 2, 3 and 4, for a rank-3 shape whose last
+            axis is unknown, or for a channel count other than 1, 3 or 4.
+    """
+    shape = tuple(shape)
+    if len(shape) == 2:
+        return False, 1
+    if len(shape) == 3:
+        if shape[-1] is None:
+            raise DataError(
+                f"a rank-3 array of shape {shape} is ambiguous when its last axis is unknown: "
+                "it could be (H, W, C) or (N, H, W); pass a rank-4 (N, H, W, C) array"
+            )
+        return (False, shape[-1]) if shape[-1] in (1, 3, 4) else (True, 1)
+    if len(shape) == 4:
+        if shape[-1] not in (None, 1, 3, 4):
+            raise DataError(f"images of shape {shape} have {shape[-1]} channels; expected 1, 3 or 4 (RGBA)")
+        return True, shape[-1]
+    raise DataError(
+        f"expected an image (H, W), (H, W, C) or a batch (N, H, W), (N, H, W, C); got an array of shape {shape}"
+    )
+
+
+def check_image_size(height: int, width: int, what: str = "image") -> None:
+    """Raise :class:`DataError` unless an image is at least :data:`MIN_IMAGE_SIZE` pixels high and wide."""
+    if height < MIN_IMAGE_SIZE or width < MIN_IMAGE_SIZE:
+        raise DataError(
+            f"{what} is {height}x{width} pixels; images must be at least "
+            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (an empty or tiny image, or the channel axis in the wrong place?)"
+        )
+
+
+def _rescale(x: tf.Tensor, low, high, value_range) -> tf.Tensor:
+    """Clip ``x`` to ``[low, high]`` and map that interval linearly onto ``value_range``.
+
+    The single normalisation primitive: every mode of :class:`PreprocessSpec` and
+    :func:`to_uint8` go through it. A constant image maps to ``value_range[0]``
+    instead of dividing by zero; "constant" includes spans below float32
+    rounding (``_FLAT`` of the magnitude), which resampling a constant image
+    leaves behind and which would otherwise be stretched into noise.
+    """
+    low = tf.cast(low, tf.float32)
+    high = tf.cast(high, tf.float32)
+    span = high - low
+    flat = span <= _FLAT * tf.maximum(tf.abs(low), tf.abs(high))
+    unit = (tf.clip_by_value(x, low, high) - low) / tf.where(flat, tf.ones_like(span), span)
+    unit = tf.where(flat, tf.zeros_like(unit), unit)
+    out_low, out_high = (float(v) for v in value_range)
+    return out_low + unit * (out_high - out_low)
+
+
+def _percentiles(x: tf.Tensor, qs) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-image percentiles of a batch (N, H, W, C), with numpy's default linear interpolation."""
+    flat = tf.sort(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+    last = tf.cast(tf.shape(flat)[1] - 1, tf.float32)
+    values = []
+    for q in qs:
+        position = q / 100.0 * last
+        below = tf.floor(position)
+        frac = position - below
+        below = tf.cast(below, tf.int32)
+        above = tf.minimum(below + 1, tf.cast(last, tf.int32))
+        value = tf.gather(flat, below, axis=1) * (1.0 - frac) + tf.gather(flat, above, axis=1) * frac
+        values.append(tf.reshape(value, [-1, 1, 1, 1]))
+    return values[0], values[1]
+
+
+def _to_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
+    """Convert a batch (N, H, W, 1|3|4) to ``channels`` channels; works with an unknown channel count."""
+
+    def from_grey():
+        return x if channels == 1 else tf.tile(x, [1, 1, 1, 3])
+
+    def from_colour():
+        rgb = x[..., :3]
+        if channels == 3:
+            return rgb
+        return _LUMA[0] * rgb[..., 0:1] + _LUMA[1] * rgb[..., 1:2] + _LUMA[2] * rgb[..., 2:3]
+
+    if x.shape[-1] is not None:
+        return from_grey() if x.shape[-1] == 1 else from_colour()
+    out = tf.cond(tf.equal(tf.shape(x)[-1], 1), from_grey, from_colour)
+    return tf.ensure_shape(out, [None, None, None, channels])
+
+
+def _as_pair(value, name: str, kind=float) -> tuple:
+    """Return ``value`` as a 2-tuple of ``kind`` (lists from JSON are accepted), or raise ConfigError."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float, np.number)) for v in items):
+        raise ConfigError(f"{name} must be a pair of numbers, got {value!r}")
+    if kind is int and any(float(v) != int(v) for v in items):
+        raise ConfigError(f"{name} must be a pair of integers, got {value!r}")
+    pair = tuple(kind(v) for v in items)
+    if not all(math.isfinite(v) for v in pair):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return pair
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSpec:
+    """How raw images become model inputs: size, channels, geometry and normalisation.
+
+    Args:
+        size: output ``(height, width)``.
+        channels: output channels, 1 (grey) or 3 (RGB).
+        resize: ``"pad"`` (keep aspect ratio, fit inside, pad with ``value_range[0]``),
+            ``"crop"`` (keep aspect ratio, fill, centre-crop) or ``"stretch"`` (ignore aspect ratio).
+        normalize: ``"minmax"`` (per image), ``"percentile"`` (per image, clip at
+            ``percentiles`` then scale) or ``"fixed"`` (clip to ``input_range`` then scale).
+        percentiles: ``(low, high)`` in percent, used by ``normalize="percentile"`` only.
+        input_range: ``(low, high)`` in input units, e.g. ``(0, 255)`` or a CT window in HU;
+            required by ``normalize="fixed"`` and rejected otherwise.
+        value_range: ``(low, high)`` of the output values.
+    """
+
+    size: tuple[int, int]
+    channels: int = 1
+    resize: str = "pad"
+    normalize: str = "minmax"
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    input_range: tuple[float, float] | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self):
+        size = _as_pair(self.size, "size", int)
+        if min(size) < 1:
+            raise ConfigError(f"size must be positive, got {self.size!r}")
+        object.__setattr__(self, "size", size)
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ConfigError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        low, high = _as_pair(self.percentiles, "percentiles")
+        if not 0.0 <= low < high <= 100.0:
+            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles!r}")
+        object.__setattr__(self, "percentiles", (low, high))
+        if self.normalize == "fixed":
+            if self.input_range is None:
+                raise ConfigError('normalize="fixed" needs input_range=(low, high), e.g. (0, 255) or a CT window')
+            input_range = _as_pair(self.input_range, "input_range")
+            if input_range[0] >= input_range[1]:
+                raise ConfigError(f"input_range must have low < high, got {self.input_range!r}")
+            object.__setattr__(self, "input_range", input_range)
+        elif self.input_range is not None:
+            raise ConfigError(f'input_range is only used with normalize="fixed", not {self.normalize!r}')
+        value_range = _as_pair(self.value_range, "value_range")
+        if value_range[0] >= value_range[1]:
+            raise ConfigError(f"value_range must have low < high, got {self.value_range!r}")
+        object.__setattr__(self, "value_range", value_range)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """The shape (H, W, C) of one preprocessed image."""
+        return (*self.size, self.channels)
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-safe dict (lists for pairs) that :meth:`from_config` turns back into an equal spec."""
+        config = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            config[field.name] = list(value) if isinstance(value, tuple) else value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "PreprocessSpec":
+        """Rebuild a spec from :meth:`to_config` output; unknown keys raise :class:`ConfigError`."""
+        if not isinstance(config, dict):
+            raise ConfigError(f"a PreprocessSpec config must be a dict, got {type(config).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(f"unknown PreprocessSpec config keys {unknown}; known keys: {sorted(known)}")
+        if "size" not in config:
+            raise ConfigError("a PreprocessSpec config needs 'size'")
+        return cls(**config)
+
+    def apply(self, images) -> tf.Tensor:
+        """Preprocess one image or a batch; works eagerly and in graph mode (``tf.data``, ``tf.function``).
+
+        Args:
+            images: (H, W), (H, W, C), (N, H, W) or (N, H, W, C) of any numeric dtype,
+                as numpy array or tensor; C is 1, 3 or 4 (alpha is dropped). In graph
+                mode H and W may be unknown, and so may C for rank-4 input.
+
+        Returns:
+            A float32 tensor of shape (H', W', C') for one image or (N, H', W', C')
+            for a batch, with values in ``value_range``.
+
+        Raises:
+            DataError: for an unsupported shape or dtype, or an image smaller than
+                :data:`MIN_IMAGE_SIZE` (checked at trace time when the size is static,
+                otherwise by a runtime assertion).
+        """
+        x = tf.convert_to_tensor(images)
+        if not (x.dtype.is_integer or x.dtype.is_floating or x.dtype == tf.bool):
+            raise DataError(f"images must be numeric, got dtype {x.dtype.name}")
+        if x.shape.rank is None:
+            raise DataError("images must have a known rank (2, 3 or 4)")
+        batched, _ = image_layout(x.shape.as_list())
+        x = tf.cast(x, tf.float32)
+        if x.shape.rank == 2:
+            x = x[None, ..., None]
+        elif x.shape.rank == 3:
+            x = x[..., None] if batched else x[None]
+        y = self._apply_batch(x)
+        return y if batched else y[0]
+
+    def _apply_batch(self, x: tf.Tensor) -> tf.Tensor:
+        """:meth:`apply` on a float32 batch (N, H, W, C)."""
+        x = _check_min_size(x)
+        x = _to_channels(x, self.channels)
+        x = self._resize(x)
+        if self.normalize == "minmax":
+            low = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
+            high = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
+        elif self.normalize == "percentile":
+            low, high = _percentiles(x, self.percentiles)
+        else:
+            low, high = self.input_range
+        x = _rescale(x, low, high, self.value_range)
+        if self.resize == "pad":
+            x = self._pad(x)
+        return tf.ensure_shape(x, [None, *self.output_shape])
+
+    def _resize(self, x: tf.Tensor) -> tf.Tensor:
+        """Geometry step: the final size for crop/stretch, the fitted size (before padding) for pad."""
+        height, width = self.size
+        if self.resize == "stretch":
+            return tf.image.resize(x, (height, width), antialias=True)
+        h = tf.cast(tf.shape(x)[1], tf.float32)
+        w = tf.cast(tf.shape(x)[2], tf.float32)
+        if self.resize == "crop":
+            scale = tf.maximum(height / h, width / w)
+            crop_h = tf.cast(tf.minimum(h, tf.round(height / scale)), tf.int32)
+            crop_w = tf.cast(tf.minimum(w, tf.round(width / scale)), tf.int32)
+            top = (tf.shape(x)[1] - crop_h) // 2
+            left = (tf.shape(x)[2] - crop_w) // 2
+            x = x[:, top : top + crop_h, left : left + crop_w, :]
+            return tf.image.resize(x, (height, width), antialias=True)
+        scale = tf.minimum(height / h, width / w)
+        fit_h = tf.cast(tf.clip_by_value(tf.round(h * scale), 1.0, float(height)), tf.int32)
+        fit_w = tf.cast(tf.clip_by_value(tf.round(w * scale), 1.0, float(width)), tf.int32)
+        return tf.image.resize(x, tf.stack([fit_h, fit_w]), antialias=True)
+
+    def _pad(self, x: tf.Tensor) -> tf.Tensor:
+        """Centre ``x`` on a ``size`` canvas filled with ``value_range[0]``."""
+        height, width = self.size
+        extra_h = height - tf.shape(x)[1]
+        extra_w = width - tf.shape(x)[2]
+        paddings = [[0, 0], [extra_h // 2, extra_h - extra_h // 2], [extra_w // 2, extra_w - extra_w // 2], [0, 0]]
+        return tf.pad(x, paddings, constant_values=self.value_range[0])
+
+    def check(self, images) -> None:
+        """Raise :class:`DataError` unless ``images`` already are model inputs for this spec.
+
+        Accepts one image (H, W, C) or a batch (N, H, W, C) whose (H, W, C) equals
+        :attr:`output_shape` and whose values lie inside ``value_range`` (with a
+        tolerance of 0.1 % of its width for float rounding). Use it to refuse
+        inputs that would silently contradict the model; :meth:`apply` converts them.
+        """
+        array = np.asarray(images)
+        expected = self.output_shape
+        shape = array.shape[1:] if array.ndim == 4 else array.shape
+        if array.ndim not in (3, 4) or shape != expected:
+            raise DataError(
+                f"expected an image of shape {expected} or a batch (N, {', '.join(map(str, expected))}); "
+                f"got shape {array.shape}. Use PreprocessSpec.apply() to resize and normalise raw images"
+            )
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise DataError(f"images must be numeric, got dtype {array.dtype}")
+        if array.size == 0:
+            return
+        low, high = self.value_range
+        tolerance = _CHECK_TOLERANCE * (high - low)
+        found_low, found_high = float(np.min(array)), float(np.max(array))
+        if not (math.isfinite(found_low) and math.isfinite(found_high)):
+            raise DataError("images contain NaN or infinite values")
+        if found_low < low - tolerance or found_high > high + tolerance:
+            raise DataError(
+                f"image values span [{found_low:g}, {found_high:g}], outside the expected value_range "
+                f"[{low:g}, {high:g}] (un-normalised input such as uint8 0..255?). "
+                "Use PreprocessSpec.apply() to normalise raw images"
+            )
+
+
+def _check_min_size(x: tf.Tensor) -> tf.Tensor:
+    """Check H, W >= MIN_IMAGE_SIZE: in Python when the size is static, else with a runtime assertion."""
+    height, width = x.shape[1], x.shape[2]
+    if height is not None and width is not None:
+        check_image_size(height, width)
+        return x
+    assertion = tf.debugging.assert_greater_equal(
+        tf.shape(x)[1:3],
+        MIN_IMAGE_SIZE,
+        message=f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels",
+    )
+    with tf.control_dependencies([assertion]):
+        return tf.identity(x)
+
+
+def to_uint8(images, value_range=(0.0, 1.0)) -> np.ndarray:
+    """Map model outputs in ``value_range`` to uint8 0..255 (clip, scale, round) for viewing or saving.
+
+    Raises:
+        DataError: if the images contain NaN or infinite values.
+    """
+    value_range = _as_pair(value_range, "value_range")
+    if value_range[0] >= value_range[1]:
+        raise ConfigError(f"value_range must have low < high, got {value_range!r}")
+    array = np.asarray(images, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise DataError("images contain NaN or infinite values")
+    scaled = _rescale(tf.constant(array), value_range[0], value_range[1], (0.0, 255.0))
+    return np.rint(scaled.numpy()).astype(np.uint8)
+
+
+def to_display(image, value_range=(0.0, 1.0)) -> np.ndarray:
+    """One model output -> a displayable uint8 image: (H, W) for grey, (H, W, 3) for colour.
+
+    Args:
+        image: (H, W), (H, W, 1), (H, W, 3) or a batch of one (1, H, W, C).
+        value_range: the range the model output lives in.
+    """
+    array = np.asarray(image)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)):
+        raise DataError(
+            f"to_display expects one image (H, W), (H, W, 1), (H, W, 3) or (1, H, W, C); got shape {np.shape(image)}"
+        )
+    return to_uint8(array, value_range)
