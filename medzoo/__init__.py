@@ -13,3 +13,5 @@ from medzoo.errors import (  # noqa: E402
     MedzooError,
     ModelNotFoundError,
 )
+from medzoo.models import VAE, VQVAE, ConvAutoencoder, VectorQuantizer  # noqa: E402  (registers them with Keras)
+from medzoo.callbacks import KLWarmup  # noqa: E402

@@ -32,3 +32,16 @@ def dicom_dir(data_dir) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def cxr128_path(data_dir) -> pathlib.Path:
     return data_dir / "pediatric_cxr_kermany" / "kermany_pediatric_cxr_128.npz"
+
+
+@pytest.fixture(scope="session")
+def tiny_cxr(data_dir):
+    """48 real chest X-rays (Kermany test split) at 32x32, float32 in [0, 1], shape (48, 32, 32, 1).
+
+    Small enough that a 4-filter model trains for a few epochs in a second or two.
+    """
+    import numpy as np
+
+    with np.load(data_dir / "pediatric_cxr_kermany" / "kermany_pediatric_cxr_64.npz") as f:
+        images = f["test_images"][::10][:48]
+    return (images[:, ::2, ::2, None] / 255.0).astype("float32")

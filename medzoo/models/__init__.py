@@ -1,0 +1,12 @@
+"""The medzoo model families, all subclassed and serializable ``keras.Model``s."""
+
+from medzoo.models.autoencoder import ConvAutoencoder
+from medzoo.models.base import AutoencoderModel
+from medzoo.models.quantizer import VectorQuantizer
+from medzoo.models.vae import VAE
+from medzoo.models.vqvae import VQVAE
+
+#: family name (as used in the zoo manifest) -> class
+FAMILIES = {"autoencoder": ConvAutoencoder, "vae": VAE, "vqvae": VQVAE}
+
+__all__ = ["AutoencoderModel", "ConvAutoencoder", "VAE", "VQVAE", "VectorQuantizer", "FAMILIES"]

@@ -1,0 +1,116 @@
+"""Convolutional autoencoder: plain, denoising and sparse, as options of one class."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from medzoo.errors import ConfigError
+from medzoo.models.base import AutoencoderModel
+from medzoo.models.blocks import build_decoder, build_encoder
+
+NOISE_MODELS = ("none", "gaussian", "poisson")
+
+
+@keras.saving.register_keras_serializable(package="medzoo")
+class ConvAutoencoder(AutoencoderModel):
+    """A deterministic convolutional autoencoder.
+
+    The code is spatial (``latent_channels`` maps at ``H / 2**depth``) or flat
+    (``latent_dim``). Two options turn it into the classic variants:
+
+    * denoising: ``noise="gaussian"`` (additive, std ``noise_strength``) or
+      ``noise="poisson"`` (signal-dependent shot noise, variance
+      ``noise_strength * x``, i.e. a photon count of ``1 / noise_strength`` at
+      white). Noise corrupts the *input* only when ``training=True``; the target
+      stays the clean image.
+    * sparse: ``sparsity > 0`` adds ``sparsity * mean(|code|)`` to the loss.
+
+    Args:
+        latent_channels: channels of a spatial code (default 16 when
+            ``latent_dim`` is not given).
+        latent_dim: size of a flat code (a Dense bottleneck) instead.
+        noise: ``"none"``, ``"gaussian"`` or ``"poisson"``.
+        noise_strength: gaussian std, or the inverse photon count for poisson.
+        sparsity: weight of the L1 activity penalty on the code.
+        **kwargs: architecture options of :class:`~medzoo.models.base.AutoencoderModel`.
+
+    Example:
+        >>> model = ConvAutoencoder(input_shape=(64, 64, 1), filters=8, depth=3)
+        >>> history = model.fit(images, epochs=2)  # images: float32 in [0, 1]
+        >>> codes = model.encode(images)
+    """
+
+    def __init__(self, latent_channels=None, latent_dim=None, noise="none", noise_strength=0.1,
+                 sparsity=0.0, **kwargs):
+        if latent_channels is None and latent_dim is None:
+            latent_channels = 16
+        if noise not in NOISE_MODELS:
+            raise ConfigError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+        if noise_strength < 0 or sparsity < 0:
+            raise ConfigError("noise_strength and sparsity must be >= 0")
+        self.latent_channels = latent_channels
+        self.latent_dim = latent_dim
+        self.noise = noise
+        self.noise_strength = float(noise_strength)
+        self.sparsity = float(sparsity)
+        if sparsity > 0:
+            self.metric_names = ("loss", "reconstruction_loss", "sparsity_loss")
+        super().__init__(**kwargs)
+
+    def _build_networks(self):
+        latent = dict(latent_channels=self.latent_channels, latent_dim=self.latent_dim)
+        self.encoder = build_encoder(self.image_shape, **self._architecture_kwargs(), **latent)
+        self.decoder = build_decoder(self.image_shape, **self._architecture_kwargs(), **latent)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            latent_channels=self.latent_channels,
+            latent_dim=self.latent_dim,
+            noise=self.noise,
+            noise_strength=self.noise_strength,
+            sparsity=self.sparsity,
+        )
+        return config
+
+    def add_noise(self, x, strength=None, seed=None):
+        """Corrupt ``x`` with the model's noise model (``strength`` overrides the config).
+
+        Used inside training and available on its own, e.g. to make noisy test
+        images with exactly the training noise. ``seed`` (an int) makes it
+        reproducible; by default the model's seed generator advances.
+        """
+        strength = self.noise_strength if strength is None else float(strength)
+        x = tf.cast(x, tf.float32)
+        seed = self.seed_generator if seed is None else seed
+        if self.noise == "none" or strength == 0:
+            return x
+        eps = keras.random.normal(tf.shape(x), seed=seed)
+        if self.noise == "gaussian":
+            noisy = x + strength * eps
+        else:
+            noisy = x + tf.sqrt(tf.maximum(x, 0.0) * strength) * eps
+        if self.output_activation == "sigmoid":
+            noisy = tf.clip_by_value(noisy, 0.0, 1.0)
+        return noisy
+
+    def encode_tensor(self, x):
+        return self.encoder(x, training=False)
+
+    def decode_tensor(self, z):
+        return self.activate(self.decoder(z, training=False))
+
+    def compute_losses(self, x, target, training):
+        inputs = self.add_noise(x) if training else tf.cast(x, tf.float32)
+        code = self.encoder(inputs, training=training)
+        logits = self.decoder(code, training=training)
+        rec = tf.reduce_mean(self.pixel_errors(target, logits))
+        values = {"reconstruction_loss": rec}
+        loss = rec
+        if self.sparsity > 0:
+            sparse = tf.reduce_mean(tf.abs(tf.cast(code, tf.float32)))
+            values["sparsity_loss"] = sparse
+            loss = loss + self.sparsity * sparse
+        values["loss"] = loss
+        return values

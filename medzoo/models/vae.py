@@ -1,0 +1,127 @@
+"""Variational autoencoder with a closed-form KL term and a changeable ``beta``."""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from medzoo.errors import ConfigError
+from medzoo.models.base import AutoencoderModel
+from medzoo.models.blocks import build_decoder, build_encoder
+
+
+def gaussian_kl(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
+    mean = tf.cast(mean, tf.float32)
+    log_var = tf.cast(log_var, tf.float32)
+    kl = -0.5 * (1.0 + log_var - tf.square(mean) - tf.exp(log_var))
+    return tf.reduce_sum(tf.reshape(kl, [tf.shape(kl)[0], -1]), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="medzoo")
+class VAE(AutoencoderModel):
+    """A VAE: Gaussian posterior, standard normal prior, loss = reconstruction + beta * KL.
+
+    Both terms are *summed* per image (over pixels and over latent dimensions)
+    and averaged over the batch, so with ``reconstruction_loss="bce"`` and
+    ``beta=1`` the loss is the negative ELBO in nats. ``beta`` lives in a
+    non-trainable variable: assign ``model.beta`` during training (see
+    :class:`medzoo.callbacks.KLWarmup`) without retracing anything.
+
+    ``train_step`` and ``test_step`` are both defined, so
+    ``fit(..., validation_data=...)`` reports ``val_loss``,
+    ``val_reconstruction_loss`` and ``val_kl_loss``.
+
+    Args:
+        latent_channels: channels of a spatial latent (``H / 2**depth`` maps).
+        latent_dim: size of a flat latent instead (default 128 when neither is given).
+        beta: initial weight of the KL term.
+        reconstruction_loss: ``"bce"`` (default), ``"mse"`` or ``"l1"``.
+        **kwargs: architecture options of :class:`~medzoo.models.base.AutoencoderModel`.
+
+    Example:
+        >>> vae = VAE(input_shape=(64, 64, 1), filters=8, depth=3, latent_dim=32)
+        >>> vae.fit(train_images, validation_data=(val_images,), epochs=2)
+        >>> samples = vae.sample(16, seed=0)
+    """
+
+    metric_names = ("loss", "reconstruction_loss", "kl_loss")
+
+    def __init__(self, latent_channels=None, latent_dim=None, beta=1.0, reconstruction_loss="bce", **kwargs):
+        if latent_channels is None and latent_dim is None:
+            latent_dim = 128
+        if beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {beta}")
+        self.latent_channels = latent_channels
+        self.latent_dim = latent_dim
+        self.initial_beta = float(beta)
+        super().__init__(reconstruction_loss=reconstruction_loss, **kwargs)
+
+    def _build_networks(self):
+        latent = dict(latent_channels=self.latent_channels, latent_dim=self.latent_dim)
+        self.encoder = build_encoder(self.image_shape, **self._architecture_kwargs(), heads=2, **latent)
+        self.decoder = build_decoder(self.image_shape, **self._architecture_kwargs(), **latent)
+        self.beta = self.add_weight(
+            name="beta", shape=(), initializer=keras.initializers.Constant(self.initial_beta),
+            trainable=False, dtype="float32",
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        if self.latent_dim is not None:
+            return (self.latent_dim,)
+        h, w, _ = self.image_shape
+        return (h // 2**self.depth, w // 2**self.depth, self.latent_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(latent_channels=self.latent_channels, latent_dim=self.latent_dim, beta=self.initial_beta)
+        return config
+
+    def reparameterize(self, mean, log_var):
+        """z = mean + exp(log_var / 2) * eps, eps drawn from the model's seeded generator."""
+        eps = keras.random.normal(tf.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
+        return mean + tf.exp(0.5 * log_var) * eps
+
+    def encode_distribution(self, x, training=False):
+        """Posterior parameters ``(mean, log_var)`` for a batch of images (tensors)."""
+        mean, log_var = self.encoder(x, training=training)
+        return mean, log_var
+
+    def encode_tensor(self, x):
+        return self.encode_distribution(x)[0]
+
+    def decode_tensor(self, z):
+        return self.activate(self.decoder(z, training=False))
+
+    def call(self, inputs, training=None):
+        mean, log_var = self.encode_distribution(inputs, training=training)
+        z = self.reparameterize(mean, log_var) if training else mean
+        return self.activate(self.decoder(z, training=training))
+
+    def compute_losses(self, x, target, training):
+        mean, log_var = self.encode_distribution(x, training=training)
+        z = self.reparameterize(mean, log_var)
+        logits = self.decoder(z, training=training)
+        errors = self.pixel_errors(target, logits)
+        rec = tf.reduce_mean(tf.reduce_sum(tf.reshape(errors, [tf.shape(errors)[0], -1]), axis=1))
+        kl = tf.reduce_mean(gaussian_kl(mean, log_var))
+        return {"loss": rec + self.beta * kl, "reconstruction_loss": rec, "kl_loss": kl}
+
+    def encode(self, x, batch_size=64, sample=False):
+        """Images -> posterior means (or, with ``sample=True``, one posterior sample each)."""
+        x = self._check_images(x)
+        if not sample:
+            return super().encode(x, batch_size)
+
+        def fn(t):
+            return self.reparameterize(*self.encode_distribution(t))
+
+        return self._batched("encode_sample", fn, x, batch_size)
+
+    def sample(self, n, seed=None):
+        """Draw ``n`` images from the prior: decode z ~ N(0, I). ``seed`` makes it repeatable."""
+        seed = self.seed_generator if seed is None else seed
+        z = keras.random.normal((int(n), *self.latent_shape), seed=seed)
+        return self.decode(np.asarray(z))
