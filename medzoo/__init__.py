@@ -15,3 +15,12 @@ from medzoo.errors import (  # noqa: E402
 )
 from medzoo.models import VAE, VQVAE, ConvAutoencoder, VectorQuantizer  # noqa: E402  (registers them with Keras)
 from medzoo.callbacks import KLWarmup  # noqa: E402
+from medzoo.data import (  # noqa: E402
+    PreprocessSpec,
+    from_arrays,
+    from_directory,
+    load_npz,
+    read_dicom,
+    read_image,
+    to_display,
+)

@@ -19,7 +19,7 @@ class DataError(MedzooError, ValueError):
 
 
 class IntegrityError(MedzooError):
-    """A downloaded or cached file does not have the sha256 the manifest promises."""
+    """A downloaded or cached file does not have the checksum (sha256, MD5) it is published with."""
 
 
 class ModelNotFoundError(MedzooError, KeyError):

@@ -245,3 +245,20 @@ def test_models_are_registered_under_the_medzoo_package():
     for cls in (ConvAutoencoder, VAE, VQVAE, VectorQuantizer):
         assert keras.saving.get_registered_name(cls) == f"medzoo>{cls.__name__}"
     assert medzoo.__version__
+
+
+def test_attached_spec_refuses_raw_input_unless_asked_to_preprocess(data_dir):
+    from medzoo.data import PreprocessSpec
+
+    model = make("ae")
+    with pytest.raises(ConfigError, match="no preprocessing spec"):
+        model.preprocess(np.zeros((32, 32)))
+    model.preprocess_spec = PreprocessSpec(size=(32, 32), resize="stretch", normalize="minmax")
+    raw = np.load(data_dir / "pediatric_cxr_kermany" / "kermany_pediatric_cxr_64.npz")["val_images"][:3]
+    with pytest.raises(DataError, match="PreprocessSpec.apply"):
+        model.reconstruct(raw)  # 64x64 uint8: wrong size and range
+    with pytest.raises(DataError, match="value_range"):
+        model.reconstruct(raw[:, ::2, ::2, None].astype("float32"))  # right size, 0..255 values
+    out = model.reconstruct(raw, preprocess=True)
+    assert out.shape == (3, 32, 32, 1)
+    np.testing.assert_allclose(model.encode(raw, preprocess=True), model.encode(model.preprocess(raw)))

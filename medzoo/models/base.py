@@ -59,6 +59,10 @@ class AutoencoderModel(keras.Model):
     #: names of the scalars ``compute_losses`` returns, tracked as epoch means
     metric_names: tuple[str, ...] = ("loss", "reconstruction_loss")
 
+    #: the input contract of a pretrained model: a ``medzoo.data.PreprocessSpec``
+    #: that the zoo attaches (anything with ``apply`` and ``check``); None for a bare model
+    preprocess_spec = None
+
     def __init__(
         self,
         input_shape=(128, 128, 1),
@@ -237,7 +241,21 @@ class AutoencoderModel(keras.Model):
         return super().evaluate(*args, **kwargs)
 
     # ------------------------------------------------------- numpy-facing API
-    def _check_images(self, x) -> np.ndarray:
+    def preprocess(self, images) -> np.ndarray:
+        """Raw images (any size, range, 1 or 3 channels) -> model inputs, with the model's spec."""
+        if self.preprocess_spec is None:
+            raise ConfigError(
+                "this model carries no preprocessing spec; load it from the zoo (medzoo.load) "
+                "or set model.preprocess_spec = medzoo.data.PreprocessSpec(...)"
+            )
+        return np.asarray(self.preprocess_spec.apply(images))
+
+    def _check_images(self, x, preprocess=False) -> np.ndarray:
+        """Validate (or, with ``preprocess=True``, convert) images against the model's input contract."""
+        if preprocess:
+            x = self.preprocess(x)
+        elif self.preprocess_spec is not None:
+            self.preprocess_spec.check(x)  # refuses un-normalised or wrongly sized input
         x = np.asarray(x)
         if x.ndim == len(self.image_shape):
             x = x[None]
@@ -256,17 +274,22 @@ class AutoencoderModel(keras.Model):
         outs = [graph_fn(tf.convert_to_tensor(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate([o.numpy() for o in outs], axis=0)
 
-    def encode(self, x, batch_size=64):
-        """Images ``(N, H, W, C)`` -> latent codes (numpy)."""
-        return self._batched("encode", self.encode_tensor, self._check_images(x), batch_size)
+    def encode(self, x, batch_size=64, preprocess=False):
+        """Images ``(N, H, W, C)`` -> latent codes (numpy).
+
+        ``preprocess=True`` first resizes and normalises raw images with the model's
+        ``preprocess_spec``; otherwise inputs that contradict it are refused.
+        """
+        return self._batched("encode", self.encode_tensor, self._check_images(x, preprocess), batch_size)
 
     def decode(self, z, batch_size=64):
         """Latent codes -> images (numpy, in the output range)."""
         return self._batched("decode", self.decode_tensor, np.asarray(z), batch_size)
 
-    def reconstruct(self, x, batch_size=64):
-        """Images -> their reconstructions (numpy), without noise or sampling."""
-        return self._batched("reconstruct", lambda t: self(t, training=False), self._check_images(x), batch_size)
+    def reconstruct(self, x, batch_size=64, preprocess=False):
+        """Images -> their reconstructions (numpy), without noise or sampling (``preprocess`` as in encode)."""
+        return self._batched("reconstruct", lambda t: self(t, training=False), self._check_images(x, preprocess),
+                             batch_size)
 
     def sample(self, n, seed=None):
         raise NotImplementedError(f"{type(self).__name__} has no generative prior to sample from")

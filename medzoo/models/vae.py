@@ -109,9 +109,9 @@ class VAE(AutoencoderModel):
         kl = tf.reduce_mean(gaussian_kl(mean, log_var))
         return {"loss": rec + self.beta * kl, "reconstruction_loss": rec, "kl_loss": kl}
 
-    def encode(self, x, batch_size=64, sample=False):
+    def encode(self, x, batch_size=64, preprocess=False, sample=False):
         """Images -> posterior means (or, with ``sample=True``, one posterior sample each)."""
-        x = self._check_images(x)
+        x = self._check_images(x, preprocess)
         if not sample:
             return super().encode(x, batch_size)
 

@@ -72,10 +72,10 @@ class VQVAE(AutoencoderModel):
         )
         return config
 
-    def encode_continuous(self, x, batch_size=64):
+    def encode_continuous(self, x, batch_size=64, preprocess=False):
         """Images -> the encoder's pre-quantisation features (numpy), e.g. for linear probes."""
         return self._batched("encode_continuous", lambda t: self.encoder(t, training=False),
-                             self._check_images(x), batch_size)
+                             self._check_images(x, preprocess), batch_size)
 
     def encode_tensor(self, x):
         return self.quantizer.nearest_codes(self.encoder(x, training=False))
