@@ -85,9 +85,13 @@ class VAE(AutoencoderModel):
         return mean + tf.exp(0.5 * log_var) * eps
 
     def encode_distribution(self, x, training=False):
-        """Posterior parameters ``(mean, log_var)`` for a batch of images (tensors)."""
+        """Posterior parameters ``(mean, log_var)`` for a batch of images (tensors).
+
+        ``log_var`` is clipped to [-20, 10]: with a small ``beta`` (KL warm-up) nothing
+        else bounds it, and ``exp(log_var)`` would overflow to an infinite KL.
+        """
         mean, log_var = self.encoder(x, training=training)
-        return mean, log_var
+        return mean, tf.clip_by_value(log_var, -20.0, 10.0)
 
     def encode_tensor(self, x):
         return self.encode_distribution(x)[0]

@@ -1,0 +1,104 @@
+"""A declarative training recipe: everything needed to reproduce one zoo entry."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from medzoo.errors import ConfigError
+from medzoo.models import FAMILIES
+
+#: Where each training dataset comes from, copied into every preset it trains.
+DATASETS: dict[str, dict[str, Any]] = {
+    "kermany_pediatric_cxr_128": {
+        "description": "5,856 pediatric chest X-rays (anterior-posterior, ages 1-5, Guangzhou Women and "
+                       "Children's Medical Center), grey, 128x128, split by patient (train 4,757 / val 586 / "
+                       "test 513); labels 0 = normal, 1 = pneumonia",
+        "licence": "CC-BY-4.0",
+        "citation": "Kermany D.S. et al., Identifying Medical Diagnoses and Treatable Diseases by Image-Based "
+                    "Deep Learning, Cell 172(5):1122-1131 (2018), doi:10.1016/j.cell.2018.02.010; data: "
+                    "Mendeley Data v2, doi:10.17632/rscbjbr9sj.2",
+        "sha256": "a2832bde3f9a0e5929796c539b8c4e85578470e21832ff846ac0fc53ea4873f5",
+    },
+    "kermany_pediatric_cxr_64": {
+        "description": "the same 5,856 pediatric chest X-rays at 64x64",
+        "licence": "CC-BY-4.0",
+        "citation": "Kermany D.S. et al., Cell 172(5):1122-1131 (2018), doi:10.1016/j.cell.2018.02.010",
+        "sha256": "b4c2b65d2bf2caa0d73f66ae53d02ca9104ce9666f0416032291cac9bb111071",
+    },
+}
+
+#: The input contract of the chest X-ray models: any grey or RGB image, squashed to
+#: 128x128 like the training data (whose source JPEGs were resized without keeping
+#: the aspect ratio) and min-max normalised per image to [0, 1].
+CXR_SPEC = {"size": [128, 128], "channels": 1, "resize": "stretch", "normalize": "minmax"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one zoo model is trained.
+
+    Args:
+        name: the zoo name the recipe produces.
+        family: ``"autoencoder"``, ``"vae"`` or ``"vqvae"``.
+        model: keyword arguments of the family's class (``input_shape`` comes from ``spec``).
+        description: one line for the zoo listing.
+        dataset: an npz name or path understood by :func:`medzoo.data.load_npz`.
+        spec: a :class:`~medzoo.data.PreprocessSpec` config; the model's input contract.
+        classes: keep only images with these labels (e.g. ``[0]``: normal images only).
+        max_images: use at most this many images per split (quick runs and tests).
+        augment: ``{"translate": fraction}`` random shifts of the training images.
+        learning_rate: peak learning rate of Adam, cosine-decayed to zero over the run.
+        batch_size: images per replica per step (the global batch scales with replicas).
+        epochs: epochs to train.
+        early_stopping_patience: epochs without a better ``val_loss`` before stopping (0: off).
+        kl_warmup_epochs: VAE only: epochs over which beta rises from 0 (0: off).
+        seed: seeds weights, shuffling, noise and sampling.
+        weights_dtype: ``"float32"`` or ``"float16"`` storage of the preset's weights.
+    """
+
+    name: str
+    family: str
+    model: dict
+    description: str = ""
+    dataset: str = "kermany_pediatric_cxr_128"
+    spec: dict = dataclasses.field(default_factory=lambda: dict(CXR_SPEC))
+    classes: list | None = None
+    max_images: int | None = None
+    augment: dict = dataclasses.field(default_factory=dict)
+    learning_rate: float = 2e-3
+    batch_size: int = 32
+    epochs: int = 25
+    early_stopping_patience: int = 6
+    kl_warmup_epochs: int = 0
+    seed: int = 0
+    weights_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ConfigError(f"recipe {self.name!r}: family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ConfigError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
+        unknown = set(self.augment) - {"translate"}
+        if unknown:
+            raise ConfigError(f"recipe {self.name!r}: unknown augmentation {sorted(unknown)}; known: ['translate']")
+
+    def with_overrides(self, **overrides) -> "Recipe":
+        """A copy with fields replaced; ``model`` and ``spec`` dicts are merged key by key."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ConfigError(f"unknown recipe fields {sorted(unknown)}; known: {sorted(fields)}")
+        for key in ("model", "spec"):
+            if key in overrides:
+                overrides[key] = {**getattr(self, key), **overrides[key]}
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def provenance(self) -> dict:
+        """The dataset's licence and citation (empty fields for a dataset medzoo does not know)."""
+        info = DATASETS.get(self.dataset, {"description": self.dataset, "licence": "unknown", "citation": ""})
+        return {"name": self.dataset, **info}
