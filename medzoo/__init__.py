@@ -24,3 +24,4 @@ from medzoo.data import (  # noqa: E402
     read_image,
     to_display,
 )
+from medzoo.zoo import load_preset, save_preset  # noqa: E402

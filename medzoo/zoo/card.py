@@ -1,0 +1,122 @@
+"""The model card (``README.md``) of a preset: Hugging Face front matter plus a human summary.
+
+The front matter (``library_name: keras``, licence, tags, datasets, metrics) is
+what the Hub indexes; the body states what the model is, what input it expects,
+what it was trained on and, above all, what it must not be used for.
+"""
+
+from __future__ import annotations
+
+from medzoo.data import PreprocessSpec
+
+FAMILY_TAGS = {"autoencoder": ["autoencoder"], "vae": ["autoencoder", "vae"], "vqvae": ["autoencoder", "vq-vae"]}
+
+_LIMITS = """\
+## Intended use and limitations
+
+- **Research and education only. This is not a medical device**: it is not cleared or
+  approved by any regulator, was not clinically validated, and must not be used for
+  diagnosis, triage, treatment or any other clinical decision.
+- It was trained on one dataset (see Training data); expect it to degrade on other
+  scanners, sites, protocols, populations and anatomies. Images unlike the training data
+  are reconstructed worse, which is what anomaly scores build on, and also why they mislead.
+- Reconstructions are smooth approximations. Fine detail (small lesions, lines, text)
+  can be lost or invented; never read a reconstruction as the original image.
+- Inputs must follow the preprocessing above; the model refuses arrays that contradict it
+  unless you ask it to preprocess (`reconstruct(raw, preprocess=True)`).
+"""
+
+
+def _flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows = []
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flat_metrics(value, f"{name}/"))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _bullets(data: dict, depth: int = 0) -> list[str]:
+    """Nested dicts as a Markdown bullet list."""
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += [f"{'  ' * depth}- {key}:", *_bullets(value, depth + 1)]
+        else:
+            lines.append(f"{'  ' * depth}- {key}: {value}")
+    return lines
+
+
+def _front_matter(metadata: dict) -> str:
+    from huggingface_hub import ModelCardData
+
+    dataset = (metadata.get("training") or {}).get("dataset")
+    if isinstance(dataset, dict):
+        dataset = dataset.get("name")
+    data = ModelCardData(
+        library_name="keras",
+        license=str(metadata["licence"]).lower(),
+        tags=["medzoo", "medical-imaging", *FAMILY_TAGS[metadata["family"]]],
+        datasets=[str(dataset)] if dataset else None,
+        metrics=sorted({name.split("/")[-1] for name, _ in _flat_metrics(metadata.get("metrics"))}) or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def render_card(metadata: dict) -> str:
+    """The README.md text for a preset, from its metadata (see ``presets.save_preset``)."""
+    name = metadata["name"]
+    inputs = metadata["input"]
+    shape = "x".join(str(v) for v in inputs["shape"])
+    low, high = inputs["value_range"]
+    lines = [
+        _front_matter(metadata),
+        f"# {name}",
+        "",
+        metadata.get("description") or f"A medzoo {metadata['family']} model.",
+        "",
+        f"- family: `{metadata['family']}` (`{metadata['class_name']}`), {metadata['parameters']:,} parameters",
+        f"- version {metadata['version']}, weights licence {metadata['licence']}, "
+        f"weights stored as {metadata['weights']['dtype']} (loaded as float32)",
+        f"- made with medzoo {metadata['medzoo_version']} and Keras {metadata['keras_version']}",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import medzoo",
+        "",
+        f'model = medzoo.load("{name}")',
+        "x = model.preprocess(raw_images)      # resize + normalise with the spec below",
+        "recon = model.reconstruct(x)          # or model.reconstruct(raw_images, preprocess=True)",
+        "codes = model.encode(x)",
+        "```",
+        "",
+        "## Input",
+        "",
+        f"Images of shape {shape} with values in [{low:g}, {high:g}], made from raw images by this "
+        "preprocessing (`model.preprocess_spec`, applied by `model.preprocess`):",
+        "",
+        "```python",
+        repr(PreprocessSpec.from_config(inputs["preprocess"])),
+        "```",
+        "",
+        "## Training data",
+        "",
+    ]
+    training = metadata.get("training") or {}
+    if training:
+        lines += _bullets(training)
+    else:
+        lines.append("Not recorded.")
+    lines += ["", "## Metrics", ""]
+    rows = _flat_metrics(metadata.get("metrics"))
+    if rows:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
+                  for key, value in rows]
+    else:
+        lines.append("Not recorded.")
+    lines += ["", _LIMITS]
+    return "\n".join(lines)
