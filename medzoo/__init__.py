@@ -24,4 +24,4 @@ from medzoo.data import (  # noqa: E402
     read_image,
     to_display,
 )
-from medzoo.zoo import load_preset, save_preset  # noqa: E402
+from medzoo.zoo import info, list_models, load, load_preset, push_to_hub, save_preset  # noqa: E402

@@ -1,0 +1,166 @@
+"""``medzoo.load``: a zoo name, a preset folder or an ``hf://`` reference -> a verified, ready model.
+
+For a zoo name the sources are tried in this order, and the first one that has
+all the files is used (after checking each file's sha256 against the manifest):
+
+1. the medzoo cache (copies of earlier hub downloads),
+2. the copy bundled in the package,
+3. the Hub repository at the commit the manifest pins (skipped with
+   ``local_files_only=True``).
+
+A copy whose digest is wrong is never skipped silently: it raises
+:class:`~medzoo.errors.IntegrityError`. The source used is announced (logging, or
+stderr when logging is not configured) and recorded in ``model.zoo_metadata["source"]``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import posixpath
+import warnings
+
+from medzoo.errors import ConfigError, IntegrityError
+from medzoo.zoo.hub import (
+    FilesUnavailableError,
+    HubRef,
+    announce,
+    cache_root,
+    cached_snapshot,
+    download,
+    is_commit,
+    parse_hf_uri,
+    resolve_cached_commit,
+)
+from medzoo.zoo.manifest import bundled_dir, find_entry, read_manifest
+from medzoo.zoo.presets import load_preset
+from medzoo.zoo.safety import PRESET_FILES
+
+_SOURCES = {"cache": "medzoo cache", "bundled": "copy bundled in the package", "hub": "Hugging Face Hub",
+            "path": "preset directory"}
+_HINTS = {
+    "cache": "this is medzoo's cached copy: delete {folder} or load with force_download=True to fetch it again",
+    "bundled": "this is the copy bundled in the package: reinstall medzoo",
+}
+
+
+def _looks_like_path(text: str) -> bool:
+    return any(sep in text for sep in ("/", os.sep)) or text.startswith((".", "~"))
+
+
+def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download=False, compile=True,
+         manifest_path=None):
+    """Load a pretrained model: a zoo name, a preset directory, or ``"hf://org/repo@revision"``.
+
+    Args:
+        name_or_path: a name from ``medzoo.list_models()``; a path to a preset
+            directory (verified against the digests its metadata records); or a Hub
+            reference ``hf://org/repo[@revision][/subfolder]`` holding a preset.
+        cache_dir: medzoo cache folder (default ``$MEDZOO_CACHE`` or ``~/.cache/medzoo``).
+        local_files_only: never touch the network; fail clearly if the files are not
+            on disk (also implied by ``HF_HUB_OFFLINE=1``).
+        force_download: ignore cached and bundled copies and download again.
+        compile: compile the model (default optimizer) so it can be fine-tuned.
+        manifest_path: another weights manifest than the package's.
+
+    Returns:
+        The model, with ``model.preprocess_spec`` (so ``model.preprocess(raw)`` and
+        ``model.reconstruct(raw, preprocess=True)`` work) and ``model.zoo_metadata``
+        (metadata.json plus ``source``: ``"cache"``, ``"bundled"``, ``"hub"`` or ``"path"``).
+
+    Raises:
+        ModelNotFoundError: unknown name (with close matches).
+        IntegrityError: a file does not have its published sha256.
+        FilesUnavailableError: the files are neither on disk nor downloadable.
+        ConfigError: a preset with unexpected files or a config naming non-medzoo classes.
+    """
+    from huggingface_hub import constants
+
+    if local_files_only and force_download:
+        raise ConfigError("local_files_only=True and force_download=True contradict each other")
+    local_files_only = local_files_only or constants.is_offline_mode()
+    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download,
+                   compile=compile)
+    if isinstance(name_or_path, os.PathLike):
+        return _load_directory(pathlib.Path(name_or_path), compile)
+    if not isinstance(name_or_path, str):
+        raise ConfigError(f"load() takes a zoo name, a path or 'hf://org/repo@revision', got {name_or_path!r}")
+    if name_or_path.startswith("hf://"):
+        return _load_hub_ref(parse_hf_uri(name_or_path), **options)
+    if _looks_like_path(name_or_path):
+        return _load_directory(pathlib.Path(name_or_path).expanduser(), compile)
+    manifest = read_manifest(manifest_path)
+    if name_or_path not in {entry["name"] for entry in manifest["models"]} and pathlib.Path(name_or_path).is_dir():
+        return _load_directory(pathlib.Path(name_or_path), compile)
+    return _load_entry(find_entry(manifest, name_or_path), manifest_path, **options)
+
+
+def _finish(model, source: str, folder: pathlib.Path, what: str, **extra):
+    model.zoo_metadata = {**model.zoo_metadata, "source": source, "path": str(folder), **extra}
+    announce(f"loaded {what} from the {_SOURCES[source]} ({folder})")
+    return model
+
+
+def _load_directory(folder: pathlib.Path, compile: bool):
+    return _finish(load_preset(folder, compile=compile), "path", folder, str(folder))
+
+
+def _load_entry(entry, manifest_path, *, cache_dir, local_files_only, force_download, compile):
+    name = entry["name"]
+    expected = {record["filename"]: record["sha256"] for record in entry["files"]}
+    hub = entry["sources"]["hub"]
+    ref = HubRef(hub["repo_id"], hub["revision"], posixpath.dirname(hub["filename"])) if hub else None
+    bundled = bundled_dir(entry, manifest_path)
+
+    candidates = []
+    if not force_download:
+        cached = cached_snapshot(ref, expected, cache_dir=cache_dir) if ref else None
+        candidates = [(source, folder) for source, folder in (("cache", cached), ("bundled", bundled))
+                      if folder is not None and all((folder / f).is_file() for f in expected)]
+    if candidates:
+        source, folder = candidates[0]
+        try:
+            model = load_preset(folder, compile=compile, verify=expected)
+        except IntegrityError as exc:
+            hint = _HINTS[source].format(folder=folder)
+            if source == "bundled" and ref is not None:
+                hint += ", or load with force_download=True to use the Hub copy"
+            raise IntegrityError(f"{exc}. {hint}") from None
+        return _finish(model, source, folder, f"{name} {entry['version']}")
+
+    looked = f"the cache ({cache_root(cache_dir)})" + (f" and the bundled copy ({bundled})" if bundled else "")
+    if ref is None:
+        if force_download:
+            raise ConfigError(f"force_download=True, but model {name!r} has no hub source to download from")
+        raise FilesUnavailableError(f"model {name!r} has no hub source and its bundled copy is missing ({bundled})")
+    if local_files_only:
+        raise FilesUnavailableError(
+            f"model {name!r} is not available locally (looked in {looked}) and local_files_only=True; "
+            f"load it once with network access (it downloads from {ref.uri}) or point cache_dir to a copy"
+        )
+    folder, commit = download(ref, list(expected), cache_dir=cache_dir, expected=expected)
+    model = load_preset(folder, compile=compile, verify=expected)
+    return _finish(model, "hub", folder, f"{name} {entry['version']}", hub={"repo_id": ref.repo_id, "revision": commit})
+
+
+def _load_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download, compile):
+    folder = None
+    if not force_download and (local_files_only or is_commit(ref.revision)):
+        folder = cached_snapshot(ref, PRESET_FILES, cache_dir=cache_dir)
+    if folder is not None:
+        source, commit = "cache", resolve_cached_commit(ref, cache_dir=cache_dir)
+    elif local_files_only:
+        raise FilesUnavailableError(
+            f"{ref.uri} is not in the medzoo cache ({cache_root(cache_dir)}) and local_files_only=True; "
+            "load it once with network access"
+        )
+    else:
+        (folder, commit), source = download(ref, PRESET_FILES, cache_dir=cache_dir), "hub"
+    if not is_commit(ref.revision):
+        warnings.warn(
+            f"{ref.uri} does not pin a commit, so what it loads can change; it resolved to commit {commit}: "
+            f"load hf://{ref.repo_id}@{commit}{'/' + ref.subfolder if ref.subfolder else ''} for reproducible results",
+            stacklevel=3,
+        )
+    model = load_preset(folder, compile=compile)  # digests recorded in the downloaded metadata.json
+    return _finish(model, source, folder, ref.uri, hub={"repo_id": ref.repo_id, "revision": commit})

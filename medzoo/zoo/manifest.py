@@ -1,0 +1,442 @@
+"""``weights_manifest.json``: the one list of pretrained models, its schema, and the views of it.
+
+The manifest lives in the package (``medzoo/weights_manifest.json``, shipped in the
+wheel; the repository root has a symlink to it). Each entry says what a model is
+(family, config, input contract), where it came from (training data, licence,
+citation, recipe), how good it is (test metrics), which files make it up (size
+and sha256 of each) and where to get them (the copy bundled in the package
+and/or a Hub repository pinned to a commit).
+
+An entry, abridged::
+
+    {"name": "ae_cxr128", "family": "autoencoder", "description": "...", "version": "1.0.0",
+     "licence": "CC-BY-4.0", "parameters": 1234567, "weights_dtype": "float32",
+     "config": {...keras.saving.serialize_keras_object(model)...},
+     "input": {"shape": [128, 128, 1], "channels": 1, "value_range": [0.0, 1.0],
+               "preprocess": {...PreprocessSpec.to_config()...}},
+     "training": {"recipe": "ae_cxr128", "epochs": 40, "wall_time_s": 812.5,
+                  "dataset": {"name": "kermany_pediatric_cxr_128", "licence": "CC-BY-4.0", "citation": "..."},
+                  "splits": {"train": "train", "model_selection": "val", "metrics": "test"}, ...},
+     "metrics": {"test": {"psnr": 31.2, "ssim": 0.91}},
+     "files": [{"filename": "config.json", "size": 1042, "sha256": "..."}, ...],
+     "sources": {"bundled": "presets/ae_cxr128",
+                 "hub": {"repo_id": "org/medzoo-ae-cxr128", "revision": "<40-hex commit>",
+                         "filename": "model.weights.h5"}}}
+
+:func:`validate_manifest` is the schema, as code: it raises :class:`ConfigError`
+naming the path of the first bad field (``models[0].files[1].sha256: ...``).
+:func:`add_to_manifest` is how entries are made: from a preset directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import html
+import math
+import os
+import pathlib
+import posixpath
+import shutil
+import tempfile
+
+from medzoo.data import PreprocessSpec
+from medzoo.errors import ConfigError, ModelNotFoundError
+from medzoo.models import FAMILIES
+from medzoo.zoo.hub import HubRef, is_commit, parse_hf_uri
+from medzoo.zoo.integrity import SHA256_PATTERN, file_record
+from medzoo.zoo.presets import (
+    NAME_PATTERN,
+    VERSION_PATTERN,
+    WEIGHTS_DTYPES,
+    check_preset,
+    read_json,
+    write_json,
+)
+from medzoo.zoo.safety import MODEL_CLASSES, PRESET_FILES, REQUIRED_FILES, WEIGHTS_FILE, check_model_config
+
+FORMAT_VERSION = 1
+#: the manifest shipped in the package
+DEFAULT_MANIFEST = pathlib.Path(__file__).resolve().parent.parent / "weights_manifest.json"
+#: folder (next to the manifest) that holds the bundled presets, one sub-folder per name
+BUNDLE_DIR = "presets"
+
+REQUIRED_KEYS = ("name", "family", "description", "version", "licence", "config", "input", "training", "metrics",
+                 "files", "sources")
+OPTIONAL_KEYS = ("parameters", "weights_dtype")
+#: keys every manifest entry's ``training`` must have (non-empty); more keys are welcome
+TRAINING_KEYS = ("recipe", "dataset", "splits", "epochs")
+#: keys of ``training["dataset"]`` that must be non-empty (and the licence not "unknown")
+DATASET_KEYS = ("name", "licence", "citation")
+_ENTRY_ORDER = ("name", "family", "description", "version", "licence", "parameters", "weights_dtype", "config",
+                "input", "training", "metrics", "files", "sources")
+
+
+# ------------------------------------------------------------------ schema
+def _fail(path: str, problem: str):
+    raise ConfigError(f"{path}: {problem}")
+
+
+def _expect(value, kind, path: str, what: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        _fail(path, f"expected {what}, got {value!r}"[:300])
+    return value
+
+
+def _check_keys(data: dict, path: str, required, optional=()) -> None:
+    missing = [key for key in required if key not in data]
+    if missing:
+        _fail(f"{path}.{missing[0]}", "missing")
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        _fail(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join([*required, *optional])})")
+
+
+def _check_number_tree(value, path: str) -> None:
+    """Metrics: nested dicts whose leaves are finite numbers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_number_tree(item, f"{path}.{key}")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(path, f"expected a finite number (or a dict of them), got {value!r}")
+
+
+def _validate_input(data, config: dict, path: str) -> None:
+    _expect(data, dict, path, "an object")
+    _check_keys(data, path, ("shape", "channels", "value_range", "preprocess"))
+    shape = _expect(data["shape"], list, f"{path}.shape", "[height, width, channels]")
+    if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
+        _fail(f"{path}.shape", f"expected three positive integers, got {shape!r}")
+    if data["channels"] != shape[2]:
+        _fail(f"{path}.channels", f"{data['channels']!r} differs from shape[2] = {shape[2]}")
+    try:
+        spec = PreprocessSpec.from_config(data["preprocess"])
+    except ConfigError as exc:
+        _fail(f"{path}.preprocess", str(exc))
+    if list(spec.output_shape) != shape:
+        _fail(f"{path}.preprocess", f"makes images of shape {list(spec.output_shape)}, not {shape}")
+    if data["value_range"] != list(spec.value_range):
+        _fail(f"{path}.value_range", f"{data['value_range']!r} differs from the preprocessing's {spec.value_range}")
+    if config.get("config", {}).get("input_shape") != shape:
+        _fail(f"{path}.shape", f"{shape} differs from the model config's input_shape")
+
+
+def _validate_training(data, path: str) -> None:
+    _expect(data, dict, path, "an object")
+    for key in TRAINING_KEYS:
+        if key not in data or data[key] in (None, "", [], {}):
+            _fail(f"{path}.{key}", "missing (published weights must say what data and recipe made them)")
+    _expect(data["recipe"], str, f"{path}.recipe", "the recipe name")
+    dataset = _expect(data["dataset"], dict, f"{path}.dataset", "an object {name, licence, citation, ...}")
+    for key in DATASET_KEYS:
+        value = dataset.get(key)
+        if not isinstance(value, str) or not value.strip() or value.strip().lower() == "unknown":
+            _fail(f"{path}.dataset.{key}", f"expected a non-empty, known value, got {value!r}")
+    _expect(data["splits"], (dict, str), f"{path}.splits", "the splits used (an object or a string)")
+    epochs = data["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        _fail(f"{path}.epochs", f"expected a positive integer, got {epochs!r}")
+    wall = data.get("wall_time_s")
+    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, (int, float)) or wall < 0):
+        _fail(f"{path}.wall_time_s", f"expected seconds (a number >= 0), got {wall!r}")
+
+
+def _validate_files(files, path: str) -> None:
+    _expect(files, list, path, "a list of {filename, size, sha256}")
+    seen = set()
+    for i, record in enumerate(files):
+        where = f"{path}[{i}]"
+        _expect(record, dict, where, "an object")
+        _check_keys(record, where, ("filename", "size", "sha256"))
+        if record["filename"] not in PRESET_FILES:
+            _fail(f"{where}.filename", f"{record['filename']!r} is not a preset file {list(PRESET_FILES)}")
+        if record["filename"] in seen:
+            _fail(f"{where}.filename", f"{record['filename']!r} is listed twice")
+        seen.add(record["filename"])
+        size = record["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            _fail(f"{where}.size", f"expected a byte count, got {size!r}")
+        if not isinstance(record["sha256"], str) or not SHA256_PATTERN.match(record["sha256"]):
+            _fail(f"{where}.sha256", f"expected 64 lowercase hex digits, got {record['sha256']!r}")
+    for name in REQUIRED_FILES:
+        if name not in seen:
+            _fail(path, f"{name} is missing")
+
+
+def _validate_sources(sources, name: str, path: str) -> None:
+    _expect(sources, dict, path, "an object")
+    _check_keys(sources, path, ("bundled", "hub"))
+    bundled, hub = sources["bundled"], sources["hub"]
+    if bundled is None and hub is None:
+        _fail(path, "needs a bundled copy or a hub source (both are null)")
+    if bundled is not None and bundled != f"{BUNDLE_DIR}/{name}":
+        _fail(f"{path}.bundled", f"expected {BUNDLE_DIR + '/' + name!r} or null, got {bundled!r}")
+    if hub is not None:
+        where = f"{path}.hub"
+        _expect(hub, dict, where, "an object")
+        _check_keys(hub, where, ("repo_id", "revision", "filename"))
+        if not is_commit(hub["revision"]):
+            _fail(f"{where}.revision", f"expected a pinned 40-hex commit id, got {hub['revision']!r}")
+        filename = hub["filename"]
+        if not isinstance(filename, str) or posixpath.basename(filename) != WEIGHTS_FILE:
+            _fail(f"{where}.filename", f"expected the path of {WEIGHTS_FILE} in the repo, got {filename!r}")
+        try:
+            HubRef(hub["repo_id"], hub["revision"], posixpath.dirname(filename))
+        except ConfigError as exc:
+            _fail(where, str(exc))
+
+
+def validate_entry(entry, path: str = "entry") -> None:
+    """Check one manifest entry; raise :class:`ConfigError` naming the first bad field."""
+    _expect(entry, dict, path, "an object")
+    _check_keys(entry, path, REQUIRED_KEYS, OPTIONAL_KEYS)
+    name = entry["name"]
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        _fail(f"{path}.name", f"expected a name matching {NAME_PATTERN.pattern}, got {name!r}")
+    if entry["family"] not in FAMILIES:
+        _fail(f"{path}.family", f"expected one of {sorted(FAMILIES)}, got {entry['family']!r}")
+    _expect(entry["description"], str, f"{path}.description", "a string")
+    if not isinstance(entry["version"], str) or not VERSION_PATTERN.match(entry["version"]):
+        _fail(f"{path}.version", f"expected 'MAJOR.MINOR.PATCH', got {entry['version']!r}")
+    if not isinstance(entry["licence"], str) or not entry["licence"].strip():
+        _fail(f"{path}.licence", f"expected a licence id such as 'CC-BY-4.0', got {entry['licence']!r}")
+    params = entry.get("parameters", 1)
+    if isinstance(params, bool) or not isinstance(params, int) or params < 1:
+        _fail(f"{path}.parameters", f"expected a positive integer, got {params!r}")
+    if entry.get("weights_dtype", "float32") not in WEIGHTS_DTYPES:
+        _fail(f"{path}.weights_dtype", f"expected one of {WEIGHTS_DTYPES}, got {entry['weights_dtype']!r}")
+    config = entry["config"]
+    try:
+        check_model_config(config)
+    except ConfigError as exc:
+        _fail(f"{path}.config", str(exc))
+    family_class = FAMILIES[entry["family"]].__name__
+    if MODEL_CLASSES[config["registered_name"]].__name__ != family_class:
+        _fail(f"{path}.config.class_name",
+              f"{config['class_name']!r} is not the {entry['family']} class {family_class}")
+    _validate_input(entry["input"], config, f"{path}.input")
+    _validate_training(entry["training"], f"{path}.training")
+    _expect(entry["metrics"], dict, f"{path}.metrics", "an object")
+    if not entry["metrics"]:
+        _fail(f"{path}.metrics", "empty (published weights must report test-set figures)")
+    _check_number_tree(entry["metrics"], f"{path}.metrics")
+    _validate_files(entry["files"], f"{path}.files")
+    _validate_sources(entry["sources"], name, f"{path}.sources")
+
+
+def validate_manifest(data) -> None:
+    """Check a whole manifest (``{"format_version": 1, "models": [...]}``); raise ConfigError with the field path."""
+    _expect(data, dict, "manifest", "an object")
+    _check_keys(data, "manifest", ("format_version", "models"))
+    if data["format_version"] != FORMAT_VERSION:
+        _fail("format_version", f"this medzoo reads format {FORMAT_VERSION}, got {data['format_version']!r}")
+    _expect(data["models"], list, "models", "a list")
+    names = set()
+    for i, entry in enumerate(data["models"]):
+        validate_entry(entry, f"models[{i}]")
+        if entry["name"] in names:
+            _fail(f"models[{i}].name", f"{entry['name']!r} appears twice")
+        names.add(entry["name"])
+
+
+# --------------------------------------------------------------- reading
+def _manifest_file(path=None) -> pathlib.Path:
+    """The manifest path with symlinks resolved, so bundled presets are found next to the real file."""
+    return pathlib.Path(path or DEFAULT_MANIFEST).expanduser().resolve()
+
+
+def read_manifest(path=None) -> dict:
+    """Read and validate a manifest (default: the one shipped in the package)."""
+    path = _manifest_file(path)
+    if not path.is_file():
+        raise ConfigError(f"no weights manifest at {path}")
+    data = read_json(path)
+    try:
+        validate_manifest(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path} is invalid: {exc}") from None
+    return data
+
+
+def find_entry(manifest: dict, name) -> dict:
+    """The entry called ``name`` (a deep copy), or ModelNotFoundError with close matches."""
+    for entry in manifest["models"]:
+        if entry["name"] == name:
+            return copy.deepcopy(entry)
+    names = [entry["name"] for entry in manifest["models"]]
+    close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    known = f" Known models: {', '.join(names)}." if names else " The zoo has no pretrained models yet."
+    raise ModelNotFoundError(f"unknown model {name!r}{hint}{known} (see medzoo.list_models())")
+
+
+def get_entry(name, *, manifest_path=None) -> dict:
+    """The manifest entry of a model (a copy); unknown names raise ModelNotFoundError with suggestions."""
+    return find_entry(read_manifest(manifest_path), name)
+
+
+def bundled_dir(entry: dict, manifest_path=None) -> pathlib.Path | None:
+    """Where the bundled copy of an entry lives (next to the manifest), or None if it is not bundled."""
+    bundled = entry["sources"]["bundled"]
+    return _manifest_file(manifest_path).parent / bundled if bundled else None
+
+
+# ---------------------------------------------------------------- writing
+def _hub_source(hub) -> dict | None:
+    if hub is None:
+        return None
+    if isinstance(hub, str):
+        ref = parse_hf_uri(hub)
+        hub = {"repo_id": ref.repo_id, "revision": ref.revision, "filename": ref.path_in_repo(WEIGHTS_FILE)}
+    if not isinstance(hub, dict):
+        raise ConfigError(f"hub must be {{repo_id, revision[, filename]}} or 'hf://org/repo@commit', got {hub!r}")
+    return {"repo_id": hub.get("repo_id"), "revision": hub.get("revision"),
+            "filename": hub.get("filename", WEIGHTS_FILE)}
+
+
+def _bundle(preset_dir: pathlib.Path, target: pathlib.Path) -> None:
+    """Copy the preset files to ``target``, replacing what was there, without a half-copied state."""
+    if target.exists() and target.resolve() == preset_dir.resolve():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
+    for path in preset_dir.iterdir():
+        shutil.copyfile(path, staging / path.name)  # check_preset allowed only preset files
+    if target.exists():
+        old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+        os.replace(target, old / "preset")
+        os.replace(staging, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, target)
+
+
+def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) -> dict:
+    """Make a manifest entry from a preset directory, and write it into the manifest.
+
+    Args:
+        preset_dir: a folder written by ``save_preset`` (checked: files, digests, config).
+        manifest_path: the manifest to update (default: the package's; created if missing).
+        bundle: copy the preset into ``presets/<name>/`` next to the manifest (package
+            data, shipped in the wheel) and record it as a source.
+        hub: the Hub copy as ``{"repo_id", "revision"[, "filename"]}`` or
+            ``"hf://org/repo@commit"``; revision must be a commit id (``push_to_hub``
+            returns it); filename defaults to ``model.weights.h5`` at the repo root.
+
+    Returns:
+        The entry. An entry of the same name is replaced; entries stay sorted by name.
+
+    Raises:
+        ConfigError: the preset or the resulting entry is invalid (the message names
+            the field, e.g. ``ae_cxr128.training.dataset.citation: expected a non-empty...``).
+    """
+    preset_dir = pathlib.Path(preset_dir)
+    metadata, config = check_preset(preset_dir)
+    name = metadata["name"]
+    entry = {
+        "name": name,
+        "family": metadata["family"],
+        "description": metadata.get("description", ""),
+        "version": metadata["version"],
+        "licence": metadata["licence"],
+        "parameters": metadata["parameters"],
+        "weights_dtype": metadata["weights"]["dtype"],
+        "config": config,
+        "input": metadata["input"],
+        "training": metadata.get("training") or {},
+        "metrics": metadata.get("metrics") or {},
+        "files": [file_record(preset_dir / f) for f in PRESET_FILES if (preset_dir / f).is_file()],
+        "sources": {"bundled": f"{BUNDLE_DIR}/{name}" if bundle else None, "hub": _hub_source(hub)},
+    }
+    entry = {key: entry[key] for key in _ENTRY_ORDER}
+    validate_entry(entry, name)
+
+    path = _manifest_file(manifest_path)
+    manifest = read_manifest(path) if path.exists() else {"format_version": FORMAT_VERSION, "models": []}
+    models = sorted([e for e in manifest["models"] if e["name"] != name] + [entry], key=lambda e: e["name"])
+    manifest = {"format_version": FORMAT_VERSION, "models": models}
+    validate_manifest(manifest)
+    if bundle:
+        _bundle(preset_dir, path.parent / BUNDLE_DIR / name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_json(tmp, manifest)
+    os.replace(tmp, path)
+    return copy.deepcopy(entry)
+
+
+# ------------------------------------------------------------------ views
+def _human_size(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+
+
+def _human_count(count) -> str:
+    if not count:
+        return "?"
+    return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}k" if count >= 1e3 else str(count)
+
+
+class ModelTable(list):
+    """``list_models()`` result: a list of summary dicts that prints (and renders in notebooks) as a table."""
+
+    COLUMNS = ("name", "family", "input", "params", "size", "licence", "sources", "description")
+
+    def _rows(self):
+        for m in self:
+            yield {
+                "name": m["name"], "family": m["family"], "input": "x".join(map(str, m["input_shape"])),
+                "params": _human_count(m["parameters"]), "size": _human_size(m["size_bytes"]),
+                "licence": m["licence"], "sources": "+".join(m["sources"]),
+                "description": m["description"] if len(m["description"]) <= 50 else m["description"][:49] + "…",
+            }
+
+    def __str__(self):
+        if not self:
+            return "no pretrained models in the zoo yet"
+        rows = list(self._rows())
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in self.COLUMNS}
+        lines = ["  ".join(c.ljust(widths[c]) for c in self.COLUMNS).rstrip(),
+                 "  ".join("-" * widths[c] for c in self.COLUMNS)]
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in self.COLUMNS).rstrip() for r in rows]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{c}</th>" for c in self.COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in self.COLUMNS) + "</tr>"
+                       for r in self._rows())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def list_models(*, manifest_path=None) -> ModelTable:
+    """The pretrained models of the zoo: a list of summary dicts that prints as a table.
+
+    Each dict has name, family, description, version, licence, input_shape,
+    value_range, parameters, size_bytes, sources (``"bundled"``, ``"hub"``) and
+    metrics; ``info(name)`` gives the full manifest entry.
+    """
+    table = ModelTable()
+    for entry in read_manifest(manifest_path)["models"]:
+        table.append({
+            "name": entry["name"],
+            "family": entry["family"],
+            "description": entry["description"],
+            "version": entry["version"],
+            "licence": entry["licence"],
+            "input_shape": tuple(entry["input"]["shape"]),
+            "value_range": tuple(entry["input"]["value_range"]),
+            "parameters": entry.get("parameters"),
+            "size_bytes": sum(f["size"] for f in entry["files"]),
+            "sources": [s for s in ("bundled", "hub") if entry["sources"][s]],
+            "metrics": copy.deepcopy(entry["metrics"]),
+        })
+    return table
+
+
+def info(name, *, manifest_path=None) -> dict:
+    """Everything the manifest says about one model: config, input contract, training, metrics, files, sources."""
+    return get_entry(name, manifest_path=manifest_path)

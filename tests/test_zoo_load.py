@@ -1,0 +1,387 @@
+"""medzoo.load: cache -> bundled -> hub resolution, integrity, offline use, hf:// references, push_to_hub.
+
+The hub is a loopback HTTP server started by the tests (:class:`FakeHub`) that
+answers ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` with the headers
+``huggingface_hub.hf_hub_download`` relies on (``X-Repo-Commit``, ``ETag``,
+``Content-Length``), so the real download code runs end to end without network.
+``huggingface_hub`` reads ``HF_ENDPOINT`` once at import, so the fixture also
+points its ``constants.ENDPOINT`` / URL template at the server.
+"""
+
+import hashlib
+import http.server
+import logging
+import pathlib
+import shutil
+import threading
+import urllib.parse
+
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.data import PreprocessSpec
+from medzoo.errors import ConfigError, IntegrityError, ModelNotFoundError
+from medzoo.models import VAE
+from medzoo.zoo import FilesUnavailableError, hub, manifest
+from medzoo.zoo.integrity import sha256_file
+from medzoo.zoo.presets import save_preset
+
+SPEC = PreprocessSpec(size=(32, 32), resize="stretch")
+TRAINING = {"recipe": "test", "epochs": 2, "splits": {"train": "train", "metrics": "test"},
+            "dataset": {"name": "kermany_pediatric_cxr_64", "licence": "CC-BY-4.0",
+                        "citation": "Kermany et al., Cell 2018"}}
+
+
+class FakeHub:
+    """An in-memory Hub: repos of commits of files, served over loopback HTTP; records every request."""
+
+    def __init__(self):
+        self.repos = {}  # repo_id -> {"commits": {commit: {path: bytes}}, "refs": {branch: commit}}
+        self.requests = []
+        self.tamper = {}  # path in repo -> bytes served instead of the stored ones
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(self, repo_id, folder, *, branch="main", subfolder="") -> str:
+        """Commit a preset folder (at ``subfolder`` in the repo) and move ``branch`` to it; return the commit."""
+        files = {f"{subfolder}/{p.name}" if subfolder else p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+        repo = self.repos.setdefault(repo_id, {"commits": {}, "refs": {}})
+        commit = hashlib.sha1(repr(sorted(files.items())).encode() + str(len(repo["commits"])).encode()).hexdigest()
+        repo["commits"][commit] = files
+        repo["refs"][branch] = commit
+        return commit
+
+    def _handler(self):
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._serve(body=False)
+
+            def do_GET(self):
+                self._serve(body=True)
+
+            def _serve(self, body):
+                fake.requests.append((self.command, self.path))
+                parts = urllib.parse.urlsplit(self.path).path.lstrip("/").split("/")
+                if len(parts) < 5 or parts[2] != "resolve":
+                    return self._error(404, "RepoNotFound")
+                repo = fake.repos.get(f"{parts[0]}/{parts[1]}")
+                if repo is None:
+                    return self._error(404, "RepoNotFound")
+                revision = urllib.parse.unquote(parts[3])
+                commit = revision if revision in repo["commits"] else repo["refs"].get(revision)
+                if commit is None:
+                    return self._error(404, "RevisionNotFound")
+                path = urllib.parse.unquote("/".join(parts[4:]))
+                if path not in repo["commits"][commit]:
+                    return self._error(404, "EntryNotFound", commit)
+                data = fake.tamper.get(path, repo["commits"][commit][path])
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", f'"{hashlib.sha256(repo["commits"][commit][path]).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def _error(self, status, code, commit=None):
+                self.send_response(status)
+                self.send_header("X-Error-Code", code)
+                if commit:
+                    self.send_header("X-Repo-Commit", commit)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+    def downloads(self):
+        """File downloads (GET .../resolve/...); huggingface_hub may also ask for its own registries."""
+        return [path for method, path in self.requests if method == "GET" and "/resolve/" in path]
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    server = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf-home" / "agents.json"))
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory, tiny_cxr):
+    model = VAE(input_shape=(32, 32, 1), filters=4, depth=2, latent_dim=4, seed=0)
+    rng = np.random.default_rng(0)
+    for v in model.weights:  # distinct values everywhere (kernels, BN statistics), as after training
+        if "float" in str(v.dtype):
+            v.assign(v.numpy() * (1 + 0.1 * rng.normal(size=v.shape)).astype("float32"))
+    path = save_preset(model, tmp_path_factory.mktemp("preset") / "tiny_vae", name="tiny_vae", spec=SPEC,
+                       description="A tiny VAE for tests.", training=TRAINING, metrics={"test": {"bce": 500.0}})
+    return {"path": path, "expected": model.reconstruct(tiny_cxr[:4]), "x": tiny_cxr[:4]}
+
+
+@pytest.fixture
+def zoo(fake_hub, preset, tmp_path):
+    """The preset pushed to the fake hub and added (bundled + hub) to a temporary manifest, and an empty cache."""
+    commit = fake_hub.add("medzoo/tiny-vae", preset["path"])
+    path = tmp_path / "pkg" / "weights_manifest.json"
+    manifest.add_to_manifest(preset["path"], manifest_path=path, hub={"repo_id": "medzoo/tiny-vae", "revision": commit})
+    return dict(manifest_path=path, cache_dir=tmp_path / "cache", commit=commit,
+                bundled=path.parent / "presets" / "tiny_vae")
+
+
+def cached_weights(cache_dir):
+    return sorted(pathlib.Path(cache_dir).rglob("model.weights.h5"))
+
+
+def test_resolution_order_is_cache_then_bundled_then_hub(zoo, fake_hub, preset, caplog):
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    caplog.set_level(logging.INFO, logger="medzoo.zoo")
+
+    model = medzoo.load("tiny_vae", **opts)  # empty cache: the bundled copy, no network
+    assert model.zoo_metadata["source"] == "bundled" and fake_hub.requests == []
+    assert "from the copy bundled in the package" in caplog.text
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+    assert model.preprocess_spec == SPEC and model.compiled
+
+    model = medzoo.load("tiny_vae", force_download=True, **opts)  # skip local copies: the hub
+    assert model.zoo_metadata["source"] == "hub"
+    assert model.zoo_metadata["hub"] == {"repo_id": "medzoo/tiny-vae", "revision": zoo["commit"]}
+    assert len(fake_hub.downloads()) == 4 and "downloading" in caplog.text
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+    [cached] = cached_weights(zoo["cache_dir"])
+    assert cached.parent.name == zoo["commit"]
+
+    fake_hub.requests.clear()
+    model = medzoo.load("tiny_vae", **opts)  # a verified cached copy wins over the bundled one
+    assert model.zoo_metadata["source"] == "cache" and model.zoo_metadata["path"] == str(cached.parent)
+    assert fake_hub.requests == []
+
+    shutil.rmtree(zoo["cache_dir"])
+    shutil.rmtree(zoo["bundled"])
+    model = medzoo.load("tiny_vae", **opts)  # nothing local: the hub
+    assert model.zoo_metadata["source"] == "hub" and len(fake_hub.downloads()) == 4
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+
+
+def _corrupt(path):
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_tampered_bundled_copy_raises_with_both_digests(zoo, fake_hub):
+    weights = zoo["bundled"] / "model.weights.h5"
+    want = sha256_file(weights)
+    _corrupt(weights)
+    with pytest.raises(IntegrityError) as info:
+        medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    message = str(info.value)
+    assert want in message and sha256_file(weights) in message and "bundled in the package" in message
+    assert fake_hub.requests == []  # not silently replaced by a download
+
+
+def test_a_tampered_cached_copy_raises_with_both_digests(zoo):
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    medzoo.load("tiny_vae", force_download=True, **opts)
+    [weights] = cached_weights(zoo["cache_dir"])
+    want = sha256_file(weights)
+    _corrupt(weights)
+    with pytest.raises(IntegrityError) as info:
+        medzoo.load("tiny_vae", **opts)
+    message = str(info.value)
+    assert want in message and sha256_file(weights) in message and "force_download=True" in message
+    model = medzoo.load("tiny_vae", force_download=True, **opts)  # the advertised way out works
+    assert model.zoo_metadata["source"] == "hub" and sha256_file(weights) == want
+
+
+def test_a_tampered_download_is_refused_and_not_cached(zoo, fake_hub, preset):
+    want = sha256_file(preset["path"] / "model.weights.h5")
+    fake_hub.tamper["model.weights.h5"] = b"\x89HDF\r\n\x1a\n" + b"\x00" * 4000
+    shutil.rmtree(zoo["bundled"])
+    with pytest.raises(IntegrityError) as info:
+        medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    message = str(info.value)
+    assert want in message and hashlib.sha256(fake_hub.tamper["model.weights.h5"]).hexdigest() in message
+    assert "discarded" in message
+    leftovers = [p for p in zoo["cache_dir"].rglob("*") if p.is_file()]
+    assert leftovers == []  # no bad file, no temporary folder, no half snapshot
+
+
+def test_local_files_only_never_touches_the_network(zoo, fake_hub, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("hf_hub_download was called")
+
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"], local_files_only=True)
+    shutil.rmtree(zoo["bundled"])
+    with monkeypatch.context() as patch:
+        patch.setattr(huggingface_hub, "hf_hub_download", no_network)
+        with pytest.raises(FilesUnavailableError, match="not available locally.*local_files_only=True"):
+            medzoo.load("tiny_vae", **opts)
+    assert fake_hub.requests == []
+    medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])  # online once
+    fake_hub.requests.clear()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    assert medzoo.load("tiny_vae", **opts).zoo_metadata["source"] == "cache"
+    assert fake_hub.requests == []
+    with pytest.raises(ConfigError, match="contradict"):
+        medzoo.load("tiny_vae", force_download=True, **opts)
+
+
+def test_hf_hub_offline_implies_local_files_only(zoo, fake_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    shutil.rmtree(zoo["bundled"])
+    with pytest.raises(FilesUnavailableError, match="local_files_only=True"):
+        medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    assert fake_hub.requests == []
+
+
+def test_hub_only_entries_and_the_cache_env_variable(fake_hub, preset, tmp_path, monkeypatch):
+    commit = fake_hub.add("medzoo/tiny-vae", preset["path"], subfolder="v1")
+    path = tmp_path / "weights_manifest.json"
+    entry = manifest.add_to_manifest(preset["path"], manifest_path=path, bundle=False,
+                                     hub=f"hf://medzoo/tiny-vae@{commit}/v1")
+    assert entry["sources"]["hub"]["filename"] == "v1/model.weights.h5"
+    monkeypatch.setenv("MEDZOO_CACHE", str(tmp_path / "env-cache"))
+    model = medzoo.load("tiny_vae", manifest_path=path)
+    assert model.zoo_metadata["source"] == "hub"
+    assert all(p.startswith("/medzoo/tiny-vae/resolve/") and "/v1/" in p for p in fake_hub.downloads())
+    assert cached_weights(tmp_path / "env-cache")
+    with pytest.raises(FilesUnavailableError, match="not available locally"):
+        medzoo.load("tiny_vae", manifest_path=path, cache_dir=tmp_path / "empty", local_files_only=True)
+
+
+def test_hf_uri_pinned_and_unpinned(fake_hub, preset, tmp_path):
+    commit = fake_hub.add("someone/tiny-vae", preset["path"])
+    cache = tmp_path / "cache"
+    with pytest.warns(UserWarning, match=f"does not pin a commit.*resolved to commit {commit}"):
+        model = medzoo.load("hf://someone/tiny-vae", cache_dir=cache)
+    assert model.zoo_metadata["source"] == "hub" and model.zoo_metadata["hub"]["revision"] == commit
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+    assert len(fake_hub.downloads()) == 4
+
+    fake_hub.requests.clear()
+    model = medzoo.load(f"hf://someone/tiny-vae@{commit}", cache_dir=cache)  # pinned and cached: no network
+    assert model.zoo_metadata["source"] == "cache" and fake_hub.requests == []
+    with pytest.warns(UserWarning, match="does not pin a commit"):  # a branch, offline: its last known commit
+        model = medzoo.load("hf://someone/tiny-vae@main", cache_dir=cache, local_files_only=True)
+    assert model.zoo_metadata["hub"]["revision"] == commit and fake_hub.requests == []
+    with pytest.raises(FilesUnavailableError, match="not in the medzoo cache"):
+        medzoo.load("hf://someone/other", cache_dir=cache, local_files_only=True)
+    assert fake_hub.requests == []
+    with pytest.raises(FilesUnavailableError, match="could not download config.json"):
+        medzoo.load(f"hf://someone/tiny-vae@{'f' * 40}", cache_dir=cache)
+
+
+def test_hf_uri_checks_the_digests_recorded_in_metadata(fake_hub, preset, tmp_path):
+    fake_hub.add("someone/tiny-vae", preset["path"])
+    fake_hub.tamper["config.json"] = (preset["path"] / "config.json").read_bytes().replace(b'"seed": 0', b'"seed": 9')
+    with pytest.raises(IntegrityError, match="config.json .* has sha256 .* expected .*nothing was cached"):
+        medzoo.load("hf://someone/tiny-vae@main", cache_dir=tmp_path / "cache")
+    assert not cached_weights(tmp_path / "cache")
+
+
+def test_a_preset_path_loads_without_a_manifest(preset, tmp_path):
+    model = medzoo.load(str(preset["path"]))
+    assert model.zoo_metadata["source"] == "path" and model.zoo_metadata["name"] == "tiny_vae"
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+    assert medzoo.load(preset["path"], compile=False).zoo_metadata["source"] == "path"  # a pathlib.Path too
+    with pytest.raises(ModelNotFoundError, match="unknown model 'tiny_vea'"):
+        medzoo.load("tiny_vea", manifest_path=_manifest_with(preset, tmp_path))
+
+
+def _manifest_with(preset, tmp_path):
+    path = tmp_path / "m" / "weights_manifest.json"
+    manifest.add_to_manifest(preset["path"], manifest_path=path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("hf://org/repo", ("org/repo", None, "")),
+        ("hf://org/repo@v1.0", ("org/repo", "v1.0", "")),
+        (f"hf://org/repo@{'a' * 40}/presets/ae", ("org/repo", "a" * 40, "presets/ae")),
+        ("hf://org/repo@refs%2Fpr%2F3", ("org/repo", "refs/pr/3", "")),
+    ],
+)
+def test_parse_hf_uri(uri, expected):
+    ref = hub.parse_hf_uri(uri)
+    assert (ref.repo_id, ref.revision, ref.subfolder) == expected
+    assert hub.parse_hf_uri(ref.uri) == ref
+
+
+@pytest.mark.parametrize("uri", ["hf://org", "hf://org/../x", "hf:///repo", "hf://org/repo@v1/../../etc"])
+def test_parse_hf_uri_refuses_malformed(uri):
+    with pytest.raises(ConfigError):
+        hub.parse_hf_uri(uri)
+
+
+class FakeApi:
+    """Stands in for huggingface_hub.HfApi: uploads need the real Hub's commit API, which is not faked."""
+
+    calls = []
+
+    def __init__(self, token=None):
+        FakeApi.calls.append(("init", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        FakeApi.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        FakeApi.calls.append(("create_branch", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        folder = pathlib.Path(kwargs["folder_path"])
+        uploaded = sorted(p.name for p in folder.iterdir() if p.name in kwargs["allow_patterns"])
+        FakeApi.calls.append(("upload_folder", kwargs, uploaded))
+
+        class CommitInfo:
+            oid = "c0ffee" + "0" * 34
+
+        return CommitInfo()
+
+
+def test_push_to_hub_uploads_the_preset_and_returns_the_commit(preset, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    FakeApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    oid = medzoo.push_to_hub(preset["path"], "medzoo/tiny-vae", revision="v1", private=True, token="tok")
+    assert oid == "c0ffee" + "0" * 34
+    names = [call[0] for call in FakeApi.calls]
+    assert names == ["init", "create_repo", "create_branch", "upload_folder"]
+    assert FakeApi.calls[0] == ("init", "tok")
+    assert FakeApi.calls[1][1] == "medzoo/tiny-vae" and FakeApi.calls[1][2]["exist_ok"] is True
+    assert FakeApi.calls[1][2]["private"] is True
+    assert FakeApi.calls[2][2]["branch"] == "v1"
+    _, kwargs, uploaded = FakeApi.calls[3]
+    assert pathlib.Path(kwargs["folder_path"]) == preset["path"] and kwargs["revision"] == "v1"
+    assert uploaded == ["README.md", "config.json", "metadata.json", "model.weights.h5"]
+    assert "tiny_vae 1.0.0" in kwargs["commit_message"]
+
+    FakeApi.calls = []
+    bad = tmp_path / "bad"
+    shutil.copytree(preset["path"], bad)
+    (bad / "extra.pkl").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="unexpected files"):
+        medzoo.push_to_hub(bad, "medzoo/tiny-vae")
+    assert FakeApi.calls == []  # refused before any request
