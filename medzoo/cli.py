@@ -22,9 +22,12 @@ def _train(args):
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
     result = train(args.recipe, output_dir=args.output, strategy=args.strategy, precision=args.precision,
-                   resume=args.resume, deterministic=args.deterministic, verbose=args.verbose, **overrides)
+                   resume=args.resume, deterministic=args.deterministic, verbose=args.verbose,
+                   write_preset=not args.no_preset, **overrides)
     print(json.dumps({"recipe": result.recipe.name, "epochs": result.epochs_completed,
-                      "initial_epoch": result.initial_epoch, "preset": str(result.preset_dir),
+                      "initial_epoch": result.initial_epoch,
+                      "optimizer_steps": result.optimizer_steps,
+                      "preset": str(result.preset_dir) if result.preset_dir else None,
                       "metrics": result.metrics}, indent=2))
 
 
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --output")
     p.add_argument("--deterministic", action="store_true", help="seeded, deterministic ops")
+    p.add_argument("--no-preset", action="store_true", help="do not write the preset (quick experiments)")
     p.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                    help="Keras fit verbosity: auto (progress bar), 0, 1 or 2")
     p.add_argument("--set", action="append", metavar="FIELD=JSON",

@@ -15,6 +15,10 @@ def _shared_data_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+# library code (load_npz by name) and test subprocesses find the data through this variable
+os.environ.setdefault("MEDZOO_DATA_DIR", str(_shared_data_dir()))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
     """The folder of real, openly licensed images (``../shared/data`` or ``$MEDZOO_DATA_DIR``)."""

@@ -173,7 +173,12 @@ class AutoencoderModel(keras.Model):
     def _record(self, values, batch_size):
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name], sample_weight=batch_size)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 reduces multi-worker step outputs with reduce(MEAN, axis=0), which
+            # fails on scalars; shape (1,) reduces to the same scalar
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def train_step(self, data):
         x, target = self._unpack(data)

@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("auto", "cpu", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed")
 
+# One strategy object per kind and process: TensorFlow allows a single
+# MultiWorkerMirroredStrategy per process, and two MirroredStrategy objects in one
+# process reuse collective instance keys, so a second training run would abort.
+_created: dict[str, tf.distribute.Strategy] = {}
+
 
 def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """The strategy for ``kind``; model building and compiling must happen in its ``scope()``.
@@ -31,23 +36,24 @@ def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """
     if kind not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {STRATEGIES}, got {kind!r}")
-    gpus = tf.config.list_logical_devices("GPU")
+    # decide on multi-worker before anything initialises TensorFlow's context (listing
+    # devices does): its collective ops can only be configured at program start
+    if kind == "auto" and _cluster_in_tf_config():
+        kind = "multiworker"
+    if kind == "multiworker" and not _cluster_in_tf_config():
+        raise ConfigError("strategy 'multiworker' needs TF_CONFIG describing the cluster and this worker's task")
+    gpus = tf.config.list_logical_devices("GPU") if kind != "multiworker" else []
     if kind == "auto":
-        if _cluster_in_tf_config():
-            kind = "multiworker"
-        elif len(gpus) > 1:
-            kind = "mirrored"
-        else:
-            kind = "cpu"
-    if kind == "multiworker":
-        if not _cluster_in_tf_config():
-            raise ConfigError("strategy 'multiworker' needs TF_CONFIG describing the cluster and this worker's task")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif kind == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        strategy = tf.distribute.MirroredStrategy(devices)
-    else:
+        kind = "mirrored" if len(gpus) > 1 else "cpu"
+    if kind == "cpu":
         strategy = tf.distribute.get_strategy()
+    elif kind in _created:
+        strategy = _created[kind]
+    elif kind == "multiworker":
+        strategy = _created[kind] = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = _created[kind] = tf.distribute.MirroredStrategy(devices)
     log.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy
 

@@ -53,6 +53,7 @@ class TrainResult:
     preset_dir: pathlib.Path | None
     epochs_completed: int
     initial_epoch: int
+    optimizer_steps: int
     wall_time_s: float
 
 
@@ -97,11 +98,11 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
 
+    strategy = make_strategy(strategy)  # first: a multi-worker strategy must precede any other TF setup
     keras.utils.set_random_seed(recipe.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     policy = set_precision(precision)
-    strategy = make_strategy(strategy)
     spec = PreprocessSpec.from_config(recipe.spec)
     splits = {s: _load_split(recipe, s) for s in ("train", "val", "test")}
 
@@ -120,7 +121,7 @@ def train(
         model.compile(optimizer=keras.optimizers.Adam(schedule))
 
     initial_epoch = _completed_epochs(backup_dir)
-    cbs = _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks)
+    cbs = _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [_backup(out)]
     log.info("training %s: %d params, %d train / %d val images, global batch %d on %d replica(s), policy %s",
              recipe.name, model.count_params(), len(splits["train"]), len(splits["val"]), global_batch,
              replicas, policy)
@@ -128,6 +129,7 @@ def train(
     history = model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=cbs, verbose=verbose,
                         shuffle=False)  # the dataset reshuffles itself each epoch
     wall = time.time() - started + _previous_wall_time(out)
+    optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights replace the state
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise MedzooError(f"training {recipe.name} diverged (loss {losses[-1]}); no preset written. "
@@ -147,7 +149,7 @@ def train(
     if write_preset and writer:
         preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, epochs_completed, wall, replicas)
     return TrainResult(model, recipe, history.history, metrics, out, preset_dir, epochs_completed,
-                       initial_epoch, wall)
+                       initial_epoch, optimizer_steps, wall)
 
 
 # ----------------------------------------------------------------------- data
@@ -183,8 +185,6 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic):
 def _callbacks(recipe: Recipe, out: pathlib.Path, model, *, resume: bool) -> list:
     best_so_far = _best_logged(out / "log.csv") if resume else None
     cbs = [
-        # double_checkpoint keeps the previous state if a kill lands mid-write
-        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True, initial_value_threshold=best_so_far),
@@ -194,8 +194,16 @@ def _callbacks(recipe: Recipe, out: pathlib.Path, model, *, resume: bool) -> lis
     if recipe.early_stopping_patience:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
     if recipe.kl_warmup_epochs and recipe.family == "vae":
-        cbs.insert(0, KLWarmup(recipe.kl_warmup_epochs))
+        cbs.insert(0, KLWarmup(recipe.kl_warmup_epochs))  # first, so the logged beta is this epoch's
     return cbs
+
+
+def _backup(out: pathlib.Path):
+    """Last in the callback list: an epoch counts as done only once its log row and best checkpoint exist.
+
+    ``double_checkpoint`` keeps the previous state if a kill lands mid-write.
+    """
+    return keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq="epoch", double_checkpoint=True)
 
 
 def _completed_epochs(backup_dir: pathlib.Path) -> int:

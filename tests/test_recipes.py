@@ -1,0 +1,212 @@
+"""Training recipes: overrides, strategies, distributed training and resuming a killed run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from medzoo.errors import ConfigError, MedzooError, ModelNotFoundError
+from medzoo.recipes import RECIPES, get_recipe, train
+from medzoo.recipes.distribute import make_strategy, set_precision
+
+# Tiny versions of the real recipes: 32x32 chest X-rays, 4-filter models, ~100 images.
+TINY = {
+    "dataset": "kermany_pediatric_cxr_64",
+    "spec": {"size": [32, 32]},
+    "max_images": 96,
+    "batch_size": 16,
+    "augment": {},
+    "early_stopping_patience": 0,
+}
+TINY_MODEL = {
+    "ae-chestxray": {"filters": 4, "depth": 2, "latent_channels": 4},
+    "vae-chestxray": {"filters": 4, "depth": 2, "latent_dim": 8},
+    "vqvae-chestxray": {"filters": 4, "depth": 2, "num_embeddings": 16, "embedding_dim": 4},
+}
+
+
+def tiny(name, **extra):
+    return {**TINY, "model": TINY_MODEL[name], **extra}
+
+
+def run_cli(args, env=None, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "medzoo.cli", "--log-level", "WARNING", *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def cli_overrides(name):
+    return [f"--set={k}={json.dumps(v)}" for k, v in tiny(name).items()]
+
+
+def last_json(stdout):
+    return json.loads(stdout[stdout.index("{"):])
+
+
+def test_every_zoo_recipe_builds_its_model():
+    from medzoo.data import PreprocessSpec
+    from medzoo.models import FAMILIES
+
+    assert {"ae-chestxray", "dae-chestxray", "vae-chestxray", "vqvae-chestxray"} <= set(RECIPES)
+    for recipe in RECIPES.values():
+        spec = PreprocessSpec.from_config(recipe.spec)
+        model = FAMILIES[recipe.family](**recipe.model, input_shape=spec.output_shape)
+        assert model.count_params() > 0
+        assert recipe.provenance["licence"] == "CC-BY-4.0"
+
+
+def test_overrides_merge_model_config_and_reject_unknown_fields():
+    recipe = get_recipe("vae-chestxray").with_overrides(epochs=3, model={"latent_dim": 8})
+    assert recipe.epochs == 3 and recipe.model["latent_dim"] == 8
+    assert recipe.model["filters"] == RECIPES["vae-chestxray"].model["filters"]
+    with pytest.raises(ConfigError, match="unknown recipe fields"):
+        recipe.with_overrides(epoch=3)
+    with pytest.raises(ModelNotFoundError, match="did you mean vae-chestxray"):
+        get_recipe("vae-chestxry")
+
+
+def test_strategy_and_precision_choices(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert make_strategy("auto").num_replicas_in_sync == 1
+    with pytest.raises(ConfigError, match="TF_CONFIG"):
+        make_strategy("multiworker")
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        set_precision("mixed")
+    with pytest.raises(ConfigError):
+        make_strategy("tpu")
+
+
+def test_train_in_process_and_refuse_to_clobber_an_unfinished_run(tmp_path):
+    result = train("ae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, write_preset=False,
+                   **tiny("ae-chestxray"))
+    assert result.epochs_completed == 2 and result.initial_epoch == 0
+    assert result.metrics["psnr"] > 10 and 0 < result.metrics["ssim"] <= 1
+    assert result.metrics["test_images"] == 96
+    rows = (tmp_path / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "val_loss" in rows[0]
+    assert (tmp_path / "best.weights.h5").exists() and (tmp_path / "tensorboard").is_dir()
+    assert not (tmp_path / "backup").exists()  # removed once the run finished
+    (tmp_path / "backup").mkdir()
+    with pytest.raises(ConfigError, match="unfinished run"):
+        train("ae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, **tiny("ae-chestxray"))
+
+
+def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
+    with pytest.raises(MedzooError, match="diverged"):
+        train("vae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, learning_rate=1e9,
+              **tiny("vae-chestxray", model={**TINY_MODEL["vae-chestxray"], "normalization": "none"}))
+    assert not (tmp_path / "preset").exists()
+
+
+MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from medzoo.recipes import train
+tiny, models, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+report = {}
+for name, model in models.items():
+    r = train(name, output_dir=f"{out}/{name}-mirrored", strategy="mirrored", epochs=4, verbose=0,
+              write_preset=False, deterministic=True, **{**tiny, "model": model})
+    report[name] = {"replicas": r.model.distribute_strategy.num_replicas_in_sync, "loss": r.history["loss"]}
+# the same plain autoencoder on one device, global batch 16 = 2 replicas x 8 above
+ae = {**models["ae-chestxray"], "normalization": "none"}
+runs = {}
+for strategy, batch in (("mirrored", 8), ("cpu", 16)):
+    r = train("ae-chestxray", output_dir=f"{out}/ae-{strategy}", strategy=strategy, epochs=3, verbose=0,
+              write_preset=False, deterministic=True, **{**tiny, "model": ae, "batch_size": batch})
+    flat = np.concatenate([w.ravel() for w in r.model.get_weights()])
+    runs[strategy] = {"loss": r.history["loss"], "weights": flat.tolist()}
+report["compare"] = runs
+print(json.dumps(report))
+"""
+
+
+def test_mirrored_strategy_over_two_cpus_trains_each_family_and_matches_one_device(tmp_path):
+    models = dict(TINY_MODEL)
+    out = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(TINY), json.dumps(models), str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = last_json(out.stdout)
+    for name in models:
+        assert report[name]["replicas"] == 2
+        assert report[name]["loss"][-1] < report[name]["loss"][0], name
+    mirrored, single = report["compare"]["mirrored"], report["compare"]["cpu"]
+    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=2e-3)
+    # equal up to float summation order, which Adam's normalised steps amplify to ~1e-3
+    a, b = np.asarray(mirrored["weights"]), np.asarray(single["weights"])
+    assert np.linalg.norm(a - b) < 0.02 * np.linalg.norm(b)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multiworker_training_with_two_local_workers(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        args = ["train", "ae-chestxray", "--strategy", "multiworker", "--epochs", "2", "--verbose", "0",
+                "--output", str(tmp_path / "run"), *cli_overrides("ae-chestxray")]
+        procs.append(subprocess.Popen([sys.executable, "-m", "medzoo.cli", "--log-level", "WARNING", *args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+    chief = last_json(outputs[0][0])
+    assert chief["epochs"] == 2
+    # global batch 32 = 2 workers x 16: 96 images give 3 steps per epoch
+    assert chief["optimizer_steps"] == 2 * 3
+    assert (tmp_path / "run" / "log.csv").exists()
+    assert (tmp_path / "run" / "worker-1").is_dir()  # the other worker kept its state apart
+
+
+def test_a_run_killed_after_its_first_epoch_resumes_where_it_stopped(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "vqvae-chestxray", "--epochs", "5", "--verbose", "0", "--output", str(out), "--no-preset",
+            *cli_overrides("vqvae-chestxray")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "medzoo.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    meta = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(meta.read_text())["epoch"]
+    assert 1 <= killed_at < 5
+
+    fresh = run_cli(args)
+    assert fresh.returncode != 0 and "unfinished run" in fresh.stderr  # no silent restart without --resume
+
+    resumed = run_cli(args + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = last_json(resumed.stdout)
+    assert report["initial_epoch"] == killed_at
+    assert report["epochs"] == 5
+    # 96 images / batch 16 = 6 steps an epoch; the optimizer's step count carried over the kill
+    assert report["optimizer_steps"] == 5 * 6
+    epochs = [int(line.split(",")[0]) for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3, 4]
