@@ -25,3 +25,4 @@ from medzoo.data import (  # noqa: E402
     to_display,
 )
 from medzoo.zoo import info, list_models, load, load_preset, push_to_hub, save_preset  # noqa: E402
+from medzoo.recipes import train  # noqa: E402
