@@ -46,6 +46,44 @@ RECIPES: dict[str, Recipe] = {
             model={**_CXR_ARCH, "depth": 3, "num_embeddings": 512, "embedding_dim": 32},
             augment={"translate": 0.03},
         ),
+        # Anomaly detection: trained and selected on normal images only, so pneumonia
+        # images (never seen) reconstruct worse; scored on the full test split.
+        Recipe(
+            name="ae-chestxray-normal",
+            family="autoencoder",
+            description="Autoencoder trained on normal chest X-rays only, for anomaly detection by reconstruction error",
+            model={**_CXR_ARCH, "latent_channels": 16},
+            classes=[0],
+            epochs=40,
+            early_stopping_patience=8,
+            augment={"translate": 0.03},
+        ),
+        Recipe(
+            name="vae-chestxray-normal",
+            family="vae",
+            description="VAE trained on normal chest X-rays only, for anomaly detection by negative ELBO",
+            model={**_CXR_ARCH, "latent_dim": 128, "reconstruction_loss": "bce"},
+            classes=[0],
+            epochs=40,
+            early_stopping_patience=8,
+            augment={"translate": 0.03},
+        ),
+        # More rate points for the compression curve: the same VQ-VAE with a coarser
+        # (8x8) and a finer (32x32) code map.
+        Recipe(
+            name="vqvae-chestxray-8x8",
+            family="vqvae",
+            description="VQ-VAE, 8x8 code map over a 512-entry codebook (at most 0.035 bits per pixel)",
+            model={**_CXR_ARCH, "depth": 4, "num_embeddings": 512, "embedding_dim": 32},
+            augment={"translate": 0.03},
+        ),
+        Recipe(
+            name="vqvae-chestxray-32x32",
+            family="vqvae",
+            description="VQ-VAE, 32x32 code map over a 512-entry codebook (at most 0.56 bits per pixel)",
+            model={**_CXR_ARCH, "depth": 2, "num_embeddings": 512, "embedding_dim": 32},
+            augment={"translate": 0.03},
+        ),
     ]
 }
 
