@@ -67,6 +67,7 @@ RECIPES: dict[str, Recipe] = {
             epochs=40,
             early_stopping_patience=8,
             augment={"translate": 0.03},
+            weights_dtype="float16",  # 3.8 M parameters: halves the 15 MB the package would carry
         ),
         # More rate points for the compression curve: the same VQ-VAE with a coarser
         # (8x8) and a finer (32x32) code map.
