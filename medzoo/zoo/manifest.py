@@ -384,7 +384,8 @@ class ModelTable(list):
 
     COLUMNS = ("name", "family", "input", "params", "size", "licence", "sources", "description")
 
-    def _rows(self):
+    def rows(self):
+        """One dict of display strings per model, keyed by :attr:`COLUMNS` (what every rendering shows)."""
         for m in self:
             yield {
                 "name": m["name"], "family": m["family"], "input": "x".join(map(str, m["input_shape"])),
@@ -396,7 +397,7 @@ class ModelTable(list):
     def __str__(self):
         if not self:
             return "no pretrained models in the zoo yet"
-        rows = list(self._rows())
+        rows = list(self.rows())
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in self.COLUMNS}
         lines = ["  ".join(c.ljust(widths[c]) for c in self.COLUMNS).rstrip(),
                  "  ".join("-" * widths[c] for c in self.COLUMNS)]
@@ -408,7 +409,7 @@ class ModelTable(list):
     def _repr_html_(self):
         head = "".join(f"<th>{c}</th>" for c in self.COLUMNS)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in self.COLUMNS) + "</tr>"
-                       for r in self._rows())
+                       for r in self.rows())
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

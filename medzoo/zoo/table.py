@@ -1,0 +1,163 @@
+"""The README's zoo table, generated from ``weights_manifest.json``.
+
+The table sits in README.md between two markers and is never edited by hand::
+
+    <!-- zoo-table:start -->
+    ...
+    <!-- zoo-table:end -->
+
+Regenerate it after changing the manifest (``tests/test_readme.py`` fails while
+the two disagree)::
+
+    python -m medzoo.zoo.table --write README.md
+
+``python -m medzoo.zoo.table`` prints the table, ``--check README.md`` exits with
+status 1 when the README's table is stale. The rows come from
+:func:`~medzoo.zoo.manifest.list_models` (the same strings ``list_models()`` prints);
+this module only adds the modality, the headline test metrics and the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from medzoo.errors import ConfigError
+from medzoo.zoo.manifest import list_models, read_manifest
+
+START = "<!-- zoo-table:start -->"
+END = "<!-- zoo-table:end -->"
+COMMAND = "python -m medzoo.zoo.table --write README.md"
+NOTE = f"<!-- generated from weights_manifest.json by `{COMMAND}`; do not edit by hand -->"
+EMPTY = "_No pretrained models in the zoo yet._"
+
+#: imaging modality of the training datasets medzoo knows (a dataset entry's own
+#: ``"modality"`` field, when the manifest has one, takes precedence)
+MODALITIES = {
+    "kermany_pediatric_cxr": "chest X-ray (pediatric)",
+    "pneumoniamnist": "chest X-ray (pediatric)",
+    "chestmnist": "chest X-ray",
+    "breastmnist": "breast ultrasound",
+    "octmnist": "retinal OCT",
+    "retinamnist": "fundus photograph",
+    "pathmnist": "histopathology",
+    "bloodmnist": "blood cell microscopy",
+    "tissuemnist": "kidney cortex microscopy",
+    "organamnist": "abdominal CT (axial)",
+    "organcmnist": "abdominal CT (coronal)",
+    "organsmnist": "abdominal CT (sagittal)",
+}
+
+#: the headline test metrics, in display order: manifest key -> format (others are left out)
+METRICS = {
+    "psnr": "PSNR {:.2f} dB",
+    "ssim": "SSIM {:.3f}",
+    "denoised_psnr": "denoised PSNR {:.2f} dB",
+    "noisy_input_psnr": "(noisy input {:.2f} dB)",
+    "nelbo_bits_per_dim": "NELBO {:.3f} bits/dim",
+    "raw_bits_per_pixel": "{:.3f} bpp raw codes",
+    "perplexity": "perplexity {:.0f}",
+}
+
+COLUMNS = ("model", "family", "modality", "input", "params", "test metrics", "licence")
+
+
+def _modality(dataset: dict) -> str:
+    if dataset.get("modality"):
+        return str(dataset["modality"])
+    name = str(dataset.get("name", ""))
+    for prefix, modality in MODALITIES.items():
+        if name.startswith(prefix):
+            return modality
+    return "?"
+
+
+def _metrics(metrics: dict) -> str:
+    """The headline figures of an entry's metrics (flat, or nested under ``"test"``)."""
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
+    parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
+             if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
+    return ", ".join(parts).replace(", (", " (") or "—"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(manifest=None) -> str:
+    """The zoo as a Markdown table: model, family, modality, input, params, test metrics, licence.
+
+    Args:
+        manifest: path of a weights manifest (default: the one shipped in the package).
+
+    Returns:
+        The table (no trailing newline), or a one-line note when the zoo is empty.
+    """
+    table = list_models(manifest_path=manifest)
+    if not table:
+        return EMPTY
+    datasets = {entry["name"]: entry["training"]["dataset"] for entry in read_manifest(manifest)["models"]}
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for model, row in zip(table, table.rows()):
+        cells = (f"`{row['name']}`", row["family"], _modality(datasets[model["name"]]), row["input"], row["params"],
+                 _metrics(model["metrics"]), row["licence"])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _split(text: str, where: str) -> tuple[str, str, str]:
+    """``(before, inside, after)`` of the marked block; ConfigError when the markers are missing or out of order."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ConfigError(f"{where} needs one {START} line followed by one {END} line around the zoo table")
+    head, rest = text.split(START)
+    inside, tail = rest.split(END)
+    return head + START, inside, END + tail
+
+
+def block(manifest=None) -> str:
+    """What goes between the markers (with its leading and trailing newline)."""
+    return f"\n{NOTE}\n{markdown_table(manifest)}\n"
+
+
+def current_block(text: str, where: str = "README.md") -> str:
+    """What is between the markers of ``text`` now."""
+    return _split(text, where)[1]
+
+
+def render(text: str, manifest=None, where: str = "README.md") -> str:
+    """``text`` with the zoo table between the markers replaced by a fresh one."""
+    head, _, tail = _split(text, where)
+    return head + block(manifest) + tail
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medzoo.zoo.table",
+                                     description="Print the README's zoo table, or update/check it in place.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="README", help="replace the table between the markers of this file")
+    group.add_argument("--check", metavar="README", help="exit with status 1 if this file's table is stale")
+    parser.add_argument("--manifest", help="weights manifest (default: the one in the package)")
+    args = parser.parse_args(argv)
+    if not (args.write or args.check):
+        print(markdown_table(args.manifest))
+        return 0
+    path = pathlib.Path(args.write or args.check)
+    text = path.read_text(encoding="utf-8")
+    fresh = render(text, args.manifest, where=str(path))
+    if args.check:
+        if fresh != text:
+            print(f"{path}: the zoo table differs from the weights manifest; run: {COMMAND}", file=sys.stderr)
+            return 1
+        print(f"{path}: the zoo table is up to date")
+        return 0
+    if fresh != text:
+        path.write_text(fresh, encoding="utf-8")
+        print(f"{path}: zoo table updated")
+    else:
+        print(f"{path}: zoo table already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""README.md: its zoo table agrees with weights_manifest.json, and its Python examples run.
+
+The Python examples are every fenced block whose info string is ``python``, run in
+order in one namespace (a later block sees the variables of an earlier one) in a
+temporary working directory, with ``MEDZOO_QUICK=1`` and a non-interactive
+matplotlib backend. Tracebacks point at README.md line numbers. A block preceded
+by the line ``<!-- readme-test: skip -->`` is shown but not run (keep that for
+code that cannot run anywhere offline; prefer guarding it, e.g. with
+``if os.environ.get("HF_TOKEN"):``).
+"""
+
+import pathlib
+import re
+
+import pytest
+
+from medzoo.errors import ConfigError
+from medzoo.zoo import table
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = REPO_ROOT / "README.md"
+SKIP_MARKER = "<!-- readme-test: skip -->"
+FENCE = re.compile(r"^(`{3,}|~{3,})\s*([^\s`]*)")
+
+
+def python_blocks(text: str) -> list[tuple[int, str]]:
+    """``(first line number, source)`` of every runnable ```python block, in order."""
+    lines = text.splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence, language = match.groups()
+        previous = next((line.strip() for line in reversed(lines[:i]) if line.strip()), "")
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith(fence[0] * len(fence))
+                    and not lines[j].strip(fence[0]).strip()), len(lines))
+        if language == "python" and previous != SKIP_MARKER:
+            blocks.append((i + 2, "\n".join(lines[i + 1:end])))
+        i = end + 1
+    return blocks
+
+
+def test_python_blocks_are_found_in_order_and_skippable():
+    text = "\n".join([
+        "# t", "```python", "a = 1", "```", "```bash", "echo no", "```", SKIP_MARKER, "",
+        "```python", "raise SystemExit", "```", "````python", "b = a + 1", "```", "````",
+    ])
+    assert python_blocks(text) == [(3, "a = 1"), (14, "b = a + 1\n```")]
+
+
+def test_the_zoo_table_matches_the_manifest():
+    text = README.read_text(encoding="utf-8")
+    try:
+        current = table.current_block(text)
+    except ConfigError as exc:
+        pytest.fail(str(exc))
+    assert current == table.block(), f"README.md's zoo table is stale; regenerate it with: {table.COMMAND}"
+
+
+def test_the_zoo_table_renders_a_manifest(tmp_path):
+    from medzoo.data import PreprocessSpec
+    from medzoo.models import VAE, ConvAutoencoder
+    from medzoo.zoo.manifest import add_to_manifest
+    from medzoo.zoo.presets import save_preset
+
+    spec = PreprocessSpec(size=(32, 32), resize="stretch")
+    training = {"recipe": "test", "epochs": 1, "splits": {"train": "train"},
+                "dataset": {"name": "kermany_pediatric_cxr_64", "licence": "CC-BY-4.0", "citation": "Kermany 2018"}}
+    path = tmp_path / "weights_manifest.json"
+    models = {
+        "tiny-ae": (ConvAutoencoder(input_shape=(32, 32, 1), filters=4, depth=2, latent_channels=4, seed=0),
+                    {"test_images": 8, "psnr": 30.123, "ssim": 0.91234, "mae": 0.01, "noisy_input_psnr": 20.0,
+                     "denoised_psnr": 28.5}),
+        "tiny-vae": (VAE(input_shape=(32, 32, 1), filters=4, depth=2, latent_dim=4, seed=0),
+                     {"test": {"psnr": 25.0, "nelbo_bits_per_dim": 3.2}}),
+    }
+    for name, (model, metrics) in models.items():
+        preset = save_preset(model, tmp_path / name, name=name, spec=spec, training=training, metrics=metrics,
+                             licence="CC-BY-4.0")
+        add_to_manifest(preset, manifest_path=path)
+    rows = table.markdown_table(path).splitlines()
+    assert rows[0] == "| model | family | modality | input | params | test metrics | licence |"
+    assert rows[2].startswith("| `tiny-ae` | autoencoder | chest X-ray (pediatric) | 32x32x1 | ")
+    assert "| PSNR 30.12 dB, SSIM 0.912, denoised PSNR 28.50 dB (noisy input 20.00 dB) | CC-BY-4.0 |" in rows[2]
+    assert rows[3].endswith("| PSNR 25.00 dB, NELBO 3.200 bits/dim | CC-BY-4.0 |") and len(rows) == 4
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# demo\n\n{table.START}\nold\n{table.END}\n\nmore text\n")
+    assert table.main(["--check", str(readme), "--manifest", str(path)]) == 1
+    assert table.main(["--write", str(readme), "--manifest", str(path)]) == 0
+    assert table.main(["--check", str(readme), "--manifest", str(path)]) == 0
+    text = readme.read_text()
+    assert text.startswith(f"# demo\n\n{table.START}\n{table.NOTE}\n| model |") and text.endswith(
+        f"{table.END}\n\nmore text\n")
+    assert table.render(text, path) == text  # idempotent
+    with pytest.raises(ConfigError, match="zoo-table:start"):
+        table.render("no markers here", path)
+
+
+def test_the_readme_python_examples_run(tmp_path, monkeypatch):
+    blocks = python_blocks(README.read_text(encoding="utf-8"))
+    assert blocks, "README.md has no ```python examples"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDZOO_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace = {"__name__": "__readme__"}
+    for line, source in blocks:
+        code = compile("\n" * (line - 1) + source, str(README), "exec")  # tracebacks name README lines
+        exec(code, namespace)  # noqa: S102  (the README's own examples)
