@@ -1,0 +1,266 @@
+"""What every evaluation task shares: resolving a model, loading a split as model inputs, result objects.
+
+A task takes a model (a zoo name, a preset path or a model instance) and either
+arrays (``images=``, ``labels=``) or a dataset split to load (by default the
+dataset the model was trained on, from its preset metadata). Images are
+prepared with the model's own :class:`~medzoo.data.PreprocessSpec`: arrays that
+already are model inputs (float, right shape, inside the value range) are used
+as they are, anything else is resized and normalised first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DataError
+
+#: dataset used when a model's metadata does not name one
+DEFAULT_DATASET = "kermany_pediatric_cxr_128"
+#: class names of the chest X-ray labels
+CLASS_NAMES = {0: "normal", 1: "pneumonia"}
+_CHUNK = 256
+
+
+# ------------------------------------------------------------------ models
+def resolve_model(model):
+    """A model instance from a zoo name, a preset path or an instance (returned unchanged)."""
+    from medzoo.models import AutoencoderModel
+
+    if isinstance(model, AutoencoderModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from medzoo.zoo import load
+
+        return load(model, compile=False)
+    raise ConfigError(f"expected a medzoo model, a zoo name or a preset path, got {type(model).__name__}")
+
+
+def model_label(model) -> str:
+    """The zoo name of a model, or its class name for a model that was never saved."""
+    metadata = getattr(model, "zoo_metadata", None) or {}
+    return metadata.get("name") or f"{type(model).__name__.lower()}-unsaved"
+
+
+def model_version(model) -> str:
+    metadata = getattr(model, "zoo_metadata", None) or {}
+    return metadata.get("version") or "0.0.0"
+
+
+def training_info(model) -> dict:
+    """The ``training`` block of a model's preset metadata (empty for an unsaved model)."""
+    metadata = getattr(model, "zoo_metadata", None) or {}
+    return dict(metadata.get("training") or {})
+
+
+def dataset_of(model, dataset=None) -> str:
+    """``dataset`` if given, else the dataset the model was trained on, else :data:`DEFAULT_DATASET`."""
+    if dataset is not None:
+        return dataset
+    info = training_info(model).get("dataset") or {}
+    return info.get("name") if isinstance(info, dict) and info.get("name") else DEFAULT_DATASET
+
+
+def family_of(model) -> str:
+    if hasattr(model, "quantizer"):
+        return "vqvae"
+    if hasattr(model, "encode_distribution"):
+        return "vae"
+    return "autoencoder"
+
+
+# -------------------------------------------------------------------- data
+def prepare(model, images) -> np.ndarray:
+    """Images -> float32 model inputs (N, H, W, C): used as they are if they already fit, else preprocessed."""
+    array = np.asarray(images)
+    spec = getattr(model, "preprocess_spec", None)
+    shape = tuple(model.image_shape)
+    if array.ndim == len(shape) and tuple(array.shape) == shape:
+        array = array[None]
+    if spec is None:
+        if array.ndim != 4 or tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.floating):
+            raise DataError(
+                f"this model has no preprocessing spec, so images must already be float model inputs of shape "
+                f"(N, {', '.join(map(str, shape))}); got {array.dtype} {array.shape}"
+            )
+        return array.astype(np.float32, copy=False)
+    if np.issubdtype(array.dtype, np.floating) and array.ndim == 4:
+        try:
+            spec.check(array)
+            return array.astype(np.float32, copy=False)
+        except DataError:
+            pass
+    if len(array) == 0:
+        raise DataError("no images given")
+    if array.ndim in (3, 4) and len(array) > _CHUNK:
+        return np.concatenate([np.asarray(spec.apply(array[i:i + _CHUNK])) for i in range(0, len(array), _CHUNK)])
+    out = np.asarray(spec.apply(array), dtype=np.float32)
+    return out if out.ndim == 4 else out[None]
+
+
+def stratified_indices(labels, n, seed=0) -> np.ndarray:
+    """At most ``n`` indices, drawn at random with each class keeping its share (sorted)."""
+    labels = np.asarray(labels)
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    if n < 1:
+        raise DataError(f"max_images must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    keys = labels if labels.ndim == 1 else np.zeros(len(labels), dtype=int)
+    classes, counts = np.unique(keys, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.floor(quota).astype(int)
+    if n >= len(classes):
+        take = np.maximum(take, 1)
+    for i in np.argsort(-(quota - np.floor(quota)), kind="stable"):
+        if take.sum() >= n:
+            break
+        take[i] += 1
+    while take.sum() > n:
+        take[np.argmax(take)] -= 1
+    chosen = [rng.permutation(np.flatnonzero(keys == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
+def load_split(model, split="test", *, dataset=None, classes=None, max_images=None, seed=0,
+               preprocess=True) -> tuple[np.ndarray, np.ndarray]:
+    """One split of the model's dataset as ``(model inputs, labels)``.
+
+    Args:
+        classes: keep only these labels (e.g. ``[0]`` for normal images).
+        max_images: a stratified random subset of at most this many images
+            (the npz files are sorted by label, so taking the first N would be one class).
+        preprocess: apply the model's spec (False returns the raw stored images).
+    """
+    from medzoo.data import load_npz
+
+    raw, labels = load_npz(dataset_of(model, dataset), split)
+    if classes is not None:
+        keep = np.isin(labels, list(classes))
+        raw, labels = raw[keep], labels[keep]
+        if len(raw) == 0:
+            raise DataError(f"split {split!r} has no images of classes {list(classes)}")
+    keep = stratified_indices(labels, max_images, seed)
+    raw, labels = raw[keep], labels[keep]
+    return (prepare(model, raw) if preprocess else raw), np.asarray(labels)
+
+
+def given_or_loaded(model, images, labels, split, *, dataset, max_images, seed, classes=None, need_labels=False):
+    """Use the arrays a caller gave, or load ``split``; returns ``(inputs, labels or None, source)``."""
+    if images is not None:
+        x = prepare(model, images)
+        y = None if labels is None else np.asarray(labels).reshape(len(x), *np.shape(labels)[1:])
+        if y is not None and y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if need_labels and y is None:
+            raise DataError("this task needs labels= with the images")
+        if max_images is not None and len(x) > max_images:
+            keep = stratified_indices(y if y is not None else np.zeros(len(x)), max_images, seed)
+            x, y = x[keep], (None if y is None else y[keep])
+        return x, y, "arrays given by the caller"
+    x, y = load_split(model, split, dataset=dataset, classes=classes, max_images=max_images, seed=seed)
+    return x, y, f"{dataset_of(model, dataset)}:{split}"
+
+
+def as_binary(labels, what="labels") -> np.ndarray:
+    labels = np.asarray(labels).reshape(-1)
+    if not np.all(np.isin(labels, (0, 1))):
+        raise DataError(f"{what} must be 0 (normal) / 1 (abnormal), got {np.unique(labels)[:10]}")
+    return labels.astype(np.int64)
+
+
+def progress(iterable, desc, total=None, enabled=None):
+    """``tqdm`` over ``iterable`` (shown on a terminal, silent when piped or when tqdm is missing)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, disable=None if enabled is None else not enabled, leave=False)
+
+
+# ----------------------------------------------------------------- results
+def jsonable(value):
+    """Numpy arrays and scalars -> lists and floats, NaN/inf -> None, recursively."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    return value
+
+
+def summary(values) -> dict:
+    """mean, std, median, min, max and n of per-image values."""
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "median": float(np.median(values)), "min": float(values.min()), "max": float(values.max()),
+            "n": int(len(values))}
+
+
+def format_table(headers, rows, title=None) -> str:
+    """A plain-text table; floats get 4 significant digits, None prints as '-'."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+        return str(v)
+
+    body = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h)) for i, h in enumerate(headers)]
+    lines = [title] if title else []
+    lines.append("  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
+    return "\n".join(lines)
+
+
+class Result:
+    """Base of the task results: ``to_dict()``, ``plot(path)``, ``table()`` and ``save(folder)``."""
+
+    task = "task"
+
+    def to_dict(self, per_image: bool = False) -> dict:
+        raise NotImplementedError
+
+    def plot(self, path) -> pathlib.Path:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        raise NotImplementedError
+
+    def extra_figures(self) -> dict:
+        """Further figures written by :meth:`save`: ``{file stem: function(path)}``."""
+        return {}
+
+    def save(self, output_dir, per_image: bool = True) -> dict:
+        """Write ``results.json`` and the PNG figures into ``output_dir``; returns ``{what: path}``."""
+        out = pathlib.Path(output_dir)
+        if (out / "metadata.json").is_file() and (out / "model.weights.h5").is_file():
+            raise ConfigError(f"{out} is a preset directory; write evaluation results somewhere else")
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"results": out / "results.json"}
+        paths["results"].write_text(json.dumps(jsonable(self.to_dict(per_image=per_image)), indent=2,
+                                               allow_nan=False) + "\n", encoding="utf-8")
+        paths[self.task] = self.plot(out / f"{self.task}.png")
+        for stem, draw in self.extra_figures().items():
+            paths[stem] = draw(out / f"{stem}.png")
+        return paths
+
+    def __str__(self):
+        return self.table()
+
+    def __repr__(self):
+        return f"<{type(self).__name__}\n{self.table()}\n>"

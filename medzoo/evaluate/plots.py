@@ -1,0 +1,80 @@
+"""Figures without global state: matplotlib's object API on the Agg canvas (no pyplot, no backend switch).
+
+Every task's ``plot(path)`` goes through :func:`figure` and :func:`save`, so
+plotting works headless, in threads and next to a user's interactive backend.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from medzoo.errors import DependencyError
+
+#: one colour per method, stable across figures
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+
+
+def figure(width: float, height: float):
+    """A matplotlib ``Figure`` attached to an Agg canvas."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise DependencyError("plots need matplotlib: pip install 'medzoo[eval]'") from exc
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path) -> pathlib.Path:
+    """Write ``fig`` as a PNG (parent folders created) and return the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def show_image(ax, image, title=None, cmap="gray", vmin=0.0, vmax=1.0):
+    """One grey (H, W[, 1]) or RGB image on ``ax``, without ticks."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def image_rows(rows: list[tuple[str, np.ndarray]], titles=None, path=None, cmaps=None, vranges=None, scale=1.3):
+    """A grid with one labelled row per entry of ``rows`` (label, images (N, H, W[, C])); returns the figure."""
+    n_cols = max(len(images) for _, images in rows)
+    title_lines = max((str(t).count("\n") + 1 for row in (titles or []) if row for t in row), default=0)
+    fig = figure(scale * n_cols + 0.8, (scale + 0.18 * title_lines) * len(rows) + 0.3)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False,
+                        gridspec_kw={"hspace": 0.12 + 0.22 * title_lines, "wspace": 0.08})
+    for r, (label, images) in enumerate(rows):
+        cmap = (cmaps or {}).get(label, "gray")
+        vmin, vmax = (vranges or {}).get(label, (0.0, 1.0))
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c < len(images):
+                show_image(ax, images[c], titles[r][c] if titles and titles[r] else None, cmap, vmin, vmax)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    if path is not None:
+        save(fig, path)
+    return fig
+
+
+def log_rate_axis(ax):
+    """A log-scaled x axis with plain-number tick labels (0.1, 0.2, 0.5, 1, ...) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
