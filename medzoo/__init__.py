@@ -26,3 +26,5 @@ from medzoo.data import (  # noqa: E402
 )
 from medzoo.zoo import info, list_models, load, load_preset, push_to_hub, save_preset  # noqa: E402
 from medzoo.recipes import train  # noqa: E402
+from medzoo import evaluate  # noqa: E402  (callable: medzoo.evaluate(model, task); tasks: medzoo.evaluate.<task>)
+from medzoo.evaluate.codec import compress, decompress  # noqa: E402

@@ -1,0 +1,74 @@
+"""Evaluation: what the zoo's models are good for, measured against baselines in the same run.
+
+Each task is a function returning a small result object with ``to_dict()``,
+``table()``, ``plot(path)`` (a PNG) and ``save(folder)`` (``results.json`` + PNGs):
+
+* :func:`reconstruction` - PSNR, SSIM and MAE over a split; input / reconstruction / error grid.
+* :func:`compression` - VQ-VAE streams (``medzoo.compress``) against JPEG, JPEG 2000, WebP,
+  JPEG XL: rate-distortion curves and Bjontegaard deltas.
+* :func:`anomaly` - reconstruction error / negative ELBO of a model of normal images as a
+  pneumonia score: AUROC with bootstrap intervals, against mean-image and PCA baselines.
+* :func:`probe` - logistic regression on frozen encoder features against a pixel probe
+  and a supervised CNN.
+* :func:`denoise` - denoising autoencoder against the noisy input, Gaussian blur and
+  non-local means at several noise levels.
+* :func:`generation` - VAE prior samples and latent interpolation strips.
+
+The module itself is callable: ``medzoo.evaluate("ae-chestxray", "reconstruction",
+output_dir="out")`` runs a task by name (see :func:`evaluate`), and
+``medzoo.evaluate.reconstruction(...)`` calls a task directly.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from medzoo.errors import ConfigError
+from medzoo.evaluate.codec import BitstreamError, compress, decompress, read_header
+from medzoo.evaluate.common import Result
+from medzoo.evaluate.compression import CompressionResult, compression, zoo_vqvae_models
+from medzoo.evaluate.entropy import EntropyModel, fit_entropy_model
+from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, roc_curve
+
+#: task name -> function
+TASKS = {
+    "compression": compression,
+}
+
+
+def evaluate(model, task: str = "reconstruction", *, output_dir=None, **options) -> Result:
+    """Run one evaluation task on a model and optionally write ``results.json`` and the figures.
+
+    Args:
+        model: a zoo name, preset path or model (for ``compression`` and ``denoise``
+            also a list of them).
+        task: one of :data:`TASKS`.
+        output_dir: folder for ``results.json`` and the PNG figures (nothing written when None).
+        **options: the task function's keyword arguments (e.g. ``max_images=64``).
+
+    Returns:
+        The task's result object.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown evaluation task {task!r}; tasks: {', '.join(TASKS)}")
+    result = TASKS[task](model, **options)
+    if output_dir is not None:
+        result.save(output_dir)
+    return result
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``medzoo.evaluate(...)`` run :func:`evaluate` while ``medzoo.evaluate.<task>`` stays a module attribute."""
+
+    def __call__(self, *args, **kwargs):
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = [
+    "TASKS", "BitstreamError", "CompressionResult", "EntropyModel", "Result", "auroc", "bd_rate", "bootstrap_ci",
+    "compress", "compression", "decompress", "evaluate", "fit_entropy_model", "read_header", "roc_curve",
+    "zoo_vqvae_models",
+]

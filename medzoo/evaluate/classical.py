@@ -1,0 +1,160 @@
+"""Classical image codecs to compare against: JPEG, JPEG 2000, WebP (Pillow) and JPEG XL (imagecodecs).
+
+Each codec encodes one grey uint8 image into a complete, decodable file and
+decodes it back; :func:`sweep` runs a codec over a set of images at each of its
+quality settings and measures bits per pixel from the actual bytes, PSNR and
+SSIM against a float reference. Settings:
+
+* ``jpeg``: libjpeg via Pillow, quality 1..95, optimised Huffman tables (a fairer JPEG
+  than the default tables).
+* ``jpeg2000``: OpenJPEG via Pillow, irreversible 9/7 wavelet, a raw J2K codestream
+  (no JP2 box), one quality layer at a target PSNR in dB.
+* ``webp``: libwebp via Pillow (the grey image as RGB; it codes luma), quality 0..95, method 6.
+* ``jpegxl``: libjxl via imagecodecs, Butteraugli distance 25..0.5, effort 7.
+
+Sweeps are ordered from the lowest to the highest quality setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Callable
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DependencyError
+
+
+def _pil_encode(image, **options) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, **options)
+    return buffer.getvalue()
+
+
+def _pil_decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("L"))
+
+
+def _pil_has(feature: str) -> bool:
+    try:
+        from PIL import features
+
+        return bool(features.check(feature))
+    except Exception:  # noqa: BLE001 - a broken Pillow build simply lacks the codec
+        return False
+
+
+def _jxl_available() -> bool:
+    try:
+        import imagecodecs
+
+        return bool(imagecodecs.JPEGXL.available)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _jxl_encode(image, distance) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.jpegxl_encode(image, distance=distance, effort=7))
+
+
+def _jxl_decode(data) -> np.ndarray:
+    import imagecodecs
+
+    out = np.asarray(imagecodecs.jpegxl_decode(data))
+    return out if out.ndim == 2 else out[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassicalCodec:
+    """A codec, its quality settings (lowest quality first) and how to run it on a grey uint8 image."""
+
+    name: str
+    label: str
+    parameter: str
+    settings: tuple
+    encode: Callable
+    decode: Callable
+    available: Callable
+    library: str
+
+
+CODECS = {
+    "jpeg": ClassicalCodec(
+        "jpeg", "JPEG", "quality", (1, 3, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
+        lambda img, q: _pil_encode(img, format="JPEG", quality=int(q), optimize=True), _pil_decode,
+        lambda: True, "Pillow/libjpeg"),
+    "jpeg2000": ClassicalCodec(
+        "jpeg2000", "JPEG 2000", "target PSNR (dB)", (20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 44, 48),
+        lambda img, db: _pil_encode(img, format="JPEG2000", quality_mode="dB", quality_layers=[float(db)],
+                                    irreversible=True, no_jp2=True), _pil_decode,
+        lambda: _pil_has("jpg_2000"), "Pillow/OpenJPEG"),
+    "webp": ClassicalCodec(
+        "webp", "WebP", "quality", (0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
+        lambda img, q: _pil_encode(np.repeat(img[..., None], 3, axis=-1), format="WEBP", quality=int(q), method=6),
+        _pil_decode, lambda: _pil_has("webp"), "Pillow/libwebp"),
+    "jpegxl": ClassicalCodec(
+        "jpegxl", "JPEG XL", "distance", (25, 20, 15, 11, 8, 6, 4, 3, 2, 1.5, 1, 0.5),
+        _jxl_encode, _jxl_decode, _jxl_available, "imagecodecs/libjxl"),
+}
+
+
+def available_codecs() -> list[str]:
+    """Names of the codecs this installation can run."""
+    return [name for name, codec in CODECS.items() if codec.available()]
+
+
+def get_codec(name) -> ClassicalCodec:
+    if name not in CODECS:
+        raise ConfigError(f"unknown codec {name!r}; known: {list(CODECS)}")
+    codec = CODECS[name]
+    if not codec.available():
+        raise DependencyError(f"{codec.label} is not available in this installation ({codec.library})")
+    return codec
+
+
+def sweep(codec, images_uint8, reference, *, settings=None, progress=None) -> dict:
+    """Run ``codec`` on every image at every setting.
+
+    Args:
+        codec: a name from :data:`CODECS` or a :class:`ClassicalCodec`.
+        images_uint8: (N, H, W) grey uint8 images to encode.
+        reference: (N, H, W, 1) float images in [0, 1] to measure distortion against.
+        settings: quality settings (default: the codec's sweep).
+
+    Returns:
+        ``{"codec", "label", "parameter", "settings", "bpp", "psnr", "ssim"}``: per-setting means
+        (lists), plus ``per_image`` arrays (settings, N) and ``example`` (the decoded first image
+        at each setting).
+    """
+    from medzoo.evaluate.common import progress as bar
+    from medzoo.evaluate.metrics import psnr, ssim
+
+    codec = get_codec(codec) if isinstance(codec, str) else codec
+    settings = tuple(codec.settings if settings is None else settings)
+    images_uint8 = np.asarray(images_uint8)
+    n, h, w = images_uint8.shape
+    bpp = np.zeros((len(settings), n))
+    psnrs = np.zeros((len(settings), n))
+    ssims = np.zeros((len(settings), n))
+    examples = []
+    for s, setting in enumerate(bar(settings, f"{codec.label} sweep", enabled=progress)):
+        decoded = np.empty((n, h, w, 1), dtype=np.float32)
+        for i, image in enumerate(images_uint8):
+            data = codec.encode(image, setting)
+            bpp[s, i] = 8.0 * len(data) / (h * w)
+            decoded[i, ..., 0] = codec.decode(data) / 255.0
+        psnrs[s] = psnr(reference, decoded)
+        ssims[s] = ssim(reference, decoded)
+        examples.append(decoded[0])
+    return {"codec": codec.name, "label": codec.label, "library": codec.library, "parameter": codec.parameter,
+            "settings": list(settings), "bpp": bpp.mean(axis=1).tolist(), "psnr": psnrs.mean(axis=1).tolist(),
+            "ssim": ssims.mean(axis=1).tolist(),
+            "per_image": {"bpp": bpp, "psnr": psnrs, "ssim": ssims}, "example": np.stack(examples)}

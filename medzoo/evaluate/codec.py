@@ -1,0 +1,360 @@
+"""``medzoo.compress`` / ``medzoo.decompress``: VQ-VAE code maps as a real, self-describing bitstream.
+
+The code maps of a VQ-VAE are range coded (``constriction``) with an
+:class:`~medzoo.evaluate.entropy.EntropyModel` learned from the model's training
+split. The stream names everything a decoder needs to check before it trusts
+the payload: the model and its weights, the entropy model, the shapes, and a
+CRC32 over the whole stream.
+
+Stream layout, format version 1 (integers marked v are unsigned LEB128 varints)::
+
+    magic            4 bytes  b"\\x89MZC"
+    format version   1 byte   1
+    entropy kind     1 byte   0 iid, 1 position, 2 context (see medzoo.evaluate.entropy.KINDS)
+    model name       v length + UTF-8 (empty for a model that was never saved as a preset)
+    model version    v length + ASCII, e.g. "1.0.0"
+    weights id       4 bytes  first bytes of the sha256 over the weight values (entropy.weights_fingerprint)
+    entropy model id 4 bytes  first bytes of the entropy model's digest
+    K                v        codebook size
+    h, w             v, v     code map shape
+    H, W, C          v, v, v  decoded image shape
+    N                v        number of images
+    payload length   v        bytes
+    payload                   range-coder words (32-bit, big-endian), position-major: position 0 of
+                              every image, then position 1, ...; trailing zero bytes of the last word dropped
+    CRC32            4 bytes  over everything above
+
+The entropy model conditions each code on its left and upper neighbours; the
+decoder therefore decodes one map position at a time for all images at once.
+Bits per pixel of a stream are ``8 * len(stream) / (N * H * W)``: header included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import zlib
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DataError, DependencyError
+from medzoo.evaluate.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
+
+MAGIC = b"\x89MZC"
+FORMAT_VERSION = 1
+#: the entropy model kind ``compress`` uses unless told otherwise
+DEFAULT_KIND = "context"
+DEFAULT_MODEL = "vqvae-chestxray"
+_ID_BYTES = 4
+
+
+class BitstreamError(DataError):
+    """A byte string is not a medzoo stream, is truncated or corrupted, or does not fit the model at hand."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamHeader:
+    """What a stream says about itself (:func:`read_header`)."""
+
+    format_version: int
+    kind: str
+    model_name: str
+    model_version: str
+    weights_id: str
+    entropy_model_id: str
+    num_codes: int
+    code_shape: tuple
+    image_shape: tuple
+    num_images: int
+    payload_bytes: int
+    header_bytes: int
+    total_bytes: int
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """Stream size (header and checksum included) in bits per image pixel."""
+        return 8.0 * self.total_bytes / (self.num_images * self.image_shape[0] * self.image_shape[1])
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["bits_per_pixel"] = self.bits_per_pixel
+        return d
+
+
+# ------------------------------------------------------------------ varints
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ConfigError(f"cannot store a negative number ({value}) in a stream")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated medzoo stream: it ends inside the {what} "
+                                 f"(byte {len(self.data)} of at least {self.pos + n})")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise BitstreamError(f"corrupted medzoo stream: the {what} is not a valid number")
+
+    def text(self, what: str) -> str:
+        raw = self.take(self.varint(f"{what} length"), what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BitstreamError(f"corrupted medzoo stream: the {what} is not UTF-8") from None
+
+
+# ---------------------------------------------------------------- payloads
+def _constriction():
+    try:
+        import constriction
+    except ImportError as exc:
+        raise DependencyError("entropy coding needs constriction: pip install 'medzoo[eval]'") from exc
+    return constriction
+
+
+def encode_codes(codes, entropy_model: EntropyModel, kind: str = DEFAULT_KIND) -> bytes:
+    """Range-code code maps (N, h, w) with ``entropy_model``; returns the payload bytes (no header)."""
+    constriction = _constriction()
+    codes = entropy_model._check_codes(codes)
+    entropy_model._kind(kind)
+    n, h, w = codes.shape
+    left, up = (np.ascontiguousarray(a.reshape(n, -1).T) for a in _neighbours(codes, entropy_model.num_codes))
+    flat = np.ascontiguousarray(codes.reshape(n, -1).T).astype(np.int32)
+    family = constriction.stream.model.Categorical(perfect=False)
+    encoder = constriction.stream.queue.RangeEncoder()
+    for p in range(h * w):
+        encoder.encode(flat[p], family, entropy_model.step_probabilities(p, left[p], up[p], kind))
+    payload = encoder.get_compressed().astype(">u4").tobytes()
+    return _strip_last_word(payload)
+
+
+def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, kind: str = DEFAULT_KIND) -> np.ndarray:
+    """Inverse of :func:`encode_codes`: payload bytes -> code maps (N, h, w) int32."""
+    constriction = _constriction()
+    entropy_model._kind(kind)
+    h, w = entropy_model.code_shape
+    k = entropy_model.num_codes
+    padded = payload + b"\x00" * (-len(payload) % 4)
+    words = np.frombuffer(padded, dtype=">u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    family = constriction.stream.model.Categorical(perfect=False)
+    codes = np.zeros((num_images, h, w), dtype=np.int64)
+    border = np.full(num_images, k, dtype=np.int64)
+    for p in range(h * w):
+        i, j = divmod(p, w)
+        left = codes[:, i, j - 1] if j > 0 else border
+        up = codes[:, i - 1, j] if i > 0 else border
+        codes[:, i, j] = decoder.decode(family, entropy_model.step_probabilities(p, left, up, kind))
+    return codes.astype(np.int32)
+
+
+def _neighbours(codes, k):
+    from medzoo.evaluate.entropy import _contexts
+
+    return _contexts(codes, k)
+
+
+def _strip_last_word(payload: bytes) -> bytes:
+    """Drop trailing zero bytes of the final 32-bit word only (the decoder pads them back)."""
+    keep = len(payload)
+    while keep > len(payload) - 3 and keep > 0 and payload[keep - 1] == 0:
+        keep -= 1
+    return payload[:keep]
+
+
+# ------------------------------------------------------------------ streams
+def pack(codes, entropy_model: EntropyModel, *, model_name: str, model_version: str, weights_id: str,
+         image_shape, kind: str = DEFAULT_KIND) -> bytes:
+    """Header + range-coded payload + CRC32 for code maps (N, h, w); see the module docstring."""
+    codes = np.asarray(codes)
+    if codes.ndim != 3 or len(codes) == 0:
+        raise DataError(f"expected code maps (N, h, w) with N >= 1, got shape {codes.shape}")
+    payload = encode_codes(codes, entropy_model, kind)
+    name = model_name.encode("utf-8")
+    version = model_version.encode("ascii")
+    header = b"".join([
+        MAGIC, bytes([FORMAT_VERSION, KIND_IDS[kind]]),
+        _varint(len(name)), name, _varint(len(version)), version,
+        bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(entropy_model.digest[:2 * _ID_BYTES]),
+        *(_varint(int(v)) for v in (entropy_model.num_codes, *codes.shape[1:], *image_shape, len(codes),
+                                    len(payload))),
+    ])
+    body = header + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def _parse(data) -> tuple[StreamHeader, bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError(f"a medzoo stream is bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        got = data[:len(MAGIC)]
+        raise BitstreamError(f"not a medzoo stream: it starts with {got!r}, not the magic bytes {MAGIC!r}")
+    r = _Reader(data)
+    r.take(len(MAGIC), "magic")
+    version, kind_id = r.take(2, "format version and entropy kind")
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"medzoo stream format version {version} is not supported by this medzoo "
+                             f"(it reads version {FORMAT_VERSION}); "
+                             + ("upgrade medzoo" if version > FORMAT_VERSION else "the stream is damaged"))
+    kinds = {v: k for k, v in KIND_IDS.items()}
+    if kind_id not in kinds:
+        raise BitstreamError(f"corrupted medzoo stream: unknown entropy model kind {kind_id}")
+    name = r.text("model name")
+    model_version = r.text("model version")
+    weights_id = r.take(_ID_BYTES, "weights id").hex()
+    entropy_id = r.take(_ID_BYTES, "entropy model id").hex()
+    k, h, w, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
+        "codebook size", "code height", "code width", "image height", "image width", "image channels",
+        "image count", "payload length"))
+    header_bytes = r.pos
+    payload = r.take(payload_len, "payload")
+    crc = r.take(4, "checksum")
+    if r.pos != len(data):
+        raise BitstreamError(f"corrupted medzoo stream: {len(data) - r.pos} unexpected bytes after the checksum")
+    if struct.unpack(">I", crc)[0] != zlib.crc32(data[:-4]):
+        raise BitstreamError("corrupted medzoo stream: the CRC32 checksum does not match its content")
+    if min(k, h, w, ih, iw, ic, n) < 1:
+        raise BitstreamError("corrupted medzoo stream: a shape or count in the header is zero")
+    header = StreamHeader(version, kinds[kind_id], name, model_version, weights_id, entropy_id, k, (h, w),
+                          (ih, iw, ic), n, payload_len, header_bytes, len(data))
+    return header, payload
+
+
+def read_header(data) -> StreamHeader:
+    """Parse and check a stream's header and checksum without decoding it (no model needed)."""
+    return _parse(data)[0]
+
+
+# ------------------------------------------------------------------ public
+def _resolve_vqvae(model):
+    from medzoo.evaluate.common import resolve_model
+
+    model = resolve_model(model)
+    if not hasattr(model, "quantizer"):
+        raise ConfigError(f"compression needs a VQ-VAE (discrete code maps); got a {type(model).__name__}")
+    return model
+
+
+def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_model=None,
+             batch_size: int = 64) -> bytes:
+    """Compress images into a medzoo stream with a VQ-VAE and its learned entropy model.
+
+    Args:
+        images: raw images (any size, uint8 or float: the model's preprocessing is
+            applied) or model inputs (float in [0, 1] of the model's input shape, used as
+            they are); one image or a batch.
+        model: a VQ-VAE: zoo name, preset path or instance.
+        kind: entropy model: ``"context"`` (left/up neighbours + position, default),
+            ``"position"`` or ``"iid"``.
+        entropy_model: an :class:`~medzoo.evaluate.entropy.EntropyModel`; default: the
+            cached one of this model, fitted on its training split on first use.
+
+    Returns:
+        The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``.
+
+    Example:
+        >>> data = medzoo.compress(raw_uint8_images, model="vqvae-chestxray")
+        >>> 8 * len(data) / (len(raw_uint8_images) * 128 * 128)   # bits per pixel
+        >>> images = medzoo.decompress(data)
+    """
+    from medzoo.evaluate.common import model_label, model_version, prepare
+
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    model = _resolve_vqvae(model)
+    entropy_model = entropy_model or entropy_model_for(model)
+    x = prepare(model, images)
+    codes = model.encode(x, batch_size=batch_size)
+    name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
+    return pack(codes, entropy_model, model_name=name, model_version=model_version(model),
+                weights_id=weights_fingerprint(model), image_shape=model.image_shape, kind=kind)
+
+
+def _check_model(header: StreamHeader, model) -> None:
+    from medzoo.evaluate.common import model_label
+
+    fingerprint = weights_fingerprint(model)[:2 * _ID_BYTES]
+    if fingerprint != header.weights_id:
+        made = f"{header.model_name} {header.model_version}" if header.model_name else "an unsaved model"
+        raise BitstreamError(
+            f"the stream was made with {made} (weights id {header.weights_id}) but the model given is "
+            f"{model_label(model)} (weights id {fingerprint}); decode it with the model that made it"
+        )
+    if (model.num_embeddings, tuple(model.code_shape), tuple(model.image_shape)) != (
+            header.num_codes, header.code_shape, header.image_shape):
+        raise BitstreamError("the stream's codebook size or shapes do not match the model's")
+
+
+def decompress_codes(data, model=None, *, entropy_model=None):
+    """Decode a stream's code maps: returns ``(header, codes (N, h, w) int32, model)``.
+
+    ``model`` defaults to the zoo model the stream names (``medzoo.load(name)``); pass
+    the model (or its preset path) for streams made with a model outside the zoo.
+    """
+    header, payload = _parse(data)
+    if model is None:
+        if not header.model_name:
+            raise BitstreamError("the stream was made with an unsaved model; pass model= to decompress it")
+        from medzoo.zoo import load
+
+        model = load(header.model_name, compile=False)
+    model = _resolve_vqvae(model)
+    _check_model(header, model)
+    entropy_model = entropy_model or entropy_model_for(model)
+    if entropy_model.digest[:2 * _ID_BYTES] != header.entropy_model_id:
+        raise BitstreamError(
+            f"the stream was coded with entropy model {header.entropy_model_id}, but the one available for "
+            f"this model is {entropy_model.digest[:2 * _ID_BYTES]} (refitted, or fitted on other data); "
+            "use the entropy model file the stream was made with"
+        )
+    try:
+        codes = decode_codes(payload, entropy_model, header.num_images, header.kind)
+    except (ValueError, RuntimeError) as exc:  # constriction refuses data it cannot decode
+        raise BitstreamError(f"corrupted medzoo stream: the payload does not decode ({exc})") from exc
+    return header, codes, model
+
+
+def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) -> np.ndarray:
+    """Decode a medzoo stream back to images (N, H, W, C), float32 in the model's output range.
+
+    Raises:
+        BitstreamError: not a medzoo stream, truncated, corrupted (CRC32), a newer format,
+            or a stream made with other weights / another entropy model than those at hand.
+    """
+    _, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
+    return model.decode(codes, batch_size=batch_size)
+
+
+def zlib_bytes(codes) -> int:
+    """Size of one code map as 16-bit integers compressed with zlib level 9 (a generic-compressor baseline)."""
+    return len(zlib.compress(np.asarray(codes, dtype=">u2").tobytes(), 9))
+
+
+def raw_bits(num_codes: int, code_shape) -> float:
+    """Bits of a code map stored with ceil(log2 K) bits per code, no entropy coding."""
+    return float(math.ceil(math.log2(num_codes)) * int(np.prod(code_shape)))

@@ -1,0 +1,280 @@
+"""Rate-distortion of VQ-VAE compression against JPEG, JPEG 2000, WebP and JPEG XL, with Bjontegaard deltas.
+
+Every image is compressed on its own, as a user would store it, and its rate is
+the size of the complete stream or file in bits per pixel of the model input
+(128 x 128): medzoo streams include their header and checksum, JPEG its JFIF
+tables, JPEG 2000 its codestream header. Distortion (PSNR, SSIM) is measured
+against the same float reference for every codec: the model input, i.e. the
+preprocessed image; the classical codecs encode its 8-bit rounding.
+
+Each VQ-VAE gives one rate point; several VQ-VAEs (different code map sizes or
+codebooks) form a curve. BD-rates are computed against an anchor codec (JPEG
+2000 by default) where the PSNR (or SSIM) ranges overlap, and reported as NaN
+with the reason where they do not. A VQ-VAE point is also compared one at a time:
+the anchor's rate at the same PSNR, interpolated along its curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DataError
+from medzoo.evaluate import classical, plots
+from medzoo.evaluate.codec import DEFAULT_KIND, pack, raw_bits, zlib_bytes
+from medzoo.evaluate.common import (
+    Result,
+    format_table,
+    given_or_loaded,
+    model_label,
+    model_version,
+    progress,
+    resolve_model,
+    summary,
+)
+from medzoo.evaluate.entropy import KINDS, entropy_model_for, weights_fingerprint
+from medzoo.evaluate.metrics import psnr, ssim
+from medzoo.evaluate.stats import bd_rate, rate_at_quality
+
+
+@dataclasses.dataclass(repr=False, eq=False)
+class CompressionResult(Result):
+    """Rate-distortion points of the VQ-VAE(s) and curves of the classical codecs.
+
+    Attributes:
+        models: one dict per VQ-VAE: ``bpp`` (mean stream size per image), ``payload_bpp``,
+            ``psnr``, ``ssim``, ``rates`` (bpp of each entropy model kind, zlib and raw codes,
+            and the ideal cross-entropy), ``per_image`` arrays.
+        codecs: ``{name: sweep dict}`` (see :func:`medzoo.evaluate.classical.sweep`).
+        bd: ``{curve: {"psnr": BDResult dict, "ssim": BDResult dict}}`` against ``anchor``.
+        points: per VQ-VAE, the anchor's rate at the same PSNR and the rate change (percent, negative = fewer bits).
+    """
+
+    source: str
+    num_images: int
+    image_shape: tuple
+    kind: str
+    models: list
+    codecs: dict
+    anchor: str
+    bd: dict
+    points: list
+    examples: dict
+    task = "compression"
+
+    def to_dict(self, per_image=False) -> dict:
+        def strip(d):
+            d = {k: v for k, v in d.items() if k not in ("example", "per_image") or (per_image and k == "per_image")}
+            return d
+
+        return {"task": self.task, "data": self.source, "images": self.num_images,
+                "image_shape": list(self.image_shape), "entropy_model": self.kind,
+                "rate": "bits per pixel of the complete stream/file per image (headers included)",
+                "models": [strip(m) for m in self.models], "codecs": {k: strip(v) for k, v in self.codecs.items()},
+                "anchor": self.anchor, "bd_rate_percent": self.bd, "single_points": self.points}
+
+    def table(self) -> str:
+        rows = []
+        for m in self.models:
+            rows.append([m["model"], "VQ-VAE", m["bpp"], m["payload_bpp"], m["psnr"], m["ssim"]])
+        text = format_table(["model", "kind", "bpp", "payload bpp", "PSNR", "SSIM"], rows,
+                            title=f"compression on {self.source} ({self.num_images} images, each its own stream)")
+        rate_rows = [[m["model"], m["rates"]["raw"], m["rates"]["zlib"], m["rates"]["iid"], m["rates"]["position"],
+                      m["rates"]["context"], m["rates"]["ideal_context"]] for m in self.models]
+        text += "\n\n" + format_table(["model", "raw log2K", "zlib", "iid", "position", "context", "ideal ctx"],
+                                      rate_rows, title="code-map payload in bits per pixel (entropy models)")
+        codec_rows = []
+        for name, c in self.codecs.items():
+            codec_rows.append([c["label"], min(c["bpp"]), max(c["bpp"]), min(c["psnr"]), max(c["psnr"])])
+        text += "\n\n" + format_table(["codec", "bpp min", "bpp max", "PSNR min", "PSNR max"], codec_rows,
+                                      title="classical codec sweeps")
+        bd_rows = [[curve, v["psnr"]["value_percent"], v["ssim"]["value_percent"], v["psnr"]["note"]]
+                   for curve, v in self.bd.items()]
+        text += "\n\n" + format_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note (PSNR)"], bd_rows,
+                                      title=f"Bjontegaard delta rate against {self.codecs[self.anchor]['label']} "
+                                            "(negative = fewer bits)")
+        point_rows = [[p["model"], p["bpp"], p["psnr"], p["anchor_bpp_at_same_psnr"], p["rate_change_percent"],
+                       p["note"]] for p in self.points]
+        text += "\n\n" + format_table(["model", "bpp", "PSNR", f"{self.anchor} bpp @ PSNR", "rate change %", "note"],
+                                      point_rows, title="each VQ-VAE against the anchor at equal PSNR "
+                                                        "(negative = fewer bits)")
+        return text
+
+    def plot(self, path) -> pathlib.Path:
+        fig = plots.figure(11, 4.2)
+        axes = fig.subplots(1, 2)
+        for ax, metric in zip(axes, ("psnr", "ssim")):
+            for i, (name, c) in enumerate(self.codecs.items()):
+                ax.plot(c["bpp"], c[metric], "o-", ms=3, lw=1.2, color=plots.PALETTE[i + 1], label=c["label"])
+            pts = sorted(self.models, key=lambda m: m["bpp"])
+            ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*-", ms=11, lw=1.5, color=plots.PALETTE[0],
+                    label="VQ-VAE (medzoo stream)")
+            for m in pts:
+                ax.annotate(m["model"], (m["bpp"], m[metric]), textcoords="offset points", xytext=(4, -10),
+                            fontsize=7)
+            plots.log_rate_axis(ax)
+            ax.set_xlabel("bits per pixel (whole file per image)")
+            ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"Rate-distortion on {self.source} ({self.num_images} images, "
+                     f"{self.image_shape[0]}x{self.image_shape[1]})", fontsize=10)
+        return plots.save(fig, path)
+
+    def extra_figures(self) -> dict:
+        return {"compression_examples": self._plot_examples}
+
+    def _plot_examples(self, path) -> pathlib.Path:
+        """The first image: original, each VQ-VAE, and each codec at the setting closest in rate to a VQ-VAE."""
+        original = self.examples["original"]
+        target = self.models[0]["per_image"]["bpp"][0] if self.models else 0.2
+        panels = [("original", original)]
+        for m in self.models:
+            panels.append((f"{m['model']}\n{m['per_image']['bpp'][0]:.3f} bpp, "
+                           f"{m['per_image']['psnr'][0]:.1f} dB", self.examples[m["model"]]))
+        for c in self.codecs.values():
+            rates = c["per_image"]["bpp"][:, 0]
+            s = int(np.argmin(np.abs(np.log(rates) - math.log(target))))
+            panels.append((f"{c['label']} ({c['parameter']} {c['settings'][s]})\n{rates[s]:.3f} bpp, "
+                           f"{c['per_image']['psnr'][s, 0]:.1f} dB", c["example"][s]))
+        fig = plots.figure(2.1 * len(panels), 2.6)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (title, image) in zip(axes, panels):
+            plots.show_image(ax, image, title)
+        return plots.save(fig, path)
+
+
+def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict, np.ndarray]:
+    codes = model.encode(x, batch_size=batch_size)
+    rec = model.decode(codes, batch_size=batch_size)
+    h, w = model.image_shape[:2]
+    name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
+    fingerprint = weights_fingerprint(model)
+    sizes = {k: np.zeros(len(x)) for k in KINDS}
+    for i in progress(range(len(x)), f"streams {model_label(model)}", enabled=enabled):
+        for k in KINDS:
+            sizes[k][i] = len(pack(codes[i:i + 1], entropy_model, model_name=name, model_version=model_version(model),
+                                   weights_id=fingerprint, image_shape=model.image_shape, kind=k))
+    # header + checksum bytes are the same for every kind: measure them once on the chosen kind
+    from medzoo.evaluate.codec import read_header
+
+    one = pack(codes[:1], entropy_model, model_name=name, model_version=model_version(model),
+               weights_id=fingerprint, image_shape=model.image_shape, kind=kind)
+    header = read_header(one)
+    overhead = header.total_bytes - header.payload_bytes
+    pixels = h * w
+    bpp = 8.0 * sizes[kind] / pixels
+    per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
+    rates = {k: float(np.mean(8.0 * (sizes[k] - overhead) / pixels)) for k in KINDS}
+    rates["zlib"] = float(np.mean([8.0 * zlib_bytes(c) / pixels for c in codes]))
+    rates["raw"] = raw_bits(model.num_embeddings, model.code_shape) / pixels
+    rates["ideal_context"] = entropy_model.cross_entropy(codes, kind) * codes[0].size / pixels
+    point = {
+        "model": model_label(model), "num_codes": int(model.num_embeddings), "code_shape": list(model.code_shape),
+        "bpp": float(bpp.mean()), "payload_bpp": rates[kind], "header_bytes": int(overhead),
+        "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
+        "psnr_summary": summary(per_psnr), "bpp_summary": summary(bpp), "rates": rates,
+        "entropy_model": {"digest": entropy_model.digest[:16], **{k: v for k, v in entropy_model.info.items()
+                                                                  if k != "weights_fingerprint"}},
+        "per_image": {"bpp": bpp, "psnr": per_psnr, "ssim": per_ssim},
+    }
+    return point, rec[0]
+
+
+def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=None, max_images=None, seed=0,
+                codecs=None, anchor="jpeg2000", kind=DEFAULT_KIND, entropy_models=None, batch_size=64,
+                progress_bars=None) -> CompressionResult:
+    """Rate-distortion of one or more VQ-VAEs against classical codecs on a split.
+
+    Args:
+        models: a VQ-VAE or a list of them (zoo names, preset paths or instances); several
+            give a rate-distortion curve. They must share an input shape.
+        images: arrays to use instead of loading ``split`` (prepared with the first model's spec).
+        codecs: classical codecs to sweep (default: all available of jpeg, jpeg2000, webp, jpegxl).
+        anchor: codec the BD-rates are relative to.
+        kind: entropy model kind of the VQ-VAE streams (all kinds are measured; this one is reported as bpp).
+        entropy_models: optional entropy models, a list aligned with ``models`` or ``{model name: EntropyModel}``;
+            default: each model's cached one, fitted on its training split on first use.
+    """
+    model_list = [resolve_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
+    if not model_list:
+        raise ConfigError("compression needs at least one VQ-VAE")
+    for m in model_list:
+        if not hasattr(m, "quantizer"):
+            raise ConfigError(f"{model_label(m)} is not a VQ-VAE; compression evaluates VQ-VAE streams")
+        if tuple(m.image_shape) != tuple(model_list[0].image_shape):
+            raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same input shape")
+    codecs = classical.available_codecs() if codecs is None else list(codecs)
+    if anchor not in codecs:
+        raise ConfigError(f"the anchor codec {anchor!r} must be among the codecs swept {codecs}")
+    first = model_list[0]
+    x, _, source = given_or_loaded(first, images, None, split, dataset=dataset, max_images=max_images, seed=seed)
+    if x.shape[-1] != 1:
+        raise DataError("the classical-codec comparison handles grey images only")
+
+    if isinstance(entropy_models, (list, tuple)):
+        if len(entropy_models) != len(model_list):
+            raise ConfigError("give one entropy model per VQ-VAE (or a dict keyed by model name)")
+        given = list(entropy_models)
+    else:
+        given = [(entropy_models or {}).get(model_label(m)) for m in model_list]
+    points, examples = [], {"original": x[0]}
+    for m, em in zip(model_list, given):
+        em = em or entropy_model_for(m)
+        point, example = _vq_point(m, x, kind, em, batch_size, progress_bars)
+        points.append(point)
+        examples[point["model"]] = example
+
+    from medzoo.data import to_uint8
+
+    x8 = to_uint8(x[..., 0])
+    sweeps = {name: classical.sweep(name, x8, x, progress=progress_bars) for name in codecs}
+    bd, singles = _compare(points, sweeps, anchor)
+    return CompressionResult(source, len(x), tuple(first.image_shape), kind, points, sweeps, anchor, bd, singles,
+                             examples)
+
+
+def _compare(points, sweeps, anchor) -> tuple[dict, list]:
+    a = sweeps[anchor]
+    bd = {}
+    curves = {"VQ-VAE": (np.array([p["bpp"] for p in points]), {m: np.array([p[m] for p in points])
+                                                                  for m in ("psnr", "ssim")})}
+    for name, c in sweeps.items():
+        if name != anchor:
+            curves[c["label"]] = (np.array(c["bpp"]), {m: np.array(c[m]) for m in ("psnr", "ssim")})
+    for label, (rates, quality) in curves.items():
+        entry = {}
+        for metric in ("psnr", "ssim"):
+            if len(rates) < 2:
+                entry[metric] = {"value_percent": None, "quality_range": None, "overlap": 0.0, "degree": 0,
+                                 "method": "cubic", "note": "a single rate point has no BD-rate; see single_points"}
+            else:
+                entry[metric] = bd_rate(a["bpp"], a[metric], rates, quality[metric]).to_dict()
+        bd[label] = entry
+    singles = []
+    for p in points:
+        anchor_rate = rate_at_quality(a["bpp"], a["psnr"], p["psnr"])
+        change = (p["bpp"] / anchor_rate - 1.0) * 100.0 if math.isfinite(anchor_rate) else float("nan")
+        singles.append({"model": p["model"], "bpp": p["bpp"], "psnr": p["psnr"],
+                        "anchor_bpp_at_same_psnr": None if math.isnan(anchor_rate) else anchor_rate,
+                        "rate_change_percent": None if math.isnan(change) else change,
+                        "note": "" if math.isfinite(anchor_rate) else
+                        f"PSNR {p['psnr']:.2f} dB is outside the {a['label']} curve "
+                        f"({min(a['psnr']):.2f}..{max(a['psnr']):.2f} dB)"})
+    return bd, singles
+
+
+def zoo_vqvae_models(like=None, *, manifest_path=None) -> list[str]:
+    """Names of the zoo's VQ-VAEs (sorted), those with the input shape of ``like`` when it is given.
+
+    One VQ-VAE is one rate point; the zoo's VQ-VAEs together (different code map sizes)
+    make the rate-distortion curve.
+    """
+    from medzoo.zoo import list_models
+
+    shape = None if like is None else tuple(resolve_model(like).image_shape)
+    return sorted(m["name"] for m in list_models(manifest_path=manifest_path)
+                  if m["family"] == "vqvae" and (shape is None or tuple(m["input_shape"]) == shape))
