@@ -31,6 +31,51 @@ def _train(args):
                       "metrics": result.metrics}, indent=2))
 
 
+EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation")
+
+
+def _evaluate(args):
+    import pathlib
+
+    import medzoo
+
+    options = {"seed": args.seed}
+    if args.max_images is not None:
+        options["max_images"] = args.max_images
+    if args.dataset is not None:
+        options["dataset"] = args.dataset
+    if args.task != "probe":
+        options["split"] = args.split
+    model = args.model
+    if args.task == "compression":
+        others = args.compare if args.compare is not None else (
+            [] if args.only else [m for m in medzoo.evaluate.zoo_vqvae_models(like=args.model) if m != args.model])
+        model = [args.model, *others]
+        options["kind"] = args.kind
+        if args.codecs:
+            options["codecs"] = args.codecs
+    elif args.task == "denoise":
+        model = [args.model, *(args.compare or [])]
+        if args.sigmas:
+            options["sigmas"] = tuple(args.sigmas)
+        if args.no_baselines:
+            options["classical"] = ()
+    elif args.task in ("anomaly", "probe"):
+        if args.no_baselines:
+            options["baselines"] = ()
+        if args.bootstrap is not None:
+            options["n_bootstrap"] = args.bootstrap
+        if args.task == "probe" and args.cnn_epochs is not None:
+            options["cnn_epochs"] = args.cnn_epochs
+    elif args.task == "generation" and args.samples is not None:
+        options["n_samples"] = args.samples
+    output = pathlib.Path(args.output or pathlib.Path("medzoo-eval") / pathlib.Path(args.model).name / args.task)
+    result = medzoo.evaluate(model, args.task, **options)
+    paths = result.save(output)
+    print(result.table())
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medzoo", description="Autoencoders for medical imaging, with pretrained weights.")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -52,6 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=JSON",
                    help='override a recipe field, e.g. --set \'model={"filters": 8}\'')
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on a task: prints a table, writes results.json and PNGs")
+    p.add_argument("model", help="zoo name (see medzoo.list_models()) or preset directory")
+    p.add_argument("--task", required=True, choices=EVALUATION_TASKS)
+    p.add_argument("--output", help="folder for results.json and the figures (default medzoo-eval/MODEL/TASK)")
+    p.add_argument("--split", default="test", help="split to evaluate on (default test; probe uses all three)")
+    p.add_argument("--dataset", help="npz name or path (default: the dataset the model was trained on)")
+    p.add_argument("--max-images", type=int, help="a stratified random subset per split (quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of subsets, noise, bootstrap and sampling")
+    p.add_argument("--compare", nargs="+", metavar="MODEL",
+                   help="compression: the other VQ-VAEs of the rate curve (default: every zoo VQ-VAE); "
+                        "denoise: more models to compare")
+    p.add_argument("--only", action="store_true", help="compression: this model only, no zoo curve")
+    p.add_argument("--codecs", nargs="+", help="compression: classical codecs (default: all available)")
+    p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
+                   help="compression: entropy model of the streams (default context)")
+    p.add_argument("--no-baselines", action="store_true", help="anomaly/probe/denoise: skip the baselines")
+    p.add_argument("--bootstrap", type=int, help="anomaly/probe: bootstrap replicates of the AUROC intervals")
+    p.add_argument("--cnn-epochs", type=int, help="probe: maximum epochs of the supervised CNN baseline")
+    p.add_argument("--sigmas", type=float, nargs="+", help="denoise: noise levels (std of the [0, 1] range)")
+    p.add_argument("--samples", type=int, help="generation: prior samples to draw")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

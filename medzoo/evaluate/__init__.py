@@ -25,15 +25,25 @@ import sys
 import types
 
 from medzoo.errors import ConfigError
+from medzoo.evaluate.anomaly import AnomalyResult, anomaly
 from medzoo.evaluate.codec import BitstreamError, compress, decompress, read_header
 from medzoo.evaluate.common import Result
 from medzoo.evaluate.compression import CompressionResult, compression, zoo_vqvae_models
+from medzoo.evaluate.denoise import DenoiseResult, denoise
 from medzoo.evaluate.entropy import EntropyModel, fit_entropy_model
+from medzoo.evaluate.generation import GenerationResult, generation
+from medzoo.evaluate.probe import ProbeResult, probe
+from medzoo.evaluate.reconstruction import ReconstructionResult, reconstruction
 from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, roc_curve
 
 #: task name -> function
 TASKS = {
+    "reconstruction": reconstruction,
     "compression": compression,
+    "anomaly": anomaly,
+    "probe": probe,
+    "denoise": denoise,
+    "generation": generation,
 }
 
 
@@ -68,7 +78,8 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
-    "TASKS", "BitstreamError", "CompressionResult", "EntropyModel", "Result", "auroc", "bd_rate", "bootstrap_ci",
-    "compress", "compression", "decompress", "evaluate", "fit_entropy_model", "read_header", "roc_curve",
-    "zoo_vqvae_models",
+    "TASKS", "AnomalyResult", "BitstreamError", "CompressionResult", "DenoiseResult", "EntropyModel",
+    "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "anomaly", "auroc", "bd_rate",
+    "bootstrap_ci", "compress", "compression", "decompress", "denoise", "evaluate", "fit_entropy_model",
+    "generation", "probe", "read_header", "reconstruction", "roc_curve", "zoo_vqvae_models",
 ]

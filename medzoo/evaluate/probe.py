@@ -1,0 +1,249 @@
+"""Linear probe: how much of the diagnosis a frozen encoder's features carry, against honest baselines.
+
+Protocol: features of the frozen encoder (autoencoder: the flattened code; VAE:
+the posterior mean; VQ-VAE: the flattened pre-quantisation encoder output),
+standardised with training-split statistics; an L2-regularised logistic regression
+(scikit-learn, L-BFGS) whose strength C is chosen by validation AUROC; AUROC (with a
+bootstrap interval), accuracy and balanced accuracy on the test split.
+
+Baselines trained in the same run on the same splits:
+
+* ``pixels``: the same linear probe on the image itself, average-pooled to 32 x 32
+  (does the encoder add anything over raw pixels?);
+* ``cnn``: a small CNN trained end to end with labels (about 100 k parameters; early
+  stopping on validation AUROC): what supervision buys.
+
+The majority-class accuracy is reported alongside, since the classes are imbalanced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DependencyError
+from medzoo.evaluate import plots
+from medzoo.evaluate.common import (
+    Result,
+    as_binary,
+    dataset_of,
+    family_of,
+    format_table,
+    load_split,
+    model_label,
+    prepare,
+    resolve_model,
+)
+from medzoo.evaluate.stats import auroc, bootstrap_ci, roc_curve
+
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def encoder_features(model, images, batch_size=64) -> np.ndarray:
+    """Frozen features (N, D): flattened code (autoencoder), posterior mean (VAE), pre-quantisation map (VQ-VAE)."""
+    x = prepare(model, images)
+    if family_of(model) == "vqvae":
+        z = model.encode_continuous(x, batch_size=batch_size)
+    else:
+        z = model.encode(x, batch_size=batch_size)
+    return np.asarray(z, np.float32).reshape(len(x), -1)
+
+
+def pooled_pixels(images, size=32) -> np.ndarray:
+    """Images (N, H, W, C) average-pooled to ``size`` x ``size`` and flattened (the pixel baseline's features)."""
+    x = np.asarray(images, np.float32)
+    n, h, w, c = x.shape
+    fh, fw = max(1, h // size), max(1, w // size)
+    x = x[:, : h - h % fh, : w - w % fw]
+    return x.reshape(n, x.shape[1] // fh, fh, x.shape[2] // fw, fw, c).mean(axis=(2, 4)).reshape(n, -1)
+
+
+def _sklearn():
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        raise DependencyError("the linear probe needs scikit-learn: pip install 'medzoo[eval]'") from exc
+    return LogisticRegression, StandardScaler
+
+
+def fit_linear_probe(train, val, test, *, c_grid=C_GRID, seed=0) -> dict:
+    """Logistic regression on standardised features; C chosen by validation AUROC.
+
+    Each of ``train``, ``val``, ``test`` is ``(features (N, D), labels (N,))``.
+    Returns test probabilities, the chosen C and every C's validation AUROC.
+    """
+    LogisticRegression, StandardScaler = _sklearn()
+    scaler = StandardScaler().fit(train[0])
+    xs = [scaler.transform(f) for f in (train[0], val[0], test[0])]
+    val_auroc = {}
+    fitted = {}
+    for c in c_grid:
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
+        clf.fit(xs[0], train[1])
+        val_auroc[c] = auroc(val[1], clf.decision_function(xs[1]))
+        fitted[c] = clf
+    best = max(c_grid, key=lambda c: (val_auroc[c], -c))  # ties: the stronger regularisation
+    clf = fitted[best]
+    return {"test_scores": clf.predict_proba(xs[2])[:, 1], "C": best, "val_auroc": val_auroc,
+            "features": int(train[0].shape[1]), "trained_parameters": int(train[0].shape[1] + 1)}
+
+
+def build_cnn(input_shape, seed=0):
+    """The supervised baseline: 4 strided conv blocks (16-32-64-128), global average pooling, a logistic output."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    init = keras.initializers.HeNormal(seed=seed)
+    for i, filters in enumerate((16, 32, 64, 128)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, kernel_initializer=init,
+                                name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.GlorotUniform(seed),
+                                 name="logit")(x)
+    return keras.Model(inputs, outputs, name="supervised_cnn")
+
+
+def train_cnn(train, val, test, *, epochs=20, batch_size=64, patience=5, seed=0, verbose=0) -> dict:
+    """Train :func:`build_cnn` end to end (Adam 1e-3, early stopping on validation AUROC); test probabilities."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_cnn(train[0].shape[1:], seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc")])
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, restore_best_weights=True)
+    history = model.fit(train[0], train[1].astype("float32"), validation_data=(val[0], val[1].astype("float32")),
+                        epochs=epochs, batch_size=batch_size, callbacks=[stop], verbose=verbose, shuffle=True)
+    val_aucs = history.history.get("val_auc", [])
+    return {"test_scores": model.predict(test[0], batch_size=256, verbose=0)[:, 0],
+            "epochs_run": len(val_aucs), "best_epoch": int(np.argmax(val_aucs)) + 1 if val_aucs else 0,
+            "trained_parameters": int(model.count_params())}
+
+
+@dataclasses.dataclass(repr=False, eq=False)
+class ProbeResult(Result):
+    """Test-split AUROC, accuracy and balanced accuracy of the probe and its baselines.
+
+    Attributes:
+        methods: ``{name: {"auroc", "ci_low", "ci_high", "accuracy", "balanced_accuracy", ...}}``.
+        scores: ``{name: (N,) test probabilities}``; labels: (N,) test labels.
+    """
+
+    model: str
+    sources: dict
+    labels: np.ndarray
+    scores: dict
+    methods: dict
+    majority_accuracy: float
+    settings: dict
+    task = "probe"
+
+    def to_dict(self, per_image=False) -> dict:
+        d = {"task": self.task, "model": self.model, "data": self.sources, "methods": self.methods,
+             "majority_class_accuracy": self.majority_accuracy, "settings": self.settings}
+        if per_image:
+            d["per_image"] = {"label": self.labels, **self.scores}
+        return d
+
+    def table(self) -> str:
+        rows = [[name, m["what"], m["trained_parameters"], m["auroc"], f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]",
+                 m["accuracy"], m["balanced_accuracy"]] for name, m in self.methods.items()]
+        n0, n1 = int((self.labels == 0).sum()), int((self.labels == 1).sum())
+        return format_table(["method", "features", "trained params", "AUROC", "95% CI", "accuracy", "bal. acc."],
+                            rows, title=f"linear probe of {self.model}: test {n0} normal / {n1} pneumonia "
+                                        f"(majority-class accuracy {self.majority_accuracy:.3f})")
+
+    def plot(self, path) -> pathlib.Path:
+        fig = plots.figure(5.2, 5)
+        ax = fig.subplots()
+        for i, (name, m) in enumerate(self.methods.items()):
+            fpr, tpr, _ = roc_curve(self.labels, self.scores[name])
+            ax.plot(fpr, tpr, color=plots.PALETTE[i], lw=1.5,
+                    label=f"{name}: AUROC {m['auroc']:.3f}, acc {m['accuracy']:.3f}")
+        ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"pneumonia vs normal, test split: {self.model}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_aspect("equal")
+        return plots.save(fig, path)
+
+
+def _split(model, given, name, dataset, max_images, seed):
+    if given is not None:
+        images, labels = given
+        return prepare(model, images), as_binary(labels, f"{name} labels"), f"{name} arrays given by the caller"
+    x, y = load_split(model, name, dataset=dataset, max_images=max_images, seed=seed)
+    return x, as_binary(y, f"{name} labels"), f"{dataset_of(model, dataset)}:{name}"
+
+
+def _score(labels, scores, n_bootstrap, seed) -> dict:
+    pred = (scores >= 0.5).astype(int)
+    low, high = bootstrap_ci(labels, scores, n_resamples=n_bootstrap, seed=seed)
+    recall = [float((pred[labels == c] == c).mean()) for c in (0, 1)]
+    return {"auroc": auroc(labels, scores), "ci_low": low, "ci_high": high,
+            "accuracy": float((pred == labels).mean()), "balanced_accuracy": float(np.mean(recall)),
+            "sensitivity": recall[1], "specificity": recall[0]}
+
+
+def probe(model, *, train=None, val=None, test=None, dataset=None, max_images=None, seed=0,
+          baselines=("pixels", "cnn"), cnn_epochs=20, cnn_batch_size=64, c_grid=C_GRID, n_bootstrap=1000,
+          batch_size=64, verbose=0) -> ProbeResult:
+    """Linear probe of a frozen encoder for pneumonia vs normal, with pixel and supervised-CNN baselines.
+
+    Args:
+        model: a zoo name, preset path or model.
+        train, val, test: ``(images, labels)`` to use instead of the dataset's splits.
+        max_images: a stratified subset of at most this many images per split.
+        baselines: any of ``"pixels"`` (linear probe on 32 x 32 pooled pixels) and ``"cnn"``
+            (a small CNN trained end to end on the same splits).
+        cnn_epochs: maximum epochs of the CNN (early stopping on validation AUROC).
+        c_grid: inverse regularisation strengths tried for the logistic regressions.
+    """
+    model = resolve_model(model)
+    unknown = set(baselines) - {"pixels", "cnn"}
+    if unknown:
+        raise ConfigError(f"unknown probe baselines {sorted(unknown)}; known: 'pixels', 'cnn'")
+    splits = {name: _split(model, given, name, dataset, max_images, seed)
+              for name, given in (("train", train), ("val", val), ("test", test))}
+    for name, (_, y, _) in splits.items():
+        if len(np.unique(y)) < 2:
+            raise ConfigError(f"the {name} split needs both classes for a probe")
+    (xtr, ytr, _), (xva, yva, _), (xte, yte, _) = (splits[s] for s in ("train", "val", "test"))
+    label = model_label(model)
+    results, scores, settings = {}, {}, {"c_grid": list(c_grid), "seed": seed, "bootstrap": n_bootstrap}
+
+    feats = [encoder_features(model, x, batch_size) for x in (xtr, xva, xte)]
+    lin = fit_linear_probe((feats[0], ytr), (feats[1], yva), (feats[2], yte), c_grid=c_grid, seed=seed)
+    what = {"vqvae": "pre-quantisation map", "vae": "posterior mean", "autoencoder": "code"}[family_of(model)]
+    scores[f"probe:{label}"] = lin["test_scores"]
+    results[f"probe:{label}"] = {"what": f"frozen {what} ({lin['features']}-d)", "C": lin["C"],
+                                 "trained_parameters": lin["trained_parameters"],
+                                 "val_auroc_per_C": {str(k): v for k, v in lin["val_auroc"].items()}}
+    if "pixels" in baselines:
+        pix = fit_linear_probe(*((pooled_pixels(x), y) for x, y in ((xtr, ytr), (xva, yva), (xte, yte))),
+                               c_grid=c_grid, seed=seed)
+        scores["probe:pixels"] = pix["test_scores"]
+        results["probe:pixels"] = {"what": f"pooled pixels ({pix['features']}-d)", "C": pix["C"],
+                                   "trained_parameters": pix["trained_parameters"],
+                                   "val_auroc_per_C": {str(k): v for k, v in pix["val_auroc"].items()}}
+    if "cnn" in baselines:
+        cnn = train_cnn((xtr, ytr), (xva, yva), (xte, yte), epochs=cnn_epochs, batch_size=cnn_batch_size, seed=seed,
+                        verbose=verbose)
+        scores["cnn:supervised"] = cnn["test_scores"]
+        results["cnn:supervised"] = {"what": "images, end to end", "trained_parameters": cnn["trained_parameters"],
+                                     "epochs_run": cnn["epochs_run"], "best_epoch": cnn["best_epoch"]}
+        settings["cnn_epochs"] = cnn_epochs
+    for name in results:
+        results[name].update(_score(yte, np.asarray(scores[name], np.float64), n_bootstrap, seed))
+    majority = float(max(yte.mean(), 1 - yte.mean()))
+    sources = {name: src for name, (_, _, src) in splits.items()}
+    sources["images"] = {name: int(len(y)) for name, (_, y, _) in splits.items()}
+    return ProbeResult(label, sources, yte, {k: np.asarray(v, np.float64) for k, v in scores.items()}, results,
+                       majority, settings)

@@ -1,0 +1,125 @@
+"""Reconstruction quality over a split: PSNR, SSIM and MAE per image, summaries, and an error-map grid."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from medzoo.evaluate import plots
+from medzoo.evaluate.common import (
+    CLASS_NAMES,
+    Result,
+    format_table,
+    given_or_loaded,
+    model_label,
+    resolve_model,
+    summary,
+)
+from medzoo.evaluate.metrics import mae, psnr, ssim
+
+METRICS = ("psnr", "ssim", "mae")
+
+
+@dataclasses.dataclass(repr=False, eq=False)
+class ReconstructionResult(Result):
+    """PSNR (dB), SSIM and MAE of ``model.reconstruct`` against its inputs.
+
+    Attributes:
+        per_image: ``{"psnr": (N,), "ssim": (N,), "mae": (N,)}`` numpy arrays.
+        labels: (N,) class labels, or None.
+        examples: ``(inputs, reconstructions)`` of a few images, for the figure.
+    """
+
+    model: str
+    source: str
+    per_image: dict
+    labels: np.ndarray | None
+    examples: tuple
+    task = "reconstruction"
+
+    @property
+    def summary(self) -> dict:
+        return {m: summary(self.per_image[m]) for m in METRICS}
+
+    def by_class(self) -> dict:
+        if self.labels is None or self.labels.ndim != 1:
+            return {}
+        out = {}
+        for c in np.unique(self.labels):
+            keep = self.labels == c
+            out[CLASS_NAMES.get(int(c), str(c))] = {m: float(self.per_image[m][keep].mean()) for m in METRICS} | {
+                "n": int(keep.sum())}
+        return out
+
+    def to_dict(self, per_image=False) -> dict:
+        d = {"task": self.task, "model": self.model, "data": self.source, "images": len(self.per_image["psnr"]),
+             "metrics": self.summary, "by_class": self.by_class()}
+        if per_image:
+            d["per_image"] = {m: self.per_image[m] for m in METRICS}
+            if self.labels is not None:
+                d["per_image"]["label"] = self.labels
+        return d
+
+    def table(self) -> str:
+        rows = [[m, s["mean"], s["std"], s["median"], s["min"], s["max"]] for m, s in self.summary.items()]
+        text = format_table(["metric", "mean", "std", "median", "min", "max"], rows,
+                            title=f"reconstruction: {self.model} on {self.source} ({len(self.per_image['psnr'])} images)")
+        by_class = self.by_class()
+        if by_class:
+            text += "\n" + format_table(["class", "n", *METRICS],
+                                        [[c, v["n"], *(v[m] for m in METRICS)] for c, v in by_class.items()])
+        return text
+
+    def plot(self, path) -> pathlib.Path:
+        inputs, recs = self.examples
+        err = np.abs(inputs - recs)
+        vmax = max(float(err.max()), 1e-6)
+        titles = [[f"{p:.1f} dB" for p in psnr(inputs, recs)], None, None]
+        fig = plots.image_rows([("input", inputs), ("reconstruction", recs), ("|error|", err)], titles=titles,
+                               cmaps={"|error|": "magma"}, vranges={"|error|": (0.0, vmax)})
+        fig.suptitle(f"{self.model}: mean PSNR {self.summary['psnr']['mean']:.2f} dB, "
+                     f"SSIM {self.summary['ssim']['mean']:.3f} (error maps scaled to {vmax:.2f})", fontsize=9)
+        return plots.save(fig, path)
+
+    def extra_figures(self) -> dict:
+        return {"reconstruction_histograms": self._plot_histograms}
+
+    def _plot_histograms(self, path) -> pathlib.Path:
+        fig = plots.figure(10, 2.8)
+        axes = fig.subplots(1, 3)
+        for ax, m in zip(axes, METRICS):
+            values = self.per_image[m]
+            if self.labels is not None and self.labels.ndim == 1 and len(np.unique(self.labels)) > 1:
+                for i, c in enumerate(np.unique(self.labels)):
+                    ax.hist(values[self.labels == c], bins=30, alpha=0.6, color=plots.PALETTE[i],
+                            label=CLASS_NAMES.get(int(c), str(c)))
+                ax.legend(fontsize=7)
+            else:
+                ax.hist(values, bins=30, color=plots.PALETTE[0])
+            ax.set_xlabel(m)
+        axes[0].set_ylabel("images")
+        return plots.save(fig, path)
+
+
+def reconstruction(model, images=None, labels=None, *, split="test", dataset=None, max_images=None, seed=0,
+                   batch_size=64, examples=8) -> ReconstructionResult:
+    """Reconstruct a split (or the given images) and measure PSNR, SSIM and MAE per image.
+
+    Args:
+        model: a zoo name, a preset path or a model.
+        images, labels: arrays to use instead of loading ``split``.
+        split, dataset: what to load (default: the test split of the model's training dataset).
+        max_images: a stratified random subset, for quick runs.
+        examples: images shown in the figure (spread over the split).
+
+    Returns:
+        A :class:`ReconstructionResult`.
+    """
+    model = resolve_model(model)
+    x, y, source = given_or_loaded(model, images, labels, split, dataset=dataset, max_images=max_images, seed=seed)
+    rec = model.reconstruct(x, batch_size=batch_size)
+    per_image = {"psnr": psnr(x, rec), "ssim": ssim(x, rec), "mae": mae(x, rec)}
+    pick = np.unique(np.linspace(0, len(x) - 1, min(examples, len(x))).astype(int))
+    return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]))

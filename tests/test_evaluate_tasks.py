@@ -1,0 +1,196 @@
+"""The evaluation tasks on tiny models: numbers that must come out, result objects, figures and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.cli import EVALUATION_TASKS, main
+from medzoo.data import PreprocessSpec
+from medzoo.errors import ConfigError
+from medzoo.evaluate.common import prepare
+from medzoo.evaluate.metrics import psnr
+from medzoo.models import VAE, ConvAutoencoder
+
+TINY = dict(input_shape=(32, 32, 1), filters=4, depth=2, seed=3, normalization="none")
+SPEC = PreprocessSpec(size=(32, 32), resize="stretch", normalize="minmax")
+TRAINING = {"recipe": "test", "epochs": 1, "splits": {"train": "train", "metrics": "test"}, "classes": [0],
+            "dataset": {"name": "kermany_pediatric_cxr_64", "licence": "CC-BY-4.0", "citation": "Kermany 2018"}}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 2000
+
+
+@pytest.fixture(scope="module")
+def labelled(data_dir):
+    """52 real test images (about 17 normal / 35 pneumonia) as 32 x 32 model inputs, and their labels."""
+    with np.load(data_dir / "pediatric_cxr_kermany" / "kermany_pediatric_cxr_64.npz") as f:
+        raw, labels = f["test_images"][::10], f["test_labels"][::10, 0]
+    return np.asarray(SPEC.apply(raw)), labels.astype(int)
+
+
+@pytest.fixture(scope="module")
+def ae(labelled):
+    """A denoising autoencoder trained on the normal images only."""
+    x, y = labelled
+    model = ConvAutoencoder(latent_channels=4, noise="gaussian", noise_strength=0.1, **TINY)
+    model.compile(optimizer=__import__("keras").optimizers.Adam(3e-3))
+    model.fit(x[y == 0], epochs=30, batch_size=8, verbose=0)
+    model.preprocess_spec = SPEC
+    return model
+
+
+@pytest.fixture(scope="module")
+def vae(labelled):
+    model = VAE(latent_dim=8, **TINY)
+    model.fit(labelled[0], epochs=3, batch_size=16, verbose=0)
+    model.preprocess_spec = SPEC
+    return model
+
+
+def _check_result(result, tmp_path, task):
+    d = result.to_dict()
+    assert d["task"] == task
+    json.dumps(medzoo.evaluate.common.jsonable(result.to_dict(per_image=True)), allow_nan=False)
+    assert _is_png(result.plot(tmp_path / f"{task}.png"))
+    paths = result.save(tmp_path / "saved")
+    assert json.loads(paths["results"].read_text())["task"] == task
+    assert all(_is_png(p) for k, p in paths.items() if k != "results")
+    assert isinstance(result.table(), str) and result.table() in repr(result)
+    return d
+
+
+def test_reconstruction_per_image_metrics_and_figures(ae, labelled, tmp_path):
+    x, y = labelled
+    result = medzoo.evaluate.reconstruction(ae, images=x, labels=y)
+    np.testing.assert_allclose(result.per_image["psnr"], psnr(x, ae.reconstruct(x)), rtol=1e-6)
+    assert all(len(result.per_image[m]) == len(x) for m in ("psnr", "ssim", "mae"))
+    d = _check_result(result, tmp_path, "reconstruction")
+    assert d["metrics"]["psnr"]["mean"] == pytest.approx(float(result.per_image["psnr"].mean()))
+    assert d["by_class"]["normal"]["n"] == int((y == 0).sum())
+    assert "per_image" in result.to_dict(per_image=True) and "per_image" not in d
+
+
+def test_anomaly_detects_synthetic_lesions_and_reports_intervals(ae, labelled, tmp_path):
+    x, y = labelled
+    normal = x[y == 0]
+    lesion = normal.copy()
+    checker = (np.indices((12, 12)).sum(axis=0) % 2).astype("float32")[..., None]
+    lesion[:, 8:20, 8:20] = checker  # a pattern no normal image has: it must reconstruct badly
+    images = np.concatenate([normal, lesion])
+    labels = np.r_[np.zeros(len(normal), int), np.ones(len(lesion), int)]
+    result = medzoo.evaluate.anomaly(ae, images=images, labels=labels, reference_images=normal, n_bootstrap=200)
+    mse = result.metrics["mse"]
+    assert mse["auroc"] > 0.9 and mse["ci_low"] <= mse["auroc"] <= mse["ci_high"]
+    assert {"mse", "l1", "ssim", "mean-image", "pca"} <= set(result.metrics)
+    assert result.metrics["pca"]["kind"] == "baseline" and result.trained_on_normal_only is None
+    assert any("training record" in n for n in result.notes)
+    _check_result(result, tmp_path, "anomaly")
+
+
+def test_anomaly_of_a_vae_adds_the_negative_elbo(vae, labelled):
+    x, y = labelled
+    result = medzoo.evaluate.anomaly(vae, images=x, labels=y, reference_images=x[y == 0], baselines=(),
+                                     n_bootstrap=50)
+    assert set(result.metrics) == {"mse", "l1", "ssim", "nelbo"}
+    assert np.all(result.scores["nelbo"] > 0) and result.settings["vae_decoder_sigma"] > 0
+
+
+def _toy_split(rng, n):
+    """Images whose class is a bright blob in the upper left: linearly separable in pixels."""
+    x = rng.uniform(0.2, 0.5, size=(n, 32, 32, 1)).astype("float32")
+    y = np.arange(n) % 2
+    x[y == 1, 4:14, 4:14] += 0.5
+    return x, y
+
+
+def test_linear_probe_beats_chance_on_a_separable_toy_set(ae, tmp_path):
+    rng = np.random.default_rng(0)
+    train, val, test = (_toy_split(rng, n) for n in (96, 32, 40))
+    result = medzoo.evaluate.probe(ae, train=train, val=val, test=test, baselines=("pixels", "cnn"), cnn_epochs=2,
+                                   n_bootstrap=100)
+    name = "probe:convautoencoder-unsaved"
+    assert set(result.methods) == {name, "probe:pixels", "cnn:supervised"}
+    assert result.methods[name]["auroc"] > 0.9 and result.methods[name]["accuracy"] > 0.8
+    assert result.majority_accuracy == 0.5
+    assert result.methods["cnn:supervised"]["trained_parameters"] > 10_000
+    _check_result(result, tmp_path, "probe")
+
+
+def test_probe_refuses_a_split_with_one_class(ae):
+    rng = np.random.default_rng(1)
+    x, y = _toy_split(rng, 16)
+    with pytest.raises(ConfigError, match="both classes"):
+        medzoo.evaluate.probe(ae, train=(x, np.zeros(16, int)), val=(x, y), test=(x, y), baselines=())
+
+
+def test_denoise_table_covers_every_method_and_noise_level(ae, vae, labelled, tmp_path):
+    x, _ = labelled
+    result = medzoo.evaluate.denoise([ae, vae], images=x[:6], tune_images=x[40:44], sigmas=(0.05, 0.2))
+    rows = {(r["sigma"], r["method"]): r for r in result.rows}
+    methods = {"noisy", "gaussian", "nlm", "convautoencoder-unsaved", "vae-unsaved"}
+    assert set(rows) == {(s, m) for s in (0.05, 0.2) for m in methods}
+    assert rows[(0.2, "noisy")]["psnr"] < rows[(0.05, "noisy")]["psnr"] - 8  # 4x the noise: about 12 dB
+    assert rows[(0.2, "gaussian")]["psnr"] > rows[(0.2, "noisy")]["psnr"] + 2
+    assert result.settings["training_noise"]["convautoencoder-unsaved"] == 0.1
+    d = _check_result(result, tmp_path, "denoise")
+    assert "per_image" not in d["results"][0]
+
+
+def test_generation_samples_and_interpolates(vae, ae, labelled, tmp_path):
+    x, y = labelled
+    result = medzoo.evaluate.generation(vae, images=x, labels=y, n_samples=8, steps=4, pairs=2)
+    assert result.samples.shape == (8, 32, 32, 1) and len(result.strips) == 2 and result.strips[0].shape[0] == 4
+    assert result.strip_labels[0] == ("normal", "pneumonia")
+    normal_recs = vae.reconstruct(x[y == 0])  # a strip starts at the reconstruction of a normal image
+    assert min(np.abs(normal_recs - result.strips[0][0]).max(axis=(1, 2, 3))) < 1e-5
+    assert result.stats["latent_size"] == 8 and 0 <= result.stats["active_units"] <= 8
+    d = _check_result(result, tmp_path, "generation")
+    assert d["samples"] == 8 and "per_sample_nn_mse" not in d["stats"]
+    strips_only = medzoo.evaluate.generation(ae, images=x, labels=y, steps=4, pairs=1)
+    assert strips_only.samples is None and "no prior" in strips_only.notes[0]
+    assert _is_png(strips_only.plot(tmp_path / "strips.png"))
+
+
+def test_strip_end_frames_are_the_reconstructions(ae, labelled):
+    x, y = labelled
+    result = medzoo.evaluate.generation(ae, images=x, labels=None, steps=5, pairs=1, seed=4)
+    strip = result.strips[0]
+    rec = ae.reconstruct(x)
+    # each end of the strip is the reconstruction of some input image
+    assert min(np.abs(rec - strip[0]).max(axis=(1, 2, 3))) < 1e-5
+    assert min(np.abs(rec - strip[-1]).max(axis=(1, 2, 3))) < 1e-5
+
+
+def test_prepare_passes_model_inputs_through_and_preprocesses_raw_images(ae, labelled, data_dir):
+    x, _ = labelled
+    assert prepare(ae, x) is x or np.shares_memory(prepare(ae, x), x)
+    with np.load(data_dir / "pediatric_cxr_kermany" / "kermany_pediatric_cxr_64.npz") as f:
+        raw = f["test_images"][:3]
+    np.testing.assert_allclose(prepare(ae, raw), SPEC.apply(raw))
+
+
+def test_evaluate_is_callable_by_task_name(ae, labelled, tmp_path):
+    x, y = labelled
+    result = medzoo.evaluate(ae, "reconstruction", images=x[:5], labels=y[:5], output_dir=tmp_path / "r")
+    assert isinstance(result, medzoo.evaluate.ReconstructionResult) and (tmp_path / "r" / "results.json").is_file()
+    with pytest.raises(ConfigError, match="unknown evaluation task"):
+        medzoo.evaluate(ae, "segmentation")
+    assert set(EVALUATION_TASKS) == set(medzoo.evaluate.TASKS)
+
+
+def test_cli_evaluate_on_a_tiny_preset(ae, tmp_path, capsys):
+    preset = medzoo.save_preset(ae, tmp_path / "tiny-ae", name="tiny-ae", spec=SPEC, training=TRAINING)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(preset), "--task", "reconstruction", "--output", str(out), "--max-images", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "reconstruction: tiny-ae on kermany_pediatric_cxr_64:test (8 images)" in printed and "psnr" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == 8 and len(results["per_image"]["psnr"]) == 8
+    assert _is_png(out / "reconstruction.png")
+    assert main(["evaluate", str(preset), "--task", "generation", "--output", str(tmp_path / "gen"),
+                 "--max-images", "8"]) == 0
+    assert _is_png(tmp_path / "gen" / "generation.png")
