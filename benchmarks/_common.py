@@ -1,0 +1,81 @@
+"""Shared plumbing of the benchmark scripts: options, zoo model selection, writing tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def parser(task: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", nargs="+", help="zoo names or preset paths (default: see the script)")
+    p.add_argument("--max-images", type=int, help="stratified random subset per split, for quick runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=pathlib.Path, default=RESULTS / task,
+                   help=f"folder for JSON, tables and figures (default benchmarks/results/{task})")
+    return p
+
+
+def zoo_names(family=None, predicate=None) -> list[str]:
+    """Zoo models, optionally of one family and passing ``predicate(entry)``."""
+    import medzoo
+    from medzoo.zoo import info
+
+    names = []
+    for m in medzoo.list_models():
+        if family and m["family"] != family:
+            continue
+        if predicate and not predicate(info(m["name"])):
+            continue
+        names.append(m["name"])
+    return names
+
+
+def available(wanted: list[str]) -> list[str]:
+    """The names in ``wanted`` that are zoo models or existing paths; says which are missing."""
+    import medzoo
+
+    zoo = {m["name"] for m in medzoo.list_models()}
+    found = [w for w in wanted if w in zoo or pathlib.Path(w).exists()]
+    missing = [w for w in wanted if w not in found]
+    if missing:
+        print(f"note: not in the zoo yet, skipped: {', '.join(missing)}", file=sys.stderr)
+    if not found:
+        sys.exit(f"none of {wanted} is available; train them first (medzoo train NAME) or pass --models")
+    return found
+
+
+def write(output: pathlib.Path, name: str, text: str, data: dict) -> None:
+    from medzoo.evaluate.common import jsonable
+
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+    (output / f"{name}.json").write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n",
+                                         encoding="utf-8")
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.time() - self.start
+
+
+def setup_logging():
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def result_dir(name) -> str:
+    """A folder name for a model's results: the zoo name, or the last part of a preset path."""
+    return pathlib.Path(str(name)).name
