@@ -274,7 +274,8 @@ class AutoencoderModel(keras.Model):
     def _batched(self, key, fn, x, batch_size):
         """Run a tensor function over ``x`` in batches; one traced graph per ``key``."""
         if key not in self._tensor_fns:
-            self._tensor_fns[key] = tf.function(fn, reduce_retracing=True)
+            # plain tensor code: autograph has nothing to convert (and cannot parse lambdas)
+            self._tensor_fns[key] = tf.function(tf.autograph.experimental.do_not_convert(fn), reduce_retracing=True)
         graph_fn = self._tensor_fns[key]
         outs = [graph_fn(tf.convert_to_tensor(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate([o.numpy() for o in outs], axis=0)
