@@ -117,7 +117,8 @@ class EntropyModel:
         """
         train_codes = np.asarray(train_codes)
         if train_codes.ndim != 3 or len(train_codes) == 0 or not np.issubdtype(train_codes.dtype, np.integer):
-            raise DataError(f"code maps must be an integer array (N, h, w), got {train_codes.dtype} {train_codes.shape}")
+            raise DataError(
+                f"code maps must be an integer array (N, h, w), got {train_codes.dtype} {train_codes.shape}")
         k = int(num_codes if num_codes is not None else train_codes.max() + 1)
         if train_codes.min() < 0 or train_codes.max() >= k:
             raise DataError(f"codes must lie in [0, {k})")
@@ -321,7 +322,8 @@ def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
     path = cache_path(model, cache_dir)
     if path.is_file():
         entropy_model = EntropyModel.load(path)
-        if entropy_model.num_codes != model.num_embeddings or tuple(entropy_model.code_shape) != tuple(model.code_shape):
+        shape = tuple(entropy_model.code_shape)
+        if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
             raise DataError(f"{path} does not fit this model (K or code shape differ); delete it to refit")
         return entropy_model
     from medzoo.evaluate.common import load_split, model_label, training_info

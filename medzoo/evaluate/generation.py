@@ -76,7 +76,7 @@ class GenerationResult(Result):
             for i in range(0, len(self.samples), steps):
                 rows.append(("samples" if i == 0 else "", self.samples[i:i + steps]))
         for (a, b), strip in zip(self.strip_labels, self.strips):
-            rows.append((f"{a} -> {b}", strip))
+            rows.append((f"{a} ->\n{b}", strip))
         fig = plots.image_rows(rows, scale=1.2)
         fig.suptitle(f"{self.model}: " + ("prior samples (top) and " if self.samples is not None else "")
                      + "latent interpolations (first and last frames: reconstructions)", fontsize=9)

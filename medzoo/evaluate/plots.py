@@ -64,7 +64,10 @@ def image_rows(rows: list[tuple[str, np.ndarray]], titles=None, path=None, cmaps
                 show_image(ax, images[c], titles[r][c] if titles and titles[r] else None, cmap, vmin, vmax)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(label, fontsize=9)
+        if len(label) > 14 or "\n" in label:  # long labels read horizontally, left of the row
+            axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=6)
+        else:
+            axes[r, 0].set_ylabel(label, fontsize=9)
     if path is not None:
         save(fig, path)
     return fig

@@ -65,7 +65,8 @@ class ReconstructionResult(Result):
     def table(self) -> str:
         rows = [[m, s["mean"], s["std"], s["median"], s["min"], s["max"]] for m, s in self.summary.items()]
         text = format_table(["metric", "mean", "std", "median", "min", "max"], rows,
-                            title=f"reconstruction: {self.model} on {self.source} ({len(self.per_image['psnr'])} images)")
+                            title=f"reconstruction: {self.model} on {self.source} "
+                                  f"({len(self.per_image['psnr'])} images)")
         by_class = self.by_class()
         if by_class:
             text += "\n" + format_table(["class", "n", *METRICS],
@@ -75,12 +76,13 @@ class ReconstructionResult(Result):
     def plot(self, path) -> pathlib.Path:
         inputs, recs = self.examples
         err = np.abs(inputs - recs)
-        vmax = max(float(err.max()), 1e-6)
+        vmax = max(float(np.percentile(err, 99.5)), 1e-6)  # a few outliers would make the maps black
         titles = [[f"{p:.1f} dB" for p in psnr(inputs, recs)], None, None]
         fig = plots.image_rows([("input", inputs), ("reconstruction", recs), ("|error|", err)], titles=titles,
                                cmaps={"|error|": "magma"}, vranges={"|error|": (0.0, vmax)})
         fig.suptitle(f"{self.model}: mean PSNR {self.summary['psnr']['mean']:.2f} dB, "
-                     f"SSIM {self.summary['ssim']['mean']:.3f} (error maps scaled to {vmax:.2f})", fontsize=9)
+                     f"SSIM {self.summary['ssim']['mean']:.3f} (error maps: 0 to {vmax:.2f}, "
+                     "the 99.5th percentile)", fontsize=9)
         return plots.save(fig, path)
 
     def extra_figures(self) -> dict:
