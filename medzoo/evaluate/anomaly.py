@@ -207,5 +207,8 @@ def anomaly(model, images=None, labels=None, *, reference_images=None, split="te
     for name, s in scores.items():
         low, high = bootstrap_ci(y, s, n_resamples=n_bootstrap, level=level, seed=seed)
         metrics[name] = {"auroc": auroc(y, s), "ci_low": low, "ci_high": high, "kind": kinds[name]}
+        if high < 0.5:
+            notes.append(f"{name}: AUROC below 0.5 with its whole interval: pneumonia images score as more "
+                         "normal than normal images under this score (it is explained better, not worse)")
     return AnomalyResult(model_label(model), source, y, {k: np.asarray(v, np.float64) for k, v in scores.items()},
                          metrics, normal_only, notes, settings)
