@@ -70,7 +70,8 @@ def test_the_zoo_table_renders_a_manifest(tmp_path):
                 "dataset": {"name": "kermany_pediatric_cxr_64", "licence": "CC-BY-4.0", "citation": "Kermany 2018"}}
     path = tmp_path / "weights_manifest.json"
     models = {
-        "tiny-ae": (ConvAutoencoder(input_shape=(32, 32, 1), filters=4, depth=2, latent_channels=4, seed=0),
+        "tiny-ae": (ConvAutoencoder(input_shape=(32, 32, 1), filters=4, depth=2, latent_channels=4, noise="gaussian",
+                                    seed=0),
                     {"test_images": 8, "psnr": 30.123, "ssim": 0.91234, "mae": 0.01, "noisy_input_psnr": 20.0,
                      "denoised_psnr": 28.5}),
         "tiny-vae": (VAE(input_shape=(32, 32, 1), filters=4, depth=2, latent_dim=4, seed=0),
@@ -82,7 +83,7 @@ def test_the_zoo_table_renders_a_manifest(tmp_path):
         add_to_manifest(preset, manifest_path=path)
     rows = table.markdown_table(path).splitlines()
     assert rows[0] == "| model | family | modality | input | params | test metrics | licence |"
-    assert rows[2].startswith("| `tiny-ae` | autoencoder | chest X-ray (pediatric) | 32x32x1 | ")
+    assert rows[2].startswith("| `tiny-ae` | autoencoder (denoising) | chest X-ray (pediatric) | 32x32x1 | ")
     assert "| PSNR 30.12 dB, SSIM 0.912, denoised PSNR 28.50 dB (noisy input 20.00 dB) | CC-BY-4.0 |" in rows[2]
     assert rows[3].endswith("| PSNR 25.00 dB, NELBO 3.200 bits/dim | CC-BY-4.0 |") and len(rows) == 4
 

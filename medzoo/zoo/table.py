@@ -73,6 +73,14 @@ def _modality(dataset: dict) -> str:
     return "?"
 
 
+def _variant(family: str, config: dict) -> str:
+    """The family, with the autoencoder variant its config trains (denoising, sparse)."""
+    options = config.get("config") or {}
+    variants = [name for name, on in (("denoising", options.get("noise", "none") != "none"),
+                                      ("sparse", bool(options.get("sparsity")))) if on]
+    return f"{family} ({', '.join(variants)})" if variants else family
+
+
 def _metrics(metrics: dict) -> str:
     """The headline figures of an entry's metrics (flat, or nested under ``"test"``)."""
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
@@ -97,11 +105,12 @@ def markdown_table(manifest=None) -> str:
     table = list_models(manifest_path=manifest)
     if not table:
         return EMPTY
-    datasets = {entry["name"]: entry["training"]["dataset"] for entry in read_manifest(manifest)["models"]}
+    entries = {entry["name"]: entry for entry in read_manifest(manifest)["models"]}
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for model, row in zip(table, table.rows()):
-        cells = (f"`{row['name']}`", row["family"], _modality(datasets[model["name"]]), row["input"], row["params"],
-                 _metrics(model["metrics"]), row["licence"])
+        entry = entries[model["name"]]
+        cells = (f"`{row['name']}`", _variant(row["family"], entry["config"]), _modality(entry["training"]["dataset"]),
+                 row["input"], row["params"], _metrics(model["metrics"]), row["licence"])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
