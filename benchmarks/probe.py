@@ -1,7 +1,7 @@
 """Linear probes of the zoo's frozen encoders against a pixel probe and a supervised CNN, pneumonia vs normal.
 
     python benchmarks/probe.py                            # ae-, vae-, vqvae-chestxray
-    python benchmarks/probe.py --max-images 400 --cnn-epochs 5
+    python benchmarks/probe.py --max-images 400 --cnn-epochs 5   # quick look
 
 Logistic regression (C chosen on the validation split) on standardised frozen
 features; the baselines are trained in the same run on the same splits: the same
@@ -17,7 +17,7 @@ from medzoo.evaluate.common import format_table
 
 def main(argv=None):
     p = _common.parser("probe", __doc__.splitlines()[0])
-    p.add_argument("--cnn-epochs", type=int, default=20, help="maximum epochs of the CNN baseline (default 20)")
+    p.add_argument("--cnn-epochs", type=int, default=30, help="maximum epochs of the CNN baseline (default 30)")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
     _common.setup_logging()
@@ -34,7 +34,7 @@ def main(argv=None):
                          f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]", m["accuracy"], m["balanced_accuracy"]])
     text = format_table(["method", "features", "trained params", "AUROC", "95% CI", "accuracy", "bal. acc."], rows,
                         title=f"pneumonia vs normal, test split (majority-class accuracy "
-                              f"{result.majority_accuracy:.3f})")
+                              f"{result.majority_accuracy:.3f}; accuracies at validation-chosen thresholds)")
     _common.write(args.output, "summary", text, summary)
     print(text)
     print(f"\nwrote {args.output}")

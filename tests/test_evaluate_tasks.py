@@ -117,6 +117,7 @@ def test_linear_probe_beats_chance_on_a_separable_toy_set(ae, tmp_path):
     assert result.methods[name]["auroc"] > 0.9 and result.methods[name]["accuracy"] > 0.8
     assert result.majority_accuracy == 0.5
     assert result.methods["cnn:supervised"]["trained_parameters"] > 10_000
+    assert all(0.0 <= m["threshold"] <= 1.0 for m in result.methods.values())  # chosen on validation scores
     _check_result(result, tmp_path, "probe")
 
 
