@@ -204,6 +204,7 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert point["rates"]["context"] <= point["rates"]["raw"] + 1e-9
     assert point["bpp"] > point["payload_bpp"]  # the header is paid for
     assert set(result.bd) == {"VQ-VAE", "JPEG"} and set(result.bd["JPEG"]) == {"psnr", "ssim"}
+    assert set(result.points[0]["codecs"]) == {"jpeg", "jpeg2000"}
     d = result.to_dict()
     json.dumps(medzoo.evaluate.common.jsonable(d), allow_nan=False)
     assert "per_image" not in d["models"][0] and "example" not in d["codecs"]["jpeg"]

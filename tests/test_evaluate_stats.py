@@ -7,7 +7,7 @@ import pytest
 
 from medzoo.errors import DataError, MedzooError
 from medzoo.evaluate.common import stratified_indices
-from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, rate_at_quality, roc_curve
+from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, quality_at_rate, rate_at_quality, roc_curve
 
 
 def test_auroc_hand_computed_cases():
@@ -102,6 +102,8 @@ def test_rate_at_quality_interpolates_in_log_rate():
     rates, psnr = np.array([0.1, 0.4]), np.array([30.0, 40.0])
     assert rate_at_quality(rates, psnr, 35.0) == pytest.approx(0.2)  # geometric midpoint
     assert math.isnan(rate_at_quality(rates, psnr, 45.0))
+    assert quality_at_rate(rates, psnr, 0.2) == pytest.approx(35.0)
+    assert math.isnan(quality_at_rate(rates, psnr, 0.05))
 
 
 def test_stratified_subsets_keep_both_classes_of_a_sorted_split():

@@ -37,7 +37,7 @@ from medzoo.evaluate.common import (
 )
 from medzoo.evaluate.entropy import KINDS, entropy_model_for, weights_fingerprint
 from medzoo.evaluate.metrics import psnr, ssim
-from medzoo.evaluate.stats import bd_rate, rate_at_quality
+from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
 
 
 @dataclasses.dataclass(repr=False, eq=False)
@@ -101,6 +101,11 @@ class CompressionResult(Result):
         text += "\n\n" + format_table(["model", "bpp", "PSNR", f"{self.anchor} bpp @ PSNR", "rate change %", "note"],
                                       point_rows, title="each VQ-VAE against the anchor at equal PSNR "
                                                         "(negative = fewer bits)")
+        codec_rows = [[p["model"], self.codecs[name]["label"], v["bpp_at_same_psnr"], v["psnr_at_same_bpp"],
+                       v["ssim_at_same_bpp"]] for p in self.points for name, v in p["codecs"].items()]
+        text += "\n\n" + format_table(["model", "codec", "bpp @ same PSNR", "PSNR @ same bpp", "SSIM @ same bpp"],
+                                      codec_rows, title="every codec at each VQ-VAE point ('-': outside the "
+                                                        "codec's sweep)")
         return text
 
     def plot(self, path) -> pathlib.Path:
@@ -258,9 +263,16 @@ def _compare(points, sweeps, anchor) -> tuple[dict, list]:
     for p in points:
         anchor_rate = rate_at_quality(a["bpp"], a["psnr"], p["psnr"])
         change = (p["bpp"] / anchor_rate - 1.0) * 100.0 if math.isfinite(anchor_rate) else float("nan")
-        singles.append({"model": p["model"], "bpp": p["bpp"], "psnr": p["psnr"],
+        per_codec = {}
+        for name, c in sweeps.items():
+            rate = rate_at_quality(c["bpp"], c["psnr"], p["psnr"])
+            per_codec[name] = {"bpp_at_same_psnr": rate, "psnr_at_same_bpp": quality_at_rate(c["bpp"], c["psnr"],
+                                                                                              p["bpp"]),
+                               "ssim_at_same_bpp": quality_at_rate(c["bpp"], c["ssim"], p["bpp"])}
+        singles.append({"model": p["model"], "bpp": p["bpp"], "psnr": p["psnr"], "ssim": p["ssim"],
                         "anchor_bpp_at_same_psnr": None if math.isnan(anchor_rate) else anchor_rate,
                         "rate_change_percent": None if math.isnan(change) else change,
+                        "codecs": per_codec,
                         "note": "" if math.isfinite(anchor_rate) else
                         f"PSNR {p['psnr']:.2f} dB is outside the {a['label']} curve "
                         f"({min(a['psnr']):.2f}..{max(a['psnr']):.2f} dB)"})

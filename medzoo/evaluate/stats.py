@@ -221,3 +221,15 @@ def rate_at_quality(rates, quality, target) -> float:
         return float("nan")
     unique_q, first = np.unique(q, return_index=True)
     return float(np.exp(np.interp(target, unique_q, log_rate[first])))
+
+
+def quality_at_rate(rates, quality, target_rate) -> float:
+    """The quality a curve reaches at ``target_rate`` (interpolated linearly over log-rate); NaN outside it."""
+    log_rate, q = _curve(rates, quality, "curve")
+    order = np.argsort(log_rate, kind="mergesort")
+    log_rate, q = log_rate[order], q[order]
+    target = math.log(target_rate) if target_rate > 0 else -math.inf
+    if not log_rate.min() <= target <= log_rate.max():
+        return float("nan")
+    unique_r, first = np.unique(log_rate, return_index=True)
+    return float(np.interp(target, unique_r, q[first]))
