@@ -85,7 +85,7 @@ def test_anomaly_detects_synthetic_lesions_and_reports_intervals(ae, labelled, t
     result = medzoo.evaluate.anomaly(ae, images=images, labels=labels, reference_images=normal, n_bootstrap=200)
     mse = result.metrics["mse"]
     assert mse["auroc"] > 0.9 and mse["ci_low"] <= mse["auroc"] <= mse["ci_high"]
-    assert {"mse", "l1", "ssim", "mean-image", "pca"} <= set(result.metrics)
+    assert {"mse", "l1", "ssim", "latent-knn", "mean-image", "pca", "pixel-knn"} <= set(result.metrics)
     assert result.metrics["pca"]["kind"] == "baseline" and result.trained_on_normal_only is None
     assert any("training record" in n for n in result.notes)
     _check_result(result, tmp_path, "anomaly")
@@ -95,8 +95,17 @@ def test_anomaly_of_a_vae_adds_the_negative_elbo(vae, labelled):
     x, y = labelled
     result = medzoo.evaluate.anomaly(vae, images=x, labels=y, reference_images=x[y == 0], baselines=(),
                                      n_bootstrap=50)
-    assert set(result.metrics) == {"mse", "l1", "ssim", "nelbo"}
+    assert set(result.metrics) == {"mse", "l1", "ssim", "nelbo", "latent-knn"}
     assert np.all(result.scores["nelbo"] > 0) and result.settings["vae_decoder_sigma"] > 0
+
+
+def test_knn_distance_is_the_mean_distance_to_the_nearest_references():
+    from medzoo.evaluate.anomaly import knn_distance
+
+    reference = np.array([[0.0, 0.0], [3.0, 4.0], [10.0, 0.0]])
+    queries = np.array([[0.0, 0.0], [6.0, 8.0]])
+    np.testing.assert_allclose(knn_distance(queries, reference, k=1), [0.0, 5.0])
+    np.testing.assert_allclose(knn_distance(queries, reference, k=2), [2.5, (5.0 + np.hypot(4.0, 8.0)) / 2])
 
 
 def _toy_split(rng, n):

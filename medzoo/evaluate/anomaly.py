@@ -1,16 +1,20 @@
 """Anomaly detection: score test images by how badly a model of normal images explains them.
 
 A model trained on normal images only (``ae-chestxray-normal``, ``vae-chestxray-normal``)
-scores each test image: per-image reconstruction error (MSE, L1, 1 - SSIM) and,
-for a VAE, the negative ELBO in bits per dimension. Pneumonia is the positive
-class; AUROC (rank statistic) comes with a stratified bootstrap interval.
+scores each test image: per-image reconstruction error (MSE, L1, 1 - SSIM), for a
+VAE the negative ELBO in bits per dimension, and the mean distance of the image's
+encoder features to its k nearest normal training images (``latent-knn``, still
+label-free). Pneumonia is the positive class; AUROC (rank statistic) comes with a
+stratified bootstrap interval.
 
 Baselines computed in the same run on the same images, so the learned models have
 something to beat:
 
 * ``mean-image``: squared distance to the mean normal training image;
 * ``pca``: reconstruction error of a linear subspace (principal components of the
-  normal training images): a linear autoencoder.
+  normal training images): a linear autoencoder;
+* ``pixel-knn``: the k-nearest-neighbour distance in pixel space (32 x 32 pooled),
+  the counterpart of ``latent-knn`` without the encoder.
 
 A model that saw pneumonia images in training is still scored, but the result
 says so: that is not an anomaly-detection setting.
@@ -44,6 +48,8 @@ SCORE_DESCRIPTIONS = {
     "l1": "mean absolute reconstruction error",
     "ssim": "1 - SSIM of the reconstruction",
     "nelbo": "negative ELBO, bits per dimension (discretized Gaussian decoder)",
+    "latent-knn": "mean distance to the k nearest normal training images in the encoder's feature space",
+    "pixel-knn": "baseline: mean distance to the k nearest normal training images in pixel space (32 x 32 pooled)",
     "mean-image": "baseline: squared distance to the mean normal training image",
     "pca": "baseline: reconstruction error of the principal subspace of normal training images",
 }
@@ -119,6 +125,20 @@ class AnomalyResult(Result):
         return plots.save(fig, path)
 
 
+def knn_distance(queries, reference, k=5, chunk=256) -> np.ndarray:
+    """Mean Euclidean distance of each query row to its ``k`` nearest ``reference`` rows."""
+    q = np.asarray(queries, np.float64).reshape(len(queries), -1)
+    r = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    k = int(min(k, len(r)))
+    r_sq = (r ** 2).sum(axis=1)
+    out = []
+    for i in range(0, len(q), chunk):
+        block = q[i:i + chunk]
+        d2 = np.maximum((block ** 2).sum(axis=1)[:, None] - 2.0 * block @ r.T + r_sq[None], 0.0)
+        out.append(np.sqrt(np.partition(d2, k - 1, axis=1)[:, :k]).mean(axis=1))
+    return np.concatenate(out)
+
+
 class PCABaseline:
     """Principal subspace of (flattened) normal images; scores by the squared residual outside it."""
 
@@ -144,8 +164,8 @@ class PCABaseline:
 
 
 def anomaly(model, images=None, labels=None, *, reference_images=None, split="test", dataset=None,
-            max_images=None, max_reference=2000, seed=0, baselines=("mean-image", "pca"), pca_components=32,
-            n_bootstrap=2000, level=0.95, batch_size=64) -> AnomalyResult:
+            max_images=None, max_reference=2000, seed=0, baselines=("mean-image", "pca", "pixel-knn"),
+            pca_components=32, knn=5, n_bootstrap=2000, level=0.95, batch_size=64) -> AnomalyResult:
     """Score images with a model of normal anatomy; AUROC of pneumonia vs normal with bootstrap intervals.
 
     Args:
@@ -156,7 +176,9 @@ def anomaly(model, images=None, labels=None, *, reference_images=None, split="te
             validation split for the scale).
         max_images: stratified subset of the scored split.
         max_reference: at most this many reference images (random, seeded).
-        baselines: any of ``"mean-image"``, ``"pca"`` (empty to skip).
+        baselines: any of ``"mean-image"``, ``"pca"``, ``"pixel-knn"`` (empty to skip).
+        knn: neighbours of the k-nearest-neighbour scores (``latent-knn`` of the model's
+            encoder features, ``pixel-knn`` baseline).
         n_bootstrap, level: the bootstrap interval of each AUROC.
     """
     model = resolve_model(model)
@@ -189,6 +211,11 @@ def anomaly(model, images=None, labels=None, *, reference_images=None, split="te
         sigma = fit_vae_sigma(model, ref_val)
         scores["nelbo"] = vae_negative_elbo_bits(model, x, sigma, batch_size=batch_size, seed=seed)
         settings["vae_decoder_sigma"] = sigma
+    from medzoo.evaluate.probe import encoder_features, pooled_pixels
+
+    scores["latent-knn"] = knn_distance(encoder_features(model, x, batch_size),
+                                        encoder_features(model, ref_train, batch_size), knn)
+    settings["knn"] = knn
     kinds = {name: "model" for name in scores}
     for name in baselines:
         if name == "mean-image":
@@ -197,10 +224,12 @@ def anomaly(model, images=None, labels=None, *, reference_images=None, split="te
             pca = PCABaseline(ref_train, pca_components)
             scores[name] = pca.score(x)
             settings["pca_components"] = pca.components
+        elif name == "pixel-knn":
+            scores[name] = knn_distance(pooled_pixels(x), pooled_pixels(ref_train), knn)
         else:
             from medzoo.errors import ConfigError
 
-            raise ConfigError(f"unknown anomaly baseline {name!r}; known: 'mean-image', 'pca'")
+            raise ConfigError(f"unknown anomaly baseline {name!r}; known: 'mean-image', 'pca', 'pixel-knn'")
         kinds[name] = "baseline"
 
     metrics = {}
