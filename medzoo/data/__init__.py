@@ -16,27 +16,35 @@ from medzoo.data.datasets import (
     resolve_npz,
 )
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
-from medzoo.data.images import ImageInfo, probe_image, read_image
+from medzoo.data.images import ImageInfo, ImageRef, image_files, probe_image, read_image, read_images
 from medzoo.data.preprocess import MIN_IMAGE_SIZE, PreprocessSpec, to_display, to_uint8
+from medzoo.data.samples import SAMPLES_DIR, sample_files, sample_images, sample_manifest
 
 __all__ = [
     "DATA_DIR_ENV",
     "KNOWN_FILES",
     "MIN_IMAGE_SIZE",
+    "SAMPLES_DIR",
     "DirectoryDataset",
     "ImageInfo",
+    "ImageRef",
     "PreprocessSpec",
     "RemoteFile",
     "SkippedFile",
     "from_arrays",
     "from_directory",
+    "image_files",
     "is_dicom",
     "load_npz",
     "probe_image",
     "read_dicom",
     "read_dicom_header",
     "read_image",
+    "read_images",
     "resolve_npz",
+    "sample_files",
+    "sample_images",
+    "sample_manifest",
     "to_display",
     "to_uint8",
 ]

@@ -13,6 +13,7 @@ drops the alpha), and frame stacks (multi-frame DICOM, NPY stacks) as
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import numpy as np
@@ -157,3 +158,85 @@ def _open_npy(path: pathlib.Path) -> tuple[np.ndarray, bool, int]:
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
     return array, stacked, channels
+
+
+class ImageRef(tuple):
+    """Where one image of :func:`read_images` came from: ``(path, frame)``, frame None for a single image."""
+
+    __slots__ = ()
+
+    def __new__(cls, path, frame=None):
+        return super().__new__(cls, (pathlib.Path(path), frame))
+
+    path = property(lambda self: self[0])
+    frame = property(lambda self: self[1])
+
+    @property
+    def stem(self) -> str:
+        """A file-name stem for outputs: the file's stem, plus ``_f<frame>`` for a frame of a stack."""
+        return self.path.stem if self.frame is None else f"{self.path.stem}_f{self.frame:03d}"
+
+    def __str__(self):
+        return str(self.path) if self.frame is None else f"{self.path} [frame {self.frame}]"
+
+
+def image_files(inputs) -> list[pathlib.Path]:
+    """Files and folders -> the image files they name, in order.
+
+    A file is taken as it is (it must exist; its kind is checked when it is read). A folder
+    contributes every DICOM (by content), PNG, JPEG and NPY file below it, in sorted order;
+    hidden files and folders and files of other kinds are passed over.
+
+    Raises:
+        DataError: an input that does not exist, or no image at all.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, pathlib.PurePath)) else list(inputs)
+    files = []
+    for item in inputs:
+        path = pathlib.Path(item).expanduser()
+        if path.is_dir():
+            for current, dirs, names in sorted(os.walk(path)):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files += [pathlib.Path(current, n) for n in sorted(names)
+                          if not n.startswith(".") and image_kind(pathlib.Path(current, n)) is not None]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, inputs)) or 'the inputs (none given)'}")
+    return files
+
+
+def read_images(inputs, spec, *, voi="auto", progress=None) -> tuple[np.ndarray, list[ImageRef]]:
+    """Read image files of any supported kind and size into one batch of model inputs.
+
+    Each file is read with :func:`read_image` (DICOM recognised by content, whatever its
+    name) and preprocessed on its own with ``spec``, so files of different sizes, bit
+    depths and channel counts end up in one (N, H, W, C) batch. Every frame of a stack
+    (multi-frame DICOM, NPY (F, H, W[, C])) is one image.
+
+    Args:
+        inputs: a path or a list of paths of files and folders (see :func:`image_files`).
+        spec: the :class:`~medzoo.data.PreprocessSpec`, e.g. ``model.preprocess_spec``.
+        voi: the VOI step for DICOM files (see :func:`~medzoo.data.read_dicom`).
+        progress: optional wrapper of an iterable showing progress (e.g. ``tqdm``).
+
+    Returns:
+        ``(images, refs)``: float32 model inputs (N, H, W, C), and where each came from.
+
+    Raises:
+        DataError: a missing, unsupported or corrupt file (the message names it).
+    """
+    files = image_files(inputs)
+    images, refs = [], []
+    for path in (progress(files) if progress else files):
+        frames = probe_image(path).frames
+        for frame in ([None] if frames == 1 else range(frames)):
+            pixels = read_image(path, frame=frame, voi=voi)
+            try:
+                images.append(np.asarray(spec.apply(pixels), dtype=np.float32))
+            except DataError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            refs.append(ImageRef(path, frame))
+    return np.stack(images), refs
