@@ -8,8 +8,10 @@ answers ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` with the heade
 points its ``constants.ENDPOINT`` / URL template at the server.
 """
 
+import base64
 import hashlib
 import http.server
+import json
 import logging
 import pathlib
 import shutil
@@ -34,12 +36,31 @@ TRAINING = {"recipe": "test", "epochs": 2, "splits": {"train": "train", "metrics
 
 
 class FakeHub:
-    """An in-memory Hub: repos of commits of files, served over loopback HTTP; records every request."""
+    """An in-memory Hub: repos of commits of files, served over loopback HTTP; records every request.
+
+    Downloads: ``HEAD``/``GET /{repo_id}/resolve/{revision}/{path}``, ``Range`` requests answered
+    with 206. Uploads, the calls ``HfApi.create_repo``, ``create_branch`` and ``upload_folder``
+    make: ``POST /api/repos/create``, ``/api/validate-yaml`` (the model card),
+    ``/api/models/{repo_id}/branch/{branch}``, ``/api/models/{repo_id}/preupload/{revision}``
+    (every file "regular", so no LFS or Xet storage is involved) and
+    ``/api/models/{repo_id}/commit/{revision}`` (NDJSON, base64 file contents), which adds a
+    commit on top of the branch.
+
+    Faults to inject: :attr:`tamper` (other bytes served for a path, consistently),
+    :attr:`announce` (a size the metadata (HEAD) claims for a path, not the size of the bytes
+    then sent), :meth:`cut_off` (the next GET of a path is cut off mid-stream) and
+    :attr:`down` (every request dropped without an answer).
+    """
 
     def __init__(self):
-        self.repos = {}  # repo_id -> {"commits": {commit: {path: bytes}}, "refs": {branch: commit}}
-        self.requests = []
+        self.repos = {}  # repo_id -> {"commits": {commit: {path: bytes}}, "refs": {branch: commit}, ...}
+        self.requests = []  # (method, path)
+        self.ranges = []  # (path, Range header) of the GETs that asked for part of a file
+        self.authorizations = set()  # Authorization headers of the upload calls
         self.tamper = {}  # path in repo -> bytes served instead of the stored ones
+        self.announce = {}  # path in repo -> size announced by HEAD instead of the true one
+        self.cuts = {}  # path in repo -> (bytes sent before the connection drops, then down)
+        self.down = False
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -47,11 +68,20 @@ class FakeHub:
     def add(self, repo_id, folder, *, branch="main", subfolder="") -> str:
         """Commit a preset folder (at ``subfolder`` in the repo) and move ``branch`` to it; return the commit."""
         files = {f"{subfolder}/{p.name}" if subfolder else p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-        repo = self.repos.setdefault(repo_id, {"commits": {}, "refs": {}})
-        commit = hashlib.sha1(repr(sorted(files.items())).encode() + str(len(repo["commits"])).encode()).hexdigest()
-        repo["commits"][commit] = files
-        repo["refs"][branch] = commit
+        self.repos.setdefault(repo_id, {"commits": {}, "refs": {}, "messages": {}, "private": False})
+        return self._commit(repo_id, branch, files, f"add {folder.name}", parent=None)
+
+    def _commit(self, repo_id, branch, files, message, *, parent) -> str:
+        repo = self.repos[repo_id]
+        files = {**(repo["commits"][parent] if parent else {}), **files}
+        commit = hashlib.sha1(repr((parent, sorted(files.items()), message, len(repo["commits"]))).encode()).hexdigest()
+        repo["commits"][commit], repo["messages"][commit], repo["refs"][branch] = files, message, commit
         return commit
+
+    def cut_off(self, path, after, *, then_down=False):
+        """The next GET of ``path`` announces the whole file, sends its first ``after`` bytes and drops the
+        connection; with ``then_down``, the hub stays :attr:`down` from then on (until that is reset)."""
+        self.cuts[path] = (after, then_down)
 
     def _handler(self):
         fake = self
@@ -66,8 +96,69 @@ class FakeHub:
             def do_GET(self):
                 self._serve(body=True)
 
+            def do_POST(self):
+                fake.requests.append((self.command, self.path))
+                payload = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if fake.down:
+                    return  # connection closed, nothing answered
+                fake.authorizations.add(self.headers.get("Authorization"))
+                path = urllib.parse.urlsplit(self.path).path
+                parts = [urllib.parse.unquote(p) for p in path.lstrip("/").split("/")]
+                if path == "/api/validate-yaml":
+                    return self._json(200, {"errors": [], "warnings": []})
+                if path == "/api/repos/create":
+                    return self._create_repo(json.loads(payload))
+                if len(parts) != 6 or parts[:2] != ["api", "models"]:
+                    return self._json(404, {"error": f"no such endpoint {path}"})
+                repo_id, action, revision = f"{parts[2]}/{parts[3]}", parts[4], parts[5]
+                repo = fake.repos.get(repo_id)
+                if repo is None:
+                    return self._json(404, {"error": "Repository not found"}, code="RepoNotFound")
+                if action == "branch":
+                    if revision in repo["refs"]:
+                        return self._json(409, {"error": "Reference already exists"})
+                    start = json.loads(payload or b"{}").get("startingPoint", "main")
+                    repo["refs"][revision] = repo["refs"].get(start, start)
+                    return self._json(200, {})
+                if revision not in repo["refs"]:
+                    return self._json(404, {"error": "Invalid rev id"}, code="RevisionNotFound")
+                if action == "preupload":
+                    files = json.loads(payload)["files"]
+                    return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                                      for f in files]})
+                if action == "commit":
+                    return self._commit(repo_id, revision, [json.loads(line) for line in payload.splitlines()])
+                return self._json(404, {"error": f"no such endpoint {path}"})
+
+            def _create_repo(self, payload):
+                repo_id = f"{payload['organization']}/{payload['name']}"
+                url = f"{fake.url}/{repo_id}"
+                if repo_id in fake.repos:
+                    return self._json(409, {"error": "You already created this model repo", "url": url})
+                fake.repos[repo_id] = {"commits": {}, "refs": {}, "messages": {},
+                                       "private": payload.get("visibility") == "private"}
+                fake._commit(repo_id, "main", {".gitattributes": b"*.h5 filter=lfs diff=lfs merge=lfs -text\n"},
+                             "initial commit", parent=None)
+                return self._json(200, {"url": url, "name": repo_id})
+
+            def _commit(self, repo_id, branch, items):
+                header, files = {}, {}
+                for item in items:
+                    if item["key"] == "header":
+                        header = item["value"]
+                    elif item["key"] == "file" and item["value"]["encoding"] == "base64":
+                        files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    else:
+                        return self._json(400, {"error": f"this hub only takes base64 files, got {item['key']}"})
+                parent = fake.repos[repo_id]["refs"][branch]
+                commit = fake._commit(repo_id, branch, files, header["summary"], parent=parent)
+                return self._json(200, {"commitUrl": f"{fake.url}/{repo_id}/commit/{commit}", "commitOid": commit,
+                                        "success": True, "pullRequestUrl": None})
+
             def _serve(self, body):
                 fake.requests.append((self.command, self.path))
+                if fake.down:
+                    return  # connection closed, nothing answered
                 parts = urllib.parse.urlsplit(self.path).path.lstrip("/").split("/")
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self._error(404, "RepoNotFound")
@@ -82,14 +173,39 @@ class FakeHub:
                 if path not in repo["commits"][commit]:
                     return self._error(404, "EntryNotFound", commit)
                 data = fake.tamper.get(path, repo["commits"][commit][path])
-                self.send_response(200)
+                size, start = len(data), 0
+                if not body and path in fake.announce:
+                    size = fake.announce[path]
+                ranged = body and self.headers.get("Range")
+                if ranged:
+                    fake.ranges.append((path, ranged))
+                    start = int(ranged.removeprefix("bytes=").split("-")[0])
+                self.send_response(206 if ranged else 200)
                 self.send_header("X-Repo-Commit", commit)
                 self.send_header("ETag", f'"{hashlib.sha256(repo["commits"][commit][path]).hexdigest()}"')
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(size - start))
+                if ranged:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
-                if body:
-                    self.wfile.write(data)
+                if not body:
+                    return
+                cut = fake.cuts.pop(path, None)
+                if cut is None:
+                    self.wfile.write(data[start:])
+                else:  # Content-Length promised the rest of the file: the client sees the stream end early
+                    self.wfile.write(data[start:cut[0]])
+                    fake.down = fake.down or cut[1]
+
+            def _json(self, status, value, code=None):
+                data = json.dumps(value).encode()
+                self.send_response(status)
+                if code:
+                    self.send_header("X-Error-Code", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _error(self, status, code, commit=None):
                 self.send_response(status)
@@ -297,6 +413,28 @@ def test_hf_uri_checks_the_digests_recorded_in_metadata(fake_hub, preset, tmp_pa
     with pytest.raises(IntegrityError, match="config.json .* has sha256 .* expected .*nothing was cached"):
         medzoo.load("hf://someone/tiny-vae@main", cache_dir=tmp_path / "cache")
     assert not cached_weights(tmp_path / "cache")
+
+
+def test_fetch_verifies_and_downloads_without_building_the_model(zoo, fake_hub, preset, tmp_path):
+    """``medzoo download``'s API: the files load() would use, verified, and where they are."""
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    fetched = medzoo.zoo.fetch("tiny_vae", **opts)  # bundled: verified in place, no network
+    assert fetched.source == "bundled" and fetched.folder == zoo["bundled"] and fake_hub.requests == []
+    assert fetched.files["model.weights.h5"] == sha256_file(preset["path"] / "model.weights.h5")
+    fetched = medzoo.zoo.fetch("tiny_vae", force_download=True, **opts)  # into the cache, where load finds it
+    assert fetched.source == "hub" and fetched.hub["revision"] == zoo["commit"]
+    assert cached_weights(zoo["cache_dir"]) == [fetched.folder / "model.weights.h5"]
+    assert medzoo.zoo.fetch("tiny_vae", **opts).source == "cache"
+    assert medzoo.load("tiny_vae", **opts).zoo_metadata["path"] == str(fetched.folder)
+    _corrupt(fetched.folder / "model.weights.h5")
+    with pytest.raises(IntegrityError, match="model.weights.h5 .*force_download=True"):
+        medzoo.zoo.fetch("tiny_vae", **opts)
+    fetched = medzoo.zoo.fetch(f"hf://medzoo/tiny-vae@{zoo['commit']}", cache_dir=tmp_path / "other")
+    assert fetched.source == "hub" and set(fetched.files) == {"config.json", "model.weights.h5", "README.md"}
+    with pytest.raises(ModelNotFoundError, match="did you mean 'tiny_vae'"):
+        medzoo.zoo.fetch("tiny-vae", **opts)
+    with pytest.raises(ConfigError, match="preset folder"):
+        medzoo.zoo.fetch(str(preset["path"]))
 
 
 def test_a_preset_path_loads_without_a_manifest(preset, tmp_path):

@@ -10,9 +10,10 @@ listing) and ``load`` (name or path -> verified model). The zoo builds on
 
 from medzoo.zoo.hub import FilesUnavailableError, parse_hf_uri, push_to_hub
 from medzoo.zoo.integrity import sha256_file, verify_files
-from medzoo.zoo.load import load
+from medzoo.zoo.load import Fetched, fetch, load
 from medzoo.zoo.manifest import (
     add_to_manifest,
+    describe,
     get_entry,
     info,
     list_models,
@@ -22,8 +23,11 @@ from medzoo.zoo.manifest import (
 from medzoo.zoo.presets import load_preset, save_preset, update_preset
 
 __all__ = [
+    "Fetched",
     "FilesUnavailableError",
     "add_to_manifest",
+    "describe",
+    "fetch",
     "get_entry",
     "info",
     "list_models",

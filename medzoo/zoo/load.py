@@ -11,10 +11,15 @@ all the files is used (after checking each file's sha256 against the manifest):
 A copy whose digest is wrong is never skipped silently: it raises
 :class:`~medzoo.errors.IntegrityError`. The source used is announced (logging, or
 stderr when logging is not configured) and recorded in ``model.zoo_metadata["source"]``.
+
+:func:`fetch` does the same without building the model: it makes the files available
+(downloading into the cache if needed), verifies them, and says where they are.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import pathlib
 import posixpath
@@ -33,7 +38,8 @@ from medzoo.zoo.hub import (
     resolve_cached_commit,
 )
 from medzoo.zoo.manifest import bundled_dir, find_entry, read_manifest
-from medzoo.zoo.presets import load_preset
+from medzoo.zoo.integrity import verify_files
+from medzoo.zoo.presets import load_preset, read_metadata, recorded_digests
 from medzoo.zoo.safety import PRESET_FILES
 
 _SOURCES = {"cache": "medzoo cache", "bundled": "copy bundled in the package", "hub": "Hugging Face Hub",
@@ -105,7 +111,83 @@ def _load_directory(folder: pathlib.Path, compile: bool):
     return _finish(load_preset(folder, compile=compile), "path", folder, str(folder))
 
 
-def _load_entry(entry, manifest_path, *, cache_dir, local_files_only, force_download, compile):
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """Where :func:`fetch` found a model's files, verified.
+
+    Attributes:
+        name: the zoo name (or the ``hf://`` reference) asked for.
+        version: the manifest version (None for an ``hf://`` reference).
+        source: ``"cache"``, ``"bundled"`` or ``"hub"`` (downloaded just now).
+        folder: the folder holding the verified preset files.
+        files: ``{filename: sha256}`` of every file checked.
+        hub: ``{"repo_id", "revision"}`` for files from the Hub or its cache, else None.
+    """
+
+    name: str
+    version: str | None
+    source: str
+    folder: pathlib.Path
+    files: dict
+    hub: dict | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum((self.folder / f).stat().st_size for f in self.files)
+
+
+def fetch(name, *, cache_dir=None, local_files_only=False, force_download=False, manifest_path=None) -> Fetched:
+    """Make a model's files available on disk and verify them, without building the model.
+
+    The files are looked for exactly as :func:`load` looks for them (the cache, the copy
+    bundled in the package, then the Hub at the pinned commit) and checked against the
+    manifest's sha256 digests; a download goes into the medzoo cache, where later
+    ``load`` calls find it. A bundled model needs no download: its bundled copy is verified.
+
+    Args:
+        name: a zoo name, or ``hf://org/repo[@revision][/subfolder]`` (checked against the
+            digests its metadata.json records).
+        cache_dir, local_files_only, force_download, manifest_path: as for :func:`load`.
+
+    Returns:
+        A :class:`Fetched` naming the folder and the verified files.
+
+    Raises:
+        ModelNotFoundError, IntegrityError, FilesUnavailableError, ConfigError: as :func:`load`.
+    """
+    from huggingface_hub import constants
+
+    if local_files_only and force_download:
+        raise ConfigError("local_files_only=True and force_download=True contradict each other")
+    local_files_only = local_files_only or constants.is_offline_mode()
+    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download)
+    if not isinstance(name, str) or (_looks_like_path(name) and not name.startswith("hf://")):
+        raise ConfigError(f"fetch() takes a zoo name or 'hf://org/repo@revision', got {name!r}; "
+                          "a preset folder is already on disk (medzoo.load checks it)")
+    if name.startswith("hf://"):
+        ref = parse_hf_uri(name)
+        source, folder, commit = _locate_hub_ref(ref, **options)
+        expected = recorded_digests(read_metadata(folder))
+        verify_files(folder, expected, origin=f"{_SOURCES[source]} of {ref.uri}")
+        return Fetched(name, None, source, folder, expected, {"repo_id": ref.repo_id, "revision": commit})
+    entry = find_entry(read_manifest(manifest_path), name)
+    located = _locate_entry(entry, manifest_path, **options)
+    with _hinted(located):
+        verify_files(located.folder, located.files, origin=f"the {_SOURCES[located.source]}")
+    return Fetched(name, entry["version"], located.source, located.folder, located.files, located.hub)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Located:
+    source: str
+    folder: pathlib.Path
+    files: dict
+    ref: HubRef | None
+    hub: dict | None
+
+
+def _locate_entry(entry, manifest_path, *, cache_dir, local_files_only, force_download) -> _Located:
+    """The first source holding all of an entry's files (downloading them if needed); not verified here."""
     name = entry["name"]
     expected = {record["filename"]: record["sha256"] for record in entry["files"]}
     hub = entry["sources"]["hub"]
@@ -119,14 +201,8 @@ def _load_entry(entry, manifest_path, *, cache_dir, local_files_only, force_down
                       if folder is not None and all((folder / f).is_file() for f in expected)]
     if candidates:
         source, folder = candidates[0]
-        try:
-            model = load_preset(folder, compile=compile, verify=expected)
-        except IntegrityError as exc:
-            hint = _HINTS[source].format(folder=folder)
-            if source == "bundled" and ref is not None:
-                hint += ", or load with force_download=True to use the Hub copy"
-            raise IntegrityError(f"{exc}. {hint}") from None
-        return _finish(model, source, folder, f"{name} {entry['version']}")
+        hub_info = {"repo_id": ref.repo_id, "revision": ref.revision} if source == "cache" else None
+        return _Located(source, folder, expected, ref, hub_info)
 
     looked = f"the cache ({cache_root(cache_dir)})" + (f" and the bundled copy ({bundled})" if bundled else "")
     if ref is None:
@@ -139,23 +215,51 @@ def _load_entry(entry, manifest_path, *, cache_dir, local_files_only, force_down
             f"load it once with network access (it downloads from {ref.uri}) or point cache_dir to a copy"
         )
     folder, commit = download(ref, list(expected), cache_dir=cache_dir, expected=expected)
-    model = load_preset(folder, compile=compile, verify=expected)
-    return _finish(model, "hub", folder, f"{name} {entry['version']}", hub={"repo_id": ref.repo_id, "revision": commit})
+    return _Located("hub", folder, expected, ref, {"repo_id": ref.repo_id, "revision": commit})
 
 
-def _load_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download, compile):
+@contextlib.contextmanager
+def _hinted(located: _Located):
+    """Add what to do about it to an IntegrityError of a cached or bundled copy."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if located.source not in _HINTS:
+            raise
+        hint = _HINTS[located.source].format(folder=located.folder)
+        if located.source == "bundled" and located.ref is not None:
+            hint += ", or load with force_download=True to use the Hub copy"
+        raise IntegrityError(f"{exc}. {hint}") from None
+
+
+def _load_entry(entry, manifest_path, *, cache_dir, local_files_only, force_download, compile):
+    located = _locate_entry(entry, manifest_path, cache_dir=cache_dir, local_files_only=local_files_only,
+                            force_download=force_download)
+    with _hinted(located):
+        model = load_preset(located.folder, compile=compile, verify=located.files)
+    extra = {"hub": located.hub} if located.source == "hub" else {}
+    return _finish(model, located.source, located.folder, f"{entry['name']} {entry['version']}", **extra)
+
+
+def _locate_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download):
+    """``(source, folder, commit)`` of an ``hf://`` preset: the cached snapshot, or a fresh download."""
     folder = None
     if not force_download and (local_files_only or is_commit(ref.revision)):
         folder = cached_snapshot(ref, PRESET_FILES, cache_dir=cache_dir)
     if folder is not None:
-        source, commit = "cache", resolve_cached_commit(ref, cache_dir=cache_dir)
-    elif local_files_only:
+        return "cache", folder, resolve_cached_commit(ref, cache_dir=cache_dir)
+    if local_files_only:
         raise FilesUnavailableError(
             f"{ref.uri} is not in the medzoo cache ({cache_root(cache_dir)}) and local_files_only=True; "
             "load it once with network access"
         )
-    else:
-        (folder, commit), source = download(ref, PRESET_FILES, cache_dir=cache_dir), "hub"
+    folder, commit = download(ref, PRESET_FILES, cache_dir=cache_dir)
+    return "hub", folder, commit
+
+
+def _load_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download, compile):
+    source, folder, commit = _locate_hub_ref(ref, cache_dir=cache_dir, local_files_only=local_files_only,
+                                             force_download=force_download)
     if not is_commit(ref.revision):
         warnings.warn(
             f"{ref.uri} does not pin a commit, so what it loads can change; it resolved to commit {commit}: "

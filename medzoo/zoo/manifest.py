@@ -441,3 +441,49 @@ def list_models(*, manifest_path=None) -> ModelTable:
 def info(name, *, manifest_path=None) -> dict:
     """Everything the manifest says about one model: config, input contract, training, metrics, files, sources."""
     return get_entry(name, manifest_path=manifest_path)
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def describe(name, *, manifest_path=None) -> str:
+    """A readable summary of one model's manifest entry (``medzoo info NAME``; ``info(name)`` has everything)."""
+    entry = get_entry(name, manifest_path=manifest_path)
+    inp, training = entry["input"], entry["training"]
+    spec = inp.get("preprocess") or {}
+    dataset = training.get("dataset") or {}
+    dataset = dataset if isinstance(dataset, dict) else {"name": str(dataset)}
+    lines = [f"{entry['name']} {entry['version']}  ({entry['family']}, {_human_count(entry.get('parameters'))} "
+             f"parameters, {entry.get('weights_dtype', 'float32')} weights, licence {entry['licence']})",
+             entry["description"], ""]
+    rows = [("input", f"{'x'.join(map(str, inp['shape']))}, values in [{inp['value_range'][0]:g}, "
+                      f"{inp['value_range'][1]:g}]")]
+    if spec:
+        normalize = spec.get("normalize")
+        if normalize == "minmax" and spec.get("percentiles"):
+            normalize += " (percentiles {:g}-{:g})".format(*spec["percentiles"])
+        rows.append(("preprocess", f"resize ({spec.get('resize')}) to {'x'.join(map(str, spec.get('size') or []))}, "
+                                   f"{spec.get('channels')} channel(s), normalize {normalize}"))
+    trained = f"recipe {training.get('recipe')}, {training.get('epochs')} epochs on {dataset.get('name')}"
+    if training.get("classes") is not None:
+        trained += f" (classes {training['classes']} only)"
+    if training.get("wall_time_s"):
+        trained += f", {training['wall_time_s']:.0f} s"
+    rows += [("training", trained), ("data", f"{dataset.get('licence', '?')}; {dataset.get('citation', '?')}")]
+    splits = training.get("splits") or {}
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in _flatten(entry["metrics"]))
+    rows.append((f"metrics ({splits.get('metrics', 'test')})", metrics))
+    rows += [("files" if i == 0 else "", f"{f['filename']:<18} {_human_size(f['size']):>8}  sha256 {f['sha256']}")
+             for i, f in enumerate(entry["files"])]
+    hub = entry["sources"]["hub"]
+    rows.append(("sources", "; ".join(
+        ([f"bundled in the package ({entry['sources']['bundled']})"] if entry["sources"]["bundled"] else [])
+        + ([f"hf://{hub['repo_id']}@{hub['revision']}"] if hub else ["no Hub copy"]))))
+    width = max(len(label) for label, _ in rows)
+    lines += [f"{label:<{width}}  {text}".rstrip() for label, text in rows]
+    return "\n".join(lines)
