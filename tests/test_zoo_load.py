@@ -1,11 +1,21 @@
 """medzoo.load: cache -> bundled -> hub resolution, integrity, offline use, hf:// references, push_to_hub.
 
-The hub is a loopback HTTP server started by the tests (:class:`FakeHub`) that
-answers ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` with the headers
-``huggingface_hub.hf_hub_download`` relies on (``X-Repo-Commit``, ``ETag``,
-``Content-Length``), so the real download code runs end to end without network.
-``huggingface_hub`` reads ``HF_ENDPOINT`` once at import, so the fixture also
-points its ``constants.ENDPOINT`` / URL template at the server.
+The hub is a loopback HTTP server started by the tests (:class:`FakeHub`) that answers
+the download requests of ``huggingface_hub.hf_hub_download`` (``HEAD``/``GET
+/{repo_id}/resolve/{revision}/{filename}`` with ``X-Repo-Commit``, ``ETag``,
+``Content-Length``) and the upload requests of ``HfApi`` (create repo and branch,
+preupload, commit), so the real huggingface_hub client code runs end to end without
+network, and can be made to fail: tampered, truncated or wrongly sized files, a
+download cut off mid-stream, a hub that stops answering. ``huggingface_hub`` reads
+``HF_ENDPOINT`` once at import, so the fixture also points its ``constants.ENDPOINT``
+/ URL template at the server.
+
+Failure modes covered: first download then cache hit (one request per file); a pinned
+revision honoured after its branch moves; tampered, truncated and wrong-size downloads
+refused, and tampered cached and bundled copies; a download cut off mid-stream (resumed
+when the hub stays up; a clear error, nothing cached and recovery on the next call when
+it does not); HF_HUB_OFFLINE / local_files_only with a warm and a cold cache;
+push_to_hub uploading what load then downloads.
 """
 
 import base64
@@ -16,6 +26,7 @@ import logging
 import pathlib
 import shutil
 import threading
+import time
 import urllib.parse
 
 import numpy as np
@@ -27,7 +38,7 @@ from medzoo.errors import ConfigError, IntegrityError, ModelNotFoundError
 from medzoo.models import VAE
 from medzoo.zoo import FilesUnavailableError, hub, manifest
 from medzoo.zoo.integrity import sha256_file
-from medzoo.zoo.presets import save_preset
+from medzoo.zoo.presets import save_preset, update_preset
 
 SPEC = PreprocessSpec(size=(32, 32), resize="stretch")
 TRAINING = {"recipe": "test", "epochs": 2, "splits": {"train": "train", "metrics": "test"},
@@ -55,7 +66,6 @@ class FakeHub:
     def __init__(self):
         self.repos = {}  # repo_id -> {"commits": {commit: {path: bytes}}, "refs": {branch: commit}, ...}
         self.requests = []  # (method, path)
-        self.ranges = []  # (path, Range header) of the GETs that asked for part of a file
         self.authorizations = set()  # Authorization headers of the upload calls
         self.tamper = {}  # path in repo -> bytes served instead of the stored ones
         self.announce = {}  # path in repo -> size announced by HEAD instead of the true one
@@ -123,9 +133,9 @@ class FakeHub:
                 if revision not in repo["refs"]:
                     return self._json(404, {"error": "Invalid rev id"}, code="RevisionNotFound")
                 if action == "preupload":
-                    files = json.loads(payload)["files"]
-                    return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                      for f in files]})
+                    modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                             for f in json.loads(payload)["files"]]
+                    return self._json(200, {"files": modes})
                 if action == "commit":
                     return self._commit(repo_id, revision, [json.loads(line) for line in payload.splitlines()])
                 return self._json(404, {"error": f"no such endpoint {path}"})
@@ -178,7 +188,6 @@ class FakeHub:
                     size = fake.announce[path]
                 ranged = body and self.headers.get("Range")
                 if ranged:
-                    fake.ranges.append((path, ranged))
                     start = int(ranged.removeprefix("bytes=").split("-")[0])
                 self.send_response(206 if ranged else 200)
                 self.send_header("X-Repo-Commit", commit)
@@ -325,17 +334,83 @@ def test_a_tampered_cached_copy_raises_with_both_digests(zoo):
     assert model.zoo_metadata["source"] == "hub" and sha256_file(weights) == want
 
 
-def test_a_tampered_download_is_refused_and_not_cached(zoo, fake_hub, preset):
-    want = sha256_file(preset["path"] / "model.weights.h5")
-    fake_hub.tamper["model.weights.h5"] = b"\x89HDF\r\n\x1a\n" + b"\x00" * 4000
-    shutil.rmtree(zoo["bundled"])
-    with pytest.raises(IntegrityError) as info:
-        medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+WEIGHTS = "model.weights.h5"
+
+
+@pytest.fixture
+def no_retry_wait(monkeypatch):
+    """huggingface_hub sleeps a second before each retry of a broken download; the tests need not wait."""
+    from huggingface_hub import file_download
+
+    class NoWait:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            pass
+
+    monkeypatch.setattr(file_download, "time", NoWait(), raising=False)
+
+
+def _flip_a_byte(data):
+    return data[:-200] + bytes([data[-200] ^ 0xFF]) + data[-199:]
+
+
+# what the fake hub does wrong with the weights file, and what load() must raise for it
+FAULTS = {
+    "tampered": (lambda hub, data: hub.tamper.update({WEIGHTS: _flip_a_byte(data)}), IntegrityError),
+    "truncated": (lambda hub, data: hub.tamper.update({WEIGHTS: data[: len(data) // 2]}), IntegrityError),
+    # the metadata (HEAD) announces one size, the download delivers the file at another
+    "wrong size": (lambda hub, data: hub.announce.update({WEIGHTS: len(data) + 1000}), FilesUnavailableError),
+    # half the file, then the connection drops and the hub stays unreachable through every resume attempt
+    "cut off mid-stream": (lambda hub, data: hub.cut_off(WEIGHTS, len(data) // 2, then_down=True),
+                           FilesUnavailableError),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_bad_download_is_refused_leaves_nothing_and_the_next_call_recovers(fault, zoo, fake_hub, preset,
+                                                                              no_retry_wait):
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    data = (preset["path"] / WEIGHTS).read_bytes()
+    shutil.rmtree(zoo["bundled"])  # the hub is the only source
+    inject, error = FAULTS[fault]
+    inject(fake_hub, data)
+    served = fake_hub.tamper.get(WEIGHTS)
+    with pytest.raises(error) as info:
+        medzoo.load("tiny_vae", **opts)
     message = str(info.value)
-    assert want in message and hashlib.sha256(fake_hub.tamper["model.weights.h5"]).hexdigest() in message
-    assert "discarded" in message
-    leftovers = [p for p in zoo["cache_dir"].rglob("*") if p.is_file()]
-    assert leftovers == []  # no bad file, no temporary folder, no half snapshot
+    assert WEIGHTS in message and "hf://medzoo/tiny-vae" in message
+    if served is not None:  # the digest check refused it
+        assert hashlib.sha256(data).hexdigest() in message and hashlib.sha256(served).hexdigest() in message
+        assert "discarded" in message
+    else:  # the download failed: a clear MedzooError, not the HTTP library's exception
+        assert "nothing was cached" in message and "again" in message
+    assert [p for p in zoo["cache_dir"].rglob("*") if p.is_file()] == []  # no bad file, no temporary, no snapshot
+    with pytest.raises(FilesUnavailableError, match="not available locally"):  # so nothing a later call trusts
+        medzoo.load("tiny_vae", local_files_only=True, **opts)
+
+    fake_hub.tamper.clear(), fake_hub.announce.clear()
+    fake_hub.down = False
+    fake_hub.requests.clear()
+    model = medzoo.load("tiny_vae", **opts)  # the hub is healthy again: the next call downloads it afresh
+    assert model.zoo_metadata["source"] == "hub" and len(fake_hub.downloads()) == 4
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+
+
+def test_a_download_cut_off_once_is_resumed_and_verified(zoo, fake_hub, preset, no_retry_wait):
+    data = (preset["path"] / WEIGHTS).read_bytes()
+    shutil.rmtree(zoo["bundled"])
+    fake_hub.cut_off(WEIGHTS, len(data) // 3)  # the connection drops once, the hub stays up
+    model = medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    # huggingface_hub tried again (from where it broke, or afresh when nothing of it had reached the file)
+    url = f"/medzoo/tiny-vae/resolve/{zoo['commit']}/{WEIGHTS}"
+    assert [p for p in fake_hub.downloads() if p.endswith(WEIGHTS)] == [url, url]
+    assert model.zoo_metadata["source"] == "hub"
+    [cached] = cached_weights(zoo["cache_dir"])
+    assert cached.read_bytes() == data
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
 
 
 def test_local_files_only_never_touches_the_network(zoo, fake_hub, monkeypatch):
@@ -360,14 +435,55 @@ def test_local_files_only_never_touches_the_network(zoo, fake_hub, monkeypatch):
         medzoo.load("tiny_vae", force_download=True, **opts)
 
 
-def test_hf_hub_offline_implies_local_files_only(zoo, fake_hub, monkeypatch):
+def test_hf_hub_offline_uses_a_warm_cache_and_says_how_to_fill_a_cold_one(zoo, fake_hub, preset, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    opts = dict(manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
     shutil.rmtree(zoo["bundled"])
-    with pytest.raises(FilesUnavailableError, match="local_files_only=True"):
-        medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what huggingface_hub reads from it at import
+    with pytest.raises(FilesUnavailableError) as info:  # cold cache
+        medzoo.load("tiny_vae", **opts)
+    message = str(info.value)
+    assert "not available locally" in message and "HF_HUB_OFFLINE" in message
+    assert "unset HF_HUB_OFFLINE" in message and "hf://medzoo/tiny-vae" in message and "cache_dir" in message
+    with pytest.raises(FilesUnavailableError, match="not in the medzoo cache.*unset HF_HUB_OFFLINE"):
+        medzoo.load(f"hf://medzoo/tiny-vae@{zoo['commit']}", cache_dir=zoo["cache_dir"])
     assert fake_hub.requests == []
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    medzoo.load("tiny_vae", **opts)  # online once: the cache is warm
+    fake_hub.requests.clear()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model = medzoo.load("tiny_vae", **opts)
+    assert model.zoo_metadata["source"] == "cache"
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
+    assert medzoo.load(f"hf://medzoo/tiny-vae@{zoo['commit']}", cache_dir=zoo["cache_dir"]).zoo_metadata[
+        "source"] == "cache"
+    assert fake_hub.requests == []
+
+
+def test_a_pinned_revision_is_honoured_after_the_branch_moves(zoo, fake_hub, preset, tmp_path):
+    v2 = tmp_path / "v2"
+    shutil.copytree(preset["path"], v2)
+    update_preset(v2, description="Version two.")
+    commit2 = fake_hub.add("medzoo/tiny-vae", v2)  # main moves on
+    assert commit2 != zoo["commit"]
+    shutil.rmtree(zoo["bundled"])
+
+    model = medzoo.load("tiny_vae", manifest_path=zoo["manifest_path"], cache_dir=zoo["cache_dir"])
+    assert model.zoo_metadata["hub"]["revision"] == zoo["commit"]
+    assert model.zoo_metadata["description"] == "A tiny VAE for tests."
+    assert fake_hub.downloads() and all(f"/resolve/{zoo['commit']}/" in p for p in fake_hub.downloads())
+
+    cache = tmp_path / "other-cache"
+    fake_hub.requests.clear()
+    model = medzoo.load(f"hf://medzoo/tiny-vae@{zoo['commit']}", cache_dir=cache)
+    assert model.zoo_metadata["description"] == "A tiny VAE for tests."
+    assert all(f"/resolve/{zoo['commit']}/" in p for p in fake_hub.downloads())
+    with pytest.warns(UserWarning, match=f"resolved to commit {commit2}"):  # unpinned: follows the branch
+        model = medzoo.load("hf://medzoo/tiny-vae", cache_dir=cache)
+    assert model.zoo_metadata["description"] == "Version two." and model.zoo_metadata["hub"]["revision"] == commit2
 
 
 def test_hub_only_entries_and_the_cache_env_variable(fake_hub, preset, tmp_path, monkeypatch):
@@ -473,53 +589,30 @@ def test_parse_hf_uri_refuses_malformed(uri):
         hub.parse_hf_uri(uri)
 
 
-class FakeApi:
-    """Stands in for huggingface_hub.HfApi: uploads need the real Hub's commit API, which is not faked."""
+def test_push_to_hub_uploads_what_load_downloads(fake_hub, preset, tmp_path):
+    commit = medzoo.push_to_hub(preset["path"], "org/tiny-vae", private=True, token="hf_test")
+    repo = fake_hub.repos["org/tiny-vae"]
+    assert repo["private"] and repo["refs"]["main"] == commit
+    assert fake_hub.authorizations == {"Bearer hf_test"}
+    assert "tiny_vae 1.0.0 (medzoo preset)" in repo["messages"][commit]
+    uploaded = {path: data for path, data in repo["commits"][commit].items() if path != ".gitattributes"}
+    assert uploaded == {p.name: p.read_bytes() for p in preset["path"].iterdir()}  # the preset, byte for byte
 
-    calls = []
+    fake_hub.requests.clear()
+    model = medzoo.load(f"hf://org/tiny-vae@{commit}", cache_dir=tmp_path / "cache")
+    assert model.zoo_metadata["source"] == "hub" and model.zoo_metadata["hub"]["revision"] == commit
+    assert sorted(p.rsplit("/", 1)[1] for p in fake_hub.downloads()) == sorted(uploaded)
+    np.testing.assert_array_equal(model.reconstruct(preset["x"]), preset["expected"])
 
-    def __init__(self, token=None):
-        FakeApi.calls.append(("init", token))
+    v1 = medzoo.push_to_hub(preset["path"], "org/tiny-vae", revision="v1", token="hf_test")  # a branch, created
+    assert repo["refs"]["v1"] == v1 != commit and repo["refs"]["main"] == commit
+    with pytest.warns(UserWarning, match=f"resolved to commit {v1}"):
+        assert medzoo.load("hf://org/tiny-vae@v1", cache_dir=tmp_path / "cache").zoo_metadata["hub"]["revision"] == v1
 
-    def create_repo(self, repo_id, **kwargs):
-        FakeApi.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        FakeApi.calls.append(("create_branch", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        folder = pathlib.Path(kwargs["folder_path"])
-        uploaded = sorted(p.name for p in folder.iterdir() if p.name in kwargs["allow_patterns"])
-        FakeApi.calls.append(("upload_folder", kwargs, uploaded))
-
-        class CommitInfo:
-            oid = "c0ffee" + "0" * 34
-
-        return CommitInfo()
-
-
-def test_push_to_hub_uploads_the_preset_and_returns_the_commit(preset, monkeypatch, tmp_path):
-    import huggingface_hub
-
-    FakeApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    oid = medzoo.push_to_hub(preset["path"], "medzoo/tiny-vae", revision="v1", private=True, token="tok")
-    assert oid == "c0ffee" + "0" * 34
-    names = [call[0] for call in FakeApi.calls]
-    assert names == ["init", "create_repo", "create_branch", "upload_folder"]
-    assert FakeApi.calls[0] == ("init", "tok")
-    assert FakeApi.calls[1][1] == "medzoo/tiny-vae" and FakeApi.calls[1][2]["exist_ok"] is True
-    assert FakeApi.calls[1][2]["private"] is True
-    assert FakeApi.calls[2][2]["branch"] == "v1"
-    _, kwargs, uploaded = FakeApi.calls[3]
-    assert pathlib.Path(kwargs["folder_path"]) == preset["path"] and kwargs["revision"] == "v1"
-    assert uploaded == ["README.md", "config.json", "metadata.json", "model.weights.h5"]
-    assert "tiny_vae 1.0.0" in kwargs["commit_message"]
-
-    FakeApi.calls = []
     bad = tmp_path / "bad"
     shutil.copytree(preset["path"], bad)
     (bad / "extra.pkl").write_bytes(b"x")
+    fake_hub.requests.clear()
     with pytest.raises(ConfigError, match="unexpected files"):
-        medzoo.push_to_hub(bad, "medzoo/tiny-vae")
-    assert FakeApi.calls == []  # refused before any request
+        medzoo.push_to_hub(bad, "org/tiny-vae", token="hf_test")
+    assert fake_hub.requests == []  # refused before any request

@@ -124,6 +124,32 @@ def cached_snapshot(ref: HubRef, filenames, *, cache_dir=None) -> pathlib.Path |
     return folder if all((folder / name).is_file() for name in filenames) else None
 
 
+def _download_errors() -> tuple[type[BaseException], ...]:
+    """What ``hf_hub_download`` raises when the hub or the network fails to deliver a file.
+
+    Hub errors and ``OSError`` (its size check; every error of the ``requests`` it used
+    before 1.0), and the base error of the HTTP library it uses now (``httpx``), whose
+    errors are not ``OSError``: a connection cut off mid-stream, after huggingface_hub's
+    own attempts to resume, ends in one. ``HfHubHTTPError`` derives from that base error,
+    so its bases name it whatever the library is.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    http_errors = tuple(cls for cls in HfHubHTTPError.__mro__[1:]
+                        if cls.__module__.partition(".")[0] not in ("huggingface_hub", "builtins"))
+    return (HfHubHTTPError, LocalEntryNotFoundError, OSError, *http_errors)
+
+
+def _download_failure(filename: str, ref: HubRef, exc: BaseException) -> str:
+    """The message of a failed download: what failed, and whether trying again can help."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    message = f"could not download {filename} from {ref.uri}: {type(exc).__name__}: {exc}"
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return message  # the hub refused (no such repo, revision or file, no access): retrying will not help
+    return (f"{message}\nThe hub or the network failed mid-way; nothing was cached (a partial file is never "
+            "kept), so calling medzoo.load again (no force_download needed) retries the download from the start")
+
+
 def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[pathlib.Path, str]:
     """Download ``filenames`` of ``ref``, verify them, and move them into the cache.
 
@@ -143,7 +169,6 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
         FilesUnavailableError: the hub (or the network) did not deliver a file.
     """
     import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     import medzoo
 
@@ -162,8 +187,8 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
                     ref.repo_id, ref.path_in_repo(filename), revision=commit or ref.revision, cache_dir=hf_cache,
                     library_name="medzoo", library_version=medzoo.__version__,
                 )
-            except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-                raise FilesUnavailableError(f"could not download {filename} from {ref.uri}: {exc}") from exc
+            except _download_errors() as exc:
+                raise FilesUnavailableError(_download_failure(filename, ref, exc)) from exc
             # hf_hub_download returns <cache>/models--org--repo/snapshots/<commit>/<path in repo>
             commit = pathlib.Path(path).relative_to(hf_cache).parts[2]  # later files: the same commit
             os.replace(os.path.realpath(path), staging / filename)

@@ -54,6 +54,18 @@ def _looks_like_path(text: str) -> bool:
     return any(sep in text for sep in ("/", os.sep)) or text.startswith((".", "~"))
 
 
+def _no_download(where: str) -> str:
+    """Why the files may not be downloaded now, and how to get them (``where``: what a download would fetch)."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        why, how = "HF_HUB_OFFLINE is set (offline mode)", "unset HF_HUB_OFFLINE and load it once with network access"
+    else:
+        why, how = "local_files_only=True", "load it once with network access, without local_files_only"
+    return (f"{why}; to get the weights, {how} ({where}), "
+            "or point cache_dir (or $MEDZOO_CACHE) to a medzoo cache that has them")
+
+
 def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download=False, compile=True,
          manifest_path=None):
     """Load a pretrained model: a zoo name, a preset directory, or ``"hf://org/repo@revision"``.
@@ -211,8 +223,8 @@ def _locate_entry(entry, manifest_path, *, cache_dir, local_files_only, force_do
         raise FilesUnavailableError(f"model {name!r} has no hub source and its bundled copy is missing ({bundled})")
     if local_files_only:
         raise FilesUnavailableError(
-            f"model {name!r} is not available locally (looked in {looked}) and local_files_only=True; "
-            f"load it once with network access (it downloads from {ref.uri}) or point cache_dir to a copy"
+            f"model {name!r} is not available locally (looked in {looked}) and "
+            + _no_download(f"it downloads {ref.uri} into the medzoo cache")
         )
     folder, commit = download(ref, list(expected), cache_dir=cache_dir, expected=expected)
     return _Located("hub", folder, expected, ref, {"repo_id": ref.repo_id, "revision": commit})
@@ -250,8 +262,8 @@ def _locate_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download)
         return "cache", folder, resolve_cached_commit(ref, cache_dir=cache_dir)
     if local_files_only:
         raise FilesUnavailableError(
-            f"{ref.uri} is not in the medzoo cache ({cache_root(cache_dir)}) and local_files_only=True; "
-            "load it once with network access"
+            f"{ref.uri} is not in the medzoo cache ({cache_root(cache_dir)}) and "
+            + _no_download("it downloads into the medzoo cache")
         )
     folder, commit = download(ref, PRESET_FILES, cache_dir=cache_dir)
     return "hub", folder, commit
