@@ -1,0 +1,123 @@
+"""The wheel: what it ships, and that an installed copy works without the source tree or a network.
+
+The wheel is built offline (``pip wheel --no-build-isolation --no-index``, so setuptools
+and wheel come from the test environment: the ``test`` extra lists them) from a copy of
+the source tree in a temporary folder, so nothing is written into the checkout. It is
+installed into a fresh virtual environment that has no pip and no medzoo of its own; a
+``.pth`` file makes this environment's third-party packages (TensorFlow, Keras, ...)
+visible to it. A ``.pth`` line that names a folder only adds that folder to
+``sys.path``; the ``.pth`` files inside it, among them the editable install's hook that
+maps ``medzoo`` to the source tree, are not run, so ``import medzoo`` there can only find
+the installed copy, which the test checks.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = REPO_ROOT / "medzoo"
+# what a build never needs (mirrors .gitignore): version control, environments, build outputs, caches, run outputs
+NOT_COPIED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.py[cod]", ".pytest_cache",
+              ".ipynb_checkpoints", "runs", "checkpoints", "logs", "outputs", ".whl", ".gl")
+
+
+def _pip(*args, **kwargs):
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+    return subprocess.run([sys.executable, "-m", "pip", *args], env=env, check=True, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> pathlib.Path:
+    missing = [name for name in ("setuptools", "wheel") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(f"{missing} must be installed to build the wheel offline: pip install -e '.[test]'")
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    shutil.copytree(REPO_ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", str(tmp / "dist"), str(source))
+    [built] = (tmp / "dist").glob("medzoo-*.whl")
+    return built
+
+
+def _manifest() -> dict:
+    return json.loads((PACKAGE / "weights_manifest.json").read_text())
+
+
+def test_the_wheel_ships_the_package_the_manifest_and_every_bundled_preset_and_nothing_else(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert archive.read("medzoo/weights_manifest.json") == (PACKAGE / "weights_manifest.json").read_bytes()
+        presets = {name for name in names if name.startswith("medzoo/presets/")}
+        expected = set()
+        for entry in _manifest()["models"]:
+            if entry["sources"]["bundled"]:
+                assert {f["filename"] for f in entry["files"]} >= {"config.json", "model.weights.h5", "metadata.json",
+                                                                  "README.md"}
+                for record in entry["files"]:
+                    name = f"medzoo/{entry['sources']['bundled']}/{record['filename']}"
+                    expected.add(name)
+                    assert name in names, f"{name} is not in the wheel"
+                    assert hashlib.sha256(archive.read(name)).hexdigest() == record["sha256"], name
+        assert expected and presets == expected  # every bundled preset file, and no stray file next to them
+
+    modules = {p.relative_to(REPO_ROOT).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules and modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"medzoo", wheel.name.split("-py")[0] + ".dist-info"}  # no tests/, notebooks/, benchmarks/
+    unwanted = [name for name in names
+                if "__pycache__" in name or name.endswith((".pyc", ".pyo")) or "/." in f"/{name}"]
+    assert unwanted == []  # no caches, no hidden files or half-written staging folders
+
+
+def test_an_installed_wheel_lists_and_loads_the_zoo_without_the_source_tree(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    _pip("--python", str(python), "install", "--no-deps", "--no-index", str(wheel))
+    [target] = {pathlib.Path(p) for p in subprocess.run(
+        [str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.split()}
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    (target / "_test_environment.pth").write_text("".join(f"{p}\n" for p in sorted(ours) if os.path.isdir(p)))
+    assert (python.parent / ("medzoo.exe" if os.name == "nt" else "medzoo")).is_file()  # the console script
+
+    script = """
+import json, sys
+import numpy as np
+import medzoo
+models = [m["name"] for m in medzoo.list_models()]
+model = medzoo.load("ae-chestxray", compile=False)
+x = model.preprocess(medzoo.data.sample_images()[0])
+mse = float(np.mean((np.asarray(x) - np.asarray(model.reconstruct(x))) ** 2))
+from_source = sorted(m.__file__ for m in list(sys.modules.values())
+                     if (getattr(m, "__file__", None) or "").startswith(sys.argv[1]))  # the checkout's medzoo/
+print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo_metadata["source"],
+                  "path": model.zoo_metadata["path"], "psnr": float(10 * np.log10(1 / mse)),
+                  "from_source": from_source}))
+"""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", MEDZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run([str(python), "-I", "-c", script, str(PACKAGE) + os.sep], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert pathlib.Path(result["file"]).is_relative_to(env_dir), result["file"]
+    assert result["from_source"] == []  # not one module imported from the checkout
+    assert result["models"] == [entry["name"] for entry in _manifest()["models"]]
+    assert result["source"] == "bundled" and pathlib.Path(result["path"]).is_relative_to(env_dir)
+    assert result["psnr"] > 20  # the trained weights on the sample X-rays shipped in the wheel, not an untrained model
