@@ -22,9 +22,12 @@ from medzoo.data import (  # noqa: E402
     load_npz,
     read_dicom,
     read_image,
+    read_images,
+    sample_images,
     to_display,
 )
 from medzoo.zoo import info, list_models, load, load_preset, push_to_hub, save_preset  # noqa: E402
 from medzoo.recipes import train  # noqa: E402
 from medzoo import evaluate  # noqa: E402  (callable: medzoo.evaluate(model, task); tasks: medzoo.evaluate.<task>)
 from medzoo.evaluate.codec import compress, decompress  # noqa: E402
+from medzoo.evaluate.demo import demo  # noqa: E402

@@ -14,6 +14,11 @@ Each task is a function returning a small result object with ``to_dict()``,
   non-local means at several noise levels.
 * :func:`generation` - VAE prior samples and latent interpolation strips.
 
+Around the tasks: :func:`write_report` (results -> ``metrics.json``, figures and
+``report.md``), :func:`demo` (a bundled model on the sample X-rays shipped in the package),
+and the file-level functions behind the command line (:func:`reconstruct_files`,
+:func:`encode_files`, :func:`compress_files`, :func:`decompress_file`).
+
 The module itself is callable: ``medzoo.evaluate("ae-chestxray", "reconstruction",
 output_dir="out")`` runs a task by name (see :func:`evaluate`), and
 ``medzoo.evaluate.reconstruction(...)`` calls a task directly.
@@ -29,11 +34,14 @@ from medzoo.evaluate.anomaly import AnomalyResult, anomaly
 from medzoo.evaluate.codec import BitstreamError, compress, decompress, read_header
 from medzoo.evaluate.common import Result
 from medzoo.evaluate.compression import CompressionResult, compression, zoo_vqvae_models
+from medzoo.evaluate.demo import DemoResult, demo
 from medzoo.evaluate.denoise import DenoiseResult, denoise
 from medzoo.evaluate.entropy import EntropyModel, fit_entropy_model
+from medzoo.evaluate.files import compress_files, decompress_file, encode_files, reconstruct_files
 from medzoo.evaluate.generation import GenerationResult, generation
 from medzoo.evaluate.probe import ProbeResult, probe
 from medzoo.evaluate.reconstruction import ReconstructionResult, reconstruction
+from medzoo.evaluate.report import write_report
 from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, roc_curve
 
 #: task name -> function
@@ -47,7 +55,7 @@ TASKS = {
 }
 
 
-def evaluate(model, task: str = "reconstruction", *, output_dir=None, **options) -> Result:
+def evaluate(model, task: str = "reconstruction", *, output_dir=None, data=None, **options) -> Result:
     """Run one evaluation task on a model and optionally write ``results.json`` and the figures.
 
     Args:
@@ -55,6 +63,10 @@ def evaluate(model, task: str = "reconstruction", *, output_dir=None, **options)
             also a list of them).
         task: one of :data:`TASKS`.
         output_dir: folder for ``results.json`` and the PNG figures (nothing written when None).
+        data: what to evaluate on instead of the model's own dataset: an npz name or path
+            (its ``split`` is loaded), a folder of image files (DICOM, PNG, JPEG; class
+            subfolders give labels), or ``"samples"`` (the sample X-rays shipped in the
+            package); see :func:`~medzoo.evaluate.files.data_options`.
         **options: the task function's keyword arguments (e.g. ``max_images=64``).
 
     Returns:
@@ -62,7 +74,14 @@ def evaluate(model, task: str = "reconstruction", *, output_dir=None, **options)
     """
     if task not in TASKS:
         raise ConfigError(f"unknown evaluation task {task!r}; tasks: {', '.join(TASKS)}")
+    if data is not None:
+        from medzoo.evaluate.files import data_options
+
+        model, data_kwargs, described = data_options(model, task, data)
+        options = {**options, **data_kwargs}
     result = TASKS[task](model, **options)
+    if data is not None and described and hasattr(result, "source"):
+        result.source = described  # instead of "arrays given by the caller"
     if output_dir is not None:
         result.save(output_dir)
     return result
@@ -78,8 +97,9 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
-    "TASKS", "AnomalyResult", "BitstreamError", "CompressionResult", "DenoiseResult", "EntropyModel",
+    "TASKS", "AnomalyResult", "BitstreamError", "CompressionResult", "DemoResult", "DenoiseResult", "EntropyModel",
     "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "anomaly", "auroc", "bd_rate",
-    "bootstrap_ci", "compress", "compression", "decompress", "denoise", "evaluate", "fit_entropy_model",
-    "generation", "probe", "read_header", "reconstruction", "roc_curve", "zoo_vqvae_models",
+    "bootstrap_ci", "compress", "compress_files", "compression", "decompress", "decompress_file", "demo", "denoise",
+    "encode_files", "evaluate", "fit_entropy_model", "generation", "probe", "read_header", "reconstruct_files",
+    "reconstruction", "roc_curve", "write_report", "zoo_vqvae_models",
 ]

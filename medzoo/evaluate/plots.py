@@ -81,3 +81,46 @@ def log_rate_axis(ax):
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+# ------------------------------------------------- pixel grids (no matplotlib)
+def montage(rows, *, pad: int = 2, value_range=(0.0, 1.0), background: int = 255) -> np.ndarray:
+    """Images laid out in rows at their own pixel size, as one uint8 array (no matplotlib needed).
+
+    Args:
+        rows: a list of rows, each a sequence of images (H, W) or (H, W, C) with C 1 or 3,
+            all of one size, with values in ``value_range`` (clipped).
+        pad: pixels of ``background`` between images and around the grid.
+
+    Returns:
+        uint8 (rows * (H + pad) + pad, cols * (W + pad) + pad), or with a last axis of 3
+        when any image is RGB.
+    """
+    from medzoo.data import to_uint8
+
+    rows = [[np.asarray(image, dtype=np.float32) for image in row] for row in rows]
+    rows = [[image if image.ndim == 3 else image[..., None] for image in row] for row in rows if len(row)]
+    if not rows:
+        raise ValueError("montage needs at least one image")
+    h, w = rows[0][0].shape[:2]
+    channels = 3 if any(image.shape[-1] == 3 for row in rows for image in row) else 1
+    cols = max(len(row) for row in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, channels), background, np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            if image.shape[:2] != (h, w):
+                raise ValueError(f"montage images must share one size; got {image.shape[:2]} and {(h, w)}")
+            pixels = to_uint8(image, value_range)
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            grid[top:top + h, left:left + w] = np.broadcast_to(pixels, (h, w, channels))
+    return grid[..., 0] if channels == 1 else grid
+
+
+def save_png(pixels, path) -> pathlib.Path:
+    """Write a uint8 (H, W) or (H, W, 3) array as a PNG (parent folders created); returns the path."""
+    from PIL import Image
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path, format="PNG", optimize=True)
+    return path

@@ -14,6 +14,7 @@ from medzoo.evaluate.common import (
     format_table,
     given_or_loaded,
     model_label,
+    progress,
     resolve_model,
     summary,
 )
@@ -121,7 +122,9 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
     """
     model = resolve_model(model)
     x, y, source = given_or_loaded(model, images, labels, split, dataset=dataset, max_images=max_images, seed=seed)
-    rec = model.reconstruct(x, batch_size=batch_size)
+    steps = range(0, len(x), batch_size)
+    rec = np.concatenate([model.reconstruct(x[i:i + batch_size], batch_size=batch_size)
+                          for i in progress(steps, f"reconstructing ({len(x)} images)", total=len(steps))])
     per_image = {"psnr": psnr(x, rec), "ssim": ssim(x, rec), "mae": mae(x, rec)}
     pick = np.unique(np.linspace(0, len(x) - 1, min(examples, len(x))).astype(int))
     return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]))

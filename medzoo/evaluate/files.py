@@ -1,0 +1,243 @@
+"""Files in, files out: what the ``medzoo reconstruct / encode / compress / decompress`` commands do.
+
+Inputs are image files of any kind the data layer reads (DICOM recognised by content,
+PNG, JPEG, NPY) and folders of them; each is preprocessed with the model's own
+:class:`~medzoo.data.PreprocessSpec` (:func:`medzoo.data.read_images`), so any size and
+bit depth works. Outputs are plain files: PNGs, ``.npy``/``.npz`` arrays and medzoo
+streams (``.mzc``, see :mod:`medzoo.evaluate.codec`).
+
+Example:
+    >>> records = medzoo.evaluate.reconstruct_files("vae-chestxray", ["scan.dcm", "xray.png"], "out")
+    >>> [(r["input"], round(r["psnr"], 1)) for r in records]
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from medzoo.errors import ConfigError, DataError
+from medzoo.evaluate import plots
+from medzoo.evaluate.codec import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
+from medzoo.evaluate.common import progress, resolve_model
+from medzoo.evaluate.metrics import mae, psnr, ssim
+
+#: |error| shown white in the error maps, as a fraction of the value range
+ERROR_RANGE = 0.25
+
+
+def _value_range(model) -> tuple[float, float]:
+    spec = getattr(model, "preprocess_spec", None)
+    return tuple(spec.value_range) if spec is not None else (0.0, 1.0)
+
+
+def error_map(inputs, reconstructions, value_range=(0.0, 1.0), error_range: float = ERROR_RANGE) -> np.ndarray:
+    """|input - reconstruction| (mean over channels) mapped into ``value_range`` for display.
+
+    ``low`` of the range is no error, ``high`` an error of ``error_range`` times the
+    range's width or more; the maps can go into one :func:`~medzoo.evaluate.plots.montage`
+    with the images.
+    """
+    low, high = value_range
+    error = np.abs(np.asarray(inputs, np.float32) - np.asarray(reconstructions, np.float32))
+    error = error.mean(axis=-1, keepdims=True)
+    return low + np.clip(error / error_range, 0.0, high - low)
+
+
+def read_model_inputs(model, inputs) -> tuple[np.ndarray, list]:
+    """Files and folders -> ``(model inputs (N, H, W, C), refs)`` with the model's preprocessing."""
+    from medzoo.data import read_images
+
+    spec = getattr(model, "preprocess_spec", None)
+    if spec is None:
+        raise ConfigError("this model carries no preprocessing spec, so it cannot read image files; "
+                          "load it with medzoo.load or set model.preprocess_spec")
+    files_progress = (lambda files: progress(files, "reading images", total=len(files)))
+    return read_images(inputs, spec, progress=files_progress)
+
+
+def _in_batches(fn, x, batch_size, desc):
+    steps = range(0, len(x), batch_size)
+    return np.concatenate([fn(x[i:i + batch_size]) for i in progress(steps, desc, total=len(steps))])
+
+
+def _unique_paths(output_dir: pathlib.Path, stems, suffix: str) -> list[pathlib.Path]:
+    """One output path per stem; a stem seen before gets ``-2``, ``-3``, ... (two folders, same file name)."""
+    seen, paths = {}, []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        paths.append(output_dir / (f"{stem}{suffix}" if seen[stem] == 1 else f"{stem}-{seen[stem]}{suffix}"))
+    return paths
+
+
+def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_range: float = ERROR_RANGE) -> list:
+    """Reconstruct image files and write, per image, a PNG of input | reconstruction | |error|.
+
+    Args:
+        model: a zoo name, preset path or model.
+        inputs: files and folders (see :func:`medzoo.data.image_files`).
+        output_dir: where the PNGs go, one ``<input stem>_reconstruction.png`` per image
+            (frames of a stack: ``<stem>_f<frame>_reconstruction.png``).
+        error_range: the |error| (fraction of the value range) shown white in the error panel.
+
+    Returns:
+        One dict per image: ``input`` (the file, and frame), ``output`` (the PNG), ``psnr``
+        (dB), ``ssim``, ``mae``, all measured on the preprocessed input.
+    """
+    model = resolve_model(model)
+    x, refs = read_model_inputs(model, inputs)
+    rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
+    low, high = _value_range(model)
+    scores = {"psnr": psnr(x, rec, max_val=high - low), "ssim": ssim(x, rec, max_val=high - low), "mae": mae(x, rec)}
+    output_dir = pathlib.Path(output_dir)
+    outputs = _unique_paths(output_dir, [ref.stem for ref in refs], "_reconstruction.png")
+    records = []
+    errors = error_map(x, rec, (low, high), error_range)
+    for i in progress(range(len(x)), "writing PNGs", total=len(x)):
+        plots.save_png(plots.montage([[x[i], rec[i], errors[i]]], value_range=(low, high)), outputs[i])
+        records.append({"input": str(refs[i]), "output": str(outputs[i]),
+                        **{k: float(v[i]) for k, v in scores.items()}})
+    return records
+
+
+def encode_files(model, inputs, output, *, batch_size: int = 32) -> tuple[np.ndarray, list]:
+    """Encode image files and save the latents: ``.npy`` (the array) or ``.npz`` (``latents`` and ``files``).
+
+    The latents are ``model.encode``'s: spatial code maps of an autoencoder, posterior
+    means of a VAE, integer code maps (N, h, w) of a VQ-VAE. Rows follow the order of the
+    files (folders in sorted order), which the ``.npz`` records.
+
+    Returns:
+        ``(latents, refs)``.
+    """
+    output = pathlib.Path(output)
+    if output.suffix not in (".npy", ".npz"):
+        raise ConfigError(f"the latents file must end in .npy or .npz, got {output.name!r}")
+    model = resolve_model(model)
+    x, refs = read_model_inputs(model, inputs)
+    latents = _in_batches(lambda b: model.encode(b, batch_size=batch_size), x, batch_size, "encoding")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".npz":
+        np.savez(output, latents=latents, files=np.asarray([str(ref) for ref in refs]))
+    else:
+        np.save(output, latents)
+    return latents, refs
+
+
+def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND):
+    """Compress image files into one medzoo stream (``medzoo.compress``) and write it to ``output``.
+
+    Returns:
+        ``(header, refs)``: the stream's :class:`~medzoo.evaluate.codec.StreamHeader`
+        (bytes, bits per pixel, shapes) and the images in stream order.
+    """
+    model = resolve_model(model)
+    x, refs = read_model_inputs(model, inputs)
+    stream = compress(x, model, kind=kind)
+    output = pathlib.Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(stream)
+    return read_header(stream), refs
+
+
+def decompress_file(stream_path, output_dir, model=None) -> tuple:
+    """Decode a medzoo stream file into one PNG per image, ``<stream stem>_<index>.png``.
+
+    Args:
+        stream_path: a file written by :func:`compress_files` or ``medzoo.compress``.
+        model: default, the zoo model the stream names.
+
+    Returns:
+        ``(header, images (N, H, W, C) float32, PNG paths)``.
+    """
+    stream_path = pathlib.Path(stream_path)
+    if not stream_path.is_file():
+        raise DataError(f"{stream_path}: no such file")
+    header, codes, model = decompress_codes(stream_path.read_bytes(), model)
+    images = model.decode(codes)
+    value_range = _value_range(model)
+    digits = max(3, int(math.log10(len(images))) + 1)
+    output_dir = pathlib.Path(output_dir)
+    paths = [plots.save_png(plots.montage([[image]], value_range=value_range, pad=0),
+                            output_dir / f"{stream_path.stem}_{i:0{digits}d}.png") for i, image in enumerate(images)]
+    return header, images, paths
+
+
+def folder_data(model, folder) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """A folder of image files as model inputs and labels, for the tasks' ``images=`` / ``labels=``.
+
+    Labels follow :func:`medzoo.data.from_directory`'s ``labels="inferred"``: when every
+    image lies in a first-level subfolder, the subfolders (sorted by name) are the classes
+    0, 1, ...; when some lie directly in ``folder`` there are no labels.
+
+    Returns:
+        ``(images (N, H, W, C) float32, labels (N,) int64 or None, class names)``.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    model = resolve_model(model)
+    x, refs = read_model_inputs(model, folder)
+    parts = [ref.path.relative_to(folder).parts for ref in refs]
+    if any(len(p) < 2 for p in parts):
+        return x, None, ()
+    class_names = tuple(sorted({p[0] for p in parts}))
+    return x, np.asarray([class_names.index(p[0]) for p in parts], dtype=np.int64), class_names
+
+
+SAMPLES = "samples"
+"""``data=`` value naming the sample chest X-rays shipped in the package (:func:`medzoo.data.sample_images`)."""
+
+
+def data_options(model, task: str, data) -> tuple:
+    """What makes a task run on ``data``: ``(model, task kwargs, description of the data)``.
+
+    ``data`` is an npz name or path (passed on as ``dataset=``; the task loads its split),
+    a folder of images (read with the model's preprocessing, :func:`folder_data`, and passed
+    as ``images=``, plus ``labels=`` when the folder has class subfolders and the task takes
+    labels), or ``"samples"``: the 8 labelled chest X-rays shipped in the package. The model
+    comes back loaded when it had to be (the first one, for a list); the description is
+    None for an npz (the task names it itself).
+    """
+    import inspect
+
+    from medzoo.evaluate import TASKS
+
+    folder = pathlib.Path(data).expanduser()
+    if data != SAMPLES and not folder.is_dir():
+        return model, {"dataset": str(data)}, None
+    params = inspect.signature(TASKS[task]).parameters
+    if "images" not in params:
+        raise ConfigError(f"the {task} task needs an npz with train, val and test splits, not {data!r}")
+    if isinstance(model, (list, tuple)):
+        model = [resolve_model(model[0]), *model[1:]]
+    else:
+        model = resolve_model(model)
+    first = model[0] if isinstance(model, list) else model
+    if data == SAMPLES:
+        from medzoo.data import sample_images
+
+        raw, labels = sample_images()
+        images, what = first.preprocess(raw), "the sample chest X-rays shipped with medzoo"
+    else:
+        images, labels, classes = folder_data(first, folder)
+        what = str(folder) + (f" (classes {', '.join(classes)})" if classes else "")
+    return model, {"images": images, **({"labels": labels} if labels is not None and "labels" in params else {})}, what
+
+
+def default_data(model):
+    """``None`` when the dataset a model was trained on is on disk, else :data:`SAMPLES` (a fresh install).
+
+    Lets a report run anywhere: with the data folder (``$MEDZOO_DATA_DIR``) it evaluates on
+    the model's own test split, without it on the sample X-rays shipped in the package.
+    """
+    from medzoo.data import resolve_npz
+    from medzoo.evaluate.common import dataset_of
+
+    try:
+        resolve_npz(dataset_of(resolve_model(model)))
+    except DataError:
+        return SAMPLES
+    return None
