@@ -34,9 +34,8 @@ def _train(args):
 EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation")
 
 
-def _evaluate(args):
-    import pathlib
-
+def _task_options(args, task):
+    """The keyword arguments of one evaluation task, from the command line."""
     import medzoo
 
     options = {"seed": args.seed}
@@ -44,36 +43,166 @@ def _evaluate(args):
         options["max_images"] = args.max_images
     if args.dataset is not None:
         options["dataset"] = args.dataset
-    if args.task != "probe":
+    if task != "probe":
         options["split"] = args.split
     model = args.model
-    if args.task == "compression":
+    if task == "compression":
         others = args.compare if args.compare is not None else (
             [] if args.only else [m for m in medzoo.evaluate.zoo_vqvae_models(like=args.model) if m != args.model])
         model = [args.model, *others]
         options["kind"] = args.kind
         if args.codecs:
             options["codecs"] = args.codecs
-    elif args.task == "denoise":
+    elif task == "denoise":
         model = [args.model, *(args.compare or [])]
         if args.sigmas:
             options["sigmas"] = tuple(args.sigmas)
         if args.no_baselines:
             options["classical"] = ()
-    elif args.task in ("anomaly", "probe"):
+    elif task in ("anomaly", "probe"):
         if args.no_baselines:
             options["baselines"] = ()
         if args.bootstrap is not None:
             options["n_bootstrap"] = args.bootstrap
-        if args.task == "probe" and args.cnn_epochs is not None:
+        if task == "probe" and args.cnn_epochs is not None:
             options["cnn_epochs"] = args.cnn_epochs
-    elif args.task == "generation" and args.samples is not None:
+    elif task == "generation" and args.samples is not None:
         options["n_samples"] = args.samples
-    output = pathlib.Path(args.output or pathlib.Path("medzoo-eval") / pathlib.Path(args.model).name / args.task)
-    result = medzoo.evaluate(model, args.task, **options)
-    paths = result.save(output)
+    return model, options
+
+
+def _evaluate(args):
+    import pathlib
+    import shlex
+
+    import medzoo
+
+    if args.data is not None and args.dataset is not None:
+        raise medzoo.ConfigError("--data and --dataset name the same thing; give one")
+    if args.report is not None and args.output is not None:
+        raise medzoo.ConfigError("--report writes the report folder, --output one task's results folder; give one")
+    tasks = list(dict.fromkeys(args.task or ["reconstruction"]))
+    data = args.data
+    if args.report is not None and data is None and args.dataset is None:
+        data = medzoo.evaluate.files.default_data(args.model)
+        if data is not None:
+            print(f"medzoo: the dataset {args.model} was trained on is not on disk (set MEDZOO_DATA_DIR or pass "
+                  "--data): the report uses the sample chest X-rays shipped with medzoo instead", file=sys.stderr)
+    results = []
+    for task in tasks:
+        model, options = _task_options(args, task)
+        result = medzoo.evaluate(model, task, data=data, **options)
+        print(result.table() + "\n")
+        results.append(result)
+        if args.report is None:
+            output = pathlib.Path(args.output) if args.output else pathlib.Path("medzoo-eval") / pathlib.Path(
+                args.model).name / task
+            if args.output and len(tasks) > 1:
+                output = output / task
+            paths = result.save(output)
+            print("wrote " + ", ".join(str(p) for p in paths.values()) + "\n")
+    if args.report is not None:
+        notes = [f"Made by `{shlex.join(['medzoo', *args.argv])}`."]
+        paths = medzoo.evaluate.write_report(results, args.report, notes=notes)
+        print(f"report: {paths['report']} (metrics.json and {len(paths) - 2} figures next to it)")
+
+
+def _list(args):
+    import medzoo
+
+    table = medzoo.list_models()
+    print(json.dumps(list(table), indent=2) if args.json else table)
+
+
+def _info(args):
+    import medzoo
+
+    print(json.dumps(medzoo.info(args.model), indent=2) if args.json else medzoo.zoo.describe(args.model))
+
+
+def _download(args):
+    import medzoo
+
+    fetched = medzoo.zoo.fetch(args.model, cache_dir=args.cache_dir, force_download=args.force,
+                               local_files_only=args.offline)
+    where = {"cache": "the medzoo cache", "bundled": "the copy bundled in the package (nothing to download)",
+             "hub": "downloaded from the Hub into the medzoo cache"}[fetched.source]
+    print(f"{fetched.name} {fetched.version or ''}".rstrip() + f": {len(fetched.files)} files, "
+          f"{fetched.size_bytes / 1e6:.1f} MB, sha256 verified, in {where}")
+    for filename, digest in fetched.files.items():
+        print(f"  {filename:<18} {digest}")
+    print(fetched.folder)
+
+
+def _reconstruct(args):
+    import medzoo
+    from medzoo.evaluate.common import format_table
+
+    records = medzoo.evaluate.reconstruct_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
+    rows = [[r["input"], r["psnr"], r["ssim"], r["mae"]] for r in records]
+    if len(records) > 1:
+        rows.append(["mean", *(sum(r[k] for r in records) / len(records) for k in ("psnr", "ssim", "mae"))])
+    print(format_table(["input", "PSNR dB", "SSIM", "MAE"], rows))
+    print(f"\nwrote {len(records)} PNG(s) (input | reconstruction | |error|) to {args.output}")
+
+
+def _encode(args):
+    import medzoo
+
+    latents, refs = medzoo.evaluate.encode_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
+    for i, ref in enumerate(refs):
+        print(f"{i:4d}  {ref}")
+    print(f"\nwrote {args.output}: latents {latents.dtype} {tuple(latents.shape)} (one row per image above)")
+
+
+def _split_model(items, default):
+    """``[NAME] INPUT...``: the first item is a model name unless it is an existing path or an image file name."""
+    import pathlib
+
+    from medzoo.data.images import IMAGE_EXTENSIONS
+
+    first = pathlib.Path(items[0])
+    is_input = first.exists() or first.suffix.lower() in IMAGE_EXTENSIONS
+    is_preset = first.is_dir() and (first / "model.weights.h5").is_file()
+    if len(items) > 1 and (is_preset or not is_input):
+        return items[0], items[1:]
+    return default, items
+
+
+def _compress(args):
+    import medzoo
+
+    model, inputs = _split_model(args.items, args.model or medzoo.evaluate.codec.DEFAULT_MODEL)
+    if args.model and model != args.model:
+        raise medzoo.ConfigError(f"the model is named twice: --model {args.model} and {model}")
+    header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind)
+    pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
+    print(f"{header.num_images} image(s) -> {args.output}: {header.total_bytes} bytes "
+          f"({header.bits_per_pixel:.4f} bits per pixel, header of {header.header_bytes} bytes included; "
+          f"{pixels} pixels at {'x'.join(map(str, header.image_shape))})")
+    print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
+          f"raw 8-bit pixels would take {pixels * header.image_shape[2]} bytes")
+
+
+def _decompress(args):
+    import medzoo
+
+    header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
+    print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, "
+          f"model {header.model_name} {header.model_version}")
+    print(f"wrote {len(paths)} PNG(s) of {'x'.join(map(str, header.image_shape))} to {args.output}")
+
+
+def _demo(args):
+    import time
+
+    import medzoo
+
+    start = time.perf_counter()
+    result = medzoo.demo(args.output, model=args.model, seed=args.seed)
     print(result.table())
-    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    print(f"\nreport: {result.report} (with {', '.join(p.name for k, p in result.paths.items() if k != 'report')}); "
+          f"{time.perf_counter() - start:.1f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,12 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help='override a recipe field, e.g. --set \'model={"filters": 8}\'')
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on a task: prints a table, writes results.json and PNGs")
-    p.add_argument("model", help="zoo name (see medzoo.list_models()) or preset directory")
-    p.add_argument("--task", required=True, choices=EVALUATION_TASKS)
-    p.add_argument("--output", help="folder for results.json and the figures (default medzoo-eval/MODEL/TASK)")
-    p.add_argument("--split", default="test", help="split to evaluate on (default test; probe uses all three)")
-    p.add_argument("--dataset", help="npz name or path (default: the dataset the model was trained on)")
+    p = sub.add_parser("evaluate", help="evaluate a model on tasks: prints tables, writes results.json and PNGs "
+                                        "or, with --report, a report folder")
+    p.add_argument("model", help="zoo name (see medzoo list) or preset directory")
+    p.add_argument("--task", action="append", choices=EVALUATION_TASKS,
+                   help="task to run (repeat for several; default reconstruction)")
+    p.add_argument("--output", help="folder for results.json and the figures (default medzoo-eval/MODEL/TASK; "
+                                    "with several tasks, a subfolder per task)")
+    p.add_argument("--report", metavar="DIR", help="write a report folder instead: metrics.json, every figure and "
+                                                   "report.md (the tables and the figures)")
+    p.add_argument("--data", metavar="NPZ_OR_DIR",
+                   help="npz name or path, a folder of DICOM/PNG/JPEG files (class subfolders give labels), or "
+                        "'samples' (the X-rays shipped with medzoo); default: the dataset the model was trained on "
+                        "(with --report, the samples when that dataset is not on disk)")
+    p.add_argument("--split", default="test",
+                   help="split of the npz to evaluate on (default test; probe uses all three)")
+    p.add_argument("--dataset", help="the same as --data with an npz")
     p.add_argument("--max-images", type=int, help="a stratified random subset per split (quick runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsets, noise, bootstrap and sampling")
     p.add_argument("--compare", nargs="+", metavar="MODEL",
@@ -119,13 +258,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigmas", type=float, nargs="+", help="denoise: noise levels (std of the [0, 1] range)")
     p.add_argument("--samples", type=int, help="generation: prior samples to draw")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("list", help="the pretrained models of the zoo")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("info", help="everything the zoo says about one model")
+    p.add_argument("model", help="zoo name")
+    p.add_argument("--json", action="store_true", help="print the full manifest entry as JSON")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("download", help="make a model's files available (the Hub -> the medzoo cache), verify "
+                                        "their sha256, and print where they are")
+    p.add_argument("model", help="zoo name, or hf://org/repo@revision")
+    p.add_argument("--cache-dir", help="medzoo cache folder (default $MEDZOO_CACHE or ~/.cache/medzoo)")
+    p.add_argument("--force", action="store_true", help="download again even if a verified copy is on disk")
+    p.add_argument("--offline", action="store_true", help="never touch the network (check the local copies only)")
+    p.set_defaults(func=_download)
+
+    inputs_help = "image files (DICOM by content, PNG, JPEG, NPY) or folders of them"
+    p = sub.add_parser("reconstruct", help="reconstruct images; writes input | reconstruction | |error| PNGs and "
+                                           "prints PSNR per image")
+    p.add_argument("model", help="zoo name or preset directory")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("encode", help="encode images into latents (.npy, or .npz with the file names); "
+                                      "a VQ-VAE gives integer code maps")
+    p.add_argument("model", help="zoo name or preset directory")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
+    p.add_argument("-o", "--output", required=True, help="latents file, .npy or .npz")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc) with a VQ-VAE",
+                       usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--kind KIND]")
+    p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
+                   help="optional VQ-VAE (zoo name or preset directory; default vqvae-chestxray), then " + inputs_help)
+    p.add_argument("-o", "--output", required=True, help="the stream file to write (.mzc)")
+    p.add_argument("--model", help="the VQ-VAE, instead of naming it first")
+    p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
+                   help="entropy model (default context)")
+    p.set_defaults(func=_compress)
+
+    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image")
+    p.add_argument("stream", help="the .mzc file")
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
+    p.add_argument("--model", help="the VQ-VAE (default: the zoo model the stream names)")
+    p.set_defaults(func=_decompress)
+
+    p = sub.add_parser("demo", help="run a bundled model on the sample chest X-rays shipped with medzoo and "
+                                    "write a report (no network or data needed)")
+    p.add_argument("--output", default="medzoo-demo", help="report folder (default medzoo-demo)")
+    p.add_argument("--model", default="vae-chestxray", help="zoo name or preset directory (default vae-chestxray)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
+    p.set_defaults(func=_demo)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run one command; a medzoo error (bad name, missing file, ...) prints one line and returns 1."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    args.func(args)
+    args.argv = argv
+    level = args.log_level.upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from medzoo.errors import MedzooError
+
+    try:
+        args.func(args)
+    except (MedzooError, OSError) as exc:
+        if level == "DEBUG":
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f"medzoo: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("medzoo: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

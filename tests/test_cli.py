@@ -1,0 +1,177 @@
+"""The ``medzoo`` command line, end to end: each command as a subprocess on a few real images.
+
+Every subprocess imports TensorFlow (seconds), so the commands that only format the
+manifest (list, info, download of a bundled model) run in-process through ``main()``;
+so do the error paths; the commands that run models run as real subprocesses (six of
+them, through ``python -m medzoo`` and through the console script). The subprocesses are
+offline (``HF_HUB_OFFLINE=1``) and use a temporary medzoo cache, where the test puts the
+entropy model that compress/decompress need (fitted on the sample images).
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import medzoo
+from medzoo.cli import main
+from medzoo.data import sample_files, sample_images, to_uint8
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / "medzoo"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A medzoo cache holding vqvae-chestxray's entropy model, fitted on the sample images (cheap, deterministic)."""
+    from medzoo.evaluate.entropy import fit_entropy_model
+
+    root = tmp_path_factory.mktemp("medzoo-cache")
+    model = medzoo.load("vqvae-chestxray", compile=False)
+    images = model.preprocess(sample_images()[0])
+    fit_entropy_model(model, images, images[::2], cache=True, cache_dir=root)
+    return root
+
+
+def run(args, cache_dir, *, env=None, script=False, timeout=300):
+    """Run ``medzoo ARGS`` (the console script, or ``python -m medzoo``) offline; returns the CompletedProcess."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "2", "HF_HUB_OFFLINE": "1",
+                "MEDZOO_CACHE": str(cache_dir), **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    command = [str(CONSOLE_SCRIPT)] if script and CONSOLE_SCRIPT.is_file() else [sys.executable, "-m", "medzoo"]
+    return subprocess.run([*command, "--log-level", "WARNING", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def png(path) -> np.ndarray:
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    return np.asarray(Image.open(path))
+
+
+# ------------------------------------------------------------ in-process
+def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
+    assert main(["list"]) == 0
+    table = capsys.readouterr().out
+    for name in ("ae-chestxray", "dae-chestxray", "vae-chestxray", "vqvae-chestxray"):
+        assert re.search(rf"^{name}\s+\w+\s+128x128x1", table, re.M), name
+
+    assert main(["info", "vae-chestxray"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("vae-chestxray 1.0.0  (vae,") and "doi:10.17632/rscbjbr9sj.2" in text
+    entry = medzoo.info("vae-chestxray")
+    assert f"psnr {entry['metrics']['psnr']:.4g}" in text
+    assert all(f["sha256"] in text for f in entry["files"])
+    assert main(["info", "vae-chestxray", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == entry
+
+    cache_dir = tmp_path / "cache"
+    assert main(["download", "vae-chestxray", "--cache-dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    bundled = pathlib.Path(medzoo.__file__).parent / "presets" / "vae-chestxray"
+    assert pathlib.Path(out[-1]) == bundled and "sha256 verified" in out[0] and "bundled" in out[0]
+    assert all(any(f["sha256"] in line for line in out) for f in entry["files"])
+    assert not cache_dir.exists()  # a bundled model is verified in place: nothing to download or copy
+
+    assert main(["download", "vae-chestxray", "--force"]) == 1  # nothing to download it from
+    assert "medzoo: error: force_download=True, but model 'vae-chestxray' has no hub source" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
+    """main() returns 1 with ``medzoo: error: ...`` instead of raising (so no traceback) for user mistakes."""
+    assert main(["info", "vae-chestxra"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("medzoo: error: unknown model 'vae-chestxra'; did you mean 'vae-chestxray'")
+    assert main(["reconstruct", "vae-chestxray", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o")]) == 1
+    missing = tmp_path / "missing.png"
+    assert capsys.readouterr().err.strip().endswith(f"medzoo: error: {missing}: no such file or folder")
+    (tmp_path / "not-a-stream.mzc").write_bytes(b"hello")
+    assert main(["decompress", str(tmp_path / "not-a-stream.mzc"), "-o", str(tmp_path / "o")]) == 1
+    assert "medzoo: error: not a medzoo stream" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------- subprocesses
+def test_reconstruct_pngs_and_a_dicom_without_extension(cache, dicom_dir, tmp_path):
+    dicom = tmp_path / "chest_pa"  # no extension: recognised as DICOM by content
+    shutil.copyfile(dicom_dir / "rsna_pneumonia_cr_chest_pa_jpegbaseline.dcm", dicom)
+    inputs = [str(p) for p in sample_files()[3:5]] + [str(dicom)]
+    out = ok(run(["reconstruct", "vae-chestxray", *inputs, "-o", str(tmp_path / "rec")], cache, script=True))
+    scores = {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.startswith(("/", "mean"))}
+    assert list(scores)[:3] == inputs and len(scores) == 4
+    assert all(15 < v < 40 for v in scores.values()), scores
+    for name in ("test169_normal", "test170_pneumonia", "chest_pa"):
+        pixels = png(tmp_path / "rec" / f"{name}_reconstruction.png")
+        assert pixels.shape == (128 + 4, 3 * 130 + 2)  # input | reconstruction | |error|, 2 px borders
+        panels = [pixels[2:130, 2 + 130 * i:130 + 130 * i].astype(float) for i in range(3)]
+        assert np.abs(panels[0] - panels[1]).mean() > 2 and panels[2].mean() < panels[0].mean()
+    assert np.corrcoef(panels[0].ravel(), panels[1].ravel())[0, 1] > 0.8  # the reconstruction resembles the input
+
+
+def test_encode_compress_decompress_round_trip(cache, tmp_path):
+    files = [str(p) for p in sample_files()]
+    ok(run(["encode", "vqvae-chestxray", *files, "-o", str(tmp_path / "codes.npz")], cache))
+    with np.load(tmp_path / "codes.npz") as f:
+        codes, listed = f["latents"], list(f["files"])
+    assert codes.shape == (8, 16, 16) and np.issubdtype(codes.dtype, np.integer) and listed == files
+    assert 0 <= codes.min() and codes.max() < 512 and len(np.unique(codes)) > 50
+
+    stream = tmp_path / "xrays.mzc"
+    out = ok(run(["compress", "vqvae-chestxray", *files, "-o", str(stream)], cache))
+    header = medzoo.evaluate.read_header(stream.read_bytes())
+    assert header.num_images == 8 and header.code_shape == (16, 16) and header.total_bytes == stream.stat().st_size
+    assert f"{header.total_bytes} bytes" in out and f"{header.bits_per_pixel:.4f} bits per pixel" in out
+    assert header.bits_per_pixel < 9 * 16 * 16 / (128 * 128)  # below the raw 9-bit codes
+
+    out = ok(run(["decompress", str(stream), "-o", str(tmp_path / "decoded")], cache))
+    decoded = sorted((tmp_path / "decoded").glob("*.png"))
+    assert [p.name for p in decoded] == [f"xrays_{i:03d}.png" for i in range(8)] and "wrote 8 PNG(s)" in out
+    model = medzoo.load("vqvae-chestxray", compile=False)
+    expected = to_uint8(model.decode(codes))[..., 0]  # the stream holds exactly the codes encode wrote
+    got = np.stack([png(p) for p in decoded])
+    assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_evaluate_report_on_a_few_test_images(cache, tmp_path):
+    report = tmp_path / "report"
+    out = ok(run(["evaluate", "vae-chestxray", "--report", str(report), "--max-images", "6"], cache))
+    assert "reconstruction: vae-chestxray on kermany_pediatric_cxr_128:test (6 images)" in out
+    metrics = json.loads((report / "metrics.json").read_text())
+    result = metrics["results"]["reconstruction"]
+    assert result["images"] == 6 and len(result["per_image"]["psnr"]) == 6
+    assert 15 < result["metrics"]["psnr"]["mean"] < 40
+    text = (report / "report.md").read_text()
+    for figure in ("reconstruction.png", "reconstruction_histograms.png"):
+        assert f"]({figure})" in text and png(report / figure).shape[0] > 100
+    assert "| psnr |" in text and "evaluate vae-chestxray --report" in text
+
+
+def test_demo_on_a_fresh_install_needs_no_data_and_no_network(cache, tmp_path):
+    env = {"MEDZOO_DATA_DIR": None, "HF_HUB_OFFLINE": "1"}
+    out = ok(run(["demo", "--output", str(tmp_path / "demo")], cache, env=env, script=True))
+    report = tmp_path / "demo"
+    assert f"report: {report / 'report.md'}" in out
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["model"] == "vae-chestxray" and metrics["source"] == "bundled"
+    assert [im["file"] for im in metrics["images"]] == [p.name for p in sample_files()]
+    assert all(15 < im["psnr"] < 40 and 0.2 < im["ssim"] <= 1 for im in metrics["images"])
+    assert metrics["mean"]["psnr"] == pytest.approx(np.mean([im["psnr"] for im in metrics["images"]]))
+    assert 15 < metrics["mean"]["psnr"] and metrics["generation"]["samples"] == 16
+    assert f"{metrics['mean']['psnr']:.4g}" in out  # the printed table
+    text = (report / "report.md").read_text()
+    for name, rows in (("reconstructions", 3), ("samples", 2), ("interpolation", 2)):
+        assert f"]({name}.png)" in text
+        assert png(report / f"{name}.png").shape == (rows * 130 + 2, 8 * 130 + 2)
+    assert "CC-BY-4.0" in text and "IM-0009-0001.jpeg" in text
