@@ -118,5 +118,32 @@ def render_card(metadata: dict) -> str:
                   for key, value in rows]
     else:
         lines.append("Not recorded.")
+    lines += _codec_section(metadata)
     lines += ["", _LIMITS]
     return "\n".join(lines)
+
+
+def _codec_section(metadata: dict) -> list[str]:
+    """What a VQ-VAE preset's ``entropy_model.npz`` is (``metadata["entropy_model"]``), if it has one."""
+    codec = metadata.get("entropy_model")
+    if not isinstance(codec, dict):
+        return []
+    fitted = codec.get("fitted_on") or {}
+    rates = codec.get("val_bits_per_code") or codec.get("train_bits_per_code") or {}
+    pixels = codec.get("pixels_per_code")
+    lines = ["", "## Compression", "",
+             f"`{codec.get('file', 'entropy_model.npz')}` is the probability model that `medzoo.compress` "
+             f"range-codes this model's code maps with: code counts from split {fitted.get('counts', 'train')!r} "
+             f"of {fitted.get('dataset') or 'the training data'}, mixture weights fitted on split "
+             f"{fitted.get('weights', 'val')!r}. It is part of the codec: a stream records its digest "
+             f"({str(codec.get('digest', ''))[:8]}) and decodes only with it, so compressing and decompressing "
+             "need no data."]
+    if rates:
+        split = "validation" if codec.get("val_bits_per_code") else "training"
+        lines += ["", f"| entropy model | bits per code ({split}) |" + (" bits per pixel |" if pixels else ""),
+                  "|---|---|" + ("---|" if pixels else "")]
+        lines += [f"| {kind} | {bits:.4g} |" + (f" {bits / pixels:.4g} |" if pixels else "")
+                  for kind, bits in rates.items() if isinstance(bits, (int, float))]
+    lines += ["", "```python", f'stream = medzoo.compress(raw_images, model="{metadata["name"]}")  # bytes',
+              "images = medzoo.decompress(stream)", "```"]
+    return lines

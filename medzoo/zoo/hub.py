@@ -158,7 +158,8 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
         filenames: preset file names to fetch (from ``ref.subfolder``).
         cache_dir: the medzoo cache root (see :func:`cache_root`).
         expected: ``{filename: sha256}`` to check, e.g. from the zoo manifest; ``None``
-            checks the digests that the downloaded metadata.json records.
+            checks the digests that the downloaded metadata.json records, and also
+            downloads the optional files it records (a VQ-VAE's entropy model).
 
     Returns:
         ``(folder, commit)``: the cache folder now holding the files, and the commit
@@ -176,12 +177,15 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
     repo_dir = _repo_dir(root, ref)
     repo_dir.mkdir(parents=True, exist_ok=True)
     announce(f"downloading {', '.join(filenames)} from {ref.uri} into {repo_dir}")
+    filenames = list(filenames)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=repo_dir) as tmp:
         tmp = pathlib.Path(tmp)
         hf_cache, staging = tmp / "hf", tmp / "files"
         staging.mkdir()
         commit = None
-        for filename in filenames:
+
+        def fetch(filename):
+            nonlocal commit
             try:
                 path = huggingface_hub.hf_hub_download(
                     ref.repo_id, ref.path_in_repo(filename), revision=commit or ref.revision, cache_dir=hf_cache,
@@ -192,12 +196,18 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
             # hf_hub_download returns <cache>/models--org--repo/snapshots/<commit>/<path in repo>
             commit = pathlib.Path(path).relative_to(hf_cache).parts[2]  # later files: the same commit
             os.replace(os.path.realpath(path), staging / filename)
+
+        for filename in filenames:
+            fetch(filename)
         try:
             if expected is None:
                 expected = recorded_digests(read_metadata(staging))
                 unrecorded = sorted(set(filenames) - set(expected) - {METADATA_FILE})
                 if unrecorded:
                     raise IntegrityError(f"metadata.json of {ref.uri} records no sha256 for {unrecorded}")
+                for filename in sorted(set(expected) - set(filenames)):  # optional files the preset has
+                    fetch(filename)
+                    filenames.append(filename)
             verify_files(staging, expected, origin=f"the download of {ref.uri} at commit {commit}")
         except IntegrityError as exc:
             raise IntegrityError(f"{exc}; the download was discarded and nothing was cached") from None

@@ -40,7 +40,7 @@ from medzoo.zoo.hub import (
 from medzoo.zoo.manifest import bundled_dir, find_entry, read_manifest
 from medzoo.zoo.integrity import verify_files
 from medzoo.zoo.presets import load_preset, read_metadata, recorded_digests
-from medzoo.zoo.safety import PRESET_FILES
+from medzoo.zoo.safety import BASE_FILES
 
 _SOURCES = {"cache": "medzoo cache", "bundled": "copy bundled in the package", "hub": "Hugging Face Hub",
             "path": "preset directory"}
@@ -257,7 +257,7 @@ def _locate_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download)
     """``(source, folder, commit)`` of an ``hf://`` preset: the cached snapshot, or a fresh download."""
     folder = None
     if not force_download and (local_files_only or is_commit(ref.revision)):
-        folder = cached_snapshot(ref, PRESET_FILES, cache_dir=cache_dir)
+        folder = cached_snapshot(ref, BASE_FILES, cache_dir=cache_dir)
     if folder is not None:
         return "cache", folder, resolve_cached_commit(ref, cache_dir=cache_dir)
     if local_files_only:
@@ -265,7 +265,7 @@ def _locate_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download)
             f"{ref.uri} is not in the medzoo cache ({cache_root(cache_dir)}) and "
             + _no_download("it downloads into the medzoo cache")
         )
-    folder, commit = download(ref, PRESET_FILES, cache_dir=cache_dir)
+    folder, commit = download(ref, BASE_FILES, cache_dir=cache_dir)  # and the optional files its metadata records
     return "hub", folder, commit
 
 

@@ -4,7 +4,7 @@ The manifest lives in the package (``medzoo/weights_manifest.json``, shipped in 
 wheel; the repository root has a symlink to it). Each entry says what a model is
 (family, config, input contract), where it came from (training data, licence,
 citation, recipe), how good it is (test metrics), which files make it up (size
-and sha256 of each) and where to get them (the copy bundled in the package
+and sha256 of each, a VQ-VAE's ``entropy_model.npz`` included) and where to get them (the copy bundled in the package
 and/or a Hub repository pinned to a commit).
 
 An entry, abridged::
@@ -53,7 +53,14 @@ from medzoo.zoo.presets import (
     read_json,
     write_json,
 )
-from medzoo.zoo.safety import MODEL_CLASSES, PRESET_FILES, REQUIRED_FILES, WEIGHTS_FILE, check_model_config
+from medzoo.zoo.safety import (
+    ENTROPY_MODEL_FILE,
+    MODEL_CLASSES,
+    PRESET_FILES,
+    REQUIRED_FILES,
+    WEIGHTS_FILE,
+    check_model_config,
+)
 
 FORMAT_VERSION = 1
 #: the manifest shipped in the package
@@ -221,6 +228,8 @@ def validate_entry(entry, path: str = "entry") -> None:
         _fail(f"{path}.metrics", "empty (published weights must report test-set figures)")
     _check_number_tree(entry["metrics"], f"{path}.metrics")
     _validate_files(entry["files"], f"{path}.files")
+    if entry["family"] != "vqvae" and any(f["filename"] == ENTROPY_MODEL_FILE for f in entry["files"]):
+        _fail(f"{path}.files", f"{ENTROPY_MODEL_FILE} belongs to VQ-VAEs only, not to a {entry['family']}")
     _validate_sources(entry["sources"], name, f"{path}.sources")
 
 
@@ -315,7 +324,9 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
     """Make a manifest entry from a preset directory, and write it into the manifest.
 
     Args:
-        preset_dir: a folder written by ``save_preset`` (checked: files, digests, config).
+        preset_dir: a folder written by ``save_preset`` (checked: files, digests, config);
+            its optional files (a VQ-VAE's ``entropy_model.npz``, see
+            ``medzoo.evaluate.entropy.save_to_preset``) are listed and bundled with the others.
         manifest_path: the manifest to update (default: the package's; created if missing).
         bundle: copy the preset into ``presets/<name>/`` next to the manifest (package
             data, shipped in the wheel) and record it as a source.

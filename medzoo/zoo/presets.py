@@ -1,4 +1,4 @@
-"""Preset directories: a trained model as four plain files, in the keras-hub layout.
+"""Preset directories: a trained model as four plain files (five for a VQ-VAE), in the keras-hub layout.
 
 ::
 
@@ -7,7 +7,9 @@
       model.weights.h5    the weights only (float32, or float16 to halve the size)
       README.md           the model card, with Hugging Face front matter
       metadata.json       versions, parameter count, input spec, training, metrics,
-                          and the sha256 of the three files above
+                          and the sha256 of the other files
+      entropy_model.npz   optional, VQ-VAEs only: the probability model of the code maps
+                          that ``medzoo.compress`` codes with (added by :func:`attach_file`)
 
 A preset is what the zoo bundles, uploads and downloads; :func:`load_preset`
 turns one back into a model that carries its input contract
@@ -27,6 +29,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import warnings
 
@@ -40,9 +43,12 @@ from medzoo.models import FAMILIES, AutoencoderModel
 from medzoo.zoo.card import render_card
 from medzoo.zoo.integrity import sha256_file, verify_files
 from medzoo.zoo.safety import (
+    BASE_FILES,
     CARD_FILE,
     CONFIG_FILE,
+    ENTROPY_MODEL_FILE,
     METADATA_FILE,
+    OPTIONAL_FILES,
     PRESET_FILES,
     WEIGHTS_FILE,
     check_model_config,
@@ -121,6 +127,9 @@ def read_metadata(directory) -> dict:
         raise ConfigError(f"{directory}/{METADATA_FILE} lacks {exc} (not written by medzoo.save_preset?)") from exc
     if family not in FAMILIES or FAMILIES[family].__name__ != class_name:
         raise ConfigError(f"{directory}/{METADATA_FILE}: family {family!r} does not match class {class_name!r}")
+    if family != "vqvae" and (pathlib.Path(directory) / ENTROPY_MODEL_FILE).exists():
+        raise ConfigError(f"{directory} holds {ENTROPY_MODEL_FILE}, which only a VQ-VAE preset may have "
+                          f"(this one is a {family})")
     return metadata
 
 
@@ -142,7 +151,7 @@ def check_preset(directory) -> tuple[dict, dict]:
     directory = check_preset_files(directory)
     metadata = read_metadata(directory)
     recorded = recorded_digests(metadata)
-    if set(recorded) != {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE} & {p.name for p in directory.iterdir()}:
+    if set(recorded) != (set(PRESET_FILES) - {METADATA_FILE}) & {p.name for p in directory.iterdir()}:
         raise ConfigError(f"{directory}/{METADATA_FILE} must record the sha256 of every other file of the preset")
     verify_files(directory, recorded, origin=f"the preset {directory}")
     config = read_json(directory / CONFIG_FILE)
@@ -250,6 +259,8 @@ def save_preset(
         unexpected = sorted(p.name for p in directory.iterdir() if p.name not in PRESET_FILES)
         if unexpected:
             raise ConfigError(f"{directory} holds other files {unexpected}; save the preset into an empty folder")
+        for filename in OPTIONAL_FILES:  # made for the weights being replaced: stale from now on
+            (directory / filename).unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
 
     import medzoo
@@ -281,7 +292,7 @@ def save_preset(
             "backend": keras.backend.backend(),
         }
         _write_card_and_metadata(tmp, metadata)
-        for filename in PRESET_FILES:  # metadata.json last: it vouches for the others
+        for filename in BASE_FILES:  # metadata.json last: it vouches for the others
             os.replace(tmp / filename, directory / filename)
     return directory
 
@@ -319,6 +330,46 @@ def update_preset(directory, *, description=None, training=None, metrics=None) -
         for filename in (CARD_FILE, METADATA_FILE):
             os.replace(tmp / filename, directory / filename)
     return metadata
+
+
+def attach_file(directory, source, filename, *, metadata=None) -> dict:
+    """Add (or replace) an optional file of a preset, e.g. a VQ-VAE's ``entropy_model.npz``.
+
+    The preset is verified first; the file is copied in and its sha256 recorded in
+    metadata.json, so ``load``, ``add_to_manifest`` and ``push_to_hub`` treat it like
+    the preset's other files. ``metadata`` (a JSON-able dict) is merged into
+    metadata.json's top level, and the model card re-rendered from the result.
+
+    Args:
+        directory: the preset folder.
+        source: the file to copy in.
+        filename: its name in the preset, one of :data:`~medzoo.zoo.safety.OPTIONAL_FILES`.
+        metadata: e.g. ``{"entropy_model": {...summary...}}``.
+
+    Returns:
+        The new metadata.
+    """
+    if filename not in OPTIONAL_FILES:
+        raise ConfigError(f"{filename!r} is not an optional preset file {list(OPTIONAL_FILES)}")
+    directory = pathlib.Path(directory)
+    metadata_now, _ = check_preset(directory)
+    if filename == ENTROPY_MODEL_FILE and metadata_now["family"] != "vqvae":
+        raise ConfigError(f"only a VQ-VAE preset has an {ENTROPY_MODEL_FILE}; {directory} is a "
+                          f"{metadata_now['family']}")
+    extra = as_json(metadata or {}, "metadata")
+    reserved = sorted(set(extra) & {"files", "name", "family", "class_name", "version", "weights", "input"})
+    if reserved:
+        raise ConfigError(f"attach_file cannot change the metadata fields {reserved}")
+    new = {**metadata_now, **extra}
+    with tempfile.TemporaryDirectory(prefix=f".{directory.name}-", dir=directory.parent) as tmp:
+        tmp = pathlib.Path(tmp)
+        shutil.copyfile(source, tmp / filename)
+        (tmp / CARD_FILE).write_text(render_card(new), encoding="utf-8")
+        new["files"] = {**new["files"], filename: sha256_file(tmp / filename), CARD_FILE: sha256_file(tmp / CARD_FILE)}
+        write_json(tmp / METADATA_FILE, new)
+        for name in (filename, CARD_FILE, METADATA_FILE):  # metadata.json last: it vouches for the others
+            os.replace(tmp / name, directory / name)
+    return new
 
 
 def load_preset(directory, *, compile=True, verify=None) -> AutoencoderModel:

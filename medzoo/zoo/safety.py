@@ -1,8 +1,9 @@
-"""What the zoo agrees to load from outside: four named files, and configs of medzoo classes only.
+"""What the zoo agrees to load from outside: a few named files, and configs of medzoo classes only.
 
 A preset holds JSON (``config.json``, ``metadata.json``), a Markdown card and an
-HDF5 weights file: never a pickle, a ``.keras`` archive or anything else that can
-carry code. Model configs are checked *before* Keras sees them: the top-level
+HDF5 weights file, and a VQ-VAE preset may add ``entropy_model.npz`` (its codec's
+probability model: integer arrays and a JSON header, read with ``allow_pickle=False``):
+never a pickle, a ``.keras`` archive or anything else that can carry code. Model configs are checked *before* Keras sees them: the top-level
 object must be a registered medzoo model family, nested objects must be
 medzoo-registered or plain Keras classes, and Keras constructs that wrap
 arbitrary Python (``Lambda`` layers, serialized functions and lambdas) are
@@ -22,9 +23,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
+#: a VQ-VAE's entropy model (medzoo.evaluate.entropy), the probability model its compressed streams are coded with
+ENTROPY_MODEL_FILE = "entropy_model.npz"
 
-#: every file a preset may contain, in the order they are written
-PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METADATA_FILE)
+#: the files ``save_preset`` writes, in the order they are written (metadata.json last: it vouches for the others)
+BASE_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METADATA_FILE)
+#: files a preset may add (``presets.attach_file``); recorded and verified like the others
+OPTIONAL_FILES = (ENTROPY_MODEL_FILE,)
+#: every file a preset may contain
+PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ENTROPY_MODEL_FILE, METADATA_FILE)
 #: the files a preset must contain to be loaded
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
