@@ -616,3 +616,34 @@ def test_push_to_hub_uploads_what_load_downloads(fake_hub, preset, tmp_path):
     with pytest.raises(ConfigError, match="unexpected files"):
         medzoo.push_to_hub(bad, "org/tiny-vae", token="hf_test")
     assert fake_hub.requests == []  # refused before any request
+
+
+def test_a_vq_vae_preset_carries_its_entropy_model_through_the_hub(fake_hub, tiny_cxr, tmp_path):
+    """entropy_model.npz is uploaded, downloaded (manifest entry and hf://), verified and used like the others."""
+    from medzoo.evaluate.entropy import save_to_preset, shipped_entropy_model
+    from medzoo.models import VQVAE
+
+    model = VQVAE(input_shape=(32, 32, 1), filters=4, depth=2, num_embeddings=8, embedding_dim=2, seed=0)
+    path = save_preset(model, tmp_path / "tiny_vq", name="tiny_vq", spec=SPEC, training=TRAINING,
+                       metrics={"test": {"psnr": 20.0}})
+    em = save_to_preset(path, train_images=tiny_cxr[:24], val_images=tiny_cxr[24:])
+    commit = medzoo.push_to_hub(path, "org/tiny-vq", token="hf_test")
+    assert fake_hub.repos["org/tiny-vq"]["commits"][commit]["entropy_model.npz"] == (
+        path / "entropy_model.npz").read_bytes()
+
+    manifest_path = tmp_path / "weights_manifest.json"
+    manifest.add_to_manifest(path, manifest_path=manifest_path, bundle=False, hub=f"hf://org/tiny-vq@{commit}")
+    fake_hub.requests.clear()
+    loaded = medzoo.load("tiny_vq", manifest_path=manifest_path, cache_dir=tmp_path / "cache")
+    assert len(fake_hub.downloads()) == 5 and (pathlib.Path(loaded.zoo_metadata["path"]) / "entropy_model.npz").is_file()
+    assert shipped_entropy_model(loaded).digest == em.digest
+    fake_hub.requests.clear()
+    loaded = medzoo.load(f"hf://org/tiny-vq@{commit}", cache_dir=tmp_path / "other-cache")  # no manifest: metadata
+    assert sorted(p.rsplit("/", 1)[1] for p in fake_hub.downloads()) == sorted(p.name for p in path.iterdir())
+    assert shipped_entropy_model(loaded).digest == em.digest
+
+    fake_hub.tamper["entropy_model.npz"] = (path / "entropy_model.npz").read_bytes()[:-10]
+    for source in ("tiny_vq", f"hf://org/tiny-vq@{commit}"):
+        with pytest.raises(IntegrityError, match="entropy_model.npz .*nothing was cached"):
+            medzoo.load(source, manifest_path=manifest_path, cache_dir=tmp_path / "third-cache")
+    assert not list((tmp_path / "third-cache").rglob("*.npz"))

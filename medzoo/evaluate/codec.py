@@ -2,7 +2,7 @@
 
 The code maps of a VQ-VAE are range coded (``constriction``) with an
 :class:`~medzoo.evaluate.entropy.EntropyModel` learned from the model's training
-split. The stream names everything a decoder needs to check before it trusts
+split and shipped in its preset (``entropy_model.npz``), so coding needs no data. The stream names everything a decoder needs to check before it trusts
 the payload: the model and its weights, the entropy model, the shapes, and a
 CRC32 over the whole stream.
 
@@ -271,8 +271,9 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
         model: a VQ-VAE: zoo name, preset path or instance.
         kind: entropy model: ``"context"`` (left/up neighbours + position, default),
             ``"position"`` or ``"iid"``.
-        entropy_model: an :class:`~medzoo.evaluate.entropy.EntropyModel`; default: the
-            cached one of this model, fitted on its training split on first use.
+        entropy_model: an :class:`~medzoo.evaluate.entropy.EntropyModel`; default: the one
+            shipped in the model's preset, else a cached one, else one fitted now on its
+            training split (see :func:`~medzoo.evaluate.entropy.entropy_model_for`).
 
     Returns:
         The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``.

@@ -20,10 +20,18 @@ fixed point exactly the same way in encoder and decoder. Each stream records a
 digest of the model it was coded with, so a stream is never decoded with a
 different model.
 
-Models are cached per VQ-VAE under ``<medzoo cache>/codec/<weights fingerprint>.npz``
-(the fingerprint is a sha256 over the model's weight values; see
-:func:`weights_fingerprint`) and fitted deterministically on first use from the
-training split named in the model's preset metadata.
+The entropy model is part of the codec, so it ships with the model: a VQ-VAE preset
+holds it as ``entropy_model.npz`` (:meth:`EntropyModel.save`: the count tables as
+integer arrays plus a JSON header with the mixture weights, the digest and where it
+was fitted: dataset, splits and the fingerprint of the weights, a sha256 over their
+values, see :func:`weights_fingerprint`). The zoo lists and verifies it like the
+preset's other files; :func:`save_to_preset` adds it to a preset (training recipes
+do so for every VQ-VAE they write). :func:`entropy_model_for` uses, in this order:
+
+1. the preset's ``entropy_model.npz`` (refused if it was fitted for other weights),
+2. a cached one, ``<medzoo cache>/codec/<weights fingerprint>.npz``,
+3. one fitted now, deterministically, on the training split named in the preset's
+   metadata (needs that dataset on disk, ``$MEDZOO_DATA_DIR``), then cached.
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ KIND_IDS = {"iid": 0, "position": 1, "context": 2}
 FILE_FORMAT = 1
 _EM_ITERATIONS = 300
 _CHUNK = 256
+#: the file name of a preset's entropy model (``medzoo.zoo.safety.ENTROPY_MODEL_FILE``)
+PRESET_FILE = "entropy_model.npz"
 
 
 def weights_fingerprint(model) -> str:
@@ -236,17 +246,26 @@ class EntropyModel:
 
     # ----------------------------------------------------------------- I/O
     def save(self, path) -> pathlib.Path:
-        """Write the model as a compressed ``.npz`` (counts + JSON header), atomically."""
+        """Write the model as a compressed ``.npz`` (counts + JSON header), atomically.
+
+        File format 1: an ``.npz`` (a zip of ``.npy`` arrays, no pickles; its entries carry no
+        time stamps, so the same model gives the same bytes). ``header`` is a 0-d unicode
+        array holding JSON: ``format``, ``num_codes``, ``code_shape``, ``weights`` (the
+        mixture weights of each kind), ``digest`` and ``info`` (provenance: ``model``,
+        ``weights_fingerprint``, ``dataset``, ``splits``, ``classes``, map counts and
+        rates). ``marginal``, ``position``, ``left`` and ``up`` are the count tables,
+        stored little-endian in the smallest unsigned type that holds them (read back as
+        int64; the digest is over their int64 values).
+        """
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format": FILE_FORMAT, "num_codes": self.num_codes, "code_shape": list(self.code_shape),
                   "weights": self.weights, "info": self.info, "digest": self.digest}
+        tables = {name: _compact(getattr(self, name)) for name in ("marginal", "position", "left", "up")}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
-            np.savez_compressed(tmp, header=np.array(json.dumps(header)), marginal=self.marginal.astype("<i8"),
-                                position=self.position.astype("<i8"), left=self.left.astype("<i8"),
-                                up=self.up.astype("<i8"))
+            np.savez_compressed(tmp, header=np.array(json.dumps(header, sort_keys=True)), **tables)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -269,6 +288,16 @@ class EntropyModel:
         if model.digest != header.get("digest"):
             raise DataError(f"{path}: the entropy model's content does not match its recorded digest (damaged file)")
         return model
+
+
+def _compact(table) -> np.ndarray:
+    """Counts in the smallest little-endian unsigned type that holds them (an eighth to a half of int64)."""
+    table = np.asarray(table, dtype=np.int64)
+    top = int(table.max()) if table.size else 0
+    for dtype in ("u1", "<u2", "<u4"):
+        if top <= np.iinfo(dtype).max:
+            return table.astype(dtype)
+    return table.astype("<i8")
 
 
 # ------------------------------------------------------------- from models
@@ -312,13 +341,98 @@ def fit_entropy_model(model, train_images, val_images=None, *, batch_size=64, ca
     return entropy_model
 
 
-def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
-    """The cached entropy model of a VQ-VAE, fitted on first use from its training data.
+def _file_digest(model) -> tuple[pathlib.Path, str] | tuple[None, None]:
+    """``(path, sha256)`` of the entropy model shipped in the preset ``model`` was loaded from, if it has one."""
+    metadata = getattr(model, "zoo_metadata", None) or {}
+    digest = (metadata.get("files") or {}).get(PRESET_FILE)
+    if not digest or not metadata.get("path"):
+        return None, None
+    return pathlib.Path(metadata["path"]) / PRESET_FILE, digest
 
-    The training data is the dataset, split ``train`` (and ``val`` for the weights)
-    and classes recorded in the model's preset metadata. An unsaved model has no such
-    record: fit one with :func:`fit_entropy_model` first.
+
+def check_fits(entropy_model: EntropyModel, model, where="the entropy model") -> None:
+    """Raise DataError unless ``entropy_model`` was fitted for exactly these weights (codebook, code shape, values)."""
+    from medzoo.evaluate.common import model_label
+
+    shape = tuple(entropy_model.code_shape)
+    if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
+        raise DataError(f"{where} is for {entropy_model.num_codes} codes in {shape[0]}x{shape[1]} maps, but "
+                        f"{model_label(model)} has {model.num_embeddings} codes in "
+                        f"{model.code_shape[0]}x{model.code_shape[1]} maps")
+    fitted_for = entropy_model.info.get("weights_fingerprint")
+    fingerprint = weights_fingerprint(model)
+    if fitted_for != fingerprint:
+        raise DataError(
+            f"{where} is stale: it was fitted for weights {str(fitted_for)[:12]}, but {model_label(model)} has "
+            f"weights {fingerprint[:12]}; refit it for these weights (medzoo.evaluate.entropy.save_to_preset) "
+            "or pass the matching entropy_model="
+        )
+
+
+def shipped_entropy_model(model) -> EntropyModel | None:
+    """The entropy model shipped in the preset ``model`` came from (checked), or None if its preset has none.
+
+    The file is checked against the sha256 its preset records (again, at use) and must
+    have been fitted for this model's weights.
     """
+    path, digest = _file_digest(model)
+    if path is None:
+        return None
+    from medzoo.zoo.integrity import verify_files
+
+    verify_files(path.parent, {PRESET_FILE: digest}, origin=f"the preset {path.parent}")
+    entropy_model = EntropyModel.load(path)
+    check_fits(entropy_model, model, where=str(path))
+    return entropy_model
+
+
+def _training_provenance(model) -> dict:
+    from medzoo.evaluate.common import training_info
+
+    training = training_info(model)
+    dataset = training.get("dataset")
+    name = dataset.get("name") if isinstance(dataset, dict) else dataset
+    info = {"dataset": name, "classes": training.get("classes"), "splits": {"counts": "train", "weights": "val"}}
+    if isinstance(dataset, dict) and dataset.get("sha256"):
+        info["dataset_sha256"] = dataset["sha256"]
+    return info
+
+
+def _fit_on_training_split(model, *, cache, cache_dir=None, batch_size=64) -> EntropyModel:
+    """Fit on the model's own training split (``train`` counts, ``val`` weights), as its metadata names it."""
+    from medzoo.data import resolve_npz
+    from medzoo.evaluate.common import load_split, model_label
+
+    info = _training_provenance(model)
+    try:
+        resolve_npz(info["dataset"])
+    except DataError:
+        raise DataError(
+            f"{model_label(model)} has no entropy model (none shipped in its preset, none cached) and fitting one "
+            f"needs its training data {info['dataset']}.npz, which is not on disk: set MEDZOO_DATA_DIR to the "
+            "folder that holds it, or pass entropy_model= to compress/decompress"
+        ) from None
+    log.info("fitting the entropy model of %s on its training split%s", model_label(model),
+             f" (once; cached in {cache_path(model, cache_dir)})" if cache else "")
+    train, _ = load_split(model, "train", classes=info["classes"], preprocess=False)
+    val, _ = load_split(model, "val", classes=info["classes"], preprocess=False)
+    return fit_entropy_model(model, train, val, batch_size=batch_size, cache=cache, cache_dir=cache_dir, info=info)
+
+
+def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
+    """The entropy model of a VQ-VAE: shipped in its preset, else cached, else fitted now on its training data.
+
+    1. The preset's ``entropy_model.npz``, verified against the sha256 the preset
+       records and refused (DataError) if it was fitted for other weights.
+    2. The cached one (``<medzoo cache>/codec/<weights fingerprint>.npz``).
+    3. With ``fit``: one fitted on the dataset, split ``train`` (``val`` for the
+       weights) and classes recorded in the model's preset metadata, then cached.
+       Without that dataset on disk: a DataError saying so. An unsaved model has no
+       such record: fit one with :func:`fit_entropy_model` first.
+    """
+    shipped = shipped_entropy_model(model)
+    if shipped is not None:
+        return shipped
     path = cache_path(model, cache_dir)
     if path.is_file():
         entropy_model = EntropyModel.load(path)
@@ -326,20 +440,70 @@ def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
         if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
             raise DataError(f"{path} does not fit this model (K or code shape differ); delete it to refit")
         return entropy_model
-    from medzoo.evaluate.common import load_split, model_label, training_info
+    from medzoo.evaluate.common import model_label, training_info
 
-    training = training_info(model)
-    if not fit or not training.get("dataset"):
+    if not fit or not training_info(model).get("dataset"):
         raise ConfigError(
-            f"no entropy model for {model_label(model)} in {path.parent}, and "
+            f"no entropy model for {model_label(model)} in its preset or in {path.parent}, and "
             + ("fitting is off" if not fit else "the model's metadata names no training dataset")
             + "; fit one with medzoo.evaluate.codec.fit_entropy_model(model, train_images, val_images)"
         )
-    classes = training.get("classes")
-    log.info("fitting the entropy model of %s on its training split (once; cached in %s)", model_label(model), path)
-    train, _ = load_split(model, "train", classes=classes, preprocess=False)
-    val, _ = load_split(model, "val", classes=classes, preprocess=False)
-    dataset = training["dataset"].get("name") if isinstance(training["dataset"], dict) else training["dataset"]
-    return fit_entropy_model(model, train, val, cache=True, cache_dir=cache_dir,
-                             info={"dataset": dataset, "classes": classes, "splits": {"counts": "train",
-                                                                                      "weights": "val"}})
+    return _fit_on_training_split(model, cache=True, cache_dir=cache_dir)
+
+
+def save_to_preset(preset_dir, entropy_model=None, *, train_images=None, val_images=None, batch_size=64,
+                   info=None) -> EntropyModel:
+    """Fit (or take) a VQ-VAE preset's entropy model and ship it in the preset as ``entropy_model.npz``.
+
+    The file is recorded in the preset's metadata.json (sha256) and summarised in its
+    model card; ``add_to_manifest`` then lists it, ``medzoo.load`` verifies it and
+    ``compress`` / ``decompress`` use it without any data on disk. Run this after the
+    preset's weights are final (a later ``save_preset`` into the folder removes it).
+
+    Args:
+        preset_dir: a VQ-VAE preset folder (``save_preset``, or a run's ``<output>/preset``).
+        entropy_model: an :class:`EntropyModel` fitted for these weights; default: fit one.
+        train_images, val_images: images (raw or model inputs) to fit on; default: the
+            training split named in the preset's metadata (``train`` counts, ``val``
+            weights), which needs that dataset on disk (``$MEDZOO_DATA_DIR``).
+        info: provenance to add to the file's header when fitting (JSON-able).
+
+    Returns:
+        The entropy model now in the preset.
+
+    Example:
+        >>> medzoo.evaluate.entropy.save_to_preset("runs/vqvae-chestxray-8x8/preset")
+        >>> medzoo.zoo.add_to_manifest("runs/vqvae-chestxray-8x8/preset")
+    """
+    from medzoo.zoo.presets import attach_file, load_preset
+
+    preset_dir = pathlib.Path(preset_dir)
+    model = load_preset(preset_dir, compile=False)  # verifies the preset's files
+    if not hasattr(model, "quantizer"):
+        raise ConfigError(f"entropy models are for VQ-VAE code maps; {preset_dir} holds a {type(model).__name__}")
+    if entropy_model is None:
+        if train_images is None:
+            entropy_model = _fit_on_training_split(model, cache=False, batch_size=batch_size)
+        else:
+            entropy_model = fit_entropy_model(model, train_images, val_images, batch_size=batch_size, cache=False,
+                                              info={**_training_provenance(model), **(info or {})})
+    elif not isinstance(entropy_model, EntropyModel):
+        raise ConfigError(f"entropy_model must be a medzoo.evaluate.EntropyModel, got {type(entropy_model).__name__}")
+    elif "weights_fingerprint" not in entropy_model.info:  # fitted on this model's codes by the caller's word
+        entropy_model = dataclasses.replace(entropy_model, info={**entropy_model.info,
+                                                                 "weights_fingerprint": weights_fingerprint(model)})
+    check_fits(entropy_model, model, where="the entropy model given")
+    h, w = entropy_model.code_shape
+    summary = {"file": PRESET_FILE, "digest": entropy_model.digest, "kinds": sorted(entropy_model.weights),
+               "weights_fingerprint": entropy_model.info["weights_fingerprint"],
+               "fitted_on": {k: entropy_model.info.get(k) for k in ("dataset", "classes", "train_maps", "val_maps")}
+               | (entropy_model.info.get("splits") or {}),
+               "pixels_per_code": int(np.prod(model.image_shape[:2])) // (h * w)}
+    for rates in ("val_bits_per_code", "train_bits_per_code"):
+        if entropy_model.info.get(rates):
+            summary[rates] = {k: round(float(v), 5) for k, v in entropy_model.info[rates].items()}
+    with tempfile.TemporaryDirectory(prefix=".entropy-model-", dir=preset_dir.parent) as tmp:
+        path = entropy_model.save(pathlib.Path(tmp) / PRESET_FILE)
+        attach_file(preset_dir, path, PRESET_FILE, metadata={"entropy_model": summary})
+    log.info("%s: wrote %s (%d bytes)", preset_dir, PRESET_FILE, (preset_dir / PRESET_FILE).stat().st_size)
+    return entropy_model
