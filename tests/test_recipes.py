@@ -104,6 +104,31 @@ def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
     assert not (tmp_path / "preset").exists()
 
 
+def test_a_vq_vae_preset_ships_the_entropy_model_its_streams_are_coded_with(tmp_path, tiny_cxr, monkeypatch):
+    import medzoo
+    from medzoo.evaluate.entropy import shipped_entropy_model, weights_fingerprint
+    from medzoo.zoo.manifest import add_to_manifest
+
+    result = train("vqvae-chestxray", output_dir=tmp_path, epochs=1, verbose=0, **tiny("vqvae-chestxray"))
+    metadata = json.loads((result.preset_dir / "metadata.json").read_text())
+    assert "entropy_model.npz" in metadata["files"]  # recorded, so load() verifies it
+    fitted = metadata["entropy_model"]["fitted_on"]
+    assert (fitted["dataset"], fitted["train_maps"], fitted["val_maps"]) == ("kermany_pediatric_cxr_64", 96, 96)
+    entry = add_to_manifest(result.preset_dir, manifest_path=tmp_path / "zoo" / "weights_manifest.json")
+    assert "entropy_model.npz" in {f["filename"] for f in entry["files"]}
+
+    (tmp_path / "no-data").mkdir()
+    monkeypatch.setenv("MEDZOO_DATA_DIR", str(tmp_path / "no-data"))  # compressing needs no data now
+    monkeypatch.setenv("MEDZOO_CACHE", str(tmp_path / "cache"))
+    model = medzoo.load(str(result.preset_dir), compile=False)
+    em = shipped_entropy_model(model)
+    assert em.info["weights_fingerprint"] == weights_fingerprint(model) and em.info["max_images"] == 96
+    x = np.asarray(model.preprocess(tiny_cxr[:4]))
+    np.testing.assert_array_equal(medzoo.decompress(medzoo.compress(x, model=model), model=model),
+                                  model.decode(model.encode(x)))
+    assert not (tmp_path / "cache").exists()
+
+
 MIRRORED_SCRIPT = r"""
 import json, sys
 import numpy as np, tensorflow as tf

@@ -7,7 +7,9 @@ A run directory holds everything one training run writes::
     <output>/log.csv           one row per epoch (appended to across resumes)
     <output>/tensorboard/      TensorBoard logs
     <output>/recipe.json       the resolved recipe
-    <output>/preset/           the final preset (config, weights, metadata, model card)
+    <output>/preset/           the final preset (config, weights, metadata, model card; for a
+                               VQ-VAE also entropy_model.npz, the codec's probability model of its
+                               code maps, fitted on the training split)
 
 A run killed at any point restarts with ``resume=True`` (``medzoo train ... --resume``)
 from the last completed epoch, with weights, optimizer state (its step count
@@ -147,7 +149,8 @@ def train(
 
     preset_dir = None
     if write_preset and writer:
-        preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, epochs_completed, wall, replicas)
+        preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, epochs_completed, wall, replicas,
+                                   entropy_data=(splits["train"], splits["val"]))
     return TrainResult(model, recipe, history.history, metrics, out, preset_dir, epochs_completed,
                        initial_epoch, optimizer_steps, wall)
 
@@ -272,7 +275,8 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
 
 
 # --------------------------------------------------------------------- preset
-def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replicas):
+def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replicas, entropy_data=None):
+    """Save the preset; a VQ-VAE's gets its entropy model, fitted on ``entropy_data`` (train, val images)."""
     from medzoo.zoo.presets import save_preset  # the zoo writes presets; recipes only fill them in
 
     training = {
@@ -288,5 +292,15 @@ def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replica
         "wall_time_s": round(wall, 1),
         "seed": recipe.seed,
     }
-    return save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
+    path = save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
                        training=training, metrics=metrics, licence="CC-BY-4.0", weights_dtype=recipe.weights_dtype)
+    if recipe.family == "vqvae" and entropy_data is not None:
+        from medzoo.evaluate.entropy import save_to_preset
+
+        # the codec ships with the model: compress/decompress then need no data (fitted on the stored weights)
+        train, val = entropy_data
+        em = save_to_preset(path, train_images=train, val_images=val,
+                            info={"max_images": recipe.max_images} if recipe.max_images is not None else None)
+        log.info("entropy model of %s: %s bits per code on val (context)", recipe.name,
+                 round(em.info.get("val_bits_per_code", {}).get("context", float("nan")), 4))
+    return path
