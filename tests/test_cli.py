@@ -4,8 +4,9 @@ Every subprocess imports TensorFlow (seconds), so the commands that only format 
 manifest (list, info, download of a bundled model) run in-process through ``main()``;
 so do the error paths; the commands that run models run as real subprocesses (six of
 them, through ``python -m medzoo`` and through the console script). The subprocesses are
-offline (``HF_HUB_OFFLINE=1``) and use a temporary medzoo cache, where the test puts the
-entropy model that compress/decompress need (fitted on the sample images).
+offline (``HF_HUB_OFFLINE=1``) and use an empty temporary medzoo cache; compress and
+decompress run without the data folder too, on the entropy model shipped in the bundled
+vqvae-chestxray preset.
 """
 
 import json
@@ -22,7 +23,7 @@ from PIL import Image
 
 import medzoo
 from medzoo.cli import main
-from medzoo.data import sample_files, sample_images, to_uint8
+from medzoo.data import sample_files, to_uint8
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / "medzoo"
@@ -30,14 +31,8 @@ CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / "medzoo"
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A medzoo cache holding vqvae-chestxray's entropy model, fitted on the sample images (cheap, deterministic)."""
-    from medzoo.evaluate.entropy import fit_entropy_model
-
-    root = tmp_path_factory.mktemp("medzoo-cache")
-    model = medzoo.load("vqvae-chestxray", compile=False)
-    images = model.preprocess(sample_images()[0])
-    fit_entropy_model(model, images, images[::2], cache=True, cache_dir=root)
-    return root
+    """An empty medzoo cache: nothing is downloaded or fitted into it."""
+    return tmp_path_factory.mktemp("medzoo-cache")
 
 
 def run(args, cache_dir, *, env=None, script=False, timeout=300):
@@ -122,6 +117,8 @@ def test_reconstruct_pngs_and_a_dicom_without_extension(cache, dicom_dir, tmp_pa
 
 def test_encode_compress_decompress_round_trip(cache, tmp_path):
     files = [str(p) for p in sample_files()]
+    (tmp_path / "no-data").mkdir()
+    no_data = {"MEDZOO_DATA_DIR": str(tmp_path / "no-data")}  # the codec's entropy model ships in the preset
     ok(run(["encode", "vqvae-chestxray", *files, "-o", str(tmp_path / "codes.npz")], cache))
     with np.load(tmp_path / "codes.npz") as f:
         codes, listed = f["latents"], list(f["files"])
@@ -129,19 +126,20 @@ def test_encode_compress_decompress_round_trip(cache, tmp_path):
     assert 0 <= codes.min() and codes.max() < 512 and len(np.unique(codes)) > 50
 
     stream = tmp_path / "xrays.mzc"
-    out = ok(run(["compress", "vqvae-chestxray", *files, "-o", str(stream)], cache))
+    out = ok(run(["compress", "vqvae-chestxray", *files, "-o", str(stream)], cache, env=no_data))
     header = medzoo.evaluate.read_header(stream.read_bytes())
     assert header.num_images == 8 and header.code_shape == (16, 16) and header.total_bytes == stream.stat().st_size
     assert f"{header.total_bytes} bytes" in out and f"{header.bits_per_pixel:.4f} bits per pixel" in out
     assert header.bits_per_pixel < 9 * 16 * 16 / (128 * 128)  # below the raw 9-bit codes
 
-    out = ok(run(["decompress", str(stream), "-o", str(tmp_path / "decoded")], cache))
+    out = ok(run(["decompress", str(stream), "-o", str(tmp_path / "decoded")], cache, env=no_data))
     decoded = sorted((tmp_path / "decoded").glob("*.png"))
     assert [p.name for p in decoded] == [f"xrays_{i:03d}.png" for i in range(8)] and "wrote 8 PNG(s)" in out
     model = medzoo.load("vqvae-chestxray", compile=False)
     expected = to_uint8(model.decode(codes))[..., 0]  # the stream holds exactly the codes encode wrote
     got = np.stack([png(p) for p in decoded])
     assert np.abs(got.astype(int) - expected).max() <= 1
+    assert not (cache / "codec").exists()  # no entropy model was fitted and cached
 
 
 def test_evaluate_report_on_a_few_test_images(cache, tmp_path):
