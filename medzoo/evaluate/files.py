@@ -197,9 +197,10 @@ def data_options(model, task: str, data) -> tuple:
     ``data`` is an npz name or path (passed on as ``dataset=``; the task loads its split),
     a folder of images (read with the model's preprocessing, :func:`folder_data`, and passed
     as ``images=``, plus ``labels=`` when the folder has class subfolders and the task takes
-    labels), or ``"samples"``: the 8 labelled chest X-rays shipped in the package. The model
-    comes back loaded when it had to be (the first one, for a list); the description is
-    None for an npz (the task names it itself).
+    labels, and the subfolder names as ``class_names=`` when it takes those), or ``"samples"``:
+    the 8 labelled chest X-rays shipped in the package. The model comes back loaded when it
+    had to be (the first one, for a list); the description is None for an npz (the task
+    names it itself).
     """
     import inspect
 
@@ -221,10 +222,16 @@ def data_options(model, task: str, data) -> tuple:
 
         raw, labels = sample_images()
         images, what = first.preprocess(raw), "the sample chest X-rays shipped with medzoo"
+        classes = ()  # labelled 0 normal, 1 pneumonia: the tasks' default names
     else:
         images, labels, classes = folder_data(first, folder)
         what = str(folder) + (f" (classes {', '.join(classes)})" if classes else "")
-    return model, {"images": images, **({"labels": labels} if labels is not None and "labels" in params else {})}, what
+    kwargs = {"images": images}
+    if labels is not None and "labels" in params:
+        kwargs["labels"] = labels
+        if classes and "class_names" in params:  # the folders' names, not the chest X-ray classes
+            kwargs["class_names"] = classes
+    return model, kwargs, what
 
 
 def default_data(model):

@@ -31,6 +31,8 @@ class ReconstructionResult(Result):
         per_image: ``{"psnr": (N,), "ssim": (N,), "mae": (N,)}`` numpy arrays.
         labels: (N,) class labels, or None.
         examples: ``(inputs, reconstructions)`` of a few images, for the figure.
+        class_names: the name of each label value (``class_names[label]``), e.g. the class
+            subfolders of ``--data DIR``; None: the chest X-ray classes (0 normal, 1 pneumonia).
     """
 
     model: str
@@ -38,7 +40,15 @@ class ReconstructionResult(Result):
     per_image: dict
     labels: np.ndarray | None
     examples: tuple
+    class_names: tuple | None = None
     task = "reconstruction"
+
+    def class_name(self, label) -> str:
+        """The name of a label value: from :attr:`class_names` when known, else the chest X-ray class names."""
+        label = int(label)
+        if self.class_names is not None and 0 <= label < len(self.class_names):
+            return str(self.class_names[label])
+        return CLASS_NAMES.get(label, str(label))
 
     @property
     def summary(self) -> dict:
@@ -50,13 +60,15 @@ class ReconstructionResult(Result):
         out = {}
         for c in np.unique(self.labels):
             keep = self.labels == c
-            out[CLASS_NAMES.get(int(c), str(c))] = {m: float(self.per_image[m][keep].mean()) for m in METRICS} | {
+            out[self.class_name(c)] = {m: float(self.per_image[m][keep].mean()) for m in METRICS} | {
                 "n": int(keep.sum())}
         return out
 
     def to_dict(self, per_image=False) -> dict:
         d = {"task": self.task, "model": self.model, "data": self.source, "images": len(self.per_image["psnr"]),
              "metrics": self.summary, "by_class": self.by_class()}
+        if self.class_names is not None:
+            d["class_names"] = list(self.class_names)
         if per_image:
             d["per_image"] = {m: self.per_image[m] for m in METRICS}
             if self.labels is not None:
@@ -97,7 +109,7 @@ class ReconstructionResult(Result):
             if self.labels is not None and self.labels.ndim == 1 and len(np.unique(self.labels)) > 1:
                 for i, c in enumerate(np.unique(self.labels)):
                     ax.hist(values[self.labels == c], bins=30, alpha=0.6, color=plots.PALETTE[i],
-                            label=CLASS_NAMES.get(int(c), str(c)))
+                            label=self.class_name(c))
                 ax.legend(fontsize=7)
             else:
                 ax.hist(values, bins=30, color=plots.PALETTE[0])
@@ -107,7 +119,7 @@ class ReconstructionResult(Result):
 
 
 def reconstruction(model, images=None, labels=None, *, split="test", dataset=None, max_images=None, seed=0,
-                   batch_size=64, examples=8) -> ReconstructionResult:
+                   batch_size=64, examples=8, class_names=None) -> ReconstructionResult:
     """Reconstruct a split (or the given images) and measure PSNR, SSIM and MAE per image.
 
     Args:
@@ -116,6 +128,8 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
         split, dataset: what to load (default: the test split of the model's training dataset).
         max_images: a stratified random subset, for quick runs.
         examples: images shown in the figure (spread over the split).
+        class_names: names of the label values 0, 1, ... for the per-class table (default:
+            the chest X-ray classes, 0 normal and 1 pneumonia).
 
     Returns:
         A :class:`ReconstructionResult`.
@@ -127,4 +141,5 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
                           for i in progress(steps, f"reconstructing ({len(x)} images)", total=len(steps))])
     per_image = {"psnr": psnr(x, rec), "ssim": ssim(x, rec), "mae": mae(x, rec)}
     pick = np.unique(np.linspace(0, len(x) - 1, min(examples, len(x))).astype(int))
-    return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]))
+    names = None if class_names is None else tuple(str(c) for c in class_names)
+    return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]), names)
