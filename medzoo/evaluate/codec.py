@@ -2,9 +2,10 @@
 
 The code maps of a VQ-VAE are range coded (``constriction``) with an
 :class:`~medzoo.evaluate.entropy.EntropyModel` learned from the model's training
-split and shipped in its preset (``entropy_model.npz``), so coding needs no data. The stream names everything a decoder needs to check before it trusts
-the payload: the model and its weights, the entropy model, the shapes, and a
-CRC32 over the whole stream.
+split and shipped in its preset (``entropy_model.npz``), so coding needs no data.
+The stream names everything a decoder needs to check before it trusts the payload:
+the model and its weights, the entropy model, the shapes, and a CRC32 over the
+whole stream.
 
 Stream layout, format version 1 (integers marked v are unsigned LEB128 varints)::
 

@@ -3,11 +3,12 @@
 A preset holds JSON (``config.json``, ``metadata.json``), a Markdown card and an
 HDF5 weights file, and a VQ-VAE preset may add ``entropy_model.npz`` (its codec's
 probability model: integer arrays and a JSON header, read with ``allow_pickle=False``):
-never a pickle, a ``.keras`` archive or anything else that can carry code. Model configs are checked *before* Keras sees them: the top-level
-object must be a registered medzoo model family, nested objects must be
-medzoo-registered or plain Keras classes, and Keras constructs that wrap
-arbitrary Python (``Lambda`` layers, serialized functions and lambdas) are
-refused. Only then is the config deserialized, with ``safe_mode=True``.
+never a pickle, a ``.keras`` archive or anything else that can carry code. Model
+configs are checked *before* Keras sees them: the top-level object must be a
+registered medzoo model family, nested objects must be medzoo-registered or plain
+Keras classes, and Keras constructs that wrap arbitrary Python (``Lambda`` layers,
+serialized functions and lambdas) are refused. Only then is the config
+deserialized, with ``safe_mode=True``.
 """
 
 from __future__ import annotations
