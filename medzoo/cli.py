@@ -27,6 +27,7 @@ def _train(args):
     print(json.dumps({"recipe": result.recipe.name, "epochs": result.epochs_completed,
                       "initial_epoch": result.initial_epoch,
                       "optimizer_steps": result.optimizer_steps,
+                      "wall_time_s": round(result.wall_time_s, 1),
                       "preset": str(result.preset_dir) if result.preset_dir else None,
                       "metrics": result.metrics}, indent=2))
 

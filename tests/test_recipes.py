@@ -222,6 +222,8 @@ def test_a_run_killed_after_its_first_epoch_resumes_where_it_stopped(tmp_path):
     proc.wait()
     killed_at = json.loads(meta.read_text())["epoch"]
     assert 1 <= killed_at < 5
+    spent_before_kill = json.loads((out / "wall_time.json").read_text())["seconds"]  # written every epoch
+    assert spent_before_kill > 0
 
     fresh = run_cli(args)
     assert fresh.returncode != 0 and "unfinished run" in fresh.stderr  # no silent restart without --resume
@@ -233,5 +235,6 @@ def test_a_run_killed_after_its_first_epoch_resumes_where_it_stopped(tmp_path):
     assert report["epochs"] == 5
     # 96 images / batch 16 = 6 steps an epoch; the optimizer's step count carried over the kill
     assert report["optimizer_steps"] == 5 * 6
+    assert report["wall_time_s"] > spent_before_kill  # the time of both runs
     epochs = [int(line.split(",")[0]) for line in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == [0, 1, 2, 3, 4]

@@ -123,14 +123,15 @@ def train(
         model.compile(optimizer=keras.optimizers.Adam(schedule))
 
     initial_epoch = _completed_epochs(backup_dir)
-    cbs = _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [_backup(out)]
+    wall_clock = _WallClock(out)
+    cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
+        _backup(out)]
     log.info("training %s: %d params, %d train / %d val images, global batch %d on %d replica(s), policy %s",
              recipe.name, model.count_params(), len(splits["train"]), len(splits["val"]), global_batch,
              replicas, policy)
-    started = time.time()
     history = model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=cbs, verbose=verbose,
                         shuffle=False)  # the dataset reshuffles itself each epoch
-    wall = time.time() - started + _previous_wall_time(out)
+    wall = wall_clock.seconds()
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights replace the state
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
@@ -233,6 +234,22 @@ def _best_logged(path: pathlib.Path):
 def _previous_wall_time(out: pathlib.Path) -> float:
     path = out / "wall_time.json"
     return float(json.loads(path.read_text())["seconds"]) if (out / "backup").exists() and path.exists() else 0.0
+
+
+class _WallClock(keras.callbacks.Callback):
+    """Training time summed over resumes: written after every epoch, so a killed run keeps what it spent."""
+
+    def __init__(self, out: pathlib.Path):
+        super().__init__()
+        self.path = out / "wall_time.json"
+        self.previous = _previous_wall_time(out)
+        self.started = time.time()
+
+    def seconds(self) -> float:
+        return self.previous + time.time() - self.started
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.path.write_text(json.dumps({"seconds": self.seconds()}))
 
 
 def _round_to_float16(model) -> None:
