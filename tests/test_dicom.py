@@ -1,5 +1,6 @@
 """read_dicom on real DICOM files: modality LUT, VOI, MONOCHROME1, colour, frames, codecs and bad input."""
 
+import pathlib
 import shutil
 
 import numpy as np
@@ -266,3 +267,31 @@ def test_header_matches_the_full_read(chest, dicom_dir):
     assert header == {key: meta[key] for key in header}
     assert header["sop_instance_uid"] == "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819"
     assert header["pixel_spacing"] == (0.168, 0.168) and header["modality"] == "CR"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_randomly_corrupted_real_files_raise_only_data_error(dicom_dir, tmp_path, seed):
+    """Truncate or flip bytes of real files at random (seeded): a read succeeds or raises DataError, nothing else."""
+    rng = np.random.default_rng(seed)
+    sources = [*sorted(dicom_dir.glob("*.dcm")), get_testdata_file("CT_small.dcm"),
+               get_testdata_file("MR_small_RLE.dcm")]
+    outcomes = {"read": 0, "DataError": 0}
+    for i in range(12):
+        data = bytearray(pathlib.Path(sources[rng.integers(len(sources))]).read_bytes())
+        if rng.random() < 0.5:
+            data = data[: int(rng.integers(1, len(data)))]
+        else:  # flip bytes, mostly inside the header where the structure lives
+            header_end = min(len(data), 4096)
+            for pos in rng.integers(0, header_end, size=int(rng.integers(1, 8))):
+                data[pos] ^= int(rng.integers(1, 256))
+        path = tmp_path / f"mutant-{i}.dcm"
+        path.write_bytes(bytes(data))
+        try:
+            pixels, _ = read_dicom(path)
+        except DataError as err:
+            assert str(path) in str(err)
+            outcomes["DataError"] += 1
+        else:
+            assert pixels.dtype == np.float32 and pixels.size > 0
+            outcomes["read"] += 1
+    assert outcomes["DataError"] > 0, outcomes  # the mutations did break files

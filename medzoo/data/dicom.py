@@ -148,9 +148,9 @@ def read_dicom(path, *, frame: int | None = None, voi="auto") -> tuple[np.ndarra
             pixels, value_range, applied, window = _colour(ds, pixels)
         else:
             pixels, value_range, applied, window = _monochrome(ds, pixels, voi)
-    except MedzooError:
+    except (MedzooError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # Rust decoders (pylibjpeg-rle) panic with a BaseException on corrupt data
         raise DataError(f"{path}: cannot decode the pixel data ({type(exc).__name__}: {exc})") from exc
     meta.update(frame=frame, voi=applied, window=window, value_range=value_range)
     return np.asarray(pixels, dtype=np.float32), meta
@@ -185,7 +185,17 @@ def _read_dataset(path: pathlib.Path) -> Dataset:
         ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
     except Exception as exc:
         raise DataError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+    try:  # pydicom parses element values lazily: a corrupt one raises only when it is read
+        _check_dataset(path, ds)
+    except MedzooError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+    return ds
 
+
+def _check_dataset(path: pathlib.Path, ds: Dataset) -> None:
+    """Raise DataError unless ``ds`` has readable pixel data in a photometric interpretation and syntax we decode."""
     pixel_data = ds.get_item("PixelData", keep_deferred=True)
     if pixel_data is None:
         raise DataError(
@@ -207,7 +217,6 @@ def _read_dataset(path: pathlib.Path) -> Dataset:
             f"supported: {', '.join(SUPPORTED_PHOTOMETRIC)}"
         )
     _check_decoder(path, ds)
-    return ds
 
 
 def _check_decoder(path: pathlib.Path, ds: Dataset) -> None:
@@ -245,6 +254,13 @@ def _install_hint(tsyntax) -> str:
 
 def _header(path: pathlib.Path, ds: Dataset) -> dict[str, Any]:
     """The metadata dict of :func:`read_dicom_header` for a validated dataset."""
+    try:  # values are parsed lazily: a corrupt slope or spacing raises only here
+        return _header_fields(path, ds)
+    except Exception as exc:
+        raise DataError(f"{path}: corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+
+
+def _header_fields(path: pathlib.Path, ds: Dataset) -> dict[str, Any]:
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     photometric = str(ds.PhotometricInterpretation).strip()
