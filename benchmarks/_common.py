@@ -40,8 +40,11 @@ def zoo_names(family=None, predicate=None) -> list[str]:
     return names
 
 
-def available(wanted: list[str]) -> list[str]:
-    """The names in ``wanted`` that are zoo models or existing paths; says which are missing."""
+def available(wanted: list[str], exit_if_none: bool = True) -> list[str]:
+    """The names in ``wanted`` that are zoo models or existing paths; says which are missing.
+
+    With none available the script exits (``exit_if_none``) or, without it, gets an empty list.
+    """
     import medzoo
 
     zoo = {m["name"] for m in medzoo.list_models()}
@@ -49,7 +52,7 @@ def available(wanted: list[str]) -> list[str]:
     missing = [w for w in wanted if w not in found]
     if missing:
         print(f"note: not in the zoo yet, skipped: {', '.join(missing)}", file=sys.stderr)
-    if not found:
+    if not found and exit_if_none:
         sys.exit(f"none of {wanted} is available; train them first (medzoo train NAME) or pass --models")
     return found
 
@@ -74,6 +77,11 @@ class Timer:
 
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def relative(path, start) -> str:
+    """``path`` relative to the folder ``start`` (for links in a Markdown file there), with '/' separators."""
+    return pathlib.Path(os.path.relpath(pathlib.Path(path).resolve(), pathlib.Path(start).resolve())).as_posix()
 
 
 def result_dir(name) -> str:

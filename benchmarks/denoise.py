@@ -12,18 +12,30 @@ import _common
 
 import medzoo
 
+MODELS = ["dae-chestxray", "ae-chestxray"]
 
-def main(argv=None):
+
+def build_parser():
     p = _common.parser("denoise", __doc__.splitlines()[0])
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2])
-    args = p.parse_args(argv)
-    _common.setup_logging()
-    models = _common.available(args.models or ["dae-chestxray", "ae-chestxray"])
+    return p
+
+
+def run(args) -> tuple[list, str]:
+    """Denoise with every model and the classical filters, save; returns ``[(result, paths)]`` and the table."""
+    models = _common.available(args.models or MODELS)
     with _common.Timer() as t:
         result = medzoo.evaluate.denoise(models, sigmas=tuple(args.sigmas), max_images=args.max_images, seed=args.seed)
-    result.save(args.output)
+    paths = result.save(args.output)
     text = result.table() + f"\n\n({t.seconds:.0f} s)"
     _common.write(args.output, "summary", text, result.to_dict())
+    return [(result, paths)], text
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _common.setup_logging()
+    _, text = run(args)
     print(text)
     print(f"\nwrote {args.output}")
 

@@ -13,29 +13,48 @@ import _common
 
 import medzoo
 from medzoo.evaluate.common import format_table
+from medzoo.evaluate.probe import ProbeResult
+
+MODELS = ["ae-chestxray", "vae-chestxray", "vqvae-chestxray"]
 
 
-def main(argv=None):
+def build_parser():
     p = _common.parser("probe", __doc__.splitlines()[0])
     p.add_argument("--cnn-epochs", type=int, default=30, help="maximum epochs of the CNN baseline (default 30)")
     p.add_argument("--bootstrap", type=int, default=1000)
-    args = p.parse_args(argv)
-    _common.setup_logging()
-    models = _common.available(args.models or ["ae-chestxray", "vae-chestxray", "vqvae-chestxray"])
-    rows, summary = [], {}
+    return p
+
+
+def run(args) -> tuple[list, str]:
+    """Probe each model (baselines with the first), save each result; returns ``[(result, paths)]`` and the table."""
+    models = _common.available(args.models or MODELS)
+    runs, summary = [], {}
     for i, name in enumerate(models):
         result = medzoo.evaluate.probe(name, max_images=args.max_images, seed=args.seed, cnn_epochs=args.cnn_epochs,
                                        n_bootstrap=args.bootstrap, baselines=("pixels", "cnn") if i == 0 else ())
-        result.save(args.output / _common.result_dir(name))
+        paths = result.save(args.output / _common.result_dir(name))
         print(result.table() + "\n")
         summary[result.model] = result.to_dict()
-        for method, m in result.methods.items():
-            rows.append([method, m["what"], m["trained_parameters"], m["auroc"],
-                         f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]", m["accuracy"], m["balanced_accuracy"]])
-    text = format_table(["method", "features", "trained params", "AUROC", "95% CI", "accuracy", "bal. acc."], rows,
+        runs.append((result, paths))
+    text = format_table(ProbeResult.SUMMARY_HEADERS, summary_rows([r for r, _ in runs]),
                         title=f"pneumonia vs normal, test split (majority-class accuracy "
-                              f"{result.majority_accuracy:.3f}; accuracies at validation-chosen thresholds)")
+                              f"{runs[0][0].majority_accuracy:.3f}; accuracies at validation-chosen thresholds)")
     _common.write(args.output, "summary", text, summary)
+    return runs, text
+
+
+def summary_rows(results) -> list:
+    """The rows of several probe results in one table, the models' probes first, then the baselines (run once),
+    each compared with the CNN trained in the first run."""
+    cnn = next((r.methods["cnn:supervised"] for r in results if "cnn:supervised" in r.methods), None)
+    rows = [(row[0] == f"probe:{r.model}", row) for r in results for row in r.summary_rows(reference=cnn)]
+    return [row for own, row in rows if own] + [row for own, row in rows if not own]
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _common.setup_logging()
+    _, text = run(args)
     print(text)
     print(f"\nwrote {args.output}")
 

@@ -214,3 +214,13 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert json.loads(paths["results"].read_text())["models"][1]["num_codes"] == 64
     assert paths["compression_examples"].stat().st_size > 1000
     assert "Bjontegaard" in result.table()
+    rd, bd = result.markdown().split("\n\n| curve |")  # every codec at each VQ-VAE's rate; the BD-rates
+    rows = [line for line in rd.splitlines() if line.startswith("| vqvae-unsaved | ")]
+    assert len(rows) == 2 * 3 and all(line.count("|") == 8 for line in rows)  # 2 VQ-VAEs x (itself, JPEG, JPEG 2000)
+    point, jpeg = rows[0].split(" | "), rows[1].split(" | ")
+    assert point[1] == "VQ-VAE (medzoo stream)" and jpeg[1] == "JPEG" and jpeg[2] == point[2]  # at the same bpp
+    lowest = min(result.points, key=lambda p: p["bpp"])  # the rate points are listed from low to high
+    at_psnr = lowest["codecs"]["jpeg"]["bpp_at_same_psnr"]
+    assert point[2] == f"{lowest['bpp']:.3f}" and point[-1] == "- |"
+    assert jpeg[-1] == ("- |" if not np.isfinite(at_psnr) else f"{100 * (lowest['bpp'] / at_psnr - 1):+.1f}% |")
+    assert any(line.startswith("| JPEG | ") for line in bd.splitlines())

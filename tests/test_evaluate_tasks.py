@@ -89,6 +89,10 @@ def test_anomaly_detects_synthetic_lesions_and_reports_intervals(ae, labelled, t
     assert result.metrics["pca"]["kind"] == "baseline" and result.trained_on_normal_only is None
     assert any("training record" in n for n in result.notes)
     _check_result(result, tmp_path, "anomaly")
+    rows = [line.split(" | ") for line in result.markdown().splitlines() if line.startswith("| ")][1:]
+    assert [r[1] for r in rows] == list(result.metrics)
+    assert rows[0][0] == "| convautoencoder-unsaved" and rows[-1][0] == "| (baseline)"
+    assert rows[0][2] == f"{mse['auroc']:.3f}" and rows[0][3] == f"[{mse['ci_low']:.3f}, {mse['ci_high']:.3f}] |"
 
 
 def test_anomaly_of_a_vae_adds_the_negative_elbo(vae, labelled):
@@ -128,6 +132,11 @@ def test_linear_probe_beats_chance_on_a_separable_toy_set(ae, tmp_path):
     assert result.methods["cnn:supervised"]["trained_parameters"] > 10_000
     assert all(0.0 <= m["threshold"] <= 1.0 for m in result.methods.values())  # chosen on validation scores
     _check_result(result, tmp_path, "probe")
+    rows = {r[0]: r for r in result.summary_rows()}
+    cnn = result.methods["cnn:supervised"]
+    assert rows[name][6] == f"{result.methods[name]['auroc'] - cnn['auroc']:+.3f}"
+    assert rows["cnn:supervised"][6:] == [None, None]  # the reference itself
+    assert f"| {name} | " in result.markdown() and "majority-class accuracy 0.500" in result.markdown()
 
 
 def test_probe_refuses_a_split_with_one_class(ae):
@@ -148,6 +157,11 @@ def test_denoise_table_covers_every_method_and_noise_level(ae, vae, labelled, tm
     assert result.settings["training_noise"]["convautoencoder-unsaved"] == 0.1
     d = _check_result(result, tmp_path, "denoise")
     assert "per_image" not in d["results"][0]
+    md = [line.split(" | ") for line in result.markdown().splitlines() if line.startswith("| ")]
+    assert md[0][1:] == ["noisy", "gaussian", "nlm", "convautoencoder-unsaved", "vae-unsaved |"]
+    gaussian = rows[(0.2, "gaussian")]
+    assert md[2][0] == "| 0.2" and md[2][2].strip("*") == f"{gaussian['psnr']:.2f} / {gaussian['ssim']:.3f}"
+    assert all(sum(cell.startswith("**") for cell in row) == 1 for row in md[1:])  # the best PSNR of each level
 
 
 def test_generation_samples_and_interpolates(vae, ae, labelled, tmp_path):

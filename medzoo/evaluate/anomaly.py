@@ -33,6 +33,7 @@ from medzoo.evaluate.common import (
     as_binary,
     format_table,
     given_or_loaded,
+    interval,
     load_split,
     model_label,
     prepare,
@@ -40,6 +41,7 @@ from medzoo.evaluate.common import (
     training_info,
 )
 from medzoo.evaluate.metrics import fit_vae_sigma, ssim, vae_negative_elbo_bits
+from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import auroc, bootstrap_ci, roc_curve
 
 #: what each score measures (higher = more anomalous)
@@ -92,6 +94,29 @@ class AnomalyResult(Result):
                                   f"({int((self.labels == 0).sum())} normal / {int((self.labels == 1).sum())} "
                                   "pneumonia)")
         return text + "".join(f"\nnote: {n}" for n in self.notes)
+
+    #: columns of :meth:`summary_rows` (and of :meth:`markdown`)
+    SUMMARY_HEADERS = ("model", "score", "AUROC", "95% CI")
+
+    def summary_rows(self) -> list:
+        """One row per score: model (``(baseline)`` for the baselines), score, AUROC, interval (3 decimals).
+
+        Rows of several results (e.g. an autoencoder's and a VAE's, the baselines computed once) stack
+        into one table under :attr:`SUMMARY_HEADERS`.
+        """
+        return [[self.model if m["kind"] == "model" else "(baseline)", name, f"{m['auroc']:.3f}",
+                 interval(m["ci_low"], m["ci_high"])] for name, m in self.metrics.items()]
+
+    def caption(self) -> str:
+        level = int(100 * self.settings["level"])
+        return (f"Anomaly detection, pneumonia vs normal on {self.source} ({int((self.labels == 0).sum())} normal / "
+                f"{int((self.labels == 1).sum())} pneumonia); AUROC with a stratified bootstrap {level}% interval "
+                f"({self.settings['bootstrap']} resamples).")
+
+    def markdown(self) -> str:
+        headers = list(self.SUMMARY_HEADERS)
+        headers[-1] = f"{int(100 * self.settings['level'])}% CI"
+        return f"{self.caption()}\n\n{markdown_table(headers, self.summary_rows())}"
 
     def plot(self, path) -> pathlib.Path:
         fig = plots.figure(5.2, 5)

@@ -227,6 +227,14 @@ def format_table(headers, rows, title=None) -> str:
     return "\n".join(lines)
 
 
+def interval(low, high, digits=3) -> str:
+    """``[low, high]`` with ``digits`` decimals ('-' for a missing bound)."""
+    def bound(v):
+        return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+    return f"[{bound(low)}, {bound(high)}]"
+
+
 class Result:
     """Base of the task results: ``to_dict()``, ``plot(path)``, ``table()`` and ``save(folder)``."""
 
@@ -240,6 +248,10 @@ class Result:
 
     def table(self) -> str:
         raise NotImplementedError
+
+    def markdown(self) -> str:
+        """The result's tables as GitHub Markdown, e.g. to paste into a README (here: :meth:`table`, fenced)."""
+        return "```\n" + self.table() + "\n```"
 
     def extra_figures(self) -> dict:
         """Further figures written by :meth:`save`: ``{file stem: function(path)}``."""

@@ -37,6 +37,7 @@ from medzoo.evaluate.common import (
 )
 from medzoo.evaluate.entropy import KINDS, entropy_model_for, weights_fingerprint
 from medzoo.evaluate.metrics import psnr, ssim
+from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
 
 
@@ -107,6 +108,41 @@ class CompressionResult(Result):
                                       codec_rows, title="every codec at each VQ-VAE point ('-': outside the "
                                                         "codec's sweep)")
         return text
+
+    def markdown(self) -> str:
+        """Two Markdown tables: every codec at each VQ-VAE's rate point, and BD-rates against the anchor.
+
+        The first has, per VQ-VAE, its own row (bpp, PSNR, SSIM of its streams) and one row per classical
+        codec at the same bpp (PSNR and SSIM interpolated along the codec's sweep) with the codec's bpp at
+        the same PSNR and how many more (+) or fewer (-) bits the VQ-VAE needs for that PSNR; '-' where the
+        point lies outside a codec's sweep.
+        """
+        def f(v, digits):
+            return None if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+        def change(vq_bpp, codec_bpp):
+            if codec_bpp is None or not math.isfinite(codec_bpp) or codec_bpp <= 0:
+                return None
+            return f"{100.0 * (vq_bpp / codec_bpp - 1.0):+.1f}%"
+
+        rows = []
+        for p in sorted(self.points, key=lambda p: p["bpp"]):  # the rate points from low to high
+            rows.append([p["model"], "VQ-VAE (medzoo stream)", f(p["bpp"], 3), f(p["psnr"], 2), f(p["ssim"], 3),
+                         f(p["bpp"], 3), None])
+            for name, v in p["codecs"].items():
+                rows.append([p["model"], self.codecs[name]["label"], f(p["bpp"], 3), f(v["psnr_at_same_bpp"], 2),
+                             f(v["ssim_at_same_bpp"], 3), f(v["bpp_at_same_psnr"], 3),
+                             change(p["bpp"], v["bpp_at_same_psnr"])])
+        rd = markdown_table(["rate point", "codec", "bpp", "PSNR dB", "SSIM", "bpp at equal PSNR",
+                             "VQ-VAE rate vs codec"], rows)
+        bd_rows = [[curve, f(v["psnr"]["value_percent"], 1), f(v["ssim"]["value_percent"], 1), v["psnr"]["note"]]
+                   for curve, v in self.bd.items()]
+        bd = markdown_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note"], bd_rows)
+        return (f"Rate-distortion on {self.source} ({self.num_images} images, each its own stream or file; bits "
+                "per pixel of the whole file, headers included): each classical codec at the rate of each "
+                f"VQ-VAE.\n\n{rd}\n\nBjontegaard delta rate against {self.codecs[self.anchor]['label']} "
+                "(negative: fewer bits for the same quality; '-': the curves do not overlap or there is a single "
+                f"rate point).\n\n{bd}")
 
     def plot(self, path) -> pathlib.Path:
         fig = plots.figure(11, 4.2)

@@ -33,6 +33,7 @@ from medzoo.evaluate.common import (
     resolve_model,
 )
 from medzoo.evaluate.metrics import psnr, ssim
+from medzoo.evaluate.report import markdown_table
 
 SIGMAS = (0.05, 0.1, 0.15, 0.2)
 GAUSSIAN_WIDTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -107,6 +108,20 @@ class DenoiseResult(Result):
                 for s in self.sigmas]
         return format_table(["sigma", *methods], rows,
                             title=f"denoising on {self.source} ({self.num_images} images): PSNR dB / SSIM")
+
+    def markdown(self) -> str:
+        """Noise level x method, ``PSNR / SSIM`` per cell; the best PSNR of each level in bold."""
+        methods = self._methods()
+        lookup = {(r["sigma"], r["method"]): r for r in self.rows}
+        rows = []
+        for s in self.sigmas:
+            best = max(methods, key=lambda m: lookup[(s, m)]["psnr"])
+            cells = [f"{lookup[(s, m)]['psnr']:.2f} / {lookup[(s, m)]['ssim']:.3f}" for m in methods]
+            rows.append([f"{s:g}", *(f"**{c}**" if m == best else c for m, c in zip(methods, cells))])
+        caption = (f"Denoising additive Gaussian noise (sigma in units of the [0, 1] range) on {self.source} "
+                   f"({self.num_images} images): PSNR dB / SSIM; classical filters tuned per level on validation "
+                   "images.")
+        return f"{caption}\n\n{markdown_table(['sigma', *methods], rows)}"
 
     def plot(self, path) -> pathlib.Path:
         methods = ["clean", *self._methods()]

@@ -33,11 +33,13 @@ from medzoo.evaluate.common import (
     dataset_of,
     family_of,
     format_table,
+    interval,
     load_split,
     model_label,
     prepare,
     resolve_model,
 )
+from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import auroc, bootstrap_ci, roc_curve
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -169,6 +171,38 @@ class ProbeResult(Result):
                             rows, title=f"linear probe of {self.model}: test {n0} normal / {n1} pneumonia "
                                         f"(majority-class accuracy {self.majority_accuracy:.3f}; accuracies at "
                                         "the threshold chosen on the validation split)")
+
+    #: columns of :meth:`summary_rows` (and of :meth:`markdown`)
+    SUMMARY_HEADERS = ("method", "features", "trained params", "AUROC [95% CI]", "accuracy", "balanced accuracy",
+                       "AUROC vs CNN", "bal. acc. vs CNN")
+
+    def summary_rows(self, reference=None) -> list:
+        """One row per method: features, trained parameters, AUROC [interval], accuracy, balanced accuracy, and
+        the differences in AUROC and balanced accuracy to the supervised CNN.
+
+        Args:
+            reference: the CNN's entry of :attr:`methods` to compare with (default: this result's own
+                ``cnn:supervised``; give another result's when this one ran without baselines, so that rows
+                of several results stack into one table under :attr:`SUMMARY_HEADERS`).
+        """
+        cnn = reference if reference is not None else self.methods.get("cnn:supervised")
+        rows = []
+        for name, m in self.methods.items():
+            delta = [None, None] if cnn is None or m is cnn else [
+                f"{m['auroc'] - cnn['auroc']:+.3f}", f"{m['balanced_accuracy'] - cnn['balanced_accuracy']:+.3f}"]
+            rows.append([name, m["what"], m["trained_parameters"],
+                         f"{m['auroc']:.3f} {interval(m['ci_low'], m['ci_high'])}", f"{m['accuracy']:.3f}",
+                         f"{m['balanced_accuracy']:.3f}", *delta])
+        return rows
+
+    def caption(self) -> str:
+        n0, n1 = int((self.labels == 0).sum()), int((self.labels == 1).sum())
+        return (f"Linear probes, pneumonia vs normal, test split ({n0} normal / {n1} pneumonia; majority-class "
+                f"accuracy {self.majority_accuracy:.3f}); accuracies at the threshold chosen on the validation "
+                "split (Youden's J).")
+
+    def markdown(self) -> str:
+        return f"{self.caption()}\n\n{markdown_table(self.SUMMARY_HEADERS, self.summary_rows())}"
 
     def plot(self, path) -> pathlib.Path:
         fig = plots.figure(5.2, 5)
