@@ -28,7 +28,7 @@ import numpy as np
 from medzoo.evaluate import plots
 from medzoo.evaluate.common import CLASS_NAMES, family_of, jsonable, model_label, model_version, prepare
 from medzoo.evaluate.common import resolve_model
-from medzoo.evaluate.files import ERROR_RANGE, error_map
+from medzoo.evaluate.files import ERROR_RANGE, error_map, value_range_of
 from medzoo.evaluate.generation import generation
 from medzoo.evaluate.reconstruction import METRICS, reconstruction
 from medzoo.evaluate.report import markdown_table, prepare_folder
@@ -83,7 +83,7 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
     raw, labels = sample_images()
     model = resolve_model(model)
     x = prepare(model, raw)
-    low, high = tuple(model.preprocess_spec.value_range) if model.preprocess_spec else (0.0, 1.0)
+    low, high = value_range_of(model)
 
     rec_result = reconstruction(model, images=x, labels=labels, examples=len(x))
     gen = generation(model, images=x, labels=labels, n_samples=samples, steps=8, pairs=2, seed=seed)

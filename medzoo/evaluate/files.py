@@ -28,7 +28,8 @@ from medzoo.evaluate.metrics import mae, psnr, ssim
 ERROR_RANGE = 0.25
 
 
-def _value_range(model) -> tuple[float, float]:
+def value_range_of(model) -> tuple[float, float]:
+    """The (low, high) range of the model's inputs, from its preprocessing spec ((0, 1) without one)."""
     spec = getattr(model, "preprocess_spec", None)
     return tuple(spec.value_range) if spec is not None else (0.0, 1.0)
 
@@ -89,7 +90,7 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
     model = resolve_model(model)
     x, refs = read_model_inputs(model, inputs)
     rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
-    low, high = _value_range(model)
+    low, high = value_range_of(model)
     scores = {"psnr": psnr(x, rec, max_val=high - low), "ssim": ssim(x, rec, max_val=high - low), "mae": mae(x, rec)}
     output_dir = pathlib.Path(output_dir)
     outputs = _unique_paths(output_dir, [ref.stem for ref in refs], "_reconstruction.png")
@@ -157,7 +158,7 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
         raise DataError(f"{stream_path}: no such file")
     header, codes, model = decompress_codes(stream_path.read_bytes(), model)
     images = model.decode(codes)
-    value_range = _value_range(model)
+    value_range = value_range_of(model)
     digits = max(3, int(math.log10(len(images))) + 1)
     output_dir = pathlib.Path(output_dir)
     paths = [plots.save_png(plots.montage([[image]], value_range=value_range, pad=0),

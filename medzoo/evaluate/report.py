@@ -101,7 +101,7 @@ def write_report(results, output_dir, *, title: str | None = None, notes=()) -> 
         table = _summary_table(d.get("metrics"))
         if table:
             lines += [table, ""]
-        lines += ["```", result.table(), "```", ""]
+        lines += [result.markdown(), ""]
         lines += [f"![{stem}]({path.name})" for stem, path in figures[result.task]] + [""]
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines), encoding="utf-8")
