@@ -378,3 +378,36 @@ def test_read_image_frame_out_of_range_and_object_arrays(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="obj.npy"):
         read_image(tmp_path / "obj.npy")
+
+
+# ------------------------------------------------------------------ patch training
+def test_from_arrays_yields_fresh_random_crops_each_epoch(tiny_cxr):
+    spec = PreprocessSpec(size=None)
+    ds = from_arrays(tiny_cxr[:8], spec, batch_size=8, crop_size=16, seed=3)
+    first, second = (next(iter(ds)).numpy() for _ in range(2))
+    assert first.shape == (8, 16, 16, 1)
+    assert not np.array_equal(first, second)  # a new crop every epoch
+    # every crop is a real window of its (preprocessed) image
+    image = np.asarray(spec.apply(tiny_cxr[:1]))[0, :, :, 0]
+    crop = first[0, :, :, 0]
+    windows = np.lib.stride_tricks.sliding_window_view(image, (16, 16))
+    assert np.any(np.all(np.isclose(windows, crop, atol=1e-6), axis=(2, 3)))
+    labelled = from_arrays(tiny_cxr[:8], spec, labels=np.arange(8), batch_size=4, crop_size=16)
+    x, y = next(iter(labelled))
+    assert x.shape == (4, 16, 16, 1) and y.shape == (4,)
+
+
+def test_crops_larger_than_the_images_are_refused(tiny_cxr):
+    with pytest.raises(DataError, match="larger than the preprocessed images"):
+        from_arrays(tiny_cxr[:4], PreprocessSpec(size=None), crop_size=40)
+    with pytest.raises(DataError, match="larger than the preprocessed images"):
+        from_arrays(tiny_cxr[:4], PreprocessSpec(size=None, max_side=24), crop_size=28)
+    with pytest.raises(ConfigError, match="crop_size"):
+        from_arrays(tiny_cxr[:4], PreprocessSpec(size=None), crop_size=3)
+
+
+def test_from_directory_crops_at_native_resolution(tmp_path, tiny_cxr):
+    for i in range(3):
+        np.save(tmp_path / f"{i}.npy", (tiny_cxr[i, :, :, 0] * 255).astype(np.uint8))
+    data = from_directory(tmp_path, PreprocessSpec(size=None), labels=None, batch_size=3, crop_size=12)
+    assert next(iter(data.dataset)).shape == (3, 12, 12, 1)

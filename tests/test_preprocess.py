@@ -212,3 +212,42 @@ def test_to_uint8_and_to_display():
         to_display(np.zeros((2, 5, 6, 1)))
     with pytest.raises(DataError, match="NaN"):
         to_uint8(np.array([np.nan]))
+
+
+# ------------------------------------------------------------ native size (any-size models)
+def test_native_size_spec_keeps_each_images_size_and_shrinks_only_past_max_side():
+    spec = PreprocessSpec(size=None)
+    assert spec.output_shape == (None, None, 1) and spec.native_size
+    image = np.arange(30 * 50, dtype=np.float32).reshape(30, 50)
+    out = np.asarray(spec.apply(image))
+    assert out.shape == (30, 50, 1) and out.min() == 0.0 and out.max() == 1.0
+    shrunk = PreprocessSpec(size=None, max_side=25)
+    assert np.asarray(shrunk.apply(image)).shape == (15, 25, 1)
+    assert np.asarray(shrunk.apply(image[:20, :20])).shape == (20, 20, 1)  # smaller than max_side: unchanged
+    again = PreprocessSpec.from_config(shrunk.to_config())
+    assert again == shrunk and "max_side" not in PreprocessSpec(size=(8, 8)).to_config()
+
+
+def test_native_size_check_accepts_any_size_but_not_other_channels_or_ranges():
+    spec = PreprocessSpec(size=None)
+    spec.check(np.zeros((2, 17, 300, 1), np.float32))
+    with pytest.raises(DataError, match="any size"):
+        spec.check(np.zeros((2, 17, 300, 3), np.float32))
+    with pytest.raises(DataError, match="value_range"):
+        spec.check(np.full((17, 30, 1), 255.0, np.float32))
+    with pytest.raises(ConfigError, match="max_side"):
+        PreprocessSpec(size=(64, 64), max_side=32)
+    with pytest.raises(ConfigError, match="max_side"):
+        PreprocessSpec(size=None, max_side=2)
+
+
+def test_a_16_bit_ct_keeps_its_bit_depth_until_normalisation(dicom_dir):
+    """The CT's Hounsfield units stay float32 (exact for 16-bit integers): no 8-bit step before the window."""
+    from medzoo.data import read_dicom
+
+    pixels, meta = read_dicom(dicom_dir / "693_J2KR.dcm", voi="none")
+    assert pixels.dtype == np.float32 and len(np.unique(pixels)) > 1000
+    np.testing.assert_array_equal(pixels, np.round(pixels))  # integers in HU, none lost to rounding
+    spec = PreprocessSpec(size=None, normalize="fixed", input_range=(-1024.0, 3071.0))
+    out = np.asarray(spec.apply(pixels))
+    assert out.shape == (512, 512, 1) and len(np.unique(out)) > 1000  # far more than 256 grey levels

@@ -16,7 +16,7 @@ from medzoo.data.datasets import (
     resolve_npz,
 )
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
-from medzoo.data.images import ImageInfo, ImageRef, image_files, probe_image, read_image, read_images
+from medzoo.data.images import ImageInfo, ImageRef, image_files, iter_images, probe_image, read_image, read_images
 from medzoo.data.preprocess import MIN_IMAGE_SIZE, PreprocessSpec, to_display, to_uint8
 from medzoo.data.samples import SAMPLES_DIR, sample_files, sample_images, sample_manifest
 
@@ -34,6 +34,7 @@ __all__ = [
     "from_arrays",
     "from_directory",
     "image_files",
+    "iter_images",
     "is_dicom",
     "load_npz",
     "probe_image",

@@ -10,6 +10,11 @@
   NPY files. Every file's header is validated when the dataset is built, so bad
   files surface before training starts; decoding then runs in parallel inside
   the pipeline.
+
+Both can train on patches: ``crop_size=S`` yields one random ``S x S`` crop of every
+preprocessed image per epoch (a new crop each epoch), so the cost of a training step
+is set by the crop, not by the image, and any-size models learn from native
+resolution.
 """
 
 from __future__ import annotations
@@ -199,6 +204,7 @@ def from_arrays(
     cache: bool = True,
     drop_remainder: bool = False,
     repeat: bool = False,
+    crop_size: int | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of preprocessed images (and labels) from arrays.
 
@@ -216,17 +222,25 @@ def from_arrays(
         cache: keep the preprocessed images in memory after the first epoch.
         drop_remainder: drop the last, smaller batch.
         repeat: repeat forever (then give ``steps_per_epoch`` to ``fit``).
+        crop_size: yield a random ``crop_size x crop_size`` crop of each preprocessed
+            image (a fresh one every epoch) instead of the whole image.
 
     Raises:
-        DataError: wrong shapes, too-small images, or labels of another length.
+        DataError: wrong shapes, too-small images, labels of another length, or
+            images smaller than ``crop_size``.
     """
     _check_common(spec, batch_size)
+    _check_crop(crop_size)
     images = np.asarray(images)
     if images.ndim not in (3, 4) or len(images) == 0:
         raise DataError(f"images must be a non-empty batch (N, H, W) or (N, H, W, C); got shape {images.shape}")
     if images.ndim == 3:
         images = images[..., None]
     check_image_size(images.shape[1], images.shape[2], what="images")
+    if crop_size is not None:
+        height, width = spec.size or _shrunk_size(images.shape[1], images.shape[2], spec.max_side)
+        if crop_size > min(height, width):
+            raise DataError(f"crop_size {crop_size} is larger than the preprocessed images ({height}x{width})")
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(images).batch(_PREPROCESS_CHUNK)
         ds = ds.map(spec.apply, num_parallel_calls=tf.data.AUTOTUNE)
@@ -243,7 +257,39 @@ def from_arrays(
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if crop_size is not None:
+        ds = ds.map(_cropper(crop_size, seed, labels is not None), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_crop(crop_size) -> None:
+    if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer))
+                                  or crop_size < 8):
+        raise ConfigError(f"crop_size must be an integer number of pixels >= 8, got {crop_size!r}")
+
+
+def _shrunk_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The size a native-size spec gives an image (the longer side limited to ``max_side``)."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _cropper(crop_size: int, seed, labelled: bool):
+    """The pipeline step that cuts one random square crop out of each image (fails clearly if it is too small)."""
+
+    def crop(image, *label):
+        shape = tf.shape(image)
+        check = tf.debugging.assert_greater_equal(
+            tf.minimum(shape[0], shape[1]), crop_size,
+            message=f"an image is smaller than crop_size={crop_size}; lower crop_size or skip small images")
+        with tf.control_dependencies([check]):
+            patch = tf.image.random_crop(image, tf.stack([crop_size, crop_size, shape[2]]), seed=seed)
+        patch = tf.ensure_shape(patch, [crop_size, crop_size, image.shape[-1]])
+        return (patch, *label) if labelled else patch
+
+    return crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +334,7 @@ def from_directory(
     cache: bool = False,
     on_error: str = "raise",
     voi="auto",
+    crop_size: int | None = None,
 ) -> DirectoryDataset:
     """A ``tf.data`` pipeline over a folder tree of DICOM, PNG, JPEG and NPY files.
 
@@ -315,6 +362,8 @@ def from_directory(
             ``"skip"``: bad files are left out, logged as warnings and listed in
             ``skipped``.
         voi: VOI step for DICOM files, see :func:`~medzoo.data.read_dicom`.
+        crop_size: yield a random ``crop_size x crop_size`` crop of each preprocessed
+            image (after the cache, so a fresh one every epoch).
 
     Returns:
         A :class:`DirectoryDataset`; train on its ``dataset``.
@@ -325,6 +374,7 @@ def from_directory(
         DependencyError: a DICOM needs a pixel decoder that is not installed (never skipped).
     """
     _check_common(spec, batch_size)
+    _check_crop(crop_size)
     if labels not in ("inferred", None):
         raise ConfigError(f'labels must be "inferred" or None, got {labels!r}')
     if on_error not in ("raise", "skip"):
@@ -372,6 +422,8 @@ def from_directory(
         ds = ds.cache()
     if shuffle and cache:
         ds = ds.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
+    if crop_size is not None:
+        ds = ds.map(_cropper(crop_size, seed, labels is not None), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return DirectoryDataset(
         dataset=ds,

@@ -208,6 +208,26 @@ def image_files(inputs) -> list[pathlib.Path]:
     return files
 
 
+def iter_images(inputs, spec, *, voi="auto", progress=None):
+    """Yield ``(image, ref)`` for every image (every frame of a stack) in files and folders.
+
+    Each image is read with :func:`read_image` (DICOM recognised by content, whatever
+    its name) and preprocessed on its own with ``spec``: float32 (H, W, C). With a
+    native-size spec each keeps its own size, so this is how to read files of several
+    sizes for an any-size model; :func:`read_images` stacks the same into one batch.
+    """
+    files = image_files(inputs)
+    for path in (progress(files) if progress else files):
+        frames = probe_image(path).frames
+        for frame in ([None] if frames == 1 else range(frames)):
+            pixels = read_image(path, frame=frame, voi=voi)
+            try:
+                image = np.asarray(spec.apply(pixels), dtype=np.float32)
+            except DataError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            yield image, ImageRef(path, frame)
+
+
 def read_images(inputs, spec, *, voi="auto", progress=None) -> tuple[np.ndarray, list[ImageRef]]:
     """Read image files of any supported kind and size into one batch of model inputs.
 
@@ -226,17 +246,13 @@ def read_images(inputs, spec, *, voi="auto", progress=None) -> tuple[np.ndarray,
         ``(images, refs)``: float32 model inputs (N, H, W, C), and where each came from.
 
     Raises:
-        DataError: a missing, unsupported or corrupt file (the message names it).
+        DataError: a missing, unsupported or corrupt file (the message names it), or,
+            with a native-size spec, images of different sizes (use :func:`iter_images`).
     """
-    files = image_files(inputs)
-    images, refs = [], []
-    for path in (progress(files) if progress else files):
-        frames = probe_image(path).frames
-        for frame in ([None] if frames == 1 else range(frames)):
-            pixels = read_image(path, frame=frame, voi=voi)
-            try:
-                images.append(np.asarray(spec.apply(pixels), dtype=np.float32))
-            except DataError as exc:
-                raise DataError(f"{path}: {exc}") from None
-            refs.append(ImageRef(path, frame))
-    return np.stack(images), refs
+    pairs = list(iter_images(inputs, spec, voi=voi, progress=progress))
+    shapes = sorted({image.shape for image, _ in pairs})
+    if len(shapes) > 1:
+        raise DataError(f"the images keep their native sizes ({', '.join('x'.join(map(str, s[:2])) for s in shapes[:4])}"
+                        f"{', ...' if len(shapes) > 4 else ''}) and cannot be stacked into one batch; read them one "
+                        "by one with medzoo.data.iter_images")
+    return np.stack([image for image, _ in pairs]), [ref for _, ref in pairs]

@@ -15,7 +15,9 @@ batch):
 3. geometry (bilinear, antialiased when shrinking): ``"stretch"`` resizes to
    ``size`` ignoring the aspect ratio; ``"crop"`` cuts the largest centred
    region with the target aspect ratio and resizes it; ``"pad"`` resizes so the
-   whole image fits inside ``size`` keeping the aspect ratio;
+   whole image fits inside ``size`` keeping the aspect ratio. ``size=None`` (the
+   specs of any-size models) keeps the native resolution, shrunk only where a side
+   exceeds ``max_side``;
 4. normalisation to ``value_range``, computed on the resized (visible) pixels;
 5. for ``"pad"``: centred padding up to ``size`` with ``value_range[0]``
    (black background), so the bands never distort the image statistics.
@@ -168,7 +170,8 @@ class PreprocessSpec:
     """How raw images become model inputs: size, channels, geometry and normalisation.
 
     Args:
-        size: output ``(height, width)``.
+        size: output ``(height, width)``, or ``None`` to keep each image's own size
+            (for any-size models; ``resize`` is then unused).
         channels: output channels, 1 (grey) or 3 (RGB).
         resize: ``"pad"`` (keep aspect ratio, fit inside, pad with ``value_range[0]``),
             ``"crop"`` (keep aspect ratio, fill, centre-crop) or ``"stretch"`` (ignore aspect ratio).
@@ -178,21 +181,33 @@ class PreprocessSpec:
         input_range: ``(low, high)`` in input units, e.g. ``(0, 255)`` or a CT window in HU;
             required by ``normalize="fixed"`` and rejected otherwise.
         value_range: ``(low, high)`` of the output values.
+        max_side: with ``size=None``: images whose longer side exceeds it are shrunk
+            (aspect ratio kept, antialiased) so that it equals ``max_side``.
     """
 
-    size: tuple[int, int]
+    size: tuple[int, int] | None
     channels: int = 1
     resize: str = "pad"
     normalize: str = "minmax"
     percentiles: tuple[float, float] = (1.0, 99.0)
     input_range: tuple[float, float] | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
+    max_side: int | None = None
 
     def __post_init__(self):
-        size = _as_pair(self.size, "size", int)
-        if min(size) < 1:
-            raise ConfigError(f"size must be positive, got {self.size!r}")
-        object.__setattr__(self, "size", size)
+        if self.size is not None:
+            size = _as_pair(self.size, "size", int)
+            if min(size) < 1:
+                raise ConfigError(f"size must be positive, got {self.size!r}")
+            object.__setattr__(self, "size", size)
+        if self.max_side is not None:
+            if self.size is not None:
+                raise ConfigError("max_side is for specs that keep the native size (size=None); "
+                                  "a fixed size already bounds the image")
+            if isinstance(self.max_side, bool) or not isinstance(self.max_side, (int, np.integer)) \
+                    or self.max_side < MIN_IMAGE_SIZE:
+                raise ConfigError(f"max_side must be an integer >= {MIN_IMAGE_SIZE}, got {self.max_side!r}")
+            object.__setattr__(self, "max_side", int(self.max_side))
         if isinstance(self.channels, bool) or self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
         if self.resize not in RESIZE_MODES:
@@ -218,15 +233,25 @@ class PreprocessSpec:
         object.__setattr__(self, "value_range", value_range)
 
     @property
-    def output_shape(self) -> tuple[int, int, int]:
-        """The shape (H, W, C) of one preprocessed image."""
-        return (*self.size, self.channels)
+    def output_shape(self) -> tuple[int | None, int | None, int]:
+        """The shape (H, W, C) of one preprocessed image; H and W are None for a native-size spec."""
+        return (*(self.size or (None, None)), self.channels)
+
+    @property
+    def native_size(self) -> bool:
+        """Whether images keep their own size (up to ``max_side``)."""
+        return self.size is None
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-safe dict (lists for pairs) that :meth:`from_config` turns back into an equal spec."""
+        """A JSON-safe dict (lists for pairs) that :meth:`from_config` turns back into an equal spec.
+
+        ``max_side`` appears only when set, so the configs of fixed-size specs are as before.
+        """
         config = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "max_side" and value is None:
+                continue
             config[field.name] = list(value) if isinstance(value, tuple) else value
         return config
 
@@ -278,7 +303,7 @@ class PreprocessSpec:
         """:meth:`apply` on a float32 batch (N, H, W, C)."""
         x = _check_min_size(x)
         x = _to_channels(x, self.channels)
-        x = self._resize(x)
+        x = self._shrink(x) if self.size is None else self._resize(x)
         if self.normalize == "minmax":
             low = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
             high = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
@@ -287,9 +312,19 @@ class PreprocessSpec:
         else:
             low, high = self.input_range
         x = _rescale(x, low, high, self.value_range)
-        if self.resize == "pad":
+        if self.resize == "pad" and self.size is not None:
             x = self._pad(x)
         return tf.ensure_shape(x, [None, *self.output_shape])
+
+    def _shrink(self, x: tf.Tensor) -> tf.Tensor:
+        """Native-size geometry: unchanged, or shrunk so the longer side is ``max_side``."""
+        if self.max_side is None:
+            return x
+        h = tf.cast(tf.shape(x)[1], tf.float32)
+        w = tf.cast(tf.shape(x)[2], tf.float32)
+        scale = tf.minimum(1.0, self.max_side / tf.maximum(h, w))
+        size = tf.cast(tf.maximum(tf.round(tf.stack([h, w]) * scale), 1.0), tf.int32)
+        return tf.cond(scale < 1.0, lambda: tf.image.resize(x, size, antialias=True), lambda: x)
 
     def _resize(self, x: tf.Tensor) -> tf.Tensor:
         """Geometry step: the final size for crop/stretch, the fitted size (before padding) for pad."""
@@ -330,6 +365,13 @@ class PreprocessSpec:
         array = np.asarray(images)
         expected = self.output_shape
         shape = array.shape[1:] if array.ndim == 4 else array.shape
+        if self.size is None and array.ndim in (3, 4):
+            if shape[-1] != self.channels or min(shape[:2]) < MIN_IMAGE_SIZE:
+                raise DataError(
+                    f"expected images (H, W, {self.channels}) or a batch (N, H, W, {self.channels}) of any size "
+                    f">= {MIN_IMAGE_SIZE}; got shape {array.shape}. Use PreprocessSpec.apply() on raw images"
+                )
+            expected = shape
         if array.ndim not in (3, 4) or shape != expected:
             raise DataError(
                 f"expected an image of shape {expected} or a batch (N, {', '.join(map(str, expected))}); "
