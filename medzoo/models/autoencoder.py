@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from medzoo.errors import ConfigError
 from medzoo.models.base import AutoencoderModel
-from medzoo.models.blocks import build_decoder, build_encoder
 
 NOISE_MODELS = ("none", "gaussian", "poisson")
 
@@ -17,7 +16,7 @@ class ConvAutoencoder(AutoencoderModel):
     """A deterministic convolutional autoencoder.
 
     The code is spatial (``latent_channels`` maps at ``H / 2**depth``) or flat
-    (``latent_dim``). Two options turn it into the classic variants:
+    (``latent_dim``, fixed-size ``architecture="conv"`` only). Two options turn it into the classic variants:
 
     * denoising: ``noise="gaussian"`` (additive, std ``noise_strength``) or
       ``noise="poisson"`` (signal-dependent shot noise, variance
@@ -60,8 +59,8 @@ class ConvAutoencoder(AutoencoderModel):
 
     def _build_networks(self):
         latent = dict(latent_channels=self.latent_channels, latent_dim=self.latent_dim)
-        self.encoder = build_encoder(self.image_shape, **self._architecture_kwargs(), **latent)
-        self.decoder = build_decoder(self.image_shape, **self._architecture_kwargs(), **latent)
+        self.encoder = self._make_encoder(**latent)
+        self.decoder = self._make_decoder(**latent)
 
     def get_config(self):
         config = super().get_config()
@@ -96,15 +95,15 @@ class ConvAutoencoder(AutoencoderModel):
         return noisy
 
     def encode_tensor(self, x):
-        return self.encoder(x, training=False)
+        return self.encoder(self.pad_to_stride(x), training=False)
 
     def decode_tensor(self, z):
         return self.activate(self.decoder(z, training=False))
 
     def compute_losses(self, x, target, training):
         inputs = self.add_noise(x) if training else tf.cast(x, tf.float32)
-        code = self.encoder(inputs, training=training)
-        logits = self.decoder(code, training=training)
+        code = self.encoder(self.pad_to_stride(inputs), training=training)
+        logits = self.crop_like(self.decoder(code, training=training), target)
         rec = tf.reduce_mean(self.pixel_errors(target, logits))
         values = {"reconstruction_loss": rec}
         loss = rec

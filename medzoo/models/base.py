@@ -8,6 +8,14 @@ that work under any ``tf.distribute`` strategy and with mixed precision, a
 ``compile()`` with a sensible default optimizer, and batched ``encode`` /
 ``decode`` / ``reconstruct`` that take and return numpy arrays.
 
+Two architectures (``architecture=``): ``"conv"``, the fixed-size plain
+convolutional networks of :mod:`medzoo.models.blocks`, and ``"residual"``, the
+any-size residual networks of :mod:`medzoo.models.residual`. A residual model takes
+``(N, H, W, C)`` for any ``H, W >= f`` (``f = 2**depth``): it reflect-pads the bottom
+and right edges up to a multiple of ``f``, so ``encode`` gives ``ceil(H/f) x ceil(W/f)``
+latents, and crops its reconstruction back to ``H x W``. Images too large for one pass
+go through overlapping, blended tiles (:mod:`medzoo.models.tiling`).
+
 Data given to ``fit``/``evaluate`` may be ``x``, ``(x,)`` or ``(x, y)``: when ``y``
 has the rank of ``x`` it is the reconstruction target (e.g. clean images for noisy
 inputs); otherwise (class labels from a labelled dataset) it is ignored.
@@ -15,15 +23,42 @@ inputs); otherwise (class labels from a labelled dataset) it is ignored.
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import keras
 import tensorflow as tf
+from keras import ops
 
 from medzoo.errors import ConfigError, DataError
-from medzoo.models.blocks import NORMALIZATIONS, check_input_shape, resolve_filters
+from medzoo.models import tiling
+from medzoo.models.blocks import NORMALIZATIONS, build_decoder, build_encoder, check_input_shape, resolve_filters
+from medzoo.models.losses import ssim_per_image
+from medzoo.models.residual import build_residual_decoder, build_residual_encoder, check_residual_depth
 
 RECONSTRUCTION_LOSSES = ("mse", "l1", "bce")
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+ARCHITECTURES = ("conv", "residual")
+#: normalisation and activation when the config names none, per architecture
+_DEFAULTS = {"conv": ("batch", "relu"), "residual": ("group", "silu")}
+
+
+def check_any_size_shape(input_shape, depth) -> tuple[None, None, int]:
+    """Validate the ``(H, W, C)`` of an any-size model: H and W are ``None``, C is 1 or 3."""
+    try:
+        h, w, c = input_shape
+        c = int(c)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"input_shape must be (None, None, C), got {input_shape!r}") from exc
+    if c not in (1, 3):
+        raise ConfigError(f"input_shape must have 1 or 3 channels, got {c}")
+    if h is not None or w is not None:
+        raise ConfigError(
+            f"the residual architecture takes images of any size: give input_shape=(None, None, {c}), "
+            f"not {tuple(input_shape)!r} (any H, W >= {2**depth} then work)"
+        )
+    return None, None, c
 
 
 def reconstruction_error(target, logits, loss: str, output_activation: str):
@@ -46,14 +81,22 @@ class AutoencoderModel(keras.Model):
     """Base class of the medzoo families (not used directly).
 
     Args:
-        input_shape: ``(H, W, C)``; C is 1 or 3 and H, W are multiples of ``2**depth``.
+        input_shape: ``(H, W, C)``; C is 1 or 3. ``"conv"``: H, W are multiples of
+            ``2**depth``; ``"residual"``: ``(None, None, C)``, any size.
         filters: base filter count, doubled at each level, or one count per level.
-        depth: number of down-sampling levels (each halves H and W).
-        normalization: ``"batch"``, ``"group"``, ``"layer"`` or ``"none"``.
-        activation: any Keras activation name.
+        depth: number of down-sampling levels (each halves H and W); the latent is
+            ``f = 2**depth`` times smaller per side (residual: f in 2, 4, 8, 16).
+        normalization: ``"batch"``, ``"group"``, ``"layer"`` or ``"none"`` (default:
+            batch for conv, group for residual, which refuses batch).
+        activation: any Keras activation name (default: relu for conv, silu for residual).
         output_activation: ``"sigmoid"`` (images in [0, 1]) or ``"linear"``.
         reconstruction_loss: ``"mse"``, ``"l1"`` or ``"bce"``.
         seed: seed of the model's random generator (noise, sampling, code restarts).
+        architecture: ``"conv"`` (fixed size) or ``"residual"`` (any size; see the module docstring).
+        blocks_per_level: residual blocks per level (residual only).
+        attention: a self-attention block at the lowest resolution (residual only).
+        ssim_weight: adds ``ssim_weight * (1 - SSIM)`` per pixel to the reconstruction
+            error (11x11 Gaussian window), a term that rewards kept structure over mean error.
     """
 
     #: names of the scalars ``compute_losses`` returns, tracked as epoch means
@@ -63,19 +106,40 @@ class AutoencoderModel(keras.Model):
     #: that the zoo attaches (anything with ``apply`` and ``check``); None for a bare model
     preprocess_spec = None
 
+    #: any-size models from the zoo: ``{"image_side": [min, max], "pixel_spacing_mm": ...}``
+    #: of their training images; inputs far outside get a warning (a domain shift, not an error)
+    training_resolution = None
+    #: how far outside the training sides an input may be before the warning
+    resolution_tolerance = 4.0
+
     def __init__(
         self,
         input_shape=(128, 128, 1),
         filters=32,
         depth=4,
-        normalization="batch",
-        activation="relu",
+        normalization=None,
+        activation=None,
         output_activation="sigmoid",
         reconstruction_loss="mse",
         seed=None,
+        architecture="conv",
+        blocks_per_level=1,
+        attention=False,
+        ssim_weight=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        normalization = _DEFAULTS[architecture][0] if normalization is None else normalization
+        activation = _DEFAULTS[architecture][1] if activation is None else activation
+        if architecture == "residual" and normalization == "batch":
+            raise ConfigError('the residual architecture takes normalization "group", "layer" or "none": batch '
+                              "statistics of small crops do not carry over to whole images of other sizes")
+        if architecture == "conv" and (blocks_per_level != 1 or attention):
+            raise ConfigError("blocks_per_level and attention belong to architecture='residual'")
+        if int(blocks_per_level) < 1 or float(ssim_weight) < 0:
+            raise ConfigError("blocks_per_level must be >= 1 and ssim_weight >= 0")
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -88,7 +152,15 @@ class AutoencoderModel(keras.Model):
             raise ConfigError("reconstruction_loss='bce' needs output_activation='sigmoid'")
         self.filters_per_level = resolve_filters(filters, depth)
         self.depth = len(self.filters_per_level)
-        self.image_shape = check_input_shape(input_shape, self.depth)
+        self.architecture = architecture
+        self.blocks_per_level = int(blocks_per_level)
+        self.attention = bool(attention)
+        self.ssim_weight = float(ssim_weight)
+        if architecture == "residual":
+            check_residual_depth(self.depth)
+            self.image_shape = check_any_size_shape(input_shape, self.depth)
+        else:
+            self.image_shape = check_input_shape(input_shape, self.depth)
         self._filters_arg = filters if isinstance(filters, int) else list(self.filters_per_level)
         self.normalization = normalization
         self.activation = activation
@@ -102,12 +174,46 @@ class AutoencoderModel(keras.Model):
         self.build((None, *self.image_shape))
 
     # ----------------------------------------------------------------- config
+    @property
+    def any_size(self) -> bool:
+        """Whether the model takes images of any size (the residual architecture)."""
+        return self.architecture == "residual"
+
+    @property
+    def downsample_factor(self) -> int:
+        """``f``: the latent is ``f`` times smaller than the image per side."""
+        return 2**self.depth
+
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the latent of an ``height x width`` image."""
+        f = self.downsample_factor
+        return math.ceil(height / f), math.ceil(width / f)
+
     def _architecture_kwargs(self):
         return dict(
             filters=self.filters_per_level,
             normalization=self.normalization,
             activation=self.activation,
         )
+
+    def _make_encoder(self, *, latent_channels=None, latent_dim=None, heads=1):
+        """The encoder of the configured architecture (the residual one has spatial latents only)."""
+        if self.architecture == "conv":
+            return build_encoder(self.image_shape, **self._architecture_kwargs(), latent_channels=latent_channels,
+                                 latent_dim=latent_dim, heads=heads)
+        if latent_dim is not None:
+            raise ConfigError("the residual architecture has spatial latents: give latent_channels, not latent_dim")
+        return build_residual_encoder(self.image_shape[-1], **self._architecture_kwargs(), heads=heads,
+                                      latent_channels=latent_channels, blocks_per_level=self.blocks_per_level,
+                                      attention=self.attention)
+
+    def _make_decoder(self, *, latent_channels=None, latent_dim=None):
+        if self.architecture == "conv":
+            return build_decoder(self.image_shape, **self._architecture_kwargs(), latent_channels=latent_channels,
+                                 latent_dim=latent_dim)
+        return build_residual_decoder(self.image_shape[-1], **self._architecture_kwargs(),
+                                      latent_channels=latent_channels, blocks_per_level=self.blocks_per_level,
+                                      attention=self.attention)
 
     def get_config(self):
         config = super().get_config()
@@ -121,6 +227,9 @@ class AutoencoderModel(keras.Model):
             reconstruction_loss=self.reconstruction_loss,
             seed=self.seed,
         )
+        if self.architecture != "conv" or self.ssim_weight:  # the configs of conv presets stay as they were
+            config.update(architecture=self.architecture, blocks_per_level=self.blocks_per_level,
+                          attention=self.attention, ssim_weight=self.ssim_weight)
         return config
 
     @classmethod
@@ -147,17 +256,41 @@ class AutoencoderModel(keras.Model):
 
     def call(self, inputs, training=None):
         """Reconstruct ``inputs`` (so ``model(x)`` and ``model.predict(x)`` give images)."""
-        return self.decode_tensor(self.encode_tensor(inputs))
+        return self.crop_like(self.decode_tensor(self.encode_tensor(inputs)), inputs)
 
     # ---------------------------------------------------------- shared pieces
+    def pad_to_stride(self, x):
+        """Reflect-pad the bottom and right edges of ``x`` up to a multiple of ``f`` (any-size models only).
+
+        Reflection (mirroring about the edge pixel, without repeating it) continues the
+        image's texture instead of adding a flat band or a hard edge the model never saw.
+        """
+        if not self.any_size:
+            return x
+        f = self.downsample_factor
+        shape = ops.shape(x)
+        pad_h, pad_w = (-shape[1]) % f, (-shape[2]) % f
+        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+
+    def crop_like(self, y, reference):
+        """Crop ``y`` to the height and width of ``reference`` (undoes :meth:`pad_to_stride`)."""
+        if not self.any_size:
+            return y
+        shape = ops.shape(reference)
+        return y[:, : shape[1], : shape[2], :]
+
     def activate(self, logits):
         """Decoder logits -> images in the output range."""
         logits = tf.cast(logits, tf.float32)
         return tf.sigmoid(logits) if self.output_activation == "sigmoid" else logits
 
     def pixel_errors(self, target, logits):
-        """Per-pixel reconstruction error (``reconstruction_loss``), float32."""
-        return reconstruction_error(target, logits, self.reconstruction_loss, self.output_activation)
+        """Per-pixel reconstruction error (``reconstruction_loss``, plus the SSIM term), float32."""
+        errors = reconstruction_error(target, logits, self.reconstruction_loss, self.output_activation)
+        if self.ssim_weight:
+            structural = 1.0 - ssim_per_image(tf.cast(target, tf.float32), self.activate(logits))
+            errors = errors + self.ssim_weight * structural[:, None, None, None]
+        return errors
 
     # ------------------------------------------------------------- training
     @staticmethod
@@ -255,6 +388,11 @@ class AutoencoderModel(keras.Model):
             )
         return np.asarray(self.preprocess_spec.apply(images))
 
+    #: ``tile_size="auto"`` tiles images of more pixels than this (any-size models)
+    auto_tile_pixels = 1024 * 1024
+    #: tile size and overlap of ``tile_size="auto"``, in image pixels
+    default_tile = (512, 64)
+
     def _check_images(self, x, preprocess=False) -> np.ndarray:
         """Validate (or, with ``preprocess=True``, convert) images against the model's input contract."""
         if preprocess:
@@ -264,12 +402,58 @@ class AutoencoderModel(keras.Model):
         x = np.asarray(x)
         if x.ndim == len(self.image_shape):
             x = x[None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+        if self.any_size:
+            channels, f = self.image_shape[-1], self.downsample_factor
+            if x.ndim != 4 or x.shape[-1] != channels:
+                raise DataError(f"expected images of shape (N, H, W, {channels}) (any H, W >= {f}), got {x.shape}")
+            if x.shape[1] < f or x.shape[2] < f:
+                raise DataError(f"images of {x.shape[1]}x{x.shape[2]} pixels are smaller than the model's "
+                                f"downsampling factor {f}; this model takes any H, W >= {f}")
+        elif x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
             raise DataError(
                 f"expected images of shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}; "
                 "preprocess them with the model's PreprocessSpec first"
             )
-        return x.astype(np.float32, copy=False)
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise DataError(f"images must be numeric, got dtype {x.dtype}")
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            raise DataError("images contain NaN or infinite values")
+        self._warn_if_unfamiliar_size(x.shape[1], x.shape[2])
+        return x
+
+    def _warn_if_unfamiliar_size(self, height, width) -> None:
+        """Warn when an any-size model meets images far smaller or larger than its training images."""
+        seen = (self.training_resolution or {}).get("image_side")
+        if not self.any_size or not seen:
+            return
+        low, high = seen
+        tol = self.resolution_tolerance
+        if max(height, width) > high * tol or min(height, width) < low / tol:
+            spacing = (self.training_resolution or {}).get("pixel_spacing_mm")
+            where = f" at {spacing} mm per pixel" if spacing else ""
+            warnings.warn(
+                f"this model was trained on images with sides of {low}-{high} pixels{where}; these are "
+                f"{height}x{width}, so anatomy appears at another scale than in training: expect a domain "
+                "shift (it still runs; a PreprocessSpec with max_side= shrinks large images, or fine-tune)",
+                UserWarning, stacklevel=3)
+
+    def _tiles(self, height, width, tile_size, overlap):
+        """``(tile, overlap)`` in image pixels, or None to process whole images."""
+        if tile_size is None:
+            return None
+        if not self.any_size:
+            if tile_size == "auto":
+                return None
+            raise ConfigError("tiled inference needs an any-size model (architecture='residual'); "
+                              f"this {self.architecture} model takes exactly {self.image_shape[:2]}")
+        if tile_size == "auto":
+            if height * width <= self.auto_tile_pixels:
+                return None
+            tile_size, default_overlap = self.default_tile
+            overlap = default_overlap if overlap is None else overlap
+        overlap = self.default_tile[1] if overlap is None else overlap
+        return tiling.check_tiling(tile_size, overlap, self.downsample_factor)
 
     def _batched(self, key, fn, x, batch_size):
         """Run a tensor function over ``x`` in batches; one traced graph per ``key``."""
@@ -280,22 +464,51 @@ class AutoencoderModel(keras.Model):
         outs = [graph_fn(tf.convert_to_tensor(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate([o.numpy() for o in outs], axis=0)
 
-    def encode(self, x, batch_size=64, preprocess=False):
+    def _maybe_tiled(self, key, fn, x, batch_size, tiles, scale, output_size=None):
+        """``_batched``, over overlapping blended tiles when ``tiles`` is ``(tile, overlap)``."""
+        if tiles is None:
+            return self._batched(key, fn, x, batch_size)
+        tile, overlap = tiles
+        return tiling.tiled_apply(lambda t: self._batched(key, fn, t, batch_size), x, tile=tile, overlap=overlap,
+                                  multiple=self.downsample_factor, scale=scale, output_size=output_size)
+
+    def encode(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
         """Images ``(N, H, W, C)`` -> latent codes (numpy).
 
-        ``preprocess=True`` first resizes and normalises raw images with the model's
-        ``preprocess_spec``; otherwise inputs that contradict it are refused.
+        ``preprocess=True`` first normalises (and, for fixed-size models, resizes) raw
+        images with the model's ``preprocess_spec``; otherwise inputs that contradict it
+        are refused. Any-size models return ``(N, ceil(H/f), ceil(W/f), c)`` and encode
+        images of more than ``auto_tile_pixels`` in overlapping 512 px tiles
+        (``tile_size``: pixels per tile, or None for one pass; ``overlap``: pixels shared).
         """
-        return self._batched("encode", self.encode_tensor, self._check_images(x, preprocess), batch_size)
+        x = self._check_images(x, preprocess)
+        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
+        return self._maybe_tiled("encode", self.encode_tensor, x, batch_size, tiles, 1 / self.downsample_factor)
 
-    def decode(self, z, batch_size=64):
-        """Latent codes -> images (numpy, in the output range)."""
-        return self._batched("decode", self.decode_tensor, np.asarray(z), batch_size)
+    def decode(self, z, batch_size=64, tile_size="auto", overlap=None, output_size=None):
+        """Latent codes -> images (numpy, in the output range).
 
-    def reconstruct(self, x, batch_size=64, preprocess=False):
-        """Images -> their reconstructions (numpy), without noise or sampling (``preprocess`` as in encode)."""
-        return self._batched("reconstruct", lambda t: self(t, training=False), self._check_images(x, preprocess),
-                             batch_size)
+        Any-size models give ``(N, h*f, w*f, C)``, or ``output_size=(H, W)`` cropped from
+        it (the size of the image that was encoded); ``tile_size`` and ``overlap`` are
+        in image pixels, as in :meth:`encode`.
+        """
+        z = np.asarray(z)
+        if not self.any_size:
+            return self._batched("decode", self.decode_tensor, z, batch_size)
+        f = self.downsample_factor
+        tiles = self._tiles(z.shape[1] * f, z.shape[2] * f, tile_size, overlap)
+        if tiles is not None:
+            tiles = (tiles[0] // f, tiles[1] // f)
+            return tiling.tiled_apply(lambda t: self._batched("decode", self.decode_tensor, t, batch_size), z,
+                                      tile=tiles[0], overlap=tiles[1], multiple=1, scale=f, output_size=output_size)
+        out = self._batched("decode", self.decode_tensor, z, batch_size)
+        return out if output_size is None else out[:, : output_size[0], : output_size[1]]
+
+    def reconstruct(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
+        """Images -> their reconstructions (numpy), without noise or sampling (arguments as in encode)."""
+        x = self._check_images(x, preprocess)
+        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
+        return self._maybe_tiled("reconstruct", lambda t: self(t, training=False), x, batch_size, tiles, 1.0)
 
     def sample(self, n, seed=None):
         raise NotImplementedError(f"{type(self).__name__} has no generative prior to sample from")

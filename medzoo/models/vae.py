@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from medzoo.errors import ConfigError
 from medzoo.models.base import AutoencoderModel
-from medzoo.models.blocks import build_decoder, build_encoder
 
 
 def gaussian_kl(mean, log_var):
@@ -60,18 +59,21 @@ class VAE(AutoencoderModel):
 
     def _build_networks(self):
         latent = dict(latent_channels=self.latent_channels, latent_dim=self.latent_dim)
-        self.encoder = build_encoder(self.image_shape, **self._architecture_kwargs(), heads=2, **latent)
-        self.decoder = build_decoder(self.image_shape, **self._architecture_kwargs(), **latent)
+        self.encoder = self._make_encoder(heads=2, **latent)
+        self.decoder = self._make_decoder(**latent)
         self.beta = self.add_weight(
             name="beta", shape=(), initializer=keras.initializers.Constant(self.initial_beta),
             trainable=False, dtype="float32",
         )
 
     @property
-    def latent_shape(self) -> tuple[int, ...]:
+    def latent_shape(self) -> tuple[int | None, ...]:
+        """Shape of one image's latent; ``(None, None, c)`` for an any-size model."""
         if self.latent_dim is not None:
             return (self.latent_dim,)
         h, w, _ = self.image_shape
+        if h is None:
+            return (None, None, self.latent_channels)
         return (h // 2**self.depth, w // 2**self.depth, self.latent_channels)
 
     def get_config(self):
@@ -90,7 +92,7 @@ class VAE(AutoencoderModel):
         ``log_var`` is clipped to [-20, 10]: with a small ``beta`` (KL warm-up) nothing
         else bounds it, and ``exp(log_var)`` would overflow to an infinite KL.
         """
-        mean, log_var = self.encoder(x, training=training)
+        mean, log_var = self.encoder(self.pad_to_stride(x), training=training)
         return mean, tf.clip_by_value(log_var, -20.0, 10.0)
 
     def encode_tensor(self, x):
@@ -102,30 +104,46 @@ class VAE(AutoencoderModel):
     def call(self, inputs, training=None):
         mean, log_var = self.encode_distribution(inputs, training=training)
         z = self.reparameterize(mean, log_var) if training else mean
-        return self.activate(self.decoder(z, training=training))
+        return self.crop_like(self.activate(self.decoder(z, training=training)), inputs)
 
     def compute_losses(self, x, target, training):
         mean, log_var = self.encode_distribution(x, training=training)
         z = self.reparameterize(mean, log_var)
-        logits = self.decoder(z, training=training)
+        logits = self.crop_like(self.decoder(z, training=training), target)
         errors = self.pixel_errors(target, logits)
         rec = tf.reduce_mean(tf.reduce_sum(tf.reshape(errors, [tf.shape(errors)[0], -1]), axis=1))
         kl = tf.reduce_mean(gaussian_kl(mean, log_var))
         return {"loss": rec + self.beta * kl, "reconstruction_loss": rec, "kl_loss": kl}
 
-    def encode(self, x, batch_size=64, preprocess=False, sample=False):
-        """Images -> posterior means (or, with ``sample=True``, one posterior sample each)."""
+    def encode(self, x, batch_size=64, preprocess=False, sample=False, tile_size="auto", overlap=None):
+        """Images -> posterior means (or, with ``sample=True``, one posterior sample each).
+
+        Tiling (``tile_size``, ``overlap``) as in :meth:`AutoencoderModel.encode`; tiles
+        blend the posterior's mean and log-variance, then sample.
+        """
         x = self._check_images(x, preprocess)
         if not sample:
-            return super().encode(x, batch_size)
+            return super().encode(x, batch_size, tile_size=tile_size, overlap=overlap)
+        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
+        params = self._maybe_tiled("encode_distribution", lambda t: tf.concat(self.encode_distribution(t), -1),
+                                   x, batch_size, tiles, 1 / self.downsample_factor)
 
         def fn(t):
-            return self.reparameterize(*self.encode_distribution(t))
+            return self.reparameterize(*tf.split(t, 2, axis=-1))
 
-        return self._batched("encode_sample", fn, x, batch_size)
+        return self._batched("reparameterize", fn, params, batch_size)
 
-    def sample(self, n, seed=None):
-        """Draw ``n`` images from the prior: decode z ~ N(0, I). ``seed`` makes it repeatable."""
+    def sample(self, n, seed=None, size=None):
+        """Draw ``n`` images from the prior: decode z ~ N(0, I). ``seed`` makes it repeatable.
+
+        ``size=(H, W)``: the image size, required for an any-size model (the latent is then
+        ``ceil(H/f) x ceil(W/f)``); fixed-size models make images of their input size.
+        """
         seed = self.seed_generator if seed is None else seed
-        z = keras.random.normal((int(n), *self.latent_shape), seed=seed)
-        return self.decode(np.asarray(z))
+        shape = self.latent_shape
+        if shape[0] is None:
+            if size is None:
+                raise ConfigError("an any-size VAE needs sample(n, size=(H, W)): the size of the images to draw")
+            shape = (*self.latent_size(*size), self.latent_channels)
+        z = keras.random.normal((int(n), *shape), seed=seed)
+        return self.decode(np.asarray(z), output_size=None if size is None else tuple(size))

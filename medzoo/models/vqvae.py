@@ -7,7 +7,6 @@ import keras
 import tensorflow as tf
 
 from medzoo.models.base import AutoencoderModel
-from medzoo.models.blocks import build_decoder, build_encoder
 from medzoo.models.quantizer import VectorQuantizer
 
 
@@ -48,9 +47,8 @@ class VQVAE(AutoencoderModel):
         super().__init__(**kwargs)
 
     def _build_networks(self):
-        arch = self._architecture_kwargs()
-        self.encoder = build_encoder(self.image_shape, **arch, latent_channels=self.embedding_dim)
-        self.decoder = build_decoder(self.image_shape, **arch, latent_channels=self.embedding_dim)
+        self.encoder = self._make_encoder(latent_channels=self.embedding_dim)
+        self.decoder = self._make_decoder(latent_channels=self.embedding_dim)
         self.quantizer = VectorQuantizer(
             self.num_embeddings, self.embedding_dim, commitment_cost=self.commitment_cost, ema=self.ema,
             decay=self.decay, dead_code_threshold=self.dead_code_threshold, seed=self.seed, name="quantizer",
@@ -58,9 +56,11 @@ class VQVAE(AutoencoderModel):
         self.quantizer.build((None, *self.code_shape, self.embedding_dim))
 
     @property
-    def code_shape(self) -> tuple[int, int]:
-        """Shape of one image's code map."""
+    def code_shape(self) -> tuple[int | None, int | None]:
+        """Shape of one image's code map (``(None, None)`` for an any-size model)."""
         h, w, _ = self.image_shape
+        if h is None:
+            return (None, None)
         return (h // 2**self.depth, w // 2**self.depth)
 
     def get_config(self):
@@ -72,13 +72,23 @@ class VQVAE(AutoencoderModel):
         )
         return config
 
-    def encode_continuous(self, x, batch_size=64, preprocess=False):
+    def encode_continuous(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
         """Images -> the encoder's pre-quantisation features (numpy), e.g. for linear probes."""
-        return self._batched("encode_continuous", lambda t: self.encoder(t, training=False),
-                             self._check_images(x, preprocess), batch_size)
+        x = self._check_images(x, preprocess)
+        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
+        return self._maybe_tiled("encode_continuous", lambda t: self.encoder(self.pad_to_stride(t), training=False),
+                                 x, batch_size, tiles, 1 / self.downsample_factor)
+
+    def encode(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
+        """Images -> integer code maps (N, h, w); tiles blend the continuous features, then quantise."""
+        x = self._check_images(x, preprocess)
+        if self._tiles(x.shape[1], x.shape[2], tile_size, overlap) is None:
+            return self._batched("encode", self.encode_tensor, x, batch_size)
+        features = self.encode_continuous(x, batch_size, tile_size=tile_size, overlap=overlap)
+        return self._batched("quantize", self.quantizer.nearest_codes, features, batch_size)
 
     def encode_tensor(self, x):
-        return self.quantizer.nearest_codes(self.encoder(x, training=False))
+        return self.quantizer.nearest_codes(self.encoder(self.pad_to_stride(x), training=False))
 
     def decode_tensor(self, z):
         if z.dtype.is_integer:
@@ -86,12 +96,12 @@ class VQVAE(AutoencoderModel):
         return self.activate(self.decoder(z, training=False))
 
     def call(self, inputs, training=None):
-        out = self.quantizer(self.encoder(inputs, training=training), training=training)
-        return self.activate(self.decoder(out["quantized"], training=training))
+        out = self.quantizer(self.encoder(self.pad_to_stride(inputs), training=training), training=training)
+        return self.crop_like(self.activate(self.decoder(out["quantized"], training=training)), inputs)
 
     def compute_losses(self, x, target, training):
-        out = self.quantizer(self.encoder(x, training=training), training=training)
-        logits = self.decoder(out["quantized"], training=training)
+        out = self.quantizer(self.encoder(self.pad_to_stride(x), training=training), training=training)
+        logits = self.crop_like(self.decoder(out["quantized"], training=training), target)
         rec = tf.reduce_mean(self.pixel_errors(target, logits))
         return {
             "loss": rec + out["loss"],
@@ -101,10 +111,12 @@ class VQVAE(AutoencoderModel):
             "codebook_usage": out["codebook_usage"],
         }
 
-    def decode(self, z, batch_size=64):
+    def decode(self, z, batch_size=64, tile_size="auto", overlap=None, output_size=None):
+        """Integer code maps (or float latents) -> images; tiling and ``output_size`` as in the base class."""
         z = np.asarray(z)
-        return self._batched("decode_codes" if np.issubdtype(z.dtype, np.integer) else "decode", self.decode_tensor,
-                             z, batch_size)
+        if np.issubdtype(z.dtype, np.integer):
+            z = self._batched("lookup", self.quantizer.lookup, z, batch_size)
+        return super().decode(z, batch_size, tile_size=tile_size, overlap=overlap, output_size=output_size)
 
     def sample(self, n, seed=None):
         raise NotImplementedError(

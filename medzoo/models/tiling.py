@@ -1,0 +1,105 @@
+"""Tiled inference: run a model over overlapping tiles of a large image and blend them back.
+
+Peak memory then depends on the tile size, not the image size: a 4,096 x 4,096
+radiograph goes through 512 x 512 tiles. Tiles overlap by ``overlap`` pixels and
+are cross-faded with linear ramps over the overlap, so each output pixel near a
+tile border is mostly taken from the tile where it lies further inside, where the
+network saw the most context; the ramps sum to one, so flat regions stay flat and
+no seam is drawn.
+
+One function serves encode (output ``f`` times smaller), decode (``f`` times larger)
+and reconstruct (same size): ``scale`` is the ratio of output to input size. Tile
+origins and sizes are multiples of ``multiple`` (the model's ``f``), so tiles in the
+image grid map exactly onto tiles in the latent grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medzoo.errors import ConfigError
+
+
+def check_tiling(tile: int, overlap: int, multiple: int) -> tuple[int, int]:
+    """Validate a tile size and overlap for a model whose sizes must be multiples of ``multiple``."""
+    for name, value in (("tile_size", tile), ("overlap", overlap)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"{name} must be an integer number of pixels, got {value!r}")
+    tile, overlap = int(tile), int(overlap)
+    if tile < 2 * multiple or tile % multiple:
+        raise ConfigError(f"tile_size must be a multiple of the model's downsampling factor {multiple} and at "
+                          f"least {2 * multiple}, got {tile}")
+    if overlap < 0 or overlap % multiple or overlap > tile // 2:
+        raise ConfigError(f"overlap must be a multiple of {multiple} between 0 and half the tile size "
+                          f"({tile // 2}), got {overlap}")
+    return tile, overlap
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Origins of tiles of size ``tile`` covering ``[0, length)``, neighbours sharing at least ``overlap``.
+
+    The last tile ends at ``length`` (it may overlap its neighbour by more); a
+    ``length`` up to ``tile`` is one tile.
+    """
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    return starts + [length - tile]
+
+
+def _ramp(size: int, fade: int, fade_in: bool, fade_out: bool) -> np.ndarray:
+    """1-D blending weights: linear ramps of ``fade`` samples at the ends that border another tile."""
+    weights = np.ones(size, np.float32)
+    if fade > 0:
+        rising = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        if fade_in:
+            weights[:fade] = np.minimum(weights[:fade], rising)
+        if fade_out:
+            weights[-fade:] = np.minimum(weights[-fade:], rising[::-1])
+    return weights
+
+
+def tiled_apply(fn, x: np.ndarray, *, tile: int, overlap: int, multiple: int, scale: float = 1.0,
+                output_size=None) -> np.ndarray:
+    """Apply ``fn`` ((N, h, w, C) -> (N, h*scale, w*scale, C')) to ``x`` tile by tile and blend.
+
+    Args:
+        fn: the model function on one batch of tiles (numpy in, numpy out).
+        x: (N, H, W, C) images or latents.
+        tile: tile size in ``x``'s pixels (a multiple of ``multiple``).
+        overlap: pixels that neighbouring tiles share (a multiple of ``multiple``).
+        multiple: sizes and origins are kept to multiples of this; ``x`` is
+            reflect-padded at the bottom and right to a multiple of it first.
+        scale: output size / input size (``1 / f`` to encode, ``f`` to decode, 1 to reconstruct).
+        output_size: ``(H', W')`` to crop the result to; default ``ceil(H * scale), ceil(W * scale)``.
+
+    Returns:
+        float32 (N, H', W', C').
+    """
+    tile, overlap = check_tiling(tile, overlap, multiple)
+    n, h, w = x.shape[:3]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+    hp, wp = h + pad_h, w + pad_w
+    th, tw = min(tile, hp), min(tile, wp)
+    fade = int(round(overlap * scale))
+    out = weight = None
+    for y0 in tile_starts(hp, th, overlap):
+        for x0 in tile_starts(wp, tw, overlap):
+            piece = np.asarray(fn(x[:, y0:y0 + th, x0:x0 + tw]), np.float32)
+            if out is None:
+                out = np.zeros((n, int(round(hp * scale)), int(round(wp * scale)), piece.shape[-1]), np.float32)
+                weight = np.zeros(out.shape[1:3], np.float32)
+            oy, ox = int(round(y0 * scale)), int(round(x0 * scale))
+            ph, pw = piece.shape[1:3]
+            mask = np.outer(_ramp(ph, fade, y0 > 0, y0 + th < hp), _ramp(pw, fade, x0 > 0, x0 + tw < wp))
+            out[:, oy:oy + ph, ox:ox + pw] += piece * mask[None, :, :, None]
+            weight[oy:oy + ph, ox:ox + pw] += mask
+    out /= weight[None, :, :, None]
+    if output_size is None:
+        output_size = (math.ceil(h * scale), math.ceil(w * scale))
+    return out[:, : output_size[0], : output_size[1]]
