@@ -144,6 +144,11 @@ def _reconstruct(args):
     if len(records) > 1:
         rows.append(["mean", *(sum(r[k] for r in records) / len(records) for k in ("psnr", "ssim", "mae"))])
     print(format_table(["input", "PSNR dB", "SSIM", "MAE"], rows))
+    if records and "size" in records[0]:
+        sizes = ", ".join(sorted({"x".join(map(str, r["size"])) for r in records}))
+        print(f"\nwrote {len(records)} reconstruction(s) at native size ({sizes}) and as many "
+              f"input | reconstruction | |error| PNGs to {args.output}")
+        return
     print(f"\nwrote {len(records)} PNG(s) (input | reconstruction | |error|) to {args.output}")
 
 
@@ -151,6 +156,11 @@ def _encode(args):
     import medzoo
 
     latents, refs = medzoo.evaluate.encode_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
+    if isinstance(latents, list):  # an any-size model: one latent per image, each of its own size
+        for i, (ref, z) in enumerate(zip(refs, latents)):
+            print(f"{i:4d}  {ref}  latent_{i} {z.dtype} {tuple(z.shape)}")
+        print(f"\nwrote {args.output}: {len(latents)} latents (latent_0 ... latent_{len(latents) - 1}, files, sizes)")
+        return
     for i, ref in enumerate(refs):
         print(f"{i:4d}  {ref}")
     print(f"\nwrote {args.output}: latents {latents.dtype} {tuple(latents.shape)} (one row per image above)")

@@ -18,6 +18,7 @@ import pathlib
 
 import numpy as np
 
+from medzoo.data.preprocess import to_display
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import plots
 from medzoo.evaluate.codec import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
@@ -73,8 +74,24 @@ def _unique_paths(output_dir: pathlib.Path, stems, suffix: str) -> list[pathlib.
     return paths
 
 
+def _native_inputs(model, inputs):
+    """Files and folders -> ``(image (1, H, W, C), ref)`` one by one, each at its own size (any-size models)."""
+    from medzoo.data import image_files, iter_images
+
+    spec = getattr(model, "preprocess_spec", None)
+    if spec is None:
+        raise ConfigError("this model carries no preprocessing spec, so it cannot read image files; "
+                          "load it with medzoo.load or set model.preprocess_spec")
+    files = image_files(inputs)
+    for image, ref in iter_images(files, spec, progress=lambda f: progress(f, "images", total=len(files))):
+        yield image[None], ref
+
+
 def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_range: float = ERROR_RANGE) -> list:
     """Reconstruct image files and write, per image, a PNG of input | reconstruction | |error|.
+
+    Any-size models work at each file's native resolution (large images in tiles) and
+    also write the reconstruction alone, at the input's size, as ``<stem>.png``.
 
     Args:
         model: a zoo name, preset path or model.
@@ -85,21 +102,30 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
 
     Returns:
         One dict per image: ``input`` (the file, and frame), ``output`` (the PNG), ``psnr``
-        (dB), ``ssim``, ``mae``, all measured on the preprocessed input.
+        (dB), ``ssim``, ``mae``, all measured on the preprocessed input; any-size models
+        add ``size`` (H, W) and ``image`` (the full-size reconstruction PNG).
     """
     model = resolve_model(model)
-    x, refs = read_model_inputs(model, inputs)
-    rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
     low, high = value_range_of(model)
-    scores = {"psnr": psnr(x, rec, max_val=high - low), "ssim": ssim(x, rec, max_val=high - low), "mae": mae(x, rec)}
     output_dir = pathlib.Path(output_dir)
-    outputs = _unique_paths(output_dir, [ref.stem for ref in refs], "_reconstruction.png")
+    if getattr(model, "any_size", False):
+        pairs = [(x, ref, model.reconstruct(x, batch_size=batch_size)) for x, ref in _native_inputs(model, inputs)]
+    else:
+        x, refs = read_model_inputs(model, inputs)
+        rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
+        pairs = [(x[i:i + 1], refs[i], rec[i:i + 1]) for i in range(len(x))]
+    outputs = _unique_paths(output_dir, [ref.stem for _, ref, _ in pairs], "_reconstruction.png")
     records = []
-    errors = error_map(x, rec, (low, high), error_range)
-    for i in progress(range(len(x)), "writing PNGs", total=len(x)):
-        plots.save_png(plots.montage([[x[i], rec[i], errors[i]]], value_range=(low, high)), outputs[i])
-        records.append({"input": str(refs[i]), "output": str(outputs[i]),
-                        **{k: float(v[i]) for k, v in scores.items()}})
+    for (x, ref, rec), output in zip(progress(pairs, "writing PNGs", total=len(pairs)), outputs):
+        errors = error_map(x, rec, (low, high), error_range)
+        plots.save_png(plots.montage([[x[0], rec[0], errors[0]]], value_range=(low, high)), output)
+        record = {"input": str(ref), "output": str(output), "psnr": float(psnr(x, rec, max_val=high - low)[0]),
+                  "ssim": float(ssim(x, rec, max_val=high - low)[0]), "mae": float(mae(x, rec)[0])}
+        if getattr(model, "any_size", False):
+            image = output.with_name(output.name.replace("_reconstruction.png", ".png"))
+            plots.save_png(to_display(rec[0], (low, high)), image)
+            record.update(size=list(rec.shape[1:3]), image=str(image))
+        records.append(record)
     return records
 
 
@@ -108,18 +134,30 @@ def encode_files(model, inputs, output, *, batch_size: int = 32) -> tuple[np.nda
 
     The latents are ``model.encode``'s: spatial code maps of an autoencoder, posterior
     means of a VAE, integer code maps (N, h, w) of a VQ-VAE. Rows follow the order of the
-    files (folders in sorted order), which the ``.npz`` records.
+    files (folders in sorted order), which the ``.npz`` records. An any-size model's
+    latents keep each image's size: one ``.npz`` with ``latent_0``, ``latent_1``, ...
+    (and ``files`` and ``sizes``), since they cannot share one array.
 
     Returns:
-        ``(latents, refs)``.
+        ``(latents, refs)``; ``latents`` is a list of arrays for an any-size model.
     """
     output = pathlib.Path(output)
     if output.suffix not in (".npy", ".npz"):
         raise ConfigError(f"the latents file must end in .npy or .npz, got {output.name!r}")
     model = resolve_model(model)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "any_size", False):
+        if output.suffix != ".npz":
+            raise ConfigError("an any-size model's latents differ in size from image to image: write them to .npz")
+        pairs = [(model.encode(x, batch_size=batch_size)[0], ref, x.shape[1:3]) for x, ref in
+                 _native_inputs(model, inputs)]
+        latents = [z for z, _, _ in pairs]
+        np.savez(output, **{f"latent_{i}": z for i, z in enumerate(latents)},
+                 files=np.asarray([str(ref) for _, ref, _ in pairs]),
+                 sizes=np.asarray([size for _, _, size in pairs], np.int64))
+        return latents, [ref for _, ref, _ in pairs]
     x, refs = read_model_inputs(model, inputs)
     latents = _in_batches(lambda b: model.encode(b, batch_size=batch_size), x, batch_size, "encoding")
-    output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npz":
         np.savez(output, latents=latents, files=np.asarray([str(ref) for ref in refs]))
     else:

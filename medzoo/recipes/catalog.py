@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from medzoo.errors import ModelNotFoundError
-from medzoo.recipes.recipe import Recipe
+from medzoo.recipes.recipe import NATIVE_CXR_SPEC, Recipe
 
 # One architecture for the chest X-ray family: four levels of (16, 32, 64, 128)
 # filters take 128x128 images to 8x8 (about 0.5-2 M parameters), fast enough to
@@ -84,6 +84,22 @@ RECIPES: dict[str, Recipe] = {
             description="VQ-VAE, 32x32 code map over a 512-entry codebook (at most 0.56 bits per pixel)",
             model={**_CXR_ARCH, "depth": 2, "num_embeddings": 512, "embedding_dim": 32},
             augment={"translate": 0.03},
+        ),
+        # Models v2: the any-size residual architecture, trained on 64 px crops and
+        # measured on whole images. f4c1 keeps as many numbers as ae-chestxray's code
+        # (1,024 at 128 x 128), so the two architectures compare at equal latent size.
+        Recipe(
+            name="ae-chestxray-f4c1",
+            family="autoencoder",
+            description="Any-size residual autoencoder for chest X-rays: latent 4x smaller per side, 1 channel "
+                        "(16x fewer values); runs on DICOMs at native resolution, tiled when large",
+            model={"architecture": "residual", "filters": [48, 96], "depth": 2, "blocks_per_level": 2,
+                   "latent_channels": 1, "reconstruction_loss": "l1"},
+            spec=dict(NATIVE_CXR_SPEC),
+            crop_size=64,
+            learning_rate=1e-3,
+            epochs=40,
+            early_stopping_patience=0,
         ),
     ]
 }

@@ -33,6 +33,10 @@ DATASETS: dict[str, dict[str, Any]] = {
 #: the aspect ratio) and min-max normalised per image to [0, 1].
 CXR_SPEC = {"size": [128, 128], "channels": 1, "resize": "stretch", "normalize": "minmax"}
 
+#: The input contract of the any-size chest X-ray models: native resolution, min-max
+#: normalised per image to [0, 1] like the fixed-size models.
+NATIVE_CXR_SPEC = {"size": None, "channels": 1, "normalize": "minmax"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -48,6 +52,8 @@ class Recipe:
         classes: keep only images with these labels (e.g. ``[0]``: normal images only).
         max_images: use at most this many images per split (quick runs and tests).
         augment: ``{"translate": fraction}`` random shifts of the training images.
+        crop_size: train on one random ``crop_size`` square crop per image and epoch
+            (any-size models); validation and test use whole images.
         learning_rate: peak learning rate of Adam, cosine-decayed to zero over the run.
         batch_size: images per replica per step (the global batch scales with replicas).
         epochs: epochs to train.
@@ -66,6 +72,7 @@ class Recipe:
     classes: list | None = None
     max_images: int | None = None
     augment: dict = dataclasses.field(default_factory=dict)
+    crop_size: int | None = None
     learning_rate: float = 2e-3
     batch_size: int = 32
     epochs: int = 25

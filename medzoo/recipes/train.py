@@ -170,7 +170,7 @@ def _load_split(recipe: Recipe, split: str) -> np.ndarray:
 
 def _pipeline(images, spec, global_batch, recipe, *, training, deterministic):
     ds = from_arrays(images, spec, batch_size=global_batch, shuffle=training, seed=recipe.seed,
-                     drop_remainder=training)
+                     drop_remainder=training, crop_size=recipe.crop_size if training else None)
     steps = len(images) // global_batch if training else math.ceil(len(images) / global_batch)
     ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras show epoch progress
     shift = recipe.augment.get("translate", 0.0)
@@ -292,6 +292,30 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
 
 
 # --------------------------------------------------------------------- preset
+def hardware() -> str:
+    """What trained the weights, in words: accelerators if any, else the CPU and its core count."""
+    import platform
+
+    devices = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
+    cpu = platform.processor() or platform.machine()
+    return f"{', '.join(devices)} + " * bool(devices) + f"{os.cpu_count()} CPU cores ({cpu})"
+
+
+def training_resolution(recipe: Recipe, spec, train_images) -> dict:
+    """The image sizes an any-size model saw in training, for the out-of-range warning at inference.
+
+    ``image_side``: the shortest and longest sides of the preprocessed training images;
+    ``pixel_spacing_mm``: their pixel spacing where the dataset states one (else None).
+    """
+    if train_images is None:
+        train_images = _load_split(recipe, "train")
+    sides = np.asarray(train_images).shape[1:3]
+    if spec.max_side:
+        sides = [min(s, spec.max_side) for s in sides]
+    return {"image_side": [int(min(sides)), int(max(sides))],
+            "pixel_spacing_mm": recipe.provenance.get("pixel_spacing_mm")}
+
+
 def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replicas, entropy_data=None):
     """Save the preset; a VQ-VAE's gets its entropy model, fitted on ``entropy_data`` (train, val images)."""
     from medzoo.zoo.presets import save_preset  # the zoo writes presets; recipes only fill them in
@@ -307,10 +331,15 @@ def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replica
         "replicas": replicas,
         "learning_rate": recipe.learning_rate,
         "wall_time_s": round(wall, 1),
+        "hardware": hardware(),
         "seed": recipe.seed,
     }
+    if getattr(model, "any_size", False):
+        training["resolution"] = training_resolution(recipe, spec, entropy_data[0] if entropy_data else None)
+        training["crop_size"] = recipe.crop_size
     path = save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
-                       training=training, metrics=metrics, licence="CC-BY-4.0", weights_dtype=recipe.weights_dtype)
+                       training=training, metrics=metrics, licence="CC-BY-4.0",
+                       weights_dtype=recipe.weights_dtype)
     if recipe.family == "vqvae" and entropy_data is not None:
         from medzoo.evaluate.entropy import save_to_preset
 

@@ -112,8 +112,15 @@ def _validate_input(data, config: dict, path: str) -> None:
     _expect(data, dict, path, "an object")
     _check_keys(data, path, ("shape", "channels", "value_range", "preprocess"))
     shape = _expect(data["shape"], list, f"{path}.shape", "[height, width, channels]")
-    if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
-        _fail(f"{path}.shape", f"expected three positive integers, got {shape!r}")
+
+    def positive(v):
+        return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+    fixed = len(shape) == 3 and all(positive(v) for v in shape)
+    any_size = len(shape) == 3 and shape[0] is None and shape[1] is None and positive(shape[2])
+    if not (fixed or any_size):
+        _fail(f"{path}.shape", f"expected three positive integers, or [null, null, channels] for an any-size "
+                               f"model, got {shape!r}")
     if data["channels"] != shape[2]:
         _fail(f"{path}.channels", f"{data['channels']!r} differs from shape[2] = {shape[2]}")
     try:

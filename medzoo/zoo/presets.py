@@ -421,6 +421,7 @@ def load_preset(directory, *, compile=True, verify=None) -> AutoencoderModel:
         raise ConfigError(f"{directory / WEIGHTS_FILE} does not fit the architecture in config.json: {exc}") from exc
     model.preprocess_spec = spec
     model.zoo_metadata = {**metadata, "source": "path", "path": str(directory)}
+    model.training_resolution = (metadata.get("training") or {}).get("resolution")
     if compile:
         model.compile()
     return model
