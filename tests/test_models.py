@@ -41,7 +41,7 @@ def test_fit_with_validation_lowers_the_loss(key, tiny_cxr):
     for name in model.metric_names:
         assert name in hist and f"val_{name}" in hist
     # trackers are reset each epoch: after the last validation pass they hold 16 images, not more
-    assert float(model.trackers["loss"].count.numpy()) == 16
+    assert float(model.trackers["reconstruction_loss"].count.numpy()) == 16
 
 
 def test_fit_works_without_compile(tiny_cxr):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from medzoo.errors import ConfigError
 from medzoo.models.base import AutoencoderModel
@@ -81,17 +81,17 @@ class ConvAutoencoder(AutoencoderModel):
         reproducible; by default the model's seed generator advances.
         """
         strength = self.noise_strength if strength is None else float(strength)
-        x = tf.cast(x, tf.float32)
+        x = ops.cast(x, "float32")
         seed = self.seed_generator if seed is None else seed
         if self.noise == "none" or strength == 0:
             return x
-        eps = keras.random.normal(tf.shape(x), seed=seed)
+        eps = keras.random.normal(ops.shape(x), seed=seed)
         if self.noise == "gaussian":
             noisy = x + strength * eps
         else:
-            noisy = x + tf.sqrt(tf.maximum(x, 0.0) * strength) * eps
+            noisy = x + ops.sqrt(ops.maximum(x, 0.0) * strength) * eps
         if self.output_activation == "sigmoid":
-            noisy = tf.clip_by_value(noisy, 0.0, 1.0)
+            noisy = ops.clip(noisy, 0.0, 1.0)
         return noisy
 
     def encode_tensor(self, x):
@@ -100,15 +100,17 @@ class ConvAutoencoder(AutoencoderModel):
     def decode_tensor(self, z):
         return self.activate(self.decoder(z, training=False))
 
-    def compute_losses(self, x, target, training):
-        inputs = self.add_noise(x) if training else tf.cast(x, tf.float32)
+    def forward_terms(self, x, training):
+        inputs = self.add_noise(x) if training else ops.cast(x, "float32")
         code = self.encoder(self.pad_to_stride(inputs), training=training)
-        logits = self.crop_like(self.decoder(code, training=training), target)
-        rec = tf.reduce_mean(self.pixel_errors(target, logits))
+        return {"logits": self.crop_like(self.decoder(code, training=training), x), "code": code}
+
+    def losses_from(self, target, terms):
+        rec = ops.mean(self.pixel_errors(target, terms["logits"]))
         values = {"reconstruction_loss": rec}
         loss = rec
         if self.sparsity > 0:
-            sparse = tf.reduce_mean(tf.abs(tf.cast(code, tf.float32)))
+            sparse = ops.mean(ops.abs(ops.cast(terms["code"], "float32")))
             values["sparsity_loss"] = sparse
             loss = loss + self.sparsity * sparse
         values["loss"] = loss

@@ -1,10 +1,12 @@
 """What every medzoo model shares: config, training loop, metrics and the encode/decode API.
 
-Subclasses implement three things: ``_build_networks`` (create sub-layers from the
-config), ``compute_losses`` (a dict of scalars whose ``"loss"`` entry is minimised)
-and ``encode_tensor`` / ``decode_tensor`` (graph-safe tensor versions of the public
-numpy methods). This base class turns them into ``train_step`` and ``test_step``
-that work under any ``tf.distribute`` strategy and with mixed precision, a
+Subclasses implement four things: ``_build_networks`` (create sub-layers from the
+config), ``forward_terms`` (the training forward pass, a dict of tensors),
+``losses_from`` (a dict of scalars whose ``"loss"`` entry is minimised) and
+``encode_tensor`` / ``decode_tensor`` (tensor versions of the public numpy methods),
+all in ``keras.ops``. This base class turns them into a ``compute_loss`` that Keras'
+own training step of every backend (TensorFlow, JAX, PyTorch) uses, under any
+``tf.distribute`` strategy and with mixed precision, a
 ``compile()`` with a sensible default optimizer, and batched ``encode`` /
 ``decode`` / ``reconstruct`` that take and return numpy arrays.
 
@@ -23,16 +25,18 @@ inputs); otherwise (class labels from a labelled dataset) it is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
 
 import numpy as np
 import keras
-import tensorflow as tf
 from keras import ops
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.models import tiling
+from medzoo.models.execution import compiled
 from medzoo.models.blocks import NORMALIZATIONS, build_decoder, build_encoder, check_input_shape, resolve_filters
 from medzoo.models.losses import ssim_per_image
 from medzoo.models.residual import build_residual_decoder, build_residual_encoder, check_residual_depth
@@ -67,14 +71,24 @@ def reconstruction_error(target, logits, loss: str, output_activation: str):
     ``bce`` is the Bernoulli negative log-likelihood computed from logits, so it is
     stable near 0 and 1; it needs targets in [0, 1] and a sigmoid output.
     """
-    target = tf.cast(target, tf.float32)
-    logits = tf.cast(logits, tf.float32)
+    target = ops.cast(target, "float32")
+    logits = ops.cast(logits, "float32")
     if loss == "bce":
-        return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-    pred = tf.sigmoid(logits) if output_activation == "sigmoid" else logits
+        return ops.binary_crossentropy(target, logits, from_logits=True)
+    pred = ops.sigmoid(logits) if output_activation == "sigmoid" else logits
     if loss == "mse":
-        return tf.square(target - pred)
-    return tf.abs(target - pred)
+        return ops.square(target - pred)
+    return ops.abs(target - pred)
+
+
+#: ids of the models whose train_step / test_step runs in this thread (see AutoencoderModel.call)
+_IN_STEP = threading.local()
+
+
+def _multi_worker(strategy) -> bool:
+    """Whether ``strategy`` is tf.distribute's multi-worker strategy (told by class name: no TF import here)."""
+    names = {cls.__name__ for cls in type(strategy).__mro__}
+    return bool(names & {"CollectiveAllReduceStrategy", "MultiWorkerMirroredStrategy"})
 
 
 class AutoencoderModel(keras.Model):
@@ -168,7 +182,8 @@ class AutoencoderModel(keras.Model):
         self.reconstruction_loss = reconstruction_loss
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
+        # Keras tracks the total "loss" itself; these are the other terms, reset every epoch
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names if n != "loss"}
         self._tensor_fns = {}
         self._build_networks()
         self.build((None, *self.image_shape))
@@ -244,19 +259,32 @@ class AutoencoderModel(keras.Model):
     def _build_networks(self):
         raise NotImplementedError
 
-    def compute_losses(self, x, target, training):
-        """Return ``{"loss": ..., other metric names: ...}`` for one batch (graph-safe)."""
-        raise NotImplementedError
-
     def encode_tensor(self, x):
         raise NotImplementedError
 
     def decode_tensor(self, z):
         raise NotImplementedError
 
-    def call(self, inputs, training=None):
-        """Reconstruct ``inputs`` (so ``model(x)`` and ``model.predict(x)`` give images)."""
+    def forward_terms(self, x, training):
+        """The training forward pass: a dict of the tensors :meth:`losses_from` needs (graph-safe)."""
+        raise NotImplementedError
+
+    def losses_from(self, target, terms):
+        """``{"loss": ..., other metric names: ...}`` from ``forward_terms`` output and the target images."""
+        raise NotImplementedError
+
+    def reconstruct_tensor(self, inputs, training=None):
+        """Images -> reconstructions (tensors), without noise or sampling unless ``training``."""
         return self.crop_like(self.decode_tensor(self.encode_tensor(inputs)), inputs)
+
+    def call(self, inputs, training=None):
+        """Reconstruct ``inputs`` (so ``model(x)`` and ``model.predict(x)`` give images).
+
+        Inside ``train_step`` / ``test_step`` it returns :meth:`forward_terms` instead.
+        """
+        if self._loss_terms_mode:
+            return self.forward_terms(inputs, training)
+        return self.reconstruct_tensor(inputs, training=training)
 
     # ---------------------------------------------------------- shared pieces
     def pad_to_stride(self, x):
@@ -281,62 +309,84 @@ class AutoencoderModel(keras.Model):
 
     def activate(self, logits):
         """Decoder logits -> images in the output range."""
-        logits = tf.cast(logits, tf.float32)
-        return tf.sigmoid(logits) if self.output_activation == "sigmoid" else logits
+        logits = ops.cast(logits, "float32")
+        return ops.sigmoid(logits) if self.output_activation == "sigmoid" else logits
 
     def pixel_errors(self, target, logits):
         """Per-pixel reconstruction error (``reconstruction_loss``, plus the SSIM term), float32."""
         errors = reconstruction_error(target, logits, self.reconstruction_loss, self.output_activation)
         if self.ssim_weight:
-            structural = 1.0 - ssim_per_image(tf.cast(target, tf.float32), self.activate(logits))
+            structural = 1.0 - ssim_per_image(ops.cast(target, "float32"), self.activate(logits))
             errors = errors + self.ssim_weight * structural[:, None, None, None]
         return errors
 
     # ------------------------------------------------------------- training
-    @staticmethod
-    def _unpack(data):
-        if isinstance(data, (tuple, list)):
-            x = data[0]
-            y = data[1] if len(data) > 1 else None
-            if y is not None and getattr(y, "shape", None) is not None and len(y.shape) == len(x.shape):
-                return x, y
-            return x, x
-        return data, data
+    # Keras' own train_step / test_step of each backend run the optimisation; the model
+    # supplies compute_loss. Inside those steps (a flag read while the step is traced)
+    # call() returns forward_terms(), the tensors the loss needs, so the forward pass
+    # runs once; everywhere else it returns images. Under JAX, the trainer's stateless
+    # call carries the variable updates made in the forward pass (EMA codebook, seeds)
+    # and the metric updates made in compute_loss.
+    @property
+    def _loss_terms_mode(self) -> bool:
+        return id(self) in getattr(_IN_STEP, "models", ())
 
-    def _record(self, values, batch_size):
+    @contextlib.contextmanager
+    def _returning_loss_terms(self):
+        # thread-local: tf.distribute runs one step per replica in threads of its own
+        active = _IN_STEP.__dict__.setdefault("models", set())
+        fresh = id(self) not in active
+        active.add(id(self))
+        try:
+            yield
+        finally:
+            if fresh:
+                active.discard(id(self))
+
+    def train_step(self, *args, **kwargs):
+        with self._returning_loss_terms():
+            return super().train_step(*args, **kwargs)
+
+    def test_step(self, *args, **kwargs):
+        with self._returning_loss_terms():
+            return super().test_step(*args, **kwargs)
+
+    @staticmethod
+    def _target(x, y):
+        """``y`` when it is an image batch (e.g. clean images for noisy inputs), else ``x`` (labels are ignored)."""
+        if y is not None and getattr(y, "shape", None) is not None and len(y.shape) == len(x.shape):
+            return y
+        return x
+
+    def compute_losses(self, x, target, training):
+        """``{"loss": ..., other metric names: ...}`` for one batch: the forward pass and its loss terms."""
+        return self.losses_from(target, self.forward_terms(x, training))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The model's own loss for Keras' train/test steps; also updates the per-term metrics."""
+        if not isinstance(y_pred, dict):  # called outside our steps: run the forward pass here
+            y_pred = self.forward_terms(x, training)
+        values = self.losses_from(self._target(x, y), y_pred)
+        loss = values["loss"]
+        for extra in self.losses:  # e.g. kernel regularizers a user added
+            loss = loss + ops.cast(extra, "float32")
+        batch = ops.shape(x)[0]
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name], sample_weight=batch_size)
-        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            tracker.update_state(values[name], sample_weight=batch)
+        # under tf.distribute gradients are summed over replicas: each contributes loss / replicas
+        return loss / self._replicas()
+
+    def _replicas(self) -> int:
+        strategy = getattr(self, "distribute_strategy", None) if keras.backend.backend() == "tensorflow" else None
+        return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = self.get_metrics_result()
+        if keras.backend.backend() == "tensorflow" and _multi_worker(getattr(self, "distribute_strategy", None)):
             # Keras 3 reduces multi-worker step outputs with reduce(MEAN, axis=0), which
             # fails on scalars; shape (1,) reduces to the same scalar
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
-
-    def train_step(self, data):
-        x, target = self._unpack(data)
-        with tf.GradientTape() as tape:
-            values = self.compute_losses(x, target, training=True)
-            loss = values["loss"]
-            if self.losses:  # e.g. kernel regularizers a user added
-                loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
-                values = {**values, "loss": loss}
-            # gradients are summed over replicas, so each replica contributes loss / replicas
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        grads = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-        return self._record(values, tf.shape(x)[0])
-
-    def test_step(self, data):
-        x, target = self._unpack(data)
-        values = self.compute_losses(x, target, training=False)
-        return self._record(values, tf.shape(x)[0])
-
-    @property
-    def metrics(self):
-        # listing the trackers here makes Keras reset them at each epoch
-        return list(self.trackers.values())
 
     def compile(self, optimizer=None, loss=None, **kwargs):
         """Compile with Adam(1e-3) unless told otherwise; the loss is the model's own.
@@ -456,13 +506,11 @@ class AutoencoderModel(keras.Model):
         return tiling.check_tiling(tile_size, overlap, self.downsample_factor)
 
     def _batched(self, key, fn, x, batch_size):
-        """Run a tensor function over ``x`` in batches; one traced graph per ``key``."""
+        """Run a tensor function over ``x`` in batches; compiled once per ``key`` for the backend."""
         if key not in self._tensor_fns:
-            # plain tensor code: autograph has nothing to convert (and cannot parse lambdas)
-            self._tensor_fns[key] = tf.function(tf.autograph.experimental.do_not_convert(fn), reduce_retracing=True)
-        graph_fn = self._tensor_fns[key]
-        outs = [graph_fn(tf.convert_to_tensor(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
-        return np.concatenate([o.numpy() for o in outs], axis=0)
+            self._tensor_fns[key] = compiled(self, fn)
+        run = self._tensor_fns[key]
+        return np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)], axis=0)
 
     def _maybe_tiled(self, key, fn, x, batch_size, tiles, scale, output_size=None):
         """``_batched``, over overlapping blended tiles when ``tiles`` is ``(tile, overlap)``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from medzoo.errors import ConfigError
 
@@ -65,7 +65,8 @@ class VectorQuantizer(keras.layers.Layer):
             trainable=not self.ema,
         )
         if self.ema:
-            # "mean" aggregation lets each replica assign its statistics under tf.distribute
+            # "mean" aggregation lets each replica assign its statistics under tf.distribute;
+            # under JAX the trainer's stateless call carries the assignments like BatchNorm's
             self.ema_cluster_size = self.add_weight(
                 name="ema_cluster_size", shape=(k,), initializer="zeros", trainable=False, aggregation="mean")
             self.ema_embedding_sum = self.add_weight(
@@ -83,58 +84,60 @@ class VectorQuantizer(keras.layers.Layer):
 
     def nearest_codes(self, z):
         """Indices of the nearest codebook vectors, shape ``z.shape[:-1]`` (int32)."""
-        flat = tf.reshape(tf.cast(z, tf.float32), [-1, self.embedding_dim])
-        codebook = tf.cast(self.codebook, tf.float32)
+        flat = ops.reshape(ops.cast(z, "float32"), (-1, self.embedding_dim))
+        codebook = ops.cast(self.codebook, "float32")
         distances = (
-            tf.reduce_sum(tf.square(flat), axis=1, keepdims=True)
-            - 2.0 * tf.matmul(flat, codebook, transpose_b=True)
-            + tf.reduce_sum(tf.square(codebook), axis=1)[None, :]
+            ops.sum(ops.square(flat), axis=1, keepdims=True)
+            - 2.0 * ops.matmul(flat, ops.transpose(codebook))
+            + ops.sum(ops.square(codebook), axis=1)[None, :]
         )
-        codes = tf.argmin(distances, axis=1, output_type=tf.int32)
-        return tf.reshape(codes, tf.shape(z)[:-1])
+        codes = ops.cast(ops.argmin(distances, axis=1), "int32")
+        return ops.reshape(codes, ops.shape(z)[:-1])
 
     def lookup(self, codes):
         """Codebook vectors for integer ``codes`` (any shape) -> shape ``codes.shape + (D,)``."""
-        return tf.gather(tf.cast(self.codebook, tf.float32), tf.cast(codes, tf.int32))
+        return ops.take(ops.cast(self.codebook, "float32"), ops.cast(codes, "int32"), axis=0)
 
     def _ema_update(self, flat, one_hot):
+        """Move the codebook towards the mean of its assigned vectors (no gradient flows through this)."""
+        flat, one_hot = ops.stop_gradient(flat), ops.stop_gradient(one_hot)
         decay = self.decay
-        counts = tf.reduce_sum(one_hot, axis=0)
-        sums = tf.matmul(one_hot, flat, transpose_a=True)
+        counts = ops.sum(one_hot, axis=0)
+        sums = ops.matmul(ops.transpose(one_hot), flat)
         cluster = decay * self.ema_cluster_size + (1.0 - decay) * counts
         embed_sum = decay * self.ema_embedding_sum + (1.0 - decay) * sums
         if self.dead_code_threshold > 0:
             dead = cluster < self.dead_code_threshold
-            picks = keras.random.randint((self.num_embeddings,), 0, tf.shape(flat)[0], seed=self.seed_generator)
-            fresh = tf.gather(flat, picks)
-            cluster = tf.where(dead, tf.ones_like(cluster), cluster)
-            embed_sum = tf.where(dead[:, None], fresh, embed_sum)
-        total = tf.reduce_sum(cluster)
+            picks = keras.random.randint((self.num_embeddings,), 0, ops.shape(flat)[0], seed=self.seed_generator)
+            fresh = ops.take(flat, picks, axis=0)
+            cluster = ops.where(dead, ops.ones_like(cluster), cluster)
+            embed_sum = ops.where(dead[:, None], fresh, embed_sum)
+        total = ops.sum(cluster)
         smoothed = (cluster + self.epsilon) / (total + self.num_embeddings * self.epsilon) * total
         self.ema_cluster_size.assign(cluster)
         self.ema_embedding_sum.assign(embed_sum)
         self.codebook.assign(embed_sum / smoothed[:, None])
 
     def call(self, inputs, training=False):
-        z = tf.cast(inputs, tf.float32)
+        z = ops.cast(inputs, "float32")
         codes = self.nearest_codes(z)
         quantized = self.lookup(codes)
-        flat = tf.reshape(z, [-1, self.embedding_dim])
-        one_hot = tf.one_hot(tf.reshape(codes, [-1]), self.num_embeddings, dtype=tf.float32)
+        flat = ops.reshape(z, (-1, self.embedding_dim))
+        one_hot = ops.one_hot(ops.reshape(codes, (-1,)), self.num_embeddings, dtype="float32")
 
-        commitment = tf.reduce_mean(tf.square(z - tf.stop_gradient(quantized)))
+        commitment = ops.mean(ops.square(z - ops.stop_gradient(quantized)))
         loss = self.commitment_cost * commitment
         if not self.ema:
-            loss = loss + tf.reduce_mean(tf.square(tf.stop_gradient(z) - quantized))
+            loss = loss + ops.mean(ops.square(ops.stop_gradient(z) - quantized))
         elif training:
             self._ema_update(flat, one_hot)
 
-        probs = tf.reduce_mean(one_hot, axis=0)
-        perplexity = tf.exp(-tf.reduce_sum(probs * tf.math.log(probs + 1e-10)))
-        usage = tf.reduce_mean(tf.cast(probs > 0, tf.float32))
-        straight_through = z + tf.stop_gradient(quantized - z)
+        probs = ops.mean(one_hot, axis=0)
+        perplexity = ops.exp(-ops.sum(probs * ops.log(probs + 1e-10)))
+        usage = ops.mean(ops.cast(probs > 0, "float32"))
+        straight_through = z + ops.stop_gradient(quantized - z)
         return {
-            "quantized": tf.cast(straight_through, inputs.dtype),
+            "quantized": ops.cast(straight_through, inputs.dtype),
             "codes": codes,
             "loss": loss,
             "perplexity": perplexity,

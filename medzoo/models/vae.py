@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import keras
-import tensorflow as tf
+from keras import ops
 
 from medzoo.errors import ConfigError
 from medzoo.models.base import AutoencoderModel
@@ -12,10 +12,10 @@ from medzoo.models.base import AutoencoderModel
 
 def gaussian_kl(mean, log_var):
     """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
-    mean = tf.cast(mean, tf.float32)
-    log_var = tf.cast(log_var, tf.float32)
-    kl = -0.5 * (1.0 + log_var - tf.square(mean) - tf.exp(log_var))
-    return tf.reduce_sum(tf.reshape(kl, [tf.shape(kl)[0], -1]), axis=1)
+    mean = ops.cast(mean, "float32")
+    log_var = ops.cast(log_var, "float32")
+    kl = -0.5 * (1.0 + log_var - ops.square(mean) - ops.exp(log_var))
+    return ops.sum(ops.reshape(kl, (ops.shape(kl)[0], -1)), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="medzoo")
@@ -83,8 +83,8 @@ class VAE(AutoencoderModel):
 
     def reparameterize(self, mean, log_var):
         """z = mean + exp(log_var / 2) * eps, eps drawn from the model's seeded generator."""
-        eps = keras.random.normal(tf.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
-        return mean + tf.exp(0.5 * log_var) * eps
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
+        return mean + ops.exp(0.5 * log_var) * eps
 
     def encode_distribution(self, x, training=False):
         """Posterior parameters ``(mean, log_var)`` for a batch of images (tensors).
@@ -93,7 +93,7 @@ class VAE(AutoencoderModel):
         else bounds it, and ``exp(log_var)`` would overflow to an infinite KL.
         """
         mean, log_var = self.encoder(self.pad_to_stride(x), training=training)
-        return mean, tf.clip_by_value(log_var, -20.0, 10.0)
+        return mean, ops.clip(log_var, -20.0, 10.0)
 
     def encode_tensor(self, x):
         return self.encode_distribution(x)[0]
@@ -101,19 +101,21 @@ class VAE(AutoencoderModel):
     def decode_tensor(self, z):
         return self.activate(self.decoder(z, training=False))
 
-    def call(self, inputs, training=None):
+    def reconstruct_tensor(self, inputs, training=None):
         mean, log_var = self.encode_distribution(inputs, training=training)
         z = self.reparameterize(mean, log_var) if training else mean
         return self.crop_like(self.activate(self.decoder(z, training=training)), inputs)
 
-    def compute_losses(self, x, target, training):
+    def forward_terms(self, x, training):
         mean, log_var = self.encode_distribution(x, training=training)
         z = self.reparameterize(mean, log_var)
-        logits = self.crop_like(self.decoder(z, training=training), target)
-        errors = self.pixel_errors(target, logits)
-        rec = tf.reduce_mean(tf.reduce_sum(tf.reshape(errors, [tf.shape(errors)[0], -1]), axis=1))
-        kl = tf.reduce_mean(gaussian_kl(mean, log_var))
-        return {"loss": rec + self.beta * kl, "reconstruction_loss": rec, "kl_loss": kl}
+        return {"logits": self.crop_like(self.decoder(z, training=training), x), "mean": mean, "log_var": log_var}
+
+    def losses_from(self, target, terms):
+        errors = self.pixel_errors(target, terms["logits"])
+        rec = ops.mean(ops.sum(ops.reshape(errors, (ops.shape(errors)[0], -1)), axis=1))
+        kl = ops.mean(gaussian_kl(terms["mean"], terms["log_var"]))
+        return {"loss": rec + ops.cast(self.beta, "float32") * kl, "reconstruction_loss": rec, "kl_loss": kl}
 
     def encode(self, x, batch_size=64, preprocess=False, sample=False, tile_size="auto", overlap=None):
         """Images -> posterior means (or, with ``sample=True``, one posterior sample each).
@@ -125,11 +127,12 @@ class VAE(AutoencoderModel):
         if not sample:
             return super().encode(x, batch_size, tile_size=tile_size, overlap=overlap)
         tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
-        params = self._maybe_tiled("encode_distribution", lambda t: tf.concat(self.encode_distribution(t), -1),
+        params = self._maybe_tiled("encode_distribution",
+                                   lambda t: ops.concatenate(self.encode_distribution(t), axis=-1),
                                    x, batch_size, tiles, 1 / self.downsample_factor)
 
         def fn(t):
-            return self.reparameterize(*tf.split(t, 2, axis=-1))
+            return self.reparameterize(*ops.split(t, 2, axis=-1))
 
         return self._batched("reparameterize", fn, params, batch_size)
 

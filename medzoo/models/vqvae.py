@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import keras
-import tensorflow as tf
+from keras import ops
 
 from medzoo.models.base import AutoencoderModel
 from medzoo.models.quantizer import VectorQuantizer
@@ -91,24 +91,28 @@ class VQVAE(AutoencoderModel):
         return self.quantizer.nearest_codes(self.encoder(self.pad_to_stride(x), training=False))
 
     def decode_tensor(self, z):
-        if z.dtype.is_integer:
+        if keras.backend.standardize_dtype(z.dtype).startswith(("int", "uint")):
             z = self.quantizer.lookup(z)
         return self.activate(self.decoder(z, training=False))
 
-    def call(self, inputs, training=None):
+    def reconstruct_tensor(self, inputs, training=None):
         out = self.quantizer(self.encoder(self.pad_to_stride(inputs), training=training), training=training)
         return self.crop_like(self.activate(self.decoder(out["quantized"], training=training)), inputs)
 
-    def compute_losses(self, x, target, training):
+    def forward_terms(self, x, training):
         out = self.quantizer(self.encoder(self.pad_to_stride(x), training=training), training=training)
-        logits = self.crop_like(self.decoder(out["quantized"], training=training), target)
-        rec = tf.reduce_mean(self.pixel_errors(target, logits))
+        logits = self.crop_like(self.decoder(out["quantized"], training=training), x)
+        return {"logits": logits, "vq_loss": out["loss"], "perplexity": out["perplexity"],
+                "codebook_usage": out["codebook_usage"]}
+
+    def losses_from(self, target, terms):
+        rec = ops.mean(self.pixel_errors(target, terms["logits"]))
         return {
-            "loss": rec + out["loss"],
+            "loss": rec + terms["vq_loss"],
             "reconstruction_loss": rec,
-            "vq_loss": out["loss"],
-            "perplexity": out["perplexity"],
-            "codebook_usage": out["codebook_usage"],
+            "vq_loss": terms["vq_loss"],
+            "perplexity": terms["perplexity"],
+            "codebook_usage": terms["codebook_usage"],
         }
 
     def decode(self, z, batch_size=64, tile_size="auto", overlap=None, output_size=None):

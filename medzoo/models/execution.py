@@ -1,0 +1,64 @@
+"""Running a model's tensor functions fast on each Keras backend, numpy in and numpy out.
+
+``model.encode`` / ``decode`` / ``reconstruct`` call small tensor functions batch by
+batch. Each backend has its own way to make that fast, and this module is the one
+place that knows them:
+
+* TensorFlow: ``tf.function`` (one graph per input signature, relaxed shapes);
+* JAX: ``jax.jit`` of a stateless call, with the model's variables passed in as
+  arguments (so a jitted function never bakes in stale weights) and the state of
+  random seed generators written back afterwards;
+* PyTorch: eager execution under ``torch.no_grad()``.
+
+The backend's own package is imported only when that backend is the active one.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def compiled(model, fn):
+    """A function ``numpy batch -> numpy result`` that runs ``fn`` (tensor -> tensor) on the active backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # plain tensor code: autograph has nothing to convert (and cannot parse lambdas)
+        graph_fn = tf.function(tf.autograph.experimental.do_not_convert(fn), reduce_retracing=True)
+        return lambda x: graph_fn(tf.convert_to_tensor(x)).numpy()
+    if backend == "jax":
+        return _jax_compiled(model, fn)
+    if backend == "torch":
+        import torch
+
+        def run(x):
+            with torch.no_grad():
+                return ops.convert_to_numpy(fn(ops.convert_to_tensor(x)))
+
+        return run
+    return lambda x: ops.convert_to_numpy(fn(ops.convert_to_tensor(x)))
+
+
+def _jax_compiled(model, fn):
+    import jax
+
+    def stateless(values, x):
+        with keras.StatelessScope(state_mapping=list(zip(model.variables, values))) as scope:
+            out = fn(x)
+        updates = [scope.get_current_value(v) for v in model.variables]
+        return out, [u if u is not None else v for u, v in zip(updates, values)]
+
+    jitted = jax.jit(stateless)
+
+    def run(x):
+        variables = model.variables
+        out, new_values = jitted([v.value for v in variables], np.asarray(x))
+        for variable, old, new in zip(variables, (v.value for v in variables), new_values):
+            if new is not old and not variable.trainable:  # seed generator states advance
+                variable.assign(new)
+        return np.asarray(out)
+
+    return run
