@@ -1,4 +1,7 @@
-"""The three model families: training, the encode/decode API, and serialization."""
+"""The three model families: training, the encode/decode API, and serialization.
+
+Backend-neutral: CI runs this file under TensorFlow and again under JAX (KERAS_BACKEND=jax).
+"""
 
 import subprocess
 import sys
@@ -6,7 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 import medzoo
 from medzoo.callbacks import KLWarmup
@@ -26,6 +29,32 @@ FAMILIES = {
 }
 
 
+def numpy(value):
+    """A tensor or variable of any backend as a numpy array."""
+    return np.asarray(ops.convert_to_numpy(getattr(value, "value", value)))
+
+
+def gradient(fn, x):
+    """d fn(x) / dx for a scalar ``fn``, with the active backend's autodiff."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(fn)(x))
+    if backend == "torch":
+        import torch
+
+        t = torch.tensor(x, requires_grad=True)
+        fn(t).backward()
+        return t.grad.numpy()
+    import tensorflow as tf
+
+    t = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        total = fn(t)
+    return tape.gradient(total, t).numpy()
+
+
 def make(key, **over):
     cls, kw = FAMILIES[key]
     return cls(**{**TINY, **kw, **over})
@@ -41,7 +70,7 @@ def test_fit_with_validation_lowers_the_loss(key, tiny_cxr):
     for name in model.metric_names:
         assert name in hist and f"val_{name}" in hist
     # trackers are reset each epoch: after the last validation pass they hold 16 images, not more
-    assert float(model.trackers["reconstruction_loss"].count.numpy()) == 16
+    assert float(ops.convert_to_numpy(model.trackers["reconstruction_loss"].count)) == 16
 
 
 def test_fit_works_without_compile(tiny_cxr):
@@ -97,10 +126,10 @@ def test_api_shapes_and_consistency(key, tiny_cxr):
 
 def test_denoising_noise_only_in_training(tiny_cxr):
     model = make("dae", noise_strength=0.2)
-    x = tf.constant(tiny_cxr[:8])
-    np.testing.assert_array_equal(model(x, training=False).numpy(), model(x, training=False).numpy())
-    flat = tf.constant(np.full((64, 32, 32, 1), 0.5, "float32"))
-    noisy = model.add_noise(flat).numpy()
+    x = ops.convert_to_tensor(tiny_cxr[:8])
+    np.testing.assert_array_equal(numpy(model(x, training=False)), numpy(model(x, training=False)))
+    flat = np.full((64, 32, 32, 1), 0.5, "float32")
+    noisy = numpy(model.add_noise(flat))
     assert abs(noisy.std() - 0.2) < 0.01  # gaussian std = strength (0.5 +- 0.2 is rarely clipped)
     assert abs(noisy.mean() - 0.5) < 0.01
 
@@ -108,7 +137,7 @@ def test_denoising_noise_only_in_training(tiny_cxr):
 def test_poisson_noise_is_signal_dependent():
     model = make("ae", noise="poisson", noise_strength=0.01)
     x = np.concatenate([np.full((32, 32, 32, 1), 0.1), np.full((32, 32, 32, 1), 0.6)]).astype("float32")
-    noisy = model.add_noise(x, seed=0).numpy()
+    noisy = numpy(model.add_noise(x, seed=0))
     dark, bright = (noisy - x)[:32].std(), (noisy - x)[32:].std()
     np.testing.assert_allclose([dark, bright], [np.sqrt(0.001), np.sqrt(0.006)], rtol=0.05)
 
@@ -123,10 +152,10 @@ def test_sparse_loss_is_reconstruction_plus_weighted_l1(tiny_cxr):
 
 
 def test_gaussian_kl_closed_form():
-    mean = tf.constant([[0.0, 0.0], [1.0, 2.0]])
-    log_var = tf.constant([[0.0, 0.0], [0.0, np.log(4.0)]], tf.float32)
+    mean = np.array([[0.0, 0.0], [1.0, 2.0]], "float32")
+    log_var = np.array([[0.0, 0.0], [0.0, np.log(4.0)]], "float32")
     expected = [0.0, 0.5 * 1 + 0.5 * (4 + 4 - 1 - np.log(4.0))]
-    np.testing.assert_allclose(gaussian_kl(mean, log_var).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(numpy(gaussian_kl(mean, log_var)), expected, rtol=1e-6)
 
 
 def test_vae_loss_is_reconstruction_plus_beta_kl_and_warmup_moves_beta(tiny_cxr):
@@ -145,7 +174,7 @@ def test_vae_sampling_is_seeded():
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-3
     # the configured seed fixes the generator stream used for reparameterisation
-    assert make("vae").seed_generator.state.numpy().tolist() == make("vae").seed_generator.state.numpy().tolist()
+    assert numpy(make("vae").seed_generator.state).tolist() == numpy(make("vae").seed_generator.state).tolist()
 
 
 def test_vae_encode_sample_differs_from_mean(tiny_cxr):
@@ -160,12 +189,11 @@ def test_vector_quantizer_straight_through_and_codebook_tracking():
     vq = VectorQuantizer(8, 3, ema=False, seed=0)
     vq.build((None, 3))
     assert vq.codebook in vq.trainable_weights
-    z = tf.Variable(tf.random.normal((5, 3), seed=1))
-    with tf.GradientTape() as tape:
-        out = vq(z, training=True)
-        total = tf.reduce_sum(out["quantized"])
-    np.testing.assert_allclose(tape.gradient(total, z).numpy(), np.ones((5, 3)))  # straight through
-    np.testing.assert_allclose(out["quantized"].numpy(), tf.gather(vq.codebook, out["codes"]).numpy(), atol=1e-6)
+    z = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+    np.testing.assert_allclose(gradient(lambda t: ops.sum(vq(t, training=True)["quantized"]), z),
+                               np.ones((5, 3)))  # straight through
+    out = vq(z, training=True)
+    np.testing.assert_allclose(numpy(out["quantized"]), numpy(vq.codebook)[numpy(out["codes"])], atol=1e-6)
     ema = VectorQuantizer(8, 3, seed=0)
     ema.build((None, 3))
     assert ema.codebook in ema.non_trainable_weights and not ema.trainable_weights
@@ -175,13 +203,13 @@ def test_ema_updates_only_in_training_and_restarts_dead_codes():
     vq = VectorQuantizer(16, 2, decay=0.5, dead_code_threshold=1.0, seed=0)
     vq.build((None, 2))
     vq.codebook.assign(np.full((16, 2), 100.0, "float32"))  # every code far from the data
-    z = tf.constant(np.random.default_rng(0).normal(size=(256, 2)).astype("float32"))
+    z = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
     vq(z, training=False)
-    np.testing.assert_array_equal(vq.codebook.numpy(), np.full((16, 2), 100.0))
+    np.testing.assert_array_equal(numpy(vq.codebook), np.full((16, 2), 100.0))
     vq(z, training=True)
-    book = vq.codebook.numpy()
+    book = numpy(vq.codebook)
     assert np.abs(book).max() < 10  # all codes were dead and restarted on encoder outputs
-    dist = np.min(np.linalg.norm(book[:, None, :] - z.numpy()[None], axis=-1), axis=1)
+    dist = np.min(np.linalg.norm(book[:, None, :] - z[None], axis=-1), axis=1)
     assert (dist < 0.05).mean() > 0.9
     out = vq(z, training=False)
     assert float(out["codebook_usage"]) > 0.5 and float(out["perplexity"]) > 4
@@ -191,10 +219,10 @@ def test_perplexity_of_uniform_usage_equals_codebook_size():
     vq = VectorQuantizer(4, 1, seed=0)
     vq.build((None, 1))
     vq.codebook.assign(np.array([[0.0], [1.0], [2.0], [3.0]], "float32"))
-    out = vq(tf.constant([[0.0], [1.0], [2.0], [3.0]] * 5), training=False)
+    out = vq(np.array([[0.0], [1.0], [2.0], [3.0]] * 5, "float32"), training=False)
     np.testing.assert_allclose(float(out["perplexity"]), 4.0, rtol=1e-5)
     assert float(out["codebook_usage"]) == 1.0
-    assert out["codes"].numpy().tolist()[:4] == [0, 1, 2, 3]
+    assert numpy(out["codes"]).tolist()[:4] == [0, 1, 2, 3]
 
 
 def test_vqvae_codes_and_sampling_error(tiny_cxr):
@@ -232,7 +260,7 @@ import numpy as np, keras, medzoo, pathlib
 d = pathlib.Path({str(tmp_path)!r}); x = np.load(d / "x.npy")
 for key in ["dae", "vae", "vqvae"]:
     m = keras.saving.load_model(d / f"{{key}}.keras", safe_mode=True)
-    assert m.optimizer is not None and m.optimizer.iterations.numpy() > 0, key
+    assert m.optimizer is not None and keras.ops.convert_to_numpy(m.optimizer.iterations.value) > 0, key
     np.testing.assert_array_equal(m.reconstruct(x), np.load(d / f"{{key}}.npy"))
     print("ok", type(m).__name__)
 """
