@@ -3,7 +3,7 @@
 The public face of the package; everything here is a thin re-export.
 """
 
-__version__ = "0.1.0"
+from medzoo.version import __version__  # noqa: F401
 
 from medzoo.errors import (  # noqa: E402
     ConfigError,

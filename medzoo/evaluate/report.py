@@ -17,6 +17,7 @@ import pathlib
 
 from medzoo.errors import ConfigError
 from medzoo.evaluate.common import jsonable
+from medzoo.version import __version__
 
 REPORT_FILES = ("metrics.json", "report.md")
 
@@ -71,7 +72,6 @@ def write_report(results, output_dir, *, title: str | None = None, notes=()) -> 
     Returns:
         ``{"metrics": path, "report": path, <figure stem>: path, ...}``.
     """
-    import medzoo
 
     results = list(results)
     if not results:
@@ -88,13 +88,13 @@ def write_report(results, output_dir, *, title: str | None = None, notes=()) -> 
         figures[result.task] = [(result.task, result.plot(out / f"{result.task}.png"))]
         figures[result.task] += [(stem, draw(out / f"{stem}.png")) for stem, draw in result.extra_figures().items()]
         paths.update(dict(figures[result.task]))
-    metrics = {"title": title, "medzoo_version": medzoo.__version__,
+    metrics = {"title": title, "medzoo_version": __version__,
                "results": {r.task: r.to_dict(per_image=True) for r in results}}
     paths["metrics"] = out / "metrics.json"
     paths["metrics"].write_text(json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
     lines = [f"# {title}", ""] + [f"{note}  " for note in notes] + ([""] if notes else [])
-    lines += [f"medzoo {medzoo.__version__}. Every number below is in `metrics.json` (per image too).", ""]
+    lines += [f"medzoo {__version__}. Every number below is in `metrics.json` (per image too).", ""]
     for result in results:
         d = result.to_dict()
         lines += [f"## {result.task}", "", f"{', '.join(f'`{m}`' for m in _models(d))} on `{d.get('data', '?')}`.", ""]

@@ -26,6 +26,7 @@ from medzoo.errors import ConfigError, IntegrityError, MedzooError
 from medzoo.zoo.integrity import verify_files
 from medzoo.zoo.presets import check_preset, read_metadata, recorded_digests
 from medzoo.zoo.safety import METADATA_FILE, PRESET_FILES
+from medzoo.version import __version__
 
 CACHE_ENV = "MEDZOO_CACHE"
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -171,7 +172,6 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
     """
     import huggingface_hub
 
-    import medzoo
 
     root = cache_root(cache_dir)
     repo_dir = _repo_dir(root, ref)
@@ -189,7 +189,7 @@ def download(ref: HubRef, filenames, *, cache_dir=None, expected=None) -> tuple[
             try:
                 path = huggingface_hub.hf_hub_download(
                     ref.repo_id, ref.path_in_repo(filename), revision=commit or ref.revision, cache_dir=hf_cache,
-                    library_name="medzoo", library_version=medzoo.__version__,
+                    library_name="medzoo", library_version=__version__,
                 )
             except _download_errors() as exc:
                 raise FilesUnavailableError(_download_failure(filename, ref, exc)) from exc

@@ -55,6 +55,7 @@ from medzoo.zoo.safety import (
     check_preset_files,
     deserialize_model,
 )
+from medzoo.version import __version__
 
 METADATA_FORMAT = 1
 WEIGHTS_DTYPES = ("float32", "float16")
@@ -263,8 +264,6 @@ def save_preset(
             (directory / filename).unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
 
-    import medzoo
-
     with tempfile.TemporaryDirectory(prefix=f".{directory.name}-", dir=directory.parent) as tmp:
         tmp = pathlib.Path(tmp)
         write_json(tmp / CONFIG_FILE, config)
@@ -287,7 +286,7 @@ def save_preset(
             "training": training,
             "metrics": metrics,
             "weights": {"file": WEIGHTS_FILE, "dtype": weights_dtype, **({"kept_float32": kept} if kept else {})},
-            "medzoo_version": medzoo.__version__,
+            "medzoo_version": __version__,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
         }
