@@ -173,3 +173,44 @@ def test_demo_on_a_fresh_install_needs_no_data_and_no_network(cache, tmp_path):
         assert f"]({name}.png)" in text
         assert png(report / f"{name}.png").shape == (rows * 130 + 2, 8 * 130 + 2)
     assert "CC-BY-4.0" in text and "IM-0009-0001.jpeg" in text
+
+
+def _write_cr(path, pixels: np.ndarray) -> None:
+    """A 12-bit MONOCHROME2 CR Image Storage file holding ``pixels`` (uint16)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "CR", "TEST"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, tmp_path):
+    """The any-size zoo model reconstructs and encodes a 12-bit CR at native resolution (tiled), full-size PNG out."""
+    chest, _ = medzoo.read_dicom(dicom_dir / "rsna_pneumonia_cr_chest_pa_jpegbaseline.dcm")
+    big = Image.fromarray(chest.astype(np.float32)).resize((1955, 1841), Image.BILINEAR)
+    pixels = np.clip(np.asarray(big) * 16, 0, 4095)  # 8 -> 12 bits
+    _write_cr(tmp_path / "cr_1841x1955.dcm", pixels)
+    out = ok(run(["reconstruct", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o",
+                  str(tmp_path / "rec")], cache, timeout=600))
+    assert "native size (1841x1955)" in out
+    rec = png(tmp_path / "rec" / "cr_1841x1955.png")
+    assert rec.shape == (1841, 1955)
+    reference = to_uint8(pixels / 4095.0).astype(float)
+    assert np.corrcoef(rec.ravel().astype(float), reference.ravel())[0, 1] > 0.95
+    assert png(tmp_path / "rec" / "cr_1841x1955_reconstruction.png").shape == (1841 + 4, 3 * (1955 + 2) + 2)
+    ok(run(["encode", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o", str(tmp_path / "z.npz")],
+           cache, timeout=600))
+    with np.load(tmp_path / "z.npz") as z:
+        assert z["latent_0"].shape == (461, 489, 1) and z["sizes"].tolist() == [[1841, 1955]]

@@ -65,11 +65,29 @@ def _front_matter(metadata: dict) -> str:
     return f"---\n{data.to_yaml()}\n---\n"
 
 
+def input_label(shape) -> str:
+    """An input shape for people: ``128x128x1``, or ``any x 1`` for an any-size model (``[null, null, 1]``)."""
+    shape = list(shape)
+    if shape[0] is None:
+        return f"any x {shape[-1]}"
+    return "x".join(map(str, shape))
+
+
+def geometry_label(spec: dict) -> str:
+    """What a preprocessing spec config does to the image size, in words."""
+    if spec.get("size") is None:
+        limit = spec.get("max_side")
+        return "native size" + (f" (longer side at most {limit})" if limit else "")
+    return f"resize ({spec.get('resize')}) to {'x'.join(map(str, spec['size']))}"
+
+
 def render_card(metadata: dict) -> str:
     """The README.md text for a preset, from its metadata (see ``presets.save_preset``)."""
     name = metadata["name"]
     inputs = metadata["input"]
-    shape = "x".join(str(v) for v in inputs["shape"])
+    shape = input_label(inputs["shape"])
+    size_note = " (any height and width; large images go through overlapping tiles)" if inputs["shape"][0] is None \
+        else ""
     low, high = inputs["value_range"]
     lines = [
         _front_matter(metadata),
@@ -95,7 +113,7 @@ def render_card(metadata: dict) -> str:
         "",
         "## Input",
         "",
-        f"Images of shape {shape} with values in [{low:g}, {high:g}], made from raw images by this "
+        f"Images of shape {shape}{size_note} with values in [{low:g}, {high:g}], made from raw images by this "
         "preprocessing (`model.preprocess_spec`, applied by `model.preprocess`):",
         "",
         "```python",

@@ -45,6 +45,7 @@ from medzoo.errors import ConfigError, ModelNotFoundError
 from medzoo.models import FAMILIES
 from medzoo.zoo.hub import HubRef, is_commit, parse_hf_uri
 from medzoo.zoo.integrity import SHA256_PATTERN, file_record
+from medzoo.zoo.card import geometry_label, input_label
 from medzoo.zoo.presets import (
     NAME_PATTERN,
     VERSION_PATTERN,
@@ -406,7 +407,7 @@ class ModelTable(list):
         """One dict of display strings per model, keyed by :attr:`COLUMNS` (what every rendering shows)."""
         for m in self:
             yield {
-                "name": m["name"], "family": m["family"], "input": "x".join(map(str, m["input_shape"])),
+                "name": m["name"], "family": m["family"], "input": input_label(m["input_shape"]),
                 "params": _human_count(m["parameters"]), "size": _human_size(m["size_bytes"]),
                 "licence": m["licence"], "sources": "+".join(m["sources"]),
                 "description": m["description"] if len(m["description"]) <= 50 else m["description"][:49] + "…",
@@ -479,13 +480,13 @@ def describe(name, *, manifest_path=None) -> str:
     lines = [f"{entry['name']} {entry['version']}  ({entry['family']}, {_human_count(entry.get('parameters'))} "
              f"parameters, {entry.get('weights_dtype', 'float32')} weights, licence {entry['licence']})",
              entry["description"], ""]
-    rows = [("input", f"{'x'.join(map(str, inp['shape']))}, values in [{inp['value_range'][0]:g}, "
+    rows = [("input", f"{input_label(inp['shape'])}, values in [{inp['value_range'][0]:g}, "
                       f"{inp['value_range'][1]:g}]")]
     if spec:
         normalize = spec.get("normalize")
         if normalize == "minmax" and spec.get("percentiles"):
             normalize += " (percentiles {:g}-{:g})".format(*spec["percentiles"])
-        rows.append(("preprocess", f"resize ({spec.get('resize')}) to {'x'.join(map(str, spec.get('size') or []))}, "
+        rows.append(("preprocess", f"{geometry_label(spec)}, "
                                    f"{spec.get('channels')} channel(s), normalize {normalize}"))
     trained = f"recipe {training.get('recipe')}, {training.get('epochs')} epochs on {dataset.get('name')}"
     if training.get("classes") is not None:
