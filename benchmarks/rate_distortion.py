@@ -1,8 +1,8 @@
 """Rate-distortion of the zoo's VQ-VAEs (medzoo streams) against JPEG, JPEG 2000, WebP and JPEG XL.
 
-    python benchmarks/compression.py                      # every zoo VQ-VAE, full test split
-    python benchmarks/compression.py --max-images 64      # quick run
-    python benchmarks/compression.py --markdown           # also results.md (Markdown tables)
+    python benchmarks/rate_distortion.py                      # every zoo VQ-VAE, full test split
+    python benchmarks/rate_distortion.py --max-images 64      # quick run
+    python benchmarks/rate_distortion.py --markdown           # also results.md (Markdown tables)
 
 Every test image is compressed on its own; rates are whole files/streams in bits per
 pixel of the 128 x 128 model input. Prints the RD table, entropy-model rates (raw
