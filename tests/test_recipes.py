@@ -238,3 +238,21 @@ def test_a_run_killed_after_its_first_epoch_resumes_where_it_stopped(tmp_path):
     assert report["wall_time_s"] > spent_before_kill  # the time of both runs
     epochs = [int(line.split(",")[0]) for line in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == [0, 1, 2, 3, 4]
+
+
+def test_every_registered_dataset_is_the_file_in_the_data_folder(data_dir):
+    """DATASETS (provenance copied into every preset) names real files: same sha256, readable splits."""
+    import hashlib
+
+    from medzoo.data import load_npz, resolve_npz
+    from medzoo.recipes import DATASETS
+
+    assert {"busbra_256", "brain_tumor_figshare_128", "hc18_256"} <= set(DATASETS)
+    for name, info in DATASETS.items():
+        assert info["licence"] and info["citation"] and info["description"], name
+        path = resolve_npz(name, data_dir=data_dir)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"], name
+        for split in ("train", "val", "test"):
+            images, labels = load_npz(name, split, data_dir=data_dir)
+            assert images.ndim == 3 and len(images) > 0, (name, split)
+            assert (labels is None) == name.startswith("hc18") and (labels is None or len(labels) == len(images))

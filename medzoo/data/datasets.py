@@ -105,7 +105,8 @@ def load_npz(path_or_name, split: str = "train", *, data_dir=None, cache_dir=Non
     Returns:
         ``(images, labels)``: images as stored (uint8 (N, H, W) or (N, H, W, C) for
         MedMNIST), labels as int64 (N,) (a (N, 1) column is squeezed; multi-label
-        files such as ChestMNIST keep (N, K)). Only the two arrays of the split are read.
+        files such as ChestMNIST keep (N, K)), or None for a split without labels
+        (HC18's masks-only and unlabelled splits). Only the two arrays of the split are read.
 
     Raises:
         DataError: unknown name (the message lists known names and the folders
@@ -118,19 +119,22 @@ def load_npz(path_or_name, split: str = "train", *, data_dir=None, cache_dir=Non
     image_key, label_key = f"{split}_images", f"{split}_labels"
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if image_key not in npz.files or label_key not in npz.files:
+            if image_key not in npz.files:
                 splits = sorted(k[: -len("_images")] for k in npz.files if k.endswith("_images"))
                 raise DataError(
-                    f"{path}: no split {split!r} (needs keys {image_key!r} and {label_key!r}); "
+                    f"{path}: no split {split!r} (needs the key {image_key!r}, and {label_key!r} for labels); "
                     f"splits in the file: {splits}"
                 )
-            images, labels = npz[image_key], npz[label_key]
+            images = npz[image_key]
+            labels = npz[label_key] if label_key in npz.files else None
     except MedzooError:
         raise
     except Exception as exc:
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
     if images.ndim not in (3, 4):
         raise DataError(f"{path}: {image_key} has shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
+    if labels is None:
+        return images, None
     if labels.ndim == 0 or len(labels) != len(images):
         raise DataError(f"{path}: {label_key} has shape {labels.shape} but there are {len(images)} images")
     if labels.ndim == 2 and labels.shape[1] == 1:

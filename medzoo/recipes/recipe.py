@@ -20,6 +20,42 @@ DATASETS: dict[str, dict[str, Any]] = {
                     "Mendeley Data v2, doi:10.17632/rscbjbr9sj.2",
         "sha256": "a2832bde3f9a0e5929796c539b8c4e85578470e21832ff846ac0fc53ea4873f5",
     },
+    "busbra_256": {
+        "description": "BUS-BRA breast ultrasound: 1,875 images of 1,064 patients from 4 scanners with lesion masks, "
+                       "grey, padded to square and resized to 256x256, patient-disjoint split (train 1,492 / val 196 "
+                       "/ test 187); labels 0 = benign, 1 = malignant (biopsy-proven); keys also masks, case, "
+                       "birads, device",
+        "licence": "BUS-BRA dataset licence (MIT-style; every use must cite the article)",
+        "citation": "Gomez-Flores W., Gregorio-Calas M.J., de Albuquerque Pereira W.C., BUS-BRA: A Breast Ultrasound "
+                    "Dataset for Assessing Computer-aided Diagnosis Systems, Medical Physics (2024), "
+                    "doi:10.1002/mp.16812; data: Zenodo doi:10.5281/zenodo.8231412",
+        "sha256": "7f16640cd0d615baa633e30edfbda20c0e311f91324d8d59a007a701ac876216",
+        "pixel_spacing_mm": None,
+    },
+    "brain_tumor_figshare_128": {
+        "description": "Figshare brain tumour MRI: 3,064 T1-weighted contrast-enhanced slices of 233 patients with "
+                       "tumour masks, 128x128, each slice min-max scaled by the source; split in contiguous "
+                       "per-class blocks (train 2,451 / val 306 / test 307); labels 0 = meningioma, 1 = glioma, "
+                       "2 = pituitary tumour",
+        "licence": "CC-BY-4.0",
+        "citation": "Cheng J., brain tumor dataset, figshare (2017), doi:10.6084/m9.figshare.1512427.v5; Cheng J. et "
+                    "al., PLoS ONE 10(10):e0140381 (2015)",
+        "sha256": "c9fe81a68ead189a85ae6dd34465188a86fc8f15831e1636602a768e5b733dc3",
+        "pixel_spacing_mm": None,
+    },
+    "hc18_256": {
+        "description": "HC18 fetal head ultrasound: 999 images with head masks split by subject (train 796 / val 100 "
+                       "/ test 103) plus 335 unlabelled, padded to square and resized to 256x256; per image the "
+                       "source pixel size and the reference head circumference in mm "
+                       "(*_pixel_size_mm_and_hc_mm; on the 256 px grid the spacing is "
+                       "pixel_size_mm * max(original_hw) / 256)",
+        "licence": "CC-BY-4.0",
+        "citation": "van den Heuvel T.L.A., de Bruijn D., de Korte C.L., van Ginneken B., Automated measurement of "
+                    "fetal head circumference using 2D ultrasound images, PLoS ONE 13(8):e0200412 (2018); data: "
+                    "Zenodo doi:10.5281/zenodo.1322001",
+        "sha256": "e88cf2ed1c3a2d0fd52b6282f15cc022ae1b64ee1c3e1f138c02a2a4adf97587",
+        "pixel_spacing_mm": "per image (see description)",
+    },
     "kermany_pediatric_cxr_64": {
         "description": "the same 5,856 pediatric chest X-rays at 64x64",
         "licence": "CC-BY-4.0",
