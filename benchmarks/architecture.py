@@ -151,6 +151,8 @@ def main(argv=None):
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 512])
     p.add_argument("--tiled-side", type=int, default=4096)
+    p.add_argument("--parts", nargs="+", default=["quality", "speed", "tiled"], choices=["quality", "speed", "tiled"],
+                   help="what to measure (speed and memory want an otherwise idle machine)")
     args = p.parse_args(argv)
     _common.setup_logging()
     from medzoo.evaluate.common import format_table
@@ -158,8 +160,8 @@ def main(argv=None):
 
     import medzoo
 
-    quality, rows = {}, []
-    for dataset in args.datasets:
+    tables, quality, rows = [], {}, []
+    for dataset in args.datasets if "quality" in args.parts else []:
         test, _ = medzoo.load_npz(dataset, "test")
         if args.max_images:
             test = test[np.random.default_rng(args.seed).permutation(len(test))[:args.max_images]]
@@ -173,25 +175,30 @@ def main(argv=None):
             rows.append([DATASETS.get(dataset, dataset), arch, r["params"], r["train_images"], r["latent_numbers"],
                          r["psnr"], r["ssim"]])
             print(f"{dataset} {arch}: {r}", flush=True)
-    table1 = format_table(["data", "model", "params", "images seen", "latent numbers", "PSNR dB", "SSIM"], rows,
-                          title=f"equal latent size (1/16 of the pixels), {args.minutes:g} min of training each")
+    if rows:
+        tables.append(format_table(["data", "model", "params", "images seen", "latent numbers", "PSNR dB", "SSIM"],
+                                   rows, title=f"equal latent size (1/16 of the pixels), {args.minutes:g} min of "
+                                               "training each"))
 
     speed, rows = {}, []
-    for size in args.sizes:
+    for size in args.sizes if "speed" in args.parts else []:
         row = [size]
         for arch in ARCHITECTURES:
             train_rate, infer_rate = throughput(arch, size)
             speed[f"{arch}/{size}"] = {"train": train_rate, "inference": infer_rate}
             row += [train_rate, infer_rate]
         rows.append(row)
-    table2 = format_table(["px", "conv train img/s", "conv infer img/s", "residual train img/s",
-                           "residual infer img/s"], rows, title="throughput on this machine (float32)")
+    if rows:
+        tables.append(format_table(["px", "conv train img/s", "conv infer img/s", "residual train img/s",
+                                    "residual infer img/s"], rows, title="throughput on this machine (float32)"))
 
-    tiled = tiled_4k(args.tiled_side)
-    table3 = format_table(["image", "tile / overlap", "seconds", "peak RSS GB", "RSS before GB"],
-                          [[f"{args.tiled_side} x {args.tiled_side}", "512 / 64", tiled["seconds"], tiled["peak_gb"],
-                            tiled["before_gb"]]], title="tiled reconstruction (residual, fresh process)")
-    text = "\n\n".join([table1, table2, table3])
+    tiled = tiled_4k(args.tiled_side) if "tiled" in args.parts else {}
+    if tiled:
+        tables.append(format_table(["image", "tile / overlap", "seconds", "peak RSS GB", "RSS before GB"],
+                                   [[f"{args.tiled_side} x {args.tiled_side}", "512 / 64", tiled["seconds"],
+                                     tiled["peak_gb"], tiled["before_gb"]]],
+                                   title="tiled reconstruction (residual, fresh process)"))
+    text = "\n\n".join(tables)
     _common.write(args.output, "summary", text, {"quality": quality, "speed": speed, "tiled": tiled,
                                                  "minutes": args.minutes})
     print(text)
