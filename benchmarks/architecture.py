@@ -35,15 +35,6 @@ ARCHITECTURES = {
 }
 
 
-def bicubic_thumbnail(x: np.ndarray, factor: int) -> np.ndarray:
-    """Downscale by ``factor`` (antialiased bicubic) and upscale back: a thumbnail's reconstruction."""
-    import tensorflow as tf
-
-    h, w = x.shape[1:3]
-    small = tf.image.resize(x, (h // factor, w // factor), method="bicubic", antialias=True)
-    return np.clip(tf.image.resize(small, (h, w), method="bicubic").numpy(), 0.0, 1.0)
-
-
 class _TimeBudget:
     """A Keras callback that stops training once ``seconds`` of wall time have passed."""
 
@@ -157,6 +148,7 @@ def main(argv=None):
     _common.setup_logging()
     from medzoo.evaluate.common import format_table
     from medzoo.evaluate.metrics import psnr, ssim
+    from medzoo.evaluate.reconstruction import bicubic_thumbnail
 
     import medzoo
 
@@ -166,7 +158,7 @@ def main(argv=None):
         if args.max_images:
             test = test[np.random.default_rng(args.seed).permutation(len(test))[:args.max_images]]
         x = (test[..., None] / 255.0).astype(np.float32)
-        thumb = bicubic_thumbnail(x, 4)
+        thumb, _ = bicubic_thumbnail(x, x.shape[1] * x.shape[2] // 16)
         rows.append([DATASETS.get(dataset, dataset), "bicubic thumbnail 4x", "-", "-", x.shape[1] ** 2 // 16,
                      float(psnr(x, thumb).mean()), float(ssim(x, thumb).mean())])
         for arch in ARCHITECTURES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 
 import numpy as np
@@ -33,6 +34,9 @@ class ReconstructionResult(Result):
         examples: ``(inputs, reconstructions)`` of a few images, for the figure.
         class_names: the name of each label value (``class_names[label]``), e.g. the class
             subfolders of ``--data DIR``; None: the chest X-ray classes (0 normal, 1 pneumonia).
+        thumbnail: the obvious alternative for a continuous latent: a bicubic thumbnail keeping
+            as many numbers as the latent, enlarged back (:func:`bicubic_thumbnail`):
+            ``{"numbers", "size", "psnr": (N,), "ssim": (N,)}``; None for discrete codes.
     """
 
     model: str
@@ -41,6 +45,7 @@ class ReconstructionResult(Result):
     labels: np.ndarray | None
     examples: tuple
     class_names: tuple | None = None
+    thumbnail: dict | None = None
     task = "reconstruction"
 
     def class_name(self, label) -> str:
@@ -69,6 +74,9 @@ class ReconstructionResult(Result):
              "metrics": self.summary, "by_class": self.by_class()}
         if self.class_names is not None:
             d["class_names"] = list(self.class_names)
+        if self.thumbnail is not None:
+            d["thumbnail"] = {"numbers": self.thumbnail["numbers"], "size": list(self.thumbnail["size"]),
+                              "psnr": summary(self.thumbnail["psnr"]), "ssim": summary(self.thumbnail["ssim"])}
         if per_image:
             d["per_image"] = {m: self.per_image[m] for m in METRICS}
             if self.labels is not None:
@@ -80,6 +88,10 @@ class ReconstructionResult(Result):
         text = format_table(["metric", "mean", "std", "median", "min", "max"], rows,
                             title=f"reconstruction: {self.model} on {self.source} "
                                   f"({len(self.per_image['psnr'])} images)")
+        if self.thumbnail is not None:
+            t = self.thumbnail
+            text += (f"\nbicubic thumbnail keeping the latent's {t['numbers']} numbers ({t['size'][0]}x{t['size'][1]}): "
+                     f"PSNR {np.mean(t['psnr']):.2f} dB, SSIM {np.mean(t['ssim']):.3f}")
         by_class = self.by_class()
         if by_class:
             text += "\n" + format_table(["class", "n", *METRICS],
@@ -118,8 +130,31 @@ class ReconstructionResult(Result):
         return plots.save(fig, path)
 
 
+def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.ndarray, tuple[int, int]]:
+    """Shrink images to a thumbnail of about ``numbers`` values (antialiased bicubic) and enlarge it back.
+
+    The baseline a latent must beat: a code of ``numbers`` values that any image viewer
+    already has. Returns the enlarged images, clipped to ``value_range``, and the thumbnail size.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images, np.float32)
+    _, h, w, c = images.shape
+    scale = math.sqrt(numbers / (h * w * c))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = tf.image.resize(images, size, method="bicubic", antialias=True)
+    back = tf.image.resize(small, (h, w), method="bicubic").numpy()
+    return np.clip(back, *value_range), size
+
+
+def latent_numbers(model, x) -> int | None:
+    """How many values one image's latent holds, or None for discrete codes (a VQ-VAE's code map)."""
+    z = model.encode(x[:1])
+    return None if np.issubdtype(z.dtype, np.integer) else int(np.prod(z.shape[1:]))
+
+
 def reconstruction(model, images=None, labels=None, *, split="test", dataset=None, max_images=None, seed=0,
-                   batch_size=64, examples=8, class_names=None) -> ReconstructionResult:
+                   batch_size=64, examples=8, class_names=None, thumbnail=True) -> ReconstructionResult:
     """Reconstruct a split (or the given images) and measure PSNR, SSIM and MAE per image.
 
     Args:
@@ -130,6 +165,8 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
         examples: images shown in the figure (spread over the split).
         class_names: names of the label values 0, 1, ... for the per-class table (default:
             the chest X-ray classes, 0 normal and 1 pneumonia).
+        thumbnail: also measure the bicubic thumbnail that keeps as many numbers as a
+            continuous latent (:func:`bicubic_thumbnail`).
 
     Returns:
         A :class:`ReconstructionResult`.
@@ -142,4 +179,12 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
     per_image = {"psnr": psnr(x, rec), "ssim": ssim(x, rec), "mae": mae(x, rec)}
     pick = np.unique(np.linspace(0, len(x) - 1, min(examples, len(x))).astype(int))
     names = None if class_names is None else tuple(str(c) for c in class_names)
-    return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]), names)
+    baseline = None
+    numbers = latent_numbers(model, x) if thumbnail else None
+    if numbers is not None:
+        spec = getattr(model, "preprocess_spec", None)
+        value_range = tuple(spec.value_range) if spec is not None else (0.0, 1.0)
+        thumbs, size = bicubic_thumbnail(x, numbers, value_range)
+        baseline = {"numbers": numbers, "size": size, "psnr": psnr(x, thumbs, max_val=value_range[1] - value_range[0]),
+                    "ssim": ssim(x, thumbs, max_val=value_range[1] - value_range[0])}
+    return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]), names, baseline)
