@@ -53,6 +53,7 @@ MODALITIES = {
 METRICS = {
     "psnr": "PSNR {:.2f} dB",
     "ssim": "SSIM {:.3f}",
+    "thumbnail_psnr": "(bicubic thumbnail of as many numbers {:.2f} dB)",
     "denoised_psnr": "denoised PSNR {:.2f} dB",
     "noisy_input_psnr": "(noisy input {:.2f} dB)",
     "nelbo_bits_per_dim": "NELBO {:.3f} bits/dim",
