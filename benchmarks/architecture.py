@@ -69,7 +69,7 @@ def build(arch: str, size=None):
 
 def train_and_test(arch: str, dataset: str, minutes: float, max_images, seed: int) -> dict:
     import medzoo
-    from medzoo.evaluate.metrics import psnr, ssim
+    from medzoo.metrics import psnr, ssim
 
     train, _ = medzoo.load_npz(dataset, "train")
     test, _ = medzoo.load_npz(dataset, "test")
@@ -147,8 +147,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     _common.setup_logging()
     from medzoo.evaluate.common import format_table
-    from medzoo.evaluate.metrics import psnr, ssim
-    from medzoo.evaluate.reconstruction import bicubic_thumbnail
+    from medzoo.metrics import psnr, ssim
+    from medzoo.metrics import bicubic_thumbnail
 
     import medzoo
 

@@ -10,7 +10,14 @@ import sys
 
 def _train(args):
     from medzoo.recipes import train
+    from medzoo.recipes.train import finish
 
+    if args.finish:
+        if not args.output:
+            raise SystemExit("medzoo: error: --finish needs --output, the run directory to finish")
+        preset = finish(args.output, weights=args.weights)
+        print(json.dumps({"recipe": args.recipe, "preset": str(preset)}, indent=2))
+        return
     overrides = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
@@ -23,13 +30,27 @@ def _train(args):
         overrides[key] = json.loads(value)
     result = train(args.recipe, output_dir=args.output, strategy=args.strategy, precision=args.precision,
                    resume=args.resume, deterministic=args.deterministic, verbose=args.verbose,
-                   write_preset=not args.no_preset, **overrides)
+                   write_preset=not args.no_preset, time_budget_s=args.time_budget, **overrides)
     print(json.dumps({"recipe": result.recipe.name, "epochs": result.epochs_completed,
                       "initial_epoch": result.initial_epoch,
                       "optimizer_steps": result.optimizer_steps,
                       "wall_time_s": round(result.wall_time_s, 1),
                       "preset": str(result.preset_dir) if result.preset_dir else None,
                       "metrics": result.metrics}, indent=2))
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``540``, ``90s``, ``9m`` or ``2h``."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (give seconds, or 9m, 2h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return value
 
 
 EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation")
@@ -226,8 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="images per replica per step")
     p.add_argument("--max-images", type=int, help="use at most this many images per split (quick runs)")
-    p.add_argument("--strategy", default="auto", choices=["auto", "cpu", "mirrored", "multiworker"])
-    p.add_argument("--precision", default="float32", choices=["float32", "mixed"])
+    p.add_argument("--strategy", default="auto", choices=["auto", "cpu", "mirrored", "multiworker"],
+                   help="TensorFlow: tf.distribute strategy (auto: all GPUs, or TF_CONFIG's cluster); JAX: auto is "
+                        "data-parallel over all visible devices")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed", "bfloat16"],
+                   help="mixed (float16) and bfloat16 compute need a GPU")
+    p.add_argument("--time-budget", type=_duration, metavar="DURATION",
+                   help="train for about this long (e.g. 540, 9m, 2h): the epochs that fit are measured first")
+    p.add_argument("--finish", action="store_true",
+                   help="turn the finished run in --output (e.g. trained on a GPU machine with --no-preset) into a "
+                        "preset: test metrics measured here, the run's hardware and wall time kept")
+    p.add_argument("--weights", default="best", choices=["best", "final"],
+                   help="with --finish: the lowest-val_loss weights (default) or the last epoch's")
     p.add_argument("--output", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --output")
     p.add_argument("--deterministic", action="store_true", help="seeded, deterministic ops")

@@ -10,7 +10,7 @@ from medzoo.cli import EVALUATION_TASKS, main
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError
 from medzoo.evaluate.common import prepare
-from medzoo.evaluate.metrics import psnr
+from medzoo.metrics import psnr
 from medzoo.models import VAE, ConvAutoencoder
 
 TINY = dict(input_shape=(32, 32, 1), filters=4, depth=2, seed=3, normalization="none")

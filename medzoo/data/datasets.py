@@ -1,15 +1,17 @@
-"""Datasets: MedMNIST-layout ``.npz`` files, in-memory arrays and folders of image files as ``tf.data``.
+"""Datasets: MedMNIST-layout ``.npz`` files, in-memory arrays and folders of image files.
 
 * :func:`load_npz` finds an ``.npz`` file by path or name (searching ``data_dir``
   and ``$MEDZOO_DATA_DIR``), or downloads a known public MedMNIST file with its
   official MD5, and returns one split as numpy arrays.
-* :func:`from_arrays` turns arrays into a batched ``tf.data.Dataset`` of
-  preprocessed images: preprocessing runs once, in chunks, then the result is
-  cached and (re)shuffled every epoch.
+* :func:`from_arrays` turns arrays into batches of preprocessed images for ``fit``:
+  a ``tf.data.Dataset`` under the TensorFlow backend, a numpy
+  :class:`~medzoo.data.batches.ArrayBatches` (a ``keras.utils.PyDataset``) under JAX
+  and PyTorch, which need no TensorFlow. Preprocessing runs once, then the images
+  are (re)shuffled every epoch.
 * :func:`from_directory` does the same for a folder tree of DICOM / PNG / JPEG /
-  NPY files. Every file's header is validated when the dataset is built, so bad
-  files surface before training starts; decoding then runs in parallel inside
-  the pipeline.
+  NPY files with ``tf.data`` (TensorFlow required). Every file's header is validated
+  when the dataset is built, so bad files surface before training starts; decoding
+  then runs in parallel inside the pipeline.
 
 Both can train on patches: ``crop_size=S`` yields one random ``S x S`` crop of every
 preprocessed image per epoch (a new crop each epoch), so the cost of a training step
@@ -25,13 +27,12 @@ import os
 import pathlib
 import threading
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from medzoo.backend import keras_backend, require_tensorflow
 from medzoo.data.dicom import parse_voi
 from medzoo.data.images import ImageInfo, image_kind, probe_image, read_image
-from medzoo.data.preprocess import PreprocessSpec, check_image_size
+from medzoo.data.preprocess import PreprocessSpec, check_image_size, shrunk_size
 from medzoo.errors import ConfigError, DataError, IntegrityError, MedzooError
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,8 @@ def _download(name: str, remote: RemoteFile, cache_dir) -> pathlib.Path:
     if cache_dir is not None:
         # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet
         pathlib.Path(cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+    import keras
+
     try:
         path = keras.utils.get_file(
             fname=f"{name}.npz",
@@ -197,6 +200,9 @@ def _download(name: str, remote: RemoteFile, cache_dir) -> pathlib.Path:
     return pathlib.Path(path)
 
 
+PIPELINES = ("auto", "tf", "numpy")
+
+
 def from_arrays(
     images,
     spec: PreprocessSpec,
@@ -209,25 +215,34 @@ def from_arrays(
     drop_remainder: bool = False,
     repeat: bool = False,
     crop_size: int | None = None,
-) -> tf.data.Dataset:
-    """A batched, prefetched ``tf.data.Dataset`` of preprocessed images (and labels) from arrays.
+    repeats: int = 1,
+    weights=None,
+    pipeline: str = "auto",
+):
+    """Batches of preprocessed images (and labels) from arrays, ready for ``fit``.
 
-    Preprocessing (``spec.apply``) runs in chunks of images; with ``cache=True``
-    it runs once and later epochs read the cached float32 images. Shuffling
-    happens after the cache over the whole dataset, reshuffled every epoch.
+    Preprocessing (``spec.apply``) runs once, in chunks of images; shuffling covers
+    the whole dataset and is redone every epoch.
 
     Args:
-        images: (N, H, W) or (N, H, W, C) of any numeric dtype, e.g. from :func:`load_npz`.
+        images: (N, H, W) or (N, H, W, C) of any numeric dtype, e.g. from :func:`load_npz`;
+            with ``pipeline="numpy"`` also a list of such arrays (a mixture, see ``weights``).
         spec: the preprocessing.
-        labels: optional (N, ...) labels; then the dataset yields ``(images, labels)``.
+        labels: optional (N, ...) labels; then the batches are ``(images, labels)``.
+            Masks (N, H, W) on the image grid are cropped with their images (numpy pipeline).
         batch_size: images per batch.
         shuffle: shuffle every epoch (``seed`` makes the order reproducible).
-        seed: shuffle seed.
-        cache: keep the preprocessed images in memory after the first epoch.
+        seed: seed of the order and the crops.
+        cache: ``tf.data`` only: keep the preprocessed images in memory after the first epoch.
         drop_remainder: drop the last, smaller batch.
-        repeat: repeat forever (then give ``steps_per_epoch`` to ``fit``).
+        repeat: ``tf.data`` only: repeat forever (then give ``steps_per_epoch`` to ``fit``).
         crop_size: yield a random ``crop_size x crop_size`` crop of each preprocessed
             image (a fresh one every epoch) instead of the whole image.
+        repeats: numpy only: crops of each image per epoch.
+        weights: numpy only: a mixture's share of each source per epoch (``"balanced"``: equal).
+        pipeline: ``"tf"`` (a ``tf.data.Dataset``; needs TensorFlow), ``"numpy"`` (an
+            :class:`~medzoo.data.batches.ArrayBatches`, any backend) or ``"auto"``: ``tf``
+            under the TensorFlow backend, ``numpy`` under the others.
 
     Raises:
         DataError: wrong shapes, too-small images, labels of another length, or
@@ -235,16 +250,22 @@ def from_arrays(
     """
     _check_common(spec, batch_size)
     _check_crop(crop_size)
-    images = np.asarray(images)
-    if images.ndim not in (3, 4) or len(images) == 0:
-        raise DataError(f"images must be a non-empty batch (N, H, W) or (N, H, W, C); got shape {images.shape}")
-    if images.ndim == 3:
-        images = images[..., None]
-    check_image_size(images.shape[1], images.shape[2], what="images")
-    if crop_size is not None:
-        height, width = spec.size or _shrunk_size(images.shape[1], images.shape[2], spec.max_side)
-        if crop_size > min(height, width):
-            raise DataError(f"crop_size {crop_size} is larger than the preprocessed images ({height}x{width})")
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+    if pipeline == "auto":
+        pipeline = "tf" if keras_backend() == "tensorflow" else "numpy"
+    if pipeline == "numpy":
+        from medzoo.data.batches import ArrayBatches
+
+        sources = images if isinstance(images, (list, tuple)) else [images]
+        for source in sources:
+            _check_array(np.asarray(source), spec, crop_size)
+        return ArrayBatches(images, spec, labels=labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                            crop_size=crop_size, repeats=repeats, weights=weights, drop_remainder=drop_remainder)
+    if isinstance(images, (list, tuple)) or repeats != 1 or weights is not None:
+        raise ConfigError("mixtures of arrays, repeats and weights belong to pipeline='numpy'")
+    tf = require_tensorflow("from_arrays(pipeline='tf')", "use pipeline='numpy'")
+    images = _check_array(np.asarray(images), spec, crop_size)
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(images).batch(_PREPROCESS_CHUNK)
         ds = ds.map(spec.apply, num_parallel_calls=tf.data.AUTOTUNE)
@@ -266,22 +287,30 @@ def from_arrays(
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def _check_array(images: np.ndarray, spec: PreprocessSpec, crop_size) -> np.ndarray:
+    """A non-empty (N, H, W, C) batch of images large enough for the spec and the crop."""
+    if images.ndim not in (3, 4) or len(images) == 0:
+        raise DataError(f"images must be a non-empty batch (N, H, W) or (N, H, W, C); got shape {images.shape}")
+    if images.ndim == 3:
+        images = images[..., None]
+    check_image_size(images.shape[1], images.shape[2], what="images")
+    if crop_size is not None:
+        height, width = spec.size or shrunk_size(images.shape[1], images.shape[2], spec.max_side)
+        if crop_size > min(height, width):
+            raise DataError(f"crop_size {crop_size} is larger than the preprocessed images ({height}x{width})")
+    return images
+
+
 def _check_crop(crop_size) -> None:
     if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer))
                                   or crop_size < 8):
         raise ConfigError(f"crop_size must be an integer number of pixels >= 8, got {crop_size!r}")
 
 
-def _shrunk_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """The size a native-size spec gives an image (the longer side limited to ``max_side``)."""
-    if max_side is None or max(height, width) <= max_side:
-        return height, width
-    scale = max_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def _cropper(crop_size: int, seed, labelled: bool):
     """The pipeline step that cuts one random square crop out of each image (fails clearly if it is too small)."""
+
+    import tensorflow as tf
 
     def crop(image, *label):
         shape = tf.shape(image)
@@ -319,7 +348,7 @@ class DirectoryDataset:
         ignored: files that are not images (no DICOM preamble and no image extension).
     """
 
-    dataset: tf.data.Dataset
+    dataset: "tf.data.Dataset"
     files: tuple[pathlib.Path, ...]
     class_names: tuple[str, ...]
     num_images: int
@@ -379,6 +408,8 @@ def from_directory(
     """
     _check_common(spec, batch_size)
     _check_crop(crop_size)
+    tf = require_tensorflow("from_directory (tf.data reading of DICOM/PNG folders)",
+                            "read the files with medzoo.read_images and pass the arrays to from_arrays")
     if labels not in ("inferred", None):
         raise ConfigError(f'labels must be "inferred" or None, got {labels!r}')
     if on_error not in ("raise", "skip"):
@@ -456,6 +487,8 @@ def _decoder(voi, on_error: str, skipped: list[SkippedFile]):
                     logger.warning("from_directory: skipped a file whose pixels cannot be decoded: %s", exc)
             return np.zeros((0, 0, 1), np.float32), False
         return (pixels[..., None] if pixels.ndim == 2 else pixels), True
+
+    import tensorflow as tf
 
     def decode(path, frame, *label):
         pixels, ok = tf.numpy_function(load, [path, frame], [tf.float32, tf.bool], name="read_image")

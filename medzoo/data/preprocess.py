@@ -1,10 +1,12 @@
 """Turning arbitrary images into exactly what a model expects, and back into viewable images.
 
 :class:`PreprocessSpec` is the one place where images are resized, converted
-between grey and colour and normalised. It is written in TensorFlow ops, so the
-same code runs eagerly, inside ``tf.function`` and inside ``tf.data`` pipelines,
-and it is a small frozen dataclass that serialises to JSON (``to_config``), so a
-model can ship the exact preprocessing it was trained with.
+between grey and colour and normalised. It is a small frozen dataclass that
+serialises to JSON (``to_config``), so a model ships the exact preprocessing it was
+trained with. It has two implementations of the same steps: numpy, for numpy input
+on every Keras backend and without TensorFlow, and TensorFlow ops
+(:mod:`medzoo.data.preprocess_tf`) for TensorFlow tensors and ``tf.data`` graphs,
+where sizes may be unknown until run time. They agree to float32 rounding.
 
 Order of operations in :meth:`PreprocessSpec.apply` (per image, also inside a
 batch):
@@ -37,9 +39,11 @@ import dataclasses
 import math
 from typing import Any
 
-import numpy as np
-import tensorflow as tf
+import sys
 
+import numpy as np
+
+from medzoo.data.resample import resize_bilinear
 from medzoo.errors import ConfigError, DataError
 
 MIN_IMAGE_SIZE = 8
@@ -96,8 +100,8 @@ def check_image_size(height: int, width: int, what: str = "image") -> None:
         )
 
 
-def _rescale(x: tf.Tensor, low, high, value_range) -> tf.Tensor:
-    """Clip ``x`` to ``[low, high]`` and map that interval linearly onto ``value_range``.
+def rescale(x: np.ndarray, low, high, value_range) -> np.ndarray:
+    """Clip ``x`` to ``[low, high]`` and map that interval linearly onto ``value_range`` (float32).
 
     The single normalisation primitive: every mode of :class:`PreprocessSpec` and
     :func:`to_uint8` go through it. A constant image maps to ``value_range[0]``
@@ -105,48 +109,33 @@ def _rescale(x: tf.Tensor, low, high, value_range) -> tf.Tensor:
     rounding (``_FLAT`` of the magnitude), which resampling a constant image
     leaves behind and which would otherwise be stretched into noise.
     """
-    low = tf.cast(low, tf.float32)
-    high = tf.cast(high, tf.float32)
+    low = np.asarray(low, np.float32)
+    high = np.asarray(high, np.float32)
     span = high - low
-    flat = span <= _FLAT * tf.maximum(tf.abs(low), tf.abs(high))
-    unit = (tf.clip_by_value(x, low, high) - low) / tf.where(flat, tf.ones_like(span), span)
-    unit = tf.where(flat, tf.zeros_like(unit), unit)
-    out_low, out_high = (float(v) for v in value_range)
-    return out_low + unit * (out_high - out_low)
+    flat = span <= _FLAT * np.maximum(np.abs(low), np.abs(high))
+    unit = (np.clip(x, low, high) - low) / np.where(flat, np.float32(1.0), span)
+    unit = np.where(flat, np.float32(0.0), unit)
+    out_low, out_high = (np.float32(v) for v in value_range)
+    return (out_low + unit * (out_high - out_low)).astype(np.float32)
 
 
-def _percentiles(x: tf.Tensor, qs) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-image percentiles of a batch (N, H, W, C), with numpy's default linear interpolation."""
-    flat = tf.sort(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
-    last = tf.cast(tf.shape(flat)[1] - 1, tf.float32)
-    values = []
-    for q in qs:
-        position = q / 100.0 * last
-        below = tf.floor(position)
-        frac = position - below
-        below = tf.cast(below, tf.int32)
-        above = tf.minimum(below + 1, tf.cast(last, tf.int32))
-        value = tf.gather(flat, below, axis=1) * (1.0 - frac) + tf.gather(flat, above, axis=1) * frac
-        values.append(tf.reshape(value, [-1, 1, 1, 1]))
-    return values[0], values[1]
+def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """Convert a batch (N, H, W, 1|3|4) to ``channels`` channels."""
+    if x.shape[-1] == 1:
+        return x if channels == 1 else np.repeat(x, 3, axis=-1)
+    rgb = x[..., :3]
+    if channels == 3:
+        return rgb
+    return _LUMA[0] * rgb[..., 0:1] + _LUMA[1] * rgb[..., 1:2] + _LUMA[2] * rgb[..., 2:3]
 
 
-def _to_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
-    """Convert a batch (N, H, W, 1|3|4) to ``channels`` channels; works with an unknown channel count."""
+def _uses_tensorflow(images) -> bool:
+    """Whether ``images`` need the TensorFlow implementation (a TF tensor, or a traced graph)."""
+    if "tensorflow" not in sys.modules:  # nothing can be a TF tensor if TF was never imported
+        return False
+    from medzoo.data import preprocess_tf
 
-    def from_grey():
-        return x if channels == 1 else tf.tile(x, [1, 1, 1, 3])
-
-    def from_colour():
-        rgb = x[..., :3]
-        if channels == 3:
-            return rgb
-        return _LUMA[0] * rgb[..., 0:1] + _LUMA[1] * rgb[..., 1:2] + _LUMA[2] * rgb[..., 2:3]
-
-    if x.shape[-1] is not None:
-        return from_grey() if x.shape[-1] == 1 else from_colour()
-    out = tf.cond(tf.equal(tf.shape(x)[-1], 1), from_grey, from_colour)
-    return tf.ensure_shape(out, [None, None, None, channels])
+    return preprocess_tf.is_tf_input(images)
 
 
 def _as_pair(value, name: str, kind=float) -> tuple:
@@ -268,91 +257,90 @@ class PreprocessSpec:
             raise ConfigError("a PreprocessSpec config needs 'size'")
         return cls(**config)
 
-    def apply(self, images) -> tf.Tensor:
-        """Preprocess one image or a batch; works eagerly and in graph mode (``tf.data``, ``tf.function``).
+    def apply(self, images):
+        """Preprocess one image or a batch.
 
         Args:
-            images: (H, W), (H, W, C), (N, H, W) or (N, H, W, C) of any numeric dtype,
-                as numpy array or tensor; C is 1, 3 or 4 (alpha is dropped). In graph
-                mode H and W may be unknown, and so may C for rank-4 input.
+            images: (H, W), (H, W, C), (N, H, W) or (N, H, W, C) of any numeric dtype;
+                C is 1, 3 or 4 (alpha is dropped). A numpy array (or anything array-like)
+                goes through the numpy implementation, on any backend; a TensorFlow
+                tensor, or any input while a ``tf.function`` / ``tf.data`` graph is
+                traced, through TensorFlow ops (then H, W and, for rank-4 input, C may
+                be unknown).
 
         Returns:
-            A float32 tensor of shape (H', W', C') for one image or (N, H', W', C')
-            for a batch, with values in ``value_range``.
+            float32 (H', W', C') for one image or (N, H', W', C') for a batch, with
+            values in ``value_range``: a numpy array for numpy input, else a tensor.
 
         Raises:
             DataError: for an unsupported shape or dtype, or an image smaller than
-                :data:`MIN_IMAGE_SIZE` (checked at trace time when the size is static,
-                otherwise by a runtime assertion).
+                :data:`MIN_IMAGE_SIZE` (in a graph with unknown sizes, a runtime assertion).
         """
-        x = tf.convert_to_tensor(images)
-        if not (x.dtype.is_integer or x.dtype.is_floating or x.dtype == tf.bool):
-            raise DataError(f"images must be numeric, got dtype {x.dtype.name}")
-        if x.shape.rank is None:
-            raise DataError("images must have a known rank (2, 3 or 4)")
-        batched, _ = image_layout(x.shape.as_list())
-        x = tf.cast(x, tf.float32)
-        if x.shape.rank == 2:
+        if _uses_tensorflow(images):
+            from medzoo.data import preprocess_tf
+
+            return preprocess_tf.apply(self, images)
+        x = np.asarray(images)
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise DataError(f"images must be numeric, got dtype {x.dtype}")
+        batched, _ = image_layout(x.shape)
+        x = x.astype(np.float32)
+        if x.ndim == 2:
             x = x[None, ..., None]
-        elif x.shape.rank == 3:
+        elif x.ndim == 3:
             x = x[..., None] if batched else x[None]
         y = self._apply_batch(x)
         return y if batched else y[0]
 
-    def _apply_batch(self, x: tf.Tensor) -> tf.Tensor:
-        """:meth:`apply` on a float32 batch (N, H, W, C)."""
-        x = _check_min_size(x)
+    def _apply_batch(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply` on a float32 numpy batch (N, H, W, C)."""
+        check_image_size(x.shape[1], x.shape[2])
         x = _to_channels(x, self.channels)
         x = self._shrink(x) if self.size is None else self._resize(x)
         if self.normalize == "minmax":
-            low = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
-            high = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
+            low = x.min(axis=(1, 2, 3), keepdims=True)
+            high = x.max(axis=(1, 2, 3), keepdims=True)
         elif self.normalize == "percentile":
-            low, high = _percentiles(x, self.percentiles)
+            flat = x.reshape(len(x), -1)
+            low, high = (np.percentile(flat, q, axis=1).astype(np.float32).reshape(-1, 1, 1, 1)
+                         for q in self.percentiles)
         else:
             low, high = self.input_range
-        x = _rescale(x, low, high, self.value_range)
+        x = rescale(x, low, high, self.value_range)
         if self.resize == "pad" and self.size is not None:
             x = self._pad(x)
-        return tf.ensure_shape(x, [None, *self.output_shape])
+        return x
 
-    def _shrink(self, x: tf.Tensor) -> tf.Tensor:
+    def _shrink(self, x: np.ndarray) -> np.ndarray:
         """Native-size geometry: unchanged, or shrunk so the longer side is ``max_side``."""
         if self.max_side is None:
             return x
-        h = tf.cast(tf.shape(x)[1], tf.float32)
-        w = tf.cast(tf.shape(x)[2], tf.float32)
-        scale = tf.minimum(1.0, self.max_side / tf.maximum(h, w))
-        size = tf.cast(tf.maximum(tf.round(tf.stack([h, w]) * scale), 1.0), tf.int32)
-        return tf.cond(scale < 1.0, lambda: tf.image.resize(x, size, antialias=True), lambda: x)
+        height, width = shrunk_size(x.shape[1], x.shape[2], self.max_side)
+        return x if (height, width) == x.shape[1:3] else resize_bilinear(x, height, width)
 
-    def _resize(self, x: tf.Tensor) -> tf.Tensor:
+    def _resize(self, x: np.ndarray) -> np.ndarray:
         """Geometry step: the final size for crop/stretch, the fitted size (before padding) for pad."""
         height, width = self.size
+        h, w = x.shape[1], x.shape[2]
         if self.resize == "stretch":
-            return tf.image.resize(x, (height, width), antialias=True)
-        h = tf.cast(tf.shape(x)[1], tf.float32)
-        w = tf.cast(tf.shape(x)[2], tf.float32)
+            return resize_bilinear(x, height, width)
         if self.resize == "crop":
-            scale = tf.maximum(height / h, width / w)
-            crop_h = tf.cast(tf.minimum(h, tf.round(height / scale)), tf.int32)
-            crop_w = tf.cast(tf.minimum(w, tf.round(width / scale)), tf.int32)
-            top = (tf.shape(x)[1] - crop_h) // 2
-            left = (tf.shape(x)[2] - crop_w) // 2
-            x = x[:, top : top + crop_h, left : left + crop_w, :]
-            return tf.image.resize(x, (height, width), antialias=True)
-        scale = tf.minimum(height / h, width / w)
-        fit_h = tf.cast(tf.clip_by_value(tf.round(h * scale), 1.0, float(height)), tf.int32)
-        fit_w = tf.cast(tf.clip_by_value(tf.round(w * scale), 1.0, float(width)), tf.int32)
-        return tf.image.resize(x, tf.stack([fit_h, fit_w]), antialias=True)
+            scale = max(np.float32(height) / np.float32(h), np.float32(width) / np.float32(w))
+            crop_h = int(min(h, np.round(np.float32(height) / scale)))
+            crop_w = int(min(w, np.round(np.float32(width) / scale)))
+            top, left = (h - crop_h) // 2, (w - crop_w) // 2
+            return resize_bilinear(x[:, top:top + crop_h, left:left + crop_w], height, width)
+        scale = min(np.float32(height) / np.float32(h), np.float32(width) / np.float32(w))
+        fit_h = int(np.clip(np.round(np.float32(h) * scale), 1, height))
+        fit_w = int(np.clip(np.round(np.float32(w) * scale), 1, width))
+        return resize_bilinear(x, fit_h, fit_w)
 
-    def _pad(self, x: tf.Tensor) -> tf.Tensor:
+    def _pad(self, x: np.ndarray) -> np.ndarray:
         """Centre ``x`` on a ``size`` canvas filled with ``value_range[0]``."""
         height, width = self.size
-        extra_h = height - tf.shape(x)[1]
-        extra_w = width - tf.shape(x)[2]
-        paddings = [[0, 0], [extra_h // 2, extra_h - extra_h // 2], [extra_w // 2, extra_w - extra_w // 2], [0, 0]]
-        return tf.pad(x, paddings, constant_values=self.value_range[0])
+        extra_h, extra_w = height - x.shape[1], width - x.shape[2]
+        paddings = [(0, 0), (extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2), (0, 0)]
+        return np.pad(x, paddings, constant_values=np.float32(self.value_range[0]))
 
     def check(self, images) -> None:
         """Raise :class:`DataError` unless ``images`` already are model inputs for this spec.
@@ -394,19 +382,16 @@ class PreprocessSpec:
             )
 
 
-def _check_min_size(x: tf.Tensor) -> tf.Tensor:
-    """Check H, W >= MIN_IMAGE_SIZE: in Python when the size is static, else with a runtime assertion."""
-    height, width = x.shape[1], x.shape[2]
-    if height is not None and width is not None:
-        check_image_size(height, width)
-        return x
-    assertion = tf.debugging.assert_greater_equal(
-        tf.shape(x)[1:3],
-        MIN_IMAGE_SIZE,
-        message=f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels",
-    )
-    with tf.control_dependencies([assertion]):
-        return tf.identity(x)
+def shrunk_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The size a native-size spec gives an ``height x width`` image (longer side limited to ``max_side``).
+
+    The one statement of the rule, shared by preprocessing, crop checks and the
+    training-resolution record of any-size presets.
+    """
+    if max_side is None or max(height, width) <= max_side:
+        return int(height), int(width)
+    scale = np.float32(max_side) / np.float32(max(height, width))
+    return (max(1, int(np.round(np.float32(height) * scale))), max(1, int(np.round(np.float32(width) * scale))))
 
 
 def to_uint8(images, value_range=(0.0, 1.0)) -> np.ndarray:
@@ -421,8 +406,8 @@ def to_uint8(images, value_range=(0.0, 1.0)) -> np.ndarray:
     array = np.asarray(images, dtype=np.float32)
     if not np.all(np.isfinite(array)):
         raise DataError("images contain NaN or infinite values")
-    scaled = _rescale(tf.constant(array), value_range[0], value_range[1], (0.0, 255.0))
-    return np.rint(scaled.numpy()).astype(np.uint8)
+    scaled = rescale(array, value_range[0], value_range[1], (0.0, 255.0))
+    return np.rint(scaled).astype(np.uint8)
 
 
 def to_display(image, value_range=(0.0, 1.0)) -> np.ndarray:

@@ -40,7 +40,7 @@ from medzoo.evaluate.common import (
     resolve_model,
     training_info,
 )
-from medzoo.evaluate.metrics import fit_vae_sigma, ssim, vae_negative_elbo_bits
+from medzoo.metrics import fit_vae_sigma, ssim, vae_negative_elbo_bits
 from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import auroc, bootstrap_ci, roc_curve
 

@@ -135,7 +135,7 @@ def sweep(codec, images_uint8, reference, *, settings=None, progress=None) -> di
         at each setting).
     """
     from medzoo.evaluate.common import progress as bar
-    from medzoo.evaluate.metrics import psnr, ssim
+    from medzoo.metrics import psnr, ssim
 
     codec = get_codec(codec) if isinstance(codec, str) else codec
     settings = tuple(codec.settings if settings is None else settings)

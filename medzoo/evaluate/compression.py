@@ -36,7 +36,7 @@ from medzoo.evaluate.common import (
     summary,
 )
 from medzoo.evaluate.entropy import KINDS, entropy_model_for, weights_fingerprint
-from medzoo.evaluate.metrics import psnr, ssim
+from medzoo.metrics import psnr, ssim
 from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
 

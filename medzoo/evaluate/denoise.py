@@ -32,7 +32,7 @@ from medzoo.evaluate.common import (
     progress,
     resolve_model,
 )
-from medzoo.evaluate.metrics import psnr, ssim
+from medzoo.metrics import psnr, ssim
 from medzoo.evaluate.report import markdown_table
 
 SIGMAS = (0.05, 0.1, 0.15, 0.2)

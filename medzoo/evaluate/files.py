@@ -23,7 +23,7 @@ from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import plots
 from medzoo.evaluate.codec import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
 from medzoo.evaluate.common import progress, resolve_model
-from medzoo.evaluate.metrics import mae, psnr, ssim
+from medzoo.metrics import mae, psnr, ssim
 
 #: |error| shown white in the error maps, as a fraction of the value range
 ERROR_RANGE = 0.25

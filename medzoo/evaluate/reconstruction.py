@@ -19,7 +19,7 @@ from medzoo.evaluate.common import (
     resolve_model,
     summary,
 )
-from medzoo.evaluate.metrics import mae, psnr, ssim
+from medzoo.metrics import bicubic_thumbnail, mae, psnr, ssim
 
 METRICS = ("psnr", "ssim", "mae")
 
@@ -128,23 +128,6 @@ class ReconstructionResult(Result):
             ax.set_xlabel(m)
         axes[0].set_ylabel("images")
         return plots.save(fig, path)
-
-
-def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.ndarray, tuple[int, int]]:
-    """Shrink images to a thumbnail of about ``numbers`` values (antialiased bicubic) and enlarge it back.
-
-    The baseline a latent must beat: a code of ``numbers`` values that any image viewer
-    already has. Returns the enlarged images, clipped to ``value_range``, and the thumbnail size.
-    """
-    import tensorflow as tf
-
-    images = np.asarray(images, np.float32)
-    _, h, w, c = images.shape
-    scale = math.sqrt(numbers / (h * w * c))
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = tf.image.resize(images, size, method="bicubic", antialias=True)
-    back = tf.image.resize(small, (h, w), method="bicubic").numpy()
-    return np.clip(back, *value_range), size
 
 
 def latent_numbers(model, x) -> int | None:

@@ -500,8 +500,7 @@ class AutoencoderModel(keras.Model):
         if tile_size == "auto":
             if height * width <= self.auto_tile_pixels:
                 return None
-            tile_size, default_overlap = self.default_tile
-            overlap = default_overlap if overlap is None else overlap
+            tile_size = self.default_tile[0]
         overlap = self.default_tile[1] if overlap is None else overlap
         return tiling.check_tiling(tile_size, overlap, self.downsample_factor)
 

@@ -56,8 +56,8 @@ def _jax_compiled(model, fn):
     def run(x):
         variables = model.variables
         out, new_values = jitted([v.value for v in variables], np.asarray(x))
-        for variable, old, new in zip(variables, (v.value for v in variables), new_values):
-            if new is not old and not variable.trainable:  # seed generator states advance
+        for variable, new in zip(variables, new_values):
+            if not variable.trainable:  # e.g. seed generator states, which advance with each sample
                 variable.assign(new)
         return np.asarray(out)
 

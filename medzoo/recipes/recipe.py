@@ -83,14 +83,18 @@ class Recipe:
         family: ``"autoencoder"``, ``"vae"`` or ``"vqvae"``.
         model: keyword arguments of the family's class (``input_shape`` comes from ``spec``).
         description: one line for the zoo listing.
-        dataset: an npz name or path understood by :func:`medzoo.data.load_npz`.
+        dataset: an npz name or path understood by :func:`medzoo.data.load_npz`, or a list
+            of them: a mixture, sampled in equal shares per epoch (a generalist model).
         spec: a :class:`~medzoo.data.PreprocessSpec` config; the model's input contract.
         classes: keep only images with these labels (e.g. ``[0]``: normal images only).
         max_images: use at most this many images per split (quick runs and tests).
         augment: ``{"translate": fraction}`` random shifts of the training images.
         crop_size: train on one random ``crop_size`` square crop per image and epoch
             (any-size models); validation and test use whole images.
+        crops_per_image: crops of every training image per epoch (so an epoch on a fast
+            accelerator is long enough to amortise its validation pass).
         learning_rate: peak learning rate of Adam, cosine-decayed to zero over the run.
+        warmup_steps: optimizer steps of linear warm-up to ``learning_rate`` (0: none).
         batch_size: images per replica per step (the global batch scales with replicas).
         epochs: epochs to train.
         early_stopping_patience: epochs without a better ``val_loss`` before stopping (0: off).
@@ -103,13 +107,15 @@ class Recipe:
     family: str
     model: dict
     description: str = ""
-    dataset: str = "kermany_pediatric_cxr_128"
+    dataset: str | list = "kermany_pediatric_cxr_128"
     spec: dict = dataclasses.field(default_factory=lambda: dict(CXR_SPEC))
     classes: list | None = None
     max_images: int | None = None
     augment: dict = dataclasses.field(default_factory=dict)
     crop_size: int | None = None
+    crops_per_image: int = 1
     learning_rate: float = 2e-3
+    warmup_steps: int = 0
     batch_size: int = 32
     epochs: int = 25
     early_stopping_patience: int = 6
@@ -122,6 +128,13 @@ class Recipe:
             raise ConfigError(f"recipe {self.name!r}: family must be one of {sorted(FAMILIES)}, got {self.family!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ConfigError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
+        if self.crops_per_image < 1 or self.warmup_steps < 0:
+            raise ConfigError(f"recipe {self.name!r}: crops_per_image must be >= 1 and warmup_steps >= 0")
+        if isinstance(self.dataset, (list, tuple)):
+            if not self.dataset or self.crop_size is None:
+                raise ConfigError(f"recipe {self.name!r}: a mixture of datasets needs at least one dataset and "
+                                  "crop_size (its images differ in size)")
+            object.__setattr__(self, "dataset", list(self.dataset))
         unknown = set(self.augment) - {"translate"}
         if unknown:
             raise ConfigError(f"recipe {self.name!r}: unknown augmentation {sorted(unknown)}; known: ['translate']")
@@ -141,7 +154,27 @@ class Recipe:
         return dataclasses.asdict(self)
 
     @property
+    def datasets(self) -> list[str]:
+        """The dataset names: one, or the members of a mixture."""
+        return list(self.dataset) if isinstance(self.dataset, list) else [self.dataset]
+
+    @property
     def provenance(self) -> dict:
-        """The dataset's licence and citation (empty fields for a dataset medzoo does not know)."""
-        info = DATASETS.get(self.dataset, {"description": self.dataset, "licence": "unknown", "citation": ""})
-        return {"name": self.dataset, **info}
+        """The dataset's licence and citation (empty fields for a dataset medzoo does not know).
+
+        A mixture lists its members under ``components`` and joins their licences and citations.
+        """
+        parts = [dataset_provenance(name) for name in self.datasets]
+        if len(parts) == 1:
+            return parts[0]
+        return {"name": " + ".join(p["name"] for p in parts),
+                "description": f"a mixture of {len(parts)} datasets, sampled in equal shares per epoch",
+                "licence": "; ".join(dict.fromkeys(p["licence"] for p in parts)),
+                "citation": "; ".join(p["citation"] for p in parts),
+                "components": parts}
+
+
+def dataset_provenance(name: str) -> dict:
+    """One dataset's entry in :data:`DATASETS` with its name (placeholders for an unknown dataset)."""
+    info = DATASETS.get(name, {"description": name, "licence": "unknown", "citation": ""})
+    return {"name": name, **info}

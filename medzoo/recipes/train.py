@@ -1,23 +1,36 @@
-"""``medzoo.train``: run a recipe under ``tf.distribute``, survive kills, end with a preset.
+"""``medzoo.train``: run a recipe on any Keras backend, survive kills, end with a preset.
+
+TensorFlow trains under a ``tf.distribute`` strategy with a ``tf.data`` pipeline; JAX
+and PyTorch train from numpy batches (:class:`~medzoo.data.batches.ArrayBatches`), JAX
+data-parallel over all visible devices, so ``KERAS_BACKEND=jax medzoo train NAME``
+runs on a GPU machine without TensorFlow.
 
 A run directory holds everything one training run writes::
 
-    <output>/backup/           BackupAndRestore state (deleted when the run ends)
-    <output>/best.weights.h5   the weights with the lowest val_loss so far
-    <output>/log.csv           one row per epoch (appended to across resumes)
-    <output>/tensorboard/      TensorBoard logs
-    <output>/recipe.json       the resolved recipe
-    <output>/preset/           the final preset (config, weights, metadata, model card; for a
-                               VQ-VAE also entropy_model.npz, the codec's probability model of its
-                               code maps, fitted on the training split)
+    <output>/backup/             BackupAndRestore state (deleted when the run ends)
+    <output>/best.weights.h5     the weights with the lowest val_loss so far
+    <output>/final.weights.h5    the weights after the last epoch
+    <output>/log.csv             one row per epoch (appended to across resumes)
+    <output>/tensorboard/        TensorBoard logs (where TensorFlow is installed)
+    <output>/recipe.json         the resolved recipe (with the epochs a time budget chose)
+    <output>/run.json            what the run did: epochs, optimizer steps, wall time, hardware
+    <output>/preset/             the final preset (config, weights, metadata, model card; for a
+                                 VQ-VAE also entropy_model.npz, fitted on the training split)
 
 A run killed at any point restarts with ``resume=True`` (``medzoo train ... --resume``)
-from the last completed epoch, with weights, optimizer state (its step count
-drives the learning-rate schedule) and random-generator state restored.
+from the last completed epoch, with weights, optimizer state (its step count drives
+the learning-rate schedule) and random-generator state restored.
+
+A run may train on one machine and become a preset on another: train on a GPU machine
+with ``write_preset=False`` (``--no-preset``; the test split need not be there), copy the
+run directory back, and :func:`finish` (``medzoo train NAME --output DIR --finish``)
+measures the test split and writes the preset, keeping the training machine's
+hardware and wall time in its metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -29,18 +42,22 @@ import time
 
 import numpy as np
 import keras
-import tensorflow as tf
 
+from medzoo.backend import hardware, keras_backend, seed_everything
 from medzoo.callbacks import KLWarmup
 from medzoo.data import PreprocessSpec, from_arrays, load_npz
-from medzoo.errors import ConfigError, MedzooError
-from medzoo.evaluate.metrics import fit_vae_sigma, mae, psnr, ssim, vae_negative_elbo_bits
+from medzoo.data.preprocess import shrunk_size
+from medzoo.errors import ConfigError, DataError, MedzooError
+from medzoo.metrics import bicubic_thumbnail, fit_vae_sigma, mae, psnr, ssim, vae_negative_elbo_bits
 from medzoo.models import FAMILIES
 from medzoo.recipes.catalog import get_recipe
-from medzoo.recipes.distribute import chief, make_strategy, set_precision
+from medzoo.recipes.distribute import chief, make_distribution, make_strategy, set_precision
 from medzoo.recipes.recipe import Recipe
 
 log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+RECIPE_FILE = "recipe.json"
 
 
 @dataclasses.dataclass
@@ -70,6 +87,7 @@ def train(
     verbose="auto",
     write_preset=True,
     callbacks=(),
+    time_budget_s=None,
     **overrides,
 ) -> TrainResult:
     """Train a zoo recipe (a name or a :class:`Recipe`) and write its preset.
@@ -77,18 +95,24 @@ def train(
     Args:
         recipe: recipe name (see ``medzoo.recipes.RECIPES``) or a :class:`Recipe`.
         output_dir: run directory (default ``runs/<recipe name>``).
-        strategy: ``"auto"``, ``"cpu"``, ``"mirrored"`` or ``"multiworker"``
-            (see :func:`medzoo.recipes.distribute.make_strategy`).
-        precision: ``"float32"`` or ``"mixed"`` (float16 compute, GPUs only).
+        strategy: ``"auto"``, ``"cpu"``, ``"mirrored"`` or ``"multiworker"`` under
+            TensorFlow (see :func:`medzoo.recipes.distribute.make_strategy`); ``"auto"``
+            or ``"cpu"`` under JAX, where ``auto`` is data-parallel over all devices.
+        precision: ``"float32"``, ``"mixed"`` (float16 compute) or ``"bfloat16"``; the
+            last two need an accelerator.
         resume: continue a run killed in ``output_dir``; without it an existing
             unfinished run there is an error rather than silently resumed.
-        deterministic: seed everything and enable TensorFlow op determinism, so
-            two runs give the same weights.
+        deterministic: seed everything (and, under TensorFlow, enable op determinism).
         verbose: Keras ``fit`` verbosity (progress bar by default).
         write_preset: write ``<output>/preset`` with the test-set metrics.
         callbacks: extra Keras callbacks.
+        time_budget_s: train for about this many seconds: the epochs that fit are
+            measured on this machine before training starts (a short calibration run of
+            the same model) and written into the run's recipe, so the learning-rate
+            schedule still decays to zero at the end.
         **overrides: recipe fields to replace, e.g. ``epochs=3`` or ``model={"filters": 8}``.
     """
+    started = time.time()
     recipe = get_recipe(recipe).with_overrides(**overrides)
     out = pathlib.Path(output_dir or pathlib.Path("runs") / recipe.name)
     writer = chief()
@@ -98,68 +122,134 @@ def train(
     if backup_dir.exists() and not resume:
         raise ConfigError(f"{out} holds an unfinished run; pass resume=True (--resume) or choose another output")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    resumed = resume and backup_dir.exists()
+    if resumed and time_budget_s and (out / RECIPE_FILE).exists():  # keep the epochs the budget chose
+        recipe = recipe.with_overrides(epochs=json.loads((out / RECIPE_FILE).read_text())["epochs"])
+        time_budget_s = None
 
-    strategy = make_strategy(strategy)  # first: a multi-worker strategy must precede any other TF setup
-    keras.utils.set_random_seed(recipe.seed)
-    if deterministic:
+    backend = keras_backend()
+    tf_strategy = make_strategy(strategy) if backend == "tensorflow" else None  # before any other TF setup
+    distribution = make_distribution(strategy) if backend != "tensorflow" else None
+    seed_everything(recipe.seed)
+    if deterministic and backend == "tensorflow":
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
     policy = set_precision(precision)
     spec = PreprocessSpec.from_config(recipe.spec)
-    splits = {s: _load_split(recipe, s) for s in ("train", "val", "test")}
+    train_images = load_images(recipe, "train")
+    val_images = load_images(recipe, "val")
 
-    replicas = strategy.num_replicas_in_sync
+    replicas = tf_strategy.num_replicas_in_sync if tf_strategy is not None else (
+        int(np.prod(distribution.device_mesh.shape)) if distribution is not None else 1)
     global_batch = recipe.batch_size * replicas
-    steps_per_epoch = len(splits["train"]) // global_batch
-    if steps_per_epoch < 1:
-        raise ConfigError(f"{len(splits['train'])} training images are fewer than one global batch of {global_batch}")
-    train_ds = _pipeline(splits["train"], spec, global_batch, recipe, training=True, deterministic=deterministic)
-    val_ds = _pipeline(splits["val"], spec, global_batch, recipe, training=False, deterministic=deterministic)
+    train_ds, steps_per_epoch = _pipeline(train_images, spec, global_batch, recipe, training=True,
+                                          deterministic=deterministic, backend=backend)
+    val_ds, _ = _pipeline(val_images, spec, global_batch, recipe, training=False, deterministic=deterministic,
+                          backend=backend)
+    if distribution is not None:
+        keras.distribution.set_distribution(distribution)
+    scope = tf_strategy.scope() if tf_strategy is not None else contextlib.nullcontext()
 
-    with strategy.scope():
-        model = FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape),
-                                           "seed": recipe.seed})
-        schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps_per_epoch * recipe.epochs)
-        model.compile(optimizer=keras.optimizers.Adam(schedule))
+    if time_budget_s:
+        epochs = _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, time_budget_s,
+                                    time.time() - started, scope)
+        recipe = recipe.with_overrides(epochs=epochs)
+    (out / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+
+    with scope:
+        model = build_model(recipe, spec)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe, steps_per_epoch)))
 
     initial_epoch = _completed_epochs(backup_dir)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
         _backup(out)]
-    log.info("training %s: %d params, %d train / %d val images, global batch %d on %d replica(s), policy %s",
-             recipe.name, model.count_params(), len(splits["train"]), len(splits["val"]), global_batch,
-             replicas, policy)
+    log.info("training %s on %s: %d params, %s train / %s val images, %d steps per epoch, global batch %d on %d "
+             "replica(s), policy %s", recipe.name, backend, model.count_params(), _count(train_images),
+             _count(val_images), steps_per_epoch, global_batch, replicas, policy)
     history = model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=cbs, verbose=verbose,
-                        shuffle=False)  # the dataset reshuffles itself each epoch
+                        shuffle=False)  # the datasets reshuffle themselves each epoch
     wall = wall_clock.seconds()
-    optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights replace the state
+    optimizer_steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise MedzooError(f"training {recipe.name} diverged (loss {losses[-1]}); no preset written. "
                           "Lower learning_rate or check the data")
-    (out / "wall_time.json").write_text(json.dumps({"seconds": wall}))
+    model.save_weights(out / "final.weights.h5")
+    epochs_completed = _logged_epochs(out / "log.csv")
+    run = {"epochs": epochs_completed, "optimizer_steps": optimizer_steps, "wall_time_s": round(wall, 1),
+           "hardware": hardware(), "backend": backend, "replicas": replicas, "keras_version": keras.__version__,
+           "precision": policy, "time_budget_s": time_budget_s}
+    (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
 
     best = out / "best.weights.h5"
     if best.exists():
         model.load_weights(best)
-    if recipe.weights_dtype == "float16":
-        _round_to_float16(model)  # measure exactly what the preset ships
-    epochs_completed = _logged_epochs(out / "log.csv")
-    metrics = test_metrics(model, splits["test"], splits["val"], spec)
-    log.info("test metrics of %s: %s", recipe.name, metrics)
-
-    preset_dir = None
-    if write_preset and writer:
-        preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, epochs_completed, wall, replicas,
-                                   entropy_data=(splits["train"], splits["val"]))
+    metrics, preset_dir = {}, None
+    if write_preset or _has_split(recipe, "test"):
+        metrics, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=write_preset and writer)
+    elif not write_preset:
+        log.info("no test split on this machine: %s trained without test metrics (finish it where the data is)",
+                 recipe.name)
     return TrainResult(model, recipe, history.history, metrics, out, preset_dir, epochs_completed,
                        initial_epoch, optimizer_steps, wall)
 
 
+def finish(output_dir, *, weights="best") -> pathlib.Path:
+    """Turn a run directory trained elsewhere into a preset: test metrics measured here, training facts kept.
+
+    Args:
+        output_dir: a run directory with ``recipe.json``, ``run.json`` and the weights.
+        weights: ``"best"`` (lowest val_loss) or ``"final"`` (after the last epoch).
+
+    Returns:
+        The preset directory (``<output_dir>/preset``).
+    """
+    out = pathlib.Path(output_dir)
+    for name in (RECIPE_FILE, RUN_FILE, f"{weights}.weights.h5"):
+        if not (out / name).is_file():
+            raise ConfigError(f"{out} is not a finished run directory: {name} is missing")
+    if (out / "backup").exists():
+        raise ConfigError(f"{out} holds an unfinished run (backup/): resume it before finishing")
+    stored = json.loads((out / RECIPE_FILE).read_text())
+    recipe = get_recipe(stored["name"]).with_overrides(
+        **{k: v for k, v in stored.items() if k != "name" and k in {f.name for f in dataclasses.fields(Recipe)}})
+    spec = PreprocessSpec.from_config(recipe.spec)
+    model = build_model(recipe, spec)
+    model.load_weights(out / f"{weights}.weights.h5")
+    run = json.loads((out / RUN_FILE).read_text())
+    _, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=True)
+    return preset_dir
+
+
+def build_model(recipe: Recipe, spec: PreprocessSpec):
+    """The recipe's model, for the spec's input shape, seeded by the recipe."""
+    return FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape), "seed": recipe.seed})
+
+
+def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
+    """Cosine decay to zero over the run, after ``warmup_steps`` of linear warm-up."""
+    total = max(1, steps_per_epoch * recipe.epochs)
+    if not recipe.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, total)
+    warmup = min(recipe.warmup_steps, total // 2)
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=recipe.learning_rate,
+                                                  warmup_steps=warmup)
+
+
 # ----------------------------------------------------------------------- data
-def _load_split(recipe: Recipe, split: str) -> np.ndarray:
-    images, labels = load_npz(recipe.dataset, split)
+def load_images(recipe: Recipe, split: str):
+    """One split's images: an array, or a list of arrays for a mixture of datasets."""
+    images = [_load_one(recipe, name, split) for name in recipe.datasets]
+    return images if isinstance(recipe.dataset, list) else images[0]
+
+
+def _load_one(recipe: Recipe, dataset: str, split: str) -> np.ndarray:
+    images, labels = load_npz(dataset, split)
     if recipe.classes is not None:
+        if labels is None:
+            raise ConfigError(f"recipe {recipe.name!r} keeps classes {recipe.classes}, but {dataset} has no labels")
         images = images[np.isin(labels, recipe.classes)]
     if recipe.max_images is not None and len(images) > recipe.max_images:
         # the npz files are sorted by label: subsample at random, not from the head
@@ -168,10 +258,44 @@ def _load_split(recipe: Recipe, split: str) -> np.ndarray:
     return images
 
 
-def _pipeline(images, spec, global_batch, recipe, *, training, deterministic):
-    ds = from_arrays(images, spec, batch_size=global_batch, shuffle=training, seed=recipe.seed,
-                     drop_remainder=training, crop_size=recipe.crop_size if training else None)
+def _has_split(recipe: Recipe, split: str) -> bool:
+    try:
+        for name in recipe.datasets:
+            load_npz(name, split)
+    except DataError:
+        return False
+    return True
+
+
+def _count(images) -> str:
+    return " + ".join(str(len(x)) for x in images) if isinstance(images, list) else str(len(images))
+
+
+def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend):
+    """``(dataset, steps per epoch)``: ``tf.data`` under TensorFlow (one dataset), numpy batches otherwise."""
+    crop = recipe.crop_size if training else None
+    mixture = isinstance(images, list)
+    if backend != "tensorflow" or mixture:
+        batch = global_batch if training or not mixture else max(1, global_batch // 4)  # whole images: smaller
+        ds = from_arrays(images, spec, batch_size=batch, shuffle=training, seed=recipe.seed, drop_remainder=training,
+                         crop_size=crop, repeats=recipe.crops_per_image if training else 1,
+                         weights="balanced" if mixture else None, pipeline="numpy")
+        if training and recipe.augment.get("translate"):
+            raise ConfigError(f"recipe {recipe.name!r}: the translate augmentation runs in tf.data (TensorFlow "
+                              "backend); any-size recipes train on random crops instead")
+        if len(ds) < 1:
+            raise ConfigError(f"{ds.samples_per_epoch} training images are fewer than one global batch of "
+                              f"{global_batch}")
+        return ds, len(ds)
+    import tensorflow as tf
+
+    if recipe.crops_per_image != 1:
+        raise ConfigError("crops_per_image > 1 needs the numpy pipeline (the JAX or PyTorch backend)")
     steps = len(images) // global_batch if training else math.ceil(len(images) / global_batch)
+    if steps < 1:
+        raise ConfigError(f"{len(images)} training images are fewer than one global batch of {global_batch}")
+    ds = from_arrays(images, spec, batch_size=global_batch, shuffle=training, seed=recipe.seed,
+                     drop_remainder=training, crop_size=crop, pipeline="tf")
     ds = ds.apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras show epoch progress
     shift = recipe.augment.get("translate", 0.0)
     if training and shift:
@@ -182,7 +306,46 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     if deterministic:
         options.deterministic = True
-    return ds.with_options(options)
+    return ds.with_options(options), steps
+
+
+# ------------------------------------------------------------- time budget
+class _StepTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, budget, spent, scope) -> int:
+    """How many epochs fit in ``budget`` seconds, measured with a throwaway copy of the model.
+
+    The copy trains a few steps (the first ones pay for compilation, which the real
+    model pays again) and runs one validation pass; the real run then gets the epochs
+    that fit in what is left, keeping a margin for checkpoints and the final writes.
+    """
+    probe_steps = max(4, min(30, steps_per_epoch))
+    with scope:
+        probe = build_model(recipe, spec)
+        probe.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate))
+    timer = _StepTimer()
+    t0 = time.perf_counter()
+    probe.fit(train_ds, epochs=1, steps_per_epoch=probe_steps, verbose=0, callbacks=[timer], shuffle=False)
+    compile_s = timer.times[0] - t0
+    step_s = float(np.median(np.diff(timer.times[1:]))) if len(timer.times) > 2 else compile_s
+    probe.evaluate(val_ds, verbose=0)
+    t1 = time.perf_counter()
+    probe.evaluate(val_ds, verbose=0)
+    val_s = time.perf_counter() - t1
+    epoch_s = steps_per_epoch * step_s + val_s + 0.5  # + checkpoint and log writes
+    left = budget - spent - (time.perf_counter() - t0) - compile_s - 2 * val_s - 10.0
+    epochs = max(1, int(left // epoch_s))
+    log.info("time budget %.0f s: %.1f ms per step, %.1f s per validation pass, compile %.1f s -> %d epochs of %d "
+             "steps (%.0f s each)", budget, 1e3 * step_s, val_s, compile_s, epochs, steps_per_epoch, epoch_s)
+    del probe
+    return epochs
 
 
 # ------------------------------------------------------------------ callbacks
@@ -193,8 +356,9 @@ def _callbacks(recipe: Recipe, out: pathlib.Path, model, *, resume: bool) -> lis
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True, initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=resume),
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), profile_batch=0),
     ]
+    if keras_backend() == "tensorflow":  # its summary writer is TensorFlow's (and would take a JAX process's GPU)
+        cbs.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), profile_batch=0))
     if recipe.early_stopping_patience:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
     if recipe.kl_warmup_epochs and recipe.family == "vae":
@@ -255,22 +419,52 @@ class _WallClock(keras.callbacks.Callback):
 def _round_to_float16(model) -> None:
     for var in model.weights:
         if var.dtype == "float32":
-            var.assign(np.asarray(var.numpy(), np.float16).astype(np.float32))
+            var.assign(np.asarray(keras.ops.convert_to_numpy(var), np.float16).astype(np.float32))
 
 
 # -------------------------------------------------------------------- metrics
+def _measure_and_write(model, recipe, spec, out, run, *, write):
+    """Test metrics (on the stored weights: float16 rounding first) and, with ``write``, the preset."""
+    if recipe.weights_dtype == "float16":
+        _round_to_float16(model)  # measure exactly what the preset ships
+    names = recipe.datasets
+    tests = [_load_one(recipe, name, "test") for name in names]
+    vals = [_load_one(recipe, name, "val") for name in names]
+    if len(names) == 1:
+        metrics = test_metrics(model, tests[0], vals[0], spec)
+    else:
+        per = {name: test_metrics(model, t, v, spec) for name, t, v in zip(names, tests, vals)}
+        keys = [k for k in per[names[0]] if k != "test_images" and isinstance(per[names[0]][k], float)]
+        metrics = {"test_images": sum(m["test_images"] for m in per.values()),
+                   **{k: round(float(np.mean([m[k] for m in per.values()])), 5) for k in keys},
+                   "averaged_over": "datasets (each dataset's mean counts once)", "per_dataset": per}
+    log.info("test metrics of %s: %s", recipe.name, metrics)
+    preset_dir = None
+    if write:
+        train_images = [_load_one(recipe, name, "train") for name in names]
+        preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, run, train_images, vals)
+    return metrics, preset_dir
+
+
 def test_metrics(model, test_images, val_images, spec) -> dict:
     """Test-set figures for the manifest: PSNR, SSIM, MAE, plus family-specific ones.
 
-    VAE: negative ELBO in bits per dimension under a discretized Gaussian decoder
-    whose scale is chosen on the validation split. VQ-VAE: perplexity and codebook
-    usage of the test code maps, and the raw code size in bits per pixel.
-    Denoising autoencoder: PSNR of its output and of the noisy input at its training noise.
+    Continuous latents: the PSNR / SSIM of the bicubic thumbnail that keeps as many
+    numbers as the latent (the baseline a latent must beat). VAE: negative ELBO in bits
+    per dimension under a discretized Gaussian decoder whose scale is chosen on the
+    validation split. VQ-VAE: perplexity and codebook usage of the test code maps, and
+    the raw code size in bits per pixel. Denoising autoencoder: PSNR of its output and
+    of the noisy input at its training noise.
     """
     x = np.asarray(spec.apply(test_images))
     rec = model.reconstruct(x)
     metrics = {"test_images": int(len(x)), "psnr": float(psnr(x, rec).mean()), "ssim": float(ssim(x, rec).mean()),
                "mae": float(mae(x, rec).mean())}
+    z = model.encode(x[:1])
+    if not np.issubdtype(z.dtype, np.integer):
+        thumb, _ = bicubic_thumbnail(x, int(np.prod(z.shape[1:])), spec.value_range)
+        metrics["thumbnail_psnr"] = float(psnr(x, thumb).mean())
+        metrics["thumbnail_ssim"] = float(ssim(x, thumb).mean())
     if hasattr(model, "encode_distribution"):
         sigma = fit_vae_sigma(model, np.asarray(spec.apply(val_images))[:256])
         metrics["nelbo_bits_per_dim"] = float(vae_negative_elbo_bits(model, x, sigma).mean())
@@ -283,7 +477,7 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
         metrics["codebook_usage"] = float((counts > 0).mean())
         metrics["raw_bits_per_pixel"] = float(codes[0].size * math.log2(model.num_embeddings) / np.prod(x.shape[1:3]))
     if getattr(model, "noise", "none") != "none":
-        noisy = model.add_noise(x, seed=1234).numpy()
+        noisy = keras.ops.convert_to_numpy(model.add_noise(x, seed=1234))
         denoised = model.reconstruct(noisy)
         metrics["noisy_input_psnr"] = float(psnr(x, noisy).mean())
         metrics["denoised_psnr"] = float(psnr(x, denoised).mean())
@@ -292,15 +486,6 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
 
 
 # --------------------------------------------------------------------- preset
-def hardware() -> str:
-    """What trained the weights, in words: accelerators if any, else the CPU and its core count."""
-    import platform
-
-    devices = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
-    cpu = platform.processor() or platform.machine()
-    return f"{', '.join(devices)} + " * bool(devices) + f"{os.cpu_count()} CPU cores ({cpu})"
-
-
 def training_resolution(recipe: Recipe, spec, train_images) -> dict:
     """The image sizes an any-size model saw in training, for the out-of-range warning at inference.
 
@@ -308,16 +493,28 @@ def training_resolution(recipe: Recipe, spec, train_images) -> dict:
     ``pixel_spacing_mm``: their pixel spacing where the dataset states one (else None).
     """
     if train_images is None:
-        train_images = _load_split(recipe, "train")
-    sides = np.asarray(train_images).shape[1:3]
-    if spec.max_side:
-        sides = [min(s, spec.max_side) for s in sides]
+        train_images = [_load_one(recipe, name, "train") for name in recipe.datasets]
+    arrays = train_images if isinstance(train_images, list) else [train_images]
+    sides = [side for x in arrays for side in (shrunk_size(*np.asarray(x).shape[1:3], spec.max_side))]
+    spacing = [recipe.provenance.get("pixel_spacing_mm")] if len(recipe.datasets) == 1 else \
+        [c.get("pixel_spacing_mm") for c in recipe.provenance["components"]]
+    spacing = [s for s in spacing if s is not None]
     return {"image_side": [int(min(sides)), int(max(sides))],
-            "pixel_spacing_mm": recipe.provenance.get("pixel_spacing_mm")}
+            "pixel_spacing_mm": spacing[0] if len(spacing) == 1 else (spacing or None)}
 
 
-def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replicas, entropy_data=None):
-    """Save the preset; a VQ-VAE's gets its entropy model, fitted on ``entropy_data`` (train, val images)."""
+def latent_shapes(model, sides=(128, 256, 512, 1024, 4096)) -> dict:
+    """An any-size model's latent shape per square input size, and the rule behind it."""
+    f = model.downsample_factor
+    channels = getattr(model, "latent_channels", None) or getattr(model, "embedding_dim", None)
+    shapes = {"rule": f"ceil(H/{f}) x ceil(W/{f})" + (f" x {channels}" if channels else "")}
+    for side in sides:
+        shapes[f"{side}x{side}"] = [*model.latent_size(side, side)] + ([channels] if channels else [])
+    return shapes
+
+
+def _write_preset(model, recipe, spec, directory, metrics, run, train_images, val_images):
+    """Save the preset; a VQ-VAE's gets its entropy model, fitted on the training and validation images."""
     from medzoo.zoo.presets import save_preset  # the zoo writes presets; recipes only fill them in
 
     training = {
@@ -325,27 +522,34 @@ def _write_preset(model, recipe, spec, directory, metrics, epochs, wall, replica
         "dataset": recipe.provenance,
         "splits": {"train": "train", "model_selection": "val", "metrics": "test"},
         "classes": recipe.classes,
-        "epochs": epochs,
+        "epochs": run["epochs"],
         "epochs_configured": recipe.epochs,
+        "optimizer_steps": run.get("optimizer_steps"),
         "batch_size_per_replica": recipe.batch_size,
-        "replicas": replicas,
+        "replicas": run.get("replicas", 1),
         "learning_rate": recipe.learning_rate,
-        "wall_time_s": round(wall, 1),
-        "hardware": hardware(),
+        "wall_time_s": run["wall_time_s"],
+        "hardware": run["hardware"],
+        "backend": run.get("backend"),
         "seed": recipe.seed,
     }
+    if run.get("time_budget_s"):
+        training["time_budget_s"] = run["time_budget_s"]
     if getattr(model, "any_size", False):
-        training["resolution"] = training_resolution(recipe, spec, entropy_data[0] if entropy_data else None)
+        training["resolution"] = training_resolution(recipe, spec, train_images)
         training["crop_size"] = recipe.crop_size
+        training["latent_shape"] = latent_shapes(model)
+        mix = " (the datasets in equal shares)" if len(recipe.datasets) > 1 else ""
+        training["trained_on"] = (f"{recipe.crop_size} px random crops of the training images{mix}, "
+                                  f"{recipe.crops_per_image} per image per epoch")
     path = save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
                        training=training, metrics=metrics, licence="CC-BY-4.0",
                        weights_dtype=recipe.weights_dtype)
-    if recipe.family == "vqvae" and entropy_data is not None:
+    if recipe.family == "vqvae":
         from medzoo.evaluate.entropy import save_to_preset
 
         # the codec ships with the model: compress/decompress then need no data (fitted on the stored weights)
-        train, val = entropy_data
-        em = save_to_preset(path, train_images=train, val_images=val,
+        em = save_to_preset(path, train_images=train_images[0], val_images=val_images[0],
                             info={"max_images": recipe.max_images} if recipe.max_images is not None else None)
         log.info("entropy model of %s: %s bits per code on val (context)", recipe.name,
                  round(em.info.get("val_bits_per_code", {}).get("context", float("nan")), 4))

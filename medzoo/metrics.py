@@ -1,0 +1,158 @@
+"""Image-quality and likelihood metrics that training, the codec and the evaluation suite share.
+
+Everything here runs on numpy (and ``keras.ops`` for the VAE bound), so it works on
+every Keras backend and without TensorFlow. The image metrics take float images with
+shape (N, H, W, C) and return one value per image, so callers can average, bootstrap
+or plot them. PSNR and SSIM follow ``tf.image.psnr`` / ``tf.image.ssim`` exactly
+(Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, valid filtering), which the first
+zoo's figures were measured with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOG2 = math.log(2.0)
+
+_SSIM_WINDOW = 11
+_SSIM_SIGMA = 1.5
+_SSIM_CHUNK_PIXELS = 1 << 22  # images are filtered in chunks of about this many pixels (bounded memory)
+
+
+def _as_batch(images) -> np.ndarray:
+    array = np.asarray(images, np.float64)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise ValueError(f"expected images (N, H, W, C) or (N, H, W), got shape {array.shape}")
+    return array
+
+
+def psnr(reference, images, max_val=1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB, per image (``inf`` where the images are identical)."""
+    a, b = _as_batch(reference), _as_batch(images)
+    mse = np.square(a - b).reshape(len(a), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return (20.0 * math.log10(max_val) - 10.0 * np.log10(mse)).astype(np.float32)
+
+
+def mae(reference, images) -> np.ndarray:
+    """Mean absolute error, per image."""
+    diff = np.abs(_as_batch(reference) - _as_batch(images))
+    return diff.reshape(len(diff), -1).mean(axis=1).astype(np.float32)
+
+
+def _gaussian_1d(size: int = _SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.ndarray:
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-np.square(coords) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _blur_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Separable 'valid' filtering of (N, H, W, C) along H and W."""
+    k = len(kernel)
+    rows = np.lib.stride_tricks.sliding_window_view(x, k, axis=1) @ kernel
+    return np.lib.stride_tricks.sliding_window_view(rows, k, axis=2) @ kernel
+
+
+def ssim(reference, images, max_val=1.0) -> np.ndarray:
+    """Structural similarity (Wang et al. 2004; Gaussian window 11, sigma 1.5), per image.
+
+    The mean over positions and channels of luminance x contrast-structure, computed as
+    ``tf.image.ssim`` does. Images must be at least 11 x 11.
+    """
+    a, b = _as_batch(reference), _as_batch(images)
+    if a.shape != b.shape:
+        raise ValueError(f"images of shape {b.shape} do not match the reference {a.shape}")
+    if min(a.shape[1:3]) < _SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW}, got {a.shape[1:3]}")
+    kernel = _gaussian_1d()
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    per_image = max(1, int(np.prod(a.shape[1:])))
+    step = max(1, _SSIM_CHUNK_PIXELS // per_image)
+    out = []
+    for i in range(0, len(a), step):
+        x, y = a[i:i + step], b[i:i + step]
+        mx, my = _blur_valid(x, kernel), _blur_valid(y, kernel)
+        num0, den0 = 2.0 * mx * my, mx**2 + my**2
+        luminance = (num0 + c1) / (den0 + c1)
+        num1, den1 = 2.0 * _blur_valid(x * y, kernel), _blur_valid(x * x + y * y, kernel)
+        cs = (num1 - num0 + c2) / (den1 - den0 + c2)
+        out.append((luminance * cs).mean(axis=(1, 2, 3)))
+    return np.concatenate(out).astype(np.float32)
+
+
+# ------------------------------------------------------------------- baseline
+def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.ndarray, tuple[int, int]]:
+    """Shrink images to a thumbnail of about ``numbers`` values (antialiased bicubic) and enlarge it back.
+
+    The baseline a continuous latent must beat: a code of ``numbers`` values that any
+    image viewer already has. Returns the enlarged images, clipped to ``value_range``,
+    and the thumbnail size. Resized with ``keras.ops.image.resize`` (TensorFlow's and
+    JAX's bicubic, Keys a = -0.5), in batches.
+    """
+    from keras import ops
+
+    images = np.asarray(images, np.float32)
+    _, h, w, c = images.shape
+    scale = math.sqrt(numbers / (h * w * c))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = []
+    for i in range(0, len(images), 64):
+        small = ops.image.resize(images[i:i + 64], size, interpolation="bicubic", antialias=True)
+        out.append(ops.convert_to_numpy(ops.image.resize(small, (h, w), interpolation="bicubic")))
+    return np.clip(np.concatenate(out), *value_range), size
+
+
+# ---------------------------------------------------------------- VAE likelihood
+def discretized_gaussian_nll(x, mean, sigma, levels=256):
+    """Negative log-likelihood in nats, per image, of ``levels``-level images under N(mean, sigma^2).
+
+    Each pixel's probability is the Gaussian mass of its quantisation bin, with the end
+    bins open to +-infinity, so this is a proper discrete likelihood of 8-bit images
+    (the quantity behind "bits per dimension"). Tensors in, a tensor (N,) out.
+    """
+    from keras import ops
+
+    x = ops.round(ops.cast(x, "float32") * (levels - 1)) / (levels - 1)
+    mean = ops.cast(mean, "float32")
+    half = 0.5 / (levels - 1)
+    dist = math.sqrt(2.0) * sigma
+    upper = ops.where(x >= 1.0 - half, ops.ones_like(x), 0.5 * (1.0 + ops.erf((x + half - mean) / dist)))
+    lower = ops.where(x <= half, ops.zeros_like(x), 0.5 * (1.0 + ops.erf((x - half - mean) / dist)))
+    log_p = ops.log(ops.maximum(upper - lower, 1e-12))
+    return -ops.sum(ops.reshape(log_p, (ops.shape(x)[0], -1)), axis=1)
+
+
+def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.ndarray:
+    """Negative ELBO in bits per dimension, per image, with a discretized Gaussian decoder.
+
+    ``-ELBO = E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, estimated with one posterior
+    sample; it upper-bounds ``-log2 p(x)`` of the 8-bit image. The decoder mean is the
+    model's reconstruction and ``sigma`` a global scale (see :func:`fit_vae_sigma`).
+    """
+    from keras import ops
+
+    from medzoo.models.vae import gaussian_kl
+
+    images = np.asarray(images, np.float32)
+    dims = float(np.prod(images.shape[1:]))
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = ops.convert_to_tensor(images[i:i + batch_size])
+        mean, log_var = model.encode_distribution(x)
+        eps = ops.convert_to_tensor(rng.standard_normal(tuple(mean.shape)).astype(np.float32))
+        z = mean + ops.exp(0.5 * log_var) * eps
+        logits_image = model.crop_like(model.decode_tensor(z), x)
+        nll = discretized_gaussian_nll(x, logits_image, sigma)
+        out.append(ops.convert_to_numpy((nll + gaussian_kl(mean, log_var)) / (dims * LOG2)))
+    return np.concatenate(out)
+
+
+def fit_vae_sigma(model, images, grid=(0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12)) -> float:
+    """The decoder scale from ``grid`` that gives the best (lowest) bound on ``images`` (use validation data)."""
+    scores = [float(vae_negative_elbo_bits(model, images, s).mean()) for s in grid]
+    return float(grid[int(np.argmin(scores))])
