@@ -42,7 +42,6 @@ import tempfile
 
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError, ModelNotFoundError
-from medzoo.models import FAMILIES
 from medzoo.zoo.hub import HubRef, is_commit, parse_hf_uri
 from medzoo.zoo.integrity import SHA256_PATTERN, file_record
 from medzoo.zoo.card import geometry_label, input_label
@@ -56,6 +55,7 @@ from medzoo.zoo.presets import (
 )
 from medzoo.zoo.safety import (
     ENTROPY_MODEL_FILE,
+    FAMILY_CLASS_NAMES,
     MODEL_CLASSES,
     PRESET_FILES,
     REQUIRED_FILES,
@@ -208,8 +208,8 @@ def validate_entry(entry, path: str = "entry") -> None:
     name = entry["name"]
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         _fail(f"{path}.name", f"expected a name matching {NAME_PATTERN.pattern}, got {name!r}")
-    if entry["family"] not in FAMILIES:
-        _fail(f"{path}.family", f"expected one of {sorted(FAMILIES)}, got {entry['family']!r}")
+    if entry["family"] not in FAMILY_CLASS_NAMES:
+        _fail(f"{path}.family", f"expected one of {sorted(FAMILY_CLASS_NAMES)}, got {entry['family']!r}")
     _expect(entry["description"], str, f"{path}.description", "a string")
     if not isinstance(entry["version"], str) or not VERSION_PATTERN.match(entry["version"]):
         _fail(f"{path}.version", f"expected 'MAJOR.MINOR.PATCH', got {entry['version']!r}")
@@ -225,8 +225,8 @@ def validate_entry(entry, path: str = "entry") -> None:
         check_model_config(config)
     except ConfigError as exc:
         _fail(f"{path}.config", str(exc))
-    family_class = FAMILIES[entry["family"]].__name__
-    if MODEL_CLASSES[config["registered_name"]].__name__ != family_class:
+    family_class = FAMILY_CLASS_NAMES[entry["family"]]
+    if MODEL_CLASSES[config["registered_name"]] != family_class:
         _fail(f"{path}.config.class_name",
               f"{config['class_name']!r} is not the {entry['family']} class {family_class}")
     _validate_input(entry["input"], config, f"{path}.input")

@@ -34,12 +34,10 @@ import tempfile
 import warnings
 
 import h5py
-import keras
 import numpy as np
 
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError
-from medzoo.models import FAMILIES, AutoencoderModel
 from medzoo.zoo.card import render_card
 from medzoo.zoo.integrity import sha256_file, verify_files
 from medzoo.zoo.safety import (
@@ -47,6 +45,7 @@ from medzoo.zoo.safety import (
     CARD_FILE,
     CONFIG_FILE,
     ENTROPY_MODEL_FILE,
+    FAMILY_CLASS_NAMES,
     METADATA_FILE,
     OPTIONAL_FILES,
     PRESET_FILES,
@@ -81,6 +80,8 @@ def check_version(version) -> str:
 
 def family_of(model) -> str:
     """The zoo family name (``medzoo.models.FAMILIES``) of a model instance."""
+    from medzoo.models import FAMILIES
+
     for family, cls in FAMILIES.items():
         if type(model) is cls:
             return family
@@ -126,7 +127,7 @@ def read_metadata(directory) -> dict:
         family, class_name = metadata["family"], metadata["class_name"]
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{directory}/{METADATA_FILE} lacks {exc} (not written by medzoo.save_preset?)") from exc
-    if family not in FAMILIES or FAMILIES[family].__name__ != class_name:
+    if FAMILY_CLASS_NAMES.get(family) != class_name:
         raise ConfigError(f"{directory}/{METADATA_FILE}: family {family!r} does not match class {class_name!r}")
     if family != "vqvae" and (pathlib.Path(directory) / ENTROPY_MODEL_FILE).exists():
         raise ConfigError(f"{directory} holds {ENTROPY_MODEL_FILE}, which only a VQ-VAE preset may have "
@@ -250,6 +251,8 @@ def save_preset(
     metrics = as_json(metrics or {}, "metrics")
     if not isinstance(training, dict) or not isinstance(metrics, dict):
         raise ConfigError("training and metrics must be dicts")
+    import keras
+
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)  # a preset carries no optimizer
     config = as_json(config, "the model config")
@@ -371,7 +374,7 @@ def attach_file(directory, source, filename, *, metadata=None) -> dict:
     return new
 
 
-def load_preset(directory, *, compile=True, verify=None) -> AutoencoderModel:
+def load_preset(directory, *, compile=True, verify=None):
     """Build the model stored in a preset directory, after checking every file.
 
     Args:

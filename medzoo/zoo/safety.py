@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import pathlib
 
-import keras
-
 from medzoo.errors import ConfigError
-from medzoo.models import FAMILIES, AutoencoderModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -36,8 +33,10 @@ PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ENTROPY_MODEL_FILE, METADA
 #: the files a preset must contain to be loaded
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
-#: registered names of the classes a preset's top-level config may name
-MODEL_CLASSES = {keras.saving.get_registered_name(cls): cls for cls in FAMILIES.values()}
+#: zoo family -> the name of its class (``medzoo.models.FAMILIES`` without importing Keras; a test keeps them equal)
+FAMILY_CLASS_NAMES = {"autoencoder": "ConvAutoencoder", "vae": "VAE", "vqvae": "VQVAE", "codec": "HyperpriorCodec"}
+#: registered Keras names of the classes a preset's top-level config may name -> class name
+MODEL_CLASSES = {f"medzoo>{name}": name for name in FAMILY_CLASS_NAMES.values()}
 #: Keras class names that run arbitrary Python code, refused even from the keras package
 _CODE_CARRIERS = {"Lambda", "TFSMLayer", "function", "__lambda__", "__python_function__"}
 
@@ -73,7 +72,7 @@ def check_model_config(config) -> None:
             f"config.json names {registered or config.get('class_name')!r} (module {config.get('module')!r}); "
             f"medzoo only loads its own model families {sorted(MODEL_CLASSES)}"
         )
-    if config.get("class_name") != MODEL_CLASSES[registered].__name__ or not str(
+    if config.get("class_name") != MODEL_CLASSES[registered] or not str(
         config.get("module") or "medzoo."
     ).startswith("medzoo."):
         raise ConfigError(
@@ -99,6 +98,10 @@ def _check_nested(value, path: str) -> None:
         if class_name in _CODE_CARRIERS:
             raise ConfigError(f"config.json: {path} is a {class_name!r}, which carries Python code; refused")
         if isinstance(registered, str) and registered.startswith("medzoo>"):
+            import keras
+
+            import medzoo.models  # noqa: F401  (registers medzoo's classes)
+
             if keras.saving.get_registered_object(registered) is None:
                 raise ConfigError(f"config.json: {path} names {registered!r}, which medzoo does not define")
         elif not (module == "keras" or module.startswith("keras.")) or registered not in (None, class_name):
@@ -110,12 +113,16 @@ def _check_nested(value, path: str) -> None:
         _check_nested(item, f"{path}.{key}")
 
 
-def deserialize_model(config: dict) -> AutoencoderModel:
+def deserialize_model(config: dict):
     """Check ``config`` (:func:`check_model_config`) and build the model with ``safe_mode=True``.
 
     A ``compile_config`` is ignored: presets carry no optimizer state, and the
     loader compiles with the model's default optimizer instead.
     """
+    import keras
+
+    from medzoo.models import AutoencoderModel
+
     check_model_config(config)
     config = {key: value for key, value in config.items() if key != "compile_config"}
     model = keras.saving.deserialize_keras_object(config, safe_mode=True)
