@@ -2,11 +2,12 @@
 
 from medzoo.models.autoencoder import ConvAutoencoder
 from medzoo.models.base import AutoencoderModel
+from medzoo.models.hyperprior import HyperpriorCodec
 from medzoo.models.quantizer import VectorQuantizer
 from medzoo.models.vae import VAE
 from medzoo.models.vqvae import VQVAE
 
 #: family name (as used in the zoo manifest) -> class
-FAMILIES = {"autoencoder": ConvAutoencoder, "vae": VAE, "vqvae": VQVAE}
+FAMILIES = {"autoencoder": ConvAutoencoder, "vae": VAE, "vqvae": VQVAE, "codec": HyperpriorCodec}
 
-__all__ = ["AutoencoderModel", "ConvAutoencoder", "VAE", "VQVAE", "VectorQuantizer", "FAMILIES"]
+__all__ = ["AutoencoderModel", "ConvAutoencoder", "HyperpriorCodec", "VAE", "VQVAE", "VectorQuantizer", "FAMILIES"]

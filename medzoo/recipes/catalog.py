@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from medzoo.errors import ModelNotFoundError
-from medzoo.recipes.recipe import NATIVE_CXR_SPEC, Recipe
+from medzoo.recipes.recipe import NATIVE_CXR_SPEC, NATIVE_SPEC, Recipe
 
 # One architecture for the chest X-ray family: four levels of (16, 32, 64, 128)
 # filters take 128x128 images to 8x8 (about 0.5-2 M parameters), fast enough to
@@ -103,6 +103,59 @@ RECIPES: dict[str, Recipe] = {
         ),
     ]
 }
+
+# Zoo v2: one KL-regularised VAE (8x smaller per side, 4 channels: the latent-diffusion
+# shape) and one high-fidelity autoencoder (4x, 3 channels) per modality, and a generalist
+# VAE trained on the four modalities in equal shares. All any-size residual networks,
+# trained on random crops (several per image and epoch, so an epoch on a GPU amortises its
+# validation pass), measured on whole test images at the stored resolution.
+MODALITIES = {
+    # name: (dataset, crop size, crops per image and epoch, what it holds)
+    "chestxray": ("kermany_pediatric_cxr_128", 96, 4, "pediatric chest X-rays (Kermany, 128 px)"),
+    "brainmri": ("brain_tumor_figshare_128", 96, 6, "brain MRI T1-CE slices (Figshare, 128 px)"),
+    "breastus": ("busbra_256", 128, 8, "breast ultrasound (BUS-BRA, 256 px)"),
+    "fetalus": ("hc18_256", 128, 12, "fetal head ultrasound (HC18, 256 px)"),
+}
+_VAE_F8C4 = {"architecture": "residual", "filters": [64, 96, 128], "depth": 3, "blocks_per_level": 2,
+             "attention": True, "latent_channels": 4, "reconstruction_loss": "l1", "beta": 1e-4}
+_AE_F4C3 = {"architecture": "residual", "filters": [64, 128], "depth": 2, "blocks_per_level": 2,
+            "latent_channels": 3, "reconstruction_loss": "l1"}
+_V2_TRAINING = {"spec": dict(NATIVE_SPEC), "learning_rate": 1e-3, "warmup_steps": 500, "batch_size": 32,
+                "epochs": 40, "early_stopping_patience": 0, "weights_dtype": "float16"}
+
+for _modality, (_dataset, _crop, _repeats, _what) in MODALITIES.items():
+    RECIPES[f"vae-{_modality}-f8c4"] = Recipe(
+        name=f"vae-{_modality}-f8c4", family="vae", model=dict(_VAE_F8C4), dataset=_dataset, crop_size=_crop,
+        crops_per_image=_repeats, **_V2_TRAINING,
+        description=f"Any-size KL-VAE for {_what}: latent 8x smaller per side, 4 channels (16x fewer values), "
+                    "for features, generation and latent diffusion")
+    RECIPES[f"ae-{_modality}-f4c3"] = Recipe(
+        name=f"ae-{_modality}-f4c3", family="autoencoder", model=dict(_AE_F4C3), dataset=_dataset, crop_size=_crop,
+        crops_per_image=_repeats, **_V2_TRAINING,
+        description=f"Any-size high-fidelity autoencoder for {_what}: latent 4x smaller per side, 3 channels "
+                    "(5.3x fewer values)")
+
+RECIPES["vae-generalist-f8c4"] = Recipe(
+    name="vae-generalist-f8c4", family="vae", model=dict(_VAE_F8C4),
+    dataset=[d for d, *_ in MODALITIES.values()], crop_size=96, crops_per_image=3, **_V2_TRAINING,
+    description="Any-size KL-VAE trained on chest X-ray, brain MRI, breast and fetal ultrasound in equal shares: "
+                "a starting point for modalities the zoo lacks (latent 8x smaller per side, 4 channels)")
+
+# Codec v2: a scale-hyperprior codec with eight quality levels in one network (gain units),
+# trained for rate + lambda * distortion; medzoo.codec turns it into streams.
+_CODEC = {"n": 128, "m": 160}
+_CODEC_TRAINING = {"spec": dict(NATIVE_SPEC), "learning_rate": 2e-4, "warmup_steps": 500, "batch_size": 16,
+                   "epochs": 40, "early_stopping_patience": 0, "crop_size": 128}
+RECIPES["codec-chestxray"] = Recipe(
+    name="codec-chestxray", family="codec", model=dict(_CODEC), dataset="kermany_pediatric_cxr_128",
+    crops_per_image=4, **_CODEC_TRAINING,
+    description="Learned image codec for chest X-rays: scale hyperprior, eight rates from about 0.1 to 2 bits "
+                "per pixel in one network")
+RECIPES["codec-generalist"] = Recipe(
+    name="codec-generalist", family="codec", model=dict(_CODEC), dataset=[d for d, *_ in MODALITIES.values()],
+    crops_per_image=3, **_CODEC_TRAINING,
+    description="Learned image codec trained on chest X-ray, brain MRI, breast and fetal ultrasound: scale "
+                "hyperprior, eight rates in one network")
 
 
 def get_recipe(name) -> Recipe:

@@ -69,9 +69,10 @@ DATASETS: dict[str, dict[str, Any]] = {
 #: the aspect ratio) and min-max normalised per image to [0, 1].
 CXR_SPEC = {"size": [128, 128], "channels": 1, "resize": "stretch", "normalize": "minmax"}
 
-#: The input contract of the any-size chest X-ray models: native resolution, min-max
+#: The input contract of the any-size models: native resolution, grey, min-max
 #: normalised per image to [0, 1] like the fixed-size models.
-NATIVE_CXR_SPEC = {"size": None, "channels": 1, "normalize": "minmax"}
+NATIVE_SPEC = {"size": None, "channels": 1, "normalize": "minmax"}
+NATIVE_CXR_SPEC = NATIVE_SPEC
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,6 +155,7 @@ def train(
         epochs = _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, time_budget_s,
                                     time.time() - started, scope)
         recipe = recipe.with_overrides(epochs=epochs)
+        callbacks = [*callbacks, _Deadline(started + time_budget_s)]
     (out / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
 
     with scope:
@@ -341,11 +342,30 @@ def _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, budget, 
     val_s = time.perf_counter() - t1
     epoch_s = steps_per_epoch * step_s + val_s + 0.5  # + checkpoint and log writes
     left = budget - spent - (time.perf_counter() - t0) - compile_s - 2 * val_s - 10.0
-    epochs = max(1, int(left // epoch_s))
+    # 10% spare: runs that share a machine measure while the others still compile
+    epochs = max(1, int(0.9 * left // epoch_s))
     log.info("time budget %.0f s: %.1f ms per step, %.1f s per validation pass, compile %.1f s -> %d epochs of %d "
              "steps (%.0f s each)", budget, 1e3 * step_s, val_s, compile_s, epochs, steps_per_epoch, epoch_s)
     del probe
     return epochs
+
+
+class _Deadline(keras.callbacks.Callback):
+    """Stop after the epoch that the budget's end would cut short (the schedule is then nearly at zero)."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        if now + (now - self.epoch_started) > self.deadline:
+            log.warning("time budget: stopping after epoch %d of %d", epoch + 1, self.params.get("epochs", 0))
+            self.model.stop_training = True
 
 
 # ------------------------------------------------------------------ callbacks
@@ -460,6 +480,10 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
     rec = model.reconstruct(x)
     metrics = {"test_images": int(len(x)), "psnr": float(psnr(x, rec).mean()), "ssim": float(ssim(x, rec).mean()),
                "mae": float(mae(x, rec).mean())}
+    if hasattr(model, "rate_distortion"):  # a codec: estimated bits per pixel and PSNR per quality level
+        metrics["rate_distortion"] = [{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+                                      for row in model.rate_distortion(x)]
+        return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
     z = model.encode(x[:1])
     if not np.issubdtype(z.dtype, np.integer):
         thumb, _ = bicubic_thumbnail(x, int(np.prod(z.shape[1:])), spec.value_range)
@@ -506,8 +530,10 @@ def training_resolution(recipe: Recipe, spec, train_images) -> dict:
 def latent_shapes(model, sides=(128, 256, 512, 1024, 4096)) -> dict:
     """An any-size model's latent shape per square input size, and the rule behind it."""
     f = model.downsample_factor
-    channels = getattr(model, "latent_channels", None) or getattr(model, "embedding_dim", None)
-    shapes = {"rule": f"ceil(H/{f}) x ceil(W/{f})" + (f" x {channels}" if channels else "")}
+    channels = getattr(model, "latent_channels", None) or getattr(model, "embedding_dim", None) or \
+        getattr(model, "m", None)
+    rule = getattr(model, "latent_rule", f"ceil(H/{f}) x ceil(W/{f})")
+    shapes = {"rule": rule + (f" x {channels}" if channels else "")}
     for side in sides:
         shapes[f"{side}x{side}"] = [*model.latent_size(side, side)] + ([channels] if channels else [])
     return shapes

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from medzoo.data import PreprocessSpec
 
-FAMILY_TAGS = {"autoencoder": ["autoencoder"], "vae": ["autoencoder", "vae"], "vqvae": ["autoencoder", "vq-vae"]}
+FAMILY_TAGS = {"autoencoder": ["autoencoder"], "vae": ["autoencoder", "vae"], "vqvae": ["autoencoder", "vq-vae"],
+               "codec": ["image-compression", "vae", "hyperprior"]}
 
 _LIMITS = """\
 ## Intended use and limitations
