@@ -71,6 +71,8 @@ def test_fit_with_validation_lowers_the_loss(key, tiny_cxr):
         assert name in hist and f"val_{name}" in hist
     # trackers are reset each epoch: after the last validation pass they hold 16 images, not more
     assert float(ops.convert_to_numpy(model.trackers["reconstruction_loss"].count)) == 16
+    # XLA-compiled steps under JAX (op-by-op dispatch is ~100x slower on a GPU), graph mode under TensorFlow
+    assert model.jit_compile is (keras.backend.backend() == "jax")
 
 
 def test_fit_works_without_compile(tiny_cxr):

@@ -401,7 +401,9 @@ class AutoencoderModel(keras.Model):
             )
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
-        kwargs.setdefault("jit_compile", False)
+        # XLA is what makes JAX fast (op-by-op JAX dispatch is ~100x slower on a GPU);
+        # TensorFlow stays eager-graph, where XLA compiles slowly on CPUs for no gain.
+        kwargs.setdefault("jit_compile", False if keras.backend.backend() == "tensorflow" else "auto")
         super().compile(optimizer=optimizer, **kwargs)
 
     def get_compile_config(self):
