@@ -58,7 +58,12 @@ def test_every_zoo_recipe_builds_its_model():
         spec = PreprocessSpec.from_config(recipe.spec)
         model = FAMILIES[recipe.family](**recipe.model, input_shape=spec.output_shape)
         assert model.count_params() > 0
-        assert recipe.provenance["licence"] == "CC-BY-4.0"
+        # every dataset named has a known licence and citation; BUS-BRA's licence demands the citation
+        licence = recipe.provenance["licence"]
+        assert "unknown" not in licence and recipe.provenance["citation"], recipe.name
+        for part in recipe.provenance.get("components", [recipe.provenance]):
+            assert part["licence"] == ("CC-BY-4.0" if "busbra" not in part["name"] else
+                                       "BUS-BRA dataset licence (MIT-style; every use must cite the article)"), part
 
 
 def test_overrides_merge_model_config_and_reject_unknown_fields():
