@@ -1,8 +1,8 @@
 """Every Keras backend: the model tests under JAX, zoo presets across backends, saving under one and loading under another.
 
-This process runs TensorFlow (the default backend); each test starts a JAX process
-(``KERAS_BACKEND=jax``) and compares. Tolerances: outputs of the same weights on two
-backends agree to 1e-4 (float32 convolutions summed in a different order).
+This process runs TensorFlow (the default backend); each test starts a JAX or PyTorch
+process (``KERAS_BACKEND=jax`` / ``torch``) and compares. Tolerances: outputs of the same
+weights on two backends agree to 1e-4 (float32 convolutions summed in a different order).
 """
 
 import json
@@ -11,18 +11,25 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import medzoo
 
 JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
 TOLERANCE = 1e-4
+OTHER_BACKENDS = ["jax", "torch"]
+
+
+def run_backend(backend: str, code: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    env = {**JAX_ENV, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out
 
 
 def run_jax(code: str, *args, timeout=600) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout, env=JAX_ENV)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return out
+    return run_backend("jax", code, *args, timeout=timeout)
 
 
 def test_the_model_tests_pass_under_jax():
@@ -39,9 +46,9 @@ def test_the_model_tests_pass_under_jax():
     assert out.returncode == 0 and " passed" in summary and "failed" not in summary, out.stdout[-4000:]
 
 
-_PRESETS_UNDER_JAX = """
-import sys, numpy as np, keras, medzoo
-assert keras.backend.backend() == "jax"
+_PRESETS_UNDER_ANOTHER_BACKEND = """
+import os, sys, numpy as np, keras, medzoo
+assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
 x = np.load(sys.argv[1])
 out = {}
 for name in sys.argv[2].split(","):
@@ -52,50 +59,54 @@ np.savez(sys.argv[3], **out)
 """
 
 
-def test_every_zoo_preset_loads_under_jax_with_the_same_outputs(tmp_path):
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_every_zoo_preset_loads_under_another_backend_with_the_same_outputs(tmp_path, backend):
     images, _ = medzoo.load_npz("kermany_pediatric_cxr_128", "test")
     names = [m["name"] for m in medzoo.list_models()]
     x = medzoo.load(names[0]).preprocess(images[::64][:4])
     np.save(tmp_path / "x.npy", x)
-    run_jax(_PRESETS_UNDER_JAX, tmp_path / "x.npy", ",".join(names), tmp_path / "jax.npz")
-    jax = np.load(tmp_path / "jax.npz")
+    run_backend(backend, _PRESETS_UNDER_ANOTHER_BACKEND, tmp_path / "x.npy", ",".join(names), tmp_path / "out.npz")
+    other = np.load(tmp_path / "out.npz")
     for name in names:
         model = medzoo.load(name, compile=False)
-        np.testing.assert_allclose(jax[name], model.reconstruct(x), atol=TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(other[name], model.reconstruct(x), atol=TOLERANCE, err_msg=f"{name} {backend}")
         codes = model.encode(x)
         if np.issubdtype(codes.dtype, np.integer):  # VQ-VAE code maps: the same codes, bar float ties
-            assert (jax[name + "/encode"] == codes).mean() > 0.999, name
+            assert (other[name + "/encode"] == codes).mean() > 0.999, name
         else:
-            np.testing.assert_allclose(jax[name + "/encode"], codes, atol=TOLERANCE, err_msg=name)
+            np.testing.assert_allclose(other[name + "/encode"], codes, atol=TOLERANCE, err_msg=f"{name} {backend}")
 
 
-_TRAIN_AND_SAVE_UNDER_JAX = """
-import json, sys, numpy as np, keras, medzoo
-assert keras.backend.backend() == "jax"
+_TRAIN_AND_SAVE_UNDER_ANOTHER_BACKEND = """
+import json, os, sys, numpy as np, keras, medzoo
+backend = keras.backend.backend()
+assert backend == os.environ["KERAS_BACKEND"]
 x = np.load(sys.argv[1])
 model = medzoo.VQVAE(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
                      num_embeddings=16, embedding_dim=2, seed=0)
 before = keras.ops.convert_to_numpy(model.quantizer.codebook.value).copy()
 history = model.fit(x, validation_data=(x[:4],), epochs=2, batch_size=8, verbose=0).history
 after = keras.ops.convert_to_numpy(model.quantizer.codebook.value)
-medzoo.save_preset(model, sys.argv[2], name="vq-jax", spec=medzoo.PreprocessSpec(size=None), description="JAX")
+medzoo.save_preset(model, sys.argv[2], name="vq-" + backend, spec=medzoo.PreprocessSpec(size=None), description=backend)
 np.save(sys.argv[3], model.reconstruct(x[:4]))
 print(json.dumps({"history": sorted(history), "codebook_moved": float(np.abs(after - before).max()),
                   "loss": history["loss"]}))
 """
 
 
-def test_a_preset_trained_and_saved_under_jax_reloads_under_tensorflow(tmp_path, tiny_cxr):
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_a_preset_trained_and_saved_under_another_backend_reloads_under_tensorflow(tmp_path, tiny_cxr, backend):
     np.save(tmp_path / "x.npy", tiny_cxr[:16])
-    out = run_jax(_TRAIN_AND_SAVE_UNDER_JAX, tmp_path / "x.npy", tmp_path / "preset", tmp_path / "jax.npy")
+    out = run_backend(backend, _TRAIN_AND_SAVE_UNDER_ANOTHER_BACKEND, tmp_path / "x.npy", tmp_path / "preset",
+                      tmp_path / "out.npy")
     report = json.loads(out.stdout.strip().splitlines()[-1])
     names = {"loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage"}
     assert set(report["history"]) == names | {f"val_{n}" for n in names}  # the same metric names as under TF
-    assert report["codebook_moved"] > 1e-3  # the EMA update ran under JAX
+    assert report["codebook_moved"] > 1e-3  # the EMA update ran on that backend
     assert all(np.isfinite(report["loss"]))
     model = medzoo.load(tmp_path / "preset")
-    assert model.zoo_metadata["backend"] == "jax"
-    np.testing.assert_allclose(model.reconstruct(tiny_cxr[:4]), np.load(tmp_path / "jax.npy"), atol=TOLERANCE)
+    assert model.zoo_metadata["backend"] == backend
+    np.testing.assert_allclose(model.reconstruct(tiny_cxr[:4]), np.load(tmp_path / "out.npy"), atol=TOLERANCE)
 
 
 def test_a_keras_file_saved_under_tensorflow_loads_under_jax(tmp_path, tiny_cxr):

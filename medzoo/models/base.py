@@ -298,6 +298,14 @@ class AutoencoderModel(keras.Model):
         f = self.downsample_factor
         shape = ops.shape(x)
         pad_h, pad_w = (-shape[1]) % f, (-shape[2]) % f
+        if keras.backend.backend() == "torch":
+            # Keras' torch pad drops the channel axis' zero pad and then refuses a 4-D reflect;
+            # shapes are concrete there, so mirror the edge rows and columns by hand
+            if pad_h:
+                x = ops.concatenate([x, ops.flip(x[:, -pad_h - 1:-1], axis=1)], axis=1)
+            if pad_w:
+                x = ops.concatenate([x, ops.flip(x[:, :, -pad_w - 1:-1], axis=2)], axis=2)
+            return x
         return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
 
     def crop_like(self, y, reference):
