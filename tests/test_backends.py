@@ -121,3 +121,39 @@ def test_a_keras_file_saved_under_tensorflow_loads_under_jax(tmp_path, tiny_cxr)
             "np.save(sys.argv[3], m.reconstruct(np.load(sys.argv[2])))\n")
     run_jax(code, tmp_path / "m.keras", tmp_path / "x.npy", tmp_path / "jax.npy")
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), model.reconstruct(tiny_cxr[:4]), atol=TOLERANCE)
+
+
+def _environment_without_tensorflow(root):
+    """A virtual environment holding this one's packages but TensorFlow (and TensorBoard): links, no download."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    site = next((root / "lib").glob("python3*/site-packages"))
+    for entry in os.scandir(sysconfig.get_paths()["purelib"]):
+        if entry.name.lower().startswith(("tensorflow", "tensorboard", "tf_keras", "__pycache__")):
+            continue
+        os.symlink(entry.path, site / entry.name)
+    return root / "bin" / "python"
+
+
+def test_medzoo_trains_under_jax_where_tensorflow_is_not_installed(tmp_path, data_dir):
+    """The promise of the GPU recipe: ``KERAS_BACKEND=jax medzoo train`` with no TensorFlow, and TF reads the result."""
+    python = _environment_without_tensorflow(tmp_path / "venv")
+    env = {**JAX_ENV, "MEDZOO_DATA_DIR": str(data_dir)}
+    probe = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True, env=env)
+    assert probe.returncode != 0 and "No module named 'tensorflow'" in probe.stderr
+    overrides = {"dataset": "kermany_pediatric_cxr_64", "max_images": 64, "crop_size": 32, "crops_per_image": 2,
+                 "batch_size": 16, "epochs": 2, "warmup_steps": 2,
+                 "model": {"filters": [4, 8], "blocks_per_level": 1, "latent_channels": 2}}
+    out = subprocess.run([str(python), "-m", "medzoo.cli", "--log-level", "WARNING", "train", "ae-chestxray-f4c3",
+                          "--output", str(tmp_path / "run"), *[f"--set={k}={json.dumps(v)}" for k, v in overrides.items()]],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["backend"] == "jax" and run["epochs"] == 2
+    # the preset trained without TensorFlow loads here, under TensorFlow, and reconstructs any size
+    model = medzoo.load(tmp_path / "run" / "preset")
+    assert model.zoo_metadata["backend"] == "jax"
+    images, _ = medzoo.load_npz("kermany_pediatric_cxr_64", "test")
+    x = model.preprocess(images[:2])
+    assert model.reconstruct(x).shape == x.shape == (2, 64, 64, 1)

@@ -6,8 +6,10 @@ or VQ-VAE of the same network) trains with ``fit`` on 64 px crops of real chest 
 held in numpy, then reconstructs whole 128 px test images. Images per second after a
 warm-up epoch, on this machine.
 
-    python benchmarks/backend_speed.py
-    python benchmarks/backend_speed.py --backends tensorflow jax --seconds 20
+    python benchmarks/backends.py
+    python benchmarks/backends.py --backends tensorflow jax --seconds 20
+
+A backend that is not installed gets a row saying so; the others are still measured.
 """
 
 import json
@@ -60,8 +62,8 @@ def measure(backend: str, family: str, seconds: float) -> dict:
 
 
 def main(argv=None):
-    p = _common.parser("backend_speed", __doc__.splitlines()[0])
-    p.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
+    p = _common.parser("backends", __doc__.splitlines()[0])
+    p.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     p.add_argument("--family", nargs="+", default=["autoencoder"], choices=["autoencoder", "vae", "vqvae"])
     p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per measurement")
     args = p.parse_args(argv)
