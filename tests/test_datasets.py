@@ -63,7 +63,8 @@ def test_unknown_name_lists_known_names_and_where_it_looked(monkeypatch, tmp_pat
     with pytest.raises(DataError) as err:
         load_npz("no_such_dataset")
     message = str(err.value)
-    assert "'no_such_dataset'" in message and str(tmp_path) in message
+    assert "'no_such_dataset'" in message and f"$MEDZOO_DATA_DIR={tmp_path}" in message
+    assert "no file no_such_dataset.npz" in message
     assert "pneumoniamnist_128" in message and "breastmnist" in message and "chestmnist_224" in message
 
 

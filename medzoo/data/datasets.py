@@ -164,10 +164,12 @@ def resolve_npz(path_or_name, *, data_dir=None, cache_dir=None) -> pathlib.Path:
                 return matches[0]
     if stem in KNOWN_FILES:
         return _download(stem, KNOWN_FILES[stem], cache_dir)
-    searched = ", ".join(str(root) for root in roots) or f"nowhere (no data_dir and ${DATA_DIR_ENV} is not set)"
+    places = ([f"data_dir={data_dir}"] if data_dir else []) + (
+        [f"${DATA_DIR_ENV}={os.environ[DATA_DIR_ENV]}"] if os.environ.get(DATA_DIR_ENV) else [])
+    searched = ", ".join(places) or f"nowhere (no data_dir, and ${DATA_DIR_ENV} is not set)"
     raise DataError(
-        f"{name!r}: no such file, not found by name in {searched} (subfolders included), "
-        f"and not a known downloadable name. Known names: {', '.join(sorted(KNOWN_FILES))}"
+        f"{name!r}: no file {filenames[0]} in {searched} (subfolders included), and not a known downloadable "
+        f"name; point ${DATA_DIR_ENV} at the folder that holds it. Downloadable: {', '.join(sorted(KNOWN_FILES))}"
     )
 
 
