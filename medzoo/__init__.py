@@ -23,7 +23,7 @@ from medzoo import registration as _registration
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(["VAE", "VQVAE", "ConvAutoencoder", "VectorQuantizer"], "medzoo.models"),
+    **dict.fromkeys(["VAE", "VQVAE", "ConvAutoencoder", "VectorQuantizer", "Segmenter"], "medzoo.models"),
     "KLWarmup": "medzoo.callbacks",
     **dict.fromkeys(["PreprocessSpec", "from_arrays", "from_directory", "load_npz", "read_dicom", "read_image",
                      "read_images", "sample_images", "to_display"], "medzoo.data"),

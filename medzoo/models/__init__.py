@@ -4,10 +4,12 @@ from medzoo.models.autoencoder import ConvAutoencoder
 from medzoo.models.base import AutoencoderModel
 from medzoo.models.hyperprior import HyperpriorCodec
 from medzoo.models.quantizer import VectorQuantizer
+from medzoo.models.segmenter import Segmenter
 from medzoo.models.vae import VAE
 from medzoo.models.vqvae import VQVAE
 
 #: family name (as used in the zoo manifest) -> class
-FAMILIES = {"autoencoder": ConvAutoencoder, "vae": VAE, "vqvae": VQVAE, "codec": HyperpriorCodec}
+FAMILIES = {"autoencoder": ConvAutoencoder, "vae": VAE, "vqvae": VQVAE, "codec": HyperpriorCodec,
+            "segmenter": Segmenter}
 
-__all__ = ["AutoencoderModel", "ConvAutoencoder", "HyperpriorCodec", "VAE", "VQVAE", "VectorQuantizer", "FAMILIES"]
+__all__ = ["AutoencoderModel", "ConvAutoencoder", "HyperpriorCodec", "Segmenter", "VAE", "VQVAE", "VectorQuantizer", "FAMILIES"]

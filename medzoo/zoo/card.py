@@ -10,7 +10,8 @@ from __future__ import annotations
 from medzoo.data import PreprocessSpec
 
 FAMILY_TAGS = {"autoencoder": ["autoencoder"], "vae": ["autoencoder", "vae"], "vqvae": ["autoencoder", "vq-vae"],
-               "codec": ["image-compression", "vae", "hyperprior"]}
+               "codec": ["image-compression", "vae", "hyperprior"],
+               "segmenter": ["image-segmentation", "u-net"]}
 
 _LIMITS = """\
 ## Intended use and limitations

@@ -34,7 +34,8 @@ PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ENTROPY_MODEL_FILE, METADA
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
 #: zoo family -> the name of its class (``medzoo.models.FAMILIES`` without importing Keras; a test keeps them equal)
-FAMILY_CLASS_NAMES = {"autoencoder": "ConvAutoencoder", "vae": "VAE", "vqvae": "VQVAE", "codec": "HyperpriorCodec"}
+FAMILY_CLASS_NAMES = {"autoencoder": "ConvAutoencoder", "vae": "VAE", "vqvae": "VQVAE", "codec": "HyperpriorCodec",
+                      "segmenter": "Segmenter"}
 #: registered Keras names of the classes a preset's top-level config may name -> class name
 MODEL_CLASSES = {f"medzoo>{name}": name for name in FAMILY_CLASS_NAMES.values()}
 #: Keras class names that run arbitrary Python code, refused even from the keras package

@@ -1,0 +1,95 @@
+"""Segmenter: masks checked, Dice + cross-entropy training, pretrained encoders copied and frozen, any size, saving."""
+
+import keras
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.errors import ConfigError, DataError
+from medzoo.models import VAE, Segmenter
+from medzoo.models.segmenter import check_masks
+
+ARCH = dict(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def lesions(data_dir):
+    """32 BUS-BRA breast ultrasound images with their lesion masks, 64 px, float32 images in [0, 1]."""
+    with np.load(data_dir / "busbra" / "busbra_256.npz") as f:
+        images, masks = f["train_images"][:32, ::4, ::4], f["train_masks"][:32, ::4, ::4]
+    return (images[..., None] / 255.0).astype("float32"), masks
+
+
+def test_masks_that_would_misalign_or_mislabel_are_refused():
+    images = np.zeros((2, 8, 8, 1), np.float32)
+    ok = np.zeros((2, 8, 8), np.uint8)
+    ok[:, 2:4, 2:4] = 255
+    assert set(np.unique(check_masks(ok, images))) == {0, 1}  # 0/255 masks become 0/1
+    assert check_masks(ok.astype(bool)[..., None], images).shape == (2, 8, 8)
+    with pytest.raises(DataError, match="do not match images"):
+        check_masks(np.zeros((2, 8, 9)), images)
+    with pytest.raises(DataError, match="do not match images"):
+        check_masks(np.zeros((3, 8, 8)), images)
+    with pytest.raises(DataError, match="0/1 or 0/255"):
+        check_masks(ok // 255 * 2, images)
+    with pytest.raises(DataError, match=r"labels \[3\].*classes 0..2"):
+        check_masks(np.full((2, 8, 8), 3), images, classes=2)
+
+
+def test_fit_lowers_the_loss_and_reports_dice(lesions):
+    x, masks = lesions
+    seg = Segmenter(**ARCH)
+    history = seg.fit(x, masks, validation_data=(x[:8], masks[:8]), epochs=4, batch_size=8, verbose=0).history
+    assert {"loss", "dice_loss", "ce_loss", "dice", "val_dice"} <= set(history)
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(0.0 <= d <= 1.0 for d in history["val_dice"])
+    labels = seg.segment(x[:3, :40, :52])  # any size, not a multiple of the stride
+    assert labels.shape == (3, 40, 52) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
+    with pytest.raises(DataError, match="do not match"):
+        seg.fit(x, masks[:, :32], epochs=1, verbose=0)
+    with pytest.raises(DataError, match="no masks"):
+        seg.fit(x, epochs=1, verbose=0)
+
+
+def test_multi_class_masks_train_with_softmax(lesions):
+    x, masks = lesions
+    two = masks.astype(np.uint8) * np.where(np.arange(len(masks)) % 2, 1, 2)[:, None, None]
+    seg = Segmenter(classes=2, **ARCH)
+    history = seg.fit(x, two, epochs=1, batch_size=8, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert seg.predict_proba(x[:2]).shape == (2, 64, 64, 3)
+    np.testing.assert_allclose(seg.predict_proba(x[:2]).sum(-1), 1.0, atol=1e-5)
+
+
+def test_a_pretrained_encoder_is_copied_and_its_frozen_levels_stay_put(lesions):
+    x, masks = lesions
+    vae = VAE(**ARCH, latent_channels=2, attention=True)
+    seg = Segmenter.from_pretrained(vae, frozen_levels=1)
+    features = keras.Model(vae.encoder.input, vae.encoder.get_layer("down1_block0_add").output)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(seg.encoder(x[:2])[-1]),
+                               keras.ops.convert_to_numpy(features(x[:2])), atol=1e-6)
+    frozen = {w.path: w.numpy().copy() for layer in seg.encoder.layers if layer.name.startswith(("stem", "down0"))
+              for w in layer.weights}
+    free = {w.path: w.numpy().copy() for w in seg.encoder.get_layer("down1_block0_conv1").weights}
+    seg.fit(x, masks, epochs=1, batch_size=8, verbose=0)
+    after = {w.path: w.numpy() for w in seg.encoder.weights}
+    assert frozen and all(np.array_equal(after[k], v) for k, v in frozen.items())
+    assert any(not np.array_equal(after[k], v) for k, v in free.items())  # level 1 fine-tunes
+    with pytest.raises(ConfigError, match="frozen_levels"):
+        Segmenter(frozen_levels=3, **ARCH)
+    with pytest.raises(ConfigError, match="another architecture|differ"):
+        Segmenter(**{**ARCH, "filters": [8, 32]}).load_encoder_weights(vae)
+
+
+def test_save_and_reload_give_the_same_masks(lesions, tmp_path):
+    x, masks = lesions
+    seg = Segmenter(**ARCH, frozen_levels=2, decoder_filters=[16, 16])
+    seg.fit(x[:16], masks[:16], epochs=1, batch_size=8, verbose=0)
+    seg.save(tmp_path / "seg.keras")
+    again = keras.saving.load_model(tmp_path / "seg.keras", safe_mode=True)
+    assert again.get_config()["frozen_levels"] == 2 and again.decoder_filters == [16, 16]
+    np.testing.assert_array_equal(again.predict_proba(x[:4]), seg.predict_proba(x[:4]))
+    preset = medzoo.save_preset(seg, tmp_path / "preset", name="tiny-seg", spec=medzoo.PreprocessSpec(size=None))
+    loaded = medzoo.load(preset)
+    assert loaded.zoo_metadata["family"] == "segmenter"
+    np.testing.assert_array_equal(loaded.segment(x[:4]), seg.segment(x[:4]))
