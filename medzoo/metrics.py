@@ -131,13 +131,15 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
 
     ``-ELBO = E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, estimated with one posterior
     sample; it upper-bounds ``-log2 p(x)`` of the 8-bit image. The decoder mean is the
-    model's reconstruction and ``sigma`` a global scale (see :func:`fit_vae_sigma`).
+    model's reconstruction and ``sigma`` a global scale (see :func:`fit_vae_sigma`), or a
+    sequence of scales: then (len(sigma), N), from one encode and decode per image.
     """
     from keras import ops
 
     from medzoo.models.vae import gaussian_kl
 
     images = np.asarray(images, np.float32)
+    sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
     dims = float(np.prod(images.shape[1:]))
     rng = np.random.default_rng(seed)
     out = []
@@ -147,14 +149,16 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
         eps = ops.convert_to_tensor(rng.standard_normal(tuple(mean.shape)).astype(np.float32))
         z = mean + ops.exp(0.5 * log_var) * eps
         logits_image = model.crop_like(model.decode_tensor(z), x)
-        nll = discretized_gaussian_nll(x, logits_image, sigma)
-        out.append(ops.convert_to_numpy((nll + gaussian_kl(mean, log_var)) / (dims * LOG2)))
-    return np.concatenate(out)
+        kl = gaussian_kl(mean, log_var)
+        out.append(np.stack([ops.convert_to_numpy((discretized_gaussian_nll(x, logits_image, float(s)) + kl)
+                                                  / (dims * LOG2)) for s in sigmas]))
+    bits = np.concatenate(out, axis=1)
+    return bits[0] if np.ndim(sigma) == 0 else bits
 
 
 def fit_vae_sigma(model, images, grid=(0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12)) -> float:
     """The decoder scale from ``grid`` that gives the best (lowest) bound on ``images`` (use validation data)."""
-    scores = [float(vae_negative_elbo_bits(model, images, s).mean()) for s in grid]
+    scores = vae_negative_elbo_bits(model, images, list(grid)).mean(axis=1)
     return float(grid[int(np.argmin(scores))])
 
 
