@@ -105,7 +105,7 @@ class Segmenter(AutoencoderModel):
             ``normalization``, ``activation``, ``input_shape``); residual only.
 
     Example:
-        >>> seg = Segmenter.from_pretrained("vae-breastus-f8c4", frozen_levels=1)
+        >>> seg = Segmenter.from_pretrained(medzoo.load("vae-breastus-f8c4"), frozen_levels=1)
         >>> seg.fit(images, masks, epochs=20)         # images in [0, 1], masks 0/1 (N, H, W)
         >>> labels = seg.segment(images)              # (N, H, W) uint8
     """
@@ -190,12 +190,12 @@ class Segmenter(AutoencoderModel):
 
     @classmethod
     def from_pretrained(cls, model, *, classes=1, frozen_levels=0, decoder_filters=None, seed=None, **kwargs):
-        """A Segmenter whose encoder is a zoo model's (a name, preset path or model instance)."""
-        name = model if isinstance(model, str) else (getattr(model, "zoo_metadata", None) or {}).get("name")
-        if isinstance(model, str):
-            from medzoo.zoo import load  # the zoo sits above the models; only this convenience reaches up
+        """A Segmenter whose encoder is a trained model's (e.g. ``medzoo.load("vae-breastus-f8c4")``).
 
-            model = load(model, compile=False)
+        The new model keeps the source's preprocessing spec and training resolution, so it
+        takes the same inputs; its config records the source's zoo name.
+        """
+        name = (getattr(model, "zoo_metadata", None) or {}).get("name")
         arch = {k: model.get_config()[k] for k in ("filters", "depth", "normalization", "activation")}
         seg = cls(classes=classes, frozen_levels=frozen_levels, decoder_filters=decoder_filters, seed=seed,
                   input_shape=list(model.image_shape), blocks_per_level=model.blocks_per_level,
