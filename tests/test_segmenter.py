@@ -1,5 +1,7 @@
 """Segmenter: masks checked, Dice + cross-entropy training, pretrained encoders copied and frozen, any size, saving."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -93,3 +95,22 @@ def test_save_and_reload_give_the_same_masks(lesions, tmp_path):
     loaded = medzoo.load(preset)
     assert loaded.zoo_metadata["family"] == "segmenter"
     np.testing.assert_array_equal(loaded.segment(x[:4]), seg.segment(x[:4]))
+
+
+def test_a_segmentation_recipe_trains_on_masks_from_scratch_or_a_zoo_encoder(tmp_path):
+    from medzoo.recipes import train
+
+    tiny = dict(max_images=24, crop_size=32, crops_per_image=1, batch_size=8, epochs=1, warmup_steps=0, verbose=0,
+                model={"filters": [8, 16], "depth": 2, "blocks_per_level": 1})
+    scratch = train("seg-breastus-lesion", output_dir=tmp_path / "scratch", encoder=None, label_fraction=0.5, **tiny)
+    assert set(scratch.metrics) >= {"dice", "iou", "hd95_px", "test_images"} and 0 <= scratch.metrics["dice"] <= 1
+    assert scratch.history["dice"] and scratch.model.encoder_source is None
+    assert json.loads((tmp_path / "scratch" / "recipe.json").read_text())["label_fraction"] == 0.5
+    loaded = medzoo.load(scratch.preset_dir)
+    assert loaded.zoo_metadata["family"] == "segmenter" and loaded.segment(np.zeros((1, 64, 80, 1))).shape == (1, 64, 80)
+
+    vae = VAE(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2, seed=0,
+              latent_channels=2)
+    source = medzoo.save_preset(vae, tmp_path / "tiny-vae", name="tiny-vae", spec=medzoo.PreprocessSpec(size=None))
+    pretrained = train("seg-breastus-lesion", output_dir=tmp_path / "pretrained", encoder=str(source), **tiny)
+    assert pretrained.model.encoder_source == "tiny-vae"

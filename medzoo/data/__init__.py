@@ -12,6 +12,7 @@ from medzoo.data.datasets import (
     SkippedFile,
     from_arrays,
     from_directory,
+    load_masks,
     load_npz,
     resolve_npz,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "image_files",
     "iter_images",
     "is_dicom",
+    "load_masks",
     "load_npz",
     "probe_image",
     "read_dicom",

@@ -143,6 +143,23 @@ def load_npz(path_or_name, split: str = "train", *, data_dir=None, cache_dir=Non
     return images, labels.astype(np.int64)
 
 
+def load_masks(path_or_name, split: str = "train", *, data_dir=None) -> np.ndarray:
+    """The segmentation masks (N, H, W) of one split: the key ``{split}_masks`` of the file :func:`load_npz` reads."""
+    path = resolve_npz(path_or_name, data_dir=data_dir)
+    key = f"{split}_masks"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if key not in npz.files:
+                raise DataError(f"{path}: no key {key!r} (segmentation masks of the {split!r} split; ${DATA_DIR_ENV}="
+                                f"{os.environ.get(DATA_DIR_ENV, '(not set)')}); mask keys in the file: "
+                                f"{sorted(k for k in npz.files if k.endswith('_masks'))}")
+            return npz[key]
+    except MedzooError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+
+
 def resolve_npz(path_or_name, *, data_dir=None, cache_dir=None) -> pathlib.Path:
     """The local path :func:`load_npz` would read (downloading a known file if needed)."""
     candidate = pathlib.Path(path_or_name).expanduser()

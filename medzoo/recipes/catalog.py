@@ -141,6 +141,25 @@ RECIPES["vae-generalist-f8c4"] = Recipe(
     description="Any-size KL-VAE trained on chest X-ray, brain MRI, breast and fetal ultrasound in equal shares: "
                 "a starting point for modalities the zoo lacks (latent 8x smaller per side, 4 channels)")
 
+# Segmentation from the zoo encoders: each modality's f8c4 VAE encoder, fine-tuned under a
+# light U-Net decoder on that dataset's masks. encoder=None (with label_fraction) is the
+# same network from random weights: benchmarks/segmentation.py's comparison.
+SEGMENTATION = {
+    # name: (dataset, zoo encoder, crop size, crops per image, what is segmented)
+    "seg-breastus-lesion": ("busbra_256", "vae-breastus-f8c4", 128, 4, "breast lesions in ultrasound (BUS-BRA)"),
+    "seg-brainmri-tumour": ("brain_tumor_figshare_128", "vae-brainmri-f8c4", 96, 4,
+                            "brain tumours in T1-CE MRI slices (Figshare)"),
+    "seg-fetalus-head": ("hc18_256", "vae-fetalus-f8c4", 128, 4, "the fetal head in ultrasound (HC18)"),
+}
+_SEG_MODEL = {"classes": 1, "frozen_levels": 0, **{k: _VAE_F8C4[k] for k in ("architecture", "filters", "depth",
+                                                                                "blocks_per_level")}}
+for _name, (_dataset, _encoder, _crop, _repeats, _what) in SEGMENTATION.items():
+    RECIPES[_name] = Recipe(
+        name=_name, family="segmenter", model=dict(_SEG_MODEL), dataset=_dataset, encoder=_encoder, crop_size=_crop,
+        crops_per_image=_repeats, spec=dict(NATIVE_SPEC), learning_rate=5e-4, warmup_steps=200, batch_size=16,
+        epochs=40, early_stopping_patience=0, weights_dtype="float16",
+        description=f"Segments {_what}: the {_encoder} encoder under a U-Net decoder, Dice + cross-entropy")
+
 # Codec v2: a scale-hyperprior codec with eight quality levels in one network (gain units),
 # trained for rate + lambda * distortion; medzoo.codec turns it into streams.
 _CODEC = {"n": 128, "m": 160}

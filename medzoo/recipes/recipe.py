@@ -81,7 +81,7 @@ class Recipe:
 
     Args:
         name: the zoo name the recipe produces.
-        family: ``"autoencoder"``, ``"vae"`` or ``"vqvae"``.
+        family: a key of ``medzoo.models.FAMILIES`` (``"autoencoder"``, ``"vae"``, ``"segmenter"``, ...).
         model: keyword arguments of the family's class (``input_shape`` comes from ``spec``).
         description: one line for the zoo listing.
         dataset: an npz name or path understood by :func:`medzoo.data.load_npz`, or a list
@@ -102,6 +102,9 @@ class Recipe:
         kl_warmup_epochs: VAE only: epochs over which beta rises from 0 (0: off).
         seed: seeds weights, shuffling, noise and sampling.
         weights_dtype: ``"float32"`` or ``"float16"`` storage of the preset's weights.
+        encoder: segmenter only: the zoo model (name or preset path) whose encoder starts
+            the network; None trains the same architecture from random weights.
+        label_fraction: segmenter only: the share of training masks used (label efficiency).
     """
 
     name: str
@@ -123,6 +126,8 @@ class Recipe:
     kl_warmup_epochs: int = 0
     seed: int = 0
     weights_dtype: str = "float32"
+    encoder: str | None = None
+    label_fraction: float = 1.0
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -136,6 +141,10 @@ class Recipe:
                 raise ConfigError(f"recipe {self.name!r}: a mixture of datasets needs at least one dataset and "
                                   "crop_size (its images differ in size)")
             object.__setattr__(self, "dataset", list(self.dataset))
+        if self.family != "segmenter" and (self.encoder is not None or self.label_fraction != 1.0):
+            raise ConfigError(f"recipe {self.name!r}: encoder and label_fraction belong to segmenter recipes")
+        if not 0.0 < float(self.label_fraction) <= 1.0:
+            raise ConfigError(f"recipe {self.name!r}: label_fraction must be in (0, 1], got {self.label_fraction}")
         unknown = set(self.augment) - {"translate"}
         if unknown:
             raise ConfigError(f"recipe {self.name!r}: unknown augmentation {sorted(unknown)}; known: ['translate']")

@@ -45,11 +45,12 @@ import keras
 
 from medzoo.backend import hardware, keras_backend, seed_everything
 from medzoo.callbacks import KLWarmup
-from medzoo.data import PreprocessSpec, from_arrays, load_npz
+from medzoo.data import PreprocessSpec, from_arrays, load_masks, load_npz
 from medzoo.data.preprocess import shrunk_size
 from medzoo.errors import ConfigError, DataError, MedzooError
-from medzoo.metrics import bicubic_thumbnail, fit_vae_sigma, mae, psnr, ssim, vae_negative_elbo_bits
+from medzoo.metrics import bicubic_thumbnail, dice, fit_vae_sigma, hd95, iou, mae, psnr, ssim, vae_negative_elbo_bits
 from medzoo.models import FAMILIES
+from medzoo.models.segmenter import check_masks
 from medzoo.recipes.catalog import get_recipe
 from medzoo.recipes.distribute import chief, make_distribution, make_strategy, set_precision
 from medzoo.recipes.recipe import Recipe
@@ -139,14 +140,15 @@ def train(
     spec = PreprocessSpec.from_config(recipe.spec)
     train_images = load_images(recipe, "train")
     val_images = load_images(recipe, "val")
+    train_masks, val_masks = load_masks_of(recipe, "train"), load_masks_of(recipe, "val")
 
     replicas = tf_strategy.num_replicas_in_sync if tf_strategy is not None else (
         int(np.prod(distribution.device_mesh.shape)) if distribution is not None else 1)
     global_batch = recipe.batch_size * replicas
     train_ds, steps_per_epoch = _pipeline(train_images, spec, global_batch, recipe, training=True,
-                                          deterministic=deterministic, backend=backend)
+                                          deterministic=deterministic, backend=backend, masks=train_masks)
     val_ds, _ = _pipeline(val_images, spec, global_batch, recipe, training=False, deterministic=deterministic,
-                          backend=backend)
+                          backend=backend, masks=val_masks)
     if distribution is not None:
         keras.distribution.set_distribution(distribution)
     scope = tf_strategy.scope() if tf_strategy is not None else contextlib.nullcontext()
@@ -225,7 +227,14 @@ def finish(output_dir, *, weights="best") -> pathlib.Path:
 
 
 def build_model(recipe: Recipe, spec: PreprocessSpec):
-    """The recipe's model, for the spec's input shape, seeded by the recipe."""
+    """The recipe's model, for the spec's input shape, seeded by the recipe (a segmenter on its zoo encoder)."""
+    if recipe.encoder is not None:
+        from medzoo.zoo import load  # recipes sit above the zoo: they may load a trained encoder
+
+        source = load(recipe.encoder, compile=False)
+        own = {k: v for k, v in recipe.model.items() if k in ("classes", "frozen_levels", "decoder_filters",
+                                                              "dice_weight")}  # the rest is the encoder's
+        return FAMILIES[recipe.family].from_pretrained(source, **own, seed=recipe.seed)
     return FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape), "seed": recipe.seed})
 
 
@@ -247,16 +256,35 @@ def load_images(recipe: Recipe, split: str):
 
 
 def _load_one(recipe: Recipe, dataset: str, split: str) -> np.ndarray:
-    images, labels = load_npz(dataset, split)
+    return _kept(recipe, dataset, split, load_npz(dataset, split))[0]
+
+
+def load_masks_of(recipe: Recipe, split: str):
+    """A segmenter recipe's masks of one split, aligned with :func:`load_images` (None for other families)."""
+    if recipe.family != "segmenter":
+        return None
+    masks = [_kept(recipe, name, split, load_npz(name, split), load_masks(name, split))[1] for name in recipe.datasets]
+    return masks if isinstance(recipe.dataset, list) else masks[0]
+
+
+def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
+    """``(images, masks)`` after the recipe's class filter, ``max_images`` and (train) ``label_fraction``."""
+    images, labels = loaded
+    keep = np.arange(len(images))
     if recipe.classes is not None:
         if labels is None:
             raise ConfigError(f"recipe {recipe.name!r} keeps classes {recipe.classes}, but {dataset} has no labels")
-        images = images[np.isin(labels, recipe.classes)]
-    if recipe.max_images is not None and len(images) > recipe.max_images:
+        keep = keep[np.isin(labels, recipe.classes)]
+    limit = recipe.max_images
+    if split == "train" and recipe.label_fraction < 1.0:
+        limit = max(1, round(len(keep) * recipe.label_fraction)) if limit is None else \
+            max(1, round(min(limit, len(keep)) * recipe.label_fraction))
+    if limit is not None and len(keep) > limit:
         # the npz files are sorted by label: subsample at random, not from the head
-        keep = np.random.default_rng(recipe.seed).permutation(len(images))[: recipe.max_images]
-        images = images[np.sort(keep)]
-    return images
+        keep = np.sort(keep[np.random.default_rng(recipe.seed).permutation(len(keep))[:limit]])
+    if masks is not None:
+        masks = check_masks(masks[keep], images[keep], getattr(recipe, "model", {}).get("classes", 1))
+    return images[keep], masks
 
 
 def _has_split(recipe: Recipe, split: str) -> bool:
@@ -272,14 +300,18 @@ def _count(images) -> str:
     return " + ".join(str(len(x)) for x in images) if isinstance(images, list) else str(len(images))
 
 
-def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend):
-    """``(dataset, steps per epoch)``: ``tf.data`` under TensorFlow (one dataset), numpy batches otherwise."""
+def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend, masks=None):
+    """``(dataset, steps per epoch)``: ``tf.data`` under TensorFlow (one plain dataset), numpy batches otherwise.
+
+    Mixtures, several crops per image and masks (cropped with their images) take the numpy
+    batches on every backend.
+    """
     crop = recipe.crop_size if training else None
     mixture = isinstance(images, list)
-    if backend != "tensorflow" or mixture:
-        batch = global_batch if training or not mixture else max(1, global_batch // 4)  # whole images: smaller
-        ds = from_arrays(images, spec, batch_size=batch, shuffle=training, seed=recipe.seed, drop_remainder=training,
-                         crop_size=crop, repeats=recipe.crops_per_image if training else 1,
+    if backend != "tensorflow" or mixture or masks is not None or recipe.crops_per_image != 1:
+        batch = global_batch if training or not (mixture or masks is not None) else max(1, global_batch // 4)
+        ds = from_arrays(images, spec, labels=masks, batch_size=batch, shuffle=training, seed=recipe.seed,
+                         drop_remainder=training, crop_size=crop, repeats=recipe.crops_per_image if training else 1,
                          weights="balanced" if mixture else None, pipeline="numpy")
         if training and recipe.augment.get("translate"):
             raise ConfigError(f"recipe {recipe.name!r}: the translate augmentation runs in tf.data (TensorFlow "
@@ -290,8 +322,6 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
         return ds, len(ds)
     import tensorflow as tf
 
-    if recipe.crops_per_image != 1:
-        raise ConfigError("crops_per_image > 1 needs the numpy pipeline (the JAX or PyTorch backend)")
     steps = len(images) // global_batch if training else math.ceil(len(images) / global_batch)
     if steps < 1:
         raise ConfigError(f"{len(images)} training images are fewer than one global batch of {global_batch}")
@@ -450,7 +480,11 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
     names = recipe.datasets
     tests = [_load_one(recipe, name, "test") for name in names]
     vals = [_load_one(recipe, name, "val") for name in names]
-    if len(names) == 1:
+    if recipe.family == "segmenter":
+        masks = load_masks_of(recipe, "test")
+        metrics = segmentation_metrics(model, tests[0], masks if not isinstance(masks, list) else masks[0], spec,
+                                       recipe.provenance.get("pixel_spacing_mm"))
+    elif len(names) == 1:
         metrics = test_metrics(model, tests[0], vals[0], spec)
     else:
         per = {name: test_metrics(model, t, v, spec) for name, t, v in zip(names, tests, vals)}
@@ -464,6 +498,21 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         train_images = [_load_one(recipe, name, "train") for name in names]
         preset_dir = _write_preset(model, recipe, spec, out / "preset", metrics, run, train_images, vals)
     return metrics, preset_dir
+
+
+def segmentation_metrics(model, images, masks, spec, spacing_mm=None) -> dict:
+    """Test-set figures of a segmenter: mean Dice, IoU and HD95 per image (mm where the spacing is one number)."""
+    if len(images) == 0:
+        raise DataError("the test split is empty: nothing to measure the segmenter on")
+    predicted = model.segment(np.asarray(spec.apply(images)))
+    metrics = {"test_images": int(len(images)), "dice": float(dice(masks, predicted).mean()),
+               "iou": float(iou(masks, predicted).mean())}
+    distances = hd95(masks, predicted)
+    metrics["hd95_px"] = float(np.nanmean(distances)) if np.isfinite(distances).any() else float("nan")
+    metrics["missed_or_spurious"] = int(np.isnan(distances).sum())  # one mask empty, the other not
+    if isinstance(spacing_mm, (int, float)):
+        metrics["hd95_mm"] = metrics["hd95_px"] * float(spacing_mm)
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 def test_metrics(model, test_images, val_images, spec) -> dict:
