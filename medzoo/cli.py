@@ -173,6 +173,19 @@ def _reconstruct(args):
     print(f"\nwrote {len(records)} PNG(s) (input | reconstruction | |error|) to {args.output}")
 
 
+def _segment(args):
+    import medzoo
+    from medzoo.evaluate.common import format_table
+
+    records = medzoo.evaluate.segment_files(args.model, args.inputs, args.output, pixel_spacing=args.pixel_spacing,
+                                            circumference=args.circumference, threshold=args.threshold)
+    extra = [k for k in ("area_mm2", "circumference_mm", "circumference_px") if any(k in r for r in records)]
+    rows = [[r["input"], "x".join(map(str, r["size"])), r["area_px"], *(r.get(k, "-") for k in extra)]
+            for r in records]
+    print(format_table(["input", "size", "area px", *[k.replace("_", " ") for k in extra]], rows))
+    print(f"\nwrote {len(records)} mask(s), overlay(s) and segment.csv to {args.output}")
+
+
 def _encode(args):
     import medzoo
 
@@ -326,6 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("segment", help="segment images at native resolution; writes mask and overlay PNGs and a "
+                                       "CSV of areas (and fetal head circumferences)")
+    p.add_argument("model", help="zoo name or preset directory of a segmenter (seg-...)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs and segment.csv")
+    p.add_argument("--pixel-spacing", type=float, default=None,
+                   help="mm per pixel for files that do not state it (DICOM PixelSpacing is used otherwise)")
+    p.add_argument("--circumference", action=argparse.BooleanOptionalAction, default=None,
+                   help="report the fitted-ellipse circumference (default: on for fetal-head models)")
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (binary models)")
+    p.set_defaults(func=_segment)
 
     p = sub.add_parser("encode", help="encode images into latents (.npy, or .npz with the file names); "
                                       "a VQ-VAE gives integer code maps")

@@ -1,6 +1,7 @@
 """Segmenter: masks checked, Dice + cross-entropy training, pretrained encoders copied and frozen, any size, saving."""
 
 import json
+import pathlib
 
 import keras
 import numpy as np
@@ -114,3 +115,35 @@ def test_a_segmentation_recipe_trains_on_masks_from_scratch_or_a_zoo_encoder(tmp
     source = medzoo.save_preset(vae, tmp_path / "tiny-vae", name="tiny-vae", spec=medzoo.PreprocessSpec(size=None))
     pretrained = train("seg-breastus-lesion", output_dir=tmp_path / "pretrained", encoder=str(source), **tiny)
     assert pretrained.model.encoder_source == "tiny-vae"
+
+
+def test_medzoo_segment_writes_masks_overlays_and_a_csv(lesions, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from medzoo.cli import main
+
+    x, masks = lesions
+    seg = Segmenter(**ARCH)
+    seg.fit(x[:16], masks[:16], epochs=1, batch_size=8, verbose=0)
+    preset = medzoo.save_preset(seg, tmp_path / "preset", name="tiny-seg", spec=medzoo.PreprocessSpec(size=None))
+    raw = (x[:2, :, :, 0] * 255).astype(np.uint8)
+    for i in range(2):
+        Image.fromarray(raw[i]).save(tmp_path / f"scan{i}.png")
+    out = tmp_path / "out"
+    code = main(["--log-level", "WARNING", "segment", str(preset), str(tmp_path / "scan0.png"),
+                 str(tmp_path / "scan1.png"), "-o", str(out), "--pixel-spacing", "0.5", "--circumference"])
+    assert code in (0, None)
+    rows = list(csv.DictReader(open(out / "segment.csv")))
+    assert [pathlib.Path(r["input"]).name for r in rows] == ["scan0.png", "scan1.png"]
+    loaded = medzoo.load(preset)
+    expected = loaded.segment(loaded.preprocess(raw))  # what the command does: the model's own preprocessing
+    for r, want in zip(rows, expected):
+        mask = np.asarray(Image.open(r["mask"]))
+        assert mask.shape == (64, 64) and np.array_equal(mask > 0, want > 0)
+        assert int(r["area_px"]) == int(want.sum()) and float(r["area_mm2"]) == pytest.approx(want.sum() * 0.25)
+        assert "circumference_mm" in r
+        assert np.asarray(Image.open(r["overlay"])).shape == (64, 64, 3)
+    with pytest.raises(ConfigError, match="not a segmentation model"):
+        medzoo.evaluate.segment_files(VAE(**ARCH, latent_channels=2), [tmp_path / "scan0.png"], out)

@@ -37,7 +37,7 @@ from medzoo.evaluate.compression import CompressionResult, compression, zoo_vqva
 from medzoo.evaluate.demo import DemoResult, demo
 from medzoo.evaluate.denoise import DenoiseResult, denoise
 from medzoo.evaluate.entropy import EntropyModel, fit_entropy_model
-from medzoo.evaluate.files import compress_files, decompress_file, encode_files, reconstruct_files
+from medzoo.evaluate.files import compress_files, decompress_file, encode_files, reconstruct_files, segment_files
 from medzoo.evaluate.generation import GenerationResult, generation
 from medzoo.evaluate.probe import ProbeResult, probe
 from medzoo.evaluate.reconstruction import ReconstructionResult, reconstruction
@@ -101,5 +101,5 @@ __all__ = [
     "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "anomaly", "auroc", "bd_rate",
     "bootstrap_ci", "compress", "compress_files", "compression", "decompress", "decompress_file", "demo", "denoise",
     "encode_files", "evaluate", "fit_entropy_model", "generation", "probe", "read_header", "reconstruct_files",
-    "reconstruction", "roc_curve", "write_report", "zoo_vqvae_models",
+    "reconstruction", "segment_files", "roc_curve", "write_report", "zoo_vqvae_models",
 ]
