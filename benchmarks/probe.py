@@ -1,7 +1,10 @@
-"""Linear probes of the zoo's frozen encoders against a pixel probe and a supervised CNN, pneumonia vs normal.
+"""Linear probes of the zoo's frozen encoders against a pixel probe and a supervised CNN, on each model's labels.
 
-    python benchmarks/probe.py                            # ae-, vae-, vqvae-chestxray
+    python benchmarks/probe.py                            # ae-, vae-, vqvae-chestxray: pneumonia vs normal
+    python benchmarks/probe.py --models vae-breastus-f8c4 ae-breastus-f4c3   # BUS-BRA: malignant vs benign
     python benchmarks/probe.py --max-images 400 --cnn-epochs 5   # quick look
+
+The models of one run share a dataset (their training data's labelled splits).
 
 Logistic regression (C chosen on the validation split) on standardised frozen
 features; the baselines are trained in the same run on the same splits: the same
@@ -16,6 +19,7 @@ from medzoo.evaluate.common import format_table
 from medzoo.evaluate.probe import ProbeResult
 
 MODELS = ["ae-chestxray", "vae-chestxray", "vqvae-chestxray"]
+TASK_NAMES = {"kermany_pediatric_cxr_128": "pneumonia vs normal", "busbra_256": "malignant vs benign (biopsy)"}
 
 
 def build_parser():
@@ -36,8 +40,10 @@ def run(args) -> tuple[list, str]:
         print(result.table() + "\n")
         summary[result.model] = result.to_dict()
         runs.append((result, paths))
+    dataset = str(runs[0][0].sources.get("test", "")).split(":")[0]
+    what = TASK_NAMES.get(dataset, f"{dataset} labels 1 vs 0")
     text = format_table(ProbeResult.SUMMARY_HEADERS, summary_rows([r for r, _ in runs]),
-                        title=f"pneumonia vs normal, test split (majority-class accuracy "
+                        title=f"{what}, test split (majority-class accuracy "
                               f"{runs[0][0].majority_accuracy:.3f}; accuracies at validation-chosen thresholds)")
     _common.write(args.output, "summary", text, summary)
     return runs, text

@@ -1,0 +1,133 @@
+"""Label efficiency: a zoo encoder against the same network from random weights, with 5%, 25% and 100% of the masks.
+
+For each segmentation recipe (``seg-breastus-lesion``, ``seg-brainmri-tumour``,
+``seg-fetalus-head``) and each share of the training masks, two runs with the same
+recipe, budget and seed: the segmenter on its modality's zoo VAE encoder, and the same
+architecture from random initialisation (``encoder=None``). Test-split Dice per image
+with a bootstrap 95% interval of the mean; for HC18 also the head circumference of the
+ellipse fitted to each predicted mask against the reference, mean absolute error in mm
+(each image's pixel size on the stored 256 px grid, from the file). One table and one plot
+per dataset, all in one run.
+
+    python benchmarks/segmentation.py                                # full recipes (GPU territory)
+    python benchmarks/segmentation.py --time-budget 600              # ten minutes per run
+    python benchmarks/segmentation.py --tasks seg-brainmri-tumour --epochs 2 --max-images 200   # quick look
+"""
+
+import numpy as np
+
+import _common
+
+from medzoo.data import PreprocessSpec, load_masks, load_npz
+from medzoo.evaluate.common import format_table
+from medzoo.metrics import dice, ellipse_circumference
+from medzoo.recipes import RECIPES, train
+
+TASKS = ["seg-breastus-lesion", "seg-brainmri-tumour", "seg-fetalus-head"]
+
+
+def bootstrap_mean(values, n=1000, seed=0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def head_circumference_error(dataset, predicted) -> float:
+    """Mean absolute difference (mm) between fitted-ellipse circumferences of ``predicted`` and HC18's references."""
+    import medzoo.data.datasets as datasets
+
+    with np.load(datasets.resolve_npz(dataset)) as f:
+        sizes, hw = f["test_pixel_size_mm_and_hc_mm"], f["test_original_hw"]
+    spacing = sizes[:, 0] * hw.max(axis=1) / predicted.shape[1]
+    return float(np.nanmean(np.abs(ellipse_circumference(predicted, spacing[: len(predicted)]) -
+                                   sizes[: len(predicted), 1])))
+
+
+def run_one(task, fraction, pretrained, args, out):
+    overrides = {"label_fraction": fraction}
+    if not pretrained:
+        overrides["encoder"] = None
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.max_images:
+        overrides["max_images"] = args.max_images
+    name = f"{task}-{'pretrained' if pretrained else 'scratch'}-{int(round(fraction * 100))}pct"
+    result = train(task, output_dir=out / "runs" / name, write_preset=False, verbose=0,
+                   time_budget_s=args.time_budget, **overrides)
+    recipe = RECIPES[task]
+    images, _ = load_npz(recipe.dataset, "test")
+    masks = load_masks(recipe.dataset, "test")
+    if args.max_images:
+        images, masks = images[: args.max_images], masks[: args.max_images]
+    predicted = result.model.segment(np.asarray(PreprocessSpec.from_config(recipe.spec).apply(images)))
+    scores = dice(masks > 0, predicted)
+    row = {"task": task, "fraction": fraction, "init": "zoo encoder" if pretrained else "random",
+           "train_images": int(round(len(load_npz(recipe.dataset, "train")[0]) * fraction)),
+           "dice": float(scores.mean()), "ci": bootstrap_mean(scores, args.bootstrap, args.seed),
+           "epochs": result.epochs_completed, "wall_time_s": round(result.wall_time_s, 1)}
+    if recipe.dataset.startswith("hc18"):
+        row["hc_mae_mm"] = head_circumference_error(recipe.dataset, predicted)
+    return row
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for init, colour in (("zoo encoder", "tab:blue"), ("random", "tab:grey")):
+        mine = sorted((r for r in rows if r["init"] == init), key=lambda r: r["fraction"])
+        x = [100 * r["fraction"] for r in mine]
+        ax.errorbar(x, [r["dice"] for r in mine], yerr=np.array([[r["dice"] - r["ci"][0], r["ci"][1] - r["dice"]]
+                                                                   for r in mine]).T,
+                    marker="o", capsize=3, color=colour, label=init)
+    ax.set_xscale("log")
+    ax.set_xlabel("training masks used (%)")
+    ax.set_ylabel("test Dice")
+    ax.set_title(rows[0]["task"])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = _common.parser("segmentation", __doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.25, 1.0])
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the recipe's)")
+    p.add_argument("--time-budget", type=float, help="seconds per run (sets the epochs that fit)")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    args = p.parse_args(argv)
+    _common.setup_logging()
+    args.output.mkdir(parents=True, exist_ok=True)
+    texts, data = [], {}
+    for task in args.tasks:
+        rows = [run_one(task, f, pretrained, args, args.output) for f in args.fractions for pretrained in (True, False)]
+        by = {(r["fraction"], r["init"]): r for r in rows}
+        hc = "hc_mae_mm" in rows[0]
+        table = []
+        for f in args.fractions:
+            zoo, rnd = by[(f, "zoo encoder")], by[(f, "random")]
+            table.append([f"{100 * f:g}%", zoo["train_images"],
+                          f"{zoo['dice']:.3f} [{zoo['ci'][0]:.3f}, {zoo['ci'][1]:.3f}]",
+                          f"{rnd['dice']:.3f} [{rnd['ci'][0]:.3f}, {rnd['ci'][1]:.3f}]",
+                          f"{zoo['dice'] - rnd['dice']:+.3f}",
+                          *([f"{zoo['hc_mae_mm']:.2f}", f"{rnd['hc_mae_mm']:.2f}"] if hc else [])])
+        text = format_table(["masks", "images", "Dice, zoo encoder [95% CI]", "Dice, random init [95% CI]",
+                             "zoo - random", *(["HC error mm, zoo", "HC error mm, random"] if hc else [])],
+                            table, title=f"{task}: test Dice by share of training masks, same recipe and budget")
+        plot(rows, args.output / f"{task}.png")
+        texts.append(text)
+        data[task] = rows
+        print(text + "\n")
+    _common.write(args.output, "summary", "\n\n".join(texts), data)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
