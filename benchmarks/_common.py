@@ -84,6 +84,18 @@ def relative(path, start) -> str:
     return pathlib.Path(os.path.relpath(pathlib.Path(path).resolve(), pathlib.Path(start).resolve())).as_posix()
 
 
+def training_datasets(name, single=False):
+    """The datasets a zoo model was trained on when there were several (else []); ``single``: its one dataset."""
+    import medzoo
+
+    info = medzoo.info(name) if not str(name).startswith((".", "/")) else {}
+    dataset = (info.get("training") or {}).get("dataset") or {}
+    parts = [c["name"] for c in dataset.get("components", [])] if isinstance(dataset, dict) else []
+    if single:
+        return dataset.get("name") if isinstance(dataset, dict) else None
+    return parts
+
+
 def result_dir(name) -> str:
     """A folder name for a model's results: the zoo name, or the last part of a preset path."""
     return pathlib.Path(str(name)).name

@@ -139,6 +139,11 @@ def load_split(model, split="test", *, dataset=None, classes=None, max_images=No
     from medzoo.data import load_npz
 
     raw, labels = load_npz(dataset_of(model, dataset), split)
+    if labels is None:  # an unlabelled split (HC18): images only
+        if classes is not None:
+            raise DataError(f"split {split!r} of {dataset_of(model, dataset)} has no labels to keep classes from")
+        keep = stratified_indices(np.zeros(len(raw), int), max_images, seed)
+        return (prepare(model, raw[keep]) if preprocess else raw[keep]), None
     if classes is not None:
         keep = np.isin(labels, list(classes))
         raw, labels = raw[keep], labels[keep]
