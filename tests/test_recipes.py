@@ -102,6 +102,22 @@ def test_train_in_process_and_refuse_to_clobber_an_unfinished_run(tmp_path):
         train("ae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, **tiny("ae-chestxray"))
 
 
+def test_a_time_budget_chooses_the_epochs_and_a_gpu_style_run_is_finished_elsewhere(tmp_path):
+    """--time-budget measures the model first and fits the epochs; --no-preset then --finish writes the preset."""
+    from medzoo.recipes.train import finish
+
+    started = time.time()
+    result = train("ae-chestxray", output_dir=tmp_path, time_budget_s=15, verbose=0, write_preset=False,
+                   **tiny("ae-chestxray", max_images=48))
+    assert time.time() - started < 60
+    run = json.loads((tmp_path / "run.json").read_text())
+    chosen = json.loads((tmp_path / "recipe.json").read_text())["epochs"]
+    assert run["time_budget_s"] == 15 and chosen >= 1 and result.epochs_completed == chosen
+    preset = finish(tmp_path, weights="final")
+    meta = json.loads((preset / "metadata.json").read_text())
+    assert meta["training"]["wall_time_s"] == run["wall_time_s"] and meta["metrics"]["psnr"] > 10
+
+
 def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
     with pytest.raises(MedzooError, match="diverged"):
         train("vae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, learning_rate=1e9,

@@ -151,7 +151,9 @@ def train(
                           backend=backend, masks=val_masks)
     if distribution is not None:
         keras.distribution.set_distribution(distribution)
-    scope = tf_strategy.scope() if tf_strategy is not None else contextlib.nullcontext()
+    def scope():  # a fresh context each time: a tf.distribute scope cannot be entered twice
+        return tf_strategy.scope() if tf_strategy is not None else contextlib.nullcontext()
+
 
     if time_budget_s:
         epochs = _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, time_budget_s,
@@ -160,7 +162,7 @@ def train(
         callbacks = [*callbacks, _Deadline(started + time_budget_s)]
     (out / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
 
-    with scope:
+    with scope():
         model = build_model(recipe, spec)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe, steps_per_epoch)))
 
@@ -356,9 +358,10 @@ def _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, budget, 
     The copy trains a few steps (the first ones pay for compilation, which the real
     model pays again) and runs one validation pass; the real run then gets the epochs
     that fit in what is left, keeping a margin for checkpoints and the final writes.
+    ``scope`` returns a fresh strategy scope (one cannot be entered twice).
     """
-    probe_steps = max(4, min(30, steps_per_epoch))
-    with scope:
+    probe_steps = min(30, steps_per_epoch)  # a finite tf.data epoch holds no more
+    with scope():
         probe = build_model(recipe, spec)
         probe.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate))
     timer = _StepTimer()
