@@ -53,7 +53,7 @@ def _duration(text: str) -> float:
     return value
 
 
-EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation")
+EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation", "segmentation")
 
 
 def _task_options(args, task):

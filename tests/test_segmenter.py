@@ -147,3 +147,19 @@ def test_medzoo_segment_writes_masks_overlays_and_a_csv(lesions, tmp_path):
         assert np.asarray(Image.open(r["overlay"])).shape == (64, 64, 3)
     with pytest.raises(ConfigError, match="not a segmentation model"):
         medzoo.evaluate.segment_files(VAE(**ARCH, latent_channels=2), [tmp_path / "scan0.png"], out)
+
+
+def test_the_segmentation_task_measures_dice_hd95_in_mm_and_head_circumference(lesions, tmp_path):
+    x, masks = lesions
+    seg = Segmenter(**ARCH)
+    seg.fit(x[:16], masks[:16], epochs=1, batch_size=8, verbose=0)
+    preset = medzoo.save_preset(seg, tmp_path / "preset", name="tiny-seg", spec=medzoo.PreprocessSpec(size=None))
+    result = medzoo.evaluate(preset, "segmentation", dataset="hc18_256", max_images=6,
+                             examples=2, output_dir=tmp_path / "out")
+    assert result.hd95_unit == "mm" and set(result.per_image) == {"dice", "iou", "hd95", "hc_error_mm"}
+    assert len(result.per_image["dice"]) == 6 and np.all((0 <= result.per_image["dice"]) &
+                                                         (result.per_image["dice"] <= 1))
+    assert (tmp_path / "out" / "segmentation.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["hd95_unit"] == "mm"
+    with pytest.raises(DataError, match="test_masks"):
+        medzoo.evaluate.segmentation(preset, dataset="kermany_pediatric_cxr_64")

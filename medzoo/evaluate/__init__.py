@@ -13,6 +13,8 @@ Each task is a function returning a small result object with ``to_dict()``,
 * :func:`denoise` - denoising autoencoder against the noisy input, Gaussian blur and
   non-local means at several noise levels.
 * :func:`generation` - VAE prior samples and latent interpolation strips.
+* :func:`segmentation` - Dice, IoU and HD95 per image (mm where known), HC18's head
+  circumference error, overlays of the worst and best images.
 
 Around the tasks: :func:`write_report` (results -> ``metrics.json``, figures and
 ``report.md``), :func:`demo` (a bundled model on the sample X-rays shipped in the package),
@@ -42,6 +44,7 @@ from medzoo.evaluate.generation import GenerationResult, generation
 from medzoo.evaluate.probe import ProbeResult, probe
 from medzoo.evaluate.reconstruction import ReconstructionResult, reconstruction
 from medzoo.evaluate.report import write_report
+from medzoo.evaluate.segmentation import SegmentationResult, segmentation
 from medzoo.evaluate.stats import auroc, bd_rate, bootstrap_ci, roc_curve
 
 #: task name -> function
@@ -52,6 +55,7 @@ TASKS = {
     "probe": probe,
     "denoise": denoise,
     "generation": generation,
+    "segmentation": segmentation,
 }
 
 
@@ -98,8 +102,8 @@ sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
     "TASKS", "AnomalyResult", "BitstreamError", "CompressionResult", "DemoResult", "DenoiseResult", "EntropyModel",
-    "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "anomaly", "auroc", "bd_rate",
+    "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "SegmentationResult", "anomaly", "auroc", "bd_rate",
     "bootstrap_ci", "compress", "compress_files", "compression", "decompress", "decompress_file", "demo", "denoise",
     "encode_files", "evaluate", "fit_entropy_model", "generation", "probe", "read_header", "reconstruct_files",
-    "reconstruction", "segment_files", "roc_curve", "write_report", "zoo_vqvae_models",
+    "reconstruction", "segment_files", "segmentation", "roc_curve", "write_report", "zoo_vqvae_models",
 ]
