@@ -205,6 +205,8 @@ def test_evaluate_is_callable_by_task_name(ae, labelled, tmp_path):
     result = medzoo.evaluate(ae, "reconstruction", images=x[:5], labels=y[:5], output_dir=tmp_path / "r")
     assert isinstance(result, medzoo.evaluate.ReconstructionResult) and (tmp_path / "r" / "results.json").is_file()
     with pytest.raises(ConfigError, match="unknown evaluation task"):
+        medzoo.evaluate(ae, "registration")
+    with pytest.raises(ConfigError, match="not a segmentation model"):
         medzoo.evaluate(ae, "segmentation")
     assert set(EVALUATION_TASKS) == set(medzoo.evaluate.TASKS)
 
