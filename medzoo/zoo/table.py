@@ -36,6 +36,9 @@ EMPTY = "_No pretrained models in the zoo yet._"
 #: ``"modality"`` field, when the manifest has one, takes precedence)
 MODALITIES = {
     "kermany_pediatric_cxr": "chest X-ray (pediatric)",
+    "brain_tumor_figshare": "brain MRI (T1-CE)",
+    "busbra": "breast ultrasound",
+    "hc18": "fetal head ultrasound",
     "pneumoniamnist": "chest X-ray (pediatric)",
     "chestmnist": "chest X-ray",
     "breastmnist": "breast ultrasound",
@@ -67,6 +70,8 @@ COLUMNS = ("model", "family", "modality", "input", "params", "test metrics", "li
 def _modality(dataset: dict) -> str:
     if dataset.get("modality"):
         return str(dataset["modality"])
+    if dataset.get("components"):  # a mixture: its members' modalities
+        return " + ".join(dict.fromkeys(_modality(c) for c in dataset["components"]))
     name = str(dataset.get("name", ""))
     for prefix, modality in MODALITIES.items():
         if name.startswith(prefix):
