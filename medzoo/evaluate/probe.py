@@ -43,6 +43,8 @@ from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import auroc, bootstrap_ci, roc_curve
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: names of labels 0 and 1 per dataset (by name prefix); Kermany's otherwise
+_CLASS_NAMES = {"busbra": ("benign", "malignant")}
 
 
 def encoder_features(model, images, batch_size=64) -> np.ndarray:
@@ -163,12 +165,20 @@ class ProbeResult(Result):
             d["per_image"] = {"label": self.labels, **self.scores}
         return d
 
+    @property
+    def class_names(self) -> tuple[str, str]:
+        """Names of label 0 and label 1 of the probed dataset (chest X-ray's unless known otherwise)."""
+        source = str(self.sources.get("test", "")) if isinstance(self.sources, dict) else ""
+        return next((names for prefix, names in _CLASS_NAMES.items() if source.startswith(prefix)),
+                    ("normal", "pneumonia"))
+
     def table(self) -> str:
         rows = [[name, m["what"], m["trained_parameters"], m["auroc"], f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]",
                  m["accuracy"], m["balanced_accuracy"]] for name, m in self.methods.items()]
         n0, n1 = int((self.labels == 0).sum()), int((self.labels == 1).sum())
         return format_table(["method", "features", "trained params", "AUROC", "95% CI", "accuracy", "bal. acc."],
-                            rows, title=f"linear probe of {self.model}: test {n0} normal / {n1} pneumonia "
+                            rows, title=f"linear probe of {self.model}: test {n0} {self.class_names[0]} / {n1} "
+                                        f"{self.class_names[1]} "
                                         f"(majority-class accuracy {self.majority_accuracy:.3f}; accuracies at "
                                         "the threshold chosen on the validation split)")
 
@@ -197,7 +207,8 @@ class ProbeResult(Result):
 
     def caption(self) -> str:
         n0, n1 = int((self.labels == 0).sum()), int((self.labels == 1).sum())
-        return (f"Linear probes, pneumonia vs normal, test split ({n0} normal / {n1} pneumonia; majority-class "
+        c0, c1 = self.class_names
+        return (f"Linear probes, {c1} vs {c0}, test split ({n0} {c0} / {n1} {c1}; majority-class "
                 f"accuracy {self.majority_accuracy:.3f}); accuracies at the threshold chosen on the validation "
                 "split (Youden's J).")
 
@@ -214,7 +225,7 @@ class ProbeResult(Result):
         ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"pneumonia vs normal, test split: {self.model}", fontsize=9)
+        ax.set_title(f"{self.class_names[1]} vs {self.class_names[0]}, test split: {self.model}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
         ax.set_aspect("equal")
         return plots.save(fig, path)
