@@ -29,12 +29,12 @@ _EXPORTS = {
                      "read_images", "sample_images", "to_display"], "medzoo.data"),
     **dict.fromkeys(["info", "list_models", "load", "load_preset", "push_to_hub", "save_preset"], "medzoo.zoo"),
     "train": "medzoo.recipes",
-    **dict.fromkeys(["compress", "decompress"], "medzoo.evaluate.codec"),
+    **dict.fromkeys(["compress", "decompress"], "medzoo.codec"),
     "demo": "medzoo.evaluate.demo",
 }
 #: subpackages and modules reachable as attributes (``medzoo.evaluate`` is callable)
-_SUBMODULES = {"backend", "callbacks", "cli", "data", "errors", "evaluate", "metrics", "models", "recipes",
-               "registration", "version", "zoo"}
+_SUBMODULES = {"backend", "callbacks", "cli", "codec", "data", "errors", "evaluate", "metrics", "models", "progress",
+               "recipes", "registration", "version", "zoo"}
 
 __all__ = sorted([*_EXPORTS, "evaluate", "__version__", "ConfigError", "DataError", "DependencyError",
                   "IntegrityError", "MedzooError", "ModelNotFoundError"])

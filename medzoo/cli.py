@@ -217,7 +217,7 @@ def _split_model(items, default):
 def _compress(args):
     import medzoo
 
-    model, inputs = _split_model(args.items, args.model or medzoo.evaluate.codec.DEFAULT_MODEL)
+    model, inputs = _split_model(args.items, args.model or medzoo.codec.stream.DEFAULT_MODEL)
     if args.model and model != args.model:
         raise medzoo.ConfigError(f"the model is named twice: --model {args.model} and {model}")
     header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind)

@@ -12,7 +12,7 @@ import medzoo
 from medzoo.data import PreprocessSpec
 from medzoo.errors import DataError, MedzooError
 from medzoo.evaluate import classical
-from medzoo.evaluate.codec import (
+from medzoo.codec.stream import (
     BitstreamError,
     decode_codes,
     decompress_codes,
@@ -20,7 +20,7 @@ from medzoo.evaluate.codec import (
     pack,
     read_header,
 )
-from medzoo.evaluate.entropy import KINDS, EntropyModel, fit_entropy_model, weights_fingerprint
+from medzoo.codec.entropy import KINDS, EntropyModel, fit_entropy_model, weights_fingerprint
 from medzoo.models import VQVAE
 
 TINY = dict(input_shape=(32, 32, 1), filters=4, depth=2, seed=3, normalization="none")
@@ -89,7 +89,7 @@ def test_decompress_finds_the_cached_entropy_model_of_a_preset(preset, tiny_cxr,
     monkeypatch.setenv("MEDZOO_CACHE", str(tmp_path / "cache"))
     model = medzoo.load_preset(preset, compile=False)
     with pytest.raises(MedzooError, match="fit_entropy_model|no entropy model|dataset"):
-        medzoo.evaluate.codec.entropy_model_for(model, fit=False)
+        medzoo.codec.stream.entropy_model_for(model, fit=False)
     fitted = fit_entropy_model(model, tiny_cxr[:32], tiny_cxr[32:])  # cached under the weights' fingerprint
     assert (tmp_path / "cache" / "codec" / f"{weights_fingerprint(model)}.npz").is_file()
     data = medzoo.compress(tiny_cxr[:4], model=str(preset))

@@ -1,6 +1,6 @@
 """The entropy model ships with a VQ-VAE preset: compress/decompress need no data, and the file is verified.
 
-A preset's ``entropy_model.npz`` (``medzoo.evaluate.entropy.save_to_preset``) is listed
+A preset's ``entropy_model.npz`` (``medzoo.codec.entropy.save_to_preset``) is listed
 in its metadata and the manifest like every other file, checked by ``medzoo.load``,
 and used by ``compress``/``decompress`` instead of fitting one on the training split.
 """
@@ -14,9 +14,9 @@ import pytest
 import medzoo
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError, DataError, IntegrityError
-from medzoo.evaluate import entropy
-from medzoo.evaluate.codec import decompress_codes, read_header
-from medzoo.evaluate.entropy import KINDS, EntropyModel, fit_entropy_model, save_to_preset, weights_fingerprint
+from medzoo.codec import entropy
+from medzoo.codec.stream import decompress_codes, read_header
+from medzoo.codec.entropy import KINDS, EntropyModel, fit_entropy_model, save_to_preset, weights_fingerprint
 from medzoo.models import VQVAE, ConvAutoencoder
 from medzoo.zoo import manifest
 from medzoo.zoo.integrity import sha256_file

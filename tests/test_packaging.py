@@ -99,7 +99,7 @@ import json, pathlib, sys
 import numpy as np
 import medzoo
 from medzoo.cli import main
-from medzoo.evaluate.codec import decompress_codes
+from medzoo.codec.stream import decompress_codes
 models = [m["name"] for m in medzoo.list_models()]
 model = medzoo.load("ae-chestxray", compile=False)
 raw = medzoo.data.sample_images()[0]

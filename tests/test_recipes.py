@@ -127,7 +127,7 @@ def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
 
 def test_a_vq_vae_preset_ships_the_entropy_model_its_streams_are_coded_with(tmp_path, tiny_cxr, monkeypatch):
     import medzoo
-    from medzoo.evaluate.entropy import shipped_entropy_model, weights_fingerprint
+    from medzoo.codec.entropy import shipped_entropy_model, weights_fingerprint
     from medzoo.zoo.manifest import add_to_manifest
 
     result = train("vqvae-chestxray", output_dir=tmp_path, epochs=1, verbose=0, **tiny("vqvae-chestxray"))

@@ -620,7 +620,7 @@ def test_push_to_hub_uploads_what_load_downloads(fake_hub, preset, tmp_path):
 
 def test_a_vq_vae_preset_carries_its_entropy_model_through_the_hub(fake_hub, tiny_cxr, tmp_path):
     """entropy_model.npz is uploaded, downloaded (manifest entry and hf://), verified and used like the others."""
-    from medzoo.evaluate.entropy import save_to_preset, shipped_entropy_model
+    from medzoo.codec.entropy import save_to_preset, shipped_entropy_model
     from medzoo.models import VQVAE
 
     model = VQVAE(input_shape=(32, 32, 1), filters=4, depth=2, num_embeddings=8, embedding_dim=2, seed=0)

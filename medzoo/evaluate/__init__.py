@@ -33,12 +33,12 @@ import types
 
 from medzoo.errors import ConfigError
 from medzoo.evaluate.anomaly import AnomalyResult, anomaly
-from medzoo.evaluate.codec import BitstreamError, compress, decompress, read_header
+from medzoo.codec.stream import BitstreamError, compress, decompress, read_header
 from medzoo.evaluate.common import Result
 from medzoo.evaluate.compression import CompressionResult, compression, zoo_vqvae_models
 from medzoo.evaluate.demo import DemoResult, demo
 from medzoo.evaluate.denoise import DenoiseResult, denoise
-from medzoo.evaluate.entropy import EntropyModel, fit_entropy_model
+from medzoo.codec.entropy import EntropyModel, fit_entropy_model
 from medzoo.evaluate.files import compress_files, decompress_file, encode_files, reconstruct_files, segment_files
 from medzoo.evaluate.generation import GenerationResult, generation
 from medzoo.evaluate.probe import ProbeResult, probe

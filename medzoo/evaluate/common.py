@@ -12,51 +12,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 
 import numpy as np
 
 from medzoo.errors import ConfigError, DataError
+from medzoo.progress import progress  # noqa: F401  (re-exported for the tasks)
+from medzoo.zoo.identity import model_label, model_version, prepare, resolve_model, training_info  # noqa: F401
 
 #: dataset used when a model's metadata does not name one
 DEFAULT_DATASET = "kermany_pediatric_cxr_128"
 #: class names of the chest X-ray labels
 CLASS_NAMES = {0: "normal", 1: "pneumonia"}
-_CHUNK = 256
 
 
 # ------------------------------------------------------------------ models
-def resolve_model(model):
-    """A model instance from a zoo name, a preset path or an instance (returned unchanged)."""
-    from medzoo.models import AutoencoderModel
-
-    if isinstance(model, AutoencoderModel):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        from medzoo.zoo import load
-
-        return load(model, compile=False)
-    raise ConfigError(f"expected a medzoo model, a zoo name or a preset path, got {type(model).__name__}")
-
-
-def model_label(model) -> str:
-    """The zoo name of a model, or its class name for a model that was never saved."""
-    metadata = getattr(model, "zoo_metadata", None) or {}
-    return metadata.get("name") or f"{type(model).__name__.lower()}-unsaved"
-
-
-def model_version(model) -> str:
-    metadata = getattr(model, "zoo_metadata", None) or {}
-    return metadata.get("version") or "0.0.0"
-
-
-def training_info(model) -> dict:
-    """The ``training`` block of a model's preset metadata (empty for an unsaved model)."""
-    metadata = getattr(model, "zoo_metadata", None) or {}
-    return dict(metadata.get("training") or {})
-
-
 def dataset_of(model, dataset=None) -> str:
     """``dataset`` if given, else the dataset the model was trained on, else :data:`DEFAULT_DATASET`."""
     if dataset is not None:
@@ -74,34 +44,6 @@ def family_of(model) -> str:
 
 
 # -------------------------------------------------------------------- data
-def prepare(model, images) -> np.ndarray:
-    """Images -> float32 model inputs (N, H, W, C): used as they are if they already fit, else preprocessed."""
-    array = np.asarray(images)
-    spec = getattr(model, "preprocess_spec", None)
-    shape = tuple(model.image_shape)
-    if array.ndim == len(shape) and tuple(array.shape) == shape:
-        array = array[None]
-    if spec is None:
-        if array.ndim != 4 or tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.floating):
-            raise DataError(
-                f"this model has no preprocessing spec, so images must already be float model inputs of shape "
-                f"(N, {', '.join(map(str, shape))}); got {array.dtype} {array.shape}"
-            )
-        return array.astype(np.float32, copy=False)
-    if np.issubdtype(array.dtype, np.floating) and array.ndim == 4:
-        try:
-            spec.check(array)
-            return array.astype(np.float32, copy=False)
-        except DataError:
-            pass
-    if len(array) == 0:
-        raise DataError("no images given")
-    if array.ndim in (3, 4) and len(array) > _CHUNK:
-        return np.concatenate([np.asarray(spec.apply(array[i:i + _CHUNK])) for i in range(0, len(array), _CHUNK)])
-    out = np.asarray(spec.apply(array), dtype=np.float32)
-    return out if out.ndim == 4 else out[None]
-
-
 def stratified_indices(labels, n, seed=0) -> np.ndarray:
     """At most ``n`` indices, drawn at random with each class keeping its share (sorted)."""
     labels = np.asarray(labels)
@@ -176,15 +118,6 @@ def as_binary(labels, what="labels") -> np.ndarray:
     if not np.all(np.isin(labels, (0, 1))):
         raise DataError(f"{what} must be 0 (normal) / 1 (abnormal), got {np.unique(labels)[:10]}")
     return labels.astype(np.int64)
-
-
-def progress(iterable, desc, total=None, enabled=None):
-    """``tqdm`` over ``iterable`` (shown on a terminal, silent when piped or when tqdm is missing)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, desc=desc, total=total, disable=None if enabled is None else not enabled, leave=False)
 
 
 # ----------------------------------------------------------------- results

@@ -24,7 +24,7 @@ import numpy as np
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import classical, plots
-from medzoo.evaluate.codec import DEFAULT_KIND, pack, raw_bits, zlib_bytes
+from medzoo.codec.stream import DEFAULT_KIND, pack, raw_bits, zlib_bytes
 from medzoo.evaluate.common import (
     Result,
     format_table,
@@ -35,7 +35,7 @@ from medzoo.evaluate.common import (
     resolve_model,
     summary,
 )
-from medzoo.evaluate.entropy import KINDS, entropy_model_for, weights_fingerprint
+from medzoo.codec.entropy import KINDS, entropy_model_for, weights_fingerprint
 from medzoo.metrics import psnr, ssim
 from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
@@ -200,7 +200,7 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
             sizes[k][i] = len(pack(codes[i:i + 1], entropy_model, model_name=name, model_version=model_version(model),
                                    weights_id=fingerprint, image_shape=model.image_shape, kind=k))
     # header + checksum bytes are the same for every kind: measure them once on the chosen kind
-    from medzoo.evaluate.codec import read_header
+    from medzoo.codec.stream import read_header
 
     one = pack(codes[:1], entropy_model, model_name=name, model_version=model_version(model),
                weights_id=fingerprint, image_shape=model.image_shape, kind=kind)

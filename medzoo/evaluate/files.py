@@ -4,7 +4,7 @@ Inputs are image files of any kind the data layer reads (DICOM recognised by con
 PNG, JPEG, NPY) and folders of them; each is preprocessed with the model's own
 :class:`~medzoo.data.PreprocessSpec` (:func:`medzoo.data.read_images`), so any size and
 bit depth works. Outputs are plain files: PNGs, ``.npy``/``.npz`` arrays and medzoo
-streams (``.mzc``, see :mod:`medzoo.evaluate.codec`).
+streams (``.mzc``, see :mod:`medzoo.codec`).
 
 Example:
     >>> records = medzoo.evaluate.reconstruct_files("vae-chestxray", ["scan.dcm", "xray.png"], "out")
@@ -21,7 +21,7 @@ import numpy as np
 from medzoo.data.preprocess import to_display
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import plots
-from medzoo.evaluate.codec import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
+from medzoo.codec.stream import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
 from medzoo.evaluate.common import progress, resolve_model
 from medzoo.metrics import ellipse_circumference, mae, mask_boundary, psnr, ssim
 
@@ -248,7 +248,7 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     """Compress image files into one medzoo stream (``medzoo.compress``) and write it to ``output``.
 
     Returns:
-        ``(header, refs)``: the stream's :class:`~medzoo.evaluate.codec.StreamHeader`
+        ``(header, refs)``: the stream's :class:`~medzoo.codec.StreamHeader`
         (bytes, bits per pixel, shapes) and the images in stream order.
     """
     model = resolve_model(model)

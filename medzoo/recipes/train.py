@@ -624,7 +624,7 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
                        training=training, metrics=metrics, licence="CC-BY-4.0",
                        weights_dtype=recipe.weights_dtype)
     if recipe.family == "vqvae":
-        from medzoo.evaluate.entropy import save_to_preset
+        from medzoo.codec.entropy import save_to_preset
 
         # the codec ships with the model: compress/decompress then need no data (fitted on the stored weights)
         em = save_to_preset(path, train_images=train_images[0], val_images=val_images[0],

@@ -334,7 +334,7 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
     Args:
         preset_dir: a folder written by ``save_preset`` (checked: files, digests, config);
             its optional files (a VQ-VAE's ``entropy_model.npz``, see
-            ``medzoo.evaluate.entropy.save_to_preset``) are listed and bundled with the others.
+            ``medzoo.codec.entropy.save_to_preset``) are listed and bundled with the others.
         manifest_path: the manifest to update (default: the package's; created if missing).
         bundle: copy the preset into ``presets/<name>/`` next to the manifest (package
             data, shipped in the wheel) and record it as a source.

@@ -21,7 +21,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
-#: a VQ-VAE's entropy model (medzoo.evaluate.entropy), the probability model its compressed streams are coded with
+#: a VQ-VAE's entropy model (medzoo.codec.entropy), the probability model its compressed streams are coded with
 ENTROPY_MODEL_FILE = "entropy_model.npz"
 
 #: the files ``save_preset`` writes, in the order they are written (metadata.json last: it vouches for the others)

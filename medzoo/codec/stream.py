@@ -1,7 +1,7 @@
 """``medzoo.compress`` / ``medzoo.decompress``: VQ-VAE code maps as a real, self-describing bitstream.
 
 The code maps of a VQ-VAE are range coded (``constriction``) with an
-:class:`~medzoo.evaluate.entropy.EntropyModel` learned from the model's training
+:class:`~medzoo.codec.entropy.EntropyModel` learned from the model's training
 split and shipped in its preset (``entropy_model.npz``), so coding needs no data.
 The stream names everything a decoder needs to check before it trusts the payload:
 the model and its weights, the entropy model, the shapes, and a CRC32 over the
@@ -11,7 +11,7 @@ Stream layout, format version 1 (integers marked v are unsigned LEB128 varints):
 
     magic            4 bytes  b"\\x89MZC"
     format version   1 byte   1
-    entropy kind     1 byte   0 iid, 1 position, 2 context (see medzoo.evaluate.entropy.KINDS)
+    entropy kind     1 byte   0 iid, 1 position, 2 context (see medzoo.codec.entropy.KINDS)
     model name       v length + UTF-8 (empty for a model that was never saved as a preset)
     model version    v length + ASCII, e.g. "1.0.0"
     weights id       4 bytes  first bytes of the sha256 over the weight values (entropy.weights_fingerprint)
@@ -40,7 +40,7 @@ import zlib
 import numpy as np
 
 from medzoo.errors import ConfigError, DataError, DependencyError
-from medzoo.evaluate.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
+from medzoo.codec.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
 
 MAGIC = b"\x89MZC"
 FORMAT_VERSION = 1
@@ -130,10 +130,9 @@ class _Reader:
 
 # ---------------------------------------------------------------- payloads
 def _constriction():
-    try:
-        import constriction
-    except ImportError as exc:
-        raise DependencyError("entropy coding needs constriction: pip install 'medzoo[eval]'") from exc
+    """The range coder, imported when first needed (a core dependency; kept lazy for import time)."""
+    import constriction
+
     return constriction
 
 
@@ -174,7 +173,7 @@ def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, k
 
 
 def _neighbours(codes, k):
-    from medzoo.evaluate.entropy import _contexts
+    from medzoo.codec.entropy import _contexts
 
     return _contexts(codes, k)
 
@@ -253,7 +252,7 @@ def read_header(data) -> StreamHeader:
 
 # ------------------------------------------------------------------ public
 def _resolve_vqvae(model):
-    from medzoo.evaluate.common import resolve_model
+    from medzoo.zoo.identity import resolve_model
 
     model = resolve_model(model)
     if not hasattr(model, "quantizer"):
@@ -272,9 +271,9 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
         model: a VQ-VAE: zoo name, preset path or instance.
         kind: entropy model: ``"context"`` (left/up neighbours + position, default),
             ``"position"`` or ``"iid"``.
-        entropy_model: an :class:`~medzoo.evaluate.entropy.EntropyModel`; default: the one
+        entropy_model: an :class:`~medzoo.codec.entropy.EntropyModel`; default: the one
             shipped in the model's preset, else a cached one, else one fitted now on its
-            training split (see :func:`~medzoo.evaluate.entropy.entropy_model_for`).
+            training split (see :func:`~medzoo.codec.entropy.entropy_model_for`).
 
     Returns:
         The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``.
@@ -284,7 +283,7 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
         >>> 8 * len(data) / (len(raw_uint8_images) * 128 * 128)   # bits per pixel
         >>> images = medzoo.decompress(data)
     """
-    from medzoo.evaluate.common import model_label, model_version, prepare
+    from medzoo.zoo.identity import model_label, model_version, prepare
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
@@ -298,7 +297,7 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
 
 
 def _check_model(header: StreamHeader, model) -> None:
-    from medzoo.evaluate.common import model_label
+    from medzoo.zoo.identity import model_label
 
     fingerprint = weights_fingerprint(model)[:2 * _ID_BYTES]
     if fingerprint != header.weights_id:

@@ -303,7 +303,8 @@ def _compact(table) -> np.ndarray:
 # ------------------------------------------------------------- from models
 def encode_in_chunks(model, images, batch_size=64, desc="encoding") -> np.ndarray:
     """VQ-VAE code maps of many images (raw or model inputs), preprocessing one chunk at a time."""
-    from medzoo.evaluate.common import prepare, progress
+    from medzoo.progress import progress
+    from medzoo.zoo.identity import prepare
 
     out = [model.encode(prepare(model, images[i:i + _CHUNK]), batch_size=batch_size)
            for i in progress(range(0, len(images), _CHUNK), desc, total=math.ceil(len(images) / _CHUNK))]
@@ -331,7 +332,7 @@ def fit_entropy_model(model, train_images, val_images=None, *, batch_size=64, ca
         raise ConfigError(f"entropy models are for VQ-VAE code maps; got a {type(model).__name__}")
     train = encode_in_chunks(model, train_images, batch_size, "codes (train)")
     val = None if val_images is None else encode_in_chunks(model, val_images, batch_size, "codes (val)")
-    from medzoo.evaluate.common import model_label, model_version
+    from medzoo.zoo.identity import model_label, model_version
 
     info = {"model": model_label(model), "model_version": model_version(model),
             "weights_fingerprint": weights_fingerprint(model), **(info or {})}
@@ -352,7 +353,7 @@ def _file_digest(model) -> tuple[pathlib.Path, str] | tuple[None, None]:
 
 def check_fits(entropy_model: EntropyModel, model, where="the entropy model") -> None:
     """Raise DataError unless ``entropy_model`` was fitted for exactly these weights (codebook, code shape, values)."""
-    from medzoo.evaluate.common import model_label
+    from medzoo.zoo.identity import model_label
 
     shape = tuple(entropy_model.code_shape)
     if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
@@ -364,7 +365,7 @@ def check_fits(entropy_model: EntropyModel, model, where="the entropy model") ->
     if fitted_for != fingerprint:
         raise DataError(
             f"{where} is stale: it was fitted for weights {str(fitted_for)[:12]}, but {model_label(model)} has "
-            f"weights {fingerprint[:12]}; refit it for these weights (medzoo.evaluate.entropy.save_to_preset) "
+            f"weights {fingerprint[:12]}; refit it for these weights (medzoo.codec.entropy.save_to_preset) "
             "or pass the matching entropy_model="
         )
 
@@ -387,7 +388,7 @@ def shipped_entropy_model(model) -> EntropyModel | None:
 
 
 def _training_provenance(model) -> dict:
-    from medzoo.evaluate.common import training_info
+    from medzoo.zoo.identity import training_info
 
     training = training_info(model)
     dataset = training.get("dataset")
@@ -401,7 +402,7 @@ def _training_provenance(model) -> dict:
 def _fit_on_training_split(model, *, cache, cache_dir=None, batch_size=64) -> EntropyModel:
     """Fit on the model's own training split (``train`` counts, ``val`` weights), as its metadata names it."""
     from medzoo.data import resolve_npz
-    from medzoo.evaluate.common import load_split, model_label
+    from medzoo.zoo.identity import model_label
 
     info = _training_provenance(model)
     try:
@@ -414,9 +415,20 @@ def _fit_on_training_split(model, *, cache, cache_dir=None, batch_size=64) -> En
         ) from None
     log.info("fitting the entropy model of %s on its training split%s", model_label(model),
              f" (once; cached in {cache_path(model, cache_dir)})" if cache else "")
-    train, _ = load_split(model, "train", classes=info["classes"], preprocess=False)
-    val, _ = load_split(model, "val", classes=info["classes"], preprocess=False)
+    train, val = (_stored_images(info["dataset"], split, info["classes"]) for split in ("train", "val"))
     return fit_entropy_model(model, train, val, batch_size=batch_size, cache=cache, cache_dir=cache_dir, info=info)
+
+
+def _stored_images(dataset, split, classes=None) -> np.ndarray:
+    """The stored images of one split, only those of ``classes`` when given."""
+    from medzoo.data import load_npz
+
+    images, labels = load_npz(dataset, split)
+    if classes is None:
+        return images
+    if labels is None:
+        raise DataError(f"split {split!r} of {dataset} has no labels to keep classes {list(classes)} from")
+    return images[np.isin(np.asarray(labels).reshape(len(images), -1)[:, 0], list(classes))]
 
 
 def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
@@ -440,13 +452,13 @@ def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
         if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
             raise DataError(f"{path} does not fit this model (K or code shape differ); delete it to refit")
         return entropy_model
-    from medzoo.evaluate.common import model_label, training_info
+    from medzoo.zoo.identity import model_label, training_info
 
     if not fit or not training_info(model).get("dataset"):
         raise ConfigError(
             f"no entropy model for {model_label(model)} in its preset or in {path.parent}, and "
             + ("fitting is off" if not fit else "the model's metadata names no training dataset")
-            + "; fit one with medzoo.evaluate.codec.fit_entropy_model(model, train_images, val_images)"
+            + "; fit one with medzoo.codec.fit_entropy_model(model, train_images, val_images)"
         )
     return _fit_on_training_split(model, cache=True, cache_dir=cache_dir)
 
@@ -472,7 +484,7 @@ def save_to_preset(preset_dir, entropy_model=None, *, train_images=None, val_ima
         The entropy model now in the preset.
 
     Example:
-        >>> medzoo.evaluate.entropy.save_to_preset("runs/vqvae-chestxray-8x8/preset")
+        >>> medzoo.codec.entropy.save_to_preset("runs/vqvae-chestxray-8x8/preset")
         >>> medzoo.zoo.add_to_manifest("runs/vqvae-chestxray-8x8/preset")
     """
     from medzoo.zoo.presets import attach_file, load_preset
@@ -488,7 +500,7 @@ def save_to_preset(preset_dir, entropy_model=None, *, train_images=None, val_ima
             entropy_model = fit_entropy_model(model, train_images, val_images, batch_size=batch_size, cache=False,
                                               info={**_training_provenance(model), **(info or {})})
     elif not isinstance(entropy_model, EntropyModel):
-        raise ConfigError(f"entropy_model must be a medzoo.evaluate.EntropyModel, got {type(entropy_model).__name__}")
+        raise ConfigError(f"entropy_model must be a medzoo.codec.EntropyModel, got {type(entropy_model).__name__}")
     elif "weights_fingerprint" not in entropy_model.info:  # fitted on this model's codes by the caller's word
         entropy_model = dataclasses.replace(entropy_model, info={**entropy_model.info,
                                                                  "weights_fingerprint": weights_fingerprint(model)})

@@ -1,0 +1,17 @@
+"""The learned codecs as a product: bitstreams, entropy models, ``compress`` / ``decompress``.
+
+* :mod:`medzoo.codec.stream` - the self-describing ``.mzc`` stream (magic, format version,
+  model and weights ids, shapes, CRC32) and :func:`compress` / :func:`decompress` of a
+  VQ-VAE's code maps, range coded with ``constriction``.
+* :mod:`medzoo.codec.entropy` - :class:`EntropyModel`, the count-based context model of
+  code maps: fitted on a model's training split, shipped in its preset, cached otherwise.
+
+Evaluation (rate-distortion curves against JPEG, JPEG 2000, WebP and JPEG XL) lives in
+:mod:`medzoo.evaluate.compression` and calls this package; nothing here imports evaluation.
+"""
+
+from medzoo.codec.entropy import EntropyModel, fit_entropy_model, save_to_preset
+from medzoo.codec.stream import BitstreamError, StreamHeader, compress, decompress, decompress_codes, read_header
+
+__all__ = ["BitstreamError", "EntropyModel", "StreamHeader", "compress", "decompress", "decompress_codes",
+           "fit_entropy_model", "read_header", "save_to_preset"]
