@@ -20,6 +20,7 @@ import _common
 
 from medzoo.data import PreprocessSpec, load_masks, load_npz
 from medzoo.evaluate.common import format_table
+from medzoo.evaluate.segmentation import hc18_spacing
 from medzoo.metrics import dice, ellipse_circumference
 from medzoo.recipes import RECIPES, train
 
@@ -35,14 +36,10 @@ def bootstrap_mean(values, n=1000, seed=0) -> tuple[float, float]:
 
 
 def head_circumference_error(dataset, predicted) -> float:
-    """Mean absolute difference (mm) between fitted-ellipse circumferences of ``predicted`` and HC18's references."""
-    import medzoo.data.datasets as datasets
-
-    with np.load(datasets.resolve_npz(dataset)) as f:
-        sizes, hw = f["test_pixel_size_mm_and_hc_mm"], f["test_original_hw"]
-    spacing = sizes[:, 0] * hw.max(axis=1) / predicted.shape[1]
-    return float(np.nanmean(np.abs(ellipse_circumference(predicted, spacing[: len(predicted)]) -
-                                   sizes[: len(predicted), 1])))
+    """Mean absolute difference (mm) between fitted-ellipse circumferences of ``predicted`` (the first test
+    images) and HC18's references."""
+    spacing, reference = hc18_spacing(dataset, "test", np.arange(len(predicted)), predicted.shape[1])
+    return float(np.nanmean(np.abs(ellipse_circumference(predicted, spacing) - reference)))
 
 
 def run_one(task, fraction, pretrained, args, out):

@@ -65,15 +65,16 @@ class SegmentationResult(Result):
         return plots.save(fig, path)
 
 
-def _hc18_spacing(dataset, split, keep) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-image mm per pixel on the stored grid and the reference circumferences, for HC18-layout files."""
+def hc18_spacing(dataset, split, keep, side) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-image mm per pixel on the stored ``side`` px grid and the reference circumferences (mm) of the
+    images ``keep`` of an HC18-layout file; None for a file without pixel sizes."""
     from medzoo.data.datasets import resolve_npz
 
     with np.load(resolve_npz(dataset)) as f:
         key = f"{split}_pixel_size_mm_and_hc_mm"
         if key not in f.files:
             return None
-        sizes, hw, side = f[key][keep], f[f"{split}_original_hw"][keep], f[f"{split}_images"].shape[1]
+        sizes, hw = f[key][keep], f[f"{split}_original_hw"][keep]
     return sizes[:, 0] * hw.max(axis=1) / side, sizes[:, 1]
 
 
@@ -105,7 +106,7 @@ def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, 
     x = model.preprocess(images[keep])
     refs = masks[keep]
     preds = model.segment(x)
-    hc = _hc18_spacing(name, split, keep)
+    hc = hc18_spacing(name, split, keep, images.shape[1])
     spacing = pixel_spacing_mm if pixel_spacing_mm is not None else (hc[0] if hc is not None else None)
     per_image = {"dice": dice(refs, preds), "iou": iou(refs, preds),
                  "hd95": hd95(refs, preds, 1.0 if spacing is None else spacing)}
