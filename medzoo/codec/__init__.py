@@ -5,13 +5,25 @@
   VQ-VAE's code maps, range coded with ``constriction``.
 * :mod:`medzoo.codec.entropy` - :class:`EntropyModel`, the count-based context model of
   code maps: fitted on a model's training split, shipped in its preset, cached otherwise.
+* :mod:`medzoo.codec.hyperprior` - range coding of a scale-hyperprior codec's latents
+  (format 2 streams) with tables every machine rebuilds to the same bits.
+* :mod:`medzoo.codec.exact` - the reproducible arithmetic behind those tables: exp, log,
+  the Gaussian CDF from IEEE basic operations, and networks run in exact fixed point.
 
 Evaluation (rate-distortion curves against JPEG, JPEG 2000, WebP and JPEG XL) lives in
 :mod:`medzoo.evaluate.compression` and calls this package; nothing here imports evaluation.
 """
 
 from medzoo.codec.entropy import EntropyModel, fit_entropy_model, save_to_preset
-from medzoo.codec.stream import BitstreamError, StreamHeader, compress, decompress, decompress_codes, read_header
+from medzoo.codec.stream import (
+    BitstreamError,
+    StreamHeader,
+    compress,
+    decompress,
+    decompress_codes,
+    decompress_latents,
+    read_header,
+)
 
 __all__ = ["BitstreamError", "EntropyModel", "StreamHeader", "compress", "decompress", "decompress_codes",
-           "fit_entropy_model", "read_header", "save_to_preset"]
+           "decompress_latents", "fit_entropy_model", "read_header", "save_to_preset"]

@@ -27,6 +27,26 @@ Stream layout, format version 1 (integers marked v are unsigned LEB128 varints):
 
 The entropy model conditions each code on its left and upper neighbours; the
 decoder therefore decodes one map position at a time for all images at once.
+
+Format version 2 holds a scale-hyperprior codec's latents
+(:class:`~medzoo.models.hyperprior.HyperpriorCodec`, payload in
+:mod:`medzoo.codec.hyperprior`)::
+
+    magic            4 bytes  b"\x89MZC"
+    format version   1 byte   2
+    mode             1 byte   0 lossy
+    model name       v length + UTF-8
+    model version    v length + ASCII
+    weights id       4 bytes  as above
+    tables id        4 bytes  first bytes of the coding tables' digest (CodingTables.digest)
+    quality          v        the quality level (0 = lowest rate)
+    H, W, C          v, v, v  image shape (before padding to a multiple of 64)
+    N                v        number of images
+    payload length   v        bytes
+    payload                   ANS words (32-bit, little-endian); trailing zero bytes of the last word dropped
+    CRC32            4 bytes  over everything above
+
+Version 1 streams stay readable.
 Bits per pixel of a stream are ``8 * len(stream) / (N * H * W)``: header included.
 """
 
@@ -43,7 +63,11 @@ from medzoo.errors import ConfigError, DataError, DependencyError
 from medzoo.codec.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
 
 MAGIC = b"\x89MZC"
-FORMAT_VERSION = 1
+#: the newest format this medzoo writes; 1: VQ-VAE code maps, 2: hyperprior latents
+FORMAT_VERSION = 2
+VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
+#: the ``kind`` of a hyperprior stream's header
+HYPERPRIOR_KIND = "hyperprior"
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
 DEFAULT_MODEL = "vqvae-chestxray"
@@ -56,7 +80,12 @@ class BitstreamError(DataError):
 
 @dataclasses.dataclass(frozen=True)
 class StreamHeader:
-    """What a stream says about itself (:func:`read_header`)."""
+    """What a stream says about itself (:func:`read_header`).
+
+    For a hyperprior stream (format 2) ``kind`` is ``"hyperprior"``, ``entropy_model_id``
+    the coding tables' id, ``num_codes`` 0, ``code_shape`` the latent's spatial shape and
+    ``quality`` the quality level.
+    """
 
     format_version: int
     kind: str
@@ -71,6 +100,7 @@ class StreamHeader:
     payload_bytes: int
     header_bytes: int
     total_bytes: int
+    quality: int | None = None
 
     @property
     def bits_per_pixel(self) -> float:
@@ -197,14 +227,33 @@ def pack(codes, entropy_model: EntropyModel, *, model_name: str, model_version: 
     name = model_name.encode("utf-8")
     version = model_version.encode("ascii")
     header = b"".join([
-        MAGIC, bytes([FORMAT_VERSION, KIND_IDS[kind]]),
+        MAGIC, bytes([VQ_FORMAT, KIND_IDS[kind]]),
         _varint(len(name)), name, _varint(len(version)), version,
         bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(entropy_model.digest[:2 * _ID_BYTES]),
         *(_varint(int(v)) for v in (entropy_model.num_codes, *codes.shape[1:], *image_shape, len(codes),
                                     len(payload))),
     ])
+    return _sealed(header, payload)
+
+
+def _sealed(header: bytes, payload: bytes) -> bytes:
     body = header + payload
     return body + struct.pack(">I", zlib.crc32(body))
+
+
+def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weights_id: str, tables_id: str,
+                    quality: int, image_shape, num_images: int) -> bytes:
+    """Header (format 2) + ANS payload + CRC32; see the module docstring."""
+    payload = _strip_last_word(payload)
+    name = model_name.encode("utf-8")
+    version = model_version.encode("ascii")
+    header = b"".join([
+        MAGIC, bytes([HYPERPRIOR_FORMAT, 0]),
+        _varint(len(name)), name, _varint(len(version)), version,
+        bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(tables_id[:2 * _ID_BYTES]),
+        *(_varint(int(v)) for v in (quality, *image_shape, num_images, len(payload))),
+    ])
+    return _sealed(header, payload)
 
 
 def _parse(data) -> tuple[StreamHeader, bytes]:
@@ -217,20 +266,27 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
     r = _Reader(data)
     r.take(len(MAGIC), "magic")
     version, kind_id = r.take(2, "format version and entropy kind")
-    if version != FORMAT_VERSION:
+    if version not in (VQ_FORMAT, HYPERPRIOR_FORMAT):
         raise BitstreamError(f"medzoo stream format version {version} is not supported by this medzoo "
-                             f"(it reads version {FORMAT_VERSION}); "
+                             f"(it reads versions {VQ_FORMAT} and {HYPERPRIOR_FORMAT}); "
                              + ("upgrade medzoo" if version > FORMAT_VERSION else "the stream is damaged"))
-    kinds = {v: k for k, v in KIND_IDS.items()}
+    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND}
     if kind_id not in kinds:
-        raise BitstreamError(f"corrupted medzoo stream: unknown entropy model kind {kind_id}")
+        raise BitstreamError(f"corrupted medzoo stream: unknown {'entropy model kind' if version == 1 else 'mode'} "
+                             f"{kind_id}")
     name = r.text("model name")
     model_version = r.text("model version")
     weights_id = r.take(_ID_BYTES, "weights id").hex()
-    entropy_id = r.take(_ID_BYTES, "entropy model id").hex()
-    k, h, w, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
-        "codebook size", "code height", "code width", "image height", "image width", "image channels",
-        "image count", "payload length"))
+    entropy_id = r.take(_ID_BYTES, "entropy model id" if version == VQ_FORMAT else "tables id").hex()
+    if version == VQ_FORMAT:
+        k, h, w, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
+            "codebook size", "code height", "code width", "image height", "image width", "image channels",
+            "image count", "payload length"))
+        quality = None
+    else:
+        quality, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
+            "quality", "image height", "image width", "image channels", "image count", "payload length"))
+        k, h, w = 0, 4 * -(-ih // 64), 4 * -(-iw // 64)  # y's spatial size (the image padded to a multiple of 64)
     header_bytes = r.pos
     payload = r.take(payload_len, "payload")
     crc = r.take(4, "checksum")
@@ -238,10 +294,10 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         raise BitstreamError(f"corrupted medzoo stream: {len(data) - r.pos} unexpected bytes after the checksum")
     if struct.unpack(">I", crc)[0] != zlib.crc32(data[:-4]):
         raise BitstreamError("corrupted medzoo stream: the CRC32 checksum does not match its content")
-    if min(k, h, w, ih, iw, ic, n) < 1:
+    if min(h, w, ih, iw, ic, n) < 1 or (version == VQ_FORMAT and k < 1):
         raise BitstreamError("corrupted medzoo stream: a shape or count in the header is zero")
     header = StreamHeader(version, kinds[kind_id], name, model_version, weights_id, entropy_id, k, (h, w),
-                          (ih, iw, ic), n, payload_len, header_bytes, len(data))
+                          (ih, iw, ic), n, payload_len, header_bytes, len(data), quality)
     return header, payload
 
 
@@ -251,32 +307,90 @@ def read_header(data) -> StreamHeader:
 
 
 # ------------------------------------------------------------------ public
-def _resolve_vqvae(model):
+def _is_hyperprior(model) -> bool:
+    return hasattr(model, "hyper_synthesis") and hasattr(model, "entropy_bottleneck")
+
+
+def _resolve_coder(model):
+    """A zoo name, preset path or instance -> a model that can make streams (VQ-VAE or hyperprior codec)."""
     from medzoo.zoo.identity import resolve_model
 
     model = resolve_model(model)
-    if not hasattr(model, "quantizer"):
-        raise ConfigError(f"compression needs a VQ-VAE (discrete code maps); got a {type(model).__name__}")
+    if not hasattr(model, "quantizer") and not _is_hyperprior(model):
+        raise ConfigError(f"compression needs a VQ-VAE (discrete code maps) or a hyperprior codec; got a "
+                          f"{type(model).__name__}")
     return model
 
 
-def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_model=None,
+def _resolve_vqvae(model):
+    model = _resolve_coder(model)
+    if not hasattr(model, "quantizer"):
+        raise ConfigError(f"code maps come from a VQ-VAE; got a {type(model).__name__}")
+    return model
+
+
+def _codec_inputs(model, images) -> np.ndarray:
+    """Float images (N, H, W, C) in [0, 1] of the codec's channels are used as they are; others preprocessed."""
+    from medzoo.zoo.identity import prepare
+
+    array = np.asarray(images)
+    channels = model.image_shape[-1]
+    if array.ndim == 3 and array.shape[-1] == channels and np.issubdtype(array.dtype, np.floating):
+        array = array[None]
+    if array.ndim == 4 and array.shape[-1] == channels and np.issubdtype(array.dtype, np.floating):
+        if array.size == 0 or not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
+            raise DataError("float images for a codec must be finite, in [0, 1], and at least one")
+        return array.astype(np.float32, copy=False)
+    return prepare(model, array)
+
+
+def _quality(model, quality) -> int:
+    levels = model.num_qualities
+    quality = model.quality if quality is None else quality
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < levels:
+        raise ConfigError(f"quality must be an integer in 0..{levels - 1} (0 = fewest bits), got {quality!r}")
+    return int(quality)
+
+
+def _compress_hyperprior(model, x, quality, batch_size) -> bytes:
+    from keras import ops
+
+    from medzoo.codec.hyperprior import encode_latents, tables_for
+    from medzoo.zoo.identity import model_label, model_version
+
+    tables, fingerprint = tables_for(model)
+    ys, zs = [], []
+    for i in range(0, len(x), batch_size):  # the encoder's floats need not be reproducible; the integers travel
+        y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), quality)
+        ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
+        zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
+    payload, _ = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
+    name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
+    return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
+                           tables_id=tables.digest, quality=quality, image_shape=x.shape[1:], num_images=len(x))
+
+
+def compress(images, model=DEFAULT_MODEL, *, quality=None, kind: str = DEFAULT_KIND, entropy_model=None,
              batch_size: int = 64) -> bytes:
-    """Compress images into a medzoo stream with a VQ-VAE and its learned entropy model.
+    """Compress images into a medzoo stream with a VQ-VAE or a hyperprior codec.
 
     Args:
-        images: raw images (any size, uint8 or float: the model's preprocessing is
-            applied) or model inputs (float in [0, 1] of the model's input shape, used as
-            they are); one image or a batch.
-        model: a VQ-VAE: zoo name, preset path or instance.
-        kind: entropy model: ``"context"`` (left/up neighbours + position, default),
-            ``"position"`` or ``"iid"``.
-        entropy_model: an :class:`~medzoo.codec.entropy.EntropyModel`; default: the one
-            shipped in the model's preset, else a cached one, else one fitted now on its
+        images: raw images (uint8 or float: the model's preprocessing is applied) or model
+            inputs (float in [0, 1], used as they are); one image or a batch. A hyperprior
+            codec takes any size (the stream records it; decoding crops the padding back).
+        model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
+            preset path or instance.
+        quality: a hyperprior codec's quality level, 0 (fewest bits) to
+            ``model.num_qualities - 1``; default the model's own ``quality``.
+        kind: a VQ-VAE's entropy model: ``"context"`` (left/up neighbours + position,
+            default), ``"position"`` or ``"iid"``.
+        entropy_model: a VQ-VAE's :class:`~medzoo.codec.entropy.EntropyModel`; default: the
+            one shipped in the model's preset, else a cached one, else one fitted now on its
             training split (see :func:`~medzoo.codec.entropy.entropy_model_for`).
 
     Returns:
-        The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``.
+        The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``
+        (a VQ-VAE), or the codec's reconstruction at that quality.
 
     Example:
         >>> data = medzoo.compress(raw_uint8_images, model="vqvae-chestxray")
@@ -287,7 +401,11 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    model = _resolve_vqvae(model)
+    model = _resolve_coder(model)
+    if _is_hyperprior(model):
+        return _compress_hyperprior(model, _codec_inputs(model, images), _quality(model, quality), batch_size)
+    if quality is not None:
+        raise ConfigError("quality= is for hyperprior codecs; a VQ-VAE has one rate (pick another VQ-VAE)")
     entropy_model = entropy_model or entropy_model_for(model)
     x = prepare(model, images)
     codes = model.encode(x, batch_size=batch_size)
@@ -296,35 +414,45 @@ def compress(images, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, entropy_m
                 weights_id=weights_fingerprint(model), image_shape=model.image_shape, kind=kind)
 
 
-def _check_model(header: StreamHeader, model) -> None:
+def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
     from medzoo.zoo.identity import model_label
 
-    fingerprint = weights_fingerprint(model)[:2 * _ID_BYTES]
+    fingerprint = (fingerprint or weights_fingerprint(model))[:2 * _ID_BYTES]
     if fingerprint != header.weights_id:
         made = f"{header.model_name} {header.model_version}" if header.model_name else "an unsaved model"
         raise BitstreamError(
             f"the stream was made with {made} (weights id {header.weights_id}) but the model given is "
             f"{model_label(model)} (weights id {fingerprint}); decode it with the model that made it"
         )
+    if header.format_version == HYPERPRIOR_FORMAT:
+        if not _is_hyperprior(model) or header.image_shape[-1] != model.image_shape[-1]:
+            raise BitstreamError("the stream holds hyperprior latents; the model given cannot decode them")
+        return
     if (model.num_embeddings, tuple(model.code_shape), tuple(model.image_shape)) != (
             header.num_codes, header.code_shape, header.image_shape):
         raise BitstreamError("the stream's codebook size or shapes do not match the model's")
 
 
-def decompress_codes(data, model=None, *, entropy_model=None):
-    """Decode a stream's code maps: returns ``(header, codes (N, h, w) int32, model)``.
-
-    ``model`` defaults to the zoo model the stream names (``medzoo.load(name)``); pass
-    the model (or its preset path) for streams made with a model outside the zoo.
-    """
-    header, payload = _parse(data)
+def _model_for(header: StreamHeader, model):
     if model is None:
         if not header.model_name:
             raise BitstreamError("the stream was made with an unsaved model; pass model= to decompress it")
         from medzoo.zoo import load
 
         model = load(header.model_name, compile=False)
-    model = _resolve_vqvae(model)
+    return _resolve_coder(model)
+
+
+def decompress_codes(data, model=None, *, entropy_model=None):
+    """Decode a VQ-VAE stream's code maps: returns ``(header, codes (N, h, w) int32, model)``.
+
+    ``model`` defaults to the zoo model the stream names (``medzoo.load(name)``); pass
+    the model (or its preset path) for streams made with a model outside the zoo.
+    """
+    header, payload = _parse(data)
+    if header.format_version != VQ_FORMAT:
+        raise BitstreamError("the stream holds hyperprior latents, not code maps; use decompress_latents")
+    model = _resolve_vqvae(_model_for(header, model))
     _check_model(header, model)
     entropy_model = entropy_model or entropy_model_for(model)
     if entropy_model.digest[:2 * _ID_BYTES] != header.entropy_model_id:
@@ -340,6 +468,32 @@ def decompress_codes(data, model=None, *, entropy_model=None):
     return header, codes, model
 
 
+def decompress_latents(data, model=None):
+    """Decode a hyperprior stream's integer latents: returns ``(header, y_hat, z_hat, model)`` (int64, NHWC).
+
+    These are the same integers on every machine, backend and batch size.
+    """
+    from medzoo.codec.hyperprior import decode_latents, latent_shapes, tables_for
+
+    header, payload = _parse(data)
+    if header.format_version != HYPERPRIOR_FORMAT:
+        raise BitstreamError("the stream holds VQ-VAE code maps, not hyperprior latents; use decompress_codes")
+    model = _model_for(header, model)
+    tables, fingerprint = tables_for(model) if _is_hyperprior(model) else (None, None)
+    _check_model(header, model, fingerprint)
+    if tables.digest[:2 * _ID_BYTES] != header.entropy_model_id:
+        raise BitstreamError(f"the stream was coded with tables {header.entropy_model_id}, but this medzoo builds "
+                             f"{tables.digest[:2 * _ID_BYTES]} for the model; decode it with the medzoo version "
+                             "that made it")
+    y_shape, z_shape = latent_shapes(model, header.image_shape)
+    try:
+        y_hat, z_hat = decode_latents(tables, payload + b"\x00" * (-len(payload) % 4), header.num_images,
+                                      z_shape, y_shape)
+    except (ValueError, RuntimeError) as exc:
+        raise BitstreamError(f"corrupted medzoo stream: the payload does not decode ({exc})") from exc
+    return header, y_hat, z_hat, model
+
+
 def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) -> np.ndarray:
     """Decode a medzoo stream back to images (N, H, W, C), float32 in the model's output range.
 
@@ -347,6 +501,18 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
         BitstreamError: not a medzoo stream, truncated, corrupted (CRC32), a newer format,
             or a stream made with other weights / another entropy model than those at hand.
     """
+    header = read_header(data)
+    if header.format_version == HYPERPRIOR_FORMAT:
+        from keras import ops
+
+        header, y_hat, _, model = decompress_latents(data, model)
+        h, w, _ = header.image_shape
+        out = []
+        for i in range(0, len(y_hat), batch_size):
+            x_hat = model.synthesise(ops.convert_to_tensor(y_hat[i:i + batch_size].astype(np.float32)),
+                                     header.quality)
+            out.append(np.clip(ops.convert_to_numpy(x_hat)[:, :h, :w], 0.0, 1.0))
+        return np.concatenate(out).astype(np.float32)
     _, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
     return model.decode(codes, batch_size=batch_size)
 

@@ -1,0 +1,213 @@
+"""Hyperprior codec streams: exact arithmetic, round trips, refusals, and bit-exact decoding on every backend."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from medzoo.codec import exact
+from medzoo.codec.hyperprior import CodingTables, decode_latents, encode_latents, latent_shapes, tables_for
+from medzoo.codec.stream import BitstreamError, compress, decompress, decompress_latents, read_header
+from medzoo.errors import ConfigError
+from medzoo.models.hyperprior import HyperpriorCodec
+
+
+@pytest.fixture(scope="module")
+def codec():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = HyperpriorCodec(n=16, m=24, lambdas=(0.01, 0.05, 0.2), seed=3)
+    model(np.zeros((1, 64, 64, 1), "float32"))
+    rng = np.random.default_rng(0)
+    for w in model.hyper_synthesis.weights + model.analysis.weights:  # spread the scales over the table
+        w.assign(w.numpy() * rng.uniform(1.0, 3.0))
+    gains = np.array([[0.5], [1.0], [2.0]], "float32") * np.ones((1, 24), "float32")
+    model.gains.assign(gains)  # what training learns: a finer latent at each higher level
+    model.inverse_gains.assign(1.0 / gains)
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:96, 0:80] / 80.0
+    smooth = 0.5 + 0.3 * np.sin(6 * xx + 3 * yy)
+    return np.clip(smooth[None, ..., None] + 0.05 * rng.normal(size=(3, 96, 80, 1)), 0, 1).astype("float32")
+
+
+# ------------------------------------------------------------------ exact
+def test_exact_functions_match_the_platform_ones():
+    x = np.random.default_rng(0).normal(size=4000) * 30
+    assert np.max(np.abs(exact.exp(x) / np.exp(x) - 1)) < 1e-13
+    y = np.abs(x) + 1e-6
+    assert np.max(np.abs(exact.log(y) - np.log(y))) < 1e-13
+    assert np.max(np.abs(exact.softplus(x) - np.logaddexp(0, x))) < 1e-12
+    assert np.max(np.abs(exact.tanh(x / 30) - np.tanh(x / 30))) < 1e-12
+    from math import erf
+
+    reference = np.array([0.5 * (1 + erf(v / np.sqrt(2))) for v in x / 10])
+    assert np.max(np.abs(exact.gaussian_cdf(x / 10) - reference)) < 2e-7
+    with pytest.raises(ConfigError):
+        exact.log(np.array([0.0]))
+
+
+@pytest.mark.parametrize("transposed,kernel,stride", [(True, 5, 2), (True, 4, 2), (False, 3, 1), (False, 5, 2)])
+def test_the_integer_network_follows_keras(transposed, kernel, stride):
+    import keras
+
+    layer = keras.layers.Conv2DTranspose if transposed else keras.layers.Conv2D
+    model = keras.Sequential([keras.Input((None, None, 7)), layer(6, kernel, strides=stride, padding="same",
+                                                                  activation="relu"),
+                              keras.layers.Conv2D(5, 3, padding="same")])
+    z = np.random.default_rng(2).integers(-6, 7, size=(2, 5, 7, 7)).astype("float32")
+    out = exact.IntegerNetwork(model)(z)
+    assert np.all(out == np.floor(out))  # integers, held in float64
+    np.testing.assert_allclose(out / 2.0 ** exact.ACTIVATION_BITS, np.asarray(model(z)), atol=2e-3)
+
+
+def test_the_integer_network_refuses_what_it_cannot_run_exactly():
+    import keras
+
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3, padding="same",
+                                                                                 activation="sigmoid")])
+    with pytest.raises(ConfigError, match="activations"):
+        exact.IntegerNetwork(model)
+    ok = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3, padding="same")])
+    with pytest.raises(ConfigError, match="integers"):
+        exact.IntegerNetwork(ok)(np.full((1, 4, 4, 3), 0.5))
+
+
+# ------------------------------------------------------------------ tables
+def test_tables_are_normalised_and_cover_every_value(codec):
+    tables = CodingTables(codec)
+    for table in [*tables.y_tables, *tables.z_tables]:
+        assert np.all(table > 0) and abs(table.sum() - 1.0) < 1e-12
+    assert np.all(np.diff(tables.thresholds) > 0)
+    wide = [len(t) for t in tables.y_tables]
+    assert wide == sorted(wide) and wide[0] < wide[-1]  # wider scales, wider tables
+    assert CodingTables(codec).digest == tables.digest  # rebuilt from the weights: the same bits
+
+
+def test_latents_round_trip_with_escapes(codec):
+    tables = CodingTables(codec)
+    rng = np.random.default_rng(5)
+    z = rng.integers(-3, 4, size=(2, 2, 3, 16))
+    z[0, 0, 0, 0] = 500  # beyond the z tables: escaped
+    y_shape = (8, 12, 24)
+    y = np.round(rng.normal(size=(2, *y_shape)) * 4).astype(np.int64)
+    y[1, 2, 3, 4] = -20000  # beyond every y table: escaped
+    y[0, 0, 0, 0] = 40000  # beyond the escape range: clipped
+    payload, coded = encode_latents(tables, y, z)
+    y_back, z_back = decode_latents(tables, payload, 2, z.shape[1:], y_shape)
+    assert np.array_equal(z_back, z) and np.array_equal(y_back, coded)
+    assert coded[1, 2, 3, 4] == -20000 and coded[0, 0, 0, 0] == 32767
+
+
+def test_the_payload_is_as_long_as_the_tables_say(codec, images):
+    """The range coder's payload is within a few percent of the latents' ideal code length under the tables.
+
+    (The coder re-quantises each table to its own fixed point, so it may land on either side.)
+    """
+    data = compress(images, codec, quality=1)
+    header, y, z, _ = decompress_latents(data, codec)
+    ideal = tables_for(codec)[0].ideal_bits(y, z)
+    assert abs(8 * header.payload_bytes - ideal) < 64 + 0.03 * ideal
+
+
+# ------------------------------------------------------------------ streams
+def test_a_stream_decodes_to_the_codecs_reconstruction(codec, images):
+    from keras import ops
+
+    for quality in range(codec.num_qualities):
+        data = compress(images, codec, quality=quality)
+        header = read_header(data)
+        assert (header.format_version, header.kind, header.quality) == (2, "hyperprior", quality)
+        assert header.image_shape == (96, 80, 1) and header.num_images == 3
+        out = decompress(data, codec)
+        assert out.shape == images.shape and out.dtype == np.float32
+        reference = ops.convert_to_numpy(codec.reconstruct_tensor(ops.convert_to_tensor(images), quality=quality))
+        np.testing.assert_allclose(out, reference, atol=1e-5)
+
+
+def test_more_quality_costs_more_bits(codec, images):
+    sizes = [len(compress(images, codec, quality=q)) for q in range(codec.num_qualities)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_one_stream_of_many_images_decodes_like_single_streams(codec, images):
+    _, y_all, z_all, _ = decompress_latents(compress(images, codec, quality=1, batch_size=3), codec)
+    for i in range(len(images)):
+        _, y_one, z_one, _ = decompress_latents(compress(images[i:i + 1], codec, quality=1, batch_size=1), codec)
+        assert np.array_equal(z_one, z_all[i:i + 1]) and np.array_equal(y_one, y_all[i:i + 1])
+
+
+def test_refusals(codec, images):
+    data = compress(images[:1], codec, quality=0)
+    with pytest.raises(BitstreamError, match="CRC32"):
+        corrupted = bytearray(data)
+        corrupted[len(data) // 2] ^= 0x10
+        decompress(bytes(corrupted), codec)
+    with pytest.raises(BitstreamError, match="truncated"):
+        decompress(data[:-7], codec)
+    other = HyperpriorCodec(n=16, m=24, lambdas=(0.01, 0.05, 0.2), seed=4)
+    other(np.zeros((1, 64, 64, 1), "float32"))
+    with pytest.raises(BitstreamError, match="weights id"):
+        decompress(data, other)
+    with pytest.raises(BitstreamError, match="unsaved model"):
+        decompress(data)
+    with pytest.raises(ConfigError, match="quality"):
+        compress(images, codec, quality=3)
+    with pytest.raises(ConfigError, match="quality"):
+        compress(images, codec, quality=True)
+
+
+def test_tables_are_cached_until_the_weights_change(codec):
+    tables, fingerprint = tables_for(codec)
+    assert tables_for(codec)[0] is tables
+    variable = codec.hyper_synthesis.weights[-1]
+    old = variable.numpy()
+    try:
+        variable.assign(old + 0.25)
+        assert tables_for(codec)[1] != fingerprint and tables_for(codec)[0].digest != tables.digest
+    finally:
+        variable.assign(old)
+    assert tables_for(codec)[0].digest == tables.digest
+
+
+_DECODE_UNDER_ANOTHER_BACKEND = """
+import os, sys, numpy as np, keras
+from medzoo.codec.stream import decompress_latents, decompress
+from medzoo.codec.hyperprior import tables_for
+assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
+model = keras.saving.load_model(sys.argv[1], compile=False)
+data = open(sys.argv[2], "rb").read()
+_, y, z, _ = decompress_latents(data, model)
+np.savez(sys.argv[3], y=y, z=z, x=decompress(data, model), digest=tables_for(model)[0].digest)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_path, backend):
+    """Encoded under TensorFlow, decoded under JAX / PyTorch: the same integer latents and tables."""
+    path = tmp_path / "codec.keras"
+    codec.save(path)
+    data = compress(images, codec, quality=2)
+    (tmp_path / "stream.mzc").write_bytes(data)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
+           "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", _DECODE_UNDER_ANOTHER_BACKEND, str(path), str(tmp_path / "stream.mzc"),
+                          str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    theirs = np.load(tmp_path / "out.npz")
+    _, y, z, _ = decompress_latents(data, codec)
+    assert str(theirs["digest"]) == tables_for(codec)[0].digest
+    assert np.array_equal(theirs["y"], y) and np.array_equal(theirs["z"], z)
+    np.testing.assert_allclose(theirs["x"], decompress(data, codec), atol=1e-4)  # the float synthesis
+
+
+def test_latent_shapes_follow_the_padding(codec):
+    assert latent_shapes(codec, (96, 80)) == ((8, 8, 24), (2, 2, 16))
+    assert latent_shapes(codec, (130, 64, 1)) == ((12, 4, 24), (3, 1, 16))
