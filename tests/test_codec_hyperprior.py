@@ -24,9 +24,6 @@ def codec():
     rng = np.random.default_rng(0)
     for w in model.hyper_synthesis.weights + model.analysis.weights:  # spread the scales over the table
         w.assign(w.numpy() * rng.uniform(1.0, 3.0))
-    gains = np.array([[0.5], [1.0], [2.0]], "float32") * np.ones((1, 24), "float32")
-    model.gains.assign(gains)  # what training learns: a finer latent at each higher level
-    model.inverse_gains.assign(1.0 / gains)
     return model
 
 
@@ -133,6 +130,9 @@ def test_a_stream_decodes_to_the_codecs_reconstruction(codec, images):
 
 
 def test_more_quality_costs_more_bits(codec, images):
+    """The levels start spread (gains sqrt(lambda / their geometric mean)), before any training."""
+    np.testing.assert_allclose(codec.gains.numpy()[:, 0] * codec.inverse_gains.numpy()[:, 0], 1.0, rtol=1e-6)
+    assert np.all(np.diff(codec.gains.numpy()[:, 0]) > 0)
     sizes = [len(compress(images, codec, quality=q)) for q in range(codec.num_qualities)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
@@ -211,3 +211,19 @@ def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_pat
 def test_latent_shapes_follow_the_padding(codec):
     assert latent_shapes(codec, (96, 80)) == ((8, 8, 24), (2, 2, 16))
     assert latent_shapes(codec, (130, 64, 1)) == ((12, 4, 24), (3, 1, 16))
+
+
+def test_the_codec_trains_for_rate_plus_distortion(images):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = HyperpriorCodec(n=8, m=12, lambdas=(0.005, 0.05), seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    crops = np.concatenate([images[:, :64, :64], images[:, 32:96, 16:80]])
+    history = model.fit(crops, epochs=2, batch_size=3, verbose=0).history
+    assert {"loss", "bpp", "distortion"} <= set(history)
+    assert all(np.isfinite(v).all() for v in history.values())
+    rows = model.rate_distortion(crops)
+    assert [r["quality"] for r in rows] == [0, 1] and all(r["bpp"] > 0 and r["psnr"] > 0 for r in rows)
+    data = compress(crops[:2], model, quality=1)  # a freshly trained model codes and decodes
+    assert decompress(data, model).shape == (2, 64, 64, 1)
