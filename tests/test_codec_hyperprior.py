@@ -10,7 +10,7 @@ import pytest
 from medzoo.codec import exact
 from medzoo.codec.hyperprior import CodingTables, decode_latents, encode_latents, latent_shapes, tables_for
 from medzoo.codec.stream import BitstreamError, compress, decompress, decompress_latents, read_header
-from medzoo.errors import ConfigError
+from medzoo.errors import ConfigError, DataError
 from medzoo.models.hyperprior import HyperpriorCodec
 
 
@@ -185,7 +185,8 @@ assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
 model = keras.saving.load_model(sys.argv[1], compile=False)
 data = open(sys.argv[2], "rb").read()
 _, y, z, _ = decompress_latents(data, model)
-np.savez(sys.argv[3], y=y, z=z, x=decompress(data, model), digest=tables_for(model)[0].digest)
+pixels = decompress(open(sys.argv[4], "rb").read(), model)
+np.savez(sys.argv[3], y=y, z=z, x=decompress(data, model), digest=tables_for(model)[0].digest, pixels=pixels)
 """
 
 
@@ -196,16 +197,20 @@ def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_pat
     codec.save(path)
     data = compress(images, codec, quality=2)
     (tmp_path / "stream.mzc").write_bytes(data)
+    pixels = _ct_like(2)
+    (tmp_path / "lossless.mzc").write_bytes(compress(pixels, codec, lossless=True))
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
            "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-c", _DECODE_UNDER_ANOTHER_BACKEND, str(path), str(tmp_path / "stream.mzc"),
-                          str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=600, env=env)
+                          str(tmp_path / "out.npz"), str(tmp_path / "lossless.mzc")], capture_output=True, text=True,
+                         timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-4000:]
     theirs = np.load(tmp_path / "out.npz")
     _, y, z, _ = decompress_latents(data, codec)
     assert str(theirs["digest"]) == tables_for(codec)[0].digest
     assert np.array_equal(theirs["y"], y) and np.array_equal(theirs["z"], z)
     np.testing.assert_allclose(theirs["x"], decompress(data, codec), atol=1e-4)  # the float synthesis
+    assert theirs["pixels"].dtype == np.int16 and np.array_equal(theirs["pixels"], pixels)  # lossless: exact
 
 
 def test_latent_shapes_follow_the_padding(codec):
@@ -227,3 +232,65 @@ def test_the_codec_trains_for_rate_plus_distortion(images):
     assert [r["quality"] for r in rows] == [0, 1] and all(r["bpp"] > 0 and r["psnr"] > 0 for r in rows)
     data = compress(crops[:2], model, quality=1)  # a freshly trained model codes and decodes
     assert decompress(data, model).shape == (2, 64, 64, 1)
+
+
+# ------------------------------------------------------------------ lossless
+def _ct_like(n, seed=0):
+    """int16 slices in Hounsfield-like units: air -1000, soft tissue 0-80, bone up to 1500, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:72, 0:88]
+    body = ((yy - 36) / 30.0) ** 2 + ((xx - 44) / 38.0) ** 2 < 1
+    bone = ((yy - 40) / 8.0) ** 2 + ((xx - 30) / 6.0) ** 2 < 1
+    base = np.where(body, 40, -1000) + np.where(bone, 1400, 0)
+    return (base[None] + rng.normal(0, 12, size=(n, 72, 88))).round().astype(np.int16)
+
+
+@pytest.mark.parametrize("dtype,shape", [("uint8", (2, 70, 90)), ("uint16", (1, 64, 64, 1)), ("int8", (50, 66)),
+                                         ("int16", None)])
+def test_lossless_streams_give_back_the_exact_pixels(codec, dtype, shape):
+    if shape is None:
+        pixels = _ct_like(2)  # negative values included
+    else:
+        info = np.iinfo(dtype)
+        rng = np.random.default_rng(3)
+        n, h, w = (1, *shape) if len(shape) == 2 else shape[:3]
+        yy, xx = np.mgrid[0:h, 0:w]
+        ramp = (0.8 * (xx + yy) / (h + w))[None] + rng.uniform(0, 0.2, size=(n, h, w))
+        values = (info.min + ramp * (float(info.max) - info.min)).reshape(shape)
+        pixels = values.astype(dtype)
+    data = compress(pixels, codec, lossless=True)
+    header = read_header(data)
+    assert header.kind == "hyperprior-lossless" and header.quality == codec.num_qualities - 1
+    back = decompress(data, codec)
+    assert back.dtype == pixels.dtype and back.shape == pixels.shape and np.array_equal(back, pixels)
+
+
+def test_lossless_beats_raw_bits_on_smooth_images(codec):
+    pixels = _ct_like(1)
+    data = compress(pixels, codec, lossless=True, quality=0)
+    assert 8 * len(data) / pixels.size < 16  # fewer bits than the stored int16 pixels
+
+
+def test_the_integer_synthesis_follows_the_float_one(codec, images):
+    from keras import ops
+
+    tables = tables_for(codec)[0]
+    y, _ = codec.analyse(ops.convert_to_tensor(images), 1)
+    y = np.round(ops.convert_to_numpy(y))
+    exact_out = tables.reconstruct(codec, y, 1) / 2.0 ** 12
+    float_out = ops.convert_to_numpy(codec.synthesise(ops.convert_to_tensor(y.astype("float32")), 1))
+    np.testing.assert_allclose(exact_out, float_out, atol=5e-3)
+    assert np.all(exact_out * 2 ** 12 == np.floor(exact_out * 2 ** 12))
+
+
+def test_lossless_refusals(codec, images):
+    with pytest.raises(DataError, match="integer pixels"):
+        compress(images, codec, lossless=True)
+    with pytest.raises(DataError, match="integer pixels"):
+        compress(np.zeros((4, 64, 64), np.int32), codec, lossless=True)
+    with pytest.raises(DataError, match="channel"):
+        compress(np.zeros((1, 64, 64, 3), np.uint8), codec, lossless=True)
+    data = bytearray(compress(_ct_like(1), codec, lossless=True))
+    data[-12] ^= 0x01
+    with pytest.raises(BitstreamError, match="CRC32"):
+        decompress(bytes(data), codec)

@@ -14,9 +14,10 @@ non-integers, whose summation order depends on the build).
   reduction and polynomials); accurate to about 1e-15 (``gaussian_cdf`` 1.2e-7), and
   above all reproducible.
 * :class:`IntegerNetwork` - a Keras stack of ``Conv2D`` / ``Conv2DTranspose`` (ReLU or
-  linear) run in fixed point: weights rounded to integers, activations to
-  integers, every convolution a float64 matrix product of integers whose sums stay
-  below 2^53 - exact whatever order BLAS adds them in.
+  linear) and inverse GDN layers run in fixed point: weights rounded to integers,
+  activations to integers, every convolution a float64 matrix product of integers
+  whose sums stay below 2^53 - exact whatever order BLAS adds them in; IGDN's square
+  root is IEEE's correctly rounded ``sqrt`` of an integer, floored.
 """
 
 from __future__ import annotations
@@ -157,15 +158,53 @@ class _IntegerLayer:
         return np.clip(out, -limit, limit)
 
 
-class IntegerNetwork:
-    """A Keras model made of ``Conv2D`` / ``Conv2DTranspose`` layers (ReLU or no activation), in fixed point.
+class _IntegerIGDN:
+    """Inverse GDN, ``x * sqrt(beta + gamma^T x^2)``, in fixed point.
 
-    The input is integers (a quantised latent); the output has :data:`ACTIVATION_BITS`
-    fractional bits: ``net(z) / 2**ACTIVATION_BITS`` approximates ``model(z)`` to about
-    1e-3, and is the same integer array on every machine, backend and batch size.
+    ``x`` (ACTIVATION_BITS fractional bits) is cut to 6 fractional bits and clipped to
+    +-2^15 before squaring, so ``gamma^T x^2`` (gamma at ``2^g``, below 2^15) sums at most
+    C * 2^45 - exact for up to 128 channels.
     """
 
-    def __init__(self, model):
+    SQUARE_BITS = 6
+    LIMIT = 2.0 ** 15
+
+    def __init__(self, layer):
+        beta = softplus(np.asarray(layer.beta_raw.numpy(), dtype=np.float64)) + 1e-6
+        gamma = softplus(np.asarray(layer.gamma_raw.numpy(), dtype=np.float64))
+        channels = gamma.shape[0]
+        if channels * self.LIMIT ** 2 * 2.0 ** WEIGHT_BITS >= _EXACT_LIMIT:
+            raise ConfigError(f"layer {layer.name}: {channels} channels are too many to run IGDN exactly")
+        self.g = _weight_shift(gamma)
+        self.g -= (self.g + 2 * self.SQUARE_BITS) % 2  # the norm's scale 2^(2s + g) must have an even exponent
+        self.gamma = np.round(np.ldexp(gamma, self.g))
+        self.beta = np.round(np.ldexp(beta, self.g + 2 * self.SQUARE_BITS))
+        self.root_bits = (self.g + 2 * self.SQUARE_BITS) // 2
+        self.name = layer.name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        small = np.clip(np.floor(np.ldexp(x, self.SQUARE_BITS - ACTIVATION_BITS)), -self.LIMIT, self.LIMIT)
+        norm = np.tensordot(small * small, self.gamma, axes=([3], [0])) + self.beta
+        root = np.floor(np.sqrt(norm))  # correctly rounded sqrt of an exact integer: the same everywhere
+        out = np.floor(np.ldexp(x * root, -self.root_bits))
+        limit = 2.0 ** ACTIVATION_LIMIT_BITS
+        return np.clip(out, -limit, limit)
+
+
+class IntegerNetwork:
+    """A Keras model of ``Conv2D`` / ``Conv2DTranspose`` (ReLU or no activation) and inverse GDN, in fixed point.
+
+    The input is integers (a quantised latent); the output has :data:`ACTIVATION_BITS`
+    fractional bits: ``net(z) / 2**ACTIVATION_BITS`` approximates ``model(z * input_scale)``
+    to about 1e-3, and is the same integer array on every machine, backend and batch size.
+
+    Args:
+        model: the Keras model (layers in sequence).
+        input_scale: optional per-channel factors applied to the input (folded into the
+            first layer's kernel; e.g. a codec's inverse gains).
+    """
+
+    def __init__(self, model, input_scale=None):
         import keras
 
         self.layers = []
@@ -173,9 +212,14 @@ class IntegerNetwork:
         for layer in model.layers:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
+            if getattr(layer, "inverse", None) is True and hasattr(layer, "gamma_raw"):
+                if not self.layers:
+                    raise ConfigError("IntegerNetwork needs a convolution before an IGDN layer")
+                self.layers.append(_IntegerIGDN(layer))
+                continue
             transposed = isinstance(layer, keras.layers.Conv2DTranspose)
             if not isinstance(layer, keras.layers.Conv2D) and not transposed:
-                raise ConfigError(f"IntegerNetwork runs convolutions only, not {type(layer).__name__}")
+                raise ConfigError(f"IntegerNetwork runs convolutions and inverse GDN only, not {type(layer).__name__}")
             activation = getattr(layer.activation, "__name__", str(layer.activation))
             if activation not in ("relu", "linear"):
                 raise ConfigError(f"IntegerNetwork supports relu or linear activations, not {activation}")
@@ -184,6 +228,8 @@ class IntegerNetwork:
             kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
             if transposed:  # (kh, kw, out, in) -> the equivalent correlation's (kh, kw, in, out), flipped
                 kernel = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+            if input_scale is not None and not self.layers:
+                kernel = kernel * np.asarray(input_scale, dtype=np.float64).reshape(1, 1, -1, 1)
             shift = _weight_shift(kernel)
             bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-1])
             # integers: the kernel at 2^shift, the bias at the accumulator's scale 2^(input_bits + shift)
@@ -193,6 +239,14 @@ class IntegerNetwork:
                                              int(layer.strides[0]), transposed, activation == "relu",
                                              input_bits, layer.name))
             input_bits = ACTIVATION_BITS
+
+    def arrays(self):
+        """Every integer array and shift of the network, in order (for digests)."""
+        for layer in self.layers:
+            if isinstance(layer, _IntegerIGDN):
+                yield from (layer.gamma, layer.beta, np.array([layer.g, layer.root_bits], dtype=np.float64))
+            else:
+                yield from (layer.kernel, layer.bias, np.array([layer.shift, layer.stride], dtype=np.float64))
 
     def __call__(self, z) -> np.ndarray:
         """Integers (N, h, w, C) -> fixed-point output (float64 holding integers)."""

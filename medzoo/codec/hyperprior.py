@@ -137,9 +137,8 @@ class CodingTables:
         self.y_tables = gaussian_tables()
         self.z_tables = bottleneck_tables(model.entropy_bottleneck)
         digest = hashlib.sha256()
-        for layer in self.hyper.layers:
-            for array in (layer.kernel, layer.bias, np.array([layer.shift, layer.stride], dtype=np.float64)):
-                digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
+        for array in self.hyper.arrays():
+            digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
         for array in (self.thresholds, *self.y_tables, self.z_tables):
             digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
         self.digest = digest.hexdigest()
@@ -148,6 +147,19 @@ class CodingTables:
         """Integer hyper-latents (N, h, w, n) -> the scale index of every element of y (N, 4h, 4w, m)."""
         logits = self.hyper(z_hat)
         return np.searchsorted(self.thresholds, logits, side="right").astype(np.int64)
+
+    def synthesis(self, model, quality: int) -> exact.IntegerNetwork:
+        """The integer synthesis of one quality level (its inverse gains folded in), built once."""
+        cache = self.__dict__.setdefault("_synthesis", {})
+        if quality not in cache:
+            gains = np.asarray(model.inverse_gains.numpy(), dtype=np.float64)[quality]
+            cache[quality] = exact.IntegerNetwork(model.synthesis, input_scale=gains)
+        return cache[quality]
+
+    def reconstruct(self, model, y_hat, quality: int, batch_size: int = 4) -> np.ndarray:
+        """Integer latents -> the reconstruction in fixed point (ACTIVATION_BITS fractional bits), exact."""
+        net = self.synthesis(model, quality)
+        return np.concatenate([net(y_hat[i:i + batch_size]) for i in range(0, len(y_hat), batch_size)])
 
     @functools.cached_property
     def _y_models(self):

@@ -34,7 +34,7 @@ Format version 2 holds a scale-hyperprior codec's latents
 
     magic            4 bytes  b"\x89MZC"
     format version   1 byte   2
-    mode             1 byte   0 lossy
+    mode             1 byte   0 lossy, 1 lossless
     model name       v length + UTF-8
     model version    v length + ASCII
     weights id       4 bytes  as above
@@ -43,7 +43,11 @@ Format version 2 holds a scale-hyperprior codec's latents
     H, W, C          v, v, v  image shape (before padding to a multiple of 64)
     N                v        number of images
     payload length   v        bytes
-    payload                   ANS words (32-bit, little-endian); trailing zero bytes of the last word dropped
+    payload                   lossy: ANS words (32-bit, little-endian), trailing zero bytes of the last
+                              word dropped; lossless: pixel type (1 byte, lossless.DTYPES), array
+                              rank (1 byte), per image and channel its lowest and highest value
+                              (zigzag varints), the lossy payload's length (v) and words, then the
+                              residuals' ANS words (medzoo.codec.lossless)
     CRC32            4 bytes  over everything above
 
 Version 1 streams stay readable.
@@ -68,6 +72,7 @@ FORMAT_VERSION = 2
 VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
 #: the ``kind`` of a hyperprior stream's header
 HYPERPRIOR_KIND = "hyperprior"
+LOSSLESS_KIND = "hyperprior-lossless"
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
 DEFAULT_MODEL = "vqvae-chestxray"
@@ -82,7 +87,8 @@ class BitstreamError(DataError):
 class StreamHeader:
     """What a stream says about itself (:func:`read_header`).
 
-    For a hyperprior stream (format 2) ``kind`` is ``"hyperprior"``, ``entropy_model_id``
+    For a hyperprior stream (format 2) ``kind`` is ``"hyperprior"`` (or ``"hyperprior-lossless"``),
+    ``entropy_model_id``
     the coding tables' id, ``num_codes`` 0, ``code_shape`` the latent's spatial shape and
     ``quality`` the quality level.
     """
@@ -242,13 +248,13 @@ def _sealed(header: bytes, payload: bytes) -> bytes:
 
 
 def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weights_id: str, tables_id: str,
-                    quality: int, image_shape, num_images: int) -> bytes:
-    """Header (format 2) + ANS payload + CRC32; see the module docstring."""
-    payload = _strip_last_word(payload)
+                    quality: int, image_shape, num_images: int, lossless: bool = False) -> bytes:
+    """Header (format 2) + payload + CRC32; see the module docstring."""
+    payload = payload if lossless else _strip_last_word(payload)
     name = model_name.encode("utf-8")
     version = model_version.encode("ascii")
     header = b"".join([
-        MAGIC, bytes([HYPERPRIOR_FORMAT, 0]),
+        MAGIC, bytes([HYPERPRIOR_FORMAT, int(lossless)]),
         _varint(len(name)), name, _varint(len(version)), version,
         bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(tables_id[:2 * _ID_BYTES]),
         *(_varint(int(v)) for v in (quality, *image_shape, num_images, len(payload))),
@@ -270,7 +276,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         raise BitstreamError(f"medzoo stream format version {version} is not supported by this medzoo "
                              f"(it reads versions {VQ_FORMAT} and {HYPERPRIOR_FORMAT}); "
                              + ("upgrade medzoo" if version > FORMAT_VERSION else "the stream is damaged"))
-    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND}
+    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND}
     if kind_id not in kinds:
         raise BitstreamError(f"corrupted medzoo stream: unknown {'entropy model kind' if version == 1 else 'mode'} "
                              f"{kind_id}")
@@ -370,8 +376,67 @@ def _compress_hyperprior(model, x, quality, batch_size) -> bytes:
                            tables_id=tables.digest, quality=quality, image_shape=x.shape[1:], num_images=len(x))
 
 
-def compress(images, model=DEFAULT_MODEL, *, quality=None, kind: str = DEFAULT_KIND, entropy_model=None,
-             batch_size: int = 64) -> bytes:
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
+def _integer_images(images) -> tuple[np.ndarray, int]:
+    """Raw integer pixels (H, W), (N, H, W) or (N, H, W, C) -> (N, H, W, C) int64 and the rank given."""
+    from medzoo.codec.lossless import DTYPES
+
+    array = np.asarray(images)
+    if array.dtype.name not in DTYPES:
+        raise DataError(f"lossless compression codes integer pixels as read from the file ({', '.join(DTYPES)}); "
+                        f"got {array.dtype}" + (" (round and cast floats yourself: lossless means these exact "
+                                                "integers)" if np.issubdtype(array.dtype, np.floating) else ""))
+    if array.ndim not in (2, 3, 4) or array.size == 0:
+        raise DataError(f"expected pixels of shape (H, W), (N, H, W) or (N, H, W, C), got {array.shape}")
+    rank = array.ndim
+    shaped = array[None, ..., None] if rank == 2 else array[..., None] if rank == 3 else array
+    return shaped.astype(np.int64), rank
+
+
+def _compress_lossless(model, images, quality, batch_size) -> bytes:
+    from keras import ops
+
+    from medzoo.codec import lossless
+    from medzoo.codec.hyperprior import encode_latents, tables_for
+    from medzoo.zoo.identity import model_label, model_version
+
+    pixels, rank = _integer_images(images)
+    dtype = np.asarray(images).dtype
+    if pixels.shape[-1] != model.image_shape[-1]:
+        raise DataError(f"this codec takes {model.image_shape[-1]} channel(s), the pixels have {pixels.shape[-1]}")
+    tables, fingerprint = tables_for(model)
+    ranges = lossless.pixel_range(pixels)
+    x = lossless.model_inputs(pixels, ranges)
+    ys, zs = [], []
+    for i in range(0, len(x), batch_size):
+        y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), quality)
+        ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
+        zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
+    lossy, y_hat = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
+    h, w = pixels.shape[1:3]
+    recon = tables.reconstruct(model, y_hat, quality)[:, :h, :w]
+    residuals = pixels - lossless.predictions(recon, ranges)
+    payload = b"".join([
+        bytes([lossless.DTYPES.index(dtype.name), rank]),
+        *(_varint(_zigzag(int(v))) for v in ranges.ravel()),
+        _varint(len(lossy)), lossy,
+        lossless.encode_residuals(residuals, lossless.contexts(recon), dtype),
+    ])
+    name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
+    return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
+                           tables_id=tables.digest, quality=quality, image_shape=pixels.shape[1:],
+                           num_images=len(pixels), lossless=True)
+
+
+def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
+             entropy_model=None, batch_size: int = 64) -> bytes:
     """Compress images into a medzoo stream with a VQ-VAE or a hyperprior codec.
 
     Args:
@@ -381,7 +446,11 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, kind: str = DEFAULT_K
         model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
             preset path or instance.
         quality: a hyperprior codec's quality level, 0 (fewest bits) to
-            ``model.num_qualities - 1``; default the model's own ``quality``.
+            ``model.num_qualities - 1``; default the model's own ``quality`` (lossless: the
+            highest, the closest prediction).
+        lossless: code the exact pixels (a hyperprior codec): ``images`` are integer arrays
+            as read from the file (uint8, uint16, int16 or int8; (H, W), (N, H, W) or
+            (N, H, W, C)), and ``decompress`` returns the same array, dtype and shape.
         kind: a VQ-VAE's entropy model: ``"context"`` (left/up neighbours + position,
             default), ``"position"`` or ``"iid"``.
         entropy_model: a VQ-VAE's :class:`~medzoo.codec.entropy.EntropyModel`; default: the
@@ -402,6 +471,12 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, kind: str = DEFAULT_K
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     model = _resolve_coder(model)
+    if lossless:
+        if not _is_hyperprior(model):
+            raise ConfigError("lossless compression needs a hyperprior codec (its exact reconstruction predicts "
+                              f"the pixels); got a {type(model).__name__}")
+        quality = model.num_qualities - 1 if quality is None else quality
+        return _compress_lossless(model, images, _quality(model, quality), batch_size)
     if _is_hyperprior(model):
         return _compress_hyperprior(model, _codec_inputs(model, images), _quality(model, quality), batch_size)
     if quality is not None:
@@ -486,6 +561,8 @@ def decompress_latents(data, model=None):
                              f"{tables.digest[:2 * _ID_BYTES]} for the model; decode it with the medzoo version "
                              "that made it")
     y_shape, z_shape = latent_shapes(model, header.image_shape)
+    if header.kind == LOSSLESS_KIND:
+        payload = _lossless_parts(header, payload)["lossy"]
     try:
         y_hat, z_hat = decode_latents(tables, payload + b"\x00" * (-len(payload) % 4), header.num_images,
                                       z_shape, y_shape)
@@ -494,14 +571,56 @@ def decompress_latents(data, model=None):
     return header, y_hat, z_hat, model
 
 
+def _lossless_parts(header: StreamHeader, payload: bytes) -> dict:
+    """A lossless payload -> its pixel type, rank, ranges (N, C, 2), lossy and residual payloads."""
+    from medzoo.codec.lossless import DTYPES
+
+    r = _Reader(payload)
+    dtype_id, rank = r.take(2, "pixel type and rank")
+    if dtype_id >= len(DTYPES) or rank not in (2, 3, 4):
+        raise BitstreamError("corrupted medzoo stream: unknown pixel type or rank")
+    count = header.num_images * header.image_shape[-1] * 2
+    ranges = np.array([_unzigzag(r.varint("pixel range")) for _ in range(count)], dtype=np.int64)
+    lossy = r.take(r.varint("lossy payload length"), "lossy payload")
+    return {"dtype": DTYPES[dtype_id], "rank": rank, "ranges": ranges.reshape(header.num_images, -1, 2),
+            "lossy": lossy, "residuals": payload[r.pos:]}
+
+
+def _decompress_lossless(data, model) -> np.ndarray:
+    from medzoo.codec import lossless
+    from medzoo.codec.hyperprior import tables_for
+
+    header, y_hat, _, model = decompress_latents(data, model)
+    parts = _lossless_parts(header, _parse(data)[1])
+    tables, _ = tables_for(model)
+    h, w, _ = header.image_shape
+    recon = tables.reconstruct(model, y_hat, header.quality)[:, :h, :w]
+    try:
+        residuals = lossless.decode_residuals(parts["residuals"], lossless.contexts(recon))
+    except (ValueError, RuntimeError) as exc:
+        raise BitstreamError(f"corrupted medzoo stream: the residuals do not decode ({exc})") from exc
+    pixels = lossless.predictions(recon, parts["ranges"]) + residuals
+    info = np.iinfo(parts["dtype"])
+    if pixels.min() < info.min or pixels.max() > info.max:
+        raise BitstreamError(f"corrupted medzoo stream: decoded pixels leave the {parts['dtype']} range")
+    pixels = pixels.astype(parts["dtype"])
+    rank = parts["rank"]
+    return pixels[0, ..., 0] if rank == 2 else pixels[..., 0] if rank == 3 else pixels
+
+
 def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) -> np.ndarray:
     """Decode a medzoo stream back to images (N, H, W, C), float32 in the model's output range.
+
+    A lossless stream gives back the exact pixels it was made from: the same dtype, shape
+    and values.
 
     Raises:
         BitstreamError: not a medzoo stream, truncated, corrupted (CRC32), a newer format,
             or a stream made with other weights / another entropy model than those at hand.
     """
     header = read_header(data)
+    if header.kind == LOSSLESS_KIND:
+        return _decompress_lossless(data, model)
     if header.format_version == HYPERPRIOR_FORMAT:
         from keras import ops
 
