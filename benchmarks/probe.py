@@ -2,6 +2,7 @@
 
     python benchmarks/probe.py                            # ae-, vae-, vqvae-chestxray: pneumonia vs normal
     python benchmarks/probe.py --models vae-breastus-f8c4 ae-breastus-f4c3   # BUS-BRA: malignant vs benign
+    python benchmarks/probe.py --models vae-brainmri-f8c4 ae-brainmri-f4c3   # brain MRI: tumour type, 3 classes
     python benchmarks/probe.py --max-images 400 --cnn-epochs 5   # quick look
 
 The models of one run share a dataset (their training data's labelled splits).
@@ -9,7 +10,9 @@ The models of one run share a dataset (their training data's labelled splits).
 Logistic regression (C chosen on the validation split) on standardised frozen
 features; the baselines are trained in the same run on the same splits: the same
 probe on 32 x 32 pooled pixels, and a small CNN trained end to end (early stopping on
-validation AUROC). Test AUROC with bootstrap 95% interval, accuracy, balanced accuracy.
+validation AUROC). Test AUROC with bootstrap 95% interval, accuracy, balanced accuracy;
+with more than two classes the AUROC is the mean one-vs-rest AUROC over the classes and the
+accuracies are those of the most probable class.
 """
 
 import _common
@@ -19,7 +22,8 @@ from medzoo.evaluate.common import format_table
 from medzoo.evaluate.probe import ProbeResult
 
 MODELS = ["ae-chestxray", "vae-chestxray", "vqvae-chestxray"]
-TASK_NAMES = {"kermany_pediatric_cxr_128": "pneumonia vs normal", "busbra_256": "malignant vs benign (biopsy)"}
+TASK_NAMES = {"kermany_pediatric_cxr_128": "pneumonia vs normal", "busbra_256": "malignant vs benign (biopsy)",
+              "brain_tumor_figshare_128": "tumour type: meningioma / glioma / pituitary (macro one-vs-rest AUROC)"}
 
 
 def build_parser():
@@ -44,7 +48,9 @@ def run(args) -> tuple[list, str]:
     what = TASK_NAMES.get(dataset, f"{dataset} labels 1 vs 0")
     text = format_table(ProbeResult.SUMMARY_HEADERS, summary_rows([r for r, _ in runs]),
                         title=f"{what}, test split (majority-class accuracy "
-                              f"{runs[0][0].majority_accuracy:.3f}; accuracies at validation-chosen thresholds)")
+                              f"{runs[0][0].majority_accuracy:.3f}; accuracies "
+                              + ("at validation-chosen thresholds)" if runs[0][0].num_classes == 2 else
+                                 "of the most probable class)"))
     _common.write(args.output, "summary", text, summary)
     return runs, text
 

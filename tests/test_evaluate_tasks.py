@@ -8,7 +8,7 @@ import pytest
 import medzoo
 from medzoo.cli import EVALUATION_TASKS, main
 from medzoo.data import PreprocessSpec
-from medzoo.errors import ConfigError
+from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate.common import prepare
 from medzoo.metrics import psnr
 from medzoo.models import VAE, ConvAutoencoder
@@ -140,6 +140,53 @@ def test_linear_probe_beats_chance_on_a_separable_toy_set(ae, tmp_path):
     assert rows[name][6] == f"{result.methods[name]['auroc'] - cnn['auroc']:+.3f}"
     assert rows["cnn:supervised"][6:] == [None, None]  # the reference itself
     assert f"| {name} | " in result.markdown() and "majority-class accuracy 0.500" in result.markdown()
+
+
+def _toy_three_classes(rng, n):
+    """Class 0 plain, class 1 a bright blob upper left, class 2 a bright blob lower right."""
+    x = rng.uniform(0.2, 0.5, size=(n, 32, 32, 1)).astype("float32")
+    y = np.arange(n) % 3
+    x[y == 1, 4:14, 4:14] += 0.5
+    x[y == 2, 18:28, 18:28] += 0.5
+    return x, y
+
+
+def test_probe_with_three_classes_uses_softmax_and_macro_auroc(ae, tmp_path):
+    from medzoo.evaluate.stats import macro_auroc
+
+    rng = np.random.default_rng(2)
+    train, val, test = (_toy_three_classes(rng, n) for n in (96, 33, 42))
+    result = medzoo.evaluate.probe(ae, train=train, val=val, test=test, baselines=("pixels", "cnn"), cnn_epochs=2,
+                                   n_bootstrap=50)
+    assert result.num_classes == 3 and result.class_names == ("class 0", "class 1", "class 2")
+    for name, m in result.methods.items():
+        scores = result.scores[name]
+        assert scores.shape == (42, 3) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+        assert m["auroc"] == pytest.approx(macro_auroc(test[1], scores))
+        assert m["ci_low"] <= m["auroc"] <= m["ci_high"] and len(m["per_class_auroc"]) == 3
+        assert m["accuracy"] == pytest.approx(float((scores.argmax(axis=1) == test[1]).mean()))
+    pixels = result.methods["probe:pixels"]
+    assert pixels["auroc"] > 0.9 and pixels["accuracy"] > 0.8  # separable in pixels
+    assert pixels["trained_parameters"] == 3 * (32 * 32 + 1)  # one weight vector per class
+    assert result.majority_accuracy == pytest.approx(14 / 42)
+    assert "class 0 / class 1 / class 2" in result.caption() and "one-vs-rest" in result.caption()
+    _check_result(result, tmp_path, "probe")
+
+
+def test_macro_auroc_is_the_mean_of_one_vs_rest_aurocs():
+    from medzoo.evaluate.stats import macro_auroc
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(3)[labels] * 0.8 + 0.1
+    assert macro_auroc(labels, perfect) == 1.0
+    scores = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8],
+                       [0.4, 0.2, 0.4]])
+    from medzoo.evaluate.stats import auroc
+
+    expected = np.mean([auroc(labels == k, scores[:, k]) for k in range(3)])
+    assert macro_auroc(labels, scores) == pytest.approx(expected)
+    with pytest.raises(DataError):
+        macro_auroc(labels, scores[:, :2])
 
 
 def test_probe_refuses_a_split_with_one_class(ae):

@@ -70,6 +70,22 @@ def auroc(labels, scores) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def macro_auroc(labels, probabilities) -> float:
+    """Mean one-vs-rest AUROC over the classes of ``labels`` (0..K-1); ``probabilities`` (N, K).
+
+    Each class's AUROC ranks the items by that class's probability, that class against the
+    rest; the mean weights every class equally, however rare.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise DataError(f"probabilities must be (N, K) for N = {len(labels)} labels, got {probabilities.shape}")
+    classes = np.unique(labels)
+    if len(classes) < 2 or classes.min() < 0 or classes.max() >= probabilities.shape[1]:
+        raise DataError(f"labels must be class indices 0..{probabilities.shape[1] - 1}, at least two of them")
+    return float(np.mean([auroc(labels == k, probabilities[:, k]) for k in classes]))
+
+
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points ``(fpr, tpr, thresholds)``, from (0, 0) to (1, 1), one point per distinct score.
 
@@ -92,7 +108,8 @@ def bootstrap_ci(labels, scores, statistic=auroc, *, n_resamples=2000, level=0.9
     """Percentile bootstrap interval of ``statistic(labels, scores)`` over resampled items.
 
     Args:
-        statistic: a function ``(labels, scores) -> float`` (default :func:`auroc`).
+        statistic: a function ``(labels, scores) -> float`` (default :func:`auroc`); ``scores``
+            may be (N,) or (N, K) (e.g. class probabilities for :func:`macro_auroc`): items are rows.
         n_resamples: bootstrap replicates.
         level: coverage of the interval (0.95 gives the 2.5 and 97.5 percentiles).
         seed: seed of the resampling, so intervals are reproducible.
@@ -103,7 +120,10 @@ def bootstrap_ci(labels, scores, statistic=auroc, *, n_resamples=2000, level=0.9
         ``(low, high)``.
     """
     labels = np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = scores.reshape(-1) if scores.ndim < 2 or scores.shape[1:] == (1,) else scores
+    if len(scores) != len(labels):
+        raise DataError(f"labels and scores differ in length: {len(labels)} vs {len(scores)}")
     if not 0.0 < level < 1.0:
         raise DataError(f"level must be in (0, 1), got {level}")
     if n_resamples < 10:
