@@ -198,7 +198,7 @@ def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_pat
     data = compress(images, codec, quality=2)
     (tmp_path / "stream.mzc").write_bytes(data)
     pixels = _ct_like(2)
-    (tmp_path / "lossless.mzc").write_bytes(compress(pixels, codec, lossless=True))
+    (tmp_path / "lossless.mzc").write_bytes(compress(pixels, codec, lossless=True, quality=2))  # the codec's part
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
            "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-c", _DECODE_UNDER_ANOTHER_BACKEND, str(path), str(tmp_path / "stream.mzc"),
@@ -258,11 +258,41 @@ def test_lossless_streams_give_back_the_exact_pixels(codec, dtype, shape):
         ramp = (0.8 * (xx + yy) / (h + w))[None] + rng.uniform(0, 0.2, size=(n, h, w))
         values = (info.min + ramp * (float(info.max) - info.min)).reshape(shape)
         pixels = values.astype(dtype)
-    data = compress(pixels, codec, lossless=True)
-    header = read_header(data)
-    assert header.kind == "hyperprior-lossless" and header.quality == codec.num_qualities - 1
-    back = decompress(data, codec)
-    assert back.dtype == pixels.dtype and back.shape == pixels.shape and np.array_equal(back, pixels)
+    for quality in (None, 1):  # the smaller of causal-only and on the top level's prediction; level 1's
+        data = compress(pixels, codec, lossless=True, quality=quality)
+        header = read_header(data)
+        if quality is not None:
+            assert header.kind == "hyperprior-lossless" and header.quality == quality
+        else:
+            assert header.kind in ("lossless", "hyperprior-lossless")
+        back = decompress(data, codec)
+        assert back.dtype == pixels.dtype and back.shape == pixels.shape and np.array_equal(back, pixels)
+
+
+def test_lossless_keeps_the_smaller_stream(codec):
+    pixels = _ct_like(1)
+    auto = compress(pixels, codec, lossless=True)
+    top = compress(pixels, codec, lossless=True, quality=codec.num_qualities - 1)
+    assert len(auto) <= len(top)
+    if read_header(auto).kind == "lossless":
+        assert read_header(auto).quality is None
+        with pytest.raises(BitstreamError, match="no latents"):
+            decompress_latents(auto, codec)
+
+
+def test_the_causal_coder_alone_is_exact_and_uses_the_neighbours():
+    from medzoo.codec import lossless
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:40, 0:56]
+    smooth = (300 * np.sin(xx / 9.0) + 200 * np.cos(yy / 7.0)).astype(np.int64)
+    planes = np.stack([smooth + rng.integers(-3, 4, size=smooth.shape), -smooth])
+    data = lossless.encode_signal(planes, np.dtype("int16"))
+    assert np.array_equal(lossless.decode_signal(data, planes.shape), planes)
+    # the neighbours predict a smooth image: far fewer bits than the entropy of its values
+    _, counts = np.unique(planes, return_counts=True)
+    p = counts / counts.sum()
+    assert 8 * len(data) / planes.size < 0.7 * float(-(p * np.log2(p)).sum())
 
 
 def test_lossless_beats_raw_bits_on_smooth_images(codec):

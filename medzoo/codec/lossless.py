@@ -1,18 +1,23 @@
-"""Lossless coding with a learned codec: its exact reconstruction predicts each pixel; the residual is range coded.
+"""Lossless coding: a learned codec's exact reconstruction predicts the pixels; the rest is coded causally.
 
-The codec's lossy stream is decoded with the *integer* synthesis
-(:class:`~medzoo.codec.exact.IntegerNetwork`), so encoder and decoder compute the same
-reconstruction to the bit on any machine. Each image keeps its own integer range
-``[low, high]`` (stored in the stream): the model sees ``(x - low) / (high - low)`` as it
-did in training (min-max scaled), and its reconstruction maps back to a prediction
-``low + round(x_hat (high - low))``. The residual ``x - prediction`` is coded with a
-discrete Laplace distribution whose scale depends on the pixel's context in the
-reconstruction (how steep it is, how bright); the encoder picks, per image and
-context, the scale that codes that context's residuals in the fewest bits and sends
-its index. Wide residuals (12-16-bit images) are split: the low ``shift`` bits are
-sent as they are, the rest with the table. Residuals outside a table's range are
-escaped (18 bits, uniform), so any integer image round-trips exactly, negative
-values included (CT in Hounsfield units).
+Two predictions stack. First, optionally, the codec: its lossy stream is decoded with
+the *integer* synthesis (:class:`~medzoo.codec.exact.IntegerNetwork`), so encoder and
+decoder compute the same reconstruction to the bit on any machine. Each image keeps
+its own integer range ``[low, high]`` (stored in the stream): the model sees
+``(x - low) / (high - low)`` as in training (min-max scaled), and its reconstruction
+maps back to ``low + round(x_hat (high - low))``. Then the signal left (the pixels, or
+their difference from that reconstruction) is predicted from its already decoded
+neighbours with the median edge detector of LOCO-I / JPEG-LS (left, up, up-left), and
+the prediction error is coded with a discrete Laplace distribution per *context*, the
+neighbourhood's activity ``|left - upleft| + |up - upleft|`` in :data:`CONTEXTS` bins
+(thresholds chosen per stream, at the activity's quantiles). The encoder picks, per
+context, the Laplace scale that codes its errors in the fewest bits and sends its index.
+Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
+the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
+
+Decoding is sequential only along anti-diagonals (every neighbour of a pixel lies on
+an earlier one), so each diagonal of every image is decoded at once: H + W - 1 steps.
+Any integer image round-trips exactly, negative values included (CT in Hounsfield units).
 """
 
 from __future__ import annotations
@@ -27,11 +32,8 @@ from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
 RECON_BITS = exact.ACTIVATION_BITS
-#: steepness bins: |horizontal| + |vertical| central differences of the reconstruction, in 2^-RECON_BITS
-GRADIENT_THRESHOLDS = (16, 48, 128, 320, 800)
-#: brightness bins: the reconstruction's value in quarters of the range
-BRIGHTNESS_BINS = 4
-CONTEXTS = (len(GRADIENT_THRESHOLDS) + 1) * BRIGHTNESS_BINS
+#: activity bins of the causal neighbourhood
+CONTEXTS = 8
 #: shifts go up to this (a residual's low bits sent as they are)
 MAX_SHIFT = 15
 #: each Laplace table covers [-T, T], T = ceil(LAPLACE_TAIL * b)
@@ -91,15 +93,28 @@ def predictions(recon: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return low + ((fixed * span + (1 << (RECON_BITS - 1))) >> RECON_BITS)
 
 
-def contexts(recon: np.ndarray) -> np.ndarray:
-    """The context (0..CONTEXTS-1) of every pixel, from the fixed-point reconstruction (N, H, W, C)."""
-    fixed = np.clip(recon, 0, 2 ** RECON_BITS).astype(np.int64)
-    padded = np.pad(fixed, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    gradient = (np.abs(padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) +
-                np.abs(padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]))
-    steep = np.searchsorted(np.asarray(GRADIENT_THRESHOLDS), gradient, side="right")
-    bright = np.minimum(fixed * BRIGHTNESS_BINS >> RECON_BITS, BRIGHTNESS_BINS - 1)
-    return steep * BRIGHTNESS_BINS + bright
+def _neighbours(signal: np.ndarray):
+    """Left, up and up-left neighbours of every pixel of (P, H, W), zero outside the image."""
+    padded = np.pad(signal, ((0, 0), (1, 0), (1, 0)))
+    return padded[:, 1:, :-1], padded[:, :-1, 1:], padded[:, :-1, :-1]
+
+
+def med_prediction(left, up, upleft):
+    """The median edge detector: min or max of left/up at an edge, else the planar left + up - upleft."""
+    high, low = np.maximum(left, up), np.minimum(left, up)
+    return np.where(upleft >= high, low, np.where(upleft <= low, high, left + up - upleft))
+
+
+def activity(left, up, upleft):
+    return np.abs(left - upleft) + np.abs(up - upleft)
+
+
+def context_thresholds(signal: np.ndarray) -> np.ndarray:
+    """CONTEXTS - 1 increasing thresholds at the activity's quantiles (the encoder's choice; sent)."""
+    values = activity(*_neighbours(signal)).ravel()
+    quantiles = np.quantile(values, np.arange(1, CONTEXTS) / CONTEXTS, method="lower") if values.size else \
+        np.zeros(CONTEXTS - 1)
+    return np.maximum.accumulate(np.asarray(quantiles, dtype=np.int64) + np.arange(CONTEXTS - 1))
 
 
 # ----------------------------------------------------------------- coding
@@ -144,66 +159,108 @@ def _max_shift(dtype) -> int:
     return min(MAX_SHIFT, max(0, np.iinfo(dtype).bits - 8))
 
 
-def encode_residuals(residuals: np.ndarray, context: np.ndarray, dtype) -> bytes:
-    """Residuals and their contexts (N, H, W, C) -> ANS payload (side information + residuals)."""
+def _diagonals(h: int, w: int):
+    """Row and column indices of each anti-diagonal, in decoding order."""
+    for d in range(h + w - 1):
+        rows = np.arange(max(0, d - w + 1), min(d, h - 1) + 1)
+        yield rows, d - rows
+
+
+def encode_signal(signal: np.ndarray, dtype) -> bytes:
+    """Integer planes (P, H, W) -> side information + ANS payload (see the module docstring)."""
     constriction = _constriction()
-    chunks = []  # (symbols, model) in decoding order
-    uniform_index, uniform_shift = (constriction.stream.model.Uniform(n) for n in (SCALE_LEVELS, MAX_SHIFT + 1))
+    signal = np.asarray(signal, dtype=np.int64)
+    left, up, upleft = _neighbours(signal)
+    errors = signal - med_prediction(left, up, upleft)
+    thresholds = context_thresholds(signal)
+    context = np.searchsorted(thresholds, activity(left, up, upleft), side="right")
+    choices = [choose_model(errors[context == k], _max_shift(dtype)) for k in range(CONTEXTS)]
+    models = [_models()[index] for index, _ in choices]
+    halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
-    max_shift = _max_shift(dtype)
-    n, _, _, c = residuals.shape
-    for i in range(n):
-        for ch in range(c):
-            r, ctx = residuals[i, ..., ch].ravel(), context[i, ..., ch].ravel()
-            for k in range(CONTEXTS):
-                values = r[ctx == k]
-                index, shift = choose_model(values, max_shift)
-                chunks.append((np.array([index], np.int32), uniform_index))
-                chunks.append((np.array([shift], np.int32), uniform_shift))
-                if values.size:
-                    table = laplace_tables()[index]
-                    symbols, escapes, low = _split(values, shift, (len(table) - 2) // 2)
-                    chunks.append((symbols, _models()[index]))
-                    chunks.append((escapes, uniform_escape))
-                    if shift:
-                        chunks.append((low, constriction.stream.model.Uniform(1 << shift)))
+    chunks = []  # (symbols, model) in decoding order
+    for rows, cols in _diagonals(*signal.shape[1:]):
+        e, ctx = errors[:, rows, cols].ravel(), context[:, rows, cols].ravel()
+        for k in range(CONTEXTS):
+            values = e[ctx == k]
+            if values.size:
+                shift = choices[k][1]
+                symbols, escapes, low = _split(values, shift, halves[k])
+                chunks.append((symbols, models[k]))
+                chunks.append((escapes, uniform_escape))
+                if shift:
+                    chunks.append((low, constriction.stream.model.Uniform(1 << shift)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(chunks):
         if symbols.size:
             coder.encode_reverse(symbols, model)
-    return coder.get_compressed().astype("<u4").tobytes()
+    side = bytes([v for index, shift in choices for v in (index, shift)])
+    return side + b"".join(_varint(int(t)) for t in thresholds) + coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_residuals(payload: bytes, context: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_residuals`, given the same contexts: residuals (N, H, W, C) int64."""
+def decode_signal(payload: bytes, shape) -> np.ndarray:
+    """Inverse of :func:`encode_signal`: the integer planes (P, H, W)."""
     constriction = _constriction()
-    if len(payload) % 4:
+    if len(payload) < 2 * CONTEXTS:
+        raise DataError("the residual payload is too short")
+    choices = [(payload[2 * k], payload[2 * k + 1]) for k in range(CONTEXTS)]
+    if any(index >= SCALE_LEVELS or shift > MAX_SHIFT for index, shift in choices):
+        raise DataError("the residual payload names an unknown table")
+    pos, thresholds = 2 * CONTEXTS, []
+    for _ in range(CONTEXTS - 1):
+        value, pos = _read_varint(payload, pos)
+        thresholds.append(value)
+    words = payload[pos:]
+    if len(words) % 4:
         raise DataError("a residual payload is whole 32-bit words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-    uniform_index, uniform_shift = (constriction.stream.model.Uniform(n) for n in (SCALE_LEVELS, MAX_SHIFT + 1))
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
-    out = np.zeros(context.shape, dtype=np.int64)
-    n, _, _, c = context.shape
-    for i in range(n):
-        for ch in range(c):
-            ctx = context[i, ..., ch].ravel()
-            plane = np.zeros(ctx.size, dtype=np.int64)
-            for k in range(CONTEXTS):
-                where = np.flatnonzero(ctx == k)
-                index = int(coder.decode(uniform_index))
-                shift = int(coder.decode(uniform_shift))
-                if not where.size:
-                    continue
-                table = laplace_tables()[index]
-                half = (len(table) - 2) // 2
-                symbols = coder.decode(_models()[index], int(where.size)).astype(np.int64)
-                high = symbols - half
-                escaped = symbols == 2 * half + 1
-                if escaped.any():
-                    high[escaped] = coder.decode(uniform_escape, int(escaped.sum())).astype(np.int64) \
-                        - (1 << (ESCAPE_BITS - 1))
-                low = coder.decode(constriction.stream.model.Uniform(1 << shift), int(where.size)).astype(np.int64) \
-                    if shift else 0
-                plane[where] = (high << shift) + low
-            out[i, ..., ch] = plane.reshape(context.shape[1:3])
-    return out
+    models = [_models()[index] for index, _ in choices]
+    halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
+    thresholds = np.asarray(thresholds, dtype=np.int64)
+    signal = np.zeros(shape, dtype=np.int64)
+    for rows, cols in _diagonals(*shape[1:]):
+        left = np.where(cols > 0, signal[:, rows, cols - 1], 0)
+        up = np.where(rows > 0, signal[:, rows - 1, cols], 0)
+        upleft = np.where((rows > 0) & (cols > 0), signal[:, rows - 1, cols - 1], 0)
+        ctx = np.searchsorted(thresholds, activity(left, up, upleft), side="right").ravel()
+        e = np.zeros(ctx.size, dtype=np.int64)
+        for k in range(CONTEXTS):
+            where = np.flatnonzero(ctx == k)
+            if not where.size:
+                continue
+            shift, half = choices[k][1], halves[k]
+            symbols = coder.decode(models[k], int(where.size)).astype(np.int64)
+            high = symbols - half
+            escaped = symbols == 2 * half + 1
+            if escaped.any():
+                high[escaped] = coder.decode(uniform_escape, int(escaped.sum())).astype(np.int64) \
+                    - (1 << (ESCAPE_BITS - 1))
+            low = coder.decode(constriction.stream.model.Uniform(1 << shift), int(where.size)).astype(np.int64) \
+                if shift else 0
+            e[where] = (high << shift) + low
+        signal[:, rows, cols] = med_prediction(left, up, upleft) + e.reshape(left.shape)
+    return signal
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise DataError("the residual payload ends inside a number")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7

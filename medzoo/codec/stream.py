@@ -34,7 +34,7 @@ Format version 2 holds a scale-hyperprior codec's latents
 
     magic            4 bytes  b"\x89MZC"
     format version   1 byte   2
-    mode             1 byte   0 lossy, 1 lossless
+    mode             1 byte   0 lossy, 1 lossless on the codec's prediction, 2 lossless without it
     model name       v length + UTF-8
     model version    v length + ASCII
     weights id       4 bytes  as above
@@ -73,6 +73,8 @@ VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
 #: the ``kind`` of a hyperprior stream's header
 HYPERPRIOR_KIND = "hyperprior"
 LOSSLESS_KIND = "hyperprior-lossless"
+#: a lossless stream that did not use the codec's reconstruction (the causal coder alone was smaller)
+CAUSAL_KIND = "lossless"
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
 DEFAULT_MODEL = "vqvae-chestxray"
@@ -248,13 +250,13 @@ def _sealed(header: bytes, payload: bytes) -> bytes:
 
 
 def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weights_id: str, tables_id: str,
-                    quality: int, image_shape, num_images: int, lossless: bool = False) -> bytes:
+                    quality: int, image_shape, num_images: int, lossless: bool = False, mode: int = 0) -> bytes:
     """Header (format 2) + payload + CRC32; see the module docstring."""
     payload = payload if lossless else _strip_last_word(payload)
     name = model_name.encode("utf-8")
     version = model_version.encode("ascii")
     header = b"".join([
-        MAGIC, bytes([HYPERPRIOR_FORMAT, int(lossless)]),
+        MAGIC, bytes([HYPERPRIOR_FORMAT, mode]),
         _varint(len(name)), name, _varint(len(version)), version,
         bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(tables_id[:2 * _ID_BYTES]),
         *(_varint(int(v)) for v in (quality, *image_shape, num_images, len(payload))),
@@ -276,7 +278,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         raise BitstreamError(f"medzoo stream format version {version} is not supported by this medzoo "
                              f"(it reads versions {VQ_FORMAT} and {HYPERPRIOR_FORMAT}); "
                              + ("upgrade medzoo" if version > FORMAT_VERSION else "the stream is damaged"))
-    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND}
+    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND}
     if kind_id not in kinds:
         raise BitstreamError(f"corrupted medzoo stream: unknown {'entropy model kind' if version == 1 else 'mode'} "
                              f"{kind_id}")
@@ -293,6 +295,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         quality, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
             "quality", "image height", "image width", "image channels", "image count", "payload length"))
         k, h, w = 0, 4 * -(-ih // 64), 4 * -(-iw // 64)  # y's spatial size (the image padded to a multiple of 64)
+        quality = None if kind_id == 2 else quality
     header_bytes = r.pos
     payload = r.take(payload_len, "payload")
     crc = r.take(4, "checksum")
@@ -401,6 +404,7 @@ def _integer_images(images) -> tuple[np.ndarray, int]:
 
 
 def _compress_lossless(model, images, quality, batch_size) -> bytes:
+    """Lossless stream; ``quality`` None tries the causal coder alone and on top of the codec's best level."""
     from keras import ops
 
     from medzoo.codec import lossless
@@ -413,26 +417,37 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
         raise DataError(f"this codec takes {model.image_shape[-1]} channel(s), the pixels have {pixels.shape[-1]}")
     tables, fingerprint = tables_for(model)
     ranges = lossless.pixel_range(pixels)
-    x = lossless.model_inputs(pixels, ranges)
-    ys, zs = [], []
-    for i in range(0, len(x), batch_size):
-        y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), quality)
-        ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
-        zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
-    lossy, y_hat = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
-    h, w = pixels.shape[1:3]
-    recon = tables.reconstruct(model, y_hat, quality)[:, :h, :w]
-    residuals = pixels - lossless.predictions(recon, ranges)
+    n, h, w, c = pixels.shape
+
+    def planes(a):
+        return np.ascontiguousarray(a.transpose(0, 3, 1, 2).reshape(n * c, h, w))
+
+    def with_codec(level):
+        x = lossless.model_inputs(pixels, ranges)
+        ys, zs = [], []
+        for i in range(0, len(x), batch_size):
+            y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), level)
+            ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
+            zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
+        lossy, y_hat = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
+        recon = tables.reconstruct(model, y_hat, level)[:, :h, :w]
+        return lossy, lossless.encode_signal(planes(pixels - lossless.predictions(recon, ranges)), dtype)
+
+    candidates = []  # (mode, quality, lossy payload, residual payload)
+    if quality is None:
+        candidates.append((2, 0, b"", lossless.encode_signal(planes(pixels), dtype)))
+    level = model.num_qualities - 1 if quality is None else quality
+    candidates.append((1, level, *with_codec(level)))
+    mode, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
     payload = b"".join([
         bytes([lossless.DTYPES.index(dtype.name), rank]),
         *(_varint(_zigzag(int(v))) for v in ranges.ravel()),
-        _varint(len(lossy)), lossy,
-        lossless.encode_residuals(residuals, lossless.contexts(recon), dtype),
+        _varint(len(lossy)), lossy, residual,
     ])
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
     return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
-                           tables_id=tables.digest, quality=quality, image_shape=pixels.shape[1:],
-                           num_images=len(pixels), lossless=True)
+                           tables_id=tables.digest, quality=level, image_shape=pixels.shape[1:],
+                           num_images=len(pixels), lossless=True, mode=mode)
 
 
 def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
@@ -446,8 +461,9 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = Fals
         model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
             preset path or instance.
         quality: a hyperprior codec's quality level, 0 (fewest bits) to
-            ``model.num_qualities - 1``; default the model's own ``quality`` (lossless: the
-            highest, the closest prediction).
+            ``model.num_qualities - 1``; default the model's own ``quality``. Lossless: the
+            level whose reconstruction predicts the pixels; default None tries the highest
+            level and no codec at all (the causal coder alone) and keeps the smaller stream.
         lossless: code the exact pixels (a hyperprior codec): ``images`` are integer arrays
             as read from the file (uint8, uint16, int16 or int8; (H, W), (N, H, W) or
             (N, H, W, C)), and ``decompress`` returns the same array, dtype and shape.
@@ -475,8 +491,7 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = Fals
         if not _is_hyperprior(model):
             raise ConfigError("lossless compression needs a hyperprior codec (its exact reconstruction predicts "
                               f"the pixels); got a {type(model).__name__}")
-        quality = model.num_qualities - 1 if quality is None else quality
-        return _compress_lossless(model, images, _quality(model, quality), batch_size)
+        return _compress_lossless(model, images, None if quality is None else _quality(model, quality), batch_size)
     if _is_hyperprior(model):
         return _compress_hyperprior(model, _codec_inputs(model, images), _quality(model, quality), batch_size)
     if quality is not None:
@@ -561,6 +576,8 @@ def decompress_latents(data, model=None):
                              f"{tables.digest[:2 * _ID_BYTES]} for the model; decode it with the medzoo version "
                              "that made it")
     y_shape, z_shape = latent_shapes(model, header.image_shape)
+    if header.kind == CAUSAL_KIND:
+        raise BitstreamError("this lossless stream was coded without the codec's reconstruction: it has no latents")
     if header.kind == LOSSLESS_KIND:
         payload = _lossless_parts(header, payload)["lossy"]
     try:
@@ -588,18 +605,23 @@ def _lossless_parts(header: StreamHeader, payload: bytes) -> dict:
 
 def _decompress_lossless(data, model) -> np.ndarray:
     from medzoo.codec import lossless
-    from medzoo.codec.hyperprior import tables_for
 
-    header, y_hat, _, model = decompress_latents(data, model)
-    parts = _lossless_parts(header, _parse(data)[1])
-    tables, _ = tables_for(model)
-    h, w, _ = header.image_shape
-    recon = tables.reconstruct(model, y_hat, header.quality)[:, :h, :w]
+    header, payload = _parse(data)
+    parts = _lossless_parts(header, payload)
+    n, (h, w, c) = header.num_images, header.image_shape
+    if header.kind == LOSSLESS_KIND:
+        from medzoo.codec.hyperprior import tables_for
+
+        header, y_hat, _, model = decompress_latents(data, model)
+        recon = tables_for(model)[0].reconstruct(model, y_hat, header.quality)[:, :h, :w]
+        prediction = lossless.predictions(recon, parts["ranges"])
+    else:
+        prediction = 0
     try:
-        residuals = lossless.decode_residuals(parts["residuals"], lossless.contexts(recon))
-    except (ValueError, RuntimeError) as exc:
+        signal = lossless.decode_signal(parts["residuals"], (n * c, h, w))
+    except (ValueError, RuntimeError, DataError) as exc:
         raise BitstreamError(f"corrupted medzoo stream: the residuals do not decode ({exc})") from exc
-    pixels = lossless.predictions(recon, parts["ranges"]) + residuals
+    pixels = signal.reshape(n, c, h, w).transpose(0, 2, 3, 1) + prediction
     info = np.iinfo(parts["dtype"])
     if pixels.min() < info.min or pixels.max() > info.max:
         raise BitstreamError(f"corrupted medzoo stream: decoded pixels leave the {parts['dtype']} range")
@@ -619,7 +641,7 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
             or a stream made with other weights / another entropy model than those at hand.
     """
     header = read_header(data)
-    if header.kind == LOSSLESS_KIND:
+    if header.kind in (LOSSLESS_KIND, CAUSAL_KIND):
         return _decompress_lossless(data, model)
     if header.format_version == HYPERPRIOR_FORMAT:
         from keras import ops
