@@ -324,3 +324,21 @@ def test_lossless_refusals(codec, images):
     data[-12] ^= 0x01
     with pytest.raises(BitstreamError, match="CRC32"):
         decompress(bytes(data), codec)
+
+
+def test_lossless_without_a_model_round_trips_real_16_bit_dicom(dicom_dir):
+    """The causal coder alone needs no weights: a CT (int16, negative values) and a 12-bit MR, exactly."""
+    import pydicom
+
+    for name in ("693_J2KR.dcm", "MR2_J2KR.dcm"):
+        pixels = pydicom.dcmread(dicom_dir / name).pixel_array
+        if name.startswith("MR2"):
+            pixels = pixels[::2, ::2]  # a quarter of the MR keeps the test quick
+        data = compress(pixels, lossless=True)
+        header = read_header(data)
+        assert header.kind == "lossless" and header.model_name == ""
+        back = decompress(data)
+        assert back.dtype == pixels.dtype and np.array_equal(back, pixels)
+        assert 8 * len(data) / pixels.size < 0.5 * 8 * pixels.itemsize  # under half the stored bits
+    with pytest.raises(ConfigError, match="quality"):
+        compress(pixels, lossless=True, quality=1)

@@ -8,10 +8,11 @@ its own integer range ``[low, high]`` (stored in the stream): the model sees
 maps back to ``low + round(x_hat (high - low))``. Then the signal left (the pixels, or
 their difference from that reconstruction) is predicted from its already decoded
 neighbours with the median edge detector of LOCO-I / JPEG-LS (left, up, up-left), and
-the prediction error is coded with a discrete Laplace distribution per *context*, the
-neighbourhood's activity ``|left - upleft| + |up - upleft|`` in :data:`CONTEXTS` bins
-(thresholds chosen per stream, at the activity's quantiles). The encoder picks, per
-context, the Laplace scale that codes its errors in the fewest bits and sends its index.
+the prediction error is coded with a discrete Laplace distribution per *context*: the
+local error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``
+(CALIC's idea: errors cluster) in 8 to 32 bins by image size, thresholds at its
+quantiles (chosen per stream and sent). The encoder picks, per context, the Laplace
+scale that codes its errors in the fewest bits and sends its index.
 Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
 the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
 
@@ -32,8 +33,8 @@ from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
 RECON_BITS = exact.ACTIVATION_BITS
-#: activity bins of the causal neighbourhood
-CONTEXTS = 8
+#: error-energy bins of the causal neighbourhood, by pixels per stream: (up to this many pixels, bins)
+CONTEXT_BINS = ((1 << 15, 8), (1 << 18, 16), (None, 32))
 #: shifts go up to this (a residual's low bits sent as they are)
 MAX_SHIFT = 15
 #: each Laplace table covers [-T, T], T = ceil(LAPLACE_TAIL * b)
@@ -109,12 +110,21 @@ def activity(left, up, upleft):
     return np.abs(left - upleft) + np.abs(up - upleft)
 
 
-def context_thresholds(signal: np.ndarray) -> np.ndarray:
-    """CONTEXTS - 1 increasing thresholds at the activity's quantiles (the encoder's choice; sent)."""
-    values = activity(*_neighbours(signal)).ravel()
-    quantiles = np.quantile(values, np.arange(1, CONTEXTS) / CONTEXTS, method="lower") if values.size else \
-        np.zeros(CONTEXTS - 1)
-    return np.maximum.accumulate(np.asarray(quantiles, dtype=np.int64) + np.arange(CONTEXTS - 1))
+def energy(left, up, upleft, e_left, e_up, e_upleft):
+    """The context variable: local activity plus the magnitude of the neighbours' prediction errors."""
+    return activity(left, up, upleft) + 2 * (np.abs(e_left) + np.abs(e_up)) + np.abs(e_upleft)
+
+
+def num_contexts(pixels: int) -> int:
+    return next(bins for limit, bins in CONTEXT_BINS if limit is None or pixels <= limit)
+
+
+def context_thresholds(values: np.ndarray, contexts: int) -> np.ndarray:
+    """``contexts - 1`` increasing thresholds at the quantiles of ``values`` (the encoder's choice; sent)."""
+    values = values.ravel()
+    quantiles = np.quantile(values, np.arange(1, contexts) / contexts, method="lower") if values.size else \
+        np.zeros(contexts - 1)
+    return np.maximum.accumulate(np.asarray(quantiles, dtype=np.int64) + np.arange(contexts - 1))
 
 
 # ----------------------------------------------------------------- coding
@@ -172,16 +182,18 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     signal = np.asarray(signal, dtype=np.int64)
     left, up, upleft = _neighbours(signal)
     errors = signal - med_prediction(left, up, upleft)
-    thresholds = context_thresholds(signal)
-    context = np.searchsorted(thresholds, activity(left, up, upleft), side="right")
-    choices = [choose_model(errors[context == k], _max_shift(dtype)) for k in range(CONTEXTS)]
+    contexts = num_contexts(signal.size)
+    local = energy(left, up, upleft, *_neighbours(errors))
+    thresholds = context_thresholds(local, contexts)
+    context = np.searchsorted(thresholds, local, side="right")
+    choices = [choose_model(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
     models = [_models()[index] for index, _ in choices]
     halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
     chunks = []  # (symbols, model) in decoding order
     for rows, cols in _diagonals(*signal.shape[1:]):
         e, ctx = errors[:, rows, cols].ravel(), context[:, rows, cols].ravel()
-        for k in range(CONTEXTS):
+        for k in range(contexts):
             values = e[ctx == k]
             if values.size:
                 shift = choices[k][1]
@@ -194,20 +206,21 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     for symbols, model in reversed(chunks):
         if symbols.size:
             coder.encode_reverse(symbols, model)
-    side = bytes([v for index, shift in choices for v in (index, shift)])
+    side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
     return side + b"".join(_varint(int(t)) for t in thresholds) + coder.get_compressed().astype("<u4").tobytes()
 
 
 def decode_signal(payload: bytes, shape) -> np.ndarray:
     """Inverse of :func:`encode_signal`: the integer planes (P, H, W)."""
     constriction = _constriction()
-    if len(payload) < 2 * CONTEXTS:
-        raise DataError("the residual payload is too short")
-    choices = [(payload[2 * k], payload[2 * k + 1]) for k in range(CONTEXTS)]
+    contexts = payload[0] if payload else 0
+    if contexts not in {bins for _, bins in CONTEXT_BINS} or len(payload) < 1 + 2 * contexts:
+        raise DataError("the residual payload is too short or names an unknown number of contexts")
+    choices = [(payload[1 + 2 * k], payload[2 + 2 * k]) for k in range(contexts)]
     if any(index >= SCALE_LEVELS or shift > MAX_SHIFT for index, shift in choices):
         raise DataError("the residual payload names an unknown table")
-    pos, thresholds = 2 * CONTEXTS, []
-    for _ in range(CONTEXTS - 1):
+    pos, thresholds = 1 + 2 * contexts, []
+    for _ in range(contexts - 1):
         value, pos = _read_varint(payload, pos)
         thresholds.append(value)
     words = payload[pos:]
@@ -219,13 +232,20 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
     halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
     thresholds = np.asarray(thresholds, dtype=np.int64)
     signal = np.zeros(shape, dtype=np.int64)
+    errors = np.zeros(shape, dtype=np.int64)
     for rows, cols in _diagonals(*shape[1:]):
-        left = np.where(cols > 0, signal[:, rows, cols - 1], 0)
-        up = np.where(rows > 0, signal[:, rows - 1, cols], 0)
-        upleft = np.where((rows > 0) & (cols > 0), signal[:, rows - 1, cols - 1], 0)
-        ctx = np.searchsorted(thresholds, activity(left, up, upleft), side="right").ravel()
+        has_left, has_up = cols > 0, rows > 0
+        both = has_left & has_up
+
+        def around(a):
+            return (np.where(has_left, a[:, rows, cols - 1], 0), np.where(has_up, a[:, rows - 1, cols], 0),
+                    np.where(both, a[:, rows - 1, cols - 1], 0))
+
+        left, up, upleft = around(signal)
+        local = energy(left, up, upleft, *around(errors))
+        ctx = np.searchsorted(thresholds, local, side="right").ravel()
         e = np.zeros(ctx.size, dtype=np.int64)
-        for k in range(CONTEXTS):
+        for k in range(contexts):
             where = np.flatnonzero(ctx == k)
             if not where.size:
                 continue
@@ -239,7 +259,8 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
             low = coder.decode(constriction.stream.model.Uniform(1 << shift), int(where.size)).astype(np.int64) \
                 if shift else 0
             e[where] = (high << shift) + low
-        signal[:, rows, cols] = med_prediction(left, up, upleft) + e.reshape(left.shape)
+        errors[:, rows, cols] = e.reshape(left.shape)
+        signal[:, rows, cols] = med_prediction(left, up, upleft) + errors[:, rows, cols]
     return signal
 
 

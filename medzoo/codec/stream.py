@@ -413,9 +413,9 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
 
     pixels, rank = _integer_images(images)
     dtype = np.asarray(images).dtype
-    if pixels.shape[-1] != model.image_shape[-1]:
+    if model is not None and pixels.shape[-1] != model.image_shape[-1]:
         raise DataError(f"this codec takes {model.image_shape[-1]} channel(s), the pixels have {pixels.shape[-1]}")
-    tables, fingerprint = tables_for(model)
+    tables, fingerprint = tables_for(model) if model is not None else (None, "0" * 8)
     ranges = lossless.pixel_range(pixels)
     n, h, w, c = pixels.shape
 
@@ -436,8 +436,9 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
     candidates = []  # (mode, quality, lossy payload, residual payload)
     if quality is None:
         candidates.append((2, 0, b"", lossless.encode_signal(planes(pixels), dtype)))
-    level = model.num_qualities - 1 if quality is None else quality
-    candidates.append((1, level, *with_codec(level)))
+    if model is not None:
+        level = model.num_qualities - 1 if quality is None else quality
+        candidates.append((1, level, *with_codec(level)))
     mode, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
     payload = b"".join([
         bytes([lossless.DTYPES.index(dtype.name), rank]),
@@ -445,12 +446,12 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
         _varint(len(lossy)), lossy, residual,
     ])
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
-    return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
-                           tables_id=tables.digest, quality=level, image_shape=pixels.shape[1:],
-                           num_images=len(pixels), lossless=True, mode=mode)
+    return pack_hyperprior(payload, model_name=name, model_version=model_version(model) if model else "",
+                           weights_id=fingerprint, tables_id=tables.digest if tables else "0" * 8, quality=level,
+                           image_shape=pixels.shape[1:], num_images=len(pixels), lossless=True, mode=mode)
 
 
-def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
+def compress(images, model=None, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
              entropy_model=None, batch_size: int = 64) -> bytes:
     """Compress images into a medzoo stream with a VQ-VAE or a hyperprior codec.
 
@@ -459,7 +460,8 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = Fals
             inputs (float in [0, 1], used as they are); one image or a batch. A hyperprior
             codec takes any size (the stream records it; decoding crops the padding back).
         model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
-            preset path or instance.
+            preset path or instance; default ``"vqvae-chestxray"``. Lossless without a model:
+            the causal coder alone (no weights needed to code or decode).
         quality: a hyperprior codec's quality level, 0 (fewest bits) to
             ``model.num_qualities - 1``; default the model's own ``quality``. Lossless: the
             level whose reconstruction predicts the pixels; default None tries the highest
@@ -486,7 +488,11 @@ def compress(images, model=DEFAULT_MODEL, *, quality=None, lossless: bool = Fals
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    model = _resolve_coder(model)
+    if lossless and model is None:
+        if quality is not None:
+            raise ConfigError("quality= picks a codec's level; lossless compression without a model has none")
+        return _compress_lossless(None, images, None, batch_size)
+    model = _resolve_coder(DEFAULT_MODEL if model is None else model)
     if lossless:
         if not _is_hyperprior(model):
             raise ConfigError("lossless compression needs a hyperprior codec (its exact reconstruction predicts "
@@ -642,7 +648,7 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
     """
     header = read_header(data)
     if header.kind in (LOSSLESS_KIND, CAUSAL_KIND):
-        return _decompress_lossless(data, model)
+        return _decompress_lossless(data, model)  # a causal-only stream needs no model
     if header.format_version == HYPERPRIOR_FORMAT:
         from keras import ops
 
