@@ -10,7 +10,7 @@ import pytest
 
 import medzoo
 from medzoo.data import PreprocessSpec
-from medzoo.errors import DataError, MedzooError
+from medzoo.errors import ConfigError, DataError, MedzooError
 from medzoo.evaluate import classical
 from medzoo.codec.stream import (
     BitstreamError,
@@ -224,3 +224,21 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert point[2] == f"{lowest['bpp']:.3f}" and point[-1] == "- |"
     assert jpeg[-1] == ("- |" if not np.isfinite(at_psnr) else f"{100 * (lowest['bpp'] / at_psnr - 1):+.1f}% |")
     assert any(line.startswith("| JPEG | ") for line in bd.splitlines())
+
+
+@pytest.mark.parametrize("codec", list(classical.LOSSLESS_CODECS))
+def test_classical_lossless_codecs_give_back_the_exact_pixels(codec):
+    if codec not in classical.available_lossless_codecs(8):
+        pytest.fail(f"{codec} is not available in this installation: the lossless benchmark compares with it")
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.arange(40), np.arange(56))
+    for dtype in ("uint8", "uint16", "int16"):
+        info = np.iinfo(dtype)
+        pixels = (info.min + (ramp * (float(info.max) - info.min) / 200) + rng.integers(0, 9, ramp.shape)).astype(dtype)
+        if info.bits > classical.LOSSLESS_CODECS[codec].bits:
+            with pytest.raises(ConfigError, match="bit"):
+                classical.lossless_round_trip(codec, pixels)
+            continue
+        data, back = classical.lossless_round_trip(codec, pixels)
+        assert back.dtype == pixels.dtype and np.array_equal(back, pixels)
+        assert 0 < len(data) < pixels.nbytes

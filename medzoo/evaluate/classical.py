@@ -158,3 +158,79 @@ def sweep(codec, images_uint8, reference, *, settings=None, progress=None) -> di
             "settings": list(settings), "bpp": bpp.mean(axis=1).tolist(), "psnr": psnrs.mean(axis=1).tolist(),
             "ssim": ssims.mean(axis=1).tolist(),
             "per_image": {"bpp": bpp, "psnr": psnrs, "ssim": ssims}, "example": np.stack(examples)}
+
+
+# ------------------------------------------------------------------ lossless
+def _imagecodecs(name: str) -> bool:
+    try:
+        import imagecodecs
+
+        return bool(getattr(imagecodecs, name).available)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _ic(function: str, **options) -> Callable:
+    def run(data):
+        import imagecodecs
+
+        return getattr(imagecodecs, function)(data, **options)
+
+    return run
+
+
+@dataclasses.dataclass(frozen=True)
+class LosslessCodec:
+    """A lossless codec for grey integer images: ``encode(pixels) -> bytes``, ``decode(bytes) -> pixels``.
+
+    ``bits``: the widest pixels it takes (8 or 16); signed images are offset to unsigned first
+    (as a DICOM writer would store them), which changes no bit count.
+    """
+
+    name: str
+    label: str
+    bits: int
+    encode: Callable
+    decode: Callable
+    available: Callable
+    library: str
+
+
+LOSSLESS_CODECS = {
+    "png": LosslessCodec("png", "PNG", 16, _ic("png_encode", level=9), _ic("png_decode"),
+                         lambda: _imagecodecs("PNG"), "imagecodecs/libpng (zlib level 9)"),
+    "jpegls": LosslessCodec("jpegls", "JPEG-LS", 16, _ic("jpegls_encode", level=0), _ic("jpegls_decode"),
+                            lambda: _imagecodecs("JPEGLS"), "imagecodecs/CharLS"),
+    "jpeg2000": LosslessCodec("jpeg2000", "JPEG 2000 lossless", 16, _ic("jpeg2k_encode", level=0, reversible=True),
+                              _ic("jpeg2k_decode"), lambda: _imagecodecs("JPEG2K"), "imagecodecs/OpenJPEG (5/3)"),
+    "jpegxl": LosslessCodec("jpegxl", "JPEG XL lossless", 16, _ic("jpegxl_encode", lossless=True, effort=7),
+                            _ic("jpegxl_decode"), lambda: _imagecodecs("JPEGXL"), "imagecodecs/libjxl (effort 7)"),
+    "webp": LosslessCodec("webp", "WebP lossless", 8, _ic("webp_encode", lossless=True, level=100),
+                          _ic("webp_decode"), lambda: _imagecodecs("WEBP"), "imagecodecs/libwebp"),
+}
+
+
+def available_lossless_codecs(bits: int = 8) -> list[str]:
+    """Names of the lossless codecs this installation can run on ``bits``-bit pixels."""
+    return [name for name, c in LOSSLESS_CODECS.items() if c.bits >= bits and c.available()]
+
+
+def lossless_round_trip(codec, pixels: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Encode and decode one grey integer image (H, W) with a lossless codec; returns the file and the pixels back.
+
+    Signed pixels are offset to unsigned for the codec and back afterwards; 8-bit codecs refuse wider pixels.
+    """
+    codec = LOSSLESS_CODECS[codec] if isinstance(codec, str) else codec
+    pixels = np.asarray(pixels)
+    info = np.iinfo(pixels.dtype)
+    if info.bits > codec.bits:
+        raise ConfigError(f"{codec.label} takes at most {codec.bits}-bit pixels, got {pixels.dtype}")
+    unsigned = np.dtype(f"uint{info.bits}")
+    stored = (pixels.astype(np.int64) - info.min).astype(unsigned) if info.min < 0 else pixels
+    if codec.name == "webp":
+        stored = np.repeat(stored[..., None], 3, axis=-1)  # WebP codes RGB; grey as three equal channels
+    data = bytes(codec.encode(np.ascontiguousarray(stored)))
+    back = np.asarray(codec.decode(data))
+    back = back[..., 0] if back.ndim == 3 else back
+    back = (back.astype(np.int64) + info.min).astype(pixels.dtype) if info.min < 0 else back.astype(pixels.dtype)
+    return data, back
