@@ -1,12 +1,14 @@
-"""Rate-distortion of the zoo's VQ-VAEs (medzoo streams) against JPEG, JPEG 2000, WebP and JPEG XL.
+"""Rate-distortion of the zoo's VQ-VAEs and hyperprior codecs (medzoo streams) against JPEG, JPEG 2000, WebP, JPEG XL.
 
     python benchmarks/rate_distortion.py                      # every zoo VQ-VAE, full test split
+    python benchmarks/rate_distortion.py --models runs/codec-chestxray/preset   # a hyperprior codec's levels
     python benchmarks/rate_distortion.py --max-images 64      # quick run
     python benchmarks/rate_distortion.py --markdown           # also results.md (Markdown tables)
 
 Every test image is compressed on its own; rates are whole files/streams in bits per
-pixel of the 128 x 128 model input. Prints the RD table, entropy-model rates (raw
-log2 K, zlib, iid, per-position, left/up context) and BD-rates against JPEG 2000;
+pixel of the model input; a hyperprior codec is one curve, a rate point per quality
+level. Prints the RD table, entropy-model rates of the VQ-VAEs (raw log2 K, zlib, iid,
+per-position, left/up context) and BD-rates against JPEG 2000;
 writes results.json, compression.png (RD curves) and compression_examples.png; with
 --markdown also results.md: each codec at every VQ-VAE rate point and the BD-rates, as
 Markdown tables to paste into a README. The entropy model of each VQ-VAE is fitted on

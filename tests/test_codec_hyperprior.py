@@ -342,3 +342,25 @@ def test_lossless_without_a_model_round_trips_real_16_bit_dicom(dicom_dir):
         assert 8 * len(data) / pixels.size < 0.5 * 8 * pixels.itemsize  # under half the stored bits
     with pytest.raises(ConfigError, match="quality"):
         compress(pixels, lossless=True, quality=1)
+
+
+def test_the_rate_distortion_evaluation_measures_every_quality_level(codec, images, tmp_path):
+    """evaluate.compression: a hyperprior codec is one curve of real streams, compared with JPEG 2000."""
+    import json
+
+    import medzoo
+
+    x = images[:, :64, :64]
+    result = medzoo.evaluate.compression(codec, images=x, codecs=["jpeg", "jpeg2000"])
+    assert [p["quality"] for p in result.models] == [0, 1, 2]
+    label = result.models[0]["curve"]
+    for p in result.models:
+        one = compress(x[:1], codec, quality=p["quality"])
+        assert p["per_image"]["bpp"][0] == 8 * len(one) / (64 * 64)
+        np.testing.assert_allclose(p["per_image"]["psnr"][0], medzoo.metrics.psnr(x[:1], decompress(one, codec))[0],
+                                   rtol=1e-6)
+    assert set(result.bd) == {label, "JPEG"} and result.bd[label]["psnr"]["degree"] >= 0
+    assert label in result.table() and f"{label} (medzoo stream)" in result.markdown()
+    json.dumps(medzoo.evaluate.common.jsonable(result.to_dict()), allow_nan=False)
+    paths = result.save(tmp_path / "rd")
+    assert paths["compression_examples"].stat().st_size > 1000

@@ -1,4 +1,8 @@
-"""Rate-distortion of VQ-VAE compression against JPEG, JPEG 2000, WebP and JPEG XL, with Bjontegaard deltas.
+"""Rate-distortion of medzoo streams against JPEG, JPEG 2000, WebP and JPEG XL, with Bjontegaard deltas.
+
+Two kinds of learned codec: VQ-VAEs (each model one rate point; several make a curve)
+and hyperprior codecs (:class:`~medzoo.models.hyperprior.HyperpriorCodec`: each quality
+level one rate point, the levels a curve).
 
 Every image is compressed on its own, as a user would store it, and its rate is
 the size of the complete stream or file in bits per pixel of the model input
@@ -8,7 +12,7 @@ against the same float reference for every codec: the model input, i.e. the
 preprocessed image; the classical codecs encode its 8-bit rounding.
 
 Each VQ-VAE gives one rate point; several VQ-VAEs (different code map sizes or
-codebooks) form a curve. BD-rates are computed against an anchor codec (JPEG
+codebooks) form a curve; a hyperprior codec gives one curve of its own. BD-rates are computed against an anchor codec (JPEG
 2000 by default) where the PSNR (or SSIM) ranges overlap, and reported as NaN
 with the reason where they do not. A VQ-VAE point is also compared one at a time:
 the anchor's rate at the same PSNR, interpolated along its curve.
@@ -80,12 +84,13 @@ class CompressionResult(Result):
     def table(self) -> str:
         rows = []
         for m in self.models:
-            rows.append([m["model"], "VQ-VAE", m["bpp"], m["payload_bpp"], m["one_stream_bpp"], m["psnr"], m["ssim"]])
+            rows.append([m["model"], m.get("curve", "VQ-VAE"), m["bpp"], m["payload_bpp"], m["one_stream_bpp"],
+                         m["psnr"], m["ssim"]])
         text = format_table(["model", "kind", "bpp", "payload bpp", "one-stream bpp", "PSNR", "SSIM"], rows,
                             title=f"compression on {self.source} ({self.num_images} images, each its own stream)")
         rate_rows = [[m["model"], m["rates"]["raw"], m["rates"]["zlib"], m["rates"]["iid"], m["rates"]["position"],
-                      m["rates"]["context"], m["rates"]["ideal_context"]] for m in self.models]
-        text += "\n\n" + format_table(["model", "raw log2K", "zlib", "iid", "position", "context", "ideal ctx"],
+                      m["rates"]["context"], m["rates"]["ideal_context"]] for m in self.models if "curve" not in m]
+        text += "" if not rate_rows else "\n\n" + format_table(["model", "raw log2K", "zlib", "iid", "position", "context", "ideal ctx"],
                                       rate_rows, title="code-map payload in bits per pixel (entropy models)")
         codec_rows = []
         for name, c in self.codecs.items():
@@ -127,8 +132,8 @@ class CompressionResult(Result):
 
         rows = []
         for p in sorted(self.points, key=lambda p: p["bpp"]):  # the rate points from low to high
-            rows.append([p["model"], "VQ-VAE (medzoo stream)", f(p["bpp"], 3), f(p["psnr"], 2), f(p["ssim"], 3),
-                         f(p["bpp"], 3), None])
+            rows.append([p["model"], f"{p.get('curve', 'VQ-VAE')} (medzoo stream)", f(p["bpp"], 3), f(p["psnr"], 2),
+                         f(p["ssim"], 3), f(p["bpp"], 3), None])
             for name, v in p["codecs"].items():
                 rows.append([p["model"], self.codecs[name]["label"], f(p["bpp"], 3), f(v["psnr_at_same_bpp"], 2),
                              f(v["ssim_at_same_bpp"], 3), f(v["bpp_at_same_psnr"], 3),
@@ -150,12 +155,16 @@ class CompressionResult(Result):
         for ax, metric in zip(axes, ("psnr", "ssim")):
             for i, (name, c) in enumerate(self.codecs.items()):
                 ax.plot(c["bpp"], c[metric], "o-", ms=3, lw=1.2, color=plots.PALETTE[i + 1], label=c["label"])
-            pts = sorted(self.models, key=lambda m: m["bpp"])
-            ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*-", ms=11, lw=1.5, color=plots.PALETTE[0],
-                    label="VQ-VAE (medzoo stream)")
-            for m in pts:
-                ax.annotate(m["model"], (m["bpp"], m[metric]), textcoords="offset points", xytext=(4, -10),
-                            fontsize=7)
+            curves = {}
+            for m in self.models:
+                curves.setdefault(m.get("curve", "VQ-VAE"), []).append(m)
+            for j, (curve, members) in enumerate(curves.items()):
+                pts = sorted(members, key=lambda m: m["bpp"])
+                ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*-", ms=11 if j == 0 else 8, lw=1.5,
+                        color="black" if j else plots.PALETTE[0], label=f"{curve} (medzoo stream)")
+                for m in pts:
+                    ax.annotate(m["model"] if curve == "VQ-VAE" else f"q{m['quality']}", (m["bpp"], m[metric]),
+                                textcoords="offset points", xytext=(4, -10), fontsize=7)
             plots.log_rate_axis(ax)
             ax.set_xlabel("bits per pixel (whole file per image)")
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
@@ -171,9 +180,10 @@ class CompressionResult(Result):
     def _plot_examples(self, path) -> pathlib.Path:
         """The first image: original, each VQ-VAE, and each codec at the setting closest in rate to a VQ-VAE."""
         original = self.examples["original"]
-        target = self.models[0]["per_image"]["bpp"][0] if self.models else 0.2
+        shown = [m for m in self.models if m["model"] in self.examples]  # a codec shows its middle level
+        target = shown[0]["per_image"]["bpp"][0] if shown else 0.2
         panels = [("original", original)]
-        for m in self.models:
+        for m in shown:
             panels.append((f"{m['model']}\n{m['per_image']['bpp'][0]:.3f} bpp, "
                            f"{m['per_image']['psnr'][0]:.1f} dB", self.examples[m["model"]]))
         for c in self.codecs.values():
@@ -228,14 +238,48 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
     return point, rec[0]
 
 
+def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
+    """One point per quality level of a hyperprior codec: real streams, one per image, decoded back."""
+    from medzoo.codec.stream import compress, decompress, read_header
+
+    label = model_label(model)
+    pixels = x.shape[1] * x.shape[2]
+    points, example = [], None
+    for q in progress(range(model.num_qualities), f"streams {label}", enabled=enabled):
+        sizes, rec = np.zeros(len(x)), np.empty_like(x)
+        for i in range(len(x)):
+            data = compress(x[i:i + 1], model, quality=q)
+            sizes[i] = len(data)
+            rec[i] = decompress(data, model)[0]
+        header = read_header(data)
+        overhead = header.total_bytes - header.payload_bytes
+        bpp = 8.0 * sizes / pixels
+        per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
+        batch = compress(x[:batch_size], model, quality=q)
+        points.append({
+            "model": f"{label} q{q}", "curve": label, "quality": q, "lambda": model.lambdas[q],
+            "num_codes": None, "code_shape": list(model.latent_size(*x.shape[1:3])),
+            "bpp": float(bpp.mean()), "payload_bpp": float(np.mean(8.0 * (sizes - overhead) / pixels)),
+            "header_bytes": int(overhead), "one_stream_bpp": 8.0 * len(batch) / (min(len(x), batch_size) * pixels),
+            "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
+            "psnr_summary": summary(per_psnr), "bpp_summary": summary(bpp),
+            "rates": {k: None for k in (*KINDS, "zlib", "raw", "ideal_context")},
+            "per_image": {"bpp": bpp, "psnr": per_psnr, "ssim": per_ssim},
+        })
+        if q == model.num_qualities // 2:
+            example = rec[0]
+    return points, example
+
+
 def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=None, max_images=None, seed=0,
                 codecs=None, anchor="jpeg2000", kind=DEFAULT_KIND, entropy_models=None, batch_size=64,
                 progress_bars=None) -> CompressionResult:
-    """Rate-distortion of one or more VQ-VAEs against classical codecs on a split.
+    """Rate-distortion of one or more VQ-VAEs or hyperprior codecs against classical codecs on a split.
 
     Args:
-        models: a VQ-VAE or a list of them (zoo names, preset paths or instances); several
-            give a rate-distortion curve. They must share an input shape.
+        models: a VQ-VAE or hyperprior codec, or a list of them (zoo names, preset paths or
+            instances); several VQ-VAEs give a rate-distortion curve (they must share an input
+            shape), a hyperprior codec one curve over its quality levels.
         images: arrays to use instead of loading ``split`` (prepared with the first model's spec).
         codecs: classical codecs to sweep (default: all available of jpeg, jpeg2000, webp, jpegxl).
         anchor: codec the BD-rates are relative to.
@@ -246,10 +290,13 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
     model_list = [resolve_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
     if not model_list:
         raise ConfigError("compression needs at least one VQ-VAE")
+    vq_list = [m for m in model_list if hasattr(m, "quantizer")]
     for m in model_list:
-        if not hasattr(m, "quantizer"):
-            raise ConfigError(f"{model_label(m)} is not a VQ-VAE; compression evaluates VQ-VAE streams")
-        if tuple(m.image_shape) != tuple(model_list[0].image_shape):
+        if not hasattr(m, "quantizer") and not hasattr(m, "hyper_synthesis"):
+            raise ConfigError(f"{model_label(m)} is neither a VQ-VAE nor a hyperprior codec; compression evaluates "
+                              "medzoo streams")
+    for m in vq_list:
+        if tuple(m.image_shape) != tuple(vq_list[0].image_shape):
             raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same input shape")
     codecs = classical.available_codecs() if codecs is None else list(codecs)
     if anchor not in codecs:
@@ -267,6 +314,11 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
         given = [(entropy_models or {}).get(model_label(m)) for m in model_list]
     points, examples = [], {"original": x[0]}
     for m, em in zip(model_list, given):
+        if not hasattr(m, "quantizer"):
+            codec_points, example = _codec_points(m, x, batch_size, progress_bars)
+            points += codec_points
+            examples[codec_points[len(codec_points) // 2]["model"]] = example
+            continue
         em = em or entropy_model_for(m)
         point, example = _vq_point(m, x, kind, em, batch_size, progress_bars)
         points.append(point)
@@ -284,8 +336,12 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
 def _compare(points, sweeps, anchor) -> tuple[dict, list]:
     a = sweeps[anchor]
     bd = {}
-    curves = {"VQ-VAE": (np.array([p["bpp"] for p in points]), {m: np.array([p[m] for p in points])
-                                                                  for m in ("psnr", "ssim")})}
+    grouped = {}
+    for p in points:
+        grouped.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
+    curves = {name: (np.array([p["bpp"] for p in members]), {m: np.array([p[m] for p in members])
+                                                             for m in ("psnr", "ssim")})
+              for name, members in grouped.items()}
     for name, c in sweeps.items():
         if name != anchor:
             curves[c["label"]] = (np.array(c["bpp"]), {m: np.array(c[m]) for m in ("psnr", "ssim")})
@@ -308,7 +364,8 @@ def _compare(points, sweeps, anchor) -> tuple[dict, list]:
             per_codec[name] = {"bpp_at_same_psnr": rate, "psnr_at_same_bpp": quality_at_rate(c["bpp"], c["psnr"],
                                                                                               p["bpp"]),
                                "ssim_at_same_bpp": quality_at_rate(c["bpp"], c["ssim"], p["bpp"])}
-        singles.append({"model": p["model"], "bpp": p["bpp"], "psnr": p["psnr"], "ssim": p["ssim"],
+        singles.append({"model": p["model"], "curve": p.get("curve", "VQ-VAE"), "bpp": p["bpp"], "psnr": p["psnr"],
+                        "ssim": p["ssim"],
                         "anchor_bpp_at_same_psnr": None if math.isnan(anchor_rate) else anchor_rate,
                         "rate_change_percent": None if math.isnan(change) else change,
                         "codecs": per_codec,

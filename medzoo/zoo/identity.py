@@ -51,10 +51,14 @@ def prepare(model, images) -> np.ndarray:
     array = np.asarray(images)
     spec = getattr(model, "preprocess_spec", None)
     shape = tuple(model.image_shape)
-    if array.ndim == len(shape) and tuple(array.shape) == shape:
+
+    def fits(got) -> bool:  # None in the model's shape: any size (an any-size model)
+        return len(got) == len(shape) and all(s is None or s == g for g, s in zip(got, shape))
+
+    if array.ndim == len(shape) and fits(array.shape):
         array = array[None]
     if spec is None:
-        if array.ndim != 4 or tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.floating):
+        if array.ndim != 4 or not fits(array.shape[1:]) or not np.issubdtype(array.dtype, np.floating):
             raise DataError(
                 f"this model has no preprocessing spec, so images must already be float model inputs of shape "
                 f"(N, {', '.join(map(str, shape))}); got {array.dtype} {array.shape}"
