@@ -217,25 +217,35 @@ def _split_model(items, default):
 def _compress(args):
     import medzoo
 
-    model, inputs = _split_model(args.items, args.model or medzoo.codec.stream.DEFAULT_MODEL)
+    default = None if args.lossless else medzoo.codec.stream.DEFAULT_MODEL
+    model, inputs = _split_model(args.items, args.model or default)
     if args.model and model != args.model:
         raise medzoo.ConfigError(f"the model is named twice: --model {args.model} and {model}")
-    header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind)
+    header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
+                                                  lossless=args.lossless)
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
     print(f"{header.num_images} image(s) -> {args.output}: {header.total_bytes} bytes "
           f"({header.bits_per_pixel:.4f} bits per pixel, header of {header.header_bytes} bytes included; "
           f"{pixels} pixels at {'x'.join(map(str, header.image_shape))})")
-    print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
-          f"raw 8-bit pixels would take {pixels * header.image_shape[2]} bytes")
+    if header.kind in ("lossless", "hyperprior-lossless"):
+        how = "the causal coder alone" if header.kind == "lossless" else \
+            f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}"
+        print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly")
+    elif header.kind == "hyperprior":
+        print(f"model {header.model_name} {header.model_version}, quality {header.quality}")
+    else:
+        print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
+              f"raw 8-bit pixels would take {pixels * header.image_shape[2]} bytes")
 
 
 def _decompress(args):
     import medzoo
 
     header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
-    print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, "
-          f"model {header.model_name} {header.model_version}")
-    print(f"wrote {len(paths)} PNG(s) of {'x'.join(map(str, header.image_shape))} to {args.output}")
+    made = f"{header.model_name} {header.model_version}" if header.model_name else "no named model"
+    print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, {made}")
+    what = "exact pixel array(s) (.npy)" if paths and paths[0].suffix == ".npy" else "PNG(s)"
+    print(f"wrote {len(paths)} {what} of {'x'.join(map(str, header.image_shape))} to {args.output}")
 
 
 def _demo(args):
@@ -360,20 +370,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_encode)
 
-    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc) with a VQ-VAE",
-                       usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--kind KIND]")
+    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): a VQ-VAE or hyperprior "
+                                        "codec, or --lossless (exact stored pixels, DICOM 8-16 bit included)",
+                       usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q] [--lossless] "
+                             "[--kind KIND]")
     p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
-                   help="optional VQ-VAE (zoo name or preset directory; default vqvae-chestxray), then " + inputs_help)
+                   help="optional model (zoo name or preset directory; default vqvae-chestxray, none with "
+                        "--lossless), then " + inputs_help)
     p.add_argument("-o", "--output", required=True, help="the stream file to write (.mzc)")
-    p.add_argument("--model", help="the VQ-VAE, instead of naming it first")
+    p.add_argument("--model", help="the model, instead of naming it first")
+    p.add_argument("--quality", type=int, help="a hyperprior codec's quality level (0 = fewest bits)")
+    p.add_argument("--lossless", action="store_true",
+                   help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
+                        "decompress writes them back as .npy")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
-                   help="entropy model (default context)")
+                   help="a VQ-VAE's entropy model (default context)")
     p.set_defaults(func=_compress)
 
-    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image")
+    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image (lossless "
+                                          "streams: one .npy of the exact pixels per image)")
     p.add_argument("stream", help="the .mzc file")
-    p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
-    p.add_argument("--model", help="the VQ-VAE (default: the zoo model the stream names)")
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs / .npy files")
+    p.add_argument("--model", help="the model (default: the zoo model the stream names)")
     p.set_defaults(func=_decompress)
 
     p = sub.add_parser("demo", help="run a bundled model on the sample chest X-rays shipped with medzoo and "

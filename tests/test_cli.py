@@ -142,6 +142,33 @@ def test_encode_compress_decompress_round_trip(cache, tmp_path):
     assert not (cache / "codec").exists()  # no entropy model was fitted and cached
 
 
+def test_lossless_compress_decompress_gives_back_the_stored_pixels(cache, dicom_dir, tmp_path):
+    """A CT DICOM (int16, negative values) and two 16-bit PNGs, without any model: exact .npy files back."""
+    from PIL import Image
+
+    stream = tmp_path / "ct.mzc"
+    out = ok(run(["compress", "--lossless", str(dicom_dir / "693_J2KR.dcm"), "-o", str(stream)], cache))
+    assert "lossless (the causal coder alone)" in out
+    ok(run(["decompress", str(stream), "-o", str(tmp_path / "ct")], cache))
+    stored = medzoo.data.read_stored_pixels(dicom_dir / "693_J2KR.dcm")
+    back = np.load(tmp_path / "ct" / "ct_000.npy")
+    assert stored.dtype == np.int16 and stored.min() < 0 and back.dtype == stored.dtype
+    assert np.array_equal(back, stored)
+    assert stream.stat().st_size < stored.nbytes / 3  # under a third of the stored 16 bits
+
+    rng = np.random.default_rng(0)
+    pngs = []
+    for i in range(2):
+        pixels = (np.add.outer(np.arange(48), np.arange(40)) * 600 + rng.integers(0, 99, (48, 40))).astype(np.uint16)
+        pngs.append(tmp_path / f"slice{i}.png")
+        Image.fromarray(pixels).save(pngs[-1])
+    ok(run(["compress", "--lossless", *map(str, pngs), "-o", str(tmp_path / "s.mzc")], cache))
+    out = ok(run(["decompress", str(tmp_path / "s.mzc"), "-o", str(tmp_path / "s")], cache))
+    assert "wrote 2 exact pixel array(s) (.npy)" in out
+    for i, path in enumerate(pngs):
+        assert np.array_equal(np.load(tmp_path / "s" / f"s_{i:03d}.npy"), np.asarray(Image.open(path)))
+
+
 def test_evaluate_report_on_a_few_test_images(cache, tmp_path):
     report = tmp_path / "report"
     out = ok(run(["evaluate", "vae-chestxray", "--report", str(report), "--max-images", "6"], cache))

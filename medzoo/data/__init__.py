@@ -17,7 +17,16 @@ from medzoo.data.datasets import (
     resolve_npz,
 )
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
-from medzoo.data.images import ImageInfo, ImageRef, image_files, iter_images, probe_image, read_image, read_images
+from medzoo.data.images import (
+    ImageInfo,
+    ImageRef,
+    image_files,
+    iter_images,
+    probe_image,
+    read_image,
+    read_images,
+    read_stored_pixels,
+)
 from medzoo.data.preprocess import MIN_IMAGE_SIZE, PreprocessSpec, to_display, to_uint8
 from medzoo.data.samples import SAMPLES_DIR, sample_files, sample_images, sample_manifest
 
@@ -43,6 +52,7 @@ __all__ = [
     "read_dicom",
     "read_dicom_header",
     "read_image",
+    "read_stored_pixels",
     "read_images",
     "resolve_npz",
     "sample_files",

@@ -156,6 +156,25 @@ def read_dicom(path, *, frame: int | None = None, voi="auto") -> tuple[np.ndarra
     return np.asarray(pixels, dtype=np.float32), meta
 
 
+def read_dicom_stored(path) -> tuple[np.ndarray, dict[str, Any]]:
+    """The pixel values as stored in a DICOM file (no rescale, VOI or inversion): what lossless coding keeps.
+
+    Returns ``(pixels, meta)``: pixels in the file's own integer type (e.g. int16 for CT with
+    PixelRepresentation 1, uint16 for 12-bit MR), (H, W) or (F, H, W[, 3]);
+    ``meta`` as :func:`read_dicom_header`.
+    """
+    path = pathlib.Path(path)
+    ds = _read_dataset(path)
+    meta = _header(path, ds)
+    try:
+        pixels = pixel_array(ds, index=None)
+    except (MedzooError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise DataError(f"{path}: cannot decode the pixel data ({type(exc).__name__}: {exc})") from exc
+    return np.asarray(pixels), meta
+
+
 def parse_voi(voi):
     """Validate a ``voi`` argument of :func:`read_dicom`: ``"auto"``, ``"none"`` or a (center, width) tuple."""
     if isinstance(voi, str):

@@ -129,6 +129,24 @@ def read_image(path, *, frame: int | None = None, voi="auto") -> np.ndarray:
         raise DataError(f"{path}: cannot decode the {kind.upper()} image ({type(exc).__name__}: {exc})") from exc
 
 
+def read_stored_pixels(path) -> np.ndarray:
+    """One file's pixels exactly as stored, in their own integer type: DICOM stored values (no rescale or
+    VOI), PNG 8/16-bit, NPY as saved. What ``medzoo.compress(..., lossless=True)`` must give back."""
+    path = pathlib.Path(path)
+    kind = _kind_or_raise(path)
+    if kind == "dicom":
+        from medzoo.data.dicom import read_dicom_stored
+
+        return read_dicom_stored(path)[0]
+    if kind == "npy":
+        return np.array(_open_npy(path)[0])
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode the {kind.upper()} image ({type(exc).__name__}: {exc})") from exc
+
+
 def _kind_or_raise(path: pathlib.Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")

@@ -21,7 +21,15 @@ import numpy as np
 from medzoo.data.preprocess import to_display
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import plots
-from medzoo.codec.stream import DEFAULT_KIND, DEFAULT_MODEL, compress, decompress_codes, read_header
+from medzoo.codec.stream import (
+    DEFAULT_KIND,
+    DEFAULT_MODEL,
+    HYPERPRIOR_FORMAT,
+    compress,
+    decompress,
+    decompress_codes,
+    read_header,
+)
 from medzoo.evaluate.common import progress, resolve_model
 from medzoo.metrics import ellipse_circumference, mae, mask_boundary, psnr, ssim
 
@@ -244,16 +252,37 @@ def encode_files(model, inputs, output, *, batch_size: int = 32) -> tuple[np.nda
     return latents, refs
 
 
-def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND):
+def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, quality=None,
+                   lossless: bool = False):
     """Compress image files into one medzoo stream (``medzoo.compress``) and write it to ``output``.
+
+    Lossy: the files are read and preprocessed as the model's inputs. Lossless: each file's
+    pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY; see
+    :func:`medzoo.data.read_stored_pixels`), all of one size and type; ``model`` may be None
+    (the causal coder alone) or a hyperprior codec whose reconstruction predicts them.
 
     Returns:
         ``(header, refs)``: the stream's :class:`~medzoo.codec.StreamHeader`
         (bytes, bits per pixel, shapes) and the images in stream order.
     """
-    model = resolve_model(model)
-    x, refs = read_model_inputs(model, inputs)
-    stream = compress(x, model, kind=kind)
+    if lossless:
+        from medzoo.data import image_files, read_stored_pixels
+
+        files = image_files(inputs)
+        if not files:
+            raise DataError(f"no image files in {inputs}")
+        arrays = [read_stored_pixels(f) for f in files]
+        kinds = {(a.shape, a.dtype.str) for a in arrays}
+        if len(kinds) > 1:
+            raise DataError("a lossless stream holds images of one size and pixel type; these differ "
+                            f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
+        pixels = np.stack(arrays) if arrays[0].ndim == 2 else arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        stream = compress(pixels, None if model is None else resolve_model(model), lossless=True, quality=quality)
+        refs = files
+    else:
+        model = resolve_model(model)
+        x, refs = read_model_inputs(model, inputs)
+        stream = compress(x, model, kind=kind, quality=quality)
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(stream)
@@ -261,23 +290,40 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
 
 
 def decompress_file(stream_path, output_dir, model=None) -> tuple:
-    """Decode a medzoo stream file into one PNG per image, ``<stream stem>_<index>.png``.
+    """Decode a medzoo stream file into one file per image: ``<stream stem>_<index>.png``, or ``.npy`` for a
+    lossless stream (the exact stored pixels, their dtype kept).
 
     Args:
         stream_path: a file written by :func:`compress_files` or ``medzoo.compress``.
         model: default, the zoo model the stream names.
 
     Returns:
-        ``(header, images (N, H, W, C) float32, PNG paths)``.
+        ``(header, images, paths)``: images (N, H, W, C) float32, or the exact integer pixels.
     """
     stream_path = pathlib.Path(stream_path)
     if not stream_path.is_file():
         raise DataError(f"{stream_path}: no such file")
-    header, codes, model = decompress_codes(stream_path.read_bytes(), model)
-    images = model.decode(codes)
-    value_range = value_range_of(model)
-    digits = max(3, int(math.log10(len(images))) + 1)
+    data = stream_path.read_bytes()
+    header = read_header(data)
     output_dir = pathlib.Path(output_dir)
+    digits = max(3, int(math.log10(header.num_images)) + 1)
+    if header.kind in ("lossless", "hyperprior-lossless"):
+        pixels = decompress(data, model)
+        stack = pixels[None] if pixels.ndim == 2 else pixels
+        output_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, image in enumerate(stack):
+            paths.append(output_dir / f"{stream_path.stem}_{i:0{digits}d}.npy")
+            np.save(paths[-1], image)
+        return header, pixels, paths
+    if header.format_version == HYPERPRIOR_FORMAT:
+        model = resolve_model(model) if model is not None else None
+        images = decompress(data, model)
+        value_range = (0.0, 1.0)
+    else:
+        header, codes, model = decompress_codes(data, model)
+        images = model.decode(codes)
+        value_range = value_range_of(model)
     paths = [plots.save_png(plots.montage([[image]], value_range=value_range, pad=0),
                             output_dir / f"{stream_path.stem}_{i:0{digits}d}.png") for i, image in enumerate(images)]
     return header, images, paths
