@@ -398,6 +398,32 @@ def test_from_arrays_yields_fresh_random_crops_each_epoch(tiny_cxr):
     assert x.shape == (4, 16, 16, 1) and y.shape == (4,)
 
 
+_CROPS_UNDER_DETERMINISM = """
+import sys, numpy as np, keras, tensorflow as tf
+from medzoo.data import PreprocessSpec, from_arrays
+tf.config.experimental.enable_op_determinism()  # what medzoo train --deterministic does, process-wide
+keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).integers(0, 255, size=(8, 40, 40), dtype=np.uint8)
+ds = from_arrays(x, PreprocessSpec(size=None), batch_size=8, crop_size=16, seed=3)
+first, second = (next(iter(ds)).numpy() for _ in range(2))
+again = next(iter(from_arrays(x, PreprocessSpec(size=None), batch_size=8, crop_size=16, seed=3))).numpy()
+print(int(np.array_equal(first, second)), int(np.array_equal(first, again)))
+"""
+
+
+def test_crops_change_every_epoch_under_op_determinism():
+    """Regression: with op determinism and a global seed, a stateful random crop repeated every epoch's crops."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _CROPS_UNDER_DETERMINISM], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    same_epochs, same_runs = out.stdout.split()
+    assert same_epochs == "0" and same_runs == "1"  # new crops each epoch, the same ones for the same seed
+
+
 def test_crops_larger_than_the_images_are_refused(tiny_cxr):
     with pytest.raises(DataError, match="larger than the preprocessed images"):
         from_arrays(tiny_cxr[:4], PreprocessSpec(size=None), crop_size=40)

@@ -302,7 +302,7 @@ def from_arrays(
     if repeat:
         ds = ds.repeat()
     if crop_size is not None:
-        ds = ds.map(_cropper(crop_size, seed, labels is not None), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _random_crops(ds, crop_size, seed, labels is not None)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -326,22 +326,29 @@ def _check_crop(crop_size) -> None:
         raise ConfigError(f"crop_size must be an integer number of pixels >= 8, got {crop_size!r}")
 
 
-def _cropper(crop_size: int, seed, labelled: bool):
-    """The pipeline step that cuts one random square crop out of each image (fails clearly if it is too small)."""
+def _random_crops(ds, crop_size: int, seed, labelled: bool):
+    """Cut one random square crop out of each image, new crops every epoch (fails clearly if an image is too small).
 
+    The crop positions come from a stateless crop keyed by a stream of random seeds that is
+    drawn afresh each epoch (``Dataset.random(rerandomize_each_iteration=True)``): a stateful
+    ``random_crop`` repeated the same crops every epoch once op determinism and a global
+    seed were set (``medzoo train --deterministic``). Seeded, the crops are reproducible.
+    """
     import tensorflow as tf
 
-    def crop(image, *label):
+    def crop(element, seeds):
+        image, *label = element if labelled else (element,)
         shape = tf.shape(image)
         check = tf.debugging.assert_greater_equal(
             tf.minimum(shape[0], shape[1]), crop_size,
             message=f"an image is smaller than crop_size={crop_size}; lower crop_size or skip small images")
         with tf.control_dependencies([check]):
-            patch = tf.image.random_crop(image, tf.stack([crop_size, crop_size, shape[2]]), seed=seed)
+            patch = tf.image.stateless_random_crop(image, tf.stack([crop_size, crop_size, shape[2]]), seed=seeds)
         patch = tf.ensure_shape(patch, [crop_size, crop_size, image.shape[-1]])
         return (patch, *label) if labelled else patch
 
-    return crop
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,7 +484,7 @@ def from_directory(
     if shuffle and cache:
         ds = ds.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
     if crop_size is not None:
-        ds = ds.map(_cropper(crop_size, seed, labels is not None), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _random_crops(ds, crop_size, seed, labels is not None)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return DirectoryDataset(
         dataset=ds,
