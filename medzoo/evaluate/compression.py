@@ -105,12 +105,12 @@ class CompressionResult(Result):
         point_rows = [[p["model"], p["bpp"], p["psnr"], p["anchor_bpp_at_same_psnr"], p["rate_change_percent"],
                        p["note"]] for p in self.points]
         text += "\n\n" + format_table(["model", "bpp", "PSNR", f"{self.anchor} bpp @ PSNR", "rate change %", "note"],
-                                      point_rows, title="each VQ-VAE against the anchor at equal PSNR "
+                                      point_rows, title="each medzoo rate point against the anchor at equal PSNR "
                                                         "(negative = fewer bits)")
         codec_rows = [[p["model"], self.codecs[name]["label"], v["bpp_at_same_psnr"], v["psnr_at_same_bpp"],
                        v["ssim_at_same_bpp"]] for p in self.points for name, v in p["codecs"].items()]
         text += "\n\n" + format_table(["model", "codec", "bpp @ same PSNR", "PSNR @ same bpp", "SSIM @ same bpp"],
-                                      codec_rows, title="every codec at each VQ-VAE point ('-': outside the "
+                                      codec_rows, title="every codec at each medzoo rate point ('-': outside the "
                                                         "codec's sweep)")
         return text
 
@@ -139,13 +139,13 @@ class CompressionResult(Result):
                              f(v["ssim_at_same_bpp"], 3), f(v["bpp_at_same_psnr"], 3),
                              change(p["bpp"], v["bpp_at_same_psnr"])])
         rd = markdown_table(["rate point", "codec", "bpp", "PSNR dB", "SSIM", "bpp at equal PSNR",
-                             "VQ-VAE rate vs codec"], rows)
+                             "medzoo rate vs codec"], rows)
         bd_rows = [[curve, f(v["psnr"]["value_percent"], 1), f(v["ssim"]["value_percent"], 1), v["psnr"]["note"]]
                    for curve, v in self.bd.items()]
         bd = markdown_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note"], bd_rows)
         return (f"Rate-distortion on {self.source} ({self.num_images} images, each its own stream or file; bits "
                 "per pixel of the whole file, headers included): each classical codec at the rate of each "
-                f"VQ-VAE.\n\n{rd}\n\nBjontegaard delta rate against {self.codecs[self.anchor]['label']} "
+                f"medzoo rate point.\n\n{rd}\n\nBjontegaard delta rate against {self.codecs[self.anchor]['label']} "
                 "(negative: fewer bits for the same quality; '-': the curves do not overlap or there is a single "
                 f"rate point).\n\n{bd}")
 
