@@ -40,7 +40,7 @@ def build_parser():
 def image_sets(max_images, dicom=True) -> dict:
     """``{name: (list of (H, W) integer images, note)}``: each modality's test split, then the DICOMs."""
     sets = {}
-    for modality, (dataset, *_ , what) in MODALITIES.items():
+    for modality, (dataset, *_) in MODALITIES.items():
         raw = load_npz(dataset, "test")
         images = np.asarray(raw[0] if isinstance(raw, tuple) else raw)
         images = images[..., 0] if images.ndim == 4 else images
@@ -103,8 +103,9 @@ def run(args) -> tuple[dict, str]:
         for name in args.codecs or classical.available_lossless_codecs(bits):
             codec = classical.LOSSLESS_CODECS[name]
             if codec.bits >= bits:
-                per_codec[codec.label] = measure(lambda a, c=codec: classical.lossless_round_trip(c, a)[0],
-                                                 _Decoder(codec, images), images)
+                dtype = images[0].dtype
+                per_codec[codec.label] = measure(lambda a, c=codec: classical.lossless_encode(c, a),
+                                                 lambda d, c=codec: classical.lossless_decode(c, d, dtype), images)
         png = per_codec.get("PNG", {}).get("bpp")
         rows = [[label, f"{m['bpp']:.3f}", f"{100 * (m['bpp'] / png - 1):+.1f}%" if png else "-",
                  "yes" if m["exact"] else "NO", f"{m['encode_mp_s']:.2f}", f"{m['decode_mp_s']:.2f}"]
@@ -114,21 +115,6 @@ def run(args) -> tuple[dict, str]:
         results[set_name] = {"note": note, "coders": per_codec}
         print(texts[-1] + "\n", flush=True)
     return results, "\n\n".join(texts)
-
-
-class _Decoder:
-    """Decodes a classical file and undoes the unsigned offset of the image it came from (in order)."""
-
-    def __init__(self, codec, images):
-        self.codec, self.images, self.i = codec, images, 0
-
-    def __call__(self, data):
-        image = self.images[self.i]
-        self.i += 1
-        back = np.asarray(self.codec.decode(data))
-        back = back[..., 0] if back.ndim == 3 else back
-        info = np.iinfo(image.dtype)
-        return (back.astype(np.int64) + info.min).astype(image.dtype) if info.min < 0 else back.astype(image.dtype)
 
 
 def main(argv=None):

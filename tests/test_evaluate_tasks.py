@@ -115,11 +115,12 @@ def test_knn_distance_is_the_mean_distance_to_the_nearest_references():
     np.testing.assert_allclose(knn_distance(queries, reference, k=2), [2.5, (5.0 + np.hypot(4.0, 8.0)) / 2])
 
 
-def _toy_split(rng, n):
-    """Images whose class is a bright blob in the upper left: linearly separable in pixels."""
+def _toy_split(rng, n, classes=2):
+    """Class 0 plain, class 1 a bright blob upper left, class 2 one lower right: linearly separable in pixels."""
     x = rng.uniform(0.2, 0.5, size=(n, 32, 32, 1)).astype("float32")
-    y = np.arange(n) % 2
-    x[y == 1, 4:14, 4:14] += 0.5
+    y = np.arange(n) % classes
+    for k, corner in zip(range(1, classes), (slice(4, 14), slice(18, 28))):
+        x[y == k, corner, corner] += 0.5
     return x, y
 
 
@@ -142,20 +143,11 @@ def test_linear_probe_beats_chance_on_a_separable_toy_set(ae, tmp_path):
     assert f"| {name} | " in result.markdown() and "majority-class accuracy 0.500" in result.markdown()
 
 
-def _toy_three_classes(rng, n):
-    """Class 0 plain, class 1 a bright blob upper left, class 2 a bright blob lower right."""
-    x = rng.uniform(0.2, 0.5, size=(n, 32, 32, 1)).astype("float32")
-    y = np.arange(n) % 3
-    x[y == 1, 4:14, 4:14] += 0.5
-    x[y == 2, 18:28, 18:28] += 0.5
-    return x, y
-
-
 def test_probe_with_three_classes_uses_softmax_and_macro_auroc(ae, tmp_path):
     from medzoo.evaluate.stats import macro_auroc
 
     rng = np.random.default_rng(2)
-    train, val, test = (_toy_three_classes(rng, n) for n in (96, 33, 42))
+    train, val, test = (_toy_split(rng, n, classes=3) for n in (96, 33, 42))
     result = medzoo.evaluate.probe(ae, train=train, val=val, test=test, baselines=("pixels", "cnn"), cnn_epochs=2,
                                    n_bootstrap=50)
     assert result.num_classes == 3 and result.class_names == ("class 0", "class 1", "class 2")

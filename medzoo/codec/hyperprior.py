@@ -40,6 +40,7 @@ import hashlib
 import numpy as np
 
 from medzoo.codec import exact
+from medzoo.codec.stream import _constriction
 from medzoo.errors import ConfigError
 
 #: the scale table: SCALE_LEVELS scales, log-spaced from SCALE_MIN to SCALE_MAX
@@ -52,12 +53,6 @@ Z_RANGE = 63
 FREQUENCY_BITS = 24
 #: coded values (escapes included) are clipped to +-ESCAPE_LIMIT
 ESCAPE_LIMIT = 32767
-
-
-def _constriction():
-    import constriction
-
-    return constriction
 
 
 def _frequencies(pmf: np.ndarray) -> np.ndarray:
@@ -142,6 +137,7 @@ class CodingTables:
         for array in (self.thresholds, *self.y_tables, self.z_tables):
             digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
         self.digest = digest.hexdigest()
+        self._synthesis = {}  # quality -> IntegerNetwork, built on first use
 
     def scale_indices(self, z_hat) -> np.ndarray:
         """Integer hyper-latents (N, h, w, n) -> the scale index of every element of y (N, 4h, 4w, m)."""
@@ -150,11 +146,10 @@ class CodingTables:
 
     def synthesis(self, model, quality: int) -> exact.IntegerNetwork:
         """The integer synthesis of one quality level (its inverse gains folded in), built once."""
-        cache = self.__dict__.setdefault("_synthesis", {})
-        if quality not in cache:
+        if quality not in self._synthesis:
             gains = np.asarray(model.inverse_gains.numpy(), dtype=np.float64)[quality]
-            cache[quality] = exact.IntegerNetwork(model.synthesis, input_scale=gains)
-        return cache[quality]
+            self._synthesis[quality] = exact.IntegerNetwork(model.synthesis, input_scale=gains)
+        return self._synthesis[quality]
 
     def reconstruct(self, model, y_hat, quality: int, batch_size: int = 4) -> np.ndarray:
         """Integer latents -> the reconstruction in fixed point (ACTIVATION_BITS fractional bits), exact."""

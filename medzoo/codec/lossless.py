@@ -29,6 +29,7 @@ import numpy as np
 
 from medzoo.codec import exact
 from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, scale_table
+from medzoo.codec.stream import _constriction, _Reader, _varint
 from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
@@ -43,12 +44,6 @@ LAPLACE_TAIL = 20.0
 ESCAPE_BITS = 18
 #: the pixel types the lossless mode takes, and their ids in a stream
 DTYPES = ("uint8", "uint16", "int16", "int8")
-
-
-def _constriction():
-    import constriction
-
-    return constriction
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,17 +208,16 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
 def decode_signal(payload: bytes, shape) -> np.ndarray:
     """Inverse of :func:`encode_signal`: the integer planes (P, H, W)."""
     constriction = _constriction()
-    contexts = payload[0] if payload else 0
-    if contexts not in {bins for _, bins in CONTEXT_BINS} or len(payload) < 1 + 2 * contexts:
-        raise DataError("the residual payload is too short or names an unknown number of contexts")
-    choices = [(payload[1 + 2 * k], payload[2 + 2 * k]) for k in range(contexts)]
+    r = _Reader(payload)
+    contexts = r.take(1, "residual contexts")[0]
+    if contexts not in {bins for _, bins in CONTEXT_BINS}:
+        raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")
+    side = r.take(2 * contexts, "residual tables")
+    choices = [(side[2 * k], side[2 * k + 1]) for k in range(contexts)]
     if any(index >= SCALE_LEVELS or shift > MAX_SHIFT for index, shift in choices):
         raise DataError("the residual payload names an unknown table")
-    pos, thresholds = 1 + 2 * contexts, []
-    for _ in range(contexts - 1):
-        value, pos = _read_varint(payload, pos)
-        thresholds.append(value)
-    words = payload[pos:]
+    thresholds = [r.varint("context threshold") for _ in range(contexts - 1)]
+    words = payload[r.pos:]
     if len(words) % 4:
         raise DataError("a residual payload is whole 32-bit words")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
@@ -263,25 +257,3 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
         signal[:, rows, cols] = med_prediction(left, up, upleft) + errors[:, rows, cols]
     return signal
 
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise DataError("the residual payload ends inside a number")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7

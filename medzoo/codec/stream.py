@@ -70,11 +70,11 @@ MAGIC = b"\x89MZC"
 #: the newest format this medzoo writes; 1: VQ-VAE code maps, 2: hyperprior latents
 FORMAT_VERSION = 2
 VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
-#: the ``kind`` of a hyperprior stream's header
-HYPERPRIOR_KIND = "hyperprior"
-LOSSLESS_KIND = "hyperprior-lossless"
-#: a lossless stream that did not use the codec's reconstruction (the causal coder alone was smaller)
-CAUSAL_KIND = "lossless"
+#: the ``kind`` of a format-2 stream's header, by its mode byte: lossy latents, lossless on the codec's
+#: prediction, lossless without it (the causal coder alone was smaller, or no codec was given)
+HYPERPRIOR_KIND, LOSSLESS_KIND, CAUSAL_KIND = "hyperprior", "hyperprior-lossless", "lossless"
+MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND}
+_MODE_IDS = {kind: mode for mode, kind in MODES.items()}
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
 DEFAULT_MODEL = "vqvae-chestxray"
@@ -89,10 +89,9 @@ class BitstreamError(DataError):
 class StreamHeader:
     """What a stream says about itself (:func:`read_header`).
 
-    For a hyperprior stream (format 2) ``kind`` is ``"hyperprior"`` (or ``"hyperprior-lossless"``),
-    ``entropy_model_id``
-    the coding tables' id, ``num_codes`` 0, ``code_shape`` the latent's spatial shape and
-    ``quality`` the quality level.
+    For a format-2 stream ``kind`` is one of :data:`MODES`' values, ``entropy_model_id`` the
+    coding tables' id, ``num_codes`` 0, ``code_shape`` the latent's spatial shape and ``quality``
+    the quality level (None for a lossless stream coded without the codec).
     """
 
     format_version: int
@@ -250,9 +249,10 @@ def _sealed(header: bytes, payload: bytes) -> bytes:
 
 
 def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weights_id: str, tables_id: str,
-                    quality: int, image_shape, num_images: int, lossless: bool = False, mode: int = 0) -> bytes:
+                    quality: int, image_shape, num_images: int, kind: str = HYPERPRIOR_KIND) -> bytes:
     """Header (format 2) + payload + CRC32; see the module docstring."""
-    payload = payload if lossless else _strip_last_word(payload)
+    mode = _MODE_IDS[kind]
+    payload = _strip_last_word(payload) if kind == HYPERPRIOR_KIND else payload
     name = model_name.encode("utf-8")
     version = model_version.encode("ascii")
     header = b"".join([
@@ -278,7 +278,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         raise BitstreamError(f"medzoo stream format version {version} is not supported by this medzoo "
                              f"(it reads versions {VQ_FORMAT} and {HYPERPRIOR_FORMAT}); "
                              + ("upgrade medzoo" if version > FORMAT_VERSION else "the stream is damaged"))
-    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND}
+    kinds = {v: k for k, v in KIND_IDS.items()} if version == VQ_FORMAT else MODES
     if kind_id not in kinds:
         raise BitstreamError(f"corrupted medzoo stream: unknown {'entropy model kind' if version == 1 else 'mode'} "
                              f"{kind_id}")
@@ -295,7 +295,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         quality, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
             "quality", "image height", "image width", "image channels", "image count", "payload length"))
         k, h, w = 0, 4 * -(-ih // 64), 4 * -(-iw // 64)  # y's spatial size (the image padded to a multiple of 64)
-        quality = None if kind_id == 2 else quality
+        quality = None if kinds[kind_id] == CAUSAL_KIND else quality
     header_bytes = r.pos
     payload = r.take(payload_len, "payload")
     crc = r.take(4, "checksum")
@@ -361,19 +361,27 @@ def _quality(model, quality) -> int:
     return int(quality)
 
 
-def _compress_hyperprior(model, x, quality, batch_size) -> bytes:
+def _integer_latents(model, x, quality, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs -> the rounded ``(y, z)`` (int64) at ``quality``, in batches.
+
+    The encoder's floats need not be reproducible: only these integers travel.
+    """
     from keras import ops
 
+    ys, zs = [], []
+    for i in range(0, len(x), batch_size):
+        y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), quality)
+        ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
+        zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
+    return np.concatenate(ys), np.concatenate(zs)
+
+
+def _compress_hyperprior(model, x, quality, batch_size) -> bytes:
     from medzoo.codec.hyperprior import encode_latents, tables_for
     from medzoo.zoo.identity import model_label, model_version
 
     tables, fingerprint = tables_for(model)
-    ys, zs = [], []
-    for i in range(0, len(x), batch_size):  # the encoder's floats need not be reproducible; the integers travel
-        y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), quality)
-        ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
-        zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
-    payload, _ = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
+    payload, _ = encode_latents(tables, *_integer_latents(model, x, quality, batch_size))
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
     return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
                            tables_id=tables.digest, quality=quality, image_shape=x.shape[1:], num_images=len(x))
@@ -405,8 +413,6 @@ def _integer_images(images) -> tuple[np.ndarray, int]:
 
 def _compress_lossless(model, images, quality, batch_size) -> bytes:
     """Lossless stream; ``quality`` None tries the causal coder alone and on top of the codec's best level."""
-    from keras import ops
-
     from medzoo.codec import lossless
     from medzoo.codec.hyperprior import encode_latents, tables_for
     from medzoo.zoo.identity import model_label, model_version
@@ -423,23 +429,18 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
         return np.ascontiguousarray(a.transpose(0, 3, 1, 2).reshape(n * c, h, w))
 
     def with_codec(level):
-        x = lossless.model_inputs(pixels, ranges)
-        ys, zs = [], []
-        for i in range(0, len(x), batch_size):
-            y, z = model.analyse(ops.convert_to_tensor(x[i:i + batch_size]), level)
-            ys.append(np.round(ops.convert_to_numpy(y)).astype(np.int64))
-            zs.append(np.round(ops.convert_to_numpy(z)).astype(np.int64))
-        lossy, y_hat = encode_latents(tables, np.concatenate(ys), np.concatenate(zs))
+        latents = _integer_latents(model, lossless.model_inputs(pixels, ranges), level, batch_size)
+        lossy, y_hat = encode_latents(tables, *latents)
         recon = tables.reconstruct(model, y_hat, level)[:, :h, :w]
         return lossy, lossless.encode_signal(planes(pixels - lossless.predictions(recon, ranges)), dtype)
 
-    candidates = []  # (mode, quality, lossy payload, residual payload)
+    candidates = []  # (kind, quality, lossy payload, residual payload)
     if quality is None:
-        candidates.append((2, 0, b"", lossless.encode_signal(planes(pixels), dtype)))
+        candidates.append((CAUSAL_KIND, 0, b"", lossless.encode_signal(planes(pixels), dtype)))
     if model is not None:
         level = model.num_qualities - 1 if quality is None else quality
-        candidates.append((1, level, *with_codec(level)))
-    mode, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
+        candidates.append((LOSSLESS_KIND, level, *with_codec(level)))
+    kind, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
     payload = b"".join([
         bytes([lossless.DTYPES.index(dtype.name), rank]),
         *(_varint(_zigzag(int(v))) for v in ranges.ravel()),
@@ -448,7 +449,7 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
     return pack_hyperprior(payload, model_name=name, model_version=model_version(model) if model else "",
                            weights_id=fingerprint, tables_id=tables.digest if tables else "0" * 8, quality=level,
-                           image_shape=pixels.shape[1:], num_images=len(pixels), lossless=True, mode=mode)
+                           image_shape=pixels.shape[1:], num_images=len(pixels), kind=kind)
 
 
 def compress(images, model=None, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
@@ -574,6 +575,8 @@ def decompress_latents(data, model=None):
     header, payload = _parse(data)
     if header.format_version != HYPERPRIOR_FORMAT:
         raise BitstreamError("the stream holds VQ-VAE code maps, not hyperprior latents; use decompress_codes")
+    if header.kind == CAUSAL_KIND:
+        raise BitstreamError("this lossless stream was coded without the codec's reconstruction: it has no latents")
     model = _model_for(header, model)
     tables, fingerprint = tables_for(model) if _is_hyperprior(model) else (None, None)
     _check_model(header, model, fingerprint)
@@ -582,8 +585,6 @@ def decompress_latents(data, model=None):
                              f"{tables.digest[:2 * _ID_BYTES]} for the model; decode it with the medzoo version "
                              "that made it")
     y_shape, z_shape = latent_shapes(model, header.image_shape)
-    if header.kind == CAUSAL_KIND:
-        raise BitstreamError("this lossless stream was coded without the codec's reconstruction: it has no latents")
     if header.kind == LOSSLESS_KIND:
         payload = _lossless_parts(header, payload)["lossy"]
     try:

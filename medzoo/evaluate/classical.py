@@ -215,22 +215,33 @@ def available_lossless_codecs(bits: int = 8) -> list[str]:
     return [name for name, c in LOSSLESS_CODECS.items() if c.bits >= bits and c.available()]
 
 
-def lossless_round_trip(codec, pixels: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Encode and decode one grey integer image (H, W) with a lossless codec; returns the file and the pixels back.
+def _lossless_codec(codec) -> LosslessCodec:
+    return LOSSLESS_CODECS[codec] if isinstance(codec, str) else codec
 
-    Signed pixels are offset to unsigned for the codec and back afterwards; 8-bit codecs refuse wider pixels.
-    """
-    codec = LOSSLESS_CODECS[codec] if isinstance(codec, str) else codec
+
+def lossless_encode(codec, pixels: np.ndarray) -> bytes:
+    """One grey integer image (H, W) -> a lossless file; signed pixels are offset to unsigned first."""
+    codec = _lossless_codec(codec)
     pixels = np.asarray(pixels)
     info = np.iinfo(pixels.dtype)
     if info.bits > codec.bits:
         raise ConfigError(f"{codec.label} takes at most {codec.bits}-bit pixels, got {pixels.dtype}")
-    unsigned = np.dtype(f"uint{info.bits}")
-    stored = (pixels.astype(np.int64) - info.min).astype(unsigned) if info.min < 0 else pixels
+    stored = (pixels.astype(np.int64) - info.min).astype(f"uint{info.bits}") if info.min < 0 else pixels
     if codec.name == "webp":
         stored = np.repeat(stored[..., None], 3, axis=-1)  # WebP codes RGB; grey as three equal channels
-    data = bytes(codec.encode(np.ascontiguousarray(stored)))
+    return bytes(codec.encode(np.ascontiguousarray(stored)))
+
+
+def lossless_decode(codec, data: bytes, dtype) -> np.ndarray:
+    """Inverse of :func:`lossless_encode` for pixels of ``dtype`` (the unsigned offset undone)."""
+    codec = _lossless_codec(codec)
     back = np.asarray(codec.decode(data))
     back = back[..., 0] if back.ndim == 3 else back
-    back = (back.astype(np.int64) + info.min).astype(pixels.dtype) if info.min < 0 else back.astype(pixels.dtype)
-    return data, back
+    info = np.iinfo(dtype)
+    return (back.astype(np.int64) + info.min).astype(dtype) if info.min < 0 else back.astype(dtype)
+
+
+def lossless_round_trip(codec, pixels: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Encode and decode one grey integer image (H, W); returns the file and the pixels back."""
+    data = lossless_encode(codec, pixels)
+    return data, lossless_decode(codec, data, np.asarray(pixels).dtype)

@@ -271,12 +271,12 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         files = image_files(inputs)
         if not files:
             raise DataError(f"no image files in {inputs}")
-        arrays = [read_stored_pixels(f) for f in files]
-        kinds = {(a.shape, a.dtype.str) for a in arrays}
+        stacks = [_as_stack(read_stored_pixels(f)) for f in files]
+        kinds = {(a.shape[1:], a.dtype.str) for a in stacks}
         if len(kinds) > 1:
             raise DataError("a lossless stream holds images of one size and pixel type; these differ "
                             f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
-        pixels = np.stack(arrays) if arrays[0].ndim == 2 else arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        pixels = np.concatenate(stacks)
         stream = compress(pixels, None if model is None else resolve_model(model), lossless=True, quality=quality)
         refs = files
     else:
@@ -287,6 +287,15 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(stream)
     return read_header(stream), refs
+
+
+def _as_stack(pixels: np.ndarray) -> np.ndarray:
+    """One file's pixels -> (N, H, W) grey or (N, H, W, C) colour: a single image gets a leading axis."""
+    from medzoo.data.preprocess import image_layout
+
+    stacked, channels = image_layout(pixels.shape)
+    pixels = pixels if stacked else pixels[None]
+    return pixels[..., 0] if pixels.ndim == 4 and channels == 1 else pixels
 
 
 def decompress_file(stream_path, output_dir, model=None) -> tuple:

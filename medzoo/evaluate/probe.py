@@ -149,29 +149,27 @@ def build_cnn(input_shape, seed=0, translate=0.05, classes=2):
     return keras.Model(inputs, outputs, name="supervised_cnn")
 
 
-class _BestByValidationAUROC:
-    """Early stopping on the validation macro AUROC (more than two classes), keeping the best weights."""
+def _best_by_validation_auroc(val, patience):
+    """A Keras callback: early stopping on the validation macro AUROC (more than two classes), best weights kept."""
+    import keras
 
-    def __new__(cls, val, patience):
-        import keras
+    class BestByValidationAUROC(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.best, self.best_epoch, self.best_weights, self.history = -1.0, 0, None, []
 
-        class Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.best, self.best_epoch, self.best_weights, self.history = -1.0, 0, None, []
+        def on_epoch_end(self, epoch, logs=None):
+            value = macro_auroc(val[1], self.model.predict(val[0], batch_size=256, verbose=0))
+            self.history.append(value)
+            if value > self.best:
+                self.best, self.best_epoch, self.best_weights = value, epoch + 1, self.model.get_weights()
+            elif epoch + 1 - self.best_epoch >= patience:
+                self.model.stop_training = True
 
-            def on_epoch_end(self, epoch, logs=None):
-                value = macro_auroc(val[1], self.model.predict(val[0], batch_size=256, verbose=0))
-                self.history.append(value)
-                if value > self.best:
-                    self.best, self.best_epoch, self.best_weights = value, epoch + 1, self.model.get_weights()
-                elif epoch + 1 - self.best_epoch >= patience:
-                    self.model.stop_training = True
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
 
-            def on_train_end(self, logs=None):
-                if self.best_weights is not None:
-                    self.model.set_weights(self.best_weights)
-
-        return Callback()
+    return BestByValidationAUROC()
 
 
 def train_cnn(train, val, test, *, epochs=30, batch_size=64, patience=8, seed=0, verbose=0) -> dict:
@@ -193,7 +191,7 @@ def train_cnn(train, val, test, *, epochs=30, batch_size=64, patience=8, seed=0,
         targets = (train[1].astype("float32"), val[1].astype("float32"))
     else:
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        stop = _BestByValidationAUROC(val, patience)
+        stop = _best_by_validation_auroc(val, patience)
         targets = (train[1], val[1])
     history = model.fit(train[0], targets[0], validation_data=(val[0], targets[1]), epochs=epochs,
                         batch_size=batch_size, callbacks=[stop], verbose=verbose, shuffle=True)
