@@ -118,6 +118,29 @@ def test_a_time_budget_chooses_the_epochs_and_a_gpu_style_run_is_finished_elsewh
     assert meta["training"]["wall_time_s"] == run["wall_time_s"] and meta["metrics"]["psnr"] > 10
 
 
+def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
+    """init_from starts from a preset's weights (here with another loss) and its training record stays."""
+    from medzoo.data import PreprocessSpec
+    from medzoo.recipes.train import build_model
+
+    first = train("ae-chestxray", output_dir=tmp_path / "a", epochs=1, verbose=0, **tiny("ae-chestxray"))
+    source = json.loads((first.preset_dir / "metadata.json").read_text())["training"]
+    recipe = get_recipe("ae-chestxray").with_overrides(**tiny("ae-chestxray", init_from=str(first.preset_dir)))
+    recipe = recipe.with_overrides(model={"reconstruction_loss": "mse"})
+    model = build_model(recipe, PreprocessSpec.from_config(recipe.spec))
+    for ours, theirs in zip(model.get_weights(), first.model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    tuned = train("ae-chestxray", output_dir=tmp_path / "b", epochs=1, verbose=0,
+                  **tiny("ae-chestxray", init_from=str(first.preset_dir)))
+    record = json.loads((tuned.preset_dir / "metadata.json").read_text())["training"]["initialized_from"]
+    assert record["training"]["optimizer_steps"] == source["optimizer_steps"]
+    with pytest.raises(ConfigError, match="not the recipe's architecture"):
+        other = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(first.preset_dir)))
+        build_model(other, PreprocessSpec.from_config(recipe.spec))
+    with pytest.raises(ConfigError, match="init_from and encoder"):
+        get_recipe("seg-brainmri-tumour").with_overrides(init_from="x")
+
+
 def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
     with pytest.raises(MedzooError, match="diverged"):
         train("vae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, learning_rate=1e9,

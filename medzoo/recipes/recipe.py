@@ -105,6 +105,9 @@ class Recipe:
         encoder: segmenter only: the zoo model (name or preset path) whose encoder starts
             the network; None trains the same architecture from random weights.
         label_fraction: segmenter only: the share of training masks used (label efficiency).
+        init_from: a zoo model (name or preset path) of the same architecture whose weights
+            start the run: fine-tuning, e.g. with another loss or on other data. Its training
+            record is kept in the new preset's metadata.
     """
 
     name: str
@@ -128,6 +131,7 @@ class Recipe:
     weights_dtype: str = "float32"
     encoder: str | None = None
     label_fraction: float = 1.0
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -143,6 +147,9 @@ class Recipe:
             object.__setattr__(self, "dataset", list(self.dataset))
         if self.family != "segmenter" and (self.encoder is not None or self.label_fraction != 1.0):
             raise ConfigError(f"recipe {self.name!r}: encoder and label_fraction belong to segmenter recipes")
+        if self.init_from is not None and self.encoder is not None:
+            raise ConfigError(f"recipe {self.name!r}: init_from and encoder both choose the starting weights; "
+                              "give one")
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ConfigError(f"recipe {self.name!r}: label_fraction must be in (0, 1], got {self.label_fraction}")
         unknown = set(self.augment) - {"translate"}

@@ -237,7 +237,29 @@ def build_model(recipe: Recipe, spec: PreprocessSpec):
         own = {k: v for k, v in recipe.model.items() if k in ("classes", "frozen_levels", "decoder_filters",
                                                               "dice_weight")}  # the rest is the encoder's
         return FAMILIES[recipe.family].from_pretrained(source, **own, seed=recipe.seed)
-    return FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape), "seed": recipe.seed})
+    model = FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape), "seed": recipe.seed})
+    if recipe.init_from is not None:
+        _start_from(model, recipe.init_from)
+    return model
+
+
+def _start_from(model, source_name) -> None:
+    """Copy a trained zoo model's weights into ``model`` (same architecture), or say what differs."""
+    from medzoo.zoo import load
+    from medzoo.zoo.identity import training_info
+
+    source = load(source_name, compile=False)
+    ours, theirs = model.weights, source.weights
+    mismatch = [(a.path, tuple(a.shape), tuple(b.shape)) for a, b in zip(ours, theirs)
+                if tuple(a.shape) != tuple(b.shape)]
+    if len(ours) != len(theirs) or mismatch:
+        detail = f"first difference: {mismatch[0]}" if mismatch else f"{len(ours)} weights against {len(theirs)}"
+        raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
+    for var, value in zip(ours, source.get_weights()):
+        var.assign(value)
+    model.initialized_from = {"model": getattr(source, "zoo_metadata", {}).get("name", str(source_name)),
+                              "version": getattr(source, "zoo_metadata", {}).get("version"),
+                              "training": training_info(source)}
 
 
 def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
@@ -613,6 +635,8 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
     }
     if run.get("time_budget_s"):
         training["time_budget_s"] = run["time_budget_s"]
+    if getattr(model, "initialized_from", None):
+        training["initialized_from"] = model.initialized_from  # fine-tuned: the first run's record stays
     if getattr(model, "any_size", False):
         training["resolution"] = training_resolution(recipe, spec, train_images)
         training["crop_size"] = recipe.crop_size
