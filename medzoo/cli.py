@@ -231,8 +231,10 @@ def _compress(args):
         how = "the causal coder alone" if header.kind == "lossless" else \
             f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}"
         print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly")
-    elif header.kind == "hyperprior":
-        print(f"model {header.model_name} {header.model_version}, quality {header.quality}")
+    elif header.kind in ("hyperprior", "hyperprior-pixels"):
+        print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
+              + ("; medzoo decompress gives back pixels of the stored type and bit depth"
+                 if header.kind == "hyperprior-pixels" else ""))
     else:
         print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
               f"raw 8-bit pixels would take {pixels * header.image_shape[2]} bytes")
@@ -387,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a VQ-VAE's entropy model (default context)")
     p.set_defaults(func=_compress)
 
-    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image (lossless "
-                                          "streams: one .npy of the exact pixels per image)")
+    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image (streams of "
+                                          "stored pixels: one .npy per image, the same dtype; exact if lossless)")
     p.add_argument("stream", help="the .mzc file")
     p.add_argument("-o", "--output", required=True, help="folder for the PNGs / .npy files")
     p.add_argument("--model", help="the model (default: the zoo model the stream names)")

@@ -364,3 +364,101 @@ def test_the_rate_distortion_evaluation_measures_every_quality_level(codec, imag
     json.dumps(medzoo.evaluate.common.jsonable(result.to_dict()), allow_nan=False)
     paths = result.save(tmp_path / "rd")
     assert paths["compression_examples"].stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ tiles and integer pixels
+def test_tile_grids_are_equal_aligned_tiles_that_cover_the_image():
+    from medzoo.codec import tiles
+
+    assert tiles.tile_grid(128, 96, 512) == tiles.TileGrid(1, 1, 128, 96)  # small images stay whole
+    assert tiles.tile_grid(4000, 128, 0) == tiles.TileGrid(1, 1, 4000, 128)  # 0: never tiled
+    grid = tiles.tile_grid(1760, 2048, 512)  # the CR radiograph: 4 x 4 tiles of 448 x 512, 32 px of padding
+    assert (grid.rows, grid.cols, grid.height, grid.width) == (4, 4, 448, 512)
+    for h, w in [(1760, 2048), (513, 100), (2048, 2048), (700, 1300)]:
+        g = tiles.tile_grid(h, w, 512)
+        assert g.height <= 512 and g.width <= 512 and g.height % 64 == 0 and g.width % 64 == 0
+        assert g.rows * g.height >= h > (g.rows - 1) * g.height and g.cols * g.width >= w > (g.cols - 1) * g.width
+    x = np.random.default_rng(0).normal(size=(2, 150, 200, 3))
+    grid = tiles.tile_grid(150, 200, 128)
+    cut = tiles.split(x, grid)
+    assert cut.shape == (2 * grid.count, grid.height, grid.width, 3)
+    np.testing.assert_array_equal(cut[1, :, :72], x[0, :128, 128:])  # image 0, row 0, column 1
+    np.testing.assert_array_equal(tiles.join(cut, grid, 150, 200), x)
+    assert tiles.per_call(tiles.tile_grid(2048, 2048, 512), 64) == 4  # 64 images of 128 px = 4 tiles of 512
+    for bad in (100, -64, 64.0, True):
+        with pytest.raises(ConfigError, match="multiple of 64"):
+            tiles.check_tile_size(bad)
+
+
+def test_a_tiled_stream_decodes_to_the_codecs_reconstruction_of_each_tile(codec, images):
+    from keras import ops
+
+    from medzoo.codec import tiles
+
+    wide = np.concatenate([images[:1], images[1:2, :, ::-1]], axis=2)  # (1, 96, 160, 1)
+    data = compress(wide, codec, quality=1, tile_size=64)
+    header = read_header(data)
+    assert header.image_shape == (96, 160, 1) and header.num_images == 1
+    grid = tiles.tile_grid(96, 160, 64)
+    _, y, _, _ = decompress_latents(data, codec)
+    assert grid.count == 6 and len(y) == 6
+    reference = ops.convert_to_numpy(codec.reconstruct_tensor(ops.convert_to_tensor(tiles.split(wide, grid)),
+                                                              quality=1))
+    out = decompress(data, codec)
+    np.testing.assert_allclose(out, tiles.join(np.clip(reference, 0, 1), grid, 96, 160), atol=1e-5)
+    untiled = decompress(compress(wide, codec, quality=1, tile_size=0), codec)
+    assert out.shape == untiled.shape == wide.shape
+
+
+@pytest.mark.parametrize("pixels", [
+    np.random.default_rng(5).integers(900, 3000, size=(2, 70, 90)).astype(np.uint16),  # 12-bit radiographs
+    _ct_like(1)[0],  # one CT slice (H, W), Hounsfield units with negative values
+])
+def test_integer_pixels_come_back_lossy_in_their_dtype_shape_and_range(codec, pixels):
+    from keras import ops
+
+    from medzoo.codec import lossless
+
+    data = compress(pixels, codec, quality=2)
+    header = read_header(data)
+    assert header.kind == "hyperprior-pixels" and header.quality == 2
+    back = decompress(data, codec)
+    assert back.dtype == pixels.dtype and back.shape == pixels.shape
+    shaped = pixels.reshape(-1, *pixels.shape[-2:], 1) if pixels.ndim == 3 else pixels[None, ..., None]
+    ranges = lossless.pixel_range(shaped.astype(np.int64))
+    x = lossless.model_inputs(shaped.astype(np.int64), ranges)
+    unit = np.clip(ops.convert_to_numpy(codec.reconstruct_tensor(ops.convert_to_tensor(x), quality=2)), 0, 1)
+    expected = lossless.from_unit(unit, ranges, pixels.dtype).reshape(pixels.shape)
+    assert np.abs(back.astype(np.int64) - expected).max() <= 1  # float synthesis: at most one level apart
+    assert back.min() >= pixels.min() and back.max() <= pixels.max()
+
+
+def test_lossless_round_trips_through_tiles(codec):
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[0:100, 0:140]
+    pixels = (2000 + 800 * np.sin(xx / 11.0) * np.cos(yy / 13.0) + rng.normal(0, 5, size=(100, 140))).astype(
+        np.uint16)
+    data = compress(pixels, codec, lossless=True, quality=0, tile_size=64)
+    assert read_header(data).kind == "hyperprior-lossless"
+    assert len(decompress_latents(data, codec)[1]) == 6  # 2 x 3 tiles
+    back = decompress(data, codec)
+    assert back.dtype == np.uint16 and np.array_equal(back, pixels)
+
+
+def test_a_dicom_compressed_lossy_comes_back_as_pixels_of_its_type(codec, dicom_dir, tmp_path):
+    """compress_files / decompress_file (medzoo compress / decompress): DICOM stored values in, .npy of the
+    same dtype and range out; a 1,760 px radiograph goes through tiles."""
+    from medzoo.data import read_stored_pixels
+    from medzoo.evaluate import compress_files, decompress_file
+
+    for name in ("693_J2KR.dcm", "RG3_J2KR.dcm"):  # CT, int16 with negative values; CR, 10 bits at 1760 px
+        stream = tmp_path / f"{name}.mzc"
+        header, _ = compress_files([dicom_dir / name], stream, model=codec, quality=1)
+        stored = read_stored_pixels(dicom_dir / name)
+        assert header.kind == "hyperprior-pixels" and header.image_shape[:2] == stored.shape
+        _, pixels, paths = decompress_file(stream, tmp_path / name, model=codec)
+        back = np.load(paths[0])
+        assert back.dtype == stored.dtype and back.shape == stored.shape
+        assert stored.min() <= back.min() and back.max() <= stored.max()
+        assert np.array_equal(back, decompress(compress(stored, codec, quality=1), codec))
+        assert len(decompress_latents(stream.read_bytes(), codec)[1]) == (16 if stored.shape[0] > 1024 else 1)

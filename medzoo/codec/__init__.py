@@ -9,6 +9,9 @@
   (format 2 streams) with tables every machine rebuilds to the same bits.
 * :mod:`medzoo.codec.exact` - the reproducible arithmetic behind those tables: exp, log,
   the Gaussian CDF from IEEE basic operations, and networks run in exact fixed point.
+* :mod:`medzoo.codec.lossless` - exact coding of integer pixels (8-16 bit, signed too):
+  neighbour prediction, optionally on top of the codec's exact reconstruction.
+* :mod:`medzoo.codec.tiles` - the tile grid that keeps memory bounded on large images.
 
 Evaluation (rate-distortion curves against JPEG, JPEG 2000, WebP and JPEG XL) lives in
 :mod:`medzoo.evaluate.compression` and calls this package; nothing here imports evaluation.

@@ -81,6 +81,14 @@ def model_inputs(images: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return ((images - low) / span).astype(np.float32)
 
 
+def from_unit(images: np.ndarray, ranges: np.ndarray, dtype) -> np.ndarray:
+    """Float images (N, H, W, C) in [0, 1] -> integer pixels of ``dtype`` in each image's and channel's range
+    (the inverse of :func:`model_inputs` up to rounding)."""
+    low = ranges[:, None, None, :, 0].astype(np.float64)
+    high = ranges[:, None, None, :, 1].astype(np.float64)
+    return np.clip(np.round(low + images.astype(np.float64) * (high - low)), low, high).astype(dtype)
+
+
 def predictions(recon: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     """Fixed-point reconstructions (N, H, W, C) -> integer predictions ``low + round(x_hat (high - low))``."""
     fixed = np.clip(recon, 0, 2 ** RECON_BITS).astype(np.int64)

@@ -34,7 +34,8 @@ Format version 2 holds a scale-hyperprior codec's latents
 
     magic            4 bytes  b"\x89MZC"
     format version   1 byte   2
-    mode             1 byte   0 lossy, 1 lossless on the codec's prediction, 2 lossless without it
+    mode             1 byte   0 lossy (float images), 1 lossless on the codec's prediction, 2 lossless
+                              without it, 3 lossy from integer pixels (decoded to the same dtype)
     model name       v length + UTF-8
     model version    v length + ASCII
     weights id       4 bytes  as above
@@ -43,10 +44,12 @@ Format version 2 holds a scale-hyperprior codec's latents
     H, W, C          v, v, v  image shape (before padding to a multiple of 64)
     N                v        number of images
     payload length   v        bytes
-    payload                   lossy: ANS words (32-bit, little-endian), trailing zero bytes of the last
-                              word dropped; lossless: pixel type (1 byte, lossless.DTYPES), array
-                              rank (1 byte), per image and channel its lowest and highest value
-                              (zigzag varints), the lossy payload's length (v) and words, then the
+    payload                   modes 1-3 start with the pixel type (1 byte, lossless.DTYPES), the
+                              array rank (1 byte) and per image and channel its lowest and highest
+                              value (zigzag varints). Then, except in mode 2, the largest tile side
+                              (v, 0: never tiled; medzoo.codec.tiles) and the latents' ANS words
+                              (32-bit, little-endian, trailing zero bytes of the last word dropped),
+                              length-prefixed (v) in modes 1 and 2; modes 1 and 2 end with the
                               residuals' ANS words (medzoo.codec.lossless)
     CRC32            4 bytes  over everything above
 
@@ -73,7 +76,11 @@ VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
 #: the ``kind`` of a format-2 stream's header, by its mode byte: lossy latents, lossless on the codec's
 #: prediction, lossless without it (the causal coder alone was smaller, or no codec was given)
 HYPERPRIOR_KIND, LOSSLESS_KIND, CAUSAL_KIND = "hyperprior", "hyperprior-lossless", "lossless"
-MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND}
+#: lossy latents of integer pixels (min-max scaled per image and channel), decoded back to their dtype
+PIXELS_KIND = "hyperprior-pixels"
+MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND}
+#: the modes that give back integer pixels (their payload starts with type, rank and ranges)
+PIXEL_MODES = (LOSSLESS_KIND, CAUSAL_KIND, PIXELS_KIND)
 _MODE_IDS = {kind: mode for mode, kind in MODES.items()}
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
@@ -252,7 +259,6 @@ def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weig
                     quality: int, image_shape, num_images: int, kind: str = HYPERPRIOR_KIND) -> bytes:
     """Header (format 2) + payload + CRC32; see the module docstring."""
     mode = _MODE_IDS[kind]
-    payload = _strip_last_word(payload) if kind == HYPERPRIOR_KIND else payload
     name = model_name.encode("utf-8")
     version = model_version.encode("ascii")
     header = b"".join([
@@ -376,15 +382,35 @@ def _integer_latents(model, x, quality, batch_size) -> tuple[np.ndarray, np.ndar
     return np.concatenate(ys), np.concatenate(zs)
 
 
-def _compress_hyperprior(model, x, quality, batch_size) -> bytes:
-    from medzoo.codec.hyperprior import encode_latents, tables_for
+def _lossy_block(model, tables, x, quality, batch_size, tile_size):
+    """Model inputs (N, H, W, C) -> ``(block, y_hat, grid)``: the block is the largest tile side and the
+    latents' ANS words; y_hat the coded integer latents of every tile (images over the tile size are
+    split, :mod:`medzoo.codec.tiles`), so memory stays bounded at any image size."""
+    from medzoo.codec import tiles
+    from medzoo.codec.hyperprior import encode_latents
+
+    grid = tiles.tile_grid(x.shape[1], x.shape[2], tile_size)
+    latents = _integer_latents(model, tiles.split(x, grid), quality, tiles.per_call(grid, batch_size))
+    words, y_hat = encode_latents(tables, *latents)
+    return _varint(tile_size) + _strip_last_word(words), y_hat, grid
+
+
+def _packed(model, payload, fingerprint, tables_id, quality, image_shape, num_images, kind) -> bytes:
     from medzoo.zoo.identity import model_label, model_version
 
-    tables, fingerprint = tables_for(model)
-    payload, _ = encode_latents(tables, *_integer_latents(model, x, quality, batch_size))
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
-    return pack_hyperprior(payload, model_name=name, model_version=model_version(model), weights_id=fingerprint,
-                           tables_id=tables.digest, quality=quality, image_shape=x.shape[1:], num_images=len(x))
+    return pack_hyperprior(payload, model_name=name, model_version=model_version(model) if model else "",
+                           weights_id=fingerprint, tables_id=tables_id, quality=quality, image_shape=image_shape,
+                           num_images=num_images, kind=kind)
+
+
+def _compress_hyperprior(model, x, quality, batch_size, tile_size) -> bytes:
+    """Float model inputs -> a mode-0 stream (decoded to floats in [0, 1])."""
+    from medzoo.codec.hyperprior import tables_for
+
+    tables, fingerprint = tables_for(model)
+    block, _, _ = _lossy_block(model, tables, x, quality, batch_size, tile_size)
+    return _packed(model, block, fingerprint, tables.digest, quality, x.shape[1:], len(x), HYPERPRIOR_KIND)
 
 
 def _zigzag(value: int) -> int:
@@ -411,28 +437,54 @@ def _integer_images(images) -> tuple[np.ndarray, int]:
     return shaped.astype(np.int64), rank
 
 
-def _compress_lossless(model, images, quality, batch_size) -> bytes:
-    """Lossless stream; ``quality`` None tries the causal coder alone and on top of the codec's best level."""
+def _pixel_prefix(dtype, rank, ranges) -> bytes:
+    """Pixel type, array rank and every image's and channel's range: how integer pixels come back."""
+    from medzoo.codec.lossless import DTYPES
+
+    return b"".join([bytes([DTYPES.index(np.dtype(dtype).name), rank]),
+                     *(_varint(_zigzag(int(v))) for v in np.asarray(ranges).ravel())])
+
+
+def _codec_pixels(model, images):
+    """Integer pixels for a codec -> ``(pixels (N, H, W, C) int64, rank, dtype, ranges)``."""
     from medzoo.codec import lossless
-    from medzoo.codec.hyperprior import encode_latents, tables_for
-    from medzoo.zoo.identity import model_label, model_version
 
     pixels, rank = _integer_images(images)
-    dtype = np.asarray(images).dtype
     if model is not None and pixels.shape[-1] != model.image_shape[-1]:
         raise DataError(f"this codec takes {model.image_shape[-1]} channel(s), the pixels have {pixels.shape[-1]}")
+    return pixels, rank, np.asarray(images).dtype, lossless.pixel_range(pixels)
+
+
+def _compress_pixels(model, images, quality, batch_size, tile_size) -> bytes:
+    """Integer pixels -> a lossy mode-3 stream: each image and channel min-max scaled to [0, 1] for the
+    codec, decoded back to the same dtype, shape and range."""
+    from medzoo.codec import lossless
+    from medzoo.codec.hyperprior import tables_for
+
+    pixels, rank, dtype, ranges = _codec_pixels(model, images)
+    tables, fingerprint = tables_for(model)
+    block, _, _ = _lossy_block(model, tables, lossless.model_inputs(pixels, ranges), quality, batch_size, tile_size)
+    return _packed(model, _pixel_prefix(dtype, rank, ranges) + block, fingerprint, tables.digest, quality,
+                   pixels.shape[1:], len(pixels), PIXELS_KIND)
+
+
+def _compress_lossless(model, images, quality, batch_size, tile_size) -> bytes:
+    """Lossless stream; ``quality`` None tries the causal coder alone and on top of the codec's best level."""
+    from medzoo.codec import lossless, tiles
+    from medzoo.codec.hyperprior import tables_for
+
+    pixels, rank, dtype, ranges = _codec_pixels(model, images)
     tables, fingerprint = tables_for(model) if model is not None else (None, "0" * 8)
-    ranges = lossless.pixel_range(pixels)
     n, h, w, c = pixels.shape
 
     def planes(a):
         return np.ascontiguousarray(a.transpose(0, 3, 1, 2).reshape(n * c, h, w))
 
     def with_codec(level):
-        latents = _integer_latents(model, lossless.model_inputs(pixels, ranges), level, batch_size)
-        lossy, y_hat = encode_latents(tables, *latents)
-        recon = tables.reconstruct(model, y_hat, level)[:, :h, :w]
-        return lossy, lossless.encode_signal(planes(pixels - lossless.predictions(recon, ranges)), dtype)
+        x = lossless.model_inputs(pixels, ranges)
+        block, y_hat, grid = _lossy_block(model, tables, x, level, batch_size, tile_size)
+        recon = tiles.join(tables.reconstruct(model, y_hat, level, tiles.per_call(grid, 4)), grid, h, w)
+        return block, lossless.encode_signal(planes(pixels - lossless.predictions(recon, ranges)), dtype)
 
     candidates = []  # (kind, quality, lossy payload, residual payload)
     if quality is None:
@@ -441,25 +493,22 @@ def _compress_lossless(model, images, quality, batch_size) -> bytes:
         level = model.num_qualities - 1 if quality is None else quality
         candidates.append((LOSSLESS_KIND, level, *with_codec(level)))
     kind, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
-    payload = b"".join([
-        bytes([lossless.DTYPES.index(dtype.name), rank]),
-        *(_varint(_zigzag(int(v))) for v in ranges.ravel()),
-        _varint(len(lossy)), lossy, residual,
-    ])
-    name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
-    return pack_hyperprior(payload, model_name=name, model_version=model_version(model) if model else "",
-                           weights_id=fingerprint, tables_id=tables.digest if tables else "0" * 8, quality=level,
-                           image_shape=pixels.shape[1:], num_images=len(pixels), kind=kind)
+    payload = _pixel_prefix(dtype, rank, ranges) + _varint(len(lossy)) + lossy + residual
+    return _packed(model, payload, fingerprint, tables.digest if tables else "0" * 8, level, pixels.shape[1:],
+                   len(pixels), kind)
 
 
 def compress(images, model=None, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
-             entropy_model=None, batch_size: int = 64) -> bytes:
+             entropy_model=None, batch_size: int = 64, tile_size: int | None = None) -> bytes:
     """Compress images into a medzoo stream with a VQ-VAE or a hyperprior codec.
 
     Args:
         images: raw images (uint8 or float: the model's preprocessing is applied) or model
             inputs (float in [0, 1], used as they are); one image or a batch. A hyperprior
-            codec takes any size (the stream records it; decoding crops the padding back).
+            codec takes any size (the stream records it; decoding crops the padding back),
+            and integer pixels as read from the file (uint8, uint16, int16, int8), which it
+            codes min-max scaled per image and decodes back to the same dtype, shape and
+            range (12/16-bit radiographs, CT in Hounsfield units).
         model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
             preset path or instance; default ``"vqvae-chestxray"``. Lossless without a model:
             the causal coder alone (no weights needed to code or decode).
@@ -475,6 +524,11 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
         entropy_model: a VQ-VAE's :class:`~medzoo.codec.entropy.EntropyModel`; default: the
             one shipped in the model's preset, else a cached one, else one fitted now on its
             training split (see :func:`~medzoo.codec.entropy.entropy_model_for`).
+        batch_size: images of 128 px coded per network call (bigger images or tiles go
+            fewer at a time: memory stays bounded).
+        tile_size: a hyperprior codec codes images with a side over this many pixels as
+            equal tiles of at most this side (a multiple of 64; 0 never tiles); default
+            :data:`medzoo.codec.tiles.DEFAULT_TILE` (512).
 
     Returns:
         The stream (bytes). ``medzoo.decompress(stream)`` gives ``model.decode(model.encode(x))``
@@ -485,22 +539,28 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
         >>> 8 * len(data) / (len(raw_uint8_images) * 128 * 128)   # bits per pixel
         >>> images = medzoo.decompress(data)
     """
+    from medzoo.codec.tiles import DEFAULT_TILE, check_tile_size
     from medzoo.zoo.identity import model_label, model_version, prepare
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    tile_size = DEFAULT_TILE if tile_size is None else check_tile_size(tile_size)
     if lossless and model is None:
         if quality is not None:
             raise ConfigError("quality= picks a codec's level; lossless compression without a model has none")
-        return _compress_lossless(None, images, None, batch_size)
+        return _compress_lossless(None, images, None, batch_size, tile_size)
     model = _resolve_coder(DEFAULT_MODEL if model is None else model)
     if lossless:
         if not _is_hyperprior(model):
             raise ConfigError("lossless compression needs a hyperprior codec (its exact reconstruction predicts "
                               f"the pixels); got a {type(model).__name__}")
-        return _compress_lossless(model, images, None if quality is None else _quality(model, quality), batch_size)
+        return _compress_lossless(model, images, None if quality is None else _quality(model, quality), batch_size,
+                                  tile_size)
     if _is_hyperprior(model):
-        return _compress_hyperprior(model, _codec_inputs(model, images), _quality(model, quality), batch_size)
+        if np.issubdtype(np.asarray(images).dtype, np.integer):
+            return _compress_pixels(model, images, _quality(model, quality), batch_size, tile_size)
+        return _compress_hyperprior(model, _codec_inputs(model, images), _quality(model, quality), batch_size,
+                                    tile_size)
     if quality is not None:
         raise ConfigError("quality= is for hyperprior codecs; a VQ-VAE has one rate (pick another VQ-VAE)")
     entropy_model = entropy_model or entropy_model_for(model)
@@ -568,9 +628,17 @@ def decompress_codes(data, model=None, *, entropy_model=None):
 def decompress_latents(data, model=None):
     """Decode a hyperprior stream's integer latents: returns ``(header, y_hat, z_hat, model)`` (int64, NHWC).
 
-    These are the same integers on every machine, backend and batch size.
+    These are the same integers on every machine, backend and batch size. Images over the
+    stream's tile size give one latent per tile (images in order, tiles row by row).
     """
+    header, _, _, y_hat, z_hat, model = _latents(data, model)
+    return header, y_hat, z_hat, model
+
+
+def _latents(data, model):
+    """``(header, payload parts, tile grid, y_hat, z_hat, model)`` of a stream coded with a codec."""
     from medzoo.codec.hyperprior import decode_latents, latent_shapes, tables_for
+    from medzoo.codec.tiles import tile_grid
 
     header, payload = _parse(data)
     if header.format_version != HYPERPRIOR_FORMAT:
@@ -584,44 +652,78 @@ def decompress_latents(data, model=None):
         raise BitstreamError(f"the stream was coded with tables {header.entropy_model_id}, but this medzoo builds "
                              f"{tables.digest[:2 * _ID_BYTES]} for the model; decode it with the medzoo version "
                              "that made it")
-    y_shape, z_shape = latent_shapes(model, header.image_shape)
-    if header.kind == LOSSLESS_KIND:
-        payload = _lossless_parts(header, payload)["lossy"]
+    parts = _payload_parts(header, payload)
+    h, w, c = header.image_shape
+    grid = tile_grid(h, w, parts["tile"])
+    y_shape, z_shape = latent_shapes(model, (grid.height, grid.width, c))
+    words = parts["words"]
     try:
-        y_hat, z_hat = decode_latents(tables, payload + b"\x00" * (-len(payload) % 4), header.num_images,
+        y_hat, z_hat = decode_latents(tables, words + b"\x00" * (-len(words) % 4), header.num_images * grid.count,
                                       z_shape, y_shape)
     except (ValueError, RuntimeError) as exc:
         raise BitstreamError(f"corrupted medzoo stream: the payload does not decode ({exc})") from exc
-    return header, y_hat, z_hat, model
+    return header, parts, grid, y_hat, z_hat, model
 
 
-def _lossless_parts(header: StreamHeader, payload: bytes) -> dict:
-    """A lossless payload -> its pixel type, rank, ranges (N, C, 2), lossy and residual payloads."""
+def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
+    """A format-2 payload -> its parts: pixel type, rank and ranges (N, C, 2) of the pixel modes, the
+    largest tile side and the latents' words (absent without a codec), the residuals (lossless)."""
     from medzoo.codec.lossless import DTYPES
 
-    r = _Reader(payload)
-    dtype_id, rank = r.take(2, "pixel type and rank")
-    if dtype_id >= len(DTYPES) or rank not in (2, 3, 4):
-        raise BitstreamError("corrupted medzoo stream: unknown pixel type or rank")
-    count = header.num_images * header.image_shape[-1] * 2
-    ranges = np.array([_unzigzag(r.varint("pixel range")) for _ in range(count)], dtype=np.int64)
-    lossy = r.take(r.varint("lossy payload length"), "lossy payload")
-    return {"dtype": DTYPES[dtype_id], "rank": rank, "ranges": ranges.reshape(header.num_images, -1, 2),
-            "lossy": lossy, "residuals": payload[r.pos:]}
+    parts = {"lossy": payload, "residuals": b""}
+    if header.kind in PIXEL_MODES:
+        r = _Reader(payload)
+        dtype_id, rank = r.take(2, "pixel type and rank")
+        if dtype_id >= len(DTYPES) or rank not in (2, 3, 4):
+            raise BitstreamError("corrupted medzoo stream: unknown pixel type or rank")
+        count = header.num_images * header.image_shape[-1] * 2
+        ranges = np.array([_unzigzag(r.varint("pixel range")) for _ in range(count)], dtype=np.int64)
+        parts.update(dtype=DTYPES[dtype_id], rank=rank, ranges=ranges.reshape(header.num_images, -1, 2))
+        if header.kind == PIXELS_KIND:
+            parts["lossy"] = payload[r.pos:]
+        else:
+            parts["lossy"] = r.take(r.varint("lossy payload length"), "lossy payload")
+            parts["residuals"] = payload[r.pos:]
+    if header.kind != CAUSAL_KIND:
+        r = _Reader(parts["lossy"])
+        parts["tile"] = r.varint("tile size")
+        if parts["tile"] % 64:
+            raise BitstreamError(f"corrupted medzoo stream: tile size {parts['tile']} is not a multiple of 64")
+        parts["words"] = parts["lossy"][r.pos:]
+    return parts
+
+
+def _synthesised(model, y_hat, quality, grid, height, width, batch_size) -> np.ndarray:
+    """Integer latents of every tile -> float images (N, height, width, C) in [0, 1], a few tiles at a time."""
+    from keras import ops
+
+    from medzoo.codec import tiles
+
+    step = tiles.per_call(grid, batch_size)
+    out = []
+    for i in range(0, len(y_hat), step):
+        x_hat = model.synthesise(ops.convert_to_tensor(y_hat[i:i + step].astype(np.float32)), quality)
+        out.append(np.clip(ops.convert_to_numpy(x_hat)[:, :grid.height, :grid.width], 0.0, 1.0))
+    return tiles.join(np.concatenate(out), grid, height, width).astype(np.float32)
+
+
+def _as_given(pixels: np.ndarray, rank: int) -> np.ndarray:
+    """(N, H, W, C) -> the rank the pixels were given in: (H, W), (N, H, W) or (N, H, W, C)."""
+    return pixels[0, ..., 0] if rank == 2 else pixels[..., 0] if rank == 3 else pixels
 
 
 def _decompress_lossless(data, model) -> np.ndarray:
-    from medzoo.codec import lossless
+    from medzoo.codec import lossless, tiles
 
     header, payload = _parse(data)
-    parts = _lossless_parts(header, payload)
+    parts = _payload_parts(header, payload)
     n, (h, w, c) = header.num_images, header.image_shape
     if header.kind == LOSSLESS_KIND:
         from medzoo.codec.hyperprior import tables_for
 
-        header, y_hat, _, model = decompress_latents(data, model)
-        recon = tables_for(model)[0].reconstruct(model, y_hat, header.quality)[:, :h, :w]
-        prediction = lossless.predictions(recon, parts["ranges"])
+        header, _, grid, y_hat, _, model = _latents(data, model)
+        recon = tables_for(model)[0].reconstruct(model, y_hat, header.quality, tiles.per_call(grid, 4))
+        prediction = lossless.predictions(tiles.join(recon, grid, h, w), parts["ranges"])
     else:
         prediction = 0
     try:
@@ -632,16 +734,14 @@ def _decompress_lossless(data, model) -> np.ndarray:
     info = np.iinfo(parts["dtype"])
     if pixels.min() < info.min or pixels.max() > info.max:
         raise BitstreamError(f"corrupted medzoo stream: decoded pixels leave the {parts['dtype']} range")
-    pixels = pixels.astype(parts["dtype"])
-    rank = parts["rank"]
-    return pixels[0, ..., 0] if rank == 2 else pixels[..., 0] if rank == 3 else pixels
+    return _as_given(pixels.astype(parts["dtype"]), parts["rank"])
 
 
 def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) -> np.ndarray:
     """Decode a medzoo stream back to images (N, H, W, C), float32 in the model's output range.
 
-    A lossless stream gives back the exact pixels it was made from: the same dtype, shape
-    and values.
+    A stream of integer pixels gives them back in the same dtype and shape: exactly (a
+    lossless stream) or as the codec reconstructs them, in each image's value range.
 
     Raises:
         BitstreamError: not a medzoo stream, truncated, corrupted (CRC32), a newer format,
@@ -651,16 +751,14 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
     if header.kind in (LOSSLESS_KIND, CAUSAL_KIND):
         return _decompress_lossless(data, model)  # a causal-only stream needs no model
     if header.format_version == HYPERPRIOR_FORMAT:
-        from keras import ops
+        from medzoo.codec.lossless import from_unit
 
-        header, y_hat, _, model = decompress_latents(data, model)
+        header, parts, grid, y_hat, _, model = _latents(data, model)
         h, w, _ = header.image_shape
-        out = []
-        for i in range(0, len(y_hat), batch_size):
-            x_hat = model.synthesise(ops.convert_to_tensor(y_hat[i:i + batch_size].astype(np.float32)),
-                                     header.quality)
-            out.append(np.clip(ops.convert_to_numpy(x_hat)[:, :h, :w], 0.0, 1.0))
-        return np.concatenate(out).astype(np.float32)
+        images = _synthesised(model, y_hat, header.quality, grid, h, w, batch_size)
+        if header.kind == PIXELS_KIND:
+            return _as_given(from_unit(images, parts["ranges"], parts["dtype"]), parts["rank"])
+        return images
     _, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
     return model.decode(codes, batch_size=batch_size)
 

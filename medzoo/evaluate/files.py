@@ -25,6 +25,7 @@ from medzoo.codec.stream import (
     DEFAULT_KIND,
     DEFAULT_MODEL,
     HYPERPRIOR_FORMAT,
+    PIXEL_MODES,
     compress,
     decompress,
     decompress_codes,
@@ -256,37 +257,47 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
                    lossless: bool = False):
     """Compress image files into one medzoo stream (``medzoo.compress``) and write it to ``output``.
 
-    Lossy: the files are read and preprocessed as the model's inputs. Lossless: each file's
-    pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY; see
+    Lossless: each file's pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY; see
     :func:`medzoo.data.read_stored_pixels`), all of one size and type; ``model`` may be None
-    (the causal coder alone) or a hyperprior codec whose reconstruction predicts them.
+    (the causal coder alone) or a hyperprior codec whose reconstruction predicts them. Lossy
+    with a hyperprior codec: the same stored pixels when their channels fit the codec (the
+    stream decodes to the same dtype and bit depth), else the model's inputs. Lossy with a
+    VQ-VAE: the files are read and preprocessed as the model's inputs.
 
     Returns:
         ``(header, refs)``: the stream's :class:`~medzoo.codec.StreamHeader`
         (bytes, bits per pixel, shapes) and the images in stream order.
     """
-    if lossless:
-        from medzoo.data import image_files, read_stored_pixels
+    from medzoo.models.hyperprior import HyperpriorCodec
 
-        files = image_files(inputs)
-        if not files:
-            raise DataError(f"no image files in {inputs}")
-        stacks = [_as_stack(read_stored_pixels(f)) for f in files]
-        kinds = {(a.shape[1:], a.dtype.str) for a in stacks}
-        if len(kinds) > 1:
-            raise DataError("a lossless stream holds images of one size and pixel type; these differ "
-                            f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
-        pixels = np.concatenate(stacks)
-        stream = compress(pixels, None if model is None else resolve_model(model), lossless=True, quality=quality)
-        refs = files
+    model = None if model is None else resolve_model(model)
+    pixels, refs = _stored_pixels(inputs) if lossless or isinstance(model, HyperpriorCodec) else (None, None)
+    if lossless:
+        stream = compress(pixels, model, lossless=True, quality=quality)
+    elif pixels is not None and (pixels.shape[-1] if pixels.ndim == 4 else 1) == model.image_shape[-1]:
+        stream = compress(pixels, model, quality=quality)
     else:
-        model = resolve_model(model)
         x, refs = read_model_inputs(model, inputs)
         stream = compress(x, model, kind=kind, quality=quality)
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(stream)
     return read_header(stream), refs
+
+
+def _stored_pixels(inputs) -> tuple[np.ndarray, list]:
+    """Image files -> their stored pixels stacked (N, H, W) or (N, H, W, C), and the files in order."""
+    from medzoo.data import image_files, read_stored_pixels
+
+    files = image_files(inputs)
+    if not files:
+        raise DataError(f"no image files in {inputs}")
+    stacks = [_as_stack(read_stored_pixels(f)) for f in files]
+    kinds = {(a.shape[1:], a.dtype.str) for a in stacks}
+    if len(kinds) > 1:
+        raise DataError("a stream of stored pixels holds images of one size and pixel type; these differ "
+                        f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
+    return np.concatenate(stacks), files
 
 
 def _as_stack(pixels: np.ndarray) -> np.ndarray:
@@ -300,7 +311,7 @@ def _as_stack(pixels: np.ndarray) -> np.ndarray:
 
 def decompress_file(stream_path, output_dir, model=None) -> tuple:
     """Decode a medzoo stream file into one file per image: ``<stream stem>_<index>.png``, or ``.npy`` for a
-    lossless stream (the exact stored pixels, their dtype kept).
+    stream of stored pixels (lossless: exactly those; lossy: the codec's, in the same dtype and bit depth).
 
     Args:
         stream_path: a file written by :func:`compress_files` or ``medzoo.compress``.
@@ -316,7 +327,7 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     header = read_header(data)
     output_dir = pathlib.Path(output_dir)
     digits = max(3, int(math.log10(header.num_images)) + 1)
-    if header.kind in ("lossless", "hyperprior-lossless"):
+    if header.kind in PIXEL_MODES:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
         output_dir.mkdir(parents=True, exist_ok=True)
