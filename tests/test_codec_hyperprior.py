@@ -462,3 +462,31 @@ def test_a_dicom_compressed_lossy_comes_back_as_pixels_of_its_type(codec, dicom_
         assert stored.min() <= back.min() and back.max() <= stored.max()
         assert np.array_equal(back, decompress(compress(stored, codec, quality=1), codec))
         assert len(decompress_latents(stream.read_bytes(), codec)[1]) == (16 if stored.shape[0] > 1024 else 1)
+
+
+def test_a_codec_preset_records_each_quality_as_real_streams_measure_it(tmp_path):
+    """medzoo train codec-... writes per-level bpp / PSNR of real streams on the test split; info() lists them
+    and the loaded preset reproduces them."""
+    from medzoo.metrics import psnr
+    from medzoo.recipes import train
+    from medzoo.recipes.train import load_images
+    from medzoo.zoo import load
+    from medzoo.zoo.manifest import add_to_manifest, info
+
+    result = train("codec-chestxray", output_dir=tmp_path / "run", epochs=1, verbose=0, max_images=24,
+                   batch_size=8, crop_size=64, crops_per_image=1, dataset="kermany_pediatric_cxr_64",
+                   model={"n": 8, "m": 12, "lambdas": [0.004, 0.02, 0.1]}, weights_dtype="float32")
+    manifest = tmp_path / "manifest.json"
+    add_to_manifest(result.preset_dir, manifest_path=manifest)
+    rows = info("codec-chestxray", manifest_path=manifest)["codec"]["qualities"]
+    assert [r["quality"] for r in rows] == [0, 1, 2] and [r["lambda"] for r in rows] == [0.004, 0.02, 0.1]
+    card = (result.preset_dir / "README.md").read_text()
+    assert "## Quality levels" in card and f"| 2 | 0.1 | {rows[2]['bpp']:.3f} |" in card
+    model = load(str(result.preset_dir), compile=False)
+    x = np.asarray(model.preprocess_spec.apply(load_images(result.recipe, "test")))
+    assert len(x) == 24
+    for row in rows:
+        streams = [compress(x[i:i + 1], model, quality=row["quality"]) for i in range(len(x))]
+        assert row["bpp"] == pytest.approx(np.mean([8 * len(s) / (64 * 64) for s in streams]), abs=1e-4)
+        rec = np.concatenate([decompress(s, model) for s in streams])
+        assert row["psnr"] == pytest.approx(float(psnr(x, rec).mean()), abs=1e-3)

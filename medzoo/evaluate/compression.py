@@ -240,18 +240,15 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
 
 def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
     """One point per quality level of a hyperprior codec: real streams, one per image, decoded back."""
-    from medzoo.codec.stream import compress, decompress, read_header
+    from medzoo.codec.qualities import coded_one_by_one
+    from medzoo.codec.stream import compress, read_header
 
     label = model_label(model)
     pixels = x.shape[1] * x.shape[2]
     points, example = [], None
     for q in progress(range(model.num_qualities), f"streams {label}", enabled=enabled):
-        sizes, rec = np.zeros(len(x)), np.empty_like(x)
-        for i in range(len(x)):
-            data = compress(x[i:i + 1], model, quality=q)
-            sizes[i] = len(data)
-            rec[i] = decompress(data, model)[0]
-        header = read_header(data)
+        sizes, rec = coded_one_by_one(model, x, q)
+        header = read_header(compress(x[:1], model, quality=q))
         overhead = header.total_bytes - header.payload_bytes
         bpp = 8.0 * sizes / pixels
         per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)

@@ -502,6 +502,9 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
     """Test metrics (on the stored weights: float16 rounding first) and, with ``write``, the preset."""
     if recipe.weights_dtype == "float16":
         _round_to_float16(model)  # measure exactly what the preset ships
+    if recipe.family == "codec" and not getattr(model, "zoo_metadata", None):
+        # a codec's streams name the preset in their header: measure them as they will be shipped
+        model.zoo_metadata = {"name": recipe.name, "version": "1.0.0"}
     names = recipe.datasets
     tests = [_load_one(recipe, name, "test") for name in names]
     vals = [_load_one(recipe, name, "val") for name in names]
@@ -554,9 +557,11 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
     rec = model.reconstruct(x)
     metrics = {"test_images": int(len(x)), "psnr": float(psnr(x, rec).mean()), "ssim": float(ssim(x, rec).mean()),
                "mae": float(mae(x, rec).mean())}
-    if hasattr(model, "rate_distortion"):  # a codec: estimated bits per pixel and PSNR per quality level
-        metrics["rate_distortion"] = [{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
-                                      for row in model.rate_distortion(x)]
+    if hasattr(model, "rate_distortion"):  # a codec: real streams per quality level (medzoo.info(...)["codec"])
+        from medzoo.codec.qualities import quality_table
+
+        metrics["qualities"] = {str(row["quality"]): {k: round(v, 5) for k, v in row.items() if k != "quality"}
+                                for row in quality_table(model, x)}  # the manifest's metrics hold no lists
         return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
     z = model.encode(x[:1])
     if not np.issubdtype(z.dtype, np.integer):

@@ -458,8 +458,19 @@ def list_models(*, manifest_path=None) -> ModelTable:
 
 
 def info(name, *, manifest_path=None) -> dict:
-    """Everything the manifest says about one model: config, input contract, training, metrics, files, sources."""
-    return get_entry(name, manifest_path=manifest_path)
+    """Everything the manifest says about one model: config, input contract, training, metrics, files, sources.
+
+    A codec's entry also has ``"codec"``: ``{"qualities": [...]}``, one row per quality level
+    (``quality``, ``lambda``, ``bpp`` of real streams, ``psnr``, ``ssim`` on its test split).
+    """
+    entry = get_entry(name, manifest_path=manifest_path)
+    if entry["family"] == "codec":
+        split = (entry["training"].get("splits") or {}).get("metrics", "test")
+        measured = entry["metrics"].get("qualities") or {}
+        entry["codec"] = {"qualities": [{"quality": int(q), **row} for q, row in sorted(measured.items(),
+                                                                                      key=lambda kv: int(kv[0]))],
+                          "measured_on": f"split {split!r}, each image in a stream of its own (header included)"}
+    return entry
 
 
 def _flatten(tree, prefix=""):
