@@ -125,6 +125,9 @@ class AutoencoderModel(keras.Model):
     training_resolution = None
     #: how far outside the training sides an input may be before the warning
     resolution_tolerance = 4.0
+    #: zoo models: a :class:`~medzoo.models.domain.DomainProfile` of their training images' intensity and
+    #: texture statistics; images far from it (another modality) get a warning
+    domain_profile = None
 
     def __init__(
         self,
@@ -480,7 +483,23 @@ class AutoencoderModel(keras.Model):
         if not np.isfinite(x).all():
             raise DataError("images contain NaN or infinite values")
         self._warn_if_unfamiliar_size(x.shape[1], x.shape[2])
+        self._warn_if_unfamiliar_images(x)
         return x
+
+    def _warn_if_unfamiliar_images(self, x) -> None:
+        """Warn when the images' intensity and texture statistics lie far from the training images'."""
+        from medzoo.models.domain import WARN_SHARE
+
+        if self.domain_profile is None or min(x.shape[1:3]) < 16:
+            return
+        flagged = int(self.domain_profile.unfamiliar(x).sum())
+        if flagged and flagged > WARN_SHARE * len(x):
+            trained = self.domain_profile.fitted_on or "its training images"
+            warnings.warn(
+                f"{flagged} of {len(x)} image(s) look unlike this model's training data ({trained}) in their "
+                "intensity and texture statistics: another modality or acquisition? Expect a domain shift "
+                "(it still runs; fine-tune on such images, or pick a model trained on them)",
+                UserWarning, stacklevel=3)
 
     def _warn_if_unfamiliar_size(self, height, width) -> None:
         """Warn when an any-size model meets images far smaller or larger than its training images."""
@@ -538,7 +557,10 @@ class AutoencoderModel(keras.Model):
         images of more than ``auto_tile_pixels`` in overlapping 512 px tiles
         (``tile_size``: pixels per tile, or None for one pass; ``overlap``: pixels shared).
         """
-        x = self._check_images(x, preprocess)
+        return self._encode_checked(self._check_images(x, preprocess), batch_size, tile_size, overlap)
+
+    def _encode_checked(self, x, batch_size, tile_size, overlap):
+        """:meth:`encode` of images already through :meth:`_check_images` (checked and warned about once)."""
         tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
         return self._maybe_tiled("encode", self.encode_tensor, x, batch_size, tiles, 1 / self.downsample_factor)
 

@@ -203,6 +203,7 @@ class Segmenter(AutoencoderModel):
         seg.load_encoder_weights(model)
         seg.preprocess_spec = getattr(model, "preprocess_spec", None)
         seg.training_resolution = getattr(model, "training_resolution", None)
+        seg.domain_profile = getattr(model, "domain_profile", None)
         return seg
 
     def get_config(self):

@@ -125,7 +125,7 @@ class VAE(AutoencoderModel):
         """
         x = self._check_images(x, preprocess)
         if not sample:
-            return super().encode(x, batch_size, tile_size=tile_size, overlap=overlap)
+            return self._encode_checked(x, batch_size, tile_size, overlap)
         tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
         params = self._maybe_tiled("encode_distribution",
                                    lambda t: ops.concatenate(self.encode_distribution(t), axis=-1),

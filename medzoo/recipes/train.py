@@ -606,6 +606,25 @@ def training_resolution(recipe: Recipe, spec, train_images) -> dict:
             "pixel_spacing_mm": spacing[0] if len(spacing) == 1 else (spacing or None)}
 
 
+def domain_profile(recipe: Recipe, spec, train_images, val_images, max_images: int = 2000):
+    """The :class:`~medzoo.models.domain.DomainProfile` of a recipe's data: up to ``max_images`` training
+    images (a random subset, the datasets in equal shares), the threshold from the validation split;
+    None for quick runs on too few images to estimate it."""
+    from medzoo.models.domain import STATISTICS, DomainProfile
+
+    if sum(len(a) for a in train_images) <= 2 * len(STATISTICS) or not sum(len(a) for a in val_images):
+        log.info("%s: too few images for a domain profile; the preset will not warn about unfamiliar images",
+                 recipe.name)
+        return None
+
+    rng = np.random.default_rng(recipe.seed)
+    share = max_images // len(train_images)
+    train = [np.asarray(spec.apply(a if len(a) <= share else a[np.sort(rng.permutation(len(a))[:share])]))
+             for a in train_images]
+    val = [np.asarray(spec.apply(a)) for a in val_images]
+    return DomainProfile.fit(train, val, fitted_on=", ".join(f"{name}:train" for name in recipe.datasets))
+
+
 def latent_shapes(model, sides=(128, 256, 512, 1024, 4096)) -> dict:
     """An any-size model's latent shape per square input size, and the rule behind it."""
     f = model.downsample_factor
@@ -644,6 +663,9 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
         training["initialized_from"] = model.initialized_from  # fine-tuned: the first run's record stays
     if getattr(model, "any_size", False):
         training["resolution"] = training_resolution(recipe, spec, train_images)
+        profile = domain_profile(recipe, spec, train_images, val_images)
+        if profile is not None:
+            training["domain"] = profile.to_dict()
         training["crop_size"] = recipe.crop_size
         training["latent_shape"] = latent_shapes(model)
         mix = " (the datasets in equal shares)" if len(recipe.datasets) > 1 else ""

@@ -125,7 +125,12 @@ def render_card(metadata: dict) -> str:
         "## Training data",
         "",
     ]
-    training = metadata.get("training") or {}
+    training = dict(metadata.get("training") or {})
+    domain = training.pop("domain", None)  # numbers for the model, not for readers: summarised below
+    if isinstance(domain, dict):
+        training["domain check"] = (f"images whose intensity and texture statistics lie beyond the 99.5th percentile "
+                                    f"of the validation images' (Mahalanobis distance {domain.get('threshold')}) "
+                                    f"from {domain.get('fitted_on') or 'the training images'} get a warning")
     if training:
         lines += _bullets(training)
     else:

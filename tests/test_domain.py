@@ -1,0 +1,52 @@
+"""The domain check: images of another modality than a model's get a warning, its own images do not."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.data import load_npz
+from medzoo.errors import ConfigError
+from medzoo.models.domain import STATISTICS, DomainProfile, image_statistics
+
+
+def _smooth(n, rng, size=64):
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    phase = rng.uniform(0, 6, size=(n, 1, 1))
+    return 0.5 + 0.3 * np.sin(4 * xx[None] + phase) * np.cos(3 * yy[None]) + 0.01 * rng.normal(size=(n, size, size))
+
+
+def test_a_profile_flags_speckled_images_against_smooth_ones_and_round_trips():
+    rng = np.random.default_rng(0)
+    train, val = _smooth(200, rng), _smooth(60, rng)
+    speckled = _smooth(20, rng) * rng.exponential(1.0, size=(20, 64, 64))  # ultrasound-like multiplicative speckle
+    assert image_statistics(train[..., None]).shape == (200, len(STATISTICS))
+    profile = DomainProfile.fit(train, val, fitted_on="smooth:train")
+    assert profile.unfamiliar(speckled).all()
+    assert profile.unfamiliar(_smooth(40, rng)).mean() < 0.1
+    again = DomainProfile.from_dict(profile.to_dict())
+    np.testing.assert_allclose(again.distances(speckled), profile.distances(speckled), rtol=1e-5)
+    assert DomainProfile.from_dict({**profile.to_dict(), "statistics": ["mean"]}) is None  # made by another medzoo
+    with pytest.raises(ConfigError, match="more than"):
+        DomainProfile.fit(train[:10], val)
+
+
+def _domain_warnings(caught):
+    return [w for w in caught if "look unlike this model's training data" in str(w.message)]
+
+
+def test_a_zoo_model_warns_on_another_modality_not_on_its_own(data_dir):
+    model = medzoo.load("vae-chestxray-f8c4", compile=False)
+    assert model.domain_profile is not None and "kermany" in model.domain_profile.fitted_on
+    chest = load_npz("kermany_pediatric_cxr_128", "test")[0][:6]
+    brain = load_npz("brain_tumor_figshare_128", "test")[0][:6]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.reconstruct(chest, preprocess=True)
+    assert not _domain_warnings(caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.encode(brain, preprocess=True)
+    found = _domain_warnings(caught)
+    assert len(found) == 1 and "6 of 6 image(s)" in str(found[0].message)
