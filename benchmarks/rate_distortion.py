@@ -8,7 +8,10 @@
 Every test image is compressed on its own; rates are whole files/streams in bits per
 pixel of the model input; a hyperprior codec is one curve, a rate point per quality
 level. Prints the RD table, entropy-model rates of the VQ-VAEs (raw log2 K, zlib, iid,
-per-position, left/up context) and BD-rates against JPEG 2000;
+per-position, left/up context), BD-rates against JPEG 2000, each curve's quality at the
+radiology guidelines' 10:1 and 30:1 ratios, and encode / decode speed in megapixels per
+second on this machine: one image per call (how an archive receives them) and the
+--speed-images first images in one call, against JPEG 2000 at 36 dB;
 writes results.json, compression.png (RD curves) and compression_examples.png; with
 --markdown also results.md: each codec at every VQ-VAE rate point and the BD-rates, as
 Markdown tables to paste into a README. The entropy model of each VQ-VAE is fitted on
@@ -16,10 +19,13 @@ its training split on first use and cached (medzoo cache, codec/).
 """
 
 import pathlib
+import time
 
 import _common
 
 import medzoo
+from medzoo.evaluate import classical
+from medzoo.evaluate.common import format_table
 
 
 def build_parser():
@@ -27,6 +33,7 @@ def build_parser():
     p.add_argument("--codecs", nargs="+", help="classical codecs (default: all available)")
     p.add_argument("--anchor", default="jpeg2000", help="BD-rate anchor codec (default jpeg2000)")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"])
+    p.add_argument("--speed-images", type=int, default=32, help="images timed for the speed table (default 32)")
     p.add_argument("--markdown", nargs="?", type=pathlib.Path, const=True, default=None, metavar="PATH",
                    help="also write the RD and BD-rate tables as Markdown (default PATH: OUTPUT/results.md)")
     return p
@@ -39,8 +46,9 @@ def run(args) -> tuple[list, str]:
         result = medzoo.evaluate.compression(models, max_images=args.max_images, seed=args.seed, codecs=args.codecs,
                                              anchor=args.anchor, kind=args.kind)
     paths = result.save(args.output)
-    text = result.table() + f"\n\n({t.seconds:.0f} s)"
-    _common.write(args.output, "summary", text, result.to_dict())
+    speed_rows, speed = speed_table(models, args.speed_images, args.seed)
+    text = result.table() + "\n\n" + speed + f"\n\n({t.seconds:.0f} s)"
+    _common.write(args.output, "summary", text, {**result.to_dict(), "speed_mp_s": speed_rows})
     if args.markdown:
         path = args.output / "results.md" if args.markdown is True else args.markdown
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +57,47 @@ def run(args) -> tuple[list, str]:
         path.write_text(f"## Compression\n\n{result.markdown()}\n\n{figures}\n", encoding="utf-8")
         paths["markdown"] = path
     return [(result, paths)], text
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def speed_table(models, count, seed) -> tuple[list, str]:
+    """Encode and decode megapixels per second: each medzoo model (a codec at its middle level) one image per
+    call and ``count`` images in one call, and JPEG 2000 at 36 dB one image per call (the same images)."""
+    rows = []
+    for name in models:
+        model = medzoo.codec.stream._resolve_coder(name)
+        x, _, _ = medzoo.evaluate.common.given_or_loaded(model, None, None, "test", dataset=None, max_images=count,
+                                                          seed=seed)
+        quality = {"quality": model.quality} if hasattr(model, "num_qualities") else {}
+        mp = x.shape[1] * x.shape[2] / 1e6
+        medzoo.decompress(medzoo.compress(x[:1], model, **quality), model)  # tables, compilation: once per model
+        streams = []
+        one_enc = _timed(lambda: streams.extend(medzoo.compress(x[i:i + 1], model, **quality) for i in range(len(x))))
+        one_dec = _timed(lambda: [medzoo.decompress(s, model) for s in streams])
+        batch = []
+        all_enc = _timed(lambda: batch.append(medzoo.compress(x, model, **quality)))
+        all_dec = _timed(lambda: medzoo.decompress(batch[0], model))
+        rows.append({"coder": pathlib.Path(str(name)).name, "images": len(x), "encode_one": len(x) * mp / one_enc,
+                     "decode_one": len(x) * mp / one_dec, "encode_batch": len(x) * mp / all_enc,
+                     "decode_batch": len(x) * mp / all_dec})
+    if "jpeg2000" in classical.available_codecs():
+        codec = classical.get_codec("jpeg2000")
+        images = medzoo.data.to_uint8(x[..., 0])
+        files = []
+        enc = _timed(lambda: files.extend(codec.encode(image, 36) for image in images))
+        dec = _timed(lambda: [codec.decode(f) for f in files])
+        rows.append({"coder": "JPEG 2000 (36 dB)", "images": len(images), "encode_one": len(images) * mp / enc,
+                     "decode_one": len(images) * mp / dec, "encode_batch": None, "decode_batch": None})
+    table = format_table(["coder", "images", "encode MP/s (1 per call)", "decode MP/s (1 per call)",
+                          "encode MP/s (1 call)", "decode MP/s (1 call)"],
+                         [[r["coder"], r["images"], r["encode_one"], r["decode_one"], r["encode_batch"],
+                           r["decode_batch"]] for r in rows], title="speed on this machine")
+    return rows, table
 
 
 def main(argv=None):

@@ -214,7 +214,8 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert json.loads(paths["results"].read_text())["models"][1]["num_codes"] == 64
     assert paths["compression_examples"].stat().st_size > 1000
     assert "Bjontegaard" in result.table()
-    rd, bd = result.markdown().split("\n\n| curve |")  # every codec at each VQ-VAE's rate; the BD-rates
+    # every codec at each VQ-VAE's rate; the BD-rates; quality at the guideline ratios
+    rd, bd, guidelines = result.markdown().split("\n\n| curve |")
     rows = [line for line in rd.splitlines() if line.startswith("| vqvae-unsaved | ")]
     assert len(rows) == 2 * 3 and all(line.count("|") == 8 for line in rows)  # 2 VQ-VAEs x (itself, JPEG, JPEG 2000)
     point, jpeg = rows[0].split(" | "), rows[1].split(" | ")
@@ -224,6 +225,9 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert point[2] == f"{lowest['bpp']:.3f}" and point[-1] == "- |"
     assert jpeg[-1] == ("- |" if not np.isfinite(at_psnr) else f"{100 * (lowest['bpp'] / at_psnr - 1):+.1f}% |")
     assert any(line.startswith("| JPEG | ") for line in bd.splitlines())
+    jpeg = result.guidelines["10:1"]["curves"]["JPEG"]  # the first columns: PSNR and SSIM at 10:1
+    cells = ["-" if jpeg[m] is None else f"{jpeg[m]:.{d}f}" for m, d in (("psnr", 2), ("ssim", 3))]
+    assert f"| JPEG | {cells[0]} | {cells[1]} |" in guidelines
 
 
 @pytest.mark.parametrize("codec", list(classical.LOSSLESS_CODECS))

@@ -361,6 +361,14 @@ def test_the_rate_distortion_evaluation_measures_every_quality_level(codec, imag
                                    rtol=1e-6)
     assert set(result.bd) == {label, "JPEG"} and set(result.bd[label]) == {"psnr", "ssim"}
     assert label in result.table() and f"{label} (medzoo stream)" in result.markdown()
+    ten = result.guidelines["10:1"]  # 0.8 bpp of the 8 stored bits, interpolated along each curve
+    assert ten["bpp"] == 0.8 and result.guidelines["30:1"]["bpp"] == pytest.approx(8 / 30)
+    from medzoo.evaluate.stats import quality_at_rate
+
+    jpeg = result.codecs["jpeg2000"]
+    expected = quality_at_rate(jpeg["bpp"], jpeg["psnr"], 0.8)
+    assert ten["curves"][jpeg["label"]]["psnr"] == (pytest.approx(expected) if np.isfinite(expected) else None)
+    assert "PSNR dB at 10:1 (0.8 bpp)" in result.markdown() and "PSNR @ 30:1" in result.table()
     json.dumps(medzoo.evaluate.common.jsonable(result.to_dict()), allow_nan=False)
     paths = result.save(tmp_path / "rd")
     assert paths["compression_examples"].stat().st_size > 1000

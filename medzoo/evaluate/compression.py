@@ -45,6 +45,10 @@ from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
 
 
+#: lossy compression ratios that radiology guidelines allow for CR/DX chest images, of the stored bits
+GUIDELINE_RATIOS = {"10:1": (10, "German consensus, CR/DX chest"), "30:1": (30, "Canadian guideline, CR/DX chest")}
+
+
 @dataclasses.dataclass(repr=False, eq=False)
 class CompressionResult(Result):
     """Rate-distortion points of the VQ-VAE(s) and curves of the classical codecs.
@@ -56,6 +60,8 @@ class CompressionResult(Result):
         codecs: ``{name: sweep dict}`` (see :func:`medzoo.evaluate.classical.sweep`).
         bd: ``{curve: {"psnr": BDResult dict, "ssim": BDResult dict}}`` against ``anchor``.
         points: per VQ-VAE, the anchor's rate at the same PSNR and the rate change (percent, negative = fewer bits).
+        guidelines: ``{ratio: {"bpp", "source", "curves": {curve: {"psnr", "ssim"}}}}``: every curve's quality
+            at the guideline compression ratios of the stored bits (interpolated; None outside a curve).
     """
 
     source: str
@@ -68,6 +74,7 @@ class CompressionResult(Result):
     bd: dict
     points: list
     examples: dict
+    guidelines: dict = dataclasses.field(default_factory=dict)
     task = "compression"
 
     def to_dict(self, per_image=False) -> dict:
@@ -79,7 +86,8 @@ class CompressionResult(Result):
                 "image_shape": list(self.image_shape), "entropy_model": self.kind,
                 "rate": "bits per pixel of the complete stream/file per image (headers included)",
                 "models": [strip(m) for m in self.models], "codecs": {k: strip(v) for k, v in self.codecs.items()},
-                "anchor": self.anchor, "bd_rate_percent": self.bd, "single_points": self.points}
+                "anchor": self.anchor, "bd_rate_percent": self.bd, "single_points": self.points,
+                "guideline_rates": self.guidelines}
 
     def table(self) -> str:
         rows = []
@@ -112,6 +120,14 @@ class CompressionResult(Result):
         text += "\n\n" + format_table(["model", "codec", "bpp @ same PSNR", "PSNR @ same bpp", "SSIM @ same bpp"],
                                       codec_rows, title="every codec at each medzoo rate point ('-': outside the "
                                                         "codec's sweep)")
+        if self.guidelines:
+            ratios = list(self.guidelines)
+            curves = list(next(iter(self.guidelines.values()))["curves"])
+            rows = [[c, *(self.guidelines[r]["curves"][c][m] for r in ratios for m in ("psnr", "ssim"))]
+                    for c in curves]
+            heads = [f"{m} @ {r} ({self.guidelines[r]['bpp']:.3g} bpp)" for r in ratios for m in ("PSNR", "SSIM")]
+            text += "\n\n" + format_table(["curve", *heads], rows, title="quality at the radiology guidelines' "
+                                          "compression ratios of the stored bits ('-': outside the curve)")
         return text
 
     def markdown(self) -> str:
@@ -143,11 +159,23 @@ class CompressionResult(Result):
         bd_rows = [[curve, f(v["psnr"]["value_percent"], 1), f(v["ssim"]["value_percent"], 1), v["psnr"]["note"]]
                    for curve, v in self.bd.items()]
         bd = markdown_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note"], bd_rows)
-        return (f"Rate-distortion on {self.source} ({self.num_images} images, each its own stream or file; bits "
+        text = (f"Rate-distortion on {self.source} ({self.num_images} images, each its own stream or file; bits "
                 "per pixel of the whole file, headers included): each classical codec at the rate of each "
                 f"medzoo rate point.\n\n{rd}\n\nBjontegaard delta rate against {self.codecs[self.anchor]['label']} "
                 "(negative: fewer bits for the same quality; '-': the curves do not overlap or there is a single "
                 f"rate point).\n\n{bd}")
+        if self.guidelines:
+            ratios = list(self.guidelines)
+            curves = list(self.guidelines[ratios[0]]["curves"])
+            rows = [[c, *(f(self.guidelines[r]["curves"][c][m], d) for r in ratios for m, d in (("psnr", 2),
+                                                                                               ("ssim", 3)))]
+                    for c in curves]
+            heads = [f"{m} at {r} ({self.guidelines[r]['bpp']:.3g} bpp)" for r in ratios for m in ("PSNR dB", "SSIM")]
+            sources = "; ".join(f"{r}: {g['source']}" for r, g in self.guidelines.items())
+            text += (f"\n\nQuality at the compression ratios that radiology guidelines allow ({sources}) of the "
+                     f"{self.guidelines[ratios[0]]['stored_bits']} stored bits per pixel ('-': outside a curve)."
+                     f"\n\n{markdown_table(['curve', *heads], rows)}")
+        return text
 
     def plot(self, path) -> pathlib.Path:
         fig = plots.figure(11, 4.2)
@@ -165,6 +193,10 @@ class CompressionResult(Result):
                 for m in pts:
                     ax.annotate(m["model"] if curve == "VQ-VAE" else f"q{m['quality']}", (m["bpp"], m[metric]),
                                 textcoords="offset points", xytext=(4, -10), fontsize=7)
+            for ratio, g in self.guidelines.items():
+                ax.axvline(g["bpp"], color="grey", ls=":", lw=1)
+                ax.annotate(ratio, (g["bpp"], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="grey",
+                            xytext=(2, 0), textcoords="offset points")
             plots.log_rate_axis(ax)
             ax.set_xlabel("bits per pixel (whole file per image)")
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
@@ -327,7 +359,28 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
     sweeps = {name: classical.sweep(name, x8, x, progress=progress_bars) for name in codecs}
     bd, singles = _compare(points, sweeps, anchor)
     return CompressionResult(source, len(x), tuple(first.image_shape), kind, points, sweeps, anchor, bd, singles,
-                             examples)
+                             examples, _at_guideline_rates(points, sweeps, stored_bits=8))
+
+
+def _at_guideline_rates(points, sweeps, stored_bits) -> dict:
+    """Each curve's PSNR and SSIM at :data:`GUIDELINE_RATIOS` of ``stored_bits`` per pixel (interpolated)."""
+    curves = {}
+    for p in points:
+        curves.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
+    curves = {name: {m: np.array([p[m] for p in sorted(members, key=lambda p: p["bpp"])]) for m in ("bpp", "psnr",
+                                                                                                   "ssim")}
+              for name, members in curves.items()}
+    curves.update({c["label"]: {m: np.array(c[m]) for m in ("bpp", "psnr", "ssim")} for c in sweeps.values()})
+    out = {}
+    for ratio, (factor, source) in GUIDELINE_RATIOS.items():
+        bpp = stored_bits / factor
+        at = {}
+        for name, c in curves.items():
+            values = {m: quality_at_rate(c["bpp"], c[m], bpp) if len(c["bpp"]) > 1 else float("nan")
+                      for m in ("psnr", "ssim")}
+            at[name] = {m: (v if math.isfinite(v) else None) for m, v in values.items()}
+        out[ratio] = {"bpp": bpp, "stored_bits": stored_bits, "source": source, "curves": at}
+    return out
 
 
 def _compare(points, sweeps, anchor) -> tuple[dict, list]:
