@@ -198,7 +198,8 @@ def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_pat
     data = compress(images, codec, quality=2)
     (tmp_path / "stream.mzc").write_bytes(data)
     pixels = _ct_like(2)
-    (tmp_path / "lossless.mzc").write_bytes(compress(pixels, codec, lossless=True, quality=2))  # the codec's part
+    # the codec's part, over 2 x 2 tiles of 64 px: the tiles' integer reconstructions must agree too
+    (tmp_path / "lossless.mzc").write_bytes(compress(pixels, codec, lossless=True, quality=2, tile_size=64))
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
            "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-c", _DECODE_UNDER_ANOTHER_BACKEND, str(path), str(tmp_path / "stream.mzc"),
