@@ -8,11 +8,12 @@ its own integer range ``[low, high]`` (stored in the stream): the model sees
 maps back to ``low + round(x_hat (high - low))``. Then the signal left (the pixels, or
 their difference from that reconstruction) is predicted from its already decoded
 neighbours with the median edge detector of LOCO-I / JPEG-LS (left, up, up-left), and
-the prediction error is coded with a discrete Laplace distribution per *context*: the
+the prediction error is coded with a discrete Laplace or Gaussian distribution per *context*: the
 local error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``
 (CALIC's idea: errors cluster) in 8 to 32 bins by image size, thresholds at its
-quantiles (chosen per stream and sent). The encoder picks, per context, the Laplace
-scale that codes its errors in the fewest bits and sends its index.
+quantiles (chosen per stream and sent). The encoder picks, per context, the family and
+scale that code its errors in the fewest bits (searched around the scales that fit their
+mean and their median magnitude: outliers inflate the mean) and sends its index.
 Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
 the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
 
@@ -28,7 +29,7 @@ import functools
 import numpy as np
 
 from medzoo.codec import exact
-from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, scale_table
+from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, gaussian_tables, scale_table
 from medzoo.codec.stream import _constriction, _Reader, _varint
 from medzoo.errors import DataError
 
@@ -61,9 +62,16 @@ def laplace_tables() -> tuple:
 
 
 @functools.lru_cache(maxsize=1)
+def error_tables() -> tuple:
+    """The tables a context may pick (its index in a stream): the discrete Laplace scales, then the
+    discretized Gaussian ones (smooth noise, e.g. CT, has lighter tails than a Laplace)."""
+    return laplace_tables() + tuple(gaussian_tables())
+
+
+@functools.lru_cache(maxsize=1)
 def _models():
     family = _constriction().stream.model.Categorical
-    return [family(p, perfect=False) for p in laplace_tables()]
+    return [family(p, perfect=False) for p in error_tables()]
 
 
 # ----------------------------------------------------------------- prediction
@@ -141,7 +149,7 @@ def _split(residuals: np.ndarray, shift: int, half: int):
 
 
 def _cost(residuals: np.ndarray, shift: int, index: int) -> float:
-    table = laplace_tables()[index]
+    table = error_tables()[index]
     half = (len(table) - 2) // 2
     high = residuals >> shift
     inside = np.abs(high) <= half
@@ -157,9 +165,15 @@ def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
         return 0, 0
     best = None
     for shift in range(max_shift + 1):
-        spread = np.mean(np.abs(residuals >> shift)) + 0.5
-        centre = int(np.searchsorted(scale_table(), spread))  # the Laplace b fitting the mean |r|
-        for index in range(max(0, centre - 3), min(SCALE_LEVELS, centre + 4)):
+        magnitude = np.abs(residuals >> shift)
+        # scales fitting the mean |r| and, robust to outliers, the median |r| (Laplace b, Gaussian sigma)
+        centres = {min(int(np.searchsorted(scale_table(), v)), SCALE_LEVELS - 1) + family * SCALE_LEVELS
+                   for family, v in (
+            (0, magnitude.mean() + 0.5), (0, np.median(magnitude) / 0.6931 + 0.5),
+            (1, 1.2533 * magnitude.mean() + 0.5), (1, np.median(magnitude) / 0.6745 + 0.5))}
+        candidates = sorted({i for c in centres for i in range(c - 3, c + 4)
+                             if (c // SCALE_LEVELS) * SCALE_LEVELS <= i < (c // SCALE_LEVELS + 1) * SCALE_LEVELS})
+        for index in candidates:
             cost = _cost(residuals, shift, index)
             if best is None or cost < best[0]:
                 best = (cost, index, shift)
@@ -191,7 +205,7 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     context = np.searchsorted(thresholds, local, side="right")
     choices = [choose_model(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
     models = [_models()[index] for index, _ in choices]
-    halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
+    halves = [(len(error_tables()[index]) - 2) // 2 for index, _ in choices]
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
     chunks = []  # (symbols, model) in decoding order
     for rows, cols in _diagonals(*signal.shape[1:]):
@@ -222,7 +236,7 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
         raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")
     side = r.take(2 * contexts, "residual tables")
     choices = [(side[2 * k], side[2 * k + 1]) for k in range(contexts)]
-    if any(index >= SCALE_LEVELS or shift > MAX_SHIFT for index, shift in choices):
+    if any(index >= len(error_tables()) or shift > MAX_SHIFT for index, shift in choices):
         raise DataError("the residual payload names an unknown table")
     thresholds = [r.varint("context threshold") for _ in range(contexts - 1)]
     words = payload[r.pos:]
@@ -231,7 +245,7 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
     models = [_models()[index] for index, _ in choices]
-    halves = [(len(laplace_tables()[index]) - 2) // 2 for index, _ in choices]
+    halves = [(len(error_tables()[index]) - 2) // 2 for index, _ in choices]
     thresholds = np.asarray(thresholds, dtype=np.int64)
     signal = np.zeros(shape, dtype=np.int64)
     errors = np.zeros(shape, dtype=np.int64)
