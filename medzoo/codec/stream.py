@@ -46,11 +46,12 @@ Format version 2 holds a scale-hyperprior codec's latents
     payload length   v        bytes
     payload                   modes 1-3 start with the pixel type (1 byte, lossless.DTYPES), the
                               array rank (1 byte) and per image and channel its lowest and highest
-                              value (zigzag varints). Then, except in mode 2, the largest tile side
-                              (v, 0: never tiled; medzoo.codec.tiles) and the latents' ANS words
-                              (32-bit, little-endian, trailing zero bytes of the last word dropped),
-                              length-prefixed (v) in modes 1 and 2; modes 1 and 2 end with the
-                              residuals' ANS words (medzoo.codec.lossless)
+                              value (zigzag varints). The latents block follows: the largest tile
+                              side (v, 0: never tiled; medzoo.codec.tiles) and the latents' ANS
+                              words (32-bit, little-endian, trailing zero bytes of the last word
+                              dropped); it is the rest of the payload in modes 0 and 3, and
+                              length-prefixed (v) in modes 1 and 2 (empty in mode 2), which end
+                              with the residuals' ANS words (medzoo.codec.lossless)
     CRC32            4 bytes  over everything above
 
 Version 1 streams stay readable.
