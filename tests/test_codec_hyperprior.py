@@ -499,3 +499,20 @@ def test_a_codec_preset_records_each_quality_as_real_streams_measure_it(tmp_path
         assert row["bpp"] == pytest.approx(np.mean([8 * len(s) / (64 * 64) for s in streams]), abs=1e-4)
         rec = np.concatenate([decompress(s, model) for s in streams])
         assert row["psnr"] == pytest.approx(float(psnr(x, rec).mean()), abs=1e-3)
+
+
+def test_contexts_whose_errors_fit_no_family_send_their_own_table():
+    """Errors with a shape no Laplace or Gaussian fits (here spikes at multiples of 8, as in images rescaled from
+    fewer bits) get an explicit, quantised histogram: fewer bits, and still exact."""
+    from medzoo.codec import lossless
+
+    rng = np.random.default_rng(7)
+    steps = np.cumsum(8 * rng.integers(-3, 4, size=(2, 120, 160)), axis=2)  # a random walk in steps of 8
+    index, shift, levels = lossless.choose_table(steps.ravel() - np.roll(steps.ravel(), 1), 0)
+    assert index == lossless.EXPLICIT and levels is not None
+    parametric = lossless.choose_model(steps.ravel() - np.roll(steps.ravel(), 1), 0)
+    assert parametric[0] != lossless.EXPLICIT
+    data = lossless.encode_signal(steps, np.dtype("int16"))
+    assert np.array_equal(lossless.decode_signal(data, steps.shape), steps)
+    table = lossless.explicit_table(levels)
+    assert table.sum() == pytest.approx(1.0) and (table > 0).all()

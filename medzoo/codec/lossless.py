@@ -13,7 +13,9 @@ local error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |
 (CALIC's idea: errors cluster) in 8 to 32 bins by image size, thresholds at its
 quantiles (chosen per stream and sent). The encoder picks, per context, the family and
 scale that code its errors in the fewest bits (searched around the scales that fit their
-mean and their median magnitude: outliers inflate the mean) and sends its index.
+mean and their median magnitude: outliers inflate the mean) and sends its index; where a
+context's own histogram (quantised to a byte per value, sent) saves more than it costs, that
+is its table instead (:data:`EXPLICIT`).
 Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
 the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
 
@@ -45,6 +47,11 @@ LAPLACE_TAIL = 20.0
 ESCAPE_BITS = 18
 #: the pixel types the lossless mode takes, and their ids in a stream
 DTYPES = ("uint8", "uint16", "int16", "int8")
+#: a context's table index that announces an explicit table (its histogram follows in the side information)
+EXPLICIT = 255
+#: an explicit table covers at most [-EXPLICIT_HALF, EXPLICIT_HALF]; its counts are sent as bytes
+#: ``round(COUNT_STEPS * log2(1 + count))``
+EXPLICIT_HALF, COUNT_STEPS = 96, 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,6 +79,12 @@ def error_tables() -> tuple:
 def _models():
     family = _constriction().stream.model.Categorical
     return [family(p, perfect=False) for p in error_tables()]
+
+
+def _model(table: np.ndarray, index: int):
+    """The range coder's model of a context: a cached parametric one, or one made for an explicit table."""
+    return _models()[index] if index != EXPLICIT else _constriction().stream.model.Categorical(table,
+                                                                                               perfect=False)
 
 
 # ----------------------------------------------------------------- prediction
@@ -148,8 +161,22 @@ def _split(residuals: np.ndarray, shift: int, half: int):
     return symbols, (high[escaped] + (1 << (ESCAPE_BITS - 1))).astype(np.int32), low.astype(np.int32)
 
 
-def _cost(residuals: np.ndarray, shift: int, index: int) -> float:
-    table = error_tables()[index]
+def explicit_table(levels: np.ndarray) -> np.ndarray:
+    """Quantised counts (bytes, the symbols ``-T..T`` then the escape) -> the table both sides use (exact)."""
+    counts = exact.exp(np.asarray(levels, dtype=np.float64) * (0.6931471805599453 / COUNT_STEPS)) - 1.0
+    return _frequencies(np.maximum(counts, 1e-3) / np.sum(np.maximum(counts, 1e-3)))
+
+
+def _explicit_levels(residuals: np.ndarray, shift: int) -> np.ndarray:
+    """The byte levels of an explicit table for ``residuals`` (the encoder's histogram, quantised)."""
+    high = residuals >> shift
+    half = int(min(EXPLICIT_HALF, max(1, np.quantile(np.abs(high), 0.999, method="higher"))))
+    inside = np.abs(high) <= half
+    counts = np.append(np.bincount(high[inside] + half, minlength=2 * half + 1), (~inside).sum())
+    return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
+
+
+def _table_cost(table: np.ndarray, residuals: np.ndarray, shift: int) -> float:
     half = (len(table) - 2) // 2
     high = residuals >> shift
     inside = np.abs(high) <= half
@@ -157,6 +184,23 @@ def _cost(residuals: np.ndarray, shift: int, index: int) -> float:
     bits = -np.log2(table[:2 * half + 1])
     escapes = int((~inside).sum())
     return float(counts @ bits) + escapes * (ESCAPE_BITS - np.log2(table[-1])) + shift * residuals.size
+
+
+def _cost(residuals: np.ndarray, shift: int, index: int) -> float:
+    return _table_cost(error_tables()[index], residuals, shift)
+
+
+def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.ndarray | None]:
+    """:func:`choose_model`'s parametric choice, or an explicit table (index :data:`EXPLICIT`, its byte levels
+    sent) where its histogram saves more bits than it costs to send."""
+    index, shift = choose_model(residuals, max_shift)
+    if residuals.size < 1024:
+        return index, shift, None
+    levels = _explicit_levels(residuals, shift)
+    side_bits = 8 * (len(levels) + 1)
+    if _table_cost(explicit_table(levels), residuals, shift) + side_bits < _cost(residuals, shift, index):
+        return EXPLICIT, shift, levels
+    return index, shift, None
 
 
 def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
@@ -203,9 +247,11 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     local = energy(left, up, upleft, *_neighbours(errors))
     thresholds = context_thresholds(local, contexts)
     context = np.searchsorted(thresholds, local, side="right")
-    choices = [choose_model(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
-    models = [_models()[index] for index, _ in choices]
-    halves = [(len(error_tables()[index]) - 2) // 2 for index, _ in choices]
+    chosen = [choose_table(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
+    choices = [(index, shift) for index, shift, _ in chosen]
+    tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
+    models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
+    halves = [(len(table) - 2) // 2 for table in tables]
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
     chunks = []  # (symbols, model) in decoding order
     for rows, cols in _diagonals(*signal.shape[1:]):
@@ -224,7 +270,10 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
         if symbols.size:
             coder.encode_reverse(symbols, model)
     side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
-    return side + b"".join(_varint(int(t)) for t in thresholds) + coder.get_compressed().astype("<u4").tobytes()
+    explicit = b"".join(bytes([(len(levels) - 2) // 2]) + levels.tobytes() for _, _, levels in chosen
+                        if levels is not None)
+    return (side + b"".join(_varint(int(t)) for t in thresholds) + explicit
+            + coder.get_compressed().astype("<u4").tobytes())
 
 
 def decode_signal(payload: bytes, shape) -> np.ndarray:
@@ -236,16 +285,23 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
         raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")
     side = r.take(2 * contexts, "residual tables")
     choices = [(side[2 * k], side[2 * k + 1]) for k in range(contexts)]
-    if any(index >= len(error_tables()) or shift > MAX_SHIFT for index, shift in choices):
+    if any((index >= len(error_tables()) and index != EXPLICIT) or shift > MAX_SHIFT for index, shift in choices):
         raise DataError("the residual payload names an unknown table")
     thresholds = [r.varint("context threshold") for _ in range(contexts - 1)]
+    tables = []
+    for index, _ in choices:
+        if index == EXPLICIT:
+            half = r.take(1, "explicit table size")[0]
+            tables.append(explicit_table(np.frombuffer(r.take(2 * half + 2, "explicit table"), dtype=np.uint8)))
+        else:
+            tables.append(error_tables()[index])
     words = payload[r.pos:]
     if len(words) % 4:
         raise DataError("a residual payload is whole 32-bit words")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
     uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
-    models = [_models()[index] for index, _ in choices]
-    halves = [(len(error_tables()[index]) - 2) // 2 for index, _ in choices]
+    models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
+    halves = [(len(table) - 2) // 2 for table in tables]
     thresholds = np.asarray(thresholds, dtype=np.int64)
     signal = np.zeros(shape, dtype=np.int64)
     errors = np.zeros(shape, dtype=np.int64)
