@@ -491,6 +491,15 @@ class _WallClock(keras.callbacks.Callback):
         self.path.write_text(json.dumps({"seconds": self.seconds()}))
 
 
+def _version_after(model, recipe: Recipe) -> str:
+    """1.0.0, or the next minor version of the zoo model of the same name that this run fine-tuned."""
+    source = getattr(model, "initialized_from", None) or {}
+    if source.get("model") != recipe.name or not source.get("version"):
+        return "1.0.0"
+    major, minor, _ = (int(v) for v in source["version"].split("."))
+    return f"{major}.{minor + 1}.0"
+
+
 def _round_to_float16(model) -> None:
     for var in model.weights:
         if var.dtype == "float32":
@@ -504,7 +513,7 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         _round_to_float16(model)  # measure exactly what the preset ships
     if recipe.family == "codec" and not getattr(model, "zoo_metadata", None):
         # a codec's streams name the preset in their header: measure them as they will be shipped
-        model.zoo_metadata = {"name": recipe.name, "version": "1.0.0"}
+        model.zoo_metadata = {"name": recipe.name, "version": _version_after(model, recipe)}
     names = recipe.datasets
     tests = [_load_one(recipe, name, "test") for name in names]
     vals = [_load_one(recipe, name, "val") for name in names]
@@ -673,7 +682,7 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
                                   f"{recipe.crops_per_image} per image per epoch")
     path = save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
                        training=training, metrics=metrics, licence="CC-BY-4.0",
-                       weights_dtype=recipe.weights_dtype)
+                       weights_dtype=recipe.weights_dtype, version=_version_after(model, recipe))
     if recipe.family == "vqvae":
         from medzoo.codec.entropy import save_to_preset
 
