@@ -15,6 +15,7 @@ from medzoo.errors import (  # noqa: F401
     ConfigError,
     DataError,
     DependencyError,
+    DomainShiftWarning,
     IntegrityError,
     MedzooError,
     ModelNotFoundError,

@@ -31,3 +31,11 @@ class ModelNotFoundError(MedzooError, KeyError):
 
 class DependencyError(MedzooError, ImportError):
     """An optional package needed for this operation is not installed."""
+
+
+class DomainShiftWarning(UserWarning):
+    """Images far from a model's training data (another modality, acquisition, scale or added noise).
+
+    Filter it by class, e.g. ``warnings.simplefilter("ignore", medzoo.DomainShiftWarning)``, where the shift
+    is deliberate.
+    """

@@ -50,3 +50,17 @@ def test_a_zoo_model_warns_on_another_modality_not_on_its_own(data_dir):
         model.encode(brain, preprocess=True)
     found = _domain_warnings(caught)
     assert len(found) == 1 and "6 of 6 image(s)" in str(found[0].message)
+    assert found[0].category is medzoo.DomainShiftWarning and issubclass(medzoo.DomainShiftWarning, UserWarning)
+
+
+def test_the_denoising_evaluation_does_not_flag_the_noise_it_adds(data_dir):
+    model = medzoo.load("ae-chestxray-f4c1", compile=False)
+    chest = model.preprocess(load_npz("kermany_pediatric_cxr_128", "test")[0][:8])
+    noisy = np.clip(chest + np.random.default_rng(0).normal(0, 0.2, chest.shape), 0, 1).astype("float32")
+    with pytest.warns(medzoo.DomainShiftWarning, match="look unlike"):  # noisy images do look unlike the data
+        model.reconstruct(noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = medzoo.evaluate.denoise(model, images=chest, sigmas=(0.2,), classical=())
+    assert not _domain_warnings(caught)
+    assert result.rows[-1]["method"] == "ae-chestxray-f4c1" and result.rows[-1]["psnr"] > result.rows[0]["psnr"]

@@ -34,7 +34,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from medzoo.errors import ConfigError, DataError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning
 from medzoo.models import tiling
 from medzoo.models.execution import compiled
 from medzoo.models.blocks import NORMALIZATIONS, build_decoder, build_encoder, check_input_shape, resolve_filters
@@ -499,7 +499,7 @@ class AutoencoderModel(keras.Model):
                 f"{flagged} of {len(x)} image(s) look unlike this model's training data ({trained}) in their "
                 "intensity and texture statistics: another modality or acquisition? Expect a domain shift "
                 "(it still runs; fine-tune on such images, or pick a model trained on them)",
-                UserWarning, stacklevel=3)
+                DomainShiftWarning, stacklevel=3)
 
     def _warn_if_unfamiliar_size(self, height, width) -> None:
         """Warn when an any-size model meets images far smaller or larger than its training images."""
@@ -515,7 +515,7 @@ class AutoencoderModel(keras.Model):
                 f"this model was trained on images with sides of {low}-{high} pixels{where}; these are "
                 f"{height}x{width}, so anatomy appears at another scale than in training: expect a domain "
                 "shift (it still runs; a PreprocessSpec with max_side= shrinks large images, or fine-tune)",
-                UserWarning, stacklevel=3)
+                DomainShiftWarning, stacklevel=3)
 
     def _tiles(self, height, width, tile_size, overlap):
         """``(tile, overlap)`` in image pixels, or None to process whole images."""
