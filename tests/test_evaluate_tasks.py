@@ -221,6 +221,25 @@ def test_generation_samples_and_interpolates(vae, ae, labelled, tmp_path):
     assert _is_png(strips_only.plot(tmp_path / "strips.png"))
 
 
+def test_generation_of_an_any_size_vae_draws_latents_of_the_images_size(labelled):
+    x, y = labelled
+    vae = medzoo.VAE(input_shape=(None, None, 1), architecture="residual", filters=[4, 8], depth=2,
+                     latent_channels=2)
+    result = medzoo.evaluate.generation(vae, images=x, labels=y, n_samples=3, steps=3, pairs=1)
+    assert result.samples.shape == (3, 32, 32, 1) and result.strips[0].shape == (3, 32, 32, 1)
+    assert result.stats["latent_size"] == 8 * 8 * 2 and 0 <= result.stats["active_units"] <= 128
+
+
+def test_vqvae_strips_decode_the_nearest_codes_of_interpolated_encodings(labelled):
+    x, _ = labelled
+    vq = medzoo.VQVAE(num_embeddings=8, embedding_dim=2, **TINY)
+    result = medzoo.evaluate.generation(vq, images=x, labels=None, steps=3, pairs=1, seed=1)
+    strip, codes = result.strips[0], vq.encode(x)
+    recs = vq.decode(codes)
+    assert result.samples is None and strip.shape == (3, 32, 32, 1)
+    assert min(np.abs(recs - strip[0]).max(axis=(1, 2, 3))) < 1e-5  # the first frame decodes an image's codes
+
+
 def test_strip_end_frames_are_the_reconstructions(ae, labelled):
     x, y = labelled
     result = medzoo.evaluate.generation(ae, images=x, labels=None, steps=5, pairs=1, seed=4)

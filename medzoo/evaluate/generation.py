@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import keras
 import numpy as np
 
 from medzoo.evaluate import plots
@@ -104,7 +105,10 @@ def generation(model, images=None, labels=None, *, n_samples=16, steps=8, pairs=
 
     samples = None
     if family == "vae":
-        z = rng.standard_normal((n_samples, *model.latent_shape)).astype(np.float32) * temperature
+        shape = model.latent_shape
+        if shape[0] is None:  # any-size VAE: draw latents of the real images' size
+            shape = (*model.latent_size(*x.shape[1:3]), shape[-1])
+        z = rng.standard_normal((n_samples, *shape)).astype(np.float32) * temperature
         samples = model.decode(z, batch_size=batch_size)
         means = model.encode(x, batch_size=batch_size).reshape(len(x), -1)
         active = int((means.var(axis=0) > 0.01).sum())
@@ -115,7 +119,7 @@ def generation(model, images=None, labels=None, *, n_samples=16, steps=8, pairs=
             "sample_intensity_mean": float(samples.mean()), "real_intensity_mean": float(x.mean()),
             "sample_intensity_std": float(samples.std()), "real_intensity_std": float(x.std()),
             "sample_nn_mse_mean": float(nn_samples.mean()), "real_nn_mse_mean": float(nn_real.mean()),
-            "active_units": active, "latent_size": int(np.prod(model.latent_shape)),
+            "active_units": active, "latent_size": int(means.shape[1]),
             "per_sample_nn_mse": nn_samples,
         })
     else:
@@ -135,9 +139,7 @@ def generation(model, images=None, labels=None, *, n_samples=16, steps=8, pairs=
         if family == "vqvae":
             za, zb = model.encode_continuous(x[[a, b]], batch_size=batch_size)
             mix = (1 - t)[:, None, None, None] * za + t[:, None, None, None] * zb
-            import tensorflow as tf
-
-            codes = model.quantizer.nearest_codes(tf.constant(mix)).numpy()
+            codes = keras.ops.convert_to_numpy(model.quantizer.nearest_codes(keras.ops.convert_to_tensor(mix)))
             strips.append(model.decode(codes, batch_size=batch_size))
         else:
             za, zb = model.encode(x[[a, b]], batch_size=batch_size)
