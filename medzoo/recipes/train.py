@@ -138,9 +138,8 @@ def train(
         tf.config.experimental.enable_op_determinism()
     policy = set_precision(precision)
     spec = PreprocessSpec.from_config(recipe.spec)
-    train_images = load_images(recipe, "train")
-    val_images = load_images(recipe, "val")
-    train_masks, val_masks = load_masks_of(recipe, "train"), load_masks_of(recipe, "val")
+    train_images, train_masks = load_split(recipe, "train")
+    val_images, val_masks = load_split(recipe, "val")
 
     replicas = tf_strategy.num_replicas_in_sync if tf_strategy is not None else (
         int(np.prod(distribution.device_mesh.shape)) if distribution is not None else 1)
@@ -273,6 +272,17 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
 
 
 # ----------------------------------------------------------------------- data
+def load_split(recipe: Recipe, split: str):
+    """One split as ``(images, masks)``, each read once: arrays, or lists of arrays for a mixture of
+    datasets; masks only for a segmenter recipe (else None), aligned with the images."""
+    pairs = [_kept(recipe, name, split, load_npz(name, split),
+                   load_masks(name, split) if recipe.family == "segmenter" else None) for name in recipe.datasets]
+    images, masks = [i for i, _ in pairs], [m for _, m in pairs]
+    if not isinstance(recipe.dataset, list):
+        return images[0], masks[0]
+    return images, (masks if recipe.family == "segmenter" else None)
+
+
 def load_images(recipe: Recipe, split: str):
     """One split's images: an array, or a list of arrays for a mixture of datasets."""
     images = [_load_one(recipe, name, split) for name in recipe.datasets]
@@ -281,14 +291,6 @@ def load_images(recipe: Recipe, split: str):
 
 def _load_one(recipe: Recipe, dataset: str, split: str) -> np.ndarray:
     return _kept(recipe, dataset, split, load_npz(dataset, split))[0]
-
-
-def load_masks_of(recipe: Recipe, split: str):
-    """A segmenter recipe's masks of one split, aligned with :func:`load_images` (None for other families)."""
-    if recipe.family != "segmenter":
-        return None
-    masks = [_kept(recipe, name, split, load_npz(name, split), load_masks(name, split))[1] for name in recipe.datasets]
-    return masks if isinstance(recipe.dataset, list) else masks[0]
 
 
 def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
@@ -515,15 +517,16 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         # a codec's streams name the preset in their header: measure them as they will be shipped
         model.zoo_metadata = {"name": recipe.name, "version": _version_after(model, recipe)}
     names = recipe.datasets
-    tests = [_load_one(recipe, name, "test") for name in names]
     vals = [_load_one(recipe, name, "val") for name in names]
     if recipe.family == "segmenter":
-        masks = load_masks_of(recipe, "test")
-        metrics = segmentation_metrics(model, tests[0], masks if not isinstance(masks, list) else masks[0], spec,
-                                       recipe.provenance.get("pixel_spacing_mm"))
+        images, masks = load_split(recipe, "test")
+        if isinstance(masks, list):  # a mixture: measured on its first dataset
+            images, masks = images[0], masks[0]
+        metrics = segmentation_metrics(model, images, masks, spec, recipe.provenance.get("pixel_spacing_mm"))
     elif len(names) == 1:
-        metrics = test_metrics(model, tests[0], vals[0], spec)
+        metrics = test_metrics(model, _load_one(recipe, names[0], "test"), vals[0], spec)
     else:
+        tests = [_load_one(recipe, name, "test") for name in names]
         per = {name: test_metrics(model, t, v, spec) for name, t, v in zip(names, tests, vals)}
         keys = [k for k in per[names[0]] if k != "test_images" and isinstance(per[names[0]][k], float)]
         metrics = {"test_images": sum(m["test_images"] for m in per.values()),
