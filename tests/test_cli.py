@@ -65,7 +65,7 @@ def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
 
     assert main(["info", "vae-chestxray"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("vae-chestxray 1.0.0  (vae,") and "doi:10.17632/rscbjbr9sj.2" in text
+    assert text.startswith("vae-chestxray 1.0.1  (vae,") and "doi:10.17632/rscbjbr9sj.2" in text
     entry = medzoo.info("vae-chestxray")
     assert f"psnr {entry['metrics']['psnr']:.4g}" in text
     assert all(f["sha256"] in text for f in entry["files"])
