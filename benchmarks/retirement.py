@@ -38,11 +38,10 @@ def build_parser():
     return p
 
 
-def _measures(name, family, args, cache) -> dict:
+def _measures(name, model, args, cache) -> dict:
     """``{measure: (value, higher_is_better or "one", note)}`` of one model, on its own test split."""
     if name in cache:
         return cache[name]
-    model = resolve_model(name)
     out = {}
     rec = medzoo.evaluate.reconstruction(model, max_images=args.max_images, seed=args.seed, thumbnail=False)
     for key, higher in (("psnr", True), ("ssim", True), ("mae", False)):
@@ -52,7 +51,7 @@ def _measures(name, family, args, cache) -> dict:
     row = next(iter(probe.methods.values()))
     out["probe AUROC"] = (row["auroc"], True, f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
     out["probe balanced accuracy"] = (row["balanced_accuracy"], True, "")
-    if family == "vae":
+    if family_of(model) == "vae":
         x, _ = load_split(model, "test", max_images=args.max_images, seed=args.seed)
         val, _ = load_split(model, "val", max_images=256, seed=args.seed)
         sigma = fit_vae_sigma(model, val)
@@ -64,13 +63,14 @@ def _measures(name, family, args, cache) -> dict:
     return out
 
 
-def _denoising(old, new, args) -> dict:
-    """``{measure: (old value, new value)}``: both models on the same noisy images."""
-    result = medzoo.evaluate.denoise([old, new], sigmas=SIGMAS, classical=(), max_images=args.max_images,
-                                     seed=args.seed)
+def _denoising(old_model, new_model, args) -> dict:
+    """``{measure: ((old value, True, ""), (new value, True, ""))}``: both models on the same noisy images."""
+    result = medzoo.evaluate.denoise([old_model, new_model], sigmas=SIGMAS, classical=(),
+                                     max_images=args.max_images, seed=args.seed)
     old_label, new_label = result.models
     values = {(r["sigma"], r["method"]): r["psnr"] for r in result.rows}
-    return {f"denoised PSNR, sigma {s}": (values[(s, old_label)], values[(s, new_label)]) for s in SIGMAS}
+    return {f"denoised PSNR, sigma {s}": ((values[(s, old_label)], True, ""), (values[(s, new_label)], True, ""))
+            for s in SIGMAS}
 
 
 def _better(old, new, higher) -> bool:
@@ -81,23 +81,19 @@ def _better(old, new, higher) -> bool:
 
 
 def compare(old, new, args, cache) -> tuple[list, dict]:
-    """Rows ``[measure, old, new, v2 at least as good]`` and a summary of one pair."""
-    family = family_of(resolve_model(old))
-    a, b = _measures(old, family, args, cache), _measures(new, family, args, cache)
+    """Rows ``[measure, old, new, v2 at least as good]`` and a summary of one pair (each model loaded once)."""
+    old_model, new_model = resolve_model(old), resolve_model(new)
+    a, b = _measures(old, old_model, args, cache), _measures(new, new_model, args, cache)
+    pairs = {measure: (a[measure], b[measure]) for measure in a}
+    if family_of(old_model) == "autoencoder":
+        pairs.update(_denoising(old_model, new_model, args))
     rows, summary, behind = [], {}, []
-    for measure, (value, higher, note) in a.items():
-        other, _, other_note = b[measure]
+    for measure, ((value, higher, note), (other, _, other_note)) in pairs.items():
         ok = _better(value, other, higher)
         rows.append([measure, f"{value:.4f} {note}".strip(), f"{other:.4f} {other_note}".strip(),
                      "yes" if ok else "no"])
         summary[measure] = {"old": value, "new": other, "new_at_least_as_good": ok}
         behind += [] if ok else [measure]
-    if family == "autoencoder":
-        for measure, (value, other) in _denoising(old, new, args).items():
-            ok = other >= value
-            rows.append([measure, f"{value:.4f}", f"{other:.4f}", "yes" if ok else "no"])
-            summary[measure] = {"old": value, "new": other, "new_at_least_as_good": ok}
-            behind += [] if ok else [measure]
     return rows, {"measures": summary, "retire": not behind, "old_ahead_on": behind}
 
 
