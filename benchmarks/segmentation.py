@@ -18,9 +18,8 @@ import numpy as np
 
 import _common
 
-from medzoo.data import PreprocessSpec, load_masks, load_npz
+from medzoo.data import PreprocessSpec, load_masks, load_npz, load_pixel_spacing
 from medzoo.evaluate.common import format_table
-from medzoo.evaluate.segmentation import hc18_spacing
 from medzoo.metrics import dice, ellipse_circumference
 from medzoo.recipes import RECIPES, train
 
@@ -38,7 +37,8 @@ def bootstrap_mean(values, n=1000, seed=0) -> tuple[float, float]:
 def head_circumference_error(dataset, predicted) -> float:
     """Mean absolute difference (mm) between fitted-ellipse circumferences of ``predicted`` (the first test
     images) and HC18's references."""
-    spacing, reference = hc18_spacing(dataset, "test", np.arange(len(predicted)), predicted.shape[1])
+    spacing, reference = load_pixel_spacing(dataset, "test", side=predicted.shape[1])
+    spacing, reference = spacing[: len(predicted)], reference[: len(predicted)]
     return float(np.nanmean(np.abs(ellipse_circumference(predicted, spacing) - reference)))
 
 

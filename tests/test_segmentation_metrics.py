@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from medzoo.data import load_pixel_spacing
 from medzoo.metrics import dice, ellipse_circumference, hd95, iou
 
 YY, XX = np.mgrid[:256, :256]
@@ -33,6 +34,10 @@ def test_ellipse_circumference_matches_ramanujan_and_hc18_references(data_dir):
     assert ellipse_circumference(ELLIPSE)[0] == pytest.approx(exact, rel=2e-3)
     with np.load(data_dir / "hc18" / "hc18_256.npz") as f:
         masks, sizes, hw = f["test_masks"], f["test_pixel_size_mm_and_hc_mm"], f["test_original_hw"]
-    spacing = sizes[:, 0] * hw.max(axis=1) / 256  # mm per pixel on the stored 256 px grid (SOURCES.md)
-    error = np.abs(ellipse_circumference(masks, spacing) - sizes[:, 1])
+    spacing, reference = load_pixel_spacing("hc18_256", "test", side=256)
+    # mm per pixel on the stored 256 px grid (SOURCES.md): the source was padded square, then resized
+    np.testing.assert_allclose(spacing, sizes[:, 0] * hw.max(axis=1) / 256, rtol=1e-6)
+    np.testing.assert_array_equal(reference, sizes[:, 1])
+    assert load_pixel_spacing("busbra_256", "test", side=256) is None  # no pixel sizes in that file
+    error = np.abs(ellipse_circumference(masks, spacing) - reference)
     assert error.mean() < 1.5  # the reference masks give the official circumferences (about 1.2 mm here)

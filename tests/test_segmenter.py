@@ -117,6 +117,21 @@ def test_a_segmentation_recipe_trains_on_masks_from_scratch_or_a_zoo_encoder(tmp
     assert pretrained.model.encoder_source == "tiny-vae"
 
 
+def test_a_fetal_head_recipe_records_hd95_in_mm_and_the_circumference_error_that_evaluate_measures(tmp_path):
+    from medzoo.recipes import train
+
+    run = train("seg-fetalus-head", output_dir=tmp_path / "run", encoder=None, max_images=6, crop_size=32,
+                crops_per_image=1, batch_size=6, epochs=1, warmup_steps=0, verbose=0,
+                model={"filters": [8, 16], "depth": 2, "blocks_per_level": 1})
+    assert {"hd95_mm", "hc_error_mm"} <= set(run.metrics)  # HC18 gives each image's pixel size
+    # the manifest's figures are the evaluation task's on the same test images (the recipe's seeded subset)
+    result = medzoo.evaluate(run.preset_dir, "segmentation", max_images=6, seed=run.recipe.seed,
+                             output_dir=tmp_path / "out")
+    assert run.metrics["dice"] == pytest.approx(result.per_image["dice"].mean(), abs=1e-5)
+    assert run.metrics["hd95_mm"] == pytest.approx(np.nanmean(result.per_image["hd95"]), abs=1e-4)
+    assert run.metrics["hc_error_mm"] == pytest.approx(np.nanmean(result.per_image["hc_error_mm"]), abs=1e-4)
+
+
 def test_medzoo_segment_writes_masks_overlays_and_a_csv(lesions, tmp_path):
     import csv
 

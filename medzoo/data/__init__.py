@@ -14,6 +14,7 @@ from medzoo.data.datasets import (
     from_directory,
     load_masks,
     load_npz,
+    load_pixel_spacing,
     resolve_npz,
 )
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
@@ -48,6 +49,7 @@ __all__ = [
     "is_dicom",
     "load_masks",
     "load_npz",
+    "load_pixel_spacing",
     "probe_image",
     "read_dicom",
     "read_dicom_header",

@@ -160,6 +160,23 @@ def load_masks(path_or_name, split: str = "train", *, data_dir=None) -> np.ndarr
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
 
 
+def load_pixel_spacing(path_or_name, split: str = "test", *, side: int,
+                       data_dir=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each image's mm per pixel on the stored ``side`` px grid, and its reference head circumference (mm).
+
+    For files in HC18's layout (``{split}_pixel_size_mm_and_hc_mm`` and ``{split}_original_hw``):
+    each source image was padded to a square of side max(h, w) and resized to ``side``, so
+    one stored pixel spans ``pixel_size * max(h, w) / side`` mm. None for a file without them.
+    """
+    path = resolve_npz(path_or_name, data_dir=data_dir)
+    with np.load(path, allow_pickle=False) as npz:
+        key = f"{split}_pixel_size_mm_and_hc_mm"
+        if key not in npz.files:
+            return None
+        sizes, hw = npz[key], npz[f"{split}_original_hw"]
+    return sizes[:, 0].astype(np.float64) * hw.max(axis=1) / side, sizes[:, 1].astype(np.float64)
+
+
 def resolve_npz(path_or_name, *, data_dir=None, cache_dir=None) -> pathlib.Path:
     """The local path :func:`load_npz` would read (downloading a known file if needed)."""
     candidate = pathlib.Path(path_or_name).expanduser()

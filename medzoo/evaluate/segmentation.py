@@ -65,19 +65,6 @@ class SegmentationResult(Result):
         return plots.save(fig, path)
 
 
-def hc18_spacing(dataset, split, keep, side) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-image mm per pixel on the stored ``side`` px grid and the reference circumferences (mm) of the
-    images ``keep`` of an HC18-layout file; None for a file without pixel sizes."""
-    from medzoo.data.datasets import resolve_npz
-
-    with np.load(resolve_npz(dataset)) as f:
-        key = f"{split}_pixel_size_mm_and_hc_mm"
-        if key not in f.files:
-            return None
-        sizes, hw = f[key][keep], f[f"{split}_original_hw"][keep]
-    return sizes[:, 0] * hw.max(axis=1) / side, sizes[:, 1]
-
-
 def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, examples=4,
                  pixel_spacing_mm=None) -> SegmentationResult:
     """Segment a split of the model's dataset and measure it against the reference masks.
@@ -89,7 +76,7 @@ def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, 
         examples: how many worst and how many best images the figure shows.
         pixel_spacing_mm: mm per pixel for HD95 (default: per image for HC18, else pixels).
     """
-    from medzoo.data import load_masks, load_npz
+    from medzoo.data import load_masks, load_npz, load_pixel_spacing
     from medzoo.models.segmenter import check_masks
 
     model = resolve_model(model)
@@ -106,7 +93,8 @@ def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, 
     x = model.preprocess(images[keep])
     refs = masks[keep]
     preds = model.segment(x)
-    hc = hc18_spacing(name, split, keep, images.shape[1])
+    hc = load_pixel_spacing(name, split, side=images.shape[1])
+    hc = None if hc is None else (hc[0][keep], hc[1][keep])
     spacing = pixel_spacing_mm if pixel_spacing_mm is not None else (hc[0] if hc is not None else None)
     per_image = {"dice": dice(refs, preds), "iou": iou(refs, preds),
                  "hd95": hd95(refs, preds, 1.0 if spacing is None else spacing)}

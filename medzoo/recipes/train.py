@@ -45,10 +45,11 @@ import keras
 
 from medzoo.backend import hardware, keras_backend, seed_everything
 from medzoo.callbacks import KLWarmup
-from medzoo.data import PreprocessSpec, from_arrays, load_masks, load_npz
+from medzoo.data import PreprocessSpec, from_arrays, load_masks, load_npz, load_pixel_spacing
 from medzoo.data.preprocess import shrunk_size
 from medzoo.errors import ConfigError, DataError, MedzooError
-from medzoo.metrics import bicubic_thumbnail, dice, fit_vae_sigma, hd95, iou, mae, psnr, ssim, vae_negative_elbo_bits
+from medzoo.metrics import (bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae, psnr, ssim,
+                            vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
 from medzoo.models.segmenter import check_masks
 from medzoo.recipes.catalog import get_recipe
@@ -296,7 +297,15 @@ def _load_one(recipe: Recipe, dataset: str, split: str) -> np.ndarray:
 def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
     """``(images, masks)`` after the recipe's class filter, ``max_images`` and (train) ``label_fraction``."""
     images, labels = loaded
-    keep = np.arange(len(images))
+    keep = _kept_indices(recipe, dataset, split, labels, len(images))
+    if masks is not None:
+        masks = check_masks(masks[keep], images[keep], getattr(recipe, "model", {}).get("classes", 1))
+    return images[keep], masks
+
+
+def _kept_indices(recipe: Recipe, dataset: str, split: str, labels, count: int) -> np.ndarray:
+    """Which of a split's ``count`` images the recipe uses (sorted indices)."""
+    keep = np.arange(count)
     if recipe.classes is not None:
         if labels is None:
             raise ConfigError(f"recipe {recipe.name!r} keeps classes {recipe.classes}, but {dataset} has no labels")
@@ -308,9 +317,7 @@ def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
     if limit is not None and len(keep) > limit:
         # the npz files are sorted by label: subsample at random, not from the head
         keep = np.sort(keep[np.random.default_rng(recipe.seed).permutation(len(keep))[:limit]])
-    if masks is not None:
-        masks = check_masks(masks[keep], images[keep], getattr(recipe, "model", {}).get("classes", 1))
-    return images[keep], masks
+    return keep
 
 
 def _has_split(recipe: Recipe, split: str) -> bool:
@@ -522,7 +529,13 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         images, masks = load_split(recipe, "test")
         if isinstance(masks, list):  # a mixture: measured on its first dataset
             images, masks = images[0], masks[0]
-        metrics = segmentation_metrics(model, images, masks, spec, recipe.provenance.get("pixel_spacing_mm"))
+        measured = load_pixel_spacing(names[0], "test", side=images.shape[1])  # per image (HC18) or None
+        if measured is not None:
+            keep = _kept_indices(recipe, names[0], "test", load_npz(names[0], "test")[1], len(measured[0]))
+            measured = (measured[0][keep], measured[1][keep])
+        metrics = segmentation_metrics(model, images, masks, spec,
+                                       recipe.provenance.get("pixel_spacing_mm") if measured is None else measured[0],
+                                       reference_hc_mm=None if measured is None else measured[1])
     elif len(names) == 1:
         metrics = test_metrics(model, _load_one(recipe, names[0], "test"), vals[0], spec)
     else:
@@ -540,8 +553,13 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
     return metrics, preset_dir
 
 
-def segmentation_metrics(model, images, masks, spec, spacing_mm=None) -> dict:
-    """Test-set figures of a segmenter: mean Dice, IoU and HD95 per image (mm where the spacing is one number)."""
+def segmentation_metrics(model, images, masks, spec, spacing_mm=None, *, reference_hc_mm=None) -> dict:
+    """Test-set figures of a segmenter: mean Dice, IoU and HD95 per image.
+
+    ``spacing_mm``: mm per pixel, one number or one per image (then HD95 is also in mm);
+    ``reference_hc_mm``: each image's reference head circumference (HC18), for the mean
+    absolute error of the circumference of the ellipse fitted to each predicted mask.
+    """
     if len(images) == 0:
         raise DataError("the test split is empty: nothing to measure the segmenter on")
     predicted = model.segment(np.asarray(spec.apply(images)))
@@ -550,8 +568,12 @@ def segmentation_metrics(model, images, masks, spec, spacing_mm=None) -> dict:
     distances = hd95(masks, predicted)
     metrics["hd95_px"] = float(np.nanmean(distances)) if np.isfinite(distances).any() else float("nan")
     metrics["missed_or_spurious"] = int(np.isnan(distances).sum())  # one mask empty, the other not
-    if isinstance(spacing_mm, (int, float)):
-        metrics["hd95_mm"] = metrics["hd95_px"] * float(spacing_mm)
+    if spacing_mm is not None:
+        in_mm = hd95(masks, predicted, spacing_mm)
+        metrics["hd95_mm"] = float(np.nanmean(in_mm)) if np.isfinite(in_mm).any() else float("nan")
+    if reference_hc_mm is not None:
+        errors = np.abs(ellipse_circumference(predicted, spacing_mm) - np.asarray(reference_hc_mm))
+        metrics["hc_error_mm"] = float(np.nanmean(errors))  # HC18's measure (empty predictions left out)
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
 
 

@@ -62,6 +62,10 @@ METRICS = {
     "nelbo_bits_per_dim": "NELBO {:.3f} bits/dim",
     "raw_bits_per_pixel": "{:.3f} bpp raw codes",
     "perplexity": "perplexity {:.0f}",
+    "dice": "Dice {:.3f}",
+    "iou": "IoU {:.3f}",
+    "hd95_mm": "HD95 {:.2f} mm",
+    "hc_error_mm": "head circumference error {:.2f} mm",
 }
 
 COLUMNS = ("model", "family", "modality", "input", "params", "test metrics", "licence")
