@@ -20,18 +20,11 @@ import _common
 
 from medzoo.data import PreprocessSpec, load_masks, load_npz, load_pixel_spacing
 from medzoo.evaluate.common import format_table
+from medzoo.evaluate.stats import bootstrap_ci
 from medzoo.metrics import dice, ellipse_circumference
 from medzoo.recipes import RECIPES, train
 
 TASKS = ["seg-breastus-lesion", "seg-brainmri-tumour", "seg-fetalus-head"]
-
-
-def bootstrap_mean(values, n=1000, seed=0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean."""
-    values = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def head_circumference_error(dataset, predicted) -> float:
@@ -62,7 +55,9 @@ def run_one(task, fraction, pretrained, args, out):
     scores = dice(masks > 0, predicted)
     row = {"task": task, "fraction": fraction, "init": "zoo encoder" if pretrained else "random",
            "train_images": int(round(len(load_npz(recipe.dataset, "train")[0]) * fraction)),
-           "dice": float(scores.mean()), "ci": bootstrap_mean(scores, args.bootstrap, args.seed),
+           "dice": float(scores.mean()),
+           "ci": bootstrap_ci(np.zeros(len(scores)), scores, statistic=lambda _, s: float(s.mean()),
+                              n_resamples=args.bootstrap, seed=args.seed, stratified=False),
            "epochs": result.epochs_completed, "wall_time_s": round(result.wall_time_s, 1)}
     if recipe.dataset.startswith("hc18"):
         row["hc_mae_mm"] = head_circumference_error(recipe.dataset, predicted)
