@@ -178,7 +178,8 @@ def _segment(args):
     from medzoo.evaluate.common import format_table
 
     records = medzoo.evaluate.segment_files(args.model, args.inputs, args.output, pixel_spacing=args.pixel_spacing,
-                                            circumference=args.circumference, threshold=args.threshold)
+                                            circumference=args.circumference, threshold=args.threshold,
+                                            largest_region=args.largest_region)
     extra = [k for k in ("area_mm2", "circumference_mm", "circumference_px") if any(k in r for r in records)]
     rows = [[r["input"], "x".join(map(str, r["size"])), r["area_px"], *(r.get(k, "-") for k in extra)]
             for r in records]
@@ -362,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--circumference", action=argparse.BooleanOptionalAction, default=None,
                    help="report the fitted-ellipse circumference (default: on for fetal-head models)")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (binary models)")
+    p.add_argument("--largest-region", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep each class's largest connected region, holes filled (default: on for fetal-head "
+                        "models)")
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("encode", help="encode images into latents (.npy, or .npz with the file names); "

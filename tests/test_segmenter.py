@@ -178,3 +178,22 @@ def test_the_segmentation_task_measures_dice_hd95_in_mm_and_head_circumference(l
     assert json.loads((tmp_path / "out" / "results.json").read_text())["hd95_unit"] == "mm"
     with pytest.raises(DataError, match="test_masks"):
         medzoo.evaluate.segmentation(preset, dataset="kermany_pediatric_cxr_64")
+
+
+def test_the_fetal_head_preset_reproduces_its_manifest_and_keeps_one_head_per_image():
+    from medzoo.metrics import dice
+    from medzoo.models.mask_cleanup import component_labels
+
+    recorded = medzoo.info("seg-fetalus-head")["metrics"]
+    result = medzoo.evaluate("seg-fetalus-head", "segmentation")  # the whole HC18 test split, as shipped
+    assert len(result.per_image["dice"]) == recorded["test_images"]
+    assert result.per_image["dice"].mean() == pytest.approx(recorded["dice"], abs=2e-4)
+    assert np.nanmean(result.per_image["hc_error_mm"]) == pytest.approx(recorded["hc_error_mm"], abs=0.02)
+
+    model = medzoo.load("seg-fetalus-head")
+    images, _ = medzoo.load_npz("hc18_256", "test")
+    refs = medzoo.data.load_masks("hc18_256", "test")
+    x = model.preprocess(images[:8])
+    raw, clean = model.segment(x), model.segment(x, largest_region=True)
+    assert all(component_labels(c).max() == 1 for c in clean)  # one region per image
+    assert dice(refs[:8], clean).mean() >= dice(refs[:8], raw).mean() - 0.005

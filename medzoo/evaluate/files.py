@@ -163,7 +163,7 @@ def _spacing_of(ref, given):
 
 
 def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumference=None, threshold=0.5,
-                  batch_size: int = 8) -> list:
+                  largest_region=None, batch_size: int = 8) -> list:
     """Segment image files at native resolution: per image a mask PNG, an overlay PNG, and a CSV row.
 
     Args:
@@ -175,6 +175,8 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
         circumference: also report the fitted-ellipse circumference of the mask (HC18's
             head circumference); default: on for the fetal-head models.
         threshold: probability above which a pixel is foreground (binary models).
+        largest_region: keep each class's largest connected region, holes filled; default:
+            on for the fetal-head models (one head per image).
 
     Returns:
         One dict per image: ``input``, ``mask``, ``overlay``, ``size``, ``area_px`` and, with
@@ -187,6 +189,7 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
         raise ConfigError(f"{getattr(model, 'name', model)} is not a segmentation model (try a seg-... zoo entry)")
     name = (getattr(model, "zoo_metadata", None) or {}).get("name", "")
     circumference = name.startswith("seg-fetalus") if circumference is None else bool(circumference)
+    largest_region = name.startswith("seg-fetalus") if largest_region is None else bool(largest_region)
     low, high = value_range_of(model)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
     stems = _unique_paths(output_dir, [ref.stem for _, ref in items], "")
     records = []
     for (x, ref), stem in zip(items, stems):
-        labels = model.segment(x, threshold=threshold, batch_size=batch_size)[0]
+        labels = model.segment(x, threshold=threshold, largest_region=largest_region, batch_size=batch_size)[0]
         mask_png = plots.save_png(labels * 255 if labels.max() <= 1 else labels, f"{stem}_mask.png")
         overlay_png = plots.save_png(overlay(x[0], labels, (low, high)), f"{stem}_overlay.png")
         spacing = _spacing_of(ref, pixel_spacing)

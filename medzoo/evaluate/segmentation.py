@@ -66,7 +66,7 @@ class SegmentationResult(Result):
 
 
 def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, examples=4,
-                 pixel_spacing_mm=None) -> SegmentationResult:
+                 pixel_spacing_mm=None, largest_region=False) -> SegmentationResult:
     """Segment a split of the model's dataset and measure it against the reference masks.
 
     Args:
@@ -75,6 +75,8 @@ def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, 
         max_images: a random subset of at most this many images.
         examples: how many worst and how many best images the figure shows.
         pixel_spacing_mm: mm per pixel for HD95 (default: per image for HC18, else pixels).
+        largest_region: measure the masks with each class reduced to its largest connected
+            region, holes filled (``Segmenter.segment(..., largest_region=True)``).
     """
     from medzoo.data import load_masks, load_npz, load_pixel_spacing
     from medzoo.models.segmenter import check_masks
@@ -92,7 +94,7 @@ def segmentation(model, *, split="test", dataset=None, max_images=None, seed=0, 
         keep = np.sort(np.random.default_rng(seed).permutation(len(keep))[:max_images])
     x = model.preprocess(images[keep])
     refs = masks[keep]
-    preds = model.segment(x)
+    preds = model.segment(x, largest_region=largest_region)
     hc = load_pixel_spacing(name, split, side=images.shape[1])
     hc = None if hc is None else (hc[0][keep], hc[1][keep])
     spacing = pixel_spacing_mm if pixel_spacing_mm is not None else (hc[0] if hc is not None else None)

@@ -27,6 +27,7 @@ from keras import ops
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.models.base import AutoencoderModel
+from medzoo.models.mask_cleanup import largest_region as largest_region_of
 from medzoo.models.residual import _norm, residual_block
 
 _SMOOTH = 1.0  # Laplace smoothing of the soft Dice: an empty mask predicted empty scores ~1
@@ -286,9 +287,15 @@ class Segmenter(AutoencoderModel):
         return self.reconstruct(x, batch_size=batch_size, preprocess=preprocess, tile_size=tile_size,
                                 overlap=overlap)
 
-    def segment(self, x, threshold=0.5, **kwargs) -> np.ndarray:
-        """Images -> class indices (N, H, W) uint8 (binary: probability above ``threshold``)."""
+    def segment(self, x, threshold=0.5, largest_region=False, **kwargs) -> np.ndarray:
+        """Images -> class indices (N, H, W) uint8 (binary: probability above ``threshold``).
+
+        ``largest_region``: keep each class's largest connected region, holes filled (for
+        one object per image, e.g. a fetal head: stray blobs no longer bend a fitted ellipse).
+        """
         prob = self.predict_proba(x, **kwargs)
         if self.classes == 1:
-            return (prob[..., 0] > threshold).astype(np.uint8)
-        return np.argmax(prob, axis=-1).astype(np.uint8)
+            labels = (prob[..., 0] > threshold).astype(np.uint8)
+        else:
+            labels = np.argmax(prob, axis=-1).astype(np.uint8)
+        return largest_region_of(labels, self.classes) if largest_region else labels
