@@ -90,6 +90,8 @@ def _task_options(args, task):
             options["cnn_epochs"] = args.cnn_epochs
     elif task == "generation" and args.samples is not None:
         options["n_samples"] = args.samples
+    elif task == "segmentation" and args.largest_region:
+        options["largest_region"] = True
     return model, options
 
 
@@ -325,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-epochs", type=int, help="probe: maximum epochs of the supervised CNN baseline")
     p.add_argument("--sigmas", type=float, nargs="+", help="denoise: noise levels (std of the [0, 1] range)")
     p.add_argument("--samples", type=int, help="generation: prior samples to draw")
+    p.add_argument("--largest-region", action="store_true",
+                   help="segmentation: keep each class's largest connected region, holes filled")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("list", help="the pretrained models of the zoo")

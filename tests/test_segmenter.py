@@ -197,3 +197,18 @@ def test_the_fetal_head_preset_reproduces_its_manifest_and_keeps_one_head_per_im
     raw, clean = model.segment(x), model.segment(x, largest_region=True)
     assert all(component_labels(c).max() == 1 for c in clean)  # one region per image
     assert dice(refs[:8], clean).mean() >= dice(refs[:8], raw).mean() - 0.005
+
+
+def test_medzoo_evaluate_segmentation_takes_largest_region_from_the_command_line(tmp_path, monkeypatch):
+    from medzoo.cli import main
+
+    asked = []
+    segment = Segmenter.segment
+    monkeypatch.setattr(Segmenter, "segment", lambda self, x, **kw: asked.append(kw) or segment(self, x, **kw))
+    code = main(["--log-level", "WARNING", "evaluate", "seg-fetalus-head", "--task", "segmentation", "--max-images", "6",
+                 "--largest-region", "--output", str(tmp_path / "out")])
+    assert code in (0, None) and asked == [{"largest_region": True}]
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    expected = medzoo.evaluate.segmentation("seg-fetalus-head", max_images=6, largest_region=True)
+    assert written["images"] == 6
+    assert written["metrics"]["dice"]["mean"] == pytest.approx(expected.summary["dice"]["mean"], abs=1e-6)
