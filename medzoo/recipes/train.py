@@ -533,8 +533,9 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         if measured is not None:
             keep = _kept_indices(recipe, names[0], "test", load_npz(names[0], "test")[1], len(measured[0]))
             measured = (measured[0][keep], measured[1][keep])
-        metrics = segmentation_metrics(model, images, masks, spec,
-                                       recipe.provenance.get("pixel_spacing_mm") if measured is None else measured[0],
+        stated = recipe.provenance.get("pixel_spacing_mm")  # a number, None, or words ("per image ...")
+        spacing = measured[0] if measured is not None else (stated if isinstance(stated, (int, float)) else None)
+        metrics = segmentation_metrics(model, images, masks, spec, spacing,
                                        reference_hc_mm=None if measured is None else measured[1])
     elif len(names) == 1:
         metrics = test_metrics(model, _load_one(recipe, names[0], "test"), vals[0], spec)
