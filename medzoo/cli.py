@@ -8,6 +8,19 @@ import logging
 import sys
 
 
+def parse_override(item: str) -> tuple:
+    """``FIELD=VALUE`` of ``medzoo train --set``: VALUE as JSON, else as a plain string (``dataset=/data/mine.npz``)."""
+    from medzoo.errors import ConfigError
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set takes FIELD=VALUE (VALUE in JSON, or a plain string), got {item!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _train(args):
     from medzoo.recipes import train
     from medzoo.recipes.train import finish
@@ -25,9 +38,7 @@ def _train(args):
         overrides["batch_size"] = args.batch_size
     if args.max_images is not None:
         overrides["max_images"] = args.max_images
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    overrides.update(parse_override(item) for item in args.set or [])
     result = train(args.recipe, output_dir=args.output, strategy=args.strategy, precision=args.precision,
                    resume=args.resume, deterministic=args.deterministic, verbose=args.verbose,
                    write_preset=not args.no_preset, time_budget_s=args.time_budget, **overrides)
@@ -293,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-preset", action="store_true", help="do not write the preset (quick experiments)")
     p.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                    help="Keras fit verbosity: auto (progress bar), 0, 1 or 2")
-    p.add_argument("--set", action="append", metavar="FIELD=JSON",
-                   help='override a recipe field, e.g. --set \'model={"filters": 8}\'')
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help='override a recipe field, value in JSON or a plain string, e.g. --set \'model={"filters": 8}\' '
+                        '--set dataset=/data/mine.npz --set encoder=null')
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on tasks: prints tables, writes results.json and PNGs "
