@@ -73,6 +73,8 @@ def test_the_wheel_ships_the_package_the_manifest_and_every_bundled_preset_and_n
                     assert hashlib.sha256(archive.read(name)).hexdigest() == record["sha256"], name
         assert expected and presets == expected  # every bundled preset file, and no stray file next to them
 
+    samples = {p.relative_to(REPO_ROOT).as_posix() for p in (PACKAGE / "samples").rglob("*") if p.is_file()}
+    assert len(samples) > 10 and samples <= names, f"samples missing from the wheel: {sorted(samples - names)}"
     modules = {p.relative_to(REPO_ROOT).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     assert modules and modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
     tops = {name.split("/")[0] for name in names}

@@ -1,4 +1,5 @@
-"""The sample chest X-rays shipped in the package: present, attributed, exactly the npz pixels, and package data."""
+"""The sample images shipped in the package (chest X-rays, fetal heads): present, attributed, exactly the npz pixels,
+and package data."""
 
 import configparser
 import fnmatch
@@ -7,7 +8,10 @@ import pathlib
 
 import numpy as np
 
-from medzoo.data import SAMPLES_DIR, sample_files, sample_images, sample_manifest
+import pytest
+
+from medzoo.data import SAMPLES_DIR, fetal_head_samples, load_pixel_spacing, sample_files, sample_images, sample_manifest
+from medzoo.errors import DataError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,7 +54,40 @@ def test_samples_are_package_data():
     config = configparser.ConfigParser()
     config.read(REPO_ROOT / "setup.cfg")
     patterns = [p.strip() for p in config["options.package_data"]["medzoo"].splitlines() if p.strip()]
-    files = sorted(p.relative_to(SAMPLES_DIR.parent).as_posix() for p in SAMPLES_DIR.iterdir() if p.is_file())
-    assert {"samples/ATTRIBUTION.md", "samples/manifest.json"} <= set(files) and len(files) == 10
+    files = sorted(p.relative_to(SAMPLES_DIR.parent).as_posix() for p in SAMPLES_DIR.rglob("*") if p.is_file())
+    assert {"samples/ATTRIBUTION.md", "samples/manifest.json", "samples/fetal_head/manifest.json"} <= set(files)
+    assert len(files) == 10 + 9  # 8 X-rays and 4 fetal heads with 4 masks, besides the text files
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_fetal_head_samples_are_four_hc18_test_images_with_masks_spacing_and_circumference():
+    manifest = sample_manifest("fetal-head")
+    assert manifest["licence"] == "CC-BY-4.0" and "10.5281/zenodo.1322001" in manifest["dataset"]
+    heads = fetal_head_samples()
+    for path, item in zip(heads["files"], manifest["images"]):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == item["sha256"], path.name
+        assert hashlib.sha256((path.parent / item["mask"]).read_bytes()).hexdigest() == item["mask_sha256"]
+    assert heads["images"].shape == heads["masks"].shape == (4, 256, 256)
+    assert set(np.unique(heads["masks"])) == {0, 1} and heads["images"].std(axis=(1, 2)).min() > 20
+    assert heads["pixel_spacing_mm"].shape == heads["head_circumference_mm"].shape == (4,)
+    text = (SAMPLES_DIR / "ATTRIBUTION.md").read_text()
+    for needle in ("10.5281/zenodo.1322001", "10.1371/journal.pone.0200412", "np.linspace(0, 102, 4)"):
+        assert needle in text
+    for item in manifest["images"]:
+        assert item["file"] in text and item["original_filename"] in text
+    with pytest.raises(DataError, match="no sample set 'knee'"):
+        sample_files("knee")
+
+
+def test_fetal_head_samples_are_the_npz_pixels_masks_and_measures_they_claim_to_be(data_dir):
+    manifest = sample_manifest("fetal-head")
+    heads = fetal_head_samples()
+    idx = manifest["derived_from"]["indices"]
+    with np.load(data_dir / "hc18" / "hc18_256.npz") as f:
+        assert np.array_equal(heads["images"], f["test_images"][idx])
+        assert np.array_equal(heads["masks"], (f["test_masks"][idx] > 0).astype(np.uint8))
+        assert [str(n) for n in f["test_names"][idx]] == [i["original_filename"] for i in manifest["images"]]
+    spacing, circumference = load_pixel_spacing("hc18_256", "test", side=256)
+    np.testing.assert_allclose(heads["pixel_spacing_mm"], spacing[idx], rtol=1e-6)
+    np.testing.assert_allclose(heads["head_circumference_mm"], circumference[idx], atol=0.01)

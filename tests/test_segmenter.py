@@ -117,6 +117,34 @@ def test_a_segmentation_recipe_trains_on_masks_from_scratch_or_a_zoo_encoder(tmp
     assert pretrained.model.encoder_source == "tiny-vae"
 
 
+def test_a_segmenter_preset_fine_tunes_on_your_own_npz_from_the_command_line(lesions, tmp_path):
+    """What the segmentation notebook tells users: --set dataset=PATH (a plain string), encoder=null, init_from."""
+    from medzoo.cli import main, parse_override
+
+    assert parse_override("dataset=/data/mine.npz") == ("dataset", "/data/mine.npz")
+    assert parse_override("encoder=null") == ("encoder", None)
+    assert parse_override('model={"filters": [8, 16]}') == ("model", {"filters": [8, 16]})
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        parse_override("epochs")
+
+    x, masks = lesions
+    seg = Segmenter(**ARCH, blocks_per_level=1)
+    seg.fit(x[:16], masks[:16], epochs=1, batch_size=8, verbose=0)
+    start = medzoo.save_preset(seg, tmp_path / "start", name="my-start", spec=medzoo.PreprocessSpec(size=None))
+    raw = (x[..., 0] * 255).astype(np.uint8)
+    mine = tmp_path / "mine.npz"
+    np.savez(mine, train_images=raw[:16], train_masks=masks[:16], val_images=raw[16:24], val_masks=masks[16:24],
+             test_images=raw[24:], test_masks=masks[24:])
+    code = main(["--log-level", "WARNING", "train", "seg-breastus-lesion", "--output", str(tmp_path / "run"),
+                 "--epochs", "1", "--batch-size", "8", "--verbose", "0", f"--set=dataset={mine}", "--set=encoder=null",
+                 f"--set=init_from={start}", "--set=crop_size=32", "--set=warmup_steps=0",
+                 '--set=model={"filters": [8, 16], "depth": 2, "blocks_per_level": 1}'])
+    assert code in (0, None)
+    tuned = medzoo.load(tmp_path / "run" / "preset")
+    assert tuned.zoo_metadata["training"]["initialized_from"]["model"] == "my-start"
+    assert tuned.zoo_metadata["metrics"]["test_images"] == 8
+
+
 def test_a_fetal_head_recipe_records_hd95_in_mm_and_the_circumference_error_that_evaluate_measures(tmp_path):
     from medzoo.recipes import train
 

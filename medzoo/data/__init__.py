@@ -29,19 +29,21 @@ from medzoo.data.images import (
     read_stored_pixels,
 )
 from medzoo.data.preprocess import MIN_IMAGE_SIZE, PreprocessSpec, to_display, to_uint8
-from medzoo.data.samples import SAMPLES_DIR, sample_files, sample_images, sample_manifest
+from medzoo.data.samples import SAMPLE_SETS, SAMPLES_DIR, fetal_head_samples, sample_files, sample_images, sample_manifest
 
 __all__ = [
     "DATA_DIR_ENV",
     "KNOWN_FILES",
     "MIN_IMAGE_SIZE",
     "SAMPLES_DIR",
+    "SAMPLE_SETS",
     "DirectoryDataset",
     "ImageInfo",
     "ImageRef",
     "PreprocessSpec",
     "RemoteFile",
     "SkippedFile",
+    "fetal_head_samples",
     "from_arrays",
     "from_directory",
     "image_files",

@@ -45,8 +45,8 @@ class SegmentationResult(Result):
         return d
 
     def table(self) -> str:
-        units = {"hd95": self.hd95_unit, "hc_error_mm": "mm"}
-        rows = [[f"{m} ({units[m]})" if m in units else m, s["mean"], s["std"], s["median"], s["min"], s["max"]]
+        labels = {"hd95": f"hd95 ({self.hd95_unit})", "hc_error_mm": "head circumference error (mm)"}
+        rows = [[labels.get(m, m), s["mean"], s["std"], s["median"], s["min"], s["max"]]
                 for m, s in self.summary.items()]
         return format_table(["metric", "mean", "std", "median", "min", "max"], rows,
                             title=f"segmentation: {self.model} on {self.source} ({len(self.per_image['dice'])} "
