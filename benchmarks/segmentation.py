@@ -10,6 +10,7 @@ ellipse fitted to each predicted mask against the reference, mean absolute error
 per dataset, all in one run.
 
     python benchmarks/segmentation.py                                # full recipes (GPU territory)
+    python benchmarks/segmentation.py --steps 300 --crop-size 64     # 300 optimizer steps per run (CPU)
     python benchmarks/segmentation.py --time-budget 600              # ten minutes per run
     python benchmarks/segmentation.py --tasks seg-brainmri-tumour --epochs 2 --max-images 200   # quick look
 """
@@ -35,10 +36,48 @@ def head_circumference_error(dataset, predicted) -> float:
     return float(np.nanmean(np.abs(ellipse_circumference(predicted, spacing) - reference)))
 
 
+def schedule_for_steps(steps, train_images, batch_size, epochs=4) -> dict:
+    """``crops_per_image`` and ``epochs`` giving about ``steps`` optimizer steps over ``train_images`` images.
+
+    Every share of the masks then gets the same budget in steps (a few masks are seen as many
+    crops, not as many short epochs, so the validation passes stay few), and both inits of a
+    share get exactly the same schedule.
+    """
+    crops = max(1, round(steps * batch_size / (epochs * train_images)))
+    per_epoch = -(-train_images * crops // batch_size)
+    return {"crops_per_image": crops, "epochs": max(1, round(steps / per_epoch))}
+
+
+def train_images_used(task, fraction, args) -> int:
+    """How many training images (with their masks) a run with this share of the masks sees."""
+    available = len(load_npz(RECIPES[task].dataset, "train")[0])
+    if args.max_images:
+        available = min(available, args.max_images)
+    return max(1, round(available * fraction))
+
+
+def budget(task, args) -> str:
+    """The training budget of every run, in words for the table's title."""
+    recipe = RECIPES[task]
+    crops = f"{recipe.batch_size} crops of {args.crop_size or recipe.crop_size} px"
+    if args.steps:
+        return f"about {args.steps} steps of {crops}"
+    if args.time_budget:
+        return f"{args.time_budget:g} s of steps of {crops}"
+    return f"{args.epochs or recipe.epochs} epochs of {crops}"
+
+
 def run_one(task, fraction, pretrained, args, out):
     overrides = {"label_fraction": fraction}
     if not pretrained:
         overrides["encoder"] = None
+    if args.crop_size:
+        overrides["crop_size"] = args.crop_size
+    used = train_images_used(task, fraction, args)
+    if args.steps:
+        recipe = RECIPES[task]
+        overrides.update(schedule_for_steps(args.steps, used, recipe.batch_size), warmup_steps=min(
+            recipe.warmup_steps, args.steps // 10))
     if args.epochs:
         overrides["epochs"] = args.epochs
     if args.max_images:
@@ -54,11 +93,12 @@ def run_one(task, fraction, pretrained, args, out):
     predicted = result.model.segment(np.asarray(PreprocessSpec.from_config(recipe.spec).apply(images)))
     scores = dice(masks > 0, predicted)
     row = {"task": task, "fraction": fraction, "init": "zoo encoder" if pretrained else "random",
-           "train_images": int(round(len(load_npz(recipe.dataset, "train")[0]) * fraction)),
+           "train_images": used,
            "dice": float(scores.mean()),
            "ci": bootstrap_ci(np.zeros(len(scores)), scores, statistic=lambda _, s: float(s.mean()),
                               n_resamples=args.bootstrap, seed=args.seed, stratified=False),
-           "epochs": result.epochs_completed, "wall_time_s": round(result.wall_time_s, 1)}
+           "epochs": result.epochs_completed, "optimizer_steps": result.optimizer_steps,
+           "wall_time_s": round(result.wall_time_s, 1)}
     if recipe.dataset.startswith("hc18"):
         row["hc_mae_mm"] = head_circumference_error(recipe.dataset, predicted)
     return row
@@ -93,6 +133,9 @@ def main(argv=None):
     p.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.25, 1.0])
     p.add_argument("--epochs", type=int, help="epochs per run (default: the recipe's)")
     p.add_argument("--time-budget", type=float, help="seconds per run (sets the epochs that fit)")
+    p.add_argument("--steps", type=int, help="optimizer steps per run, whatever the share of masks (sets crops per "
+                                             "image and epochs; a fair budget on a slow machine)")
+    p.add_argument("--crop-size", type=int, help="training crop side (default: the recipe's)")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
     _common.setup_logging()
@@ -105,14 +148,14 @@ def main(argv=None):
         table = []
         for f in args.fractions:
             zoo, rnd = by[(f, "zoo encoder")], by[(f, "random")]
-            table.append([f"{100 * f:g}%", zoo["train_images"],
+            table.append([f"{100 * f:g}%", zoo["train_images"], f"{zoo['optimizer_steps']} / {rnd['optimizer_steps']}",
                           f"{zoo['dice']:.3f} [{zoo['ci'][0]:.3f}, {zoo['ci'][1]:.3f}]",
                           f"{rnd['dice']:.3f} [{rnd['ci'][0]:.3f}, {rnd['ci'][1]:.3f}]",
                           f"{zoo['dice'] - rnd['dice']:+.3f}",
                           *([f"{zoo['hc_mae_mm']:.2f}", f"{rnd['hc_mae_mm']:.2f}"] if hc else [])])
-        text = format_table(["masks", "images", "Dice, zoo encoder [95% CI]", "Dice, random init [95% CI]",
+        text = format_table(["masks", "images", "steps (zoo / random)", "Dice, zoo encoder [95% CI]", "Dice, random init [95% CI]",
                              "zoo - random", *(["HC error mm, zoo", "HC error mm, random"] if hc else [])],
-                            table, title=f"{task}: test Dice by share of training masks, same recipe and budget")
+                            table, title=f"{task}: test Dice by share of training masks; every run {budget(task, args)}")
         plot(rows, args.output / f"{task}.png")
         texts.append(text)
         data[task] = rows
