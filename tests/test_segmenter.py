@@ -227,6 +227,15 @@ def test_the_fetal_head_preset_reproduces_its_manifest_and_keeps_one_head_per_im
     assert dice(refs[:8], clean).mean() >= dice(refs[:8], raw).mean() - 0.005
 
 
+def test_the_brain_tumour_preset_reproduces_its_manifest():
+    recorded = medzoo.info("seg-brainmri-tumour")["metrics"]
+    result = medzoo.evaluate("seg-brainmri-tumour", "segmentation")  # the whole test split, as shipped
+    assert len(result.per_image["dice"]) == recorded["test_images"] == 307
+    assert result.per_image["dice"].mean() == pytest.approx(recorded["dice"], abs=2e-4)
+    assert result.per_image["iou"].mean() == pytest.approx(recorded["iou"], abs=2e-4)
+    assert result.hd95_unit == "px" and np.nanmean(result.per_image["hd95"]) == pytest.approx(recorded["hd95_px"], abs=0.02)
+
+
 def test_medzoo_evaluate_segmentation_takes_largest_region_from_the_command_line(tmp_path, monkeypatch):
     from medzoo.cli import main
 
