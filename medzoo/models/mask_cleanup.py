@@ -11,21 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def _spread(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The pixels of ``mask`` 4-connected to ``seeds`` (both (H, W) bool)."""
-    reached = seeds & mask
-    while True:
-        grown = reached.copy()
-        grown[1:] |= reached[:-1]
-        grown[:-1] |= reached[1:]
-        grown[:, 1:] |= reached[:, :-1]
-        grown[:, :-1] |= reached[:, 1:]
-        grown &= mask
-        if np.array_equal(grown, reached):
-            return reached
-        reached = grown
-
-
 def component_labels(mask: np.ndarray) -> np.ndarray:
     """4-connected components of a (H, W) bool mask: 0 for background, 1..K for regions (int64)."""
     mask = np.asarray(mask, bool)
@@ -48,9 +33,9 @@ def component_labels(mask: np.ndarray) -> np.ndarray:
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """A (H, W) bool mask with every background region that does not reach the border filled."""
     mask = np.asarray(mask, bool)
-    border = np.zeros_like(mask)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    outside = _spread(~mask, border)
+    background = component_labels(~mask)
+    on_border = np.unique(np.concatenate([background[[0, -1], :].ravel(), background[:, [0, -1]].ravel()]))
+    outside = np.isin(background, on_border[on_border > 0])
     return ~outside
 
 
