@@ -50,12 +50,15 @@ def sample_manifest(kind: str = "chestxray") -> dict:
 
 def sample_files(kind: str = "chestxray") -> list[pathlib.Path]:
     """Paths of a sample set's image PNGs, in manifest order (chest X-rays: normal images first)."""
-    folder = _folder(kind)
-    files = [folder / item["file"] for item in sample_manifest(kind)["images"]]
-    missing = [f.name for f in files if not f.is_file()]
+    return _present([_folder(kind) / item["file"] for item in sample_manifest(kind)["images"]], "images")
+
+
+def _present(paths: list[pathlib.Path], what: str) -> list[pathlib.Path]:
+    """``paths``, after checking that an installed package still has every one of them."""
+    missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise DataError(f"sample images {missing} are missing from {folder}; reinstall medzoo")
-    return files
+        raise DataError(f"sample {what} {missing} are missing from {paths[0].parent}; reinstall medzoo")
+    return paths
 
 
 def _read_grey(path: pathlib.Path) -> np.ndarray:
@@ -87,10 +90,7 @@ def fetal_head_samples() -> dict:
     """
     items = sample_manifest("fetal-head")["images"]
     files = sample_files("fetal-head")
-    masks = [_folder("fetal-head") / item["mask"] for item in items]
-    missing = [m.name for m in masks if not m.is_file()]
-    if missing:
-        raise DataError(f"sample masks {missing} are missing from {_folder('fetal-head')}; reinstall medzoo")
+    masks = _present([_folder("fetal-head") / item["mask"] for item in items], "masks")
     return {"images": np.stack([_read_grey(f) for f in files]),
             "masks": np.stack([(_read_grey(m) > 0).astype(np.uint8) for m in masks]),
             "pixel_spacing_mm": np.asarray([item["pixel_spacing_mm"] for item in items], dtype=np.float64),

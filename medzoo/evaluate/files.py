@@ -188,8 +188,9 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
     if not hasattr(model, "segment"):
         raise ConfigError(f"{getattr(model, 'name', model)} is not a segmentation model (try a seg-... zoo entry)")
     name = (getattr(model, "zoo_metadata", None) or {}).get("name", "")
-    circumference = name.startswith("seg-fetalus") if circumference is None else bool(circumference)
-    largest_region = name.startswith("seg-fetalus") if largest_region is None else bool(largest_region)
+    one_head_per_image = name.startswith("seg-fetalus")
+    circumference = one_head_per_image if circumference is None else bool(circumference)
+    largest_region = one_head_per_image if largest_region is None else bool(largest_region)
     low, high = value_range_of(model)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
