@@ -1,0 +1,44 @@
+"""The label-efficiency benchmark's bookkeeping: equal step budgets and the paired Dice gain."""
+
+import importlib
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("segmentation")
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
+def _steps(schedule, images, batch):
+    return schedule["epochs"] * -(-images * schedule["crops_per_image"] // batch)
+
+
+@pytest.mark.parametrize("images", [40, 98, 497, 2143])
+def test_every_share_of_the_masks_gets_about_the_same_optimizer_steps(bench, images):
+    schedule = bench.schedule_for_steps(600, images, batch_size=16)
+    # one pass over the images is the finest step a run can stop at; no schedule is further off
+    one_pass = -(-images // 16)
+    best = min(abs(e * -(-images * c // 16) - 600) for e in range(1, 9) for c in range(1, 300))
+    assert abs(_steps(schedule, images, 16) - 600) == best
+    assert best <= one_pass
+
+
+def test_the_gain_interval_comes_from_resampling_images_in_pairs(bench):
+    rng = np.random.default_rng(0)
+    random_init = rng.uniform(0.2, 0.9, size=200)  # images differ a lot in difficulty
+    zoo = random_init + 0.02 + rng.normal(0, 0.01, size=200)  # a small, consistent gain
+    gain, (low, high) = bench.paired_difference(zoo, random_init, n_resamples=500)
+    assert gain == pytest.approx(np.mean(zoo - random_init))
+    assert 0.0 < low < gain < high < 0.04  # the unpaired intervals (about +-0.03 each) would overlap
+    same, (lo, hi) = bench.paired_difference(random_init, random_init, n_resamples=100)
+    assert same == lo == hi == 0.0
