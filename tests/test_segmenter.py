@@ -227,10 +227,11 @@ def test_the_fetal_head_preset_reproduces_its_manifest_and_keeps_one_head_per_im
     assert dice(refs[:8], clean).mean() >= dice(refs[:8], raw).mean() - 0.005
 
 
-def test_the_brain_tumour_preset_reproduces_its_manifest():
-    recorded = medzoo.info("seg-brainmri-tumour")["metrics"]
-    result = medzoo.evaluate("seg-brainmri-tumour", "segmentation")  # the whole test split, as shipped
-    assert len(result.per_image["dice"]) == recorded["test_images"] == 307
+@pytest.mark.parametrize("name, test_images", [("seg-brainmri-tumour", 307), ("seg-breastus-lesion", 187)])
+def test_a_preset_without_pixel_sizes_reproduces_its_manifest(name, test_images):
+    recorded = medzoo.info(name)["metrics"]
+    result = medzoo.evaluate(name, "segmentation")  # the whole test split, as shipped
+    assert len(result.per_image["dice"]) == recorded["test_images"] == test_images
     assert result.per_image["dice"].mean() == pytest.approx(recorded["dice"], abs=2e-4)
     assert result.per_image["iou"].mean() == pytest.approx(recorded["iou"], abs=2e-4)
     assert result.hd95_unit == "px" and np.nanmean(result.per_image["hd95"]) == pytest.approx(recorded["hd95_px"], abs=0.02)
