@@ -69,16 +69,16 @@ def train_images_used(task, fraction, args) -> int:
     return max(1, round(available * fraction))
 
 
-def paired_difference(zoo_scores, random_scores, *, n_resamples=1000, seed=0) -> tuple[float, tuple[float, float]]:
-    """Mean per-image Dice of the zoo encoder minus random init, with a bootstrap 95% interval.
+def paired_difference(zoo_scores, random_scores, *, n_resamples=1000, seed=0) -> tuple[float, float, float]:
+    """Mean per-image Dice of the zoo encoder minus random init, and its bootstrap 95% interval: ``(gain, low, high)``.
 
     Both runs segment the same test images, so the images are resampled in pairs: the
     interval is that of the gain, far narrower than the two runs' own intervals suggest.
     """
     pairs = np.stack([np.asarray(zoo_scores, float), np.asarray(random_scores, float)], axis=1)
     gain = lambda _, s: float(np.mean(s[:, 0] - s[:, 1]))  # noqa: E731
-    return gain(None, pairs), bootstrap_ci(np.zeros(len(pairs)), pairs, statistic=gain,
-                                          n_resamples=n_resamples, seed=seed, stratified=False)
+    return (gain(None, pairs), *bootstrap_ci(np.zeros(len(pairs)), pairs, statistic=gain,
+                                             n_resamples=n_resamples, seed=seed, stratified=False))
 
 
 def budget(task, args) -> str:
@@ -129,11 +129,6 @@ def run_one(task, fraction, pretrained, args, out):
     return row
 
 
-def _flat(estimate_and_interval):
-    estimate, (low, high) = estimate_and_interval
-    return estimate, low, high
-
-
 def plot(rows, path):
     import matplotlib
 
@@ -181,8 +176,8 @@ def main(argv=None):
             table.append([f"{100 * f:g}%", zoo["train_images"], f"{zoo['optimizer_steps']} / {rnd['optimizer_steps']}",
                           f"{zoo['dice']:.3f} [{zoo['ci'][0]:.3f}, {zoo['ci'][1]:.3f}]",
                           f"{rnd['dice']:.3f} [{rnd['ci'][0]:.3f}, {rnd['ci'][1]:.3f}]",
-                          "{:+.3f} [{:+.3f}, {:+.3f}]".format(*_flat(paired_difference(
-                              zoo["dice_per_image"], rnd["dice_per_image"], n_resamples=args.bootstrap, seed=args.seed))),
+                          "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_difference(
+                              zoo["dice_per_image"], rnd["dice_per_image"], n_resamples=args.bootstrap, seed=args.seed)),
                           *([f"{zoo['hc_mae_mm']:.2f}", f"{rnd['hc_mae_mm']:.2f}"] if hc else [])])
         text = format_table(["masks", "images", "steps (zoo / random)", "Dice, zoo encoder [95% CI]", "Dice, random init [95% CI]",
                              "zoo - random, paired [95% CI]", *(["HC error mm, zoo", "HC error mm, random"] if hc else [])],

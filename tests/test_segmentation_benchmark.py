@@ -37,8 +37,8 @@ def test_the_gain_interval_comes_from_resampling_images_in_pairs(bench):
     rng = np.random.default_rng(0)
     random_init = rng.uniform(0.2, 0.9, size=200)  # images differ a lot in difficulty
     zoo = random_init + 0.02 + rng.normal(0, 0.01, size=200)  # a small, consistent gain
-    gain, (low, high) = bench.paired_difference(zoo, random_init, n_resamples=500)
+    gain, low, high = bench.paired_difference(zoo, random_init, n_resamples=500)
     assert gain == pytest.approx(np.mean(zoo - random_init))
     assert 0.0 < low < gain < high < 0.04  # the unpaired intervals (about +-0.03 each) would overlap
-    same, (lo, hi) = bench.paired_difference(random_init, random_init, n_resamples=100)
+    same, lo, hi = bench.paired_difference(random_init, random_init, n_resamples=100)
     assert same == lo == hi == 0.0
