@@ -13,9 +13,15 @@ per dataset, all in one run.
     python benchmarks/segmentation.py --steps 300 --crop-size 64     # 300 optimizer steps per run (CPU)
     python benchmarks/segmentation.py --time-budget 600              # ten minutes per run
     python benchmarks/segmentation.py --tasks seg-brainmri-tumour --epochs 2 --max-images 200   # quick look
+
+With ``--resume`` a killed benchmark goes on where it stopped: runs finished with the same
+settings are read back from ``<output>/runs/*/row.json`` and an unfinished one continues from
+its last epoch, so an 18-run curve can be spread over several sessions on a slow machine.
 """
 
 import functools
+import json
+import shutil
 
 import numpy as np
 
@@ -92,24 +98,40 @@ def budget(task, args) -> str:
     return f"{args.epochs or recipe.epochs} epochs of {crops}"
 
 
-def run_one(task, fraction, pretrained, args, out):
+def run_settings(task, fraction, pretrained, args) -> dict:
+    """Everything that decides one run's row: the recipe overrides it trains with, and how it is scored."""
     overrides = {"label_fraction": fraction}
     if not pretrained:
         overrides["encoder"] = None
     if args.crop_size:
         overrides["crop_size"] = args.crop_size
-    used = train_images_used(task, fraction, args)
     if args.steps:
         recipe = RECIPES[task]
-        overrides.update(schedule_for_steps(args.steps, used, recipe.batch_size), warmup_steps=min(
-            recipe.warmup_steps, args.steps // 10))
+        overrides.update(schedule_for_steps(args.steps, train_images_used(task, fraction, args), recipe.batch_size),
+                         warmup_steps=min(recipe.warmup_steps, args.steps // 10))
     if args.epochs:
         overrides["epochs"] = args.epochs
     if args.max_images:
         overrides["max_images"] = args.max_images
+    return {"overrides": overrides, "time_budget_s": args.time_budget, "test_images": args.max_images,
+            "bootstrap": args.bootstrap, "seed": args.seed}
+
+
+def run_one(task, fraction, pretrained, args, out):
+    """Train one (task, share of masks, init) run and score it on the test split; a row of the table."""
+    settings = run_settings(task, fraction, pretrained, args)
+    used = train_images_used(task, fraction, args)
     name = f"{task}-{'pretrained' if pretrained else 'scratch'}-{int(round(fraction * 100))}pct"
-    result = train(task, output_dir=out / "runs" / name, write_preset=False, verbose=0,
-                   time_budget_s=args.time_budget, **overrides)
+    run_dir = out / "runs" / name
+    if args.resume:
+        finished = finished_row(run_dir, settings)
+        if finished is not None:
+            print(f"{name}: finished earlier, read back from {run_dir / ROW_FILE}")
+            return finished
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+    result = train(task, output_dir=run_dir, write_preset=False, verbose=0, resume=args.resume,
+                   time_budget_s=args.time_budget, **settings["overrides"])
     recipe = RECIPES[task]
     images, _ = load_npz(recipe.dataset, "test")
     masks = load_masks(recipe.dataset, "test")
@@ -126,6 +148,29 @@ def run_one(task, fraction, pretrained, args, out):
            "wall_time_s": round(result.wall_time_s, 1)}
     if recipe.dataset.startswith("hc18"):
         row["hc_mae_mm"] = head_circumference_error(recipe.dataset, predicted)
+    (run_dir / ROW_FILE).write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+    return row
+
+
+SETTINGS_FILE, ROW_FILE = "settings.json", "row.json"
+
+
+def finished_row(run_dir, settings):
+    """The row a finished run left in ``run_dir`` if it ran with ``settings``; else None.
+
+    A run left there with other settings (finished or not) is removed, so that it is trained
+    again from the start rather than resumed under the wrong recipe.
+    """
+    if not (run_dir / SETTINGS_FILE).is_file():
+        return None
+    if json.loads((run_dir / SETTINGS_FILE).read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
+        print(f"{run_dir.name}: trained with other settings earlier; training it again")
+        shutil.rmtree(run_dir)
+        return None
+    if not (run_dir / ROW_FILE).is_file():
+        return None  # unfinished: train() resumes it
+    row = json.loads((run_dir / ROW_FILE).read_text(encoding="utf-8"))
+    row["ci"] = tuple(row["ci"])
     return row
 
 
@@ -162,6 +207,8 @@ def main(argv=None):
                                              "image and epochs; a fair budget on a slow machine)")
     p.add_argument("--crop-size", type=int, help="training crop side (default: the recipe's)")
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--resume", action="store_true",
+                   help="reuse runs finished in --output with the same settings and continue an unfinished one")
     args = p.parse_args(argv)
     _common.setup_logging()
     args.output.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The label-efficiency benchmark's bookkeeping: equal step budgets and the paired Dice gain."""
 
 import importlib
+import json
 import pathlib
 import sys
 
@@ -42,3 +43,21 @@ def test_the_gain_interval_comes_from_resampling_images_in_pairs(bench):
     assert 0.0 < low < gain < high < 0.04  # the unpaired intervals (about +-0.03 each) would overlap
     same, lo, hi = bench.paired_difference(random_init, random_init, n_resamples=100)
     assert same == lo == hi == 0.0
+
+
+def test_resume_reads_back_finished_runs_and_restarts_runs_with_other_settings(bench, tmp_path):
+    args = bench.main.__globals__["_common"].parser("segmentation", "").parse_args([])
+    args.time_budget, args.steps, args.epochs, args.crop_size, args.bootstrap = None, None, 2, 64, 100
+    settings = bench.run_settings("seg-brainmri-tumour", 0.25, False, args)
+    assert settings["overrides"] == {"label_fraction": 0.25, "encoder": None, "crop_size": 64, "epochs": 2}
+    run = tmp_path / "run"
+    assert bench.finished_row(run, settings) is None  # never started
+    run.mkdir()
+    (run / bench.SETTINGS_FILE).write_text(json.dumps(settings))
+    (run / "backup").mkdir()
+    assert bench.finished_row(run, settings) is None and (run / "backup").is_dir()  # unfinished: kept, to resume
+    (run / bench.ROW_FILE).write_text(json.dumps({"dice": 0.5, "ci": [0.4, 0.6]}))
+    assert bench.finished_row(run, settings) == {"dice": 0.5, "ci": (0.4, 0.6)}
+    args.crop_size = 96  # another budget: the old run must not be read back nor resumed
+    assert bench.finished_row(run, bench.run_settings("seg-brainmri-tumour", 0.25, False, args)) is None
+    assert not run.exists()
