@@ -135,6 +135,7 @@ def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
     metadata = json.loads((tuned.preset_dir / "metadata.json").read_text())
     record = metadata["training"]["initialized_from"]
     assert record["training"]["optimizer_steps"] == source["optimizer_steps"]
+    assert record["metrics"] == json.loads((first.preset_dir / "metadata.json").read_text())["metrics"]
     assert (record["version"], metadata["version"]) == ("1.0.0", "1.1.0")  # new weights of the same model
     with pytest.raises(ConfigError, match="not the recipe's architecture"):
         other = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(first.preset_dir)))

@@ -257,9 +257,10 @@ def _start_from(model, source_name) -> None:
         raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
     for var, value in zip(ours, source.get_weights()):
         var.assign(value)
-    model.initialized_from = {"model": getattr(source, "zoo_metadata", {}).get("name", str(source_name)),
-                              "version": getattr(source, "zoo_metadata", {}).get("version"),
-                              "training": training_info(source)}
+    metadata = getattr(source, "zoo_metadata", None) or {}
+    model.initialized_from = {"model": metadata.get("name", str(source_name)), "version": metadata.get("version"),
+                              "training": training_info(source),
+                              "metrics": metadata.get("metrics")}  # so the fine-tune's gain can be read off
 
 
 def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
