@@ -110,3 +110,12 @@ def test_the_readme_python_examples_run(tmp_path, monkeypatch):
     for line, source in blocks:
         code = compile("\n" * (line - 1) + source, str(README), "exec")  # tracebacks name README lines
         exec(code, namespace)  # noqa: S102  (the README's own examples)
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    """.ci/run installs and then runs the README's test command; the two must not drift apart."""
+    readme = README.read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "[test]" in line)
+    pytest_command = command[command.index("python -m pytest"):]
+    ci_lines = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
+    assert pytest_command in ci_lines
