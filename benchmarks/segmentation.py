@@ -149,6 +149,8 @@ def run_one(task, fraction, pretrained, args, out):
     if recipe.dataset.startswith("hc18"):
         row["hc_mae_mm"] = head_circumference_error(recipe.dataset, predicted)
     (run_dir / ROW_FILE).write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+    print(f"{name}: test Dice {row['dice']:.3f} after {row['optimizer_steps']} steps, {row['wall_time_s']:.0f} s",
+          flush=True)
     return row
 
 
