@@ -46,7 +46,7 @@ def test_the_gain_interval_comes_from_resampling_images_in_pairs(bench):
 
 
 def test_resume_reads_back_finished_runs_and_restarts_runs_with_other_settings(bench, tmp_path):
-    args = bench.main.__globals__["_common"].parser("segmentation", "").parse_args([])
+    args = bench._common.parser("segmentation", "").parse_args([])
     args.time_budget, args.steps, args.epochs, args.crop_size, args.bootstrap = None, None, 2, 64, 100
     settings = bench.run_settings("seg-brainmri-tumour", 0.25, False, args)
     assert settings["overrides"] == {"label_fraction": 0.25, "encoder": None, "crop_size": 64, "epochs": 2}
