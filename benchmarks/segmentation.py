@@ -7,7 +7,8 @@ architecture from random initialisation (``encoder=None``). Test-split Dice per 
 with a bootstrap 95% interval of the mean; for HC18 also the head circumference of the
 ellipse fitted to each predicted mask against the reference, mean absolute error in mm
 (each image's pixel size on the stored 256 px grid, from the file). One table and one plot
-per dataset, all in one run.
+per dataset, all in one run: ``<output>/<task>.txt``, ``.json`` and ``.png`` per dataset, and
+``summary.txt`` / ``summary.json`` for every task of the run.
 
     python benchmarks/segmentation.py                                # full recipes (GPU territory)
     python benchmarks/segmentation.py --steps 300 --crop-size 64     # 300 optimizer steps per run (CPU)
@@ -199,7 +200,8 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def main(argv=None):
+def parser():
+    """The command line (the common benchmark options and the label-efficiency ones)."""
     p = _common.parser("segmentation", __doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
     p.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.25, 1.0])
@@ -211,7 +213,11 @@ def main(argv=None):
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--resume", action="store_true",
                    help="reuse runs finished in --output with the same settings and continue an unfinished one")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     _common.setup_logging()
     args.output.mkdir(parents=True, exist_ok=True)
     texts, data = [], {}
@@ -232,6 +238,7 @@ def main(argv=None):
                              "zoo - random, paired [95% CI]", *(["HC error mm, zoo", "HC error mm, random"] if hc else [])],
                             table, title=f"{task}: test Dice by share of training masks; every run {budget(task, args)}")
         plot(rows, args.output / f"{task}.png")
+        _common.write(args.output, task, text, {task: rows})  # kept when a later run covers other tasks
         texts.append(text)
         data[task] = rows
         print(text + "\n")

@@ -46,8 +46,7 @@ def test_the_gain_interval_comes_from_resampling_images_in_pairs(bench):
 
 
 def test_resume_reads_back_finished_runs_and_restarts_runs_with_other_settings(bench, tmp_path):
-    args = bench._common.parser("segmentation", "").parse_args([])
-    args.time_budget, args.steps, args.epochs, args.crop_size, args.bootstrap = None, None, 2, 64, 100
+    args = bench.parser().parse_args(["--epochs", "2", "--crop-size", "64", "--bootstrap", "100"])
     settings = bench.run_settings("seg-brainmri-tumour", 0.25, False, args)
     assert settings["overrides"] == {"label_fraction": 0.25, "encoder": None, "crop_size": 64, "epochs": 2}
     run = tmp_path / "run"
@@ -61,3 +60,34 @@ def test_resume_reads_back_finished_runs_and_restarts_runs_with_other_settings(b
     args.crop_size = 96  # another budget: the old run must not be read back nor resumed
     assert bench.finished_row(run, bench.run_settings("seg-brainmri-tumour", 0.25, False, args)) is None
     assert not run.exists()
+
+
+def _seed_finished_runs(bench, task, args, out, hc=False):
+    """Rows as finished runs would leave them, so ``main --resume`` trains nothing."""
+    rng = np.random.default_rng(len(task))
+    for fraction in args.fractions:
+        for pretrained in (True, False):
+            settings = bench.run_settings(task, fraction, pretrained, args)
+            run = out / "runs" / f"{task}-{'pretrained' if pretrained else 'scratch'}-{int(round(fraction * 100))}pct"
+            run.mkdir(parents=True)
+            scores = rng.uniform(0.3, 0.9, size=12)
+            row = {"task": task, "fraction": fraction, "init": "zoo encoder" if pretrained else "random",
+                   "train_images": 10, "dice": float(scores.mean()), "dice_per_image": scores.tolist(),
+                   "ci": [float(scores.min()), float(scores.max())], "epochs": 2, "optimizer_steps": 20,
+                   "wall_time_s": 1.0, **({"hc_mae_mm": 3.0} if hc else {})}
+            (run / bench.SETTINGS_FILE).write_text(json.dumps(settings))
+            (run / bench.ROW_FILE).write_text(json.dumps(row))
+
+
+def test_each_dataset_keeps_its_table_when_a_later_run_covers_another(bench, tmp_path):
+    argv = ["--output", str(tmp_path), "--resume", "--epochs", "2", "--bootstrap", "50", "--fractions", "0.05", "1"]
+    args = bench.parser().parse_args(argv)
+    _seed_finished_runs(bench, "seg-brainmri-tumour", args, tmp_path)
+    _seed_finished_runs(bench, "seg-fetalus-head", args, tmp_path, hc=True)
+    bench.main(argv + ["--tasks", "seg-brainmri-tumour"])
+    bench.main(argv + ["--tasks", "seg-fetalus-head"])
+    brain = (tmp_path / "seg-brainmri-tumour.txt").read_text()
+    assert "5%" in brain and "100%" in brain and "HC error" not in brain
+    assert "HC error mm, zoo" in (tmp_path / "seg-fetalus-head.txt").read_text()
+    assert set(json.loads((tmp_path / "summary.json").read_text())) == {"seg-fetalus-head"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {"seg-brainmri-tumour.png", "seg-fetalus-head.png"}
