@@ -75,6 +75,15 @@ class Timer:
         self.seconds = time.time() - self.start
 
 
+def run_and_print(parser, run, argv=None):
+    """A benchmark's main: parse ``argv``, run it (``run(args) -> (results, text)``), print its table."""
+    args = parser.parse_args(argv)
+    setup_logging()
+    _, text = run(args)
+    print(text)
+    print(f"\nwrote {args.output}")
+
+
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

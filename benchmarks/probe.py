@@ -64,11 +64,7 @@ def summary_rows(results) -> list:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    _common.setup_logging()
-    _, text = run(args)
-    print(text)
-    print(f"\nwrote {args.output}")
+    _common.run_and_print(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
