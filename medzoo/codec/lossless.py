@@ -152,15 +152,6 @@ def context_thresholds(values: np.ndarray, contexts: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- coding
-def _split(residuals: np.ndarray, shift: int, half: int):
-    """Residuals -> (table symbols with escapes, escaped values offset to >= 0, low bits)."""
-    high = residuals >> shift
-    low = residuals - (high << shift)
-    escaped = np.abs(high) > half
-    symbols = np.where(escaped, 2 * half + 1, high + half).astype(np.int32)
-    return symbols, (high[escaped] + (1 << (ESCAPE_BITS - 1))).astype(np.int32), low.astype(np.int32)
-
-
 def explicit_table(levels: np.ndarray) -> np.ndarray:
     """Quantised counts (bytes, the symbols ``-T..T`` then the escape) -> the table both sides use (exact)."""
     counts = exact.exp(np.asarray(levels, dtype=np.float64) * (0.6931471805599453 / COUNT_STEPS)) - 1.0
@@ -176,18 +167,40 @@ def _explicit_levels(residuals: np.ndarray, shift: int) -> np.ndarray:
     return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
 
 
-def _table_cost(table: np.ndarray, residuals: np.ndarray, shift: int) -> float:
-    half = (len(table) - 2) // 2
-    high = residuals >> shift
-    inside = np.abs(high) <= half
-    counts = np.bincount(high[inside] + half, minlength=2 * half + 1)
-    bits = -np.log2(table[:2 * half + 1])
-    escapes = int((~inside).sum())
-    return float(counts @ bits) + escapes * (ESCAPE_BITS - np.log2(table[-1])) + shift * residuals.size
+class _Histogram:
+    """Counts of ``residuals >> shift`` over their range, so that pricing a table costs its length, not
+    the number of residuals (the encoder prices a few dozen tables per context)."""
+
+    def __init__(self, residuals: np.ndarray, shift: int):
+        high = residuals >> shift
+        self.shift, self.size = shift, residuals.size
+        self.low = int(high.min()) if high.size else 0
+        self.counts = np.bincount(high - self.low) if high.size else np.zeros(1, dtype=np.int64)
+
+    def inside(self, half: int) -> np.ndarray:
+        """Counts of the values ``-half..half`` (int64, length ``2 half + 1``)."""
+        counts = np.zeros(2 * half + 1, dtype=np.int64)
+        first, last = max(self.low, -half), min(self.low + len(self.counts) - 1, half)
+        if first <= last:
+            counts[first + half:last + half + 1] = self.counts[first - self.low:last - self.low + 1]
+        return counts
+
+    def cost(self, table: np.ndarray) -> float:
+        """Bits to code the residuals with ``table`` (symbols ``-T..T``, then the escape)."""
+        half = (len(table) - 2) // 2
+        counts = self.inside(half)
+        escapes = self.size - int(counts.sum())
+        return (float(counts @ -np.log2(table[:2 * half + 1])) + escapes * (ESCAPE_BITS - np.log2(table[-1]))
+                + self.shift * self.size)
 
 
-def _cost(residuals: np.ndarray, shift: int, index: int) -> float:
-    return _table_cost(error_tables()[index], residuals, shift)
+def _explicit_levels(histogram: _Histogram, magnitudes: np.ndarray) -> np.ndarray:
+    """The byte levels of an explicit table (the encoder's histogram, quantised); ``magnitudes`` are
+    ``|residuals >> shift|``."""
+    half = int(min(EXPLICIT_HALF, max(1, np.quantile(magnitudes, 0.999, method="higher"))))
+    counts = histogram.inside(half)
+    counts = np.append(counts, histogram.size - counts.sum())
+    return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
 
 
 def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.ndarray | None]:
@@ -196,9 +209,10 @@ def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.nd
     index, shift = choose_model(residuals, max_shift)
     if residuals.size < 1024:
         return index, shift, None
-    levels = _explicit_levels(residuals, shift)
+    histogram = _Histogram(residuals, shift)
+    levels = _explicit_levels(histogram, np.abs(residuals >> shift))
     side_bits = 8 * (len(levels) + 1)
-    if _table_cost(explicit_table(levels), residuals, shift) + side_bits < _cost(residuals, shift, index):
+    if histogram.cost(explicit_table(levels)) + side_bits < histogram.cost(error_tables()[index]):
         return EXPLICIT, shift, levels
     return index, shift, None
 
@@ -210,6 +224,7 @@ def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
     best = None
     for shift in range(max_shift + 1):
         magnitude = np.abs(residuals >> shift)
+        histogram = _Histogram(residuals, shift)
         # scales fitting the mean |r| and, robust to outliers, the median |r| (Laplace b, Gaussian sigma)
         centres = {min(int(np.searchsorted(scale_table(), v)), SCALE_LEVELS - 1) + family * SCALE_LEVELS
                    for family, v in (
@@ -218,7 +233,7 @@ def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
         candidates = sorted({i for c in centres for i in range(c - 3, c + 4)
                              if (c // SCALE_LEVELS) * SCALE_LEVELS <= i < (c // SCALE_LEVELS + 1) * SCALE_LEVELS})
         for index in candidates:
-            cost = _cost(residuals, shift, index)
+            cost = histogram.cost(error_tables()[index])
             if best is None or cost < best[0]:
                 best = (cost, index, shift)
         if best[2] < shift:  # a larger shift stopped helping
@@ -237,6 +252,29 @@ def _diagonals(h: int, w: int):
         yield rows, d - rows
 
 
+@functools.lru_cache(maxsize=MAX_SHIFT + 2)
+def _uniform(bits: int):
+    """The range coder's uniform model over ``bits`` bits (low bits of wide residuals, escapes)."""
+    return _constriction().stream.model.Uniform(1 << bits)
+
+
+def _coding_order(shape, context: np.ndarray, contexts: int):
+    """The pixels of (P, H, W) in stream order, and where each (diagonal, context) group starts.
+
+    The stream codes one anti-diagonal after another and, within one, the pixels of each
+    context in turn (in the order of ``array[:, rows, cols].ravel()``: plane, then row),
+    which is the order the decoder can recover them in. Returns the flat pixel indices in
+    that order, the group of each and the start of every group (plus the end).
+    """
+    planes, h, w = shape
+    p, r, c = np.meshgrid(np.arange(planes), np.arange(h), np.arange(w), indexing="ij")
+    group = (r + c) * contexts + context
+    order = np.argsort(((group * planes + p) * h + r).ravel(), kind="stable")
+    group = group.ravel()[order]
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    return order, group[starts], np.append(starts, group.size)
+
+
 def encode_signal(signal: np.ndarray, dtype) -> bytes:
     """Integer planes (P, H, W) -> side information + ANS payload (see the module docstring)."""
     constriction = _constriction()
@@ -251,24 +289,26 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     choices = [(index, shift) for index, shift, _ in chosen]
     tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
     models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
-    halves = [(len(table) - 2) // 2 for table in tables]
-    uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
-    chunks = []  # (symbols, model) in decoding order
-    for rows, cols in _diagonals(*signal.shape[1:]):
-        e, ctx = errors[:, rows, cols].ravel(), context[:, rows, cols].ravel()
-        for k in range(contexts):
-            values = e[ctx == k]
-            if values.size:
-                shift = choices[k][1]
-                symbols, escapes, low = _split(values, shift, halves[k])
-                chunks.append((symbols, models[k]))
-                chunks.append((escapes, uniform_escape))
-                if shift:
-                    chunks.append((low, constriction.stream.model.Uniform(1 << shift)))
+    shifts = np.array([shift for _, shift in choices], dtype=np.int64)
+    halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
+
+    # every residual split at once, in stream order; then one coder call per chunk
+    order, groups, bounds = _coding_order(signal.shape, context, contexts)
+    e, ctx = errors.ravel()[order], context.ravel()[order]
+    high = e >> shifts[ctx]
+    low = (e - (high << shifts[ctx])).astype(np.int32)
+    escaped = np.abs(high) > halves[ctx]
+    symbols = np.where(escaped, 2 * halves[ctx] + 1, high + halves[ctx]).astype(np.int32)
+    escapes = (high[escaped] + (1 << (ESCAPE_BITS - 1))).astype(np.int32)
+    escape_bounds = np.concatenate([[0], np.cumsum(escaped)])[bounds]
     coder = constriction.stream.stack.AnsCoder()
-    for symbols, model in reversed(chunks):
-        if symbols.size:
-            coder.encode_reverse(symbols, model)
+    for g in range(len(groups) - 1, -1, -1):  # a stack: the last chunk goes in first
+        k, a, b = groups[g] % contexts, bounds[g], bounds[g + 1]
+        if shifts[k]:
+            coder.encode_reverse(low[a:b], _uniform(int(shifts[k])))
+        if escape_bounds[g + 1] > escape_bounds[g]:
+            coder.encode_reverse(escapes[escape_bounds[g]:escape_bounds[g + 1]], _uniform(ESCAPE_BITS))
+        coder.encode_reverse(symbols[a:b], models[k])
     side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
     explicit = b"".join(bytes([(len(levels) - 2) // 2]) + levels.tobytes() for _, _, levels in chosen
                         if levels is not None)
@@ -299,39 +339,43 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
     if len(words) % 4:
         raise DataError("a residual payload is whole 32-bit words")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-    uniform_escape = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
     models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
-    halves = [(len(table) - 2) // 2 for table in tables]
+    shifts = np.array([shift for _, shift in choices], dtype=np.int64)
+    halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
     thresholds = np.asarray(thresholds, dtype=np.int64)
-    signal = np.zeros(shape, dtype=np.int64)
-    errors = np.zeros(shape, dtype=np.int64)
-    for rows, cols in _diagonals(*shape[1:]):
-        has_left, has_up = cols > 0, rows > 0
-        both = has_left & has_up
+    planes, h, w = shape
+    # a zero border above and left stands in for the neighbours outside the image
+    signal = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
+    errors = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
+    for rows, cols in _diagonals(h, w):
+        rows, cols = rows + 1, cols + 1
 
         def around(a):
-            return (np.where(has_left, a[:, rows, cols - 1], 0), np.where(has_up, a[:, rows - 1, cols], 0),
-                    np.where(both, a[:, rows - 1, cols - 1], 0))
+            return a[:, rows, cols - 1], a[:, rows - 1, cols], a[:, rows - 1, cols - 1]
 
         left, up, upleft = around(signal)
-        local = energy(left, up, upleft, *around(errors))
-        ctx = np.searchsorted(thresholds, local, side="right").ravel()
-        e = np.zeros(ctx.size, dtype=np.int64)
-        for k in range(contexts):
-            where = np.flatnonzero(ctx == k)
-            if not where.size:
-                continue
-            shift, half = choices[k][1], halves[k]
-            symbols = coder.decode(models[k], int(where.size)).astype(np.int64)
-            high = symbols - half
-            escaped = symbols == 2 * half + 1
-            if escaped.any():
-                high[escaped] = coder.decode(uniform_escape, int(escaped.sum())).astype(np.int64) \
-                    - (1 << (ESCAPE_BITS - 1))
-            low = coder.decode(constriction.stream.model.Uniform(1 << shift), int(where.size)).astype(np.int64) \
-                if shift else 0
-            e[where] = (high << shift) + low
-        errors[:, rows, cols] = e.reshape(left.shape)
-        signal[:, rows, cols] = med_prediction(left, up, upleft) + errors[:, rows, cols]
-    return signal
-
+        ctx = np.searchsorted(thresholds, energy(left, up, upleft, *around(errors)), side="right").ravel()
+        order = np.argsort(ctx, kind="stable")  # the stream's order within a diagonal: context, then position
+        counts = np.bincount(ctx, minlength=contexts)
+        symbols = np.empty(ctx.size, dtype=np.int64)
+        low = np.zeros(ctx.size, dtype=np.int64)
+        escapes, start = [], 0
+        for k in np.flatnonzero(counts):
+            end = start + int(counts[k])
+            symbols[start:end] = coder.decode(models[k], end - start)
+            escaped = int(np.count_nonzero(symbols[start:end] == 2 * halves[k] + 1))
+            if escaped:
+                escapes.append(coder.decode(_uniform(ESCAPE_BITS), escaped))
+            if shifts[k]:
+                low[start:end] = coder.decode(_uniform(int(shifts[k])), end - start)
+            start = end
+        ctx = ctx[order]
+        high = symbols - halves[ctx]
+        if escapes:
+            high[symbols == 2 * halves[ctx] + 1] = np.concatenate(escapes).astype(np.int64) - (1 << (ESCAPE_BITS - 1))
+        e = np.empty(ctx.size, dtype=np.int64)
+        e[order] = (high << shifts[ctx]) + low
+        e = e.reshape(left.shape)
+        errors[:, rows, cols] = e
+        signal[:, rows, cols] = med_prediction(left, up, upleft) + e
+    return signal[:, 1:, 1:]
