@@ -8,7 +8,8 @@ with a bootstrap 95% interval of the mean; for HC18 also the head circumference 
 ellipse fitted to each predicted mask against the reference, mean absolute error in mm
 (each image's pixel size on the stored 256 px grid, from the file). One table and one plot
 per dataset, all in one run: ``<output>/<task>.txt``, ``.json`` and ``.png`` per dataset, and
-``summary.txt`` / ``summary.json`` for every task of the run.
+``summary.txt`` / ``summary.json`` (and ``summary.png``, a panel per dataset) for every task of
+the run.
 
     python benchmarks/segmentation.py                                # full recipes (GPU territory)
     python benchmarks/segmentation.py --steps 300 --crop-size 64     # 300 optimizer steps per run (CPU)
@@ -177,13 +178,8 @@ def finished_row(run_dir, settings):
     return row
 
 
-def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+def draw(rows, ax):
+    """One dataset's curve: test Dice against the share of masks, zoo encoder and random init, 95% intervals."""
     for init, colour in (("zoo encoder", "tab:blue"), ("random", "tab:grey")):
         mine = sorted((r for r in rows if r["init"] == init), key=lambda r: r["fraction"])
         x = [100 * r["fraction"] for r in mine]
@@ -195,6 +191,18 @@ def plot(rows, path):
     ax.set_ylabel("test Dice")
     ax.set_title(rows[0]["task"])
     ax.legend()
+
+
+def plot(curves, path):
+    """``curves``: rows per dataset; one panel each, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
+    for rows, ax in zip(curves, axes[0]):
+        draw(rows, ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -237,12 +245,14 @@ def main(argv=None):
         text = format_table(["masks", "images", "steps (zoo / random)", "Dice, zoo encoder [95% CI]", "Dice, random init [95% CI]",
                              "zoo - random, paired [95% CI]", *(["HC error mm, zoo", "HC error mm, random"] if hc else [])],
                             table, title=f"{task}: test Dice by share of training masks; every run {budget(task, args)}")
-        plot(rows, args.output / f"{task}.png")
+        plot([rows], args.output / f"{task}.png")
         _common.write(args.output, task, text, {task: rows})  # kept when a later run covers other tasks
         texts.append(text)
         data[task] = rows
         print(text + "\n")
     _common.write(args.output, "summary", "\n\n".join(texts), data)
+    if len(data) > 1:
+        plot(list(data.values()), args.output / "summary.png")
     print(f"wrote {args.output}")
 
 

@@ -91,3 +91,6 @@ def test_each_dataset_keeps_its_table_when_a_later_run_covers_another(bench, tmp
     assert "HC error mm, zoo" in (tmp_path / "seg-fetalus-head.txt").read_text()
     assert set(json.loads((tmp_path / "summary.json").read_text())) == {"seg-fetalus-head"}
     assert {p.name for p in tmp_path.glob("*.png")} == {"seg-brainmri-tumour.png", "seg-fetalus-head.png"}
+    bench.main(argv + ["--tasks", "seg-brainmri-tumour", "seg-fetalus-head"])  # both read back: one figure
+    assert set(json.loads((tmp_path / "summary.json").read_text())) == {"seg-brainmri-tumour", "seg-fetalus-head"}
+    assert (tmp_path / "summary.png").stat().st_size > 0
