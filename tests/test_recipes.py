@@ -97,6 +97,21 @@ def test_train_in_process_and_refuse_to_clobber_an_unfinished_run(tmp_path):
     assert len(rows) == 3 and "val_loss" in rows[0]
     assert (tmp_path / "best.weights.h5").exists() and (tmp_path / "tensorboard").is_dir()
     assert not (tmp_path / "backup").exists()  # removed once the run finished
+
+    # killed after training but before its metrics: --resume measures it, it does not train it again
+    logged, saved = (tmp_path / "log.csv").read_text(), (tmp_path / "final.weights.h5").stat().st_mtime_ns
+    again = train("ae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, write_preset=False, resume=True,
+                  **tiny("ae-chestxray"))
+    assert (tmp_path / "log.csv").read_text() == logged
+    assert (tmp_path / "final.weights.h5").stat().st_mtime_ns == saved  # not written again
+    assert again.optimizer_steps == result.optimizer_steps and again.epochs_completed == 2
+    assert again.metrics["psnr"] == pytest.approx(result.metrics["psnr"], abs=1e-6)
+    assert len(again.history["val_loss"]) == 2
+    for ours, theirs in zip(again.model.get_weights(), result.model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(ConfigError, match="another recipe.*epochs"):
+        train("ae-chestxray", output_dir=tmp_path, epochs=3, verbose=0, resume=True, **tiny("ae-chestxray"))
+
     (tmp_path / "backup").mkdir()
     with pytest.raises(ConfigError, match="unfinished run"):
         train("ae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, **tiny("ae-chestxray"))

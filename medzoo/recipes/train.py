@@ -19,7 +19,8 @@ A run directory holds everything one training run writes::
 
 A run killed at any point restarts with ``resume=True`` (``medzoo train ... --resume``)
 from the last completed epoch, with weights, optimizer state (its step count drives
-the learning-rate schedule) and random-generator state restored.
+the learning-rate schedule) and random-generator state restored; one killed after
+training but before its test metrics (``run.json`` written) is measured, not retrained.
 
 A run may train on one machine and become a preset on another: train on a GPU machine
 with ``write_preset=False`` (``--no-preset``; the test split need not be there), copy the
@@ -123,6 +124,8 @@ def train(
     backup_dir = out / "backup"
     if backup_dir.exists() and not resume:
         raise ConfigError(f"{out} holds an unfinished run; pass resume=True (--resume) or choose another output")
+    if resume and not backup_dir.exists() and (out / RUN_FILE).is_file():
+        return _measure_trained_run(out, recipe, write_preset and writer, time_budget_s)
     out.mkdir(parents=True, exist_ok=True)
     resumed = resume and backup_dir.exists()
     if resumed and time_budget_s and (out / RECIPE_FILE).exists():  # keep the epochs the budget chose
@@ -212,20 +215,51 @@ def finish(output_dir, *, weights="best") -> pathlib.Path:
         The preset directory (``<output_dir>/preset``).
     """
     out = pathlib.Path(output_dir)
+    model, recipe, spec, run = _reload_trained_run(out, weights)
+    _, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=True)
+    return preset_dir
+
+
+def _reload_trained_run(out: pathlib.Path, weights: str):
+    """The model of a run whose training finished in ``out`` (its stored recipe, ``weights``), and that run."""
     for name in (RECIPE_FILE, RUN_FILE, f"{weights}.weights.h5"):
         if not (out / name).is_file():
             raise ConfigError(f"{out} is not a finished run directory: {name} is missing")
     if (out / "backup").exists():
         raise ConfigError(f"{out} holds an unfinished run (backup/): resume it before finishing")
-    stored = json.loads((out / RECIPE_FILE).read_text())
-    recipe = get_recipe(stored["name"]).with_overrides(
-        **{k: v for k, v in stored.items() if k != "name" and k in {f.name for f in dataclasses.fields(Recipe)}})
+    recipe = _stored_recipe(out)
     spec = PreprocessSpec.from_config(recipe.spec)
     model = build_model(recipe, spec)
     model.load_weights(out / f"{weights}.weights.h5")
-    run = json.loads((out / RUN_FILE).read_text())
-    _, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=True)
-    return preset_dir
+    return model, recipe, spec, json.loads((out / RUN_FILE).read_text())
+
+
+def _stored_recipe(out: pathlib.Path) -> Recipe:
+    stored = json.loads((out / RECIPE_FILE).read_text())
+    return get_recipe(stored["name"]).with_overrides(
+        **{k: v for k, v in stored.items() if k != "name" and k in {f.name for f in dataclasses.fields(Recipe)}})
+
+
+def _measure_trained_run(out: pathlib.Path, recipe: Recipe, write: bool, time_budget_s) -> TrainResult:
+    """``train(resume=True)`` on a run whose training finished but that was stopped before its test
+    metrics and preset: measure it rather than train it again."""
+    stored = json.loads((out / RECIPE_FILE).read_text())
+    asked = json.loads(json.dumps(recipe.with_overrides(epochs=stored["epochs"]) if time_budget_s else recipe,
+                                  default=dataclasses.asdict))
+    if asked != stored:
+        changed = sorted(k for k in {*stored, *asked} if stored.get(k) != asked.get(k))
+        raise ConfigError(f"{out} holds a finished run of another recipe (differs in {', '.join(changed)}); "
+                          "choose another output, or train without resume to replace it")
+    model, recipe, spec, run = _reload_trained_run(out, "best" if (out / "best.weights.h5").is_file() else "final")
+    log.info("%s finished training earlier (%s epochs, %s s): measuring it, not training it again",
+             out, run["epochs"], run["wall_time_s"])
+    metrics, preset_dir = {}, None
+    if write or _has_split(recipe, "test"):
+        metrics, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=write)
+    rows = _log_rows(out / "log.csv")
+    history = {k: [float(r[k]) for r in rows if r.get(k)] for k in (rows[0] if rows else {}) if k != "epoch"}
+    return TrainResult(model, recipe, history, metrics, out, preset_dir, run["epochs"], run["epochs"],
+                       run["optimizer_steps"], run["wall_time_s"])
 
 
 def build_model(recipe: Recipe, spec: PreprocessSpec):
