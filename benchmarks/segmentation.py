@@ -12,7 +12,7 @@ per dataset, all in one run: ``<output>/<task>.txt``, ``.json`` and ``.png`` per
 the run.
 
     python benchmarks/segmentation.py                                # full recipes (GPU territory)
-    python benchmarks/segmentation.py --steps 300 --crop-size 64     # 300 optimizer steps per run (CPU)
+    KERAS_BACKEND=torch python benchmarks/segmentation.py --steps 500 --crop-size 96 --resume   # README table (CPU)
     python benchmarks/segmentation.py --time-budget 600              # ten minutes per run
     python benchmarks/segmentation.py --tasks seg-brainmri-tumour --epochs 2 --max-images 200   # quick look
 
