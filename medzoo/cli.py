@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="best", choices=["best", "final"],
                    help="with --finish: the lowest-val_loss weights (default) or the last epoch's")
     p.add_argument("--output", help="run directory (default runs/RECIPE)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run in --output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --output (one killed after training is measured, not retrained)")
     p.add_argument("--deterministic", action="store_true", help="seeded, deterministic ops")
     p.add_argument("--no-preset", action="store_true", help="do not write the preset (quick experiments)")
     p.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
