@@ -136,6 +136,22 @@ def test_denoising_noise_only_in_training(tiny_cxr):
     assert abs(noisy.mean() - 0.5) < 0.01
 
 
+def test_a_denoisers_evaluation_scores_denoising_with_the_same_noise_every_time(tiny_cxr):
+    """val_loss picks a denoiser's best epoch, so it must measure denoising, comparably across epochs."""
+    # shallow, unnormalised and linear: an untrained net whose output still follows its input
+    model = make("dae", noise_strength=0.2, reconstruction_loss="mse", normalization="none",
+                 output_activation="linear", depth=1, filters=8)
+    model.compile()
+    x = tiny_cxr[:16]
+    first = model.evaluate(x, batch_size=16, verbose=0, return_dict=True)["reconstruction_loss"]
+    again = model.evaluate(x, batch_size=16, verbose=0, return_dict=True)["reconstruction_loss"]
+    assert first == again
+    noisy = numpy(model.add_noise(x, seed=model.seed))  # the evaluation's noise: drawn from the model's seed
+    np.testing.assert_allclose(first, np.mean((model.predict(noisy, verbose=0) - x) ** 2), rtol=1e-4)
+    clean = np.mean((model.predict(x, verbose=0) - x) ** 2)
+    assert abs(first - clean) > 1e-3 * clean  # not the clean reconstruction (what it was before)
+
+
 def test_poisson_noise_is_signal_dependent():
     model = make("ae", noise="poisson", noise_strength=0.01)
     x = np.concatenate([np.full((32, 32, 32, 1), 0.1), np.full((32, 32, 32, 1), 0.6)]).astype("float32")

@@ -21,8 +21,11 @@ class ConvAutoencoder(AutoencoderModel):
     * denoising: ``noise="gaussian"`` (additive, std ``noise_strength``) or
       ``noise="poisson"`` (signal-dependent shot noise, variance
       ``noise_strength * x``, i.e. a photon count of ``1 / noise_strength`` at
-      white). Noise corrupts the *input* only when ``training=True``; the target
-      stays the clean image.
+      white). The target stays the clean image. Noise corrupts the input of the
+      loss passes only: fresh noise in training, and in evaluation (``evaluate``,
+      the validation pass) noise drawn from the model's seed, the same every
+      epoch, so ``val_loss`` measures denoising and picks the best denoiser.
+      ``predict`` and ``reconstruct`` never add noise.
     * sparse: ``sparsity > 0`` adds ``sparsity * mean(|code|)`` to the loss.
 
     Args:
@@ -101,7 +104,7 @@ class ConvAutoencoder(AutoencoderModel):
         return self.activate(self.decoder(z, training=False))
 
     def forward_terms(self, x, training):
-        inputs = self.add_noise(x) if training else ops.cast(x, "float32")
+        inputs = self.add_noise(x, seed=None if training else (self.seed or 0))
         code = self.encoder(self.pad_to_stride(inputs), training=training)
         return {"logits": self.crop_like(self.decoder(code, training=training), x), "code": code}
 
