@@ -14,6 +14,7 @@ import pytest
 from medzoo.errors import ConfigError, MedzooError, ModelNotFoundError
 from medzoo.recipes import RECIPES, get_recipe, train
 from medzoo.recipes.distribute import make_strategy, set_precision
+from medzoo.recipes.train import build_model
 
 # Tiny versions of the real recipes: 32x32 chest X-rays, 4-filter models, ~100 images.
 TINY = {
@@ -58,6 +59,9 @@ def test_every_zoo_recipe_builds_its_model():
         spec = PreprocessSpec.from_config(recipe.spec)
         model = FAMILIES[recipe.family](**recipe.model, input_shape=spec.output_shape)
         assert model.count_params() > 0
+        if recipe.init_from is not None:  # the zoo model it fine-tunes exists and has its architecture
+            started = build_model(recipe, spec)
+            assert started.initialized_from["model"] == recipe.init_from, recipe.name
         # every dataset named has a known licence and citation; BUS-BRA's licence demands the citation
         licence = recipe.provenance["licence"]
         assert "unknown" not in licence and recipe.provenance["citation"], recipe.name
