@@ -47,9 +47,13 @@ def available(wanted: list[str], exit_if_none: bool = True) -> list[str]:
     """
     import medzoo
 
-    zoo = {m["name"] for m in medzoo.list_models()}
+    table = medzoo.list_models()
+    zoo = {m["name"] for m in table}
+    retired = {r["name"]: r["replaced_by"] for r in table.retired}
     found = [w for w in wanted if w in zoo or pathlib.Path(w).exists()]
-    missing = [w for w in wanted if w not in found]
+    for name in [w for w in wanted if w in retired]:
+        print(f"note: {name} is retired (it gives {retired[name]}), skipped", file=sys.stderr)
+    missing = [w for w in wanted if w not in found and w not in retired]
     if missing:
         print(f"note: not in the zoo yet, skipped: {', '.join(missing)}", file=sys.stderr)
     if not found and exit_if_none:

@@ -94,6 +94,40 @@ def test_replacing_an_entry_replaces_its_bundled_copy(tmp_path):
     assert [p.name for p in bundled.parent.iterdir()] == ["tiny"]  # no staging folders left behind
 
 
+def test_a_retired_name_loads_its_replacement_with_a_warning(tmp_path):
+    from medzoo.zoo.table import markdown_table
+
+    path = tmp_path / "pkg" / "weights_manifest.json"
+    manifest.add_to_manifest(make_preset(tmp_path, "old_ae"), manifest_path=path)
+    manifest.add_to_manifest(make_preset(tmp_path, "new_ae", version="2.0.0"), manifest_path=path)
+    with pytest.raises(ModelNotFoundError):
+        manifest.retire("old_ae", "no_such_model", "better.", manifest_path=path)
+    record = manifest.retire("old_ae", "new_ae", "it beats it on every measure.", manifest_path=path)
+    assert record == {"name": "old_ae", "replaced_by": "new_ae", "last_version": "1.0.0",
+                      "note": "it beats it on every measure."}
+    assert not (path.parent / "presets" / "old_ae").exists()  # its weights leave the package
+    assert (path.parent / "presets" / "new_ae").is_dir()
+    table = medzoo.list_models(manifest_path=path)
+    assert [m["name"] for m in table] == ["new_ae"] and "old_ae -> new_ae" in str(table)
+    assert "`old_ae` (last version 1.0.0) → `new_ae`" in markdown_table(path)
+    with pytest.warns(FutureWarning, match=r"'old_ae' \(last version 1.0.0\) is retired; it now gives 'new_ae'"):
+        model = medzoo.load("old_ae", manifest_path=path)
+    assert model.zoo_metadata["name"] == "new_ae" and model.zoo_metadata["version"] == "2.0.0"
+    with pytest.warns(FutureWarning):
+        assert medzoo.info("old_ae", manifest_path=path)["name"] == "new_ae"
+    with pytest.raises(ConfigError, match="already retired"), pytest.warns(FutureWarning):
+        manifest.retire("old_ae", "new_ae", "again.", manifest_path=path)
+    # adding a model under a retired name, or an alias to nothing, is refused
+    with pytest.raises(ConfigError, match=r"retired\[0\]\.name: 'old_ae' is retired but still an entry"):
+        manifest.add_to_manifest(make_preset(tmp_path / "again", "old_ae"), manifest_path=path)
+    data = json.loads(path.read_text())
+    data["retired"][0]["replaced_by"] = "gone"
+    with pytest.raises(ConfigError, match=r"retired\[0\]\.replaced_by: 'gone' is not an entry"):
+        manifest.validate_manifest(data)
+    manifest.add_to_manifest(make_preset(tmp_path, "third"), manifest_path=path)  # the record survives updates
+    assert manifest.read_manifest(path)["retired"] == [record]
+
+
 def test_incomplete_provenance_is_refused_and_nothing_is_written(tmp_path):
     path = tmp_path / "pkg" / "weights_manifest.json"
     preset = make_preset(tmp_path, "anon", training={"recipe": "x"})

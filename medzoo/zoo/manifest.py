@@ -26,6 +26,14 @@ An entry, abridged::
 :func:`validate_manifest` is the schema, as code: it raises :class:`ConfigError`
 naming the path of the first bad field (``models[0].files[1].sha256: ...``).
 :func:`add_to_manifest` is how entries are made: from a preset directory.
+
+A retired entry (one a newer entry beats on every measure, ``benchmarks/retirement.py``)
+leaves ``models`` and its bundled files, and its name stays under ``retired`` as an alias,
+so code that names it keeps working: ``load``, ``info`` and ``get_entry`` give the
+replacement, with a ``FutureWarning`` that says so (:func:`retire`)::
+
+    "retired": [{"name": "dae-chestxray", "replaced_by": "dae-chestxray-f4c3",
+                 "last_version": "1.0.0", "note": "..."}]
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import pathlib
 import posixpath
 import shutil
 import tempfile
+import warnings
 
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError, ModelNotFoundError
@@ -241,10 +250,14 @@ def validate_entry(entry, path: str = "entry") -> None:
     _validate_sources(entry["sources"], name, f"{path}.sources")
 
 
+RETIRED_KEYS = ("name", "replaced_by", "last_version", "note")
+
+
 def validate_manifest(data) -> None:
-    """Check a whole manifest (``{"format_version": 1, "models": [...]}``); raise ConfigError with the field path."""
+    """Check a whole manifest (``{"format_version": 1, "models": [...]}``, optionally ``"retired": [...]``);
+    raise ConfigError with the field path."""
     _expect(data, dict, "manifest", "an object")
-    _check_keys(data, "manifest", ("format_version", "models"))
+    _check_keys(data, "manifest", ("format_version", "models"), optional=("retired",))
     if data["format_version"] != FORMAT_VERSION:
         _fail("format_version", f"this medzoo reads format {FORMAT_VERSION}, got {data['format_version']!r}")
     _expect(data["models"], list, "models", "a list")
@@ -254,6 +267,22 @@ def validate_manifest(data) -> None:
         if entry["name"] in names:
             _fail(f"models[{i}].name", f"{entry['name']!r} appears twice")
         names.add(entry["name"])
+    aliases = set()
+    for i, record in enumerate(_expect(data.get("retired", []), list, "retired", "a list")):
+        path = f"retired[{i}]"
+        _expect(record, dict, path, "an object")
+        _check_keys(record, path, RETIRED_KEYS)
+        for key in RETIRED_KEYS:
+            _expect(record[key], str, f"{path}.{key}", "a non-empty string")
+            if not record[key].strip():
+                _fail(f"{path}.{key}", "expected a non-empty string")
+        if record["name"] in names:
+            _fail(f"{path}.name", f"{record['name']!r} is retired but still an entry of models")
+        if record["name"] in aliases:
+            _fail(f"{path}.name", f"{record['name']!r} appears twice")
+        if record["replaced_by"] not in names:
+            _fail(f"{path}.replaced_by", f"{record['replaced_by']!r} is not an entry of models")
+        aliases.add(record["name"])
 
 
 # --------------------------------------------------------------- reading
@@ -276,15 +305,28 @@ def read_manifest(path=None) -> dict:
 
 
 def find_entry(manifest: dict, name) -> dict:
-    """The entry called ``name`` (a deep copy), or ModelNotFoundError with close matches."""
+    """The entry called ``name`` (a deep copy), or ModelNotFoundError with close matches.
+
+    A retired name gives its replacement's entry, with a FutureWarning naming both.
+    """
     for entry in manifest["models"]:
         if entry["name"] == name:
             return copy.deepcopy(entry)
+    for record in manifest.get("retired", []):
+        if record["name"] == name:
+            warnings.warn(retirement_message(record), FutureWarning, stacklevel=3)
+            return find_entry(manifest, record["replaced_by"])
     names = [entry["name"] for entry in manifest["models"]]
     close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     known = f" Known models: {', '.join(names)}." if names else " The zoo has no pretrained models yet."
     raise ModelNotFoundError(f"unknown model {name!r}{hint}{known} (see medzoo.list_models())")
+
+
+def retirement_message(record: dict) -> str:
+    """What a user who names a retired model is told."""
+    return (f"{record['name']!r} (last version {record['last_version']}) is retired; it now gives "
+            f"{record['replaced_by']!r}: {record['note']} Use {record['replaced_by']!r} to silence this warning.")
 
 
 def get_entry(name, *, manifest_path=None) -> dict:
@@ -373,15 +415,43 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
     path = _manifest_file(manifest_path)
     manifest = read_manifest(path) if path.exists() else {"format_version": FORMAT_VERSION, "models": []}
     models = sorted([e for e in manifest["models"] if e["name"] != name] + [entry], key=lambda e: e["name"])
-    manifest = {"format_version": FORMAT_VERSION, "models": models}
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "models": models}
     validate_manifest(manifest)
     if bundle:
         _bundle(preset_dir, path.parent / BUNDLE_DIR / name)
+    _write_manifest(manifest, path)
+    return copy.deepcopy(entry)
+
+
+def _write_manifest(manifest: dict, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write_json(tmp, manifest)
     os.replace(tmp, path)
-    return copy.deepcopy(entry)
+
+
+def retire(name, replaced_by, note, *, manifest_path=None) -> dict:
+    """Retire an entry in favour of a better one: its name becomes an alias of ``replaced_by``.
+
+    The entry and its bundled files leave the package; ``load(name)`` then gives the
+    replacement with a FutureWarning carrying ``note`` (say why, e.g. what
+    ``benchmarks/retirement.py`` measured). Returns the ``retired`` record.
+    """
+    path = _manifest_file(manifest_path)
+    manifest = read_manifest(path)
+    old = find_entry(manifest, name)
+    if old["name"] != name:
+        raise ConfigError(f"{name!r} is already retired (it gives {old['name']!r})")
+    find_entry(manifest, replaced_by)
+    record = {"name": name, "replaced_by": replaced_by, "last_version": old["version"], "note": note}
+    manifest = {**manifest, "models": [e for e in manifest["models"] if e["name"] != name],
+                "retired": sorted([*manifest.get("retired", []), record], key=lambda r: r["name"])}
+    validate_manifest(manifest)
+    folder = bundled_dir(old, path)
+    _write_manifest(manifest, path)
+    if folder is not None and folder.is_dir():
+        shutil.rmtree(folder)
+    return dict(record)
 
 
 # ------------------------------------------------------------------ views
@@ -413,6 +483,9 @@ class ModelTable(list):
                 "description": m["description"] if len(m["description"]) <= 50 else m["description"][:49] + "…",
             }
 
+    #: the manifest's ``retired`` records: names that now give another entry
+    retired: list = []
+
     def __str__(self):
         if not self:
             return "no pretrained models in the zoo yet"
@@ -421,6 +494,9 @@ class ModelTable(list):
         lines = ["  ".join(c.ljust(widths[c]) for c in self.COLUMNS).rstrip(),
                  "  ".join("-" * widths[c] for c in self.COLUMNS)]
         lines += ["  ".join(r[c].ljust(widths[c]) for c in self.COLUMNS).rstrip() for r in rows]
+        if self.retired:
+            lines += ["", "retired names (each gives its replacement): "
+                      + ", ".join(f"{r['name']} -> {r['replaced_by']}" for r in self.retired)]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -439,8 +515,10 @@ def list_models(*, manifest_path=None) -> ModelTable:
     value_range, parameters, size_bytes, sources (``"bundled"``, ``"hub"``) and
     metrics; ``info(name)`` gives the full manifest entry.
     """
+    manifest = read_manifest(manifest_path)
     table = ModelTable()
-    for entry in read_manifest(manifest_path)["models"]:
+    table.retired = copy.deepcopy(manifest.get("retired", []))
+    for entry in manifest["models"]:
         table.append({
             "name": entry["name"],
             "family": entry["family"],

@@ -122,6 +122,10 @@ def markdown_table(manifest=None) -> str:
         cells = (f"`{row['name']}`", _variant(row["family"], entry["config"]), _modality(entry["training"]["dataset"]),
                  row["input"], row["params"], _metrics(model["metrics"]), row["licence"])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if table.retired:
+        lines += ["", "Retired names, kept as aliases (each loads its replacement, with a warning): "
+                  + "; ".join(f"`{r['name']}` (last version {r['last_version']}) → `{r['replaced_by']}`"
+                              for r in table.retired) + "."]
     return "\n".join(lines)
 
 
