@@ -60,8 +60,10 @@ def png(path) -> np.ndarray:
 def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
     assert main(["list"]) == 0
     table = capsys.readouterr().out
-    for name in ("ae-chestxray", "dae-chestxray", "vae-chestxray", "vqvae-chestxray"):
+    for name in ("ae-chestxray", "vae-chestxray", "vqvae-chestxray"):
         assert re.search(rf"^{name}\s+\w+\s+128x128x1", table, re.M), name
+    assert re.search(r"^dae-chestxray-f4c3\s+autoencoder\s+any x 1", table, re.M)
+    assert "retired names (each gives its replacement): dae-chestxray -> dae-chestxray-f4c3" in table
 
     assert main(["info", "vae-chestxray"]) == 0
     text = capsys.readouterr().out

@@ -165,7 +165,7 @@ def denoise(models, images=None, *, tune_images=None, sigmas=SIGMAS, split="test
     """Denoise noisy copies of a split with the model(s) and classical filters; PSNR/SSIM per noise level.
 
     Args:
-        models: one model or a list (e.g. ``["dae-chestxray", "ae-chestxray"]``: the denoising
+        models: one model or a list (e.g. ``["dae-chestxray-f4c3", "ae-chestxray-f4c3"]``: the denoising
             model and a plain one); zoo names, preset paths or instances with the same input shape.
         images: clean arrays to use instead of loading ``split``.
         tune_images: clean images to tune the classical filters on (default: ``max_tune``
