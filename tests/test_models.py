@@ -147,9 +147,12 @@ def test_a_denoisers_evaluation_scores_denoising_with_the_same_noise_every_time(
     again = model.evaluate(x, batch_size=16, verbose=0, return_dict=True)["reconstruction_loss"]
     assert first == again
     noisy = numpy(model.add_noise(x, seed=model.seed))  # the evaluation's noise: drawn from the model's seed
-    np.testing.assert_allclose(first, np.mean((model.predict(noisy, verbose=0) - x) ** 2), rtol=1e-4)
+    denoising = np.mean((model.predict(noisy, verbose=0) - x) ** 2)
     clean = np.mean((model.predict(x, verbose=0) - x) ** 2)
-    assert abs(first - clean) > 1e-3 * clean  # not the clean reconstruction (what it was before)
+    np.testing.assert_allclose(first, denoising, rtol=1e-4)
+    # not the clean reconstruction (what it was before): the evaluation is far closer to the noisy
+    # input's loss than to the clean one's (how far the two lie apart depends on the random weights)
+    assert abs(first - clean) > 10 * abs(first - denoising)
 
 
 def test_poisson_noise_is_signal_dependent():
