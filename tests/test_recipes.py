@@ -163,6 +163,27 @@ def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
         get_recipe("seg-brainmri-tumour").with_overrides(init_from="x")
 
 
+def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(tmp_path):
+    """A run directory as init_from: its best weights start the next stage, its facts stay in the preset."""
+    from medzoo.data import PreprocessSpec
+
+    first = train("ae-chestxray", output_dir=tmp_path / "a", epochs=1, verbose=0, write_preset=False,
+                  **tiny("ae-chestxray"))
+    stage_one = json.loads((tmp_path / "a" / "run.json").read_text())
+    recipe = get_recipe("ae-chestxray").with_overrides(**tiny("ae-chestxray", init_from=str(tmp_path / "a")))
+    model = build_model(recipe, PreprocessSpec.from_config(recipe.spec))
+    for ours, theirs in zip(model.get_weights(), first.model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    second = train("ae-chestxray", output_dir=tmp_path / "b", epochs=1, verbose=0,
+                   **tiny("ae-chestxray", init_from=str(tmp_path / "a")))
+    metadata = json.loads((second.preset_dir / "metadata.json").read_text())
+    record = metadata["training"]["initialized_from"]
+    assert record["model"].startswith("ae-chestxray (earlier stage")
+    assert record["training"]["wall_time_s"] == stage_one["wall_time_s"]
+    assert record["training"]["optimizer_steps"] == stage_one["optimizer_steps"] > 0
+    assert metadata["version"] == "1.0.0"  # a stage of a model not yet shipped
+
+
 def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
     with pytest.raises(MedzooError, match="diverged"):
         train("vae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, learning_rate=1e9,

@@ -106,8 +106,9 @@ class Recipe:
             the network; None trains the same architecture from random weights.
         label_fraction: segmenter only: the share of training masks used (label efficiency).
         init_from: a zoo model (name or preset path) of the same architecture whose weights
-            start the run: fine-tuning, e.g. with another loss or on other data. Its training
-            record is kept in the new preset's metadata.
+            start the run: fine-tuning, e.g. with another loss or on other data; or a finished
+            run directory, continued as a further stage. Its training record is kept in the
+            new preset's metadata.
     """
 
     name: str

@@ -278,11 +278,12 @@ def build_model(recipe: Recipe, spec: PreprocessSpec):
 
 
 def _start_from(model, source_name) -> None:
-    """Copy a trained zoo model's weights into ``model`` (same architecture), or say what differs."""
-    from medzoo.zoo import load
-    from medzoo.zoo.identity import training_info
+    """Copy trained weights into ``model`` (same architecture), or say what differs.
 
-    source = load(source_name, compile=False)
+    ``source_name`` is a zoo model (name or preset path) or a finished run directory: a run
+    continued as a later stage (its best weights), whose training record then stays in the chain.
+    """
+    source, record = _starting_point(source_name)
     ours, theirs = model.weights, source.weights
     mismatch = [(a.path, tuple(a.shape), tuple(b.shape)) for a, b in zip(ours, theirs)
                 if tuple(a.shape) != tuple(b.shape)]
@@ -291,10 +292,30 @@ def _start_from(model, source_name) -> None:
         raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
     for var, value in zip(ours, source.get_weights()):
         var.assign(value)
+    model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
+
+
+def _starting_point(source_name):
+    """The model that ``init_from`` names and the record of how it was trained."""
+    from medzoo.zoo import load
+    from medzoo.zoo.identity import training_info
+
+    run_dir = pathlib.Path(str(source_name))
+    if (run_dir / RUN_FILE).is_file() and (run_dir / RECIPE_FILE).is_file():
+        weights = "best" if (run_dir / "best.weights.h5").is_file() else "final"
+        source, recipe, _, run = _reload_trained_run(run_dir, weights)
+        training = {"recipe": recipe.name, "epochs": run["epochs"], "optimizer_steps": run.get("optimizer_steps"),
+                    "batch_size_per_replica": recipe.batch_size, "crop_size": recipe.crop_size,
+                    "learning_rate": recipe.learning_rate, "wall_time_s": run["wall_time_s"],
+                    "hardware": run["hardware"], "backend": run.get("backend")}
+        if getattr(source, "initialized_from", None):
+            training["initialized_from"] = source.initialized_from
+        return source, {"model": f"{recipe.name} (earlier stage: the {weights} weights of run {run_dir.name})",
+                        "version": None, "training": training, "metrics": None}
+    source = load(source_name, compile=False)
     metadata = getattr(source, "zoo_metadata", None) or {}
-    model.initialized_from = {"model": metadata.get("name", str(source_name)), "version": metadata.get("version"),
-                              "training": training_info(source),
-                              "metrics": metadata.get("metrics")}  # so the fine-tune's gain can be read off
+    return source, {"model": metadata.get("name", str(source_name)), "version": metadata.get("version"),
+                    "training": training_info(source), "metrics": metadata.get("metrics")}
 
 
 def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
