@@ -140,6 +140,25 @@ class ArrayBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self._plan)
 
+    def as_tf_dataset(self):
+        """These batches, one pass in plan order, as ``tf.data`` whose height and width stay open (None).
+
+        Under TensorFlow Keras fixes a ``PyDataset``'s shapes from its first two batches, so a
+        mixture of whole images of several sizes (a generalist's validation split) would be
+        refused at its first batch of another size. For evaluation: the epoch hooks do not run.
+        """
+        import tensorflow as tf
+
+        x_spec = tf.TensorSpec((None, None, None, self.images[0].shape[-1]), tf.float32)
+        if self.labelled:
+            y = self.targets[0]
+            signature = (x_spec, tf.TensorSpec((None,) * y.ndim, tf.as_dtype(y.dtype)))
+        else:
+            signature = x_spec
+        dataset = tf.data.Dataset.from_generator(lambda: (self[i] for i in range(len(self))),
+                                                 output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+
     # ---------------------------------------------------------------- batches
     def __getitem__(self, index):
         if index >= len(self._plan):

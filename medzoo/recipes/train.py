@@ -408,6 +408,8 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
         if len(ds) < 1:
             raise ConfigError(f"{ds.samples_per_epoch} training images are fewer than one global batch of "
                               f"{global_batch}")
+        if backend == "tensorflow" and crop is None and len({x.shape[1:] for x in ds.images}) > 1:
+            return ds.as_tf_dataset(), len(ds)  # whole images of several sizes: shapes Keras cannot infer
         return ds, len(ds)
     import tensorflow as tf
 
@@ -599,9 +601,10 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         tests = [_load_one(recipe, name, "test") for name in names]
         per = {name: test_metrics(model, t, v, spec) for name, t, v in zip(names, tests, vals)}
         keys = [k for k in per[names[0]] if k != "test_images" and isinstance(per[names[0]][k], float)]
+        # the headline figures are the mean of the datasets' means (each dataset counts once, whatever
+        # its size); every leaf is a number, as the manifest requires
         metrics = {"test_images": sum(m["test_images"] for m in per.values()),
-                   **{k: round(float(np.mean([m[k] for m in per.values()])), 5) for k in keys},
-                   "averaged_over": "datasets (each dataset's mean counts once)", "per_dataset": per}
+                   **{k: round(float(np.mean([m[k] for m in per.values()])), 5) for k in keys}, "per_dataset": per}
     log.info("test metrics of %s: %s", recipe.name, metrics)
     preset_dir = None
     if write:
