@@ -137,6 +137,30 @@ def test_a_time_budget_chooses_the_epochs_and_a_gpu_style_run_is_finished_elsewh
     assert meta["training"]["wall_time_s"] == run["wall_time_s"] and meta["metrics"]["psnr"] > 10
 
 
+def test_a_mixture_records_each_datasets_figures_and_its_preset_enters_the_manifest(tmp_path):
+    """A generalist's preset: each dataset's test figures, their mean as the headline, all numbers."""
+    from medzoo.zoo.manifest import add_to_manifest
+    from medzoo.zoo.table import markdown_table
+
+    mixture = ["kermany_pediatric_cxr_64", "brain_tumor_figshare_128"]
+    result = train("vae-generalist-f8c4", output_dir=tmp_path / "run", epochs=1, verbose=0,
+                   **{**{k: v for k, v in TINY.items() if k != "spec"}, "dataset": mixture, "max_images": 32,
+                      "crops_per_image": 1, "crop_size": 32,
+                      "model": {"filters": [4, 8], "depth": 2, "blocks_per_level": 1, "attention": False,
+                                "latent_channels": 2}})
+    per = result.metrics["per_dataset"]
+    assert sorted(per) == sorted(mixture) and all(m["test_images"] == 32 for m in per.values())
+    assert result.metrics["test_images"] == 64
+    for key in ("psnr", "ssim", "thumbnail_psnr"):
+        assert result.metrics[key] == pytest.approx(np.mean([m[key] for m in per.values()]), abs=1e-5)
+    manifest = tmp_path / "weights_manifest.json"
+    entry = add_to_manifest(result.preset_dir, manifest_path=manifest)  # the manifest takes only numbers
+    assert entry["metrics"]["per_dataset"] == per
+    row = markdown_table(manifest).splitlines()[2]
+    assert "chest X-ray (pediatric) + brain MRI (T1-CE)" in row
+    assert f"mean over 2 datasets: PSNR {result.metrics['psnr']:.2f} dB" in row
+
+
 def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
     """init_from starts from a preset's weights (here with another loss) and its training record stays."""
     from medzoo.data import PreprocessSpec

@@ -92,11 +92,14 @@ def _variant(family: str, config: dict) -> str:
 
 
 def _metrics(metrics: dict) -> str:
-    """The headline figures of an entry's metrics (flat, or nested under ``"test"``)."""
+    """The headline figures of an entry's metrics (flat, or nested under ``"test"``); a model trained on
+    several datasets (``per_dataset``) reports the mean of their means, and says so."""
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
     parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
              if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
-    return ", ".join(parts).replace(", (", " (") or "—"
+    text = ", ".join(parts).replace(", (", " (") or "—"
+    per_dataset = test.get("per_dataset")
+    return f"mean over {len(per_dataset)} datasets: {text}" if isinstance(per_dataset, dict) and parts else text
 
 
 def _cell(text: str) -> str:
