@@ -143,6 +143,32 @@ def _geometric_maps(rng, n, k=64, shape=(8, 8), ratio=0.7, copy_left=0.0):
     return codes
 
 
+def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(tiny_cxr):
+    """A residual VQ-VAE (input (None, None, C)): the header holds the image's real size, an image that
+    pads up to f decodes back to its size, and a size the entropy model was not fitted on is refused."""
+    model = VQVAE(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
+                  num_embeddings=16, embedding_dim=4, seed=3)
+    model.fit(tiny_cxr, epochs=1, batch_size=16, verbose=0)
+    fitted = EntropyModel.fit(model.encode(tiny_cxr), num_codes=16)  # 8 x 8 code maps of 32 px images
+    x = tiny_cxr[:5]
+    data = medzoo.compress(x, model=model, entropy_model=fitted)
+    header = read_header(data)
+    assert header.image_shape == (32, 32, 1) and header.code_shape == (8, 8) and header.num_images == 5
+    np.testing.assert_array_equal(decompress_codes(data, model=model, entropy_model=fitted)[1], model.encode(x))
+    np.testing.assert_allclose(medzoo.decompress(data, model=model, entropy_model=fitted), model.reconstruct(x),
+                               atol=1e-5)
+
+    padded = tiny_cxr[:3, :30, :29]  # ceil(30 / 4) x ceil(29 / 4): still 8 x 8 codes
+    data = medzoo.compress(padded, model=model, entropy_model=fitted)
+    assert read_header(data).image_shape == (30, 29, 1)
+    out = medzoo.decompress(data, model=model, entropy_model=fitted)
+    assert out.shape == (3, 30, 29, 1)
+    np.testing.assert_allclose(out, model.reconstruct(padded), atol=1e-5)
+
+    with pytest.raises(DataError, match=r"codes 32 x 32 images .* 8 x 8 code maps.*not 48 x 40: resize them"):
+        medzoo.compress(np.zeros((1, 48, 40, 1), np.float32), model=model, entropy_model=fitted)
+
+
 def test_skewed_codes_cost_less_than_log2_k_counted_from_the_actual_bytes():
     rng = np.random.default_rng(0)
     train, val, test = (_geometric_maps(rng, n) for n in (300, 60, 40))

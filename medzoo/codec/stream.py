@@ -566,10 +566,36 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
         raise ConfigError("quality= is for hyperprior codecs; a VQ-VAE has one rate (pick another VQ-VAE)")
     entropy_model = entropy_model or entropy_model_for(model)
     x = prepare(model, images)
+    _check_code_size(model, entropy_model, x.shape[1:3])
     codes = model.encode(x, batch_size=batch_size)
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
+    # the input's own shape: an any-size model's stream says what size to decode back to
     return pack(codes, entropy_model, model_name=name, model_version=model_version(model),
-                weights_id=weights_fingerprint(model), image_shape=model.image_shape, kind=kind)
+                weights_id=weights_fingerprint(model), image_shape=x.shape[1:], kind=kind)
+
+
+def _code_size(model, height: int, width: int) -> tuple[int, int]:
+    """The code map of an image of this size: ``ceil(H / f) x ceil(W / f)`` (any-size models pad up to f)."""
+    f = model.downsample_factor
+    return -(-int(height) // f), -(-int(width) // f)
+
+
+def _check_code_size(model, entropy_model: EntropyModel, image_size) -> None:
+    """An entropy model's per-position table fixes the code map's size, and so the image size it codes."""
+    if tuple(entropy_model.code_shape) == _code_size(model, *image_size):
+        return
+    f = model.downsample_factor
+    fits = f"{entropy_model.code_shape[0] * f} x {entropy_model.code_shape[1] * f}"
+    raise DataError(f"{_label_of(model)} codes {fits} images (its entropy model was fitted on "
+                    f"{entropy_model.code_shape[0]} x {entropy_model.code_shape[1]} code maps), not "
+                    f"{image_size[0]} x {image_size[1]}: resize them to {fits} first (a PreprocessSpec with "
+                    f"size=({fits.replace(' x ', ', ')})))")
+
+
+def _label_of(model) -> str:
+    from medzoo.zoo.identity import model_label
+
+    return model_label(model) if getattr(model, "zoo_metadata", None) else "this VQ-VAE"
 
 
 def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
@@ -586,8 +612,13 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
         if not _is_hyperprior(model) or header.image_shape[-1] != model.image_shape[-1]:
             raise BitstreamError("the stream holds hyperprior latents; the model given cannot decode them")
         return
-    if (model.num_embeddings, tuple(model.code_shape), tuple(model.image_shape)) != (
-            header.num_codes, header.code_shape, header.image_shape):
+    if model.image_shape[0] is None:  # any size: the stream's image and code map must agree with f
+        expected = (model.num_embeddings, _code_size(model, *header.image_shape[:2]), model.image_shape[-1])
+        found = (header.num_codes, header.code_shape, header.image_shape[-1])
+    else:
+        expected = (model.num_embeddings, tuple(model.code_shape), tuple(model.image_shape))
+        found = (header.num_codes, header.code_shape, header.image_shape)
+    if expected != found:
         raise BitstreamError("the stream's codebook size or shapes do not match the model's")
 
 
@@ -760,8 +791,9 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
         if header.kind == PIXELS_KIND:
             return _as_given(from_unit(images, parts["ranges"], parts["dtype"]), parts["rank"])
         return images
-    _, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
-    return model.decode(codes, batch_size=batch_size)
+    header, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
+    size = header.image_shape[:2] if model.image_shape[0] is None else None  # crop an any-size model's padding
+    return model.decode(codes, batch_size=batch_size, output_size=size)
 
 
 def zlib_bytes(codes) -> int:
