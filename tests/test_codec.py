@@ -143,7 +143,7 @@ def _geometric_maps(rng, n, k=64, shape=(8, 8), ratio=0.7, copy_left=0.0):
     return codes
 
 
-def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(tiny_cxr):
+def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(vq, em, tiny_cxr):
     """A residual VQ-VAE (input (None, None, C)): the header holds the image's real size, an image that
     pads up to f decodes back to its size, and a size the entropy model was not fitted on is refused."""
     model = VQVAE(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
@@ -167,6 +167,15 @@ def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(tiny_cxr):
 
     with pytest.raises(DataError, match=r"codes 32 x 32 images .* 8 x 8 code maps.*not 48 x 40: resize them"):
         medzoo.compress(np.zeros((1, 48, 40, 1), np.float32), model=model, entropy_model=fitted)
+
+    # beside a fixed-size VQ-VAE in one rate-distortion comparison, on the images that one takes
+    result = medzoo.evaluate.compression([vq, model], images=x, codecs=["jpeg"], anchor="jpeg", entropy_models=[em, fitted])
+    point = result.models[1]
+    assert point["code_shape"] == [8, 8] and point["rates"]["raw"] == 4 * 64 / (32 * 32)
+    assert point["per_image"]["bpp"][0] == 8 * len(medzoo.compress(x[:1], model=model, entropy_model=fitted)) / 1024
+    with pytest.raises(ConfigError, match="takes 32 x 32 images; those of this comparison are 30 x 29"):
+        medzoo.evaluate.compression([model, vq], images=padded, codecs=["jpeg"], anchor="jpeg",
+                                     entropy_models=[fitted, em])
 
 
 def test_skewed_codes_cost_less_than_log2_k_counted_from_the_actual_bytes():

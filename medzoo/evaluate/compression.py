@@ -232,33 +232,34 @@ class CompressionResult(Result):
 
 def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict, np.ndarray]:
     codes = model.encode(x, batch_size=batch_size)
-    rec = model.decode(codes, batch_size=batch_size)
-    h, w = model.image_shape[:2]
+    h, w = x.shape[1:3]  # the images' own size: an any-size model's input shape says None
+    rec = model.decode(codes, batch_size=batch_size, output_size=(h, w) if model.image_shape[0] is None else None)
+    image_shape = x.shape[1:]
     name = model_label(model) if getattr(model, "zoo_metadata", None) else ""
     fingerprint = weights_fingerprint(model)
     sizes = {k: np.zeros(len(x)) for k in KINDS}
     for i in progress(range(len(x)), f"streams {model_label(model)}", enabled=enabled):
         for k in KINDS:
             sizes[k][i] = len(pack(codes[i:i + 1], entropy_model, model_name=name, model_version=model_version(model),
-                                   weights_id=fingerprint, image_shape=model.image_shape, kind=k))
+                                   weights_id=fingerprint, image_shape=image_shape, kind=k))
     # header + checksum bytes are the same for every kind: measure them once on the chosen kind
     from medzoo.codec.stream import read_header
 
     one = pack(codes[:1], entropy_model, model_name=name, model_version=model_version(model),
-               weights_id=fingerprint, image_shape=model.image_shape, kind=kind)
+               weights_id=fingerprint, image_shape=image_shape, kind=kind)
     header = read_header(one)
     overhead = header.total_bytes - header.payload_bytes
     batch = pack(codes, entropy_model, model_name=name, model_version=model_version(model), weights_id=fingerprint,
-                 image_shape=model.image_shape, kind=kind)  # all images in one stream: the header amortised
+                 image_shape=image_shape, kind=kind)  # all images in one stream: the header amortised
     pixels = h * w
     bpp = 8.0 * sizes[kind] / pixels
     per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
     rates = {k: float(np.mean(8.0 * (sizes[k] - overhead) / pixels)) for k in KINDS}
     rates["zlib"] = float(np.mean([8.0 * zlib_bytes(c) / pixels for c in codes]))
-    rates["raw"] = raw_bits(model.num_embeddings, model.code_shape) / pixels
+    rates["raw"] = raw_bits(model.num_embeddings, codes.shape[1:]) / pixels
     rates["ideal_context"] = entropy_model.cross_entropy(codes, kind) * codes[0].size / pixels
     point = {
-        "model": model_label(model), "num_codes": int(model.num_embeddings), "code_shape": list(model.code_shape),
+        "model": model_label(model), "num_codes": int(model.num_embeddings), "code_shape": list(codes.shape[1:]),
         "bpp": float(bpp.mean()), "payload_bpp": rates[kind], "header_bytes": int(overhead),
         "one_stream_bpp": 8.0 * len(batch) / (len(x) * pixels),
         "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
@@ -324,9 +325,10 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
         if not hasattr(m, "quantizer") and not hasattr(m, "hyper_synthesis"):
             raise ConfigError(f"{model_label(m)} is neither a VQ-VAE nor a hyperprior codec; compression evaluates "
                               "medzoo streams")
-    for m in vq_list:
-        if tuple(m.image_shape) != tuple(vq_list[0].image_shape):
-            raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same input shape")
+    fixed = {tuple(m.image_shape) for m in vq_list if m.image_shape[0] is not None}  # any-size models take any
+    if len(fixed) > 1:
+        raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same images; their input shapes "
+                          f"differ: {sorted(fixed)}")
     codecs = classical.available_codecs() if codecs is None else list(codecs)
     if anchor not in codecs:
         raise ConfigError(f"the anchor codec {anchor!r} must be among the codecs swept {codecs}")
@@ -334,6 +336,10 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
     x, _, source = given_or_loaded(first, images, None, split, dataset=dataset, max_images=max_images, seed=seed)
     if x.shape[-1] != 1:
         raise DataError("the classical-codec comparison handles grey images only")
+    for m in vq_list:
+        if m.image_shape[0] is not None and tuple(m.image_shape) != x.shape[1:]:
+            raise ConfigError(f"{model_label(m)} takes {m.image_shape[0]} x {m.image_shape[1]} images; those of "
+                              f"this comparison are {x.shape[1]} x {x.shape[2]}: list it first, or compare it apart")
 
     if isinstance(entropy_models, (list, tuple)):
         if len(entropy_models) != len(model_list):
