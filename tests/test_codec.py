@@ -265,6 +265,16 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert f"| JPEG | {cells[0]} | {cells[1]} |" in guidelines
 
 
+def test_a_learned_curve_is_the_points_no_other_point_beats():
+    from medzoo.evaluate.compression import frontier
+
+    # a v2 VQ-VAE at a v1 one's rate with more quality replaces it on the curve; the result is sorted by rate
+    rates, psnr = frontier([0.29, 0.113, 0.05, 0.110], [28.1, 26.3, 24.3, 27.0])
+    assert rates.tolist() == [0.05, 0.110, 0.29] and psnr.tolist() == [24.3, 27.0, 28.1]
+    assert frontier([0.1, 0.2], [25.0, 26.0])[0].tolist() == [0.1, 0.2]  # more bits for more quality: both stay
+    assert frontier([0.1, 0.1], [25.0, 25.0])[0].tolist() == [0.1, 0.1]  # neither is better
+
+
 @pytest.mark.parametrize("codec", list(classical.LOSSLESS_CODECS))
 def test_classical_lossless_codecs_give_back_the_exact_pixels(codec):
     if codec not in classical.available_lossless_codecs(8):

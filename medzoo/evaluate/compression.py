@@ -373,20 +373,30 @@ def _at_guideline_rates(points, sweeps, stored_bits) -> dict:
     curves = {}
     for p in points:
         curves.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
-    curves = {name: {m: np.array([p[m] for p in sorted(members, key=lambda p: p["bpp"])]) for m in ("bpp", "psnr",
-                                                                                                   "ssim")}
+    curves = {name: {m: frontier([p["bpp"] for p in members], [p[m] for p in members]) for m in ("psnr", "ssim")}
               for name, members in curves.items()}
-    curves.update({c["label"]: {m: np.array(c[m]) for m in ("bpp", "psnr", "ssim")} for c in sweeps.values()})
+    curves.update({c["label"]: {m: (np.array(c["bpp"]), np.array(c[m])) for m in ("psnr", "ssim")}
+                   for c in sweeps.values()})
     out = {}
     for ratio, (factor, source) in GUIDELINE_RATIOS.items():
         bpp = stored_bits / factor
         at = {}
         for name, c in curves.items():
-            values = {m: quality_at_rate(c["bpp"], c[m], bpp) if len(c["bpp"]) > 1 else float("nan")
-                      for m in ("psnr", "ssim")}
+            values = {m: quality_at_rate(*c[m], bpp) if len(c[m][0]) > 1 else float("nan") for m in ("psnr", "ssim")}
             at[name] = {m: (v if math.isfinite(v) else None) for m, v in values.items()}
         out[ratio] = {"bpp": bpp, "stored_bits": stored_bits, "source": source, "curves": at}
     return out
+
+
+def frontier(rates, quality) -> tuple[np.ndarray, np.ndarray]:
+    """The points of ``(rates, quality)`` that no other point beats: as few or fewer bits for as much or more
+    quality, better in one. Zoo models at one rate (a v1 and a v2 VQ-VAE) would otherwise bend a curve."""
+    rates, quality = np.asarray(rates, float), np.asarray(quality, float)
+    beaten = [bool(np.any((rates <= r) & (quality >= q) & ((rates < r) | (quality > q))))
+              for r, q in zip(rates, quality)]
+    keep = ~np.array(beaten, bool)
+    order = np.argsort(rates[keep], kind="stable")
+    return rates[keep][order], quality[keep][order]
 
 
 def _compare(points, sweeps, anchor) -> tuple[dict, list]:
@@ -395,20 +405,20 @@ def _compare(points, sweeps, anchor) -> tuple[dict, list]:
     grouped = {}
     for p in points:
         grouped.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
-    curves = {name: (np.array([p["bpp"] for p in members]), {m: np.array([p[m] for p in members])
-                                                             for m in ("psnr", "ssim")})
-              for name, members in grouped.items()}
+    # a learned curve is what its models offer: per metric, the points no other point beats on rate and quality
+    curves = {name: {m: frontier(np.array([p["bpp"] for p in members]), np.array([p[m] for p in members]))
+                     for m in ("psnr", "ssim")} for name, members in grouped.items()}
     for name, c in sweeps.items():
         if name != anchor:
-            curves[c["label"]] = (np.array(c["bpp"]), {m: np.array(c[m]) for m in ("psnr", "ssim")})
-    for label, (rates, quality) in curves.items():
+            curves[c["label"]] = {m: (np.array(c["bpp"]), np.array(c[m])) for m in ("psnr", "ssim")}
+    for label, by_metric in curves.items():
         entry = {}
-        for metric in ("psnr", "ssim"):
+        for metric, (rates, quality) in by_metric.items():
             if len(rates) < 2:
                 entry[metric] = {"value_percent": None, "quality_range": None, "overlap": 0.0, "degree": 0,
                                  "method": "cubic", "note": "a single rate point has no BD-rate; see single_points"}
             else:
-                entry[metric] = bd_rate(a["bpp"], a[metric], rates, quality[metric]).to_dict()
+                entry[metric] = bd_rate(a["bpp"], a[metric], rates, quality).to_dict()
         bd[label] = entry
     singles = []
     for p in points:
