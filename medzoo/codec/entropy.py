@@ -351,12 +351,20 @@ def _file_digest(model) -> tuple[pathlib.Path, str] | tuple[None, None]:
     return pathlib.Path(metadata["path"]) / PRESET_FILE, digest
 
 
+def _fits_codes(entropy_model: EntropyModel, model) -> bool:
+    """The model's codebook size, and its code map size when it has one: an any-size model's code maps are
+    as large as its images, and the entropy model (fitted at one size) fixes the size it codes."""
+    fixed = model.code_shape[0] is not None
+    return entropy_model.num_codes == model.num_embeddings and (
+        not fixed or tuple(entropy_model.code_shape) == tuple(model.code_shape))
+
+
 def check_fits(entropy_model: EntropyModel, model, where="the entropy model") -> None:
     """Raise DataError unless ``entropy_model`` was fitted for exactly these weights (codebook, code shape, values)."""
     from medzoo.zoo.identity import model_label
 
     shape = tuple(entropy_model.code_shape)
-    if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
+    if not _fits_codes(entropy_model, model):
         raise DataError(f"{where} is for {entropy_model.num_codes} codes in {shape[0]}x{shape[1]} maps, but "
                         f"{model_label(model)} has {model.num_embeddings} codes in "
                         f"{model.code_shape[0]}x{model.code_shape[1]} maps")
@@ -448,8 +456,7 @@ def entropy_model_for(model, *, cache_dir=None, fit=True) -> EntropyModel:
     path = cache_path(model, cache_dir)
     if path.is_file():
         entropy_model = EntropyModel.load(path)
-        shape = tuple(entropy_model.code_shape)
-        if entropy_model.num_codes != model.num_embeddings or shape != tuple(model.code_shape):
+        if not _fits_codes(entropy_model, model):
             raise DataError(f"{path} does not fit this model (K or code shape differ); delete it to refit")
         return entropy_model
     from medzoo.zoo.identity import model_label, training_info
@@ -505,12 +512,12 @@ def save_to_preset(preset_dir, entropy_model=None, *, train_images=None, val_ima
         entropy_model = dataclasses.replace(entropy_model, info={**entropy_model.info,
                                                                  "weights_fingerprint": weights_fingerprint(model)})
     check_fits(entropy_model, model, where="the entropy model given")
-    h, w = entropy_model.code_shape
     summary = {"file": PRESET_FILE, "digest": entropy_model.digest, "kinds": sorted(entropy_model.weights),
+               "code_shape": [int(v) for v in entropy_model.code_shape],  # the size its streams code
                "weights_fingerprint": entropy_model.info["weights_fingerprint"],
                "fitted_on": {k: entropy_model.info.get(k) for k in ("dataset", "classes", "train_maps", "val_maps")}
                | (entropy_model.info.get("splits") or {}),
-               "pixels_per_code": int(np.prod(model.image_shape[:2])) // (h * w)}
+               "pixels_per_code": int(model.downsample_factor) ** 2}
     for rates in ("val_bits_per_code", "train_bits_per_code"):
         if entropy_model.info.get(rates):
             summary[rates] = {k: round(float(v), 5) for k, v in entropy_model.info[rates].items()}
