@@ -148,6 +148,17 @@ RECIPES["dae-chestxray-f4c3"] = Recipe(
                 "noise (sigma 0.1 of the range) from ae-chestxray-f4c3's weights: latent 4x smaller per side, "
                 "3 channels")
 
+# The VQ-VAE rate point of zoo v2: vqvae-chestxray's rate (a 16x16 map of 9-bit indices for a
+# 128 px image, at most 0.14 bits per pixel) on the any-size residual network. Light enough
+# (two blocks per level, no attention) to train to convergence on two CPU cores.
+RECIPES["vqvae-chestxray-f8k512"] = Recipe(
+    name="vqvae-chestxray-f8k512", family="vqvae",
+    model={"architecture": "residual", "filters": [48, 96, 128], "depth": 3, "blocks_per_level": 2,
+           "num_embeddings": 512, "embedding_dim": 32, "reconstruction_loss": "l1"},
+    dataset="kermany_pediatric_cxr_128", crop_size=64, crops_per_image=4, **_V2_TRAINING,
+    description="Any-size residual VQ-VAE for pediatric chest X-rays (Kermany, 128 px): code map 8x smaller per "
+                "side over a 512-entry codebook (at most 0.14 bits per pixel, vqvae-chestxray's rate)")
+
 RECIPES["vae-generalist-f8c4"] = Recipe(
     name="vae-generalist-f8c4", family="vae", model=dict(_VAE_F8C4),
     dataset=[d for d, *_ in MODALITIES.values()], crop_size=96, crops_per_image=3, **_V2_TRAINING,
