@@ -193,10 +193,9 @@ class CompressionResult(Result):
                 ax.plot(*frontier([m["bpp"] for m in pts], [m[metric] for m in pts]), "*-", ms=11 if j == 0 else 8,
                         lw=1.5, color=color, label=f"{curve} (medzoo stream)")
                 ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*", ms=11 if j == 0 else 8, color=color)
-                for k, m in enumerate(pts):  # labels alternate below-right and above-left: neighbours do not overlap
+                for m in pts:
                     ax.annotate(m["model"] if curve == "VQ-VAE" else f"q{m['quality']}", (m["bpp"], m[metric]),
-                                textcoords="offset points", xytext=(4, -10) if k % 2 == 0 else (-4, 6),
-                                ha="left" if k % 2 == 0 else "right", fontsize=7)
+                                textcoords="offset points", xytext=(4, -10), fontsize=7)
             for ratio, g in self.guidelines.items():
                 ax.axvline(g["bpp"], color="grey", ls=":", lw=1)
                 ax.annotate(ratio, (g["bpp"], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="grey",
