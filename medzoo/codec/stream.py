@@ -574,15 +574,9 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
                 weights_id=weights_fingerprint(model), image_shape=x.shape[1:], kind=kind)
 
 
-def _code_size(model, height: int, width: int) -> tuple[int, int]:
-    """The code map of an image of this size: ``ceil(H / f) x ceil(W / f)`` (any-size models pad up to f)."""
-    f = model.downsample_factor
-    return -(-int(height) // f), -(-int(width) // f)
-
-
 def _check_code_size(model, entropy_model: EntropyModel, image_size) -> None:
     """An entropy model's per-position table fixes the code map's size, and so the image size it codes."""
-    if tuple(entropy_model.code_shape) == _code_size(model, *image_size):
+    if tuple(entropy_model.code_shape) == model.latent_size(*image_size):
         return
     f = model.downsample_factor
     fits = f"{entropy_model.code_shape[0] * f} x {entropy_model.code_shape[1] * f}"
@@ -613,7 +607,7 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
             raise BitstreamError("the stream holds hyperprior latents; the model given cannot decode them")
         return
     if model.image_shape[0] is None:  # any size: the stream's image and code map must agree with f
-        expected = (model.num_embeddings, _code_size(model, *header.image_shape[:2]), model.image_shape[-1])
+        expected = (model.num_embeddings, model.latent_size(*header.image_shape[:2]), model.image_shape[-1])
         found = (header.num_codes, header.code_shape, header.image_shape[-1])
     else:
         expected = (model.num_embeddings, tuple(model.code_shape), tuple(model.image_shape))
