@@ -47,17 +47,23 @@ def test_a_zoo_v2_preset_reproduces_its_recorded_figures_on_its_whole_test_split
     assert float(np.mean(result.thumbnail["psnr"])) == pytest.approx(recorded["thumbnail_psnr"], abs=0.01)
 
 
-def test_the_residual_vq_vae_beats_the_first_at_its_rate_and_streams_with_its_shipped_entropy_model():
-    """vqvae-chestxray-f8k512: vqvae-chestxray's 16x16 map of 9-bit codes on the any-size network."""
-    new, old = medzoo.info("vqvae-chestxray-f8k512")["metrics"], medzoo.info("vqvae-chestxray")["metrics"]
+# Each residual VQ-VAE of zoo v2 against the first zoo's VQ-VAE with the same code map (same raw rate).
+REBUILT_VQ = {"vqvae-chestxray-f8k512": ("vqvae-chestxray", (16, 16)),
+              "vqvae-chestxray-f4k512": ("vqvae-chestxray-32x32", (32, 32))}
+
+
+@pytest.mark.parametrize("name", sorted(REBUILT_VQ))
+def test_a_residual_vq_vae_beats_the_first_at_its_rate_and_streams_with_its_shipped_entropy_model(name):
+    first, code_shape = REBUILT_VQ[name]
+    new, old = medzoo.info(name)["metrics"], medzoo.info(first)["metrics"]
     assert new["raw_bits_per_pixel"] == old["raw_bits_per_pixel"]
     assert new["psnr"] > old["psnr"] + 1.0 and new["ssim"] > old["ssim"] and new["mae"] < old["mae"]
-    result = medzoo.evaluate.reconstruction("vqvae-chestxray-f8k512", thumbnail=False)
+    result = medzoo.evaluate.reconstruction(name, thumbnail=False)
     assert len(result.per_image["psnr"]) == new["test_images"] == 513
     assert float(np.mean(result.per_image["psnr"])) == pytest.approx(new["psnr"], abs=0.01)
 
-    model = medzoo.load("vqvae-chestxray-f8k512")
+    model = medzoo.load(name)
     images, _ = medzoo.load_npz("kermany_pediatric_cxr_128", "test")
-    stream = medzoo.compress(images[:3], model="vqvae-chestxray-f8k512")  # the entropy model in the preset
-    assert medzoo.evaluate.read_header(stream).code_shape == (16, 16)
+    stream = medzoo.compress(images[:3], model=name)  # the entropy model in the preset
+    assert medzoo.evaluate.read_header(stream).code_shape == code_shape
     np.testing.assert_allclose(medzoo.decompress(stream), model.reconstruct(model.preprocess(images[:3])), atol=1e-5)

@@ -159,6 +159,29 @@ RECIPES["vqvae-chestxray-f8k512"] = Recipe(
     description="Any-size residual VQ-VAE for pediatric chest X-rays (Kermany, 128 px): code map 8x smaller per "
                 "side over a 512-entry codebook (at most 0.14 bits per pixel, vqvae-chestxray's rate)")
 
+# The coarser and finer VQ-VAE rate points of zoo v2, rebuilt like vqvae-chestxray-f8k512:
+# vqvae-chestxray-8x8's rate (an 8x8 map for 128 px, at most 0.035 bits per pixel) one level
+# deeper, and vqvae-chestxray-32x32's (32x32, at most 0.56) one level shallower. The deeper one
+# is narrower at full resolution: the 9 bits per 256 pixels limit it, not its width, and the
+# package's weights must stay under PyPI's 100 MB file limit. It trains on whole images: on
+# 64 px crops (4x4 code maps, mostly border) its validation L1 on whole images stalled at 0.081
+# while the crops' fell to 0.048.
+RECIPES["vqvae-chestxray-f16k512"] = Recipe(
+    name="vqvae-chestxray-f16k512", family="vqvae",
+    model={"architecture": "residual", "filters": [32, 64, 96, 128], "depth": 4, "blocks_per_level": 2,
+           "num_embeddings": 512, "embedding_dim": 32, "reconstruction_loss": "l1"},
+    dataset="kermany_pediatric_cxr_128", crop_size=128, crops_per_image=1,
+    **{**_V2_TRAINING, "batch_size": 16, "warmup_steps": 200},
+    description="Any-size residual VQ-VAE for pediatric chest X-rays (Kermany, 128 px): code map 16x smaller per "
+                "side over a 512-entry codebook (at most 0.035 bits per pixel, vqvae-chestxray-8x8's rate)")
+RECIPES["vqvae-chestxray-f4k512"] = Recipe(
+    name="vqvae-chestxray-f4k512", family="vqvae",
+    model={"architecture": "residual", "filters": [64, 128], "depth": 2, "blocks_per_level": 2,
+           "num_embeddings": 512, "embedding_dim": 32, "reconstruction_loss": "l1"},
+    dataset="kermany_pediatric_cxr_128", crop_size=64, crops_per_image=4, **_V2_TRAINING,
+    description="Any-size residual VQ-VAE for pediatric chest X-rays (Kermany, 128 px): code map 4x smaller per "
+                "side over a 512-entry codebook (at most 0.56 bits per pixel, vqvae-chestxray-32x32's rate)")
+
 RECIPES["vae-generalist-f8c4"] = Recipe(
     name="vae-generalist-f8c4", family="vae", model=dict(_VAE_F8C4),
     dataset=[d for d, *_ in MODALITIES.values()], crop_size=96, crops_per_image=3, **_V2_TRAINING,
