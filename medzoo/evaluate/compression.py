@@ -193,9 +193,14 @@ class CompressionResult(Result):
                 ax.plot(*frontier([m["bpp"] for m in pts], [m[metric] for m in pts]), "*-", ms=11 if j == 0 else 8,
                         lw=1.5, color=color, label=f"{curve} (medzoo stream)")
                 ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*", ms=11 if j == 0 else 8, color=color)
-                for m in pts:
+                span = np.ptp([m[metric] for m in self.models] + [v for c in self.codecs.values() for v in c[metric]])
+                for k, m in enumerate(pts):
+                    # below-right of its star, unless the next star is near enough for the labels to collide
+                    crowded = any(np.log10(n["bpp"] / m["bpp"]) < 0.5 and abs(n[metric] - m[metric]) < 0.04 * span
+                                  for n in pts[k + 1:])
                     ax.annotate(m["model"] if curve == "VQ-VAE" else f"q{m['quality']}", (m["bpp"], m[metric]),
-                                textcoords="offset points", xytext=(4, -10), fontsize=7)
+                                textcoords="offset points", xytext=(-6, 6) if crowded else (4, -10),
+                                ha="right" if crowded else "left", fontsize=7)
             for ratio, g in self.guidelines.items():
                 ax.axvline(g["bpp"], color="grey", ls=":", lw=1)
                 ax.annotate(ratio, (g["bpp"], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="grey",
