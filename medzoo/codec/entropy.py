@@ -367,7 +367,8 @@ def check_fits(entropy_model: EntropyModel, model, where="the entropy model") ->
     if not _fits_codes(entropy_model, model):
         raise DataError(f"{where} is for {entropy_model.num_codes} codes in {shape[0]}x{shape[1]} maps, but "
                         f"{model_label(model)} has {model.num_embeddings} codes in "
-                        f"{model.code_shape[0]}x{model.code_shape[1]} maps")
+                        + ("maps as large as its images" if model.code_shape[0] is None
+                           else f"{model.code_shape[0]}x{model.code_shape[1]} maps"))
     fitted_for = entropy_model.info.get("weights_fingerprint")
     fingerprint = weights_fingerprint(model)
     if fitted_for != fingerprint:

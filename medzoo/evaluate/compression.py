@@ -186,14 +186,14 @@ class CompressionResult(Result):
             curves = {}
             for m in self.models:
                 curves.setdefault(m.get("curve", "VQ-VAE"), []).append(m)
+            span = np.ptp([m[metric] for m in self.models] + [v for c in self.codecs.values() for v in c[metric]])
             for j, (curve, members) in enumerate(curves.items()):
                 pts = sorted(members, key=lambda m: m["bpp"])
-                color = "black" if j else plots.PALETTE[0]
+                rates, quality = [m["bpp"] for m in pts], [m[metric] for m in pts]
+                style = {"ms": 11 if j == 0 else 8, "color": "black" if j else plots.PALETTE[0]}
                 # the line is the curve (the points no other beats); a beaten model is a star off it
-                ax.plot(*frontier([m["bpp"] for m in pts], [m[metric] for m in pts]), "*-", ms=11 if j == 0 else 8,
-                        lw=1.5, color=color, label=f"{curve} (medzoo stream)")
-                ax.plot([m["bpp"] for m in pts], [m[metric] for m in pts], "*", ms=11 if j == 0 else 8, color=color)
-                span = np.ptp([m[metric] for m in self.models] + [v for c in self.codecs.values() for v in c[metric]])
+                ax.plot(*frontier(rates, quality), "*-", lw=1.5, label=f"{curve} (medzoo stream)", **style)
+                ax.plot(rates, quality, "*", **style)
                 for k, m in enumerate(pts):
                     # below-right of its star, unless the next star is near enough for the labels to collide
                     crowded = any(np.log10(n["bpp"] / m["bpp"]) < 0.5 and abs(n[metric] - m[metric]) < 0.04 * span
