@@ -47,6 +47,19 @@ def test_a_zoo_v2_preset_reproduces_its_recorded_figures_on_its_whole_test_split
     assert float(np.mean(result.thumbnail["psnr"])) == pytest.approx(recorded["thumbnail_psnr"], abs=0.01)
 
 
+@pytest.mark.filterwarnings("ignore::medzoo.DomainShiftWarning")
+def test_a_zoo_v2_vae_reproduces_its_recorded_negative_elbo_at_its_recorded_decoder_scale():
+    # measured batch by batch through the backend's inference path: under PyTorch, with autograd
+    # on, the same measure of a four-dataset mixture once grew past 24 GB and was killed
+    from medzoo.metrics import vae_negative_elbo_bits
+
+    model, recorded = medzoo.load("vae-brainmri-f8c4"), medzoo.info("vae-brainmri-f8c4")["metrics"]
+    images, _ = medzoo.load_npz("brain_tumor_figshare_128", "test")
+    bits = vae_negative_elbo_bits(model, model.preprocess_spec.apply(images), recorded["decoder_sigma"])
+    assert bits.shape == (recorded["test_images"],) and np.all(bits > 0)
+    assert float(bits.mean()) == pytest.approx(recorded["nelbo_bits_per_dim"], abs=1e-3)
+
+
 # Each residual VQ-VAE of zoo v2 against the first zoo's VQ-VAE with the same code map (same raw rate).
 REBUILT_VQ = {"vqvae-chestxray-f8k512": ("vqvae-chestxray", (16, 16)),
               "vqvae-chestxray-f4k512": ("vqvae-chestxray-32x32", (32, 32))}
