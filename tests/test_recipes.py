@@ -208,6 +208,22 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
     assert metadata["version"] == "1.0.0"  # a stage of a model not yet shipped
 
 
+def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path):
+    """init_from copies the learned weights, not the settings a VAE keeps in a variable (its KL weight)."""
+    from medzoo.data import PreprocessSpec
+
+    first = train("vae-chestxray", output_dir=tmp_path / "a", epochs=1, verbose=0, write_preset=False,
+                  **tiny("vae-chestxray"))
+    recipe = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(tmp_path / "a")))
+    beta = float(first.model.beta.numpy()) / 20
+    model = build_model(recipe.with_overrides(model={"beta": beta}), PreprocessSpec.from_config(recipe.spec))
+    assert float(model.beta.numpy()) == pytest.approx(beta)
+    copied = [(a, b) for a, b in zip(model.weights, first.model.weights) if a.path != model.beta.path]
+    assert len(copied) == len(model.weights) - 1
+    for ours, theirs in copied:
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 def test_a_diverging_run_raises_and_writes_no_preset(tmp_path):
     with pytest.raises(MedzooError, match="diverged"):
         train("vae-chestxray", output_dir=tmp_path, epochs=2, verbose=0, learning_rate=1e9,

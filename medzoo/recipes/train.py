@@ -290,8 +290,12 @@ def _start_from(model, source_name) -> None:
     if len(ours) != len(theirs) or mismatch:
         detail = f"first difference: {mismatch[0]}" if mismatch else f"{len(ours)} weights against {len(theirs)}"
         raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
+    # the recipe's settings that live in variables (a VAE's KL weight) stay the recipe's: a stage
+    # that changes beta must train with the new beta, not silently with its source's
+    settings = {id(getattr(model, "beta"))} if hasattr(model, "initial_beta") else set()
     for var, value in zip(ours, source.get_weights()):
-        var.assign(value)
+        if id(var) not in settings:
+            var.assign(value)
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
 
 
