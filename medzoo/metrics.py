@@ -140,9 +140,9 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
     from medzoo.models.vae import gaussian_kl
 
     # through the backend's inference path (torch: no autograd graph; a batch of 256 px images
-    # with one grew a mixture's test measurement past 24 GB), numpy between the two halves
+    # with one grew a mixture's test measurement past 24 GB), numpy between the two halves; the
+    # decoder half is the model's own (compiled once per model, cropped to the encoded size)
     moments = compiled(model, lambda t: ops.concatenate(model.encode_distribution(t), axis=-1))
-    decode = compiled(model, lambda z: ops.cast(model.decode_tensor(z), "float32"))
     images = np.asarray(images, np.float32)
     sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
     dims = float(np.prod(images.shape[1:]))
@@ -152,7 +152,7 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
         x = images[i:i + batch_size]
         mean, log_var = np.split(moments(x).astype(np.float32), 2, axis=-1)
         z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape).astype(np.float32)
-        logits_image = decode(z)[:, : x.shape[1], : x.shape[2], :]  # undo the padding to the stride
+        logits_image = model.decode(z, batch_size=len(z), tile_size=None, output_size=x.shape[1:3]).astype(np.float32)
         kl = ops.convert_to_numpy(gaussian_kl(mean, log_var))
         out.append(np.stack([ops.convert_to_numpy(discretized_gaussian_nll(x, logits_image, float(s))) + kl
                              for s in sigmas]) / (dims * LOG2))
