@@ -90,20 +90,40 @@ def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.
 
     The baseline a continuous latent must beat: a code of ``numbers`` values that any
     image viewer already has. Returns the enlarged images, clipped to ``value_range``,
-    and the thumbnail size. Resized with ``keras.ops.image.resize`` (TensorFlow's and
-    JAX's bicubic, Keys a = -0.5), in batches.
+    and the thumbnail size. Resized in numpy (:func:`_bicubic_weights`), so the baseline
+    is the same number on every Keras backend: ``keras.ops.image.resize`` is not (PyTorch's
+    bicubic has another kernel and its own antialiasing, and scored this baseline up to
+    0.2 dB higher than TensorFlow and JAX).
     """
-    from keras import ops
-
     images = np.asarray(images, np.float32)
     _, h, w, c = images.shape
     scale = math.sqrt(numbers / (h * w * c))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    out = []
+    down_h, down_w = _bicubic_weights(h, size[0], antialias=True), _bicubic_weights(w, size[1], antialias=True)
+    up_h, up_w = _bicubic_weights(size[0], h), _bicubic_weights(size[1], w)
+    out = np.empty_like(images)
     for i in range(0, len(images), 64):
-        small = ops.image.resize(images[i:i + 64], size, interpolation="bicubic", antialias=True)
-        out.append(ops.convert_to_numpy(ops.image.resize(small, (h, w), interpolation="bicubic")))
-    return np.clip(np.concatenate(out), *value_range), size
+        small = np.einsum("yh,nhwc,xw->nyxc", down_h, images[i:i + 64], down_w, optimize=True)
+        out[i:i + 64] = np.einsum("yh,nhwc,xw->nyxc", up_h, small, up_w, optimize=True)
+    return np.clip(out, *value_range), size
+
+
+def _bicubic_weights(size_in: int, size_out: int, antialias: bool = False) -> np.ndarray:
+    """(size_out, size_in) matrix that resizes one axis with the Keys cubic (a = -0.5), pixel centres aligned.
+
+    The definition of TensorFlow's and JAX's ``scale_and_translate`` resize: output pixel i
+    samples the input at (i + 0.5) * size_in / size_out - 0.5; when shrinking with
+    ``antialias`` the kernel is widened by the shrink factor (a low-pass filter); each row's
+    weights are normalised to sum to one, which handles the borders.
+    """
+    inv_scale = size_in / size_out
+    width = max(inv_scale, 1.0) if antialias else 1.0
+    centres = (np.arange(size_out) + 0.5) * inv_scale - 0.5
+    x = np.abs(centres[:, None] - np.arange(size_in)[None, :]) / width
+    a = -0.5
+    weights = np.where(x <= 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                       np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- VAE likelihood
