@@ -156,21 +156,19 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
     """
     from keras import ops
 
-    from medzoo.models.execution import compiled
     from medzoo.models.vae import gaussian_kl
 
-    # through the backend's inference path (torch: no autograd graph; a batch of 256 px images
-    # with one grew a mixture's test measurement past 24 GB), numpy between the two halves; the
-    # decoder half is the model's own (compiled once per model, cropped to the encoded size)
-    moments = compiled(model, lambda t: ops.concatenate(model.encode_distribution(t), axis=-1))
+    # through the model's inference path, compiled once per model (torch: no autograd graph; a
+    # batch of 256 px images with one grew a mixture's test measurement past 24 GB), numpy
+    # between the two halves, the decoder's output cropped to the encoded size
     images = np.asarray(images, np.float32)
     sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
     dims = float(np.prod(images.shape[1:]))
     rng = np.random.default_rng(seed)
+    means, log_vars = model.posterior(images, batch_size=batch_size, tile_size=None)
     out = []
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size]
-        mean, log_var = np.split(moments(x).astype(np.float32), 2, axis=-1)
+        x, mean, log_var = images[i:i + batch_size], means[i:i + batch_size], log_vars[i:i + batch_size]
         z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape).astype(np.float32)
         logits_image = model.decode(z, batch_size=len(z), tile_size=None, output_size=x.shape[1:3]).astype(np.float32)
         kl = ops.convert_to_numpy(gaussian_kl(mean, log_var))

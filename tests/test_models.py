@@ -204,6 +204,9 @@ def test_vae_encode_sample_differs_from_mean(tiny_cxr):
     drawn = model.encode(tiny_cxr[:4], sample=True)
     assert mean.shape == drawn.shape == (4, 8)
     assert np.abs(mean - drawn).mean() > 0.1  # posterior std starts near 1
+    posterior_mean, log_var = model.posterior(tiny_cxr[:4], batch_size=3)  # two batches, one compiled function
+    np.testing.assert_allclose(posterior_mean, mean, atol=1e-5)
+    assert log_var.shape == (4, 8) and np.all(np.isfinite(log_var))
 
 
 def test_vector_quantizer_straight_through_and_codebook_tracking():
