@@ -208,15 +208,31 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
     assert metadata["version"] == "1.0.0"  # a stage of a model not yet shipped
 
 
-def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path):
-    """init_from copies the learned weights, not the settings a VAE keeps in a variable (its KL weight)."""
+def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path, caplog):
+    """init_from copies the learned weights, not the settings a VAE keeps in a variable (its KL weight),
+    and says which settings of the objective differ from the ones its source was trained with."""
     from medzoo.data import PreprocessSpec
 
     first = train("vae-chestxray", output_dir=tmp_path / "a", epochs=1, verbose=0, write_preset=False,
                   **tiny("vae-chestxray"))
     recipe = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(tmp_path / "a")))
+    spec = PreprocessSpec.from_config(recipe.spec)
+    def said_by_recipes():
+        return [r.getMessage() for r in caplog.records if r.name == "medzoo.recipes.train"]
+
+    with caplog.at_level("WARNING", logger="medzoo.recipes.train"):
+        build_model(recipe, spec)  # the same objective: nothing to say
+    assert not said_by_recipes()
     beta = float(first.model.beta.numpy()) / 20
-    model = build_model(recipe.with_overrides(model={"beta": beta}), PreprocessSpec.from_config(recipe.spec))
+    with caplog.at_level("WARNING", logger="medzoo.recipes.train"):
+        build_model(recipe.with_overrides(model={"beta": beta, "reconstruction_loss": "l1"}), spec)
+    said = said_by_recipes()[-1]
+    trained_with = first.model.get_config()["reconstruction_loss"]
+    assert trained_with != "l1"
+    assert f"beta={float(first.model.initial_beta)!r}" in said and f"beta={beta!r}" in said
+    assert f"reconstruction_loss={trained_with!r}" in said and "reconstruction_loss='l1'" in said
+    assert f'"reconstruction_loss": "{trained_with}"' in said  # the override that keeps the source's objective
+    model = build_model(recipe.with_overrides(model={"beta": beta}), spec)
     assert float(model.beta.numpy()) == pytest.approx(beta)
     copied = [(a, b) for a, b in zip(model.weights, first.model.weights) if a.path != model.beta.path]
     assert len(copied) == len(model.weights) - 1

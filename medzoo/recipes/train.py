@@ -297,6 +297,26 @@ def _start_from(model, source_name) -> None:
         if id(var) not in settings:
             var.assign(value)
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
+    changed = _objective_changes(source, model)
+    if changed:
+        log.warning("init_from=%s was trained with %s; this run trains with %s. To keep its objective, pass "
+                    "--set 'model=%s' (a new objective at a high learning rate can undo much of its training)",
+                    source_name, ", ".join(f"{k}={a!r}" for k, (a, _) in changed.items()),
+                    ", ".join(f"{k}={b!r}" for k, (_, b) in changed.items()),
+                    json.dumps({k: a for k, (a, _) in changed.items()}))
+
+
+#: the settings of a model's training objective (not its architecture), compared by _start_from
+OBJECTIVE = ("reconstruction_loss", "ssim_weight", "beta", "noise", "noise_strength", "sparsity")
+
+
+def _objective_changes(source, model) -> dict:
+    """``{setting: (source's, model's)}`` for each training-objective setting the two models set differently."""
+    theirs, ours = source.get_config(), model.get_config()
+    changed = {k: (theirs[k], ours[k]) for k in OBJECTIVE if k in theirs and k in ours and theirs[k] != ours[k]}
+    if theirs.get("noise") == ours.get("noise") == "none":
+        changed.pop("noise_strength", None)  # a strength means nothing without noise
+    return changed
 
 
 def _starting_point(source_name):
