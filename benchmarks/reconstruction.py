@@ -38,8 +38,8 @@ def main(argv=None):
             psnrs[(result.model, dataset or _common.training_datasets(name, single=True))] = s["psnr"]["mean"]
             gain = s["psnr"]["mean"] - float(np.mean(t["psnr"])) if t else None
             # a multi-dataset model's bar is on its own test split, the mixture (row below)
-            verdict = "-" if components else ("yes" if t and gain >= 3.0 else "NO")
-            thumb = [f"{t['size'][0]}x{t['size'][1]}", float(np.mean(t["psnr"])), gain, verdict] if t else ["-"] * 4
+            thumb = [f"{t['size'][0]}x{t['size'][1]}", float(np.mean(t["psnr"])), gain,
+                     "-" if components else _verdict(gain)] if t else ["-"] * 4
             rows.append([label, s["psnr"]["mean"], s["psnr"]["std"], s["ssim"]["mean"], s["mae"]["mean"], *thumb])
             summary[label] = result.to_dict()
             means.append([s["psnr"]["mean"], s["ssim"]["mean"], s["mae"]["mean"],
@@ -62,8 +62,13 @@ def _mixture_row(model: str, count: int, mean) -> list:
     """A multi-dataset model on its own test split: the datasets in equal shares (mean of their means)."""
     value, ssim, mae, thumbnail = (float(v) for v in mean)
     gain = value - thumbnail
-    thumb = ["-", thumbnail, gain, "yes" if gain >= 3.0 else "NO"] if np.isfinite(thumbnail) else ["-"] * 4
+    thumb = ["-", thumbnail, gain, _verdict(gain)] if np.isfinite(thumbnail) else ["-"] * 4
     return [f"{model} @ its {count} datasets in equal shares", value, "-", ssim, mae, *thumb]
+
+
+def _verdict(gain: float) -> str:
+    """Zoo v2's bar: at least 3 dB over the thumbnail."""
+    return "yes" if gain >= 3.0 else "NO"
 
 
 def _generalist_rows(psnrs: dict) -> list:

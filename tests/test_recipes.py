@@ -217,6 +217,7 @@ def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path, caplo
                   **tiny("vae-chestxray"))
     recipe = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(tmp_path / "a")))
     spec = PreprocessSpec.from_config(recipe.spec)
+
     def said_by_recipes():
         return [r.getMessage() for r in caplog.records if r.name == "medzoo.recipes.train"]
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import medzoo
+from medzoo.recipes import catalog
 
 ZOO_V2 = re.compile(r"-(f8c4|f4c3)$")  # the per-modality VAEs (8x, 4 channels) and autoencoders (4x, 3 channels)
 MODALITIES = ("chestxray", "brainmri", "breastus", "fetalus")
@@ -62,8 +63,7 @@ def test_a_zoo_v2_vae_reproduces_its_recorded_negative_elbo_at_its_recorded_deco
 
 
 # The generalist against each modality's specialist of the same family and latent shape
-SPECIALISTS = {"chestxray": "kermany_pediatric_cxr_128", "brainmri": "brain_tumor_figshare_128",
-               "breastus": "busbra_256", "fetalus": "hc18_256"}
+SPECIALISTS = {modality: catalog.MODALITIES[modality][0] for modality in MODALITIES}  # dataset of each
 
 
 def test_the_generalist_is_within_1_db_of_every_specialist_and_beats_its_thumbnail_on_its_mixture():

@@ -126,7 +126,7 @@ class VAE(AutoencoderModel):
         x = self._check_images(x, preprocess)
         if not sample:
             return self._encode_checked(x, batch_size, tile_size, overlap)
-        params = np.concatenate(self._posterior(x, batch_size, tile_size, overlap), axis=-1)
+        params = self._posterior_params(x, batch_size, tile_size, overlap)
 
         def fn(t):
             return self.reparameterize(*ops.split(t, 2, axis=-1))
@@ -135,14 +135,15 @@ class VAE(AutoencoderModel):
 
     def posterior(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
         """Images -> ``(mean, log_var)`` of q(z|x) (numpy), compiled once per model; tiling as in :meth:`encode`."""
-        return self._posterior(self._check_images(x, preprocess), batch_size, tile_size, overlap)
-
-    def _posterior(self, x, batch_size, tile_size, overlap):
-        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
-        params = self._maybe_tiled("encode_distribution",
-                                   lambda t: ops.concatenate(self.encode_distribution(t), axis=-1),
-                                   x, batch_size, tiles, 1 / self.downsample_factor)
+        params = self._posterior_params(self._check_images(x, preprocess), batch_size, tile_size, overlap)
         return tuple(np.split(params.astype(np.float32), 2, axis=-1))
+
+    def _posterior_params(self, x, batch_size, tile_size, overlap):
+        """q(z|x)'s mean and log-variance, concatenated on the channel axis (what tiles blend)."""
+        tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
+        return self._maybe_tiled("encode_distribution",
+                                 lambda t: ops.concatenate(self.encode_distribution(t), axis=-1),
+                                 x, batch_size, tiles, 1 / self.downsample_factor)
 
     def sample(self, n, seed=None, size=None):
         """Draw ``n`` images from the prior: decode z ~ N(0, I). ``seed`` makes it repeatable.
