@@ -35,7 +35,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("medzoo-cache")
 
 
-def run(args, cache_dir, *, env=None, script=False, timeout=300):
+def run(args, cache_dir, *, env=None, script=False, timeout=900):
     """Run ``medzoo ARGS`` (the console script, or ``python -m medzoo``) offline; returns the CompletedProcess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "2", "HF_HUB_OFFLINE": "1",
                 "MEDZOO_CACHE": str(cache_dir), **(env or {})}
@@ -232,7 +232,7 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
     pixels = np.clip(np.asarray(big) * 16, 0, 4095)  # 8 -> 12 bits
     _write_cr(tmp_path / "cr_1841x1955.dcm", pixels)
     out = ok(run(["reconstruct", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o",
-                  str(tmp_path / "rec")], cache, timeout=600))
+                  str(tmp_path / "rec")], cache, timeout=1800))
     assert "native size (1841x1955)" in out
     rec = png(tmp_path / "rec" / "cr_1841x1955.png")
     assert rec.shape == (1841, 1955)
@@ -240,6 +240,6 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
     assert np.corrcoef(rec.ravel().astype(float), reference.ravel())[0, 1] > 0.95
     assert png(tmp_path / "rec" / "cr_1841x1955_reconstruction.png").shape == (1841 + 4, 3 * (1955 + 2) + 2)
     ok(run(["encode", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o", str(tmp_path / "z.npz")],
-           cache, timeout=600))
+           cache, timeout=1800))
     with np.load(tmp_path / "z.npz") as z:
         assert z["latent_0"].shape == (461, 489, 1) and z["sizes"].tolist() == [[1841, 1955]]

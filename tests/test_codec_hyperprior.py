@@ -204,7 +204,7 @@ def test_streams_decode_bit_exactly_under_another_backend(codec, images, tmp_pat
            "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-c", _DECODE_UNDER_ANOTHER_BACKEND, str(path), str(tmp_path / "stream.mzc"),
                           str(tmp_path / "out.npz"), str(tmp_path / "lossless.mzc")], capture_output=True, text=True,
-                         timeout=600, env=env)
+                         timeout=1800, env=env)
     assert out.returncode == 0, out.stderr[-4000:]
     theirs = np.load(tmp_path / "out.npz")
     _, y, z, _ = decompress_latents(data, codec)

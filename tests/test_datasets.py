@@ -417,7 +417,7 @@ def test_crops_change_every_epoch_under_op_determinism():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _CROPS_UNDER_DETERMINISM], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "-c", _CROPS_UNDER_DETERMINISM], capture_output=True, text=True, timeout=900,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"})
     assert out.returncode == 0, out.stderr[-3000:]
     same_epochs, same_runs = out.stdout.split()

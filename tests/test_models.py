@@ -288,7 +288,7 @@ for key in ["dae", "vae", "vqvae"]:
     np.testing.assert_array_equal(m.reconstruct(x), np.load(d / f"{{key}}.npy"))
     print("ok", type(m).__name__)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "ConvAutoencoder", "ok", "VAE", "ok", "VQVAE"]
 

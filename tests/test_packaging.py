@@ -36,7 +36,7 @@ NOT_COPIED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache
 def _pip(*args, **kwargs):
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
     return subprocess.run([sys.executable, "-m", "pip", *args], env=env, check=True, capture_output=True, text=True,
-                          timeout=300, **kwargs)
+                          timeout=900, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo
     env.update(HF_HUB_OFFLINE="1", MEDZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"),
                TF_CPP_MIN_LOG_LEVEL="2", MEDZOO_DATA_DIR=str(tmp_path / "no-data"))  # a fresh install: no data
     run = subprocess.run([str(python), "-I", "-c", script, str(PACKAGE) + os.sep, str(tmp_path / "demo")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
 
