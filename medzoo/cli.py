@@ -1,11 +1,19 @@
-"""The ``medzoo`` command line: argument parsing only; every command calls the public API."""
+"""The ``medzoo`` command line: argument parsing only; every command calls the public API.
+
+What needs no model answers without importing Keras or a backend: ``--help``, ``list``,
+``info``, ``download`` and the errors found before a model is built (an unknown model name,
+a missing input file, a bad flag). Warnings print as one line each, ``medzoo: warning: ...``,
+once per message.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
 
 
 def parse_override(item: str) -> tuple:
@@ -110,6 +118,8 @@ def _evaluate(args):
     import pathlib
     import shlex
 
+    _check_model(args.model)
+    _check_inputs([args.data] if args.data else [])
     import medzoo
 
     if args.data is not None and args.dataset is not None:
@@ -149,6 +159,29 @@ def _list(args):
     print(json.dumps(list(table), indent=2) if args.json else table)
 
 
+def _check_model(name) -> None:
+    """Refuse an unknown zoo name before anything imports Keras (paths and hf:// references pass)."""
+    import pathlib
+
+    from medzoo.zoo.manifest import get_entry
+
+    if name is None or str(name).startswith("hf://") or pathlib.Path(name).exists() or os.sep in str(name):
+        return
+    get_entry(name)
+
+
+def _check_inputs(paths) -> None:
+    """Refuse a missing input file or folder before a model is loaded."""
+    import pathlib
+
+    from medzoo.errors import DataError
+
+    missing = [p for p in paths if not pathlib.Path(p).exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: no such file or folder" + (f" (and {len(missing) - 1} more missing)"
+                                                                   if len(missing) > 1 else ""))
+
+
 def _info(args):
     import medzoo
 
@@ -170,6 +203,8 @@ def _download(args):
 
 
 def _reconstruct(args):
+    _check_model(args.model)
+    _check_inputs(args.inputs)
     import medzoo
     from medzoo.evaluate.common import format_table
 
@@ -187,6 +222,8 @@ def _reconstruct(args):
 
 
 def _segment(args):
+    _check_model(args.model)
+    _check_inputs(args.inputs)
     import medzoo
     from medzoo.evaluate.common import format_table
 
@@ -201,6 +238,8 @@ def _segment(args):
 
 
 def _encode(args):
+    _check_model(args.model)
+    _check_inputs(args.inputs)
     import medzoo
 
     latents, refs = medzoo.evaluate.encode_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
@@ -229,12 +268,17 @@ def _split_model(items, default):
 
 
 def _compress(args):
-    import medzoo
+    from medzoo.codec.stream import DEFAULT_MODEL  # no Keras behind it
+    from medzoo.errors import ConfigError
 
-    default = None if args.lossless else medzoo.codec.stream.DEFAULT_MODEL
+    default = None if args.lossless else DEFAULT_MODEL
     model, inputs = _split_model(args.items, args.model or default)
     if args.model and model != args.model:
-        raise medzoo.ConfigError(f"the model is named twice: --model {args.model} and {model}")
+        raise ConfigError(f"the model is named twice: --model {args.model} and {model}")
+    _check_model(model)
+    _check_inputs(inputs)
+    import medzoo
+
     header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
                                                   lossless=args.lossless)
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
@@ -255,6 +299,8 @@ def _compress(args):
 
 
 def _decompress(args):
+    _check_model(args.model)
+    _check_inputs([args.stream])
     import medzoo
 
     header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
@@ -269,6 +315,7 @@ def _demo(args):
 
     import medzoo
 
+    _check_model(args.model)
     start = time.perf_counter()
     result = medzoo.demo(args.output, model=args.model, seed=args.seed)
     print(result.table())
@@ -426,6 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineWarnings:
+    """``warnings.showwarning`` for the command line: ``medzoo: warning: MESSAGE``, each message once."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text in self.seen:
+            return
+        self.seen.add(text)
+        print(f"medzoo: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
     """Run one command; a medzoo error (bad name, missing file, ...) prints one line and returns 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -433,8 +494,13 @@ def main(argv=None) -> int:
     args.argv = argv
     level = args.log_level.upper()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # TensorFlow's C++ start-up lines (CUDA probing, oneDNN) are not the user's business; set before TF loads
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if level != "DEBUG" else "0")
     from medzoo.errors import MedzooError
 
+    previous = warnings.showwarning
+    if level != "DEBUG":
+        warnings.showwarning = _OneLineWarnings()
     try:
         args.func(args)
     except (MedzooError, OSError) as exc:
@@ -446,6 +512,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("medzoo: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
     return 0
 
 

@@ -243,3 +243,66 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
            cache, timeout=1800))
     with np.load(tmp_path / "z.npz") as z:
         assert z["latent_0"].shape == (461, 489, 1) and z["sizes"].tolist() == [[1841, 1955]]
+
+
+# ------------------------------------------------- answers without a backend
+_NO_BACKEND = """
+import sys
+from medzoo.cli import main
+code = main(sys.argv[1:])
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'torch', 'jax'})
+print('EXIT', code, 'IMPORTED', ','.join(heavy) or '-')
+"""
+
+
+@pytest.mark.parametrize("args, exit_code, says", [
+    (["list"], 0, "vae-chestxray-f8c4"),
+    (["info", "ae-chestxray-f4c3"], 0, "ae-chestxray-f4c3"),
+    (["download", "ae-chestxray-f4c3", "--offline"], 0, "sha256 verified"),
+    (["info", "ae-chestxray-f4c4"], 1, "did you mean 'ae-chestxray-f4c3'"),
+    (["reconstruct", "no-such-model", "README.md", "-o", "out"], 1, "unknown model 'no-such-model'"),
+    (["reconstruct", "ae-chestxray-f4c3", "missing.dcm", "-o", "out"], 1, "missing.dcm: no such file"),
+    (["compress", "missing.dcm", "-o", "x.mzc"], 1, "missing.dcm: no such file"),
+    (["decompress", "missing.mzc", "-o", "out"], 1, "missing.mzc: no such file"),
+])
+def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cache):
+    """list, info, download and the errors found before a model is built answer without TensorFlow, Keras,
+    PyTorch or JAX (a second instead of tens of seconds on a busy machine)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDZOO_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", _NO_BACKEND, *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=pathlib.Path(__file__).parent.parent)
+    assert f"EXIT {exit_code} IMPORTED -" in proc.stdout, proc.stdout + proc.stderr
+    assert says in proc.stdout + proc.stderr
+    if exit_code:
+        assert proc.stderr.strip().startswith("medzoo: error:") and "Traceback" not in proc.stderr
+
+
+def test_warnings_on_the_command_line_are_one_line_each_and_once(capsys):
+    """A warning raised while a command runs prints as ``medzoo: warning: ...``, once however often it is raised."""
+    import warnings
+
+    from medzoo import cli
+
+    def noisy(args):
+        for _ in range(3):
+            warnings.warn("this model was trained\n on other images", medzoo.DomainShiftWarning)
+        warnings.warn("something else", UserWarning)
+
+    parser = cli.build_parser
+    try:
+        cli.build_parser = lambda: _parser_running(noisy)
+        assert main(["list"]) == 0
+    finally:
+        cli.build_parser = parser
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["medzoo: warning: this model was trained on other images", "medzoo: warning: something else"]
+
+
+def _parser_running(func):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(func=func)
+    return parser

@@ -38,7 +38,6 @@ import numpy as np
 
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError
-from medzoo.models.domain import DomainProfile
 from medzoo.zoo.card import render_card
 from medzoo.zoo.integrity import sha256_file, verify_files
 from medzoo.zoo.safety import (
@@ -426,6 +425,8 @@ def load_preset(directory, *, compile=True, verify=None):
     model.zoo_metadata = {**metadata, "source": "path", "path": str(directory)}
     model.training_resolution = (metadata.get("training") or {}).get("resolution")
     domain = (metadata.get("training") or {}).get("domain")
+    from medzoo.models.domain import DomainProfile  # the models package imports Keras: only when a model loads
+
     model.domain_profile = DomainProfile.from_dict(domain) if isinstance(domain, dict) else None
     if compile:
         model.compile()
