@@ -70,6 +70,22 @@ def test_every_family_takes_any_size(key, size):
     assert model.decode(z, output_size=size).shape == x.shape
 
 
+@pytest.mark.parametrize("key", [*sorted(FAMILIES), "segmenter"])
+def test_one_model_takes_image_after_image_of_other_sizes(key):
+    """Any size holds for every call, not just the first: 256, 128 then 200 px through one model in one process
+    (Keras' bilinear UpSampling2D failed on the second size under TensorFlow)."""
+    from medzoo.models import Segmenter
+
+    model = Segmenter(**{**RESIDUAL, "seed": 1}) if key == "segmenter" else make(key)
+    for side in (256, 128, 200):
+        x = np.random.default_rng(side).random((1, side, side, 1), dtype=np.float32)
+        if key == "segmenter":
+            assert model.segment(x).shape == (1, side, side)
+            continue
+        assert model.encode(x).shape[1:3] == (side // 4, side // 4)
+        assert model.reconstruct(x).shape == x.shape
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_downsampling_factors(depth):
     model = ConvAutoencoder(**{**RESIDUAL, "filters": [4] * depth, "depth": depth}, latent_channels=3)

@@ -94,6 +94,39 @@ class DepthToSpace(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="medzoo")
+class BilinearUpsample2x(keras.layers.Layer):
+    """Bilinear 2x upsampling (half-pixel centres, edges clamped): ``tf.image.resize``'s result, in ``keras.ops``.
+
+    Each output pixel is 3/4 of its nearest input pixel plus 1/4 of the next one away, per axis.
+    Keras' ``UpSampling2D(interpolation="bilinear")`` computes the same, but under TensorFlow it
+    fails on a second image size once its graph has unknown height and width
+    (``OperatorNotAllowedInGraphError``); this layer is shape-free on every backend.
+    """
+
+    def call(self, x):
+        shape = ops.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], x.shape[-1]
+        x = _interleave(x, axis=1)
+        x = ops.reshape(x, (n, h * 2, w, c))
+        x = _interleave(x, axis=2)
+        return ops.reshape(x, (n, h * 2, w * 2, c))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else h * 2, None if w is None else w * 2, c)
+
+
+def _interleave(x, axis: int):
+    """``x`` with a new axis after ``axis`` holding the (even, odd) output samples of bilinear 2x upsampling."""
+    first = ops.take(x, ops.convert_to_tensor([0]), axis=axis)
+    last = ops.take(x, ops.convert_to_tensor([-1]), axis=axis)
+    length = ops.shape(x)[axis]
+    before = ops.concatenate([first, ops.take(x, ops.arange(0, length - 1), axis=axis)], axis=axis)
+    after = ops.concatenate([ops.take(x, ops.arange(1, length), axis=axis), last], axis=axis)
+    return ops.stack([0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after], axis=axis + 1)
+
+
+@keras.saving.register_keras_serializable(package="medzoo")
 class SelfAttention2D(keras.layers.Layer):
     """Single-head self-attention over all positions of a feature map, with a residual connection.
 

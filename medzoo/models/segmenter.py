@@ -28,7 +28,7 @@ from keras import ops
 from medzoo.errors import ConfigError, DataError
 from medzoo.models.base import AutoencoderModel
 from medzoo.models.mask_cleanup import largest_region as largest_region_of
-from medzoo.models.residual import _norm, residual_block
+from medzoo.models.residual import BilinearUpsample2x, _norm, residual_block
 
 _SMOOTH = 1.0  # Laplace smoothing of the soft Dice: an empty mask predicted empty scores ~1
 
@@ -82,7 +82,7 @@ def build_unet_decoder(channels: int, encoder_filters, decoder_filters, outputs:
         x = residual_block(x, decoder_filters[i], **act, name=f"dec{i}_block")
     # the encoder's first level sits at H/2 (its stem folds 2x2 patches): one more step up,
     # with a thin full-resolution view of the image for sharp boundaries
-    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="full_upsample")(x)
+    x = BilinearUpsample2x(name="full_upsample")(x)
     view = keras.layers.Conv2D(decoder_filters[0] // 2, 3, padding="same", name="full_image_conv")(image)
     x = keras.layers.Concatenate(name="full_skip")([x, view])
     x = residual_block(x, decoder_filters[0] // 2, **act, name="full_block")
