@@ -26,7 +26,8 @@ from medzoo import registration as _registration
 _EXPORTS = {
     **dict.fromkeys(["VAE", "VQVAE", "ConvAutoencoder", "VectorQuantizer", "Segmenter"], "medzoo.models"),
     "KLWarmup": "medzoo.callbacks",
-    **dict.fromkeys(["PreprocessSpec", "from_arrays", "from_directory", "load_npz", "read_dicom", "read_image",
+    **dict.fromkeys(["PreprocessSpec", "from_arrays", "from_directory", "load_dataset", "load_npz", "read_dicom",
+                     "read_image",
                      "read_images", "sample_images", "to_display"], "medzoo.data"),
     **dict.fromkeys(["info", "list_models", "load", "load_preset", "push_to_hub", "save_preset"], "medzoo.zoo"),
     "train": "medzoo.recipes",

@@ -17,6 +17,7 @@ from medzoo.data.datasets import (
     load_pixel_spacing,
     resolve_npz,
 )
+from medzoo.data.folder_sets import NATIVE_SETS, load_dataset
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
 from medzoo.data.images import (
     ImageInfo,
@@ -34,6 +35,7 @@ from medzoo.data.samples import SAMPLE_SETS, SAMPLES_DIR, fetal_head_samples, sa
 __all__ = [
     "DATA_DIR_ENV",
     "KNOWN_FILES",
+    "NATIVE_SETS",
     "MIN_IMAGE_SIZE",
     "SAMPLES_DIR",
     "SAMPLE_SETS",
@@ -49,6 +51,7 @@ __all__ = [
     "image_files",
     "iter_images",
     "is_dicom",
+    "load_dataset",
     "load_masks",
     "load_npz",
     "load_pixel_spacing",

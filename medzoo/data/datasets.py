@@ -253,6 +253,8 @@ def from_arrays(
     crop_size: int | None = None,
     repeats: int = 1,
     weights=None,
+    min_side: int | None = None,
+    max_batch_pixels: int | None = None,
     pipeline: str = "auto",
 ):
     """Batches of preprocessed images (and labels) from arrays, ready for ``fit``.
@@ -276,6 +278,9 @@ def from_arrays(
             image (a fresh one every epoch) instead of the whole image.
         repeats: numpy only: crops of each image per epoch.
         weights: numpy only: a mixture's share of each source per epoch (``"balanced"``: equal).
+        min_side: numpy only: crops at random scales, from native resolution down to the
+            image shrunk to ``min_side`` px (see :class:`~medzoo.data.batches.ArrayBatches`).
+        max_batch_pixels: numpy only, whole images: at most this many pixels per batch.
         pipeline: ``"tf"`` (a ``tf.data.Dataset``; needs TensorFlow), ``"numpy"`` (an
             :class:`~medzoo.data.batches.ArrayBatches`, any backend) or ``"auto"``: ``tf``
             under the TensorFlow backend, ``numpy`` under the others.
@@ -295,11 +300,17 @@ def from_arrays(
 
         sources = images if isinstance(images, (list, tuple)) else [images]
         for source in sources:
-            _check_array(np.asarray(source), spec, crop_size)
+            if isinstance(source, (list, tuple)):  # images of their own sizes
+                for image in source:
+                    _check_array(np.asarray(image)[None], spec, crop_size)
+            else:
+                _check_array(np.asarray(source), spec, crop_size)
         return ArrayBatches(images, spec, labels=labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                            crop_size=crop_size, repeats=repeats, weights=weights, drop_remainder=drop_remainder)
-    if isinstance(images, (list, tuple)) or repeats != 1 or weights is not None:
-        raise ConfigError("mixtures of arrays, repeats and weights belong to pipeline='numpy'")
+                            crop_size=crop_size, repeats=repeats, weights=weights, drop_remainder=drop_remainder,
+                            min_side=min_side, max_batch_pixels=max_batch_pixels)
+    if isinstance(images, (list, tuple)) or repeats != 1 or weights is not None or min_side is not None or \
+            max_batch_pixels is not None:
+        raise ConfigError("mixtures of arrays, repeats, weights and min_side belong to pipeline='numpy'")
     tf = require_tensorflow("from_arrays(pipeline='tf')", "use pipeline='numpy'")
     images = _check_array(np.asarray(images), spec, crop_size)
     if labels is None:

@@ -51,6 +51,9 @@ MIN_IMAGE_SIZE = 8
 
 RESIZE_MODES = ("pad", "crop", "stretch")
 NORMALIZE_MODES = ("minmax", "percentile", "fixed")
+UNITS = (None, "HU")
+HU_AIR_BELOW = -100.0
+"""A CT slice in Hounsfield units has pixels below this (air -1000, fat -100); one without cannot be HU."""
 
 # ITU-R BT.601 luma weights, as used by tf.image.rgb_to_grayscale.
 _LUMA = (0.2989, 0.5870, 0.1140)
@@ -154,6 +157,17 @@ def _as_pair(value, name: str, kind=float) -> tuple:
     return pair
 
 
+def _check_hounsfield(x: np.ndarray, batched: bool) -> None:
+    """Refuse images that cannot be CT slices in Hounsfield units (no value below :data:`HU_AIR_BELOW`)."""
+    lowest = x.reshape(len(x), -1).min(axis=1) if batched else np.array([x.min()])
+    bad = np.flatnonzero(lowest >= HU_AIR_BELOW)
+    if len(bad):
+        raise DataError(
+            f"{len(bad)} image(s) (first: index {int(bad[0])}, lowest value {lowest[bad[0]]:g}, dtype {x.dtype}) have "
+            f"no value below {HU_AIR_BELOW:g}: not CT in Hounsfield units (air is about -1000 HU). Read DICOMs with "
+            "medzoo.read_dicom (it applies the rescale), or subtract the stored offset (e.g. 32768, or 1024)")
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessSpec:
     """How raw images become model inputs: size, channels, geometry and normalisation.
@@ -172,6 +186,9 @@ class PreprocessSpec:
         value_range: ``(low, high)`` of the output values.
         max_side: with ``size=None``: images whose longer side exceeds it are shrunk
             (aspect ratio kept, antialiased) so that it equals ``max_side``.
+        units: ``"HU"`` for CT in Hounsfield units (with ``normalize="fixed"``): an image with no
+            value below :data:`HU_AIR_BELOW` (no air, no fat: stored values without the rescale, or
+            an 8-bit export) is refused, since its values cannot be Hounsfield units.
     """
 
     size: tuple[int, int] | None
@@ -182,8 +199,13 @@ class PreprocessSpec:
     input_range: tuple[float, float] | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
     max_side: int | None = None
+    units: str | None = None
 
     def __post_init__(self):
+        if self.units not in UNITS:
+            raise ConfigError(f"units must be one of {UNITS}, got {self.units!r}")
+        if self.units == "HU" and self.normalize != "fixed":
+            raise ConfigError('units="HU" maps Hounsfield units linearly: it needs normalize="fixed" and input_range')
         if self.size is not None:
             size = _as_pair(self.size, "size", int)
             if min(size) < 1:
@@ -239,7 +261,7 @@ class PreprocessSpec:
         config = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "max_side" and value is None:
+            if field.name in ("max_side", "units") and value is None:
                 continue
             config[field.name] = list(value) if isinstance(value, tuple) else value
         return config
@@ -284,6 +306,8 @@ class PreprocessSpec:
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise DataError(f"images must be numeric, got dtype {x.dtype}")
         batched, _ = image_layout(x.shape)
+        if self.units == "HU":
+            _check_hounsfield(x, batched)
         x = x.astype(np.float32)
         if x.ndim == 2:
             x = x[None, ..., None]

@@ -56,6 +56,26 @@ DATASETS: dict[str, dict[str, Any]] = {
         "sha256": "e88cf2ed1c3a2d0fd52b6282f15cc022ae1b64ee1c3e1f138c02a2a4adf97587",
         "pixel_spacing_mm": "per image (see description)",
     },
+    "cxr_hannover_1024": {
+        "description": "82 adult frontal chest radiographs (CR 56, DX 26; AP 45, PA 37) of the Hannover Medical "
+                       "School COVID-19 image repository, 8-bit grey, area-averaged from 2000 to 1024x1024 px, split "
+                       "by patient (train 46 / val 26 / test 10); a folder with splits.csv (native/)",
+        "licence": "CC-BY-3.0",
+        "citation": "COVID-19 Image Repository, Hannover Medical School, doi:10.6084/m9.figshare.12275009 (Winther "
+                    "H.B. et al.); Cohen J.P. et al., COVID-19 Image Data Collection: Prospective Predictions Are the "
+                    "Future, arXiv:2006.11988 (2020)",
+        "pixel_spacing_mm": None,
+    },
+    "ct_tcia_512": {
+        "description": "133 axial CT slices (chest and upper abdomen) of TCIA's TCGA collections and LIDC-IDRI, "
+                       "512x512, Hounsfield units (stored as uint16 HU + 32768), split by patient (train 99 / val 12 "
+                       "/ test 22); a folder with splits.csv (native/)",
+        "licence": "CC-BY-3.0",
+        "citation": "Clark K. et al., The Cancer Imaging Archive (TCIA), J Digit Imaging 26(6):1045-1057 (2013); "
+                    "Armato S.G. III et al., Med Phys 38(2):915-931 (2011), doi:10.7937/K9/TCIA.2015.LO9QL9SX "
+                    "(LIDC-IDRI)",
+        "pixel_spacing_mm": "0.64-0.98 per slice (slice_meta.csv)",
+    },
     "kermany_pediatric_cxr_64": {
         "description": "the same 5,856 pediatric chest X-rays at 64x64",
         "licence": "CC-BY-4.0",
@@ -74,6 +94,12 @@ CXR_SPEC = {"size": [128, 128], "channels": 1, "resize": "stretch", "normalize":
 NATIVE_SPEC = {"size": None, "channels": 1, "normalize": "minmax"}
 NATIVE_CXR_SPEC = NATIVE_SPEC
 
+#: CT in Hounsfield units: the full range a 12-bit scanner stores (-1024 to 3071 HU) mapped
+#: linearly to [0, 1], the same for every slice, so any window can be applied afterwards and
+#: an error in [0, 1] is an error of 4095 HU times as much. Air padding below -1024 is clipped.
+HU_RANGE = (-1024.0, 3071.0)
+CT_SPEC = {"size": None, "channels": 1, "normalize": "fixed", "input_range": list(HU_RANGE), "units": "HU"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -84,8 +110,11 @@ class Recipe:
         family: a key of ``medzoo.models.FAMILIES`` (``"autoencoder"``, ``"vae"``, ``"segmenter"``, ...).
         model: keyword arguments of the family's class (``input_shape`` comes from ``spec``).
         description: one line for the zoo listing.
-        dataset: an npz name or path understood by :func:`medzoo.data.load_npz`, or a list
-            of them: a mixture, sampled in equal shares per epoch (a generalist model).
+        dataset: an npz or folder dataset understood by :func:`medzoo.data.load_dataset`, or a
+            list of them: a mixture, sampled in equal shares per epoch (a generalist model)
+            unless ``dataset_weights`` says otherwise.
+        dataset_weights: a mixture's share of each dataset per epoch (None: equal shares),
+            e.g. to oversample a small native-resolution set.
         spec: a :class:`~medzoo.data.PreprocessSpec` config; the model's input contract.
         classes: keep only images with these labels (e.g. ``[0]``: normal images only).
         max_images: use at most this many images per split (quick runs and tests).
@@ -94,6 +123,9 @@ class Recipe:
             (any-size models); validation and test use whole images.
         crops_per_image: crops of every training image per epoch (so an epoch on a fast
             accelerator is long enough to amortise its validation pass).
+        min_side: crops at random scales: each is area-averaged by a factor drawn between 1
+            (native resolution) and the one that shrinks its image to ``min_side`` px, the
+            smallest image size the model is meant for (None: native scale only).
         learning_rate: peak learning rate of Adam, cosine-decayed to zero over the run.
         warmup_steps: optimizer steps of linear warm-up to ``learning_rate`` (0: none).
         batch_size: images per replica per step (the global batch scales with replicas).
@@ -116,12 +148,14 @@ class Recipe:
     model: dict
     description: str = ""
     dataset: str | list = "kermany_pediatric_cxr_128"
+    dataset_weights: list | None = None
     spec: dict = dataclasses.field(default_factory=lambda: dict(CXR_SPEC))
     classes: list | None = None
     max_images: int | None = None
     augment: dict = dataclasses.field(default_factory=dict)
     crop_size: int | None = None
     crops_per_image: int = 1
+    min_side: int | None = None
     learning_rate: float = 2e-3
     warmup_steps: int = 0
     batch_size: int = 32
@@ -146,6 +180,14 @@ class Recipe:
                 raise ConfigError(f"recipe {self.name!r}: a mixture of datasets needs at least one dataset and "
                                   "crop_size (its images differ in size)")
             object.__setattr__(self, "dataset", list(self.dataset))
+        if self.dataset_weights is not None and (not isinstance(self.dataset, list) or
+                                                 len(self.dataset_weights) != len(self.dataset) or
+                                                 min(self.dataset_weights) < 0 or sum(self.dataset_weights) <= 0):
+            raise ConfigError(f"recipe {self.name!r}: dataset_weights must be one non-negative share per dataset of "
+                              f"a mixture, got {self.dataset_weights!r}")
+        if self.min_side is not None and (self.crop_size is None or self.min_side < self.crop_size):
+            raise ConfigError(f"recipe {self.name!r}: min_side ({self.min_side}) scales crops: it needs crop_size "
+                              "and must be at least crop_size")
         if self.family != "segmenter" and (self.encoder is not None or self.label_fraction != 1.0):
             raise ConfigError(f"recipe {self.name!r}: encoder and label_fraction belong to segmenter recipes")
         if self.init_from is not None and self.encoder is not None:
@@ -186,7 +228,10 @@ class Recipe:
         if len(parts) == 1:
             return parts[0]
         return {"name": " + ".join(p["name"] for p in parts),
-                "description": f"a mixture of {len(parts)} datasets, sampled in equal shares per epoch",
+                "description": f"a mixture of {len(parts)} datasets, sampled "
+                               + ("in equal shares per epoch" if self.dataset_weights is None else
+                                  "in shares " + " / ".join(f"{w / sum(self.dataset_weights):.2f}"
+                                                            for w in self.dataset_weights) + " per epoch"),
                 "licence": "; ".join(dict.fromkeys(p["licence"] for p in parts)),
                 "citation": "; ".join(p["citation"] for p in parts),
                 "components": parts}

@@ -46,7 +46,8 @@ import keras
 
 from medzoo.backend import hardware, keras_backend, seed_everything
 from medzoo.callbacks import KLWarmup
-from medzoo.data import PreprocessSpec, from_arrays, load_masks, load_npz, load_pixel_spacing
+from medzoo.data import PreprocessSpec, from_arrays, load_dataset, load_masks, load_npz, load_pixel_spacing
+from medzoo.data.folder_sets import is_folder_dataset, stack_if_uniform
 from medzoo.data.preprocess import shrunk_size
 from medzoo.errors import ConfigError, DataError, MedzooError
 from medzoo.metrics import (bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae, psnr, ssim,
@@ -356,7 +357,7 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
 def load_split(recipe: Recipe, split: str):
     """One split as ``(images, masks)``, each read once: arrays, or lists of arrays for a mixture of
     datasets; masks only for a segmenter recipe (else None), aligned with the images."""
-    pairs = [_kept(recipe, name, split, load_npz(name, split),
+    pairs = [_kept(recipe, name, split, read_split(name, split),
                    load_masks(name, split) if recipe.family == "segmenter" else None) for name in recipe.datasets]
     images, masks = [i for i, _ in pairs], [m for _, m in pairs]
     if not isinstance(recipe.dataset, list):
@@ -371,13 +372,23 @@ def load_images(recipe: Recipe, split: str):
 
 
 def _load_one(recipe: Recipe, dataset: str, split: str) -> np.ndarray:
-    return _kept(recipe, dataset, split, load_npz(dataset, split))[0]
+    return _kept(recipe, dataset, split, read_split(dataset, split))[0]
+
+
+def read_split(dataset: str, split: str):
+    """``(images, labels)`` of one split of an npz or a folder dataset (images stacked when they share a size,
+    else a list; a folder's labels are its table's, not class ids, so None here)."""
+    if is_folder_dataset(dataset):
+        return stack_if_uniform(load_dataset(dataset, split)[0]), None
+    return load_npz(dataset, split)
 
 
 def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
     """``(images, masks)`` after the recipe's class filter, ``max_images`` and (train) ``label_fraction``."""
     images, labels = loaded
     keep = _kept_indices(recipe, dataset, split, labels, len(images))
+    if isinstance(images, list):
+        return [images[i] for i in keep], None
     if masks is not None:
         masks = check_masks(masks[keep], images[keep], getattr(recipe, "model", {}).get("classes", 1))
     return images[keep], masks
@@ -403,7 +414,7 @@ def _kept_indices(recipe: Recipe, dataset: str, split: str, labels, count: int) 
 def _has_split(recipe: Recipe, split: str) -> bool:
     try:
         for name in recipe.datasets:
-            load_npz(name, split)
+            read_split(name, split)
     except DataError:
         return False
     return True
@@ -413,6 +424,10 @@ def _count(images) -> str:
     return " + ".join(str(len(x)) for x in images) if isinstance(images, list) else str(len(images))
 
 
+#: whole-image validation batches hold at most this many pixels: one 1024 px radiograph, 64 thumbnails of 128 px
+VALIDATION_BATCH_PIXELS = 1024 * 1024
+
+
 def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend, masks=None):
     """``(dataset, steps per epoch)``: ``tf.data`` under TensorFlow (one plain dataset), numpy batches otherwise.
 
@@ -420,19 +435,25 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
     batches on every backend.
     """
     crop = recipe.crop_size if training else None
-    mixture = isinstance(images, list)
-    if backend != "tensorflow" or mixture or masks is not None or recipe.crops_per_image != 1:
+    mixture = isinstance(recipe.dataset, list)
+    if not mixture and isinstance(images, list):  # one dataset of images of several sizes: one source
+        images = [images]
+    if backend != "tensorflow" or mixture or masks is not None or recipe.crops_per_image != 1 or \
+            recipe.min_side is not None or isinstance(images, list):
         batch = global_batch if training or not (mixture or masks is not None) else max(1, global_batch // 4)
         ds = from_arrays(images, spec, labels=masks, batch_size=batch, shuffle=training, seed=recipe.seed,
                          drop_remainder=training, crop_size=crop, repeats=recipe.crops_per_image if training else 1,
-                         weights="balanced" if mixture else None, pipeline="numpy")
+                         weights=(recipe.dataset_weights or "balanced") if mixture else None,
+                         min_side=recipe.min_side if training else None,
+                         max_batch_pixels=None if training else VALIDATION_BATCH_PIXELS, pipeline="numpy")
         if training and recipe.augment.get("translate"):
             raise ConfigError(f"recipe {recipe.name!r}: the translate augmentation runs in tf.data (TensorFlow "
                               "backend); any-size recipes train on random crops instead")
         if len(ds) < 1:
             raise ConfigError(f"{ds.samples_per_epoch} training images are fewer than one global batch of "
                               f"{global_batch}")
-        if backend == "tensorflow" and crop is None and len({x.shape[1:] for x in ds.images}) > 1:
+        if backend == "tensorflow" and crop is None and len({image.shape for x in ds.images for image in
+                                                             (x if isinstance(x, list) else x[:1])}) > 1:
             return ds.as_tf_dataset(), len(ds)  # whole images of several sizes: shapes Keras cannot infer
         return ds, len(ds)
     import tensorflow as tf

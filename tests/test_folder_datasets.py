@@ -1,0 +1,161 @@
+"""Folder datasets (files + splits.csv), the native-resolution sets, crops at random scales and the HU spec."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import medzoo
+from medzoo.data import PreprocessSpec, load_dataset
+from medzoo.data.batches import ArrayBatches
+from medzoo.errors import ConfigError, DataError
+from medzoo.recipes import get_recipe
+from medzoo.recipes.recipe import CT_SPEC
+
+
+def _write_set(root, files, *, info=None):
+    """A folder dataset: ``files`` maps relative name -> (array, split)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "splits.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "split", "patient", "labels"])
+        for name, (array, split) in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            if array is not None:
+                Image.fromarray(array).save(root / name)
+            writer.writerow([name, split, name[:3], "view=pa;sex=f"])
+    if info is not None:
+        (root / "dataset.json").write_text(json.dumps(info))
+    return root
+
+
+def test_the_stored_native_test_splits_read_at_native_size_and_bit_depth():
+    cxr, rows = load_dataset("cxr_hannover_1024", "test")
+    assert len(cxr) == 10 and {x.shape for x in cxr} == {(1024, 1024)} and cxr[0].dtype == np.uint8
+    assert rows[0]["labels"]["modality"] in ("CR", "DX") and rows[0]["split"] == "test"
+    ct, _ = load_dataset("ct_tcia_512", "test")
+    assert len(ct) == 22 and ct[0].dtype == np.int16 and ct[0].shape == (512, 512)
+    lowest = min(int(x.min()) for x in ct)
+    assert -3100 <= lowest <= -1000 and max(int(x.max()) for x in ct) > 300  # air and bone: Hounsfield units
+    assert medzoo.load_dataset is load_dataset  # the public face
+
+
+def test_images_of_several_sizes_come_back_as_a_list_and_16_bit_stays_16_bit(tmp_path):
+    rng = np.random.default_rng(0)
+    root = _write_set(tmp_path / "mine", {
+        "a/1.png": (rng.integers(0, 4096, (40, 56), dtype=np.uint16), "train"),
+        "a/2.png": (rng.integers(0, 4096, (64, 32), dtype=np.uint16), "train"),
+        "b/3.png": (rng.integers(0, 4096, (48, 48), dtype=np.uint16), "test"),
+    })
+    images, rows = load_dataset(root, "train")
+    assert [x.shape for x in images] == [(40, 56), (64, 32)] and images[0].dtype == np.uint16
+    assert rows[1]["file"] == "a/2.png" and rows[1]["labels"] == {"view": "pa", "sex": "f"}
+    np.testing.assert_array_equal(images[0], np.asarray(Image.open(root / "a/1.png")))
+
+
+def test_a_stored_offset_turns_unsigned_pngs_into_hounsfield_units(tmp_path):
+    hu = np.full((32, 32), -1000, np.int32)
+    hu[8:24, 8:24] = 40
+    root = _write_set(tmp_path / "ct", {"s.png": ((hu + 32768).astype(np.uint16), "val")},
+                      info={"pixel_offset": -32768, "units": "HU"})
+    (image,), _ = load_dataset(root, "val")
+    assert image.dtype == np.int16
+    np.testing.assert_array_equal(image, hu)
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("split", r"no split 'tset'; its splits: \['test', 'train'\]"),
+    ("missing", r"names a/gone.png, which is not in"),
+    ("depth", r"mixes bit depths \(.*uint8.*uint16|mixes bit depths \(.*uint16.*uint8"),
+])
+def test_bad_folder_datasets_name_the_file(tmp_path, problem, match):
+    files = {"a/1.png": (np.zeros((16, 16), np.uint8), "train"), "a/2.png": (np.ones((16, 16), np.uint8), "test")}
+    if problem == "missing":
+        files["a/gone.png"] = (None, "train")
+    if problem == "depth":
+        files["a/3.png"] = (np.ones((16, 16), np.uint16), "train")
+    root = _write_set(tmp_path / problem, files)
+    with pytest.raises(DataError, match=match):
+        load_dataset(root, "tset" if problem == "split" else "train")
+
+
+def test_a_native_split_that_was_not_rebuilt_says_which_file_is_missing(tmp_path, monkeypatch):
+    """The shared folder stores only the test splits: a train split names its first absent file, and a data folder
+    without the set says where the set is expected and how to rebuild it."""
+    import shutil
+
+    from medzoo.data.folder_sets import dataset_folder
+
+    source = dataset_folder("cxr_hannover_1024")
+    copy = tmp_path / "native" / "cxr_hannover_1024"
+    (copy / "images").mkdir(parents=True)
+    shutil.copy(source / "splits.csv", copy)
+    rows = list(csv.DictReader(open(copy / "splits.csv")))
+    for row in rows[:3]:
+        if row["split"] == "test":
+            shutil.copy(source / row["file"], copy / row["file"])
+    first_train = next(r["file"] for r in rows if r["split"] == "train")
+    with pytest.raises(DataError, match="names " + first_train):
+        load_dataset(copy, "train")
+    monkeypatch.setenv("MEDZOO_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(DataError, match="no native/cxr_hannover_1024/splits.csv in .*build_native.py"):
+        load_dataset("cxr_hannover_1024", "test")
+
+
+def _ramp(side=512):
+    return np.tile(np.linspace(0.0, 1.0, side, dtype=np.float32), (side, 1))[None]
+
+
+def test_crops_at_random_scales_span_native_size_to_the_smallest_side():
+    """On a horizontal ramp a crop's value span is proportional to the region it was cut from: native crops all
+    span 31/511, scaled ones up to (512 / 64) times as much, area-averaged into the same 32 px."""
+    spec = PreprocessSpec(size=None, normalize="fixed", input_range=(0, 1))
+    native = ArrayBatches(_ramp(), spec, batch_size=64, crop_size=32, repeats=64, shuffle=True, seed=0)
+    scaled = ArrayBatches(_ramp(), spec, batch_size=64, crop_size=32, repeats=64, shuffle=True, seed=0, min_side=64)
+    spans = {}
+    for name, batches in (("native", native), ("scaled", scaled)):
+        crops = np.concatenate([batches[i] for i in range(len(batches))])
+        assert crops.shape[1:] == (32, 32, 1) and crops.min() >= 0 and crops.max() <= 1
+        spans[name] = crops[:, 16, -1, 0] - crops[:, 16, 0, 0]
+    np.testing.assert_allclose(spans["native"], 31 / 511, rtol=1e-4)
+    assert spans["scaled"].min() < 2 * 31 / 511 and spans["scaled"].max() > 5 * 31 / 511
+    assert spans["scaled"].max() <= 8 * 32 / 511 + 1e-3
+    with pytest.raises(ConfigError, match="min_side"):
+        ArrayBatches(_ramp(), spec, batch_size=4, crop_size=32, min_side=16)
+
+
+def test_a_mixture_of_native_and_thumbnail_sets_is_a_recipe_with_shares():
+    recipe = get_recipe("ae-chestxray-f4c3").with_overrides(
+        dataset=["kermany_pediatric_cxr_128", "cxr_hannover_1024"], dataset_weights=[0.4, 0.6], min_side=128)
+    assert "shares 0.40 / 0.60" in recipe.provenance["description"]
+    assert recipe.provenance["components"][1]["licence"] == "CC-BY-3.0"
+    with pytest.raises(ConfigError, match="dataset_weights"):
+        recipe.with_overrides(dataset_weights=[1.0])
+    with pytest.raises(ConfigError, match="min_side"):
+        recipe.with_overrides(min_side=64)
+
+
+def test_the_ct_spec_maps_hounsfield_units_linearly_and_refuses_what_cannot_be_hu():
+    spec = PreprocessSpec.from_config(CT_SPEC)
+    assert PreprocessSpec.from_config(spec.to_config()) == spec and spec.to_config()["units"] == "HU"
+    ct, _ = load_dataset("ct_tcia_512", "test")
+    x = spec.apply(np.stack(ct[:2]))
+    np.testing.assert_allclose(x[0, ..., 0], np.clip((ct[0] + 1024.0) / 4095.0, 0, 1), atol=1e-6)
+    with pytest.raises(DataError, match=r"dtype uint8\) have no value below -100: not CT in Hounsfield units"):
+        spec.apply(np.full((2, 64, 64), 120, np.uint8))
+    with pytest.raises(ConfigError, match="units"):
+        PreprocessSpec(size=None, units="HU")
+    assert "units" not in PreprocessSpec(size=None).to_config()  # old configs unchanged
+
+
+def test_whole_image_batches_are_capped_by_pixels_and_sizes_that_differ_go_one_at_a_time():
+    spec = PreprocessSpec(size=None)
+    rng = np.random.default_rng(0)
+    big, small = rng.random((3, 64, 64)), rng.random((40, 16, 16))
+    batches = ArrayBatches([big, small], spec, batch_size=32, max_batch_pixels=64 * 64 * 2)
+    sizes = sorted({(b.shape[0], b.shape[1]) for b in (batches[i] for i in range(len(batches)))})
+    assert sizes == [(1, 64), (2, 64), (8, 16), (32, 16)] and sum(len(batches[i]) for i in range(len(batches))) == 43
+    mixed = ArrayBatches([[rng.random((24, 40)), rng.random((32, 16))]], spec, batch_size=8)
+    assert [mixed[i].shape for i in range(len(mixed))] == [(1, 24, 40, 1), (1, 32, 16, 1)]
