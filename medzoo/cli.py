@@ -30,6 +30,7 @@ def parse_override(item: str) -> tuple:
 
 
 def _train(args):
+    _ready()
     from medzoo.recipes import train
     from medzoo.recipes.train import finish
 
@@ -118,8 +119,7 @@ def _evaluate(args):
     import pathlib
     import shlex
 
-    _check_model(args.model)
-    _check_inputs([args.data] if args.data else [])
+    _ready(args.model, [args.data] if args.data else [])
     import medzoo
 
     if args.data is not None and args.dataset is not None:
@@ -182,6 +182,14 @@ def _check_inputs(paths) -> None:
                                                                    if len(missing) > 1 else ""))
 
 
+def _ready(model=None, inputs=()) -> None:
+    """Before a command builds a model: the name and the inputs checked, then the backend imported quietly."""
+    _check_model(model)
+    _check_inputs(inputs)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        _import_tensorflow_quietly()
+
+
 def _info(args):
     import medzoo
 
@@ -203,8 +211,7 @@ def _download(args):
 
 
 def _reconstruct(args):
-    _check_model(args.model)
-    _check_inputs(args.inputs)
+    _ready(args.model, args.inputs)
     import medzoo
     from medzoo.evaluate.common import format_table
 
@@ -222,8 +229,7 @@ def _reconstruct(args):
 
 
 def _segment(args):
-    _check_model(args.model)
-    _check_inputs(args.inputs)
+    _ready(args.model, args.inputs)
     import medzoo
     from medzoo.evaluate.common import format_table
 
@@ -238,8 +244,7 @@ def _segment(args):
 
 
 def _encode(args):
-    _check_model(args.model)
-    _check_inputs(args.inputs)
+    _ready(args.model, args.inputs)
     import medzoo
 
     latents, refs = medzoo.evaluate.encode_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
@@ -275,8 +280,7 @@ def _compress(args):
     model, inputs = _split_model(args.items, args.model or default)
     if args.model and model != args.model:
         raise ConfigError(f"the model is named twice: --model {args.model} and {model}")
-    _check_model(model)
-    _check_inputs(inputs)
+    _ready(model, inputs)
     import medzoo
 
     header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
@@ -299,8 +303,7 @@ def _compress(args):
 
 
 def _decompress(args):
-    _check_model(args.model)
-    _check_inputs([args.stream])
+    _ready(args.model, [args.stream])
     import medzoo
 
     header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
@@ -315,7 +318,7 @@ def _demo(args):
 
     import medzoo
 
-    _check_model(args.model)
+    _ready(args.model)
     start = time.perf_counter()
     result = medzoo.demo(args.output, model=args.model, seed=args.seed)
     print(result.table())
@@ -467,10 +470,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a bundled model on the sample chest X-rays shipped with medzoo and "
                                     "write a report (no network or data needed)")
     p.add_argument("--output", default="medzoo-demo", help="report folder (default medzoo-demo)")
-    p.add_argument("--model", default="vae-chestxray", help="zoo name or preset directory (default vae-chestxray)")
+    p.add_argument("--model", default="vae-chestxray-f8c4",
+                   help="zoo name or preset directory (default vae-chestxray-f8c4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     p.set_defaults(func=_demo)
     return parser
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow (the default backend) and probe its devices with the process's stderr parked in a file.
+
+    TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) are written before its
+    logging reads ``TF_CPP_MIN_LOG_LEVEL``; they say nothing about the user's command. If the
+    import fails, what it printed is shown with the error. ``--log-level DEBUG`` keeps them.
+    """
+    import importlib.util
+    import tempfile
+
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or \
+            importlib.util.find_spec("tensorflow") is None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # the CUDA probe, whose failure on a CPU machine is noise
+        except Exception:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class _OneLineWarnings:

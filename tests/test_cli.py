@@ -187,18 +187,23 @@ def test_evaluate_report_on_a_few_test_images(cache, tmp_path):
 
 def test_demo_on_a_fresh_install_needs_no_data_and_no_network(cache, tmp_path):
     env = {"MEDZOO_DATA_DIR": None, "HF_HUB_OFFLINE": "1"}
-    out = ok(run(["demo", "--output", str(tmp_path / "demo")], cache, env=env, script=True))
+    proc = run(["demo", "--output", str(tmp_path / "demo")], cache, env=env, script=True)
+    out = ok(proc)
+    assert not re.search(r"cuInit|cudart|oneDNN|absl", proc.stderr), proc.stderr  # TensorFlow's start-up is quiet
     report = tmp_path / "demo"
     assert f"report: {report / 'report.md'}" in out
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["model"] == "vae-chestxray" and metrics["source"] == "bundled"
+    assert metrics["model"] == "vae-chestxray-f8c4" and metrics["source"] == "bundled"
+    # the model beats the bicubic thumbnail that keeps as many numbers (32 x 32 for a 128 px image)
+    assert metrics["thumbnail"] == {"numbers": 1024, "size": [32, 32]}
+    assert all(im["psnr"] > im["thumbnail_psnr"] + 1 for im in metrics["images"])
     assert [im["file"] for im in metrics["images"]] == [p.name for p in sample_files()]
     assert all(15 < im["psnr"] < 40 and 0.2 < im["ssim"] <= 1 for im in metrics["images"])
     assert metrics["mean"]["psnr"] == pytest.approx(np.mean([im["psnr"] for im in metrics["images"]]))
     assert 15 < metrics["mean"]["psnr"] and metrics["generation"]["samples"] == 16
     assert f"{metrics['mean']['psnr']:.4g}" in out  # the printed table
     text = (report / "report.md").read_text()
-    for name, rows in (("reconstructions", 3), ("samples", 2), ("interpolation", 2)):
+    for name, rows in (("reconstructions", 4), ("samples", 2), ("interpolation", 2)):
         assert f"]({name}.png)" in text
         assert png(report / f"{name}.png").shape == (rows * 130 + 2, 8 * 130 + 2)
     assert "CC-BY-4.0" in text and "IM-0009-0001.jpeg" in text

@@ -1,15 +1,17 @@
 """``medzoo demo``: a bundled model on the sample chest X-rays shipped in the package, as a report folder.
 
 Needs no network, no data folder and no plotting library: the model is the copy bundled
-in the package (``vae-chestxray`` by default), the images are the 8 real X-rays of
-:func:`medzoo.data.sample_images` (4 normal, 4 pneumonia, CC BY 4.0), and the figures are
-pixel grids written with Pillow. The report folder holds:
+in the package (``vae-chestxray-f8c4`` by default: the zoo's chest X-ray VAE, any size), the
+images are the 8 real X-rays of :func:`medzoo.data.sample_images` (4 normal, 4 pneumonia, CC BY
+4.0), and the figures are pixel grids written with Pillow. Beside each reconstruction stands the
+obvious alternative: a bicubic thumbnail that keeps as many numbers as the model's latent,
+enlarged back. The report folder holds:
 
-* ``reconstructions.png``: input, reconstruction and |error| of every sample image;
+* ``reconstructions.png``: input, reconstruction, thumbnail and |error| of every sample image;
 * ``samples.png``: images decoded from the prior (a VAE only);
 * ``interpolation.png``: decoded latent interpolations from a normal to a pneumonia image;
-* ``metrics.json``: PSNR / SSIM / MAE per image (with file, label and original name), their
-  means, per class, and the generation statistics; ``report.md``: all of it, readable.
+* ``metrics.json``: PSNR / SSIM / MAE per image (with file, label and original name) and the
+  thumbnail's PSNR, their means, per class, and the generation statistics; ``report.md``: all of it, readable.
 
 Example:
     >>> result = medzoo.demo("medzoo-demo")
@@ -32,8 +34,9 @@ from medzoo.evaluate.files import ERROR_RANGE, error_map, value_range_of
 from medzoo.evaluate.generation import generation
 from medzoo.evaluate.reconstruction import METRICS, reconstruction
 from medzoo.evaluate.report import markdown_table, prepare_folder
+from medzoo.metrics import bicubic_thumbnail
 
-DEFAULT_MODEL = "vae-chestxray"
+DEFAULT_MODEL = "vae-chestxray-f8c4"
 _FAMILY_NAMES = {"vae": "VAE", "vqvae": "VQ-VAE", "autoencoder": "autoencoder"}
 
 
@@ -51,10 +54,11 @@ class DemoResult:
     def table(self) -> str:
         from medzoo.evaluate.common import format_table
 
-        rows = [[im["file"], im["class"], im["psnr"], im["ssim"], im["mae"]] for im in self.metrics["images"]]
+        rows = [[im["file"], im["class"], im["psnr"], im.get("thumbnail_psnr", "-"), im["ssim"], im["mae"]]
+                for im in self.metrics["images"]]
         mean = self.metrics["mean"]
-        rows.append(["mean", "", mean["psnr"], mean["ssim"], mean["mae"]])
-        return format_table(["image", "class", "PSNR dB", "SSIM", "MAE"], rows,
+        rows.append(["mean", "", mean["psnr"], mean.get("thumbnail_psnr", "-"), mean["ssim"], mean["mae"]])
+        return format_table(["image", "class", "PSNR dB", "thumbnail dB", "SSIM", "MAE"], rows,
                             title=f"{self.metrics['model']} {self.metrics['version']} on the "
                                   f"{len(self.metrics['images'])} sample chest X-rays shipped with medzoo")
 
@@ -67,7 +71,7 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
 
     Args:
         output_dir: the report folder (created; the demo's files in it are replaced).
-        model: a zoo name, preset path or model (default the bundled ``vae-chestxray``).
+        model: a zoo name, preset path or model (default the bundled ``vae-chestxray-f8c4``).
         seed: seed of the prior samples.
         samples: prior samples to draw (VAE only).
 
@@ -88,7 +92,10 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
     rec_result = reconstruction(model, images=x, labels=labels, examples=len(x))
     gen = generation(model, images=x, labels=labels, n_samples=samples, steps=8, pairs=2, seed=seed)
     rec = rec_result.examples[1]  # every image, in order
-    grid = plots.montage([list(x), list(rec), list(error_map(x, rec, (low, high)))], value_range=(low, high))
+    baseline = rec_result.thumbnail  # None for a model whose latent is not a set of numbers (VQ-VAE codes)
+    thumb = None if baseline is None else bicubic_thumbnail(x, baseline["numbers"], (low, high))[0]
+    rows = [list(x), list(rec)] + ([list(thumb)] if thumb is not None else []) + [list(error_map(x, rec, (low, high)))]
+    grid = plots.montage(rows, value_range=(low, high))
     paths = {"reconstructions": plots.save_png(grid, out / "reconstructions.png")}
     if gen.samples is not None:
         per_row = 8
@@ -98,8 +105,10 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
                                             out / "interpolation.png")
 
     per_image = rec_result.per_image
+    thumb_psnr = None if baseline is None else baseline["psnr"]
     images = [{"file": item["file"], "label": int(item["label"]), "class": item["class"],
-               "original_filename": item["original_filename"], **{m: float(per_image[m][i]) for m in METRICS}}
+               "original_filename": item["original_filename"], **{m: float(per_image[m][i]) for m in METRICS},
+               **({} if thumb_psnr is None else {"thumbnail_psnr": float(thumb_psnr[i])})}
               for i, item in enumerate(manifest["images"])]
     metrics = {
         "model": model_label(model), "version": model_version(model),
@@ -108,8 +117,11 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
         "data": "the sample chest X-rays in medzoo/samples (see ATTRIBUTION.md): " + manifest["citation"],
         "licence": manifest["licence"],
         "images": images,
-        "mean": {m: float(np.mean(per_image[m])) for m in METRICS},
+        "mean": {**{m: float(np.mean(per_image[m])) for m in METRICS},
+                 **({} if thumb_psnr is None else {"thumbnail_psnr": float(np.mean(thumb_psnr))})},
         "by_class": rec_result.by_class(),
+        "thumbnail": None if baseline is None else {"numbers": int(baseline["numbers"]),
+                                                    "size": [int(v) for v in baseline["size"]]},
         "generation": {k: v for k, v in gen.stats.items() if k != "per_sample_nn_mse"},
         "notes": gen.notes,
         "error_maps": f"|error| / value range, white at {ERROR_RANGE} and above",
@@ -124,9 +136,10 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
 
 def _markdown(metrics: dict, paths: dict, manifest: dict) -> str:
     mean = metrics["mean"]
-    rows = [[im["file"], im["class"], im["original_filename"], im["psnr"], im["ssim"], im["mae"]]
-            for im in metrics["images"]]
-    rows.append(["**mean**", "", "", mean["psnr"], mean["ssim"], mean["mae"]])
+    rows = [[im["file"], im["class"], im["original_filename"], im["psnr"], im.get("thumbnail_psnr", "-"), im["ssim"],
+             im["mae"]] for im in metrics["images"]]
+    rows.append(["**mean**", "", "", mean["psnr"], mean.get("thumbnail_psnr", "-"), mean["ssim"], mean["mae"]])
+    thumbnail = metrics.get("thumbnail")
     lines = [
         f"# medzoo demo: {metrics['model']} {metrics['version']}",
         "",
@@ -138,12 +151,14 @@ def _markdown(metrics: dict, paths: dict, manifest: dict) -> str:
         "",
         "## Reconstructions",
         "",
-        "Rows: input (after the model's preprocessing), reconstruction, and |error| "
-        f"(white: {ERROR_RANGE:g} of the value range or more).",
+        "Rows: input (after the model's preprocessing), reconstruction, "
+        + (f"the bicubic thumbnail that keeps as many numbers as the latent ({thumbnail['numbers']}, "
+           f"{thumbnail['size'][0]}x{thumbnail['size'][1]} px) enlarged back, " if thumbnail else "")
+        + f"and the reconstruction's |error| (white: {ERROR_RANGE:g} of the value range or more).",
         "",
         f"![reconstructions]({paths['reconstructions'].name})",
         "",
-        markdown_table(["image", "class", "original file", "PSNR dB", "SSIM", "MAE"], rows),
+        markdown_table(["image", "class", "original file", "PSNR dB", "thumbnail PSNR dB", "SSIM", "MAE"], rows),
         "",
     ]
     published = metrics["published_test_metrics"]
