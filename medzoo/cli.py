@@ -198,16 +198,44 @@ def _info(args):
 
 def _download(args):
     import medzoo
+    from medzoo.errors import ConfigError
 
-    fetched = medzoo.zoo.fetch(args.model, cache_dir=args.cache_dir, force_download=args.force,
-                               local_files_only=args.offline)
-    where = {"cache": "the medzoo cache", "bundled": "the copy bundled in the package (nothing to download)",
-             "hub": "downloaded from the Hub into the medzoo cache"}[fetched.source]
-    print(f"{fetched.name} {fetched.version or ''}".rstrip() + f": {len(fetched.files)} files, "
-          f"{fetched.size_bytes / 1e6:.1f} MB, sha256 verified, in {where}")
-    for filename, digest in fetched.files.items():
-        print(f"  {filename:<18} {digest}")
-    print(fetched.folder)
+    names = list(args.models)
+    if args.all:
+        if names:
+            raise ConfigError("--all downloads every zoo entry: name no model with it")
+        names = [entry["name"] for entry in medzoo.list_models()]
+    if not names:
+        raise ConfigError("name the models to download (or --all)")
+    options = dict(cache_dir=args.cache_dir, force_download=args.force, local_files_only=args.offline)
+    if args.to:
+        fetched = medzoo.zoo.write_mirror(names, args.to, **options)
+    else:
+        fetched = [medzoo.zoo.fetch(name, **options) for name in names]
+    where = {"mirror": "the offline mirror", "cache": "the medzoo cache",
+             "bundled": "the copy bundled in the package (nothing to download)",
+             "hub": "downloaded from the Hub into the medzoo cache"}
+    for item in fetched:
+        print(f"{item.name} {item.version or ''}".rstrip() + f": {len(item.files)} files, "
+              f"{item.size_bytes / 1e6:.1f} MB, sha256 verified, in {where[item.source]}")
+        for filename, digest in item.files.items():
+            print(f"  {filename:<18} {digest}")
+        print(item.folder)
+    if args.to:
+        print(f"\nmirror of {len(fetched)} model(s) in {args.to}: set MEDZOO_MIRROR={args.to} where there is no "
+              "internet")
+
+
+def _push(args):
+    from medzoo.errors import ConfigError
+    from medzoo.zoo.publish import publish
+
+    if args.all == bool(args.models):
+        raise ConfigError("name the models to publish, or --all (not both)")
+    commits = publish(args.models or None, org=args.org, store=args.store, token=args.token)
+    for name, commit in commits.items():
+        print(f"{name}: hf://{args.org}/{name}@{commit}")
+    print(f"\npinned {len(commits)} hub source(s) in the manifest: commit it, then build the wheel")
 
 
 def _reconstruct(args):
@@ -403,13 +431,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full manifest entry as JSON")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("download", help="make a model's files available (the Hub -> the medzoo cache), verify "
-                                        "their sha256, and print where they are")
-    p.add_argument("model", help="zoo name, or hf://org/repo@revision")
+    p = sub.add_parser("download", help="make models' files available (the Hub -> the medzoo cache, or an offline "
+                                        "mirror folder with --to), verify their sha256, and print where they are")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="zoo names, or hf://org/repo@revision")
+    p.add_argument("--all", action="store_true", help="every entry of the zoo")
+    p.add_argument("--to", metavar="DIR",
+                   help="write an offline mirror: each preset into DIR/NAME/ (then MEDZOO_MIRROR=DIR loads offline)")
     p.add_argument("--cache-dir", help="medzoo cache folder (default $MEDZOO_CACHE or ~/.cache/medzoo)")
     p.add_argument("--force", action="store_true", help="download again even if a verified copy is on disk")
     p.add_argument("--offline", action="store_true", help="never touch the network (check the local copies only)")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("push", help="publish presets of the checkout's presets/ folder to the Hugging Face Hub, one "
+                                    "repository per model, and pin each commit in the manifest (maintainers)")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="zoo names")
+    p.add_argument("--all", action="store_true", help="every entry of the zoo")
+    p.add_argument("--org", required=True, help="the Hub user or organisation that owns the repositories")
+    p.add_argument("--store", help="folder of <name>/ presets (default: the checkout's presets/)")
+    p.add_argument("--token", help="a Hugging Face token with write access (default: the logged-in one)")
+    p.set_defaults(func=_push)
 
     inputs_help = "image files (DICOM by content, PNG, JPEG, NPY) or folders of them"
     p = sub.add_parser("reconstruct", help="reconstruct images; writes input | reconstruction | |error| PNGs and "

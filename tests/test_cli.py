@@ -75,15 +75,40 @@ def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == entry
 
     cache_dir = tmp_path / "cache"
-    assert main(["download", "vae-chestxray", "--cache-dir", str(cache_dir)]) == 0
+    assert main(["download", "vae-chestxray-f8c4", "--cache-dir", str(cache_dir)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    bundled = pathlib.Path(medzoo.__file__).parent / "presets" / "vae-chestxray"
-    assert pathlib.Path(out[-1]) == bundled and "sha256 verified" in out[0] and "bundled" in out[0]
-    assert all(any(f["sha256"] in line for line in out) for f in entry["files"])
-    assert not cache_dir.exists()  # a bundled model is verified in place: nothing to download or copy
+    bundled = pathlib.Path(medzoo.__file__).parent / "presets" / "vae-chestxray-f8c4"
+    assert "sha256 verified" in out[0] and pathlib.Path(out[-1]).parent.name == "presets"
+    assert not cache_dir.exists()  # on disk already (the checkout's presets, or the copy bundled in the package)
+    assert bundled.is_dir() and not (bundled.parent / "vae-chestxray").exists()  # the wheel bundles the default only
 
     assert main(["download", "vae-chestxray", "--force"]) == 1  # nothing to download it from
     assert "medzoo: error: force_download=True, but model 'vae-chestxray' has no hub source" in capsys.readouterr().err
+
+
+def test_download_to_writes_an_offline_mirror_that_loads_alone_and_refuses_a_tampered_file(tmp_path, capsys,
+                                                                                            monkeypatch):
+    mirror = tmp_path / "mirror"
+    assert main(["download", "vqvae-chestxray", "ae-chestxray-f4c3", "--to", str(mirror), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert f"set MEDZOO_MIRROR={mirror}" in out and sorted(p.name for p in mirror.iterdir()) == [
+        "ae-chestxray-f4c3", "vqvae-chestxray"]
+    entry = medzoo.info("vqvae-chestxray")
+    assert sorted(p.name for p in (mirror / "vqvae-chestxray").iterdir()) == sorted(f["filename"] for f in entry["files"])
+
+    monkeypatch.setenv("MEDZOO_MIRROR", str(mirror))
+    model = medzoo.load("vqvae-chestxray", compile=False)
+    assert model.zoo_metadata["source"] == "mirror" and model.zoo_metadata["path"] == str(mirror / "vqvae-chestxray")
+    with pytest.raises(medzoo.zoo.FilesUnavailableError, match="not in the offline mirror.*medzoo download vae-chestxray"):
+        medzoo.load("vae-chestxray")  # the mirror is the only source when set: no fallback, no network
+    weights = mirror / "ae-chestxray-f4c3" / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(medzoo.IntegrityError, match="offline mirror|mirror's copy"):
+        medzoo.load("ae-chestxray-f4c3")
+    assert main(["download", "--all", "--to", str(tmp_path / "m2"), "--offline"]) == 1  # vae-chestxray is absent
+    assert "not in the offline mirror" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):

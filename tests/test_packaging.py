@@ -56,7 +56,13 @@ def _manifest() -> dict:
     return json.loads((PACKAGE / "weights_manifest.json").read_text())
 
 
-def test_the_wheel_ships_the_package_the_manifest_and_every_bundled_preset_and_nothing_else(wheel):
+def test_the_wheel_ships_the_package_the_manifest_and_the_default_preset_and_nothing_else(wheel):
+    """The default model only: the others come from the Hub or an offline mirror, so the wheel stays small."""
+    assert wheel.stat().st_size < 20e6, wheel.stat().st_size
+    bundled = [entry["name"] for entry in _manifest()["models"] if entry["sources"]["bundled"]]
+    from medzoo.evaluate.demo import DEFAULT_MODEL
+
+    assert bundled == [DEFAULT_MODEL]
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert archive.read("medzoo/weights_manifest.json") == (PACKAGE / "weights_manifest.json").read_bytes()
@@ -97,19 +103,26 @@ def test_an_installed_wheel_lists_and_loads_the_zoo_without_the_source_tree(whee
     assert (python.parent / ("medzoo.exe" if os.name == "nt" else "medzoo")).is_file()  # the console script
 
     script = """
-import json, pathlib, sys
+import json, os, pathlib, sys
 import numpy as np
 import medzoo
 from medzoo.cli import main
 from medzoo.codec.stream import decompress_codes
 models = [m["name"] for m in medzoo.list_models()]
-model = medzoo.load("ae-chestxray", compile=False)
+model = medzoo.load("vae-chestxray-f8c4", compile=False)
 raw = medzoo.data.sample_images()[0]
 x = model.preprocess(raw)
 mse = float(np.mean((np.asarray(x) - np.asarray(model.reconstruct(x))) ** 2))
 demo = pathlib.Path(sys.argv[2])
 demo_exit = main(["--log-level", "WARNING", "demo", "--output", str(demo)])  # what the console script runs
-stream = medzoo.compress(raw)  # the bundled vqvae-chestxray, its entropy model shipped with it
+try:
+    medzoo.load("vqvae-chestxray")
+    missing = None
+except medzoo.MedzooError as exc:
+    missing = str(exc)
+os.environ["MEDZOO_MIRROR"] = sys.argv[3]  # the repository's presets folder, as an offline mirror
+sources = {name: medzoo.load(name, compile=False).zoo_metadata["source"] for name in models}
+stream = medzoo.compress(raw)  # vqvae-chestxray from the mirror, its entropy model shipped with it
 vq = medzoo.load("vqvae-chestxray", compile=False)
 header, codes, _ = decompress_codes(stream)
 decoded = medzoo.decompress(stream)
@@ -118,6 +131,7 @@ from_source = sorted(m.__file__ for m in list(sys.modules.values())
 print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo_metadata["source"],
                   "path": model.zoo_metadata["path"], "psnr": float(10 * np.log10(1 / mse)),
                   "demo_exit": demo_exit, "demo_files": sorted(p.name for p in demo.iterdir()),
+                  "missing": missing, "sources": sources,
                   "stream": {"bytes": len(stream), "model": header.model_name, "images": header.num_images},
                   "codes_exact": bool(np.array_equal(codes, vq.encode(vq.preprocess(raw)))),
                   "decoded_max_diff": float(np.abs(decoded - vq.decode(codes)).max()),
@@ -128,7 +142,8 @@ print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env.update(HF_HUB_OFFLINE="1", MEDZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"),
                TF_CPP_MIN_LOG_LEVEL="2", MEDZOO_DATA_DIR=str(tmp_path / "no-data"))  # a fresh install: no data
-    run = subprocess.run([str(python), "-I", "-c", script, str(PACKAGE) + os.sep, str(tmp_path / "demo")],
+    run = subprocess.run([str(python), "-I", "-c", script, str(PACKAGE) + os.sep, str(tmp_path / "demo"),
+                          str(REPO_ROOT / "presets")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -137,15 +152,19 @@ print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo
     assert result["from_source"] == []  # not one module imported from the checkout
     assert result["models"] == [entry["name"] for entry in _manifest()["models"]]
     assert result["source"] == "bundled" and pathlib.Path(result["path"]).is_relative_to(env_dir)
-    assert result["psnr"] > 20  # the trained weights on the sample X-rays shipped in the wheel, not an untrained model
+    assert result["psnr"] > 25  # the trained weights on the sample X-rays shipped in the wheel, not an untrained model
+    # offline, without a mirror, the other entries say where to get them; with MEDZOO_MIRROR every entry loads
+    assert "not on the Hub yet" in result["missing"] and "MEDZOO_MIRROR" in result["missing"]
+    assert result["sources"] == {name: "mirror" for name in result["models"]}
 
     # medzoo demo, the main job: its report folder, from the bundled model and the sample X-rays alone
     assert result["demo_exit"] == 0, run.stderr[-3000:]
     assert {"report.md", "metrics.json", "reconstructions.png", "samples.png",
             "interpolation.png"} <= set(result["demo_files"])
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["source"] == "bundled"
-    # compress/decompress with no data folder: the entropy model shipped in the installed preset, nothing fitted
-    assert "entropy_model.npz" in result["vq_files"] and pathlib.Path(result["vq_path"]).is_relative_to(env_dir)
+    # compress/decompress with no data folder: the entropy model shipped in the preset, nothing fitted
+    assert "entropy_model.npz" in result["vq_files"] and pathlib.Path(result["vq_path"]) == REPO_ROOT / "presets" / \
+        "vqvae-chestxray"
     assert result["stream"] == {"bytes": result["stream"]["bytes"], "model": "vqvae-chestxray", "images": 8}
     assert result["stream"]["bytes"] < 8 * 128 * 128 / 50  # well below a bit per pixel
     assert result["codes_exact"] and result["decoded_max_diff"] < 1e-6  # decompress = the model's decoding of the codes

@@ -648,3 +648,43 @@ def test_a_vq_vae_preset_carries_its_entropy_model_through_the_hub(fake_hub, tin
         with pytest.raises(IntegrityError, match="entropy_model.npz .*nothing was cached"):
             medzoo.load(source, manifest_path=manifest_path, cache_dir=tmp_path / "third-cache")
     assert not list((tmp_path / "third-cache").rglob("*.npz"))
+
+
+def test_every_zoo_entry_published_by_medzoo_push_loads_from_the_hub_into_a_light_install(fake_hub, tmp_path,
+                                                                                           monkeypatch):
+    """The wheel carries the default model only: ``medzoo push --all`` publishes the checkout's presets (one
+    repository per entry) and pins each commit; an install without the checkout's presets folder then loads every
+    entry of the zoo from the Hub, verified, into an empty cache."""
+    from medzoo.cli import main
+    from medzoo.zoo import mirror
+
+    path = tmp_path / "pkg" / "weights_manifest.json"
+    path.parent.mkdir()
+    shutil.copy(manifest.DEFAULT_MANIFEST, path)
+    names = [entry["name"] for entry in manifest.read_manifest(path)["models"]]
+    monkeypatch.setattr(manifest, "DEFAULT_MANIFEST", path)  # what `medzoo push` writes
+    assert main(["push", "--all", "--org", "medzoo", "--token", "hf_test"]) == 0
+    pinned = manifest.read_manifest(path)["models"]
+    assert [e["sources"]["hub"]["repo_id"] for e in pinned] == [f"medzoo/{name}" for name in names]
+    assert all(hub.is_commit(e["sources"]["hub"]["revision"]) for e in pinned)
+
+    monkeypatch.setattr(mirror, "CHECKOUT_PRESETS", tmp_path / "not-a-checkout")  # an installed wheel
+    monkeypatch.delenv("MEDZOO_MIRROR", raising=False)
+    for entry in pinned:
+        model = medzoo.load(entry["name"], manifest_path=path, cache_dir=tmp_path / "cache", compile=False)
+        assert model.zoo_metadata["source"] == "hub", entry["name"]
+        assert model.zoo_metadata["hub"] == {k: entry["sources"]["hub"][k] for k in ("repo_id", "revision")}
+        assert model.zoo_metadata["version"] == entry["version"]
+    assert len(cached_weights(tmp_path / "cache")) == len(names)
+
+
+def test_without_a_hub_source_an_install_says_to_point_medzoo_mirror_at_a_presets_folder(tmp_path, monkeypatch):
+    from medzoo.zoo import mirror
+
+    monkeypatch.setattr(mirror, "CHECKOUT_PRESETS", tmp_path / "not-a-checkout")
+    monkeypatch.delenv("MEDZOO_MIRROR", raising=False)
+    with pytest.raises(FilesUnavailableError, match=r"not on the Hub yet.*MEDZOO_MIRROR.*presets/ folder"):
+        medzoo.load("ae-chestxray-f4c3", cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("MEDZOO_MIRROR", str(mirror.CHECKOUT_PRESETS.parent / "missing"))
+    with pytest.raises(ConfigError, match="MEDZOO_MIRROR=.* is not a folder"):
+        medzoo.load("ae-chestxray-f4c3")

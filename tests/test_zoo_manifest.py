@@ -4,7 +4,6 @@ import configparser
 import copy
 import json
 import pathlib
-import zipfile
 
 import pytest
 
@@ -200,7 +199,6 @@ LAMBDA = {"module": "keras.layers", "class_name": "Lambda", "config": {}, "regis
         (_break(["models", 0, "files", 1, "filename"], "model.pkl"), "models[0].files[1].filename"),
         (_break(["models", 0, "files"], lambda files: files[:1]), "models[0].files: model.weights.h5 is missing"),
         (_break(["models", 0, "sources", "bundled"], "../../etc"), "models[0].sources.bundled"),
-        (_break(["models", 0, "sources", "bundled"], None), "models[0].sources: needs a bundled copy or a hub"),
         (_break(["models", 1, "sources", "hub", "repo_id"], "no-slash"), "models[1].sources.hub"),
         (_break(["models", 1, "sources", "hub", "filename"], "weights.pkl"), "models[1].sources.hub.filename"),
         (lambda data: {**data, "models": data["models"] + data["models"][:1]},
@@ -267,18 +265,17 @@ def test_the_shipped_manifest_is_valid_and_is_the_one_in_the_package():
     assert "weights_manifest.json" in shipped and "presets/*/*" in shipped
 
 
-def test_the_bundled_weights_fit_in_a_wheel_pypi_accepts(tmp_path):
-    """Every entry is bundled (the hub cannot be reached everywhere), so the presets are most of the
-    wheel; PyPI refuses files over 100 MB by default. Zipped as a wheel zips them, they must leave
-    room for the code: at most 92 MB, and under 100 MB unzipped (issue 12 asks for about 90)."""
-    files = [folder / r["filename"] for e in manifest.read_manifest()["models"]
-             if (folder := manifest.bundled_dir(e)) is not None for r in e["files"]]
-    unzipped = sum(f.stat().st_size for f in files)
-    with zipfile.ZipFile(tmp_path / "presets.zip", "w", zipfile.ZIP_DEFLATED) as archive:
-        for f in files:
-            archive.write(f, f"{f.parent.name}/{f.name}")
-    zipped = (tmp_path / "presets.zip").stat().st_size
-    assert zipped < 92e6 and unzipped < 100e6, (zipped, unzipped)
+def test_the_repository_presets_folder_is_a_mirror_of_every_entry(monkeypatch):
+    """presets/<name>/ holds every entry's files with the manifest's digests (what `medzoo push` publishes), and
+    with MEDZOO_MIRROR pointing at it every entry loads from it alone."""
+    presets = REPO_ROOT / "presets"
+    entries = manifest.read_manifest()["models"]
+    assert sorted(p.name for p in presets.iterdir()) == sorted(e["name"] for e in entries)
+    monkeypatch.setenv("MEDZOO_MIRROR", str(presets))
+    for entry in entries:
+        assert {p.name for p in (presets / entry["name"]).iterdir()} == {r["filename"] for r in entry["files"]}
+        model = medzoo.load(entry["name"], compile=False)
+        assert model.zoo_metadata["source"] == "mirror" and model.zoo_metadata["version"] == entry["version"]
 
 
 def test_an_empty_zoo_says_so(tmp_path):

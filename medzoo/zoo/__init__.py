@@ -10,7 +10,7 @@ listing) and ``load`` (name or path -> verified model). The zoo builds on
 
 from medzoo.zoo.hub import FilesUnavailableError, parse_hf_uri, push_to_hub
 from medzoo.zoo.integrity import sha256_file, verify_files
-from medzoo.zoo.load import Fetched, fetch, load
+from medzoo.zoo.load import Fetched, fetch, load, write_mirror
 from medzoo.zoo.manifest import (
     add_to_manifest,
     describe,
@@ -41,4 +41,5 @@ __all__ = [
     "update_preset",
     "validate_manifest",
     "verify_files",
+    "write_mirror",
 ]

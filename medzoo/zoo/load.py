@@ -3,9 +3,11 @@
 For a zoo name the sources are tried in this order, and the first one that has
 all the files is used (after checking each file's sha256 against the manifest):
 
-1. the medzoo cache (copies of earlier hub downloads),
-2. the copy bundled in the package,
-3. the Hub repository at the commit the manifest pins (skipped with
+1. an offline mirror (:mod:`medzoo.zoo.mirror`): ``$MEDZOO_MIRROR``, the only source
+   when set, or a source checkout's ``presets/`` folder;
+2. the medzoo cache (copies of earlier hub downloads),
+3. the copy bundled in the package (the default model only: the wheel stays small),
+4. the Hub repository at the commit the manifest pins (skipped with
    ``local_files_only=True``).
 
 A copy whose digest is wrong is never skipped silently: it raises
@@ -39,12 +41,15 @@ from medzoo.zoo.hub import (
 )
 from medzoo.zoo.manifest import bundled_dir, find_entry, read_manifest
 from medzoo.zoo.integrity import verify_files
+from medzoo.zoo.mirror import MIRROR_ENV, mirror_root
 from medzoo.zoo.presets import load_preset, read_metadata, recorded_digests
 from medzoo.zoo.safety import BASE_FILES
 
-_SOURCES = {"cache": "medzoo cache", "bundled": "copy bundled in the package", "hub": "Hugging Face Hub",
-            "path": "preset directory"}
+_SOURCES = {"mirror": "offline mirror", "cache": "medzoo cache", "bundled": "copy bundled in the package",
+            "hub": "Hugging Face Hub", "path": "preset directory"}
 _HINTS = {
+    "mirror": "this is the mirror's copy ({folder}): replace it with a verified one (medzoo download NAME --to "
+              "MIRROR on a machine with internet)",
     "cache": "this is medzoo's cached copy: delete {folder} or load with force_download=True to fetch it again",
     "bundled": "this is the copy bundled in the package: reinstall medzoo",
 }
@@ -84,7 +89,7 @@ def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download
     Returns:
         The model, with ``model.preprocess_spec`` (so ``model.preprocess(raw)`` and
         ``model.reconstruct(raw, preprocess=True)`` work) and ``model.zoo_metadata``
-        (metadata.json plus ``source``: ``"cache"``, ``"bundled"``, ``"hub"`` or ``"path"``).
+        (metadata.json plus ``source``: ``"mirror"``, ``"cache"``, ``"bundled"``, ``"hub"`` or ``"path"``).
 
     Raises:
         ModelNotFoundError: unknown name (with close matches).
@@ -130,7 +135,7 @@ class Fetched:
     Attributes:
         name: the zoo name (or the ``hf://`` reference) asked for.
         version: the manifest version (None for an ``hf://`` reference).
-        source: ``"cache"``, ``"bundled"`` or ``"hub"`` (downloaded just now).
+        source: ``"mirror"``, ``"cache"``, ``"bundled"`` or ``"hub"`` (downloaded just now).
         folder: the folder holding the verified preset files.
         files: ``{filename: sha256}`` of every file checked.
         hub: ``{"repo_id", "revision"}`` for files from the Hub or its cache, else None.
@@ -205,11 +210,22 @@ def _locate_entry(entry, manifest_path, *, cache_dir, local_files_only, force_do
     hub = entry["sources"]["hub"]
     ref = HubRef(hub["repo_id"], hub["revision"], posixpath.dirname(hub["filename"])) if hub else None
     bundled = bundled_dir(entry, manifest_path)
+    mirror, exclusive = mirror_root()
+    mirrored = mirror / name if mirror is not None else None
+    if exclusive:
+        if force_download:
+            raise ConfigError(f"force_download=True contradicts ${MIRROR_ENV}={mirror} (the only source when set)")
+        if not all((mirrored / f).is_file() for f in expected):
+            raise FilesUnavailableError(
+                f"model {name!r} is not in the offline mirror ${MIRROR_ENV}={mirror} (expected {mirrored} with "
+                f"{', '.join(expected)}); on a machine with internet, medzoo download {name} --to DIR writes it")
+        return _Located("mirror", mirrored, expected, ref, None)
 
     candidates = []
     if not force_download:
         cached = cached_snapshot(ref, expected, cache_dir=cache_dir) if ref else None
-        candidates = [(source, folder) for source, folder in (("cache", cached), ("bundled", bundled))
+        candidates = [(source, folder) for source, folder in (("mirror", mirrored), ("cache", cached),
+                                                              ("bundled", bundled))
                       if folder is not None and all((folder / f).is_file() for f in expected)]
     if candidates:
         source, folder = candidates[0]
@@ -220,7 +236,10 @@ def _locate_entry(entry, manifest_path, *, cache_dir, local_files_only, force_do
     if ref is None:
         if force_download:
             raise ConfigError(f"force_download=True, but model {name!r} has no hub source to download from")
-        raise FilesUnavailableError(f"model {name!r} has no hub source and its bundled copy is missing ({bundled})")
+        raise FilesUnavailableError(
+            f"model {name!r} is not on the Hub yet and has no copy here (looked in {looked}): point "
+            f"${MIRROR_ENV} at a folder holding {name}/ (a medzoo checkout's presets/ folder, or one written by "
+            f"medzoo download {name} --to DIR)")
     if local_files_only:
         raise FilesUnavailableError(
             f"model {name!r} is not available locally (looked in {looked}) and "
@@ -280,3 +299,29 @@ def _load_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download, c
         )
     model = load_preset(folder, compile=compile)  # digests recorded in the downloaded metadata.json
     return _finish(model, source, folder, ref.uri, hub={"repo_id": ref.repo_id, "revision": commit})
+
+
+def write_mirror(names, folder, *, cache_dir=None, local_files_only=False, force_download=False,
+                 manifest_path=None) -> list[Fetched]:
+    """Write an offline mirror: each zoo entry's verified preset into ``folder/<name>/``.
+
+    Each model is fetched as :func:`fetch` does (downloading it if needed), then copied; the
+    copy is verified again, so a mirror holds only files with the manifest's sha256. Point
+    ``$MEDZOO_MIRROR`` at ``folder`` on a machine without internet.
+
+    Returns:
+        One :class:`Fetched` per name, describing the mirror copy (``source="mirror"``).
+    """
+    from medzoo.zoo.mirror import copy_preset
+
+    folder = pathlib.Path(folder).expanduser()
+    written = []
+    for name in names:
+        fetched = fetch(name, cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download,
+                        manifest_path=manifest_path)
+        target = folder / name
+        if target.resolve() != fetched.folder.resolve():
+            copy_preset(fetched.folder, list(fetched.files), target)
+        verify_files(target, fetched.files, origin=f"the mirror copy in {target}")
+        written.append(dataclasses.replace(fetched, source="mirror", folder=target, hub=None))
+    return written

@@ -46,13 +46,13 @@ import os
 import pathlib
 import posixpath
 import shutil
-import tempfile
 import warnings
 
 from medzoo.data import PreprocessSpec
 from medzoo.errors import ConfigError, ModelNotFoundError
 from medzoo.zoo.hub import HubRef, is_commit, parse_hf_uri
 from medzoo.zoo.integrity import SHA256_PATTERN, file_record
+from medzoo.zoo.mirror import CHECKOUT_PRESETS, copy_preset
 from medzoo.zoo.card import geometry_label, input_label
 from medzoo.zoo.presets import (
     NAME_PATTERN,
@@ -190,9 +190,7 @@ def _validate_files(files, path: str) -> None:
 def _validate_sources(sources, name: str, path: str) -> None:
     _expect(sources, dict, path, "an object")
     _check_keys(sources, path, ("bundled", "hub"))
-    bundled, hub = sources["bundled"], sources["hub"]
-    if bundled is None and hub is None:
-        _fail(path, "needs a bundled copy or a hub source (both are null)")
+    bundled, hub = sources["bundled"], sources["hub"]  # both null: not published yet, in offline mirrors only
     if bundled is not None and bundled != f"{BUNDLE_DIR}/{name}":
         _fail(f"{path}.bundled", f"expected {BUNDLE_DIR + '/' + name!r} or null, got {bundled!r}")
     if hub is not None:
@@ -357,17 +355,7 @@ def _bundle(preset_dir: pathlib.Path, target: pathlib.Path) -> None:
     """Copy the preset files to ``target``, replacing what was there, without a half-copied state."""
     if target.exists() and target.resolve() == preset_dir.resolve():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
-    for path in preset_dir.iterdir():
-        shutil.copyfile(path, staging / path.name)  # check_preset allowed only preset files
-    if target.exists():
-        old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / "preset")
-        os.replace(staging, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, target)
+    copy_preset(preset_dir, [p.name for p in preset_dir.iterdir()], target)  # check_preset allowed only preset files
 
 
 def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) -> dict:
@@ -379,7 +367,10 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
             ``medzoo.codec.entropy.save_to_preset``) are listed and bundled with the others.
         manifest_path: the manifest to update (default: the package's; created if missing).
         bundle: copy the preset into ``presets/<name>/`` next to the manifest (package
-            data, shipped in the wheel) and record it as a source.
+            data, shipped in the wheel) and record it as a source: only the default model
+            (``medzoo demo``'s); the others pass ``bundle=False``. For the package's manifest
+            the preset is also kept in a checkout's ``presets/<name>/`` (what ``medzoo push``
+            publishes and what an offline mirror holds).
         hub: the Hub copy as ``{"repo_id", "revision"[, "filename"]}`` or
             ``"hf://org/repo@commit"``; revision must be a commit id (``push_to_hub``
             returns it); filename defaults to ``model.weights.h5`` at the repo root.
@@ -419,6 +410,8 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
     validate_manifest(manifest)
     if bundle:
         _bundle(preset_dir, path.parent / BUNDLE_DIR / name)
+    if manifest_path is None and CHECKOUT_PRESETS.is_dir():
+        _bundle(preset_dir, CHECKOUT_PRESETS / name)
     _write_manifest(manifest, path)
     return copy.deepcopy(entry)
 
@@ -428,6 +421,20 @@ def _write_manifest(manifest: dict, path: pathlib.Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write_json(tmp, manifest)
     os.replace(tmp, path)
+
+
+def pin_hub_sources(sources: dict, *, manifest_path=None) -> None:
+    """Record ``{name: {"repo_id", "revision", "filename"}}`` as those entries' hub sources (commits, validated)."""
+    path = _manifest_file(manifest_path)
+    manifest = read_manifest(path)
+    unknown = set(sources) - {entry["name"] for entry in manifest["models"]}
+    if unknown:
+        raise ConfigError(f"no manifest entries named {sorted(unknown)}")
+    models = [{**entry, "sources": {**entry["sources"], "hub": _hub_source(sources[entry["name"]])}}
+              if entry["name"] in sources else entry for entry in manifest["models"]]
+    manifest = {**manifest, "models": models}
+    validate_manifest(manifest)
+    _write_manifest(manifest, path)
 
 
 def retire(name, replaced_by, note, *, manifest_path=None) -> dict:
@@ -449,8 +456,9 @@ def retire(name, replaced_by, note, *, manifest_path=None) -> dict:
     validate_manifest(manifest)
     folder = bundled_dir(old, path)
     _write_manifest(manifest, path)
-    if folder is not None and folder.is_dir():
-        shutil.rmtree(folder)
+    for stale in (folder, CHECKOUT_PRESETS / name if manifest_path is None else None):
+        if stale is not None and stale.is_dir():
+            shutil.rmtree(stale)
     return dict(record)
 
 
