@@ -263,12 +263,16 @@ def _segment(args):
 
     records = medzoo.evaluate.segment_files(args.model, args.inputs, args.output, pixel_spacing=args.pixel_spacing,
                                             circumference=args.circumference, threshold=args.threshold,
-                                            largest_region=args.largest_region)
+                                            largest_region=args.largest_region, exclude=args.exclude or ())
     extra = [k for k in ("area_mm2", "circumference_mm", "circumference_px") if any(k in r for r in records)]
     rows = [[r["input"], "x".join(map(str, r["size"])), r["area_px"], *(r.get(k, "-") for k in extra)]
             for r in records]
     print(format_table(["input", "size", "area px", *[k.replace("_", " ") for k in extra]], rows))
     print(f"\nwrote {len(records)} mask(s), overlay(s) and segment.csv to {args.output}")
+    unmeasured = [r["input"] for r in records if "area_mm2" not in r]
+    if unmeasured:
+        print(f"no pixel spacing for {len(unmeasured)} image(s) (no DICOM PixelSpacing, no manifest.json stating "
+              "it): their areas and circumferences are in pixels; pass --pixel-spacing MM for millimetres")
 
 
 def _encode(args):
@@ -470,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--circumference", action=argparse.BooleanOptionalAction, default=None,
                    help="report the fitted-ellipse circumference (default: on for fetal-head models)")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (binary models)")
+    p.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="leave out matching files (masks of other inputs, NAME_mask.png, are left out anyway)")
     p.add_argument("--largest-region", action=argparse.BooleanOptionalAction, default=None,
                    help="keep each class's largest connected region, holes filled (default: on for fetal-head "
                         "models)")

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -250,3 +251,35 @@ def test_medzoo_evaluate_segmentation_takes_largest_region_from_the_command_line
     expected = medzoo.evaluate.segmentation("seg-fetalus-head", max_images=6, largest_region=True)
     assert written["images"] == 6
     assert written["metrics"]["dice"]["mean"] == pytest.approx(expected.summary["dice"]["mean"], abs=1e-6)
+
+
+def test_medzoo_segment_on_the_shipped_fetal_heads_leaves_out_their_masks_and_uses_the_manifest_spacing(tmp_path,
+                                                                                                        capsys):
+    """The sample folder holds each image's reference mask beside it: only the 4 images are segmented, and the
+    circumference is in mm, from the pixel spacing the samples' manifest.json states for each image."""
+    import csv
+
+    from medzoo.cli import main
+    from medzoo.data import SAMPLES_DIR
+
+    folder = SAMPLES_DIR / "fetal_head"
+    stated = {item["file"]: item for item in json.loads((folder / "manifest.json").read_text())["images"]}
+    assert main(["--log-level", "WARNING", "segment", "seg-fetalus-head", str(folder), "-o", str(tmp_path / "a")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "a" / "segment.csv")))
+    assert sorted(pathlib.Path(r["input"]).name for r in rows) == sorted(stated)
+    for r in rows:
+        spacing = stated[pathlib.Path(r["input"]).name]["pixel_spacing_mm"]
+        assert float(r["area_mm2"]) == pytest.approx(int(r["area_px"]) * spacing ** 2, rel=1e-6)
+        assert float(r["circumference_mm"]) > 0 and "circumference_px" not in r
+    assert "no pixel spacing" not in capsys.readouterr().out
+
+    assert main(["--log-level", "WARNING", "segment", "seg-fetalus-head", str(folder), "-o", str(tmp_path / "b"),
+                 "--exclude", "test0[03]*"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "b" / "segment.csv")))
+    assert sorted(pathlib.Path(r["input"]).name for r in rows) == ["test068_115_HC.png", "test102_775_HC.png"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(folder / "test068_115_HC.png", plain)  # no manifest beside it: no spacing, and it says so
+    assert main(["--log-level", "WARNING", "segment", "seg-fetalus-head", str(plain), "-o", str(tmp_path / "c")]) == 0
+    assert "no pixel spacing for 1 image(s)" in capsys.readouterr().out
+    assert "circumference_px" in next(csv.DictReader(open(tmp_path / "c" / "segment.csv")))

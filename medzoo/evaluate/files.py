@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import pathlib
 
@@ -36,6 +37,8 @@ from medzoo.metrics import ellipse_circumference, mae, mask_boundary, psnr, ssim
 
 #: |error| shown white in the error maps, as a fraction of the value range
 ERROR_RANGE = 0.25
+
+log = logging.getLogger("medzoo.evaluate")
 
 
 def value_range_of(model) -> tuple[float, float]:
@@ -153,17 +156,47 @@ def overlay(image, labels, value_range=(0.0, 1.0)) -> np.ndarray:
 
 
 def _spacing_of(ref, given):
-    """(row, column) mm per pixel: the one given, else the DICOM file's PixelSpacing, else None."""
+    """(row, column) mm per pixel: the one given, else the DICOM file's PixelSpacing, else the
+    ``pixel_spacing_mm`` a ``manifest.json`` beside the file states for it (medzoo's samples), else None."""
     if given is not None:
         return (float(given), float(given)) if np.ndim(given) == 0 else tuple(float(v) for v in given)
     from medzoo.data.dicom import is_dicom, read_dicom_header
 
     path = pathlib.Path(ref.path if hasattr(ref, "path") else ref[0])
-    return read_dicom_header(path)["pixel_spacing"] if is_dicom(path) else None
+    if is_dicom(path):
+        return read_dicom_header(path)["pixel_spacing"]
+    stated = _folder_manifest(path.parent).get(path.name, {}).get("pixel_spacing_mm")
+    return None if stated is None else (float(stated), float(stated))
+
+
+def _folder_manifest(folder: pathlib.Path) -> dict:
+    """``{file name: entry}`` of a ``manifest.json`` in ``folder`` listing ``images`` (medzoo's sample sets)."""
+    import json
+
+    try:
+        listed = json.loads((folder / "manifest.json").read_text()).get("images", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {item["file"]: item for item in listed if isinstance(item, dict) and "file" in item}
+
+
+def _masks_of_other_inputs(files, exclude=()) -> tuple[list, list]:
+    """``(kept, skipped)``: files matching an ``exclude`` glob, or that are the masks of other inputs (named
+    ``<image stem>_mask.*``, or listed as an image's ``mask`` in a ``manifest.json`` beside them), are skipped."""
+    import fnmatch
+
+    stems = {(f.parent, f.stem) for f in files}
+    kept, skipped = [], []
+    for f in files:
+        listed_as_mask = any(item.get("mask") == f.name for item in _folder_manifest(f.parent).values())
+        named_as_mask = f.stem.endswith("_mask") and (f.parent, f.stem[: -len("_mask")]) in stems
+        excluded = any(fnmatch.fnmatch(f.name, pattern) or fnmatch.fnmatch(str(f), pattern) for pattern in exclude)
+        (skipped if listed_as_mask or named_as_mask or excluded else kept).append(f)
+    return kept, skipped
 
 
 def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumference=None, threshold=0.5,
-                  largest_region=None, batch_size: int = 8) -> list:
+                  largest_region=None, batch_size: int = 8, exclude=()) -> list:
     """Segment image files at native resolution: per image a mask PNG, an overlay PNG, and a CSV row.
 
     Args:
@@ -171,16 +204,20 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
         inputs: files and folders (DICOM by content, PNG, JPEG, NPY).
         output_dir: gets ``<stem>_mask.png`` (0/255, or the class index), ``<stem>_overlay.png``
             and ``segment.csv``.
-        pixel_spacing: mm per pixel for files that do not state it (DICOM's PixelSpacing wins otherwise).
+        pixel_spacing: mm per pixel for every file (else DICOM's PixelSpacing, or the ``pixel_spacing_mm``
+            of a ``manifest.json`` beside the file, as medzoo's fetal-head samples have; else pixels).
         circumference: also report the fitted-ellipse circumference of the mask (HC18's
             head circumference); default: on for the fetal-head models.
         threshold: probability above which a pixel is foreground (binary models).
         largest_region: keep each class's largest connected region, holes filled; default:
             on for the fetal-head models (one head per image).
+        exclude: glob patterns of files to leave out. Files that are the masks of other inputs
+            (``<stem>_mask.png`` beside ``<stem>.png``, or a manifest's ``mask``) are always left out.
 
     Returns:
         One dict per image: ``input``, ``mask``, ``overlay``, ``size``, ``area_px`` and, with
         a pixel spacing, ``area_mm2`` (and ``circumference_mm``; ``circumference_px`` without one).
+        The files left out are logged.
     """
     import csv
 
@@ -194,7 +231,15 @@ def segment_files(model, inputs, output_dir, *, pixel_spacing=None, circumferenc
     low, high = value_range_of(model)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    items = list(_native_inputs(model, inputs))
+    from medzoo.data import image_files
+
+    files, skipped = _masks_of_other_inputs(image_files(inputs), exclude)
+    if skipped:
+        log.info("segment: left out %d file(s) that are masks of other inputs or excluded: %s", len(skipped),
+                 ", ".join(f.name for f in skipped))
+    if not files:
+        raise DataError("no image left to segment: every input is a mask of another input or excluded")
+    items = list(_native_inputs(model, files))
     stems = _unique_paths(output_dir, [ref.stem for _, ref in items], "")
     records = []
     for (x, ref), stem in zip(items, stems):
