@@ -69,7 +69,10 @@ def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.startswith("vae-chestxray 1.0.1  (vae,") and "doi:10.17632/rscbjbr9sj.2" in text
     entry = medzoo.info("vae-chestxray")
-    assert f"psnr {entry['metrics']['psnr']:.4g}" in text
+    lines = text.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("metrics (test)"))
+    header, values = lines[row].split()[2:], lines[row + 1].split()  # the metrics table: names, then figures
+    assert dict(zip(header, values))["psnr"] == f"{entry['metrics']['psnr']:.4g}"
     assert all(f["sha256"] in text for f in entry["files"])
     assert main(["info", "vae-chestxray", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == entry

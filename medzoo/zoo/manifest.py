@@ -567,6 +567,47 @@ def _flatten(tree, prefix=""):
             yield f"{prefix}{key}", value
 
 
+def _training_stages(training: dict) -> list[dict]:
+    """The training records of a model and of every stage it was initialised from, newest first."""
+    stages = []
+    while isinstance(training, dict) and training:
+        stages.append(training)
+        training = (training.get("initialized_from") or {}).get("training")
+    return stages
+
+
+def _first_source(training: dict) -> str:
+    source = None
+    while isinstance(training, dict) and training.get("initialized_from"):
+        source = training["initialized_from"]
+        training = source.get("training")
+    return f"{source.get('model')} {source.get('version') or ''}".strip() if source else "scratch"
+
+
+def _metric_rows(metrics: dict, label: str) -> list[tuple[str, str]]:
+    """Metrics as a small table: one row per dataset (or per codec quality), the figures in columns."""
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    groups = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    table = [("all" if groups else "", scalars)] if scalars else []
+    for group, rows in groups.items():
+        table += [(f"{group} {name}" if group not in ("per_dataset",) else name, dict(_flatten(row)))
+                  for name, row in rows.items()] if all(isinstance(r, dict) for r in rows.values()) else \
+            [(group, dict(_flatten(rows)))]
+    columns = list(dict.fromkeys(k for _, row in table for k in row))
+
+    def cell(value):
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    names = [name for name, _ in table]
+    cells = [[cell(row.get(c)) for c in columns] for _, row in table]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    first = max((len(n) for n in names), default=0)
+    lines = [" " * first + "  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    lines += [f"{name:<{first}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(row, widths))
+              for name, row in zip(names, cells)]
+    return [(label if i == 0 else "", line.rstrip()) for i, line in enumerate(lines)]
+
+
 def describe(name, *, manifest_path=None) -> str:
     """A readable summary of one model's manifest entry (``medzoo info NAME``; ``info(name)`` has everything)."""
     entry = get_entry(name, manifest_path=manifest_path)
@@ -589,11 +630,15 @@ def describe(name, *, manifest_path=None) -> str:
     if training.get("classes") is not None:
         trained += f" (classes {training['classes']} only)"
     if training.get("wall_time_s"):
-        trained += f", {training['wall_time_s']:.0f} s"
+        trained += f", {training['wall_time_s']:.0f} s" + (f" on {training['hardware']}" if training.get("hardware") else "")
+    stages = _training_stages(training)
+    if len(stages) > 1:
+        total = sum(stage.get("wall_time_s") or 0 for stage in stages)
+        trained += (f" (the last of {len(stages)} stages, from {_first_source(training)}; "
+                    f"{total:.0f} s of training in all)")
     rows += [("training", trained), ("data", f"{dataset.get('licence', '?')}; {dataset.get('citation', '?')}")]
     splits = training.get("splits") or {}
-    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in _flatten(entry["metrics"]))
-    rows.append((f"metrics ({splits.get('metrics', 'test')})", metrics))
+    rows += _metric_rows(entry["metrics"], f"metrics ({splits.get('metrics', 'test')})")
     rows += [("files" if i == 0 else "", f"{f['filename']:<18} {_human_size(f['size']):>8}  sha256 {f['sha256']}")
              for i, f in enumerate(entry["files"])]
     hub = entry["sources"]["hub"]
