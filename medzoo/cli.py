@@ -248,12 +248,11 @@ def _reconstruct(args):
     if len(records) > 1:
         rows.append(["mean", *(sum(r[k] for r in records) / len(records) for k in ("psnr", "ssim", "mae"))])
     print(format_table(["input", "PSNR dB", "SSIM", "MAE"], rows))
-    if records and "size" in records[0]:
-        sizes = ", ".join(sorted({"x".join(map(str, r["size"])) for r in records}))
-        print(f"\nwrote {len(records)} reconstruction(s) at native size ({sizes}) and as many "
-              f"input | reconstruction | |error| PNGs to {args.output}")
-        return
-    print(f"\nwrote {len(records)} PNG(s) (input | reconstruction | |error|) to {args.output}")
+    sizes = ", ".join(sorted({"x".join(map(str, r["size"])) for r in records}))
+    white = sorted({r["error_white_at"] for r in records})
+    print(f"\nwrote {len(records)} reconstruction(s) at {sizes} (NAME_reconstruction.png) and as many comparisons "
+          f"(NAME_comparison.png: input | reconstruction | |error|, white at an error of "
+          f"{white[0]:g}{'-' + format(white[-1], 'g') if len(white) > 1 else ''} of the value range) to {args.output}")
 
 
 def _segment(args):

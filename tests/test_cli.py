@@ -138,7 +138,8 @@ def test_reconstruct_pngs_and_a_dicom_without_extension(cache, dicom_dir, tmp_pa
     assert list(scores)[:3] == inputs and len(scores) == 4
     assert all(15 < v < 40 for v in scores.values()), scores
     for name in ("test169_normal", "test170_pneumonia", "chest_pa"):
-        pixels = png(tmp_path / "rec" / f"{name}_reconstruction.png")
+        assert png(tmp_path / "rec" / f"{name}_reconstruction.png").shape == (128, 128)  # the model's size
+        pixels = png(tmp_path / "rec" / f"{name}_comparison.png")
         assert pixels.shape == (128 + 4, 3 * 130 + 2)  # input | reconstruction | |error|, 2 px borders
         panels = [pixels[2:130, 2 + 130 * i:130 + 130 * i].astype(float) for i in range(3)]
         assert np.abs(panels[0] - panels[1]).mean() > 2 and panels[2].mean() < panels[0].mean()
@@ -266,12 +267,15 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
     _write_cr(tmp_path / "cr_1841x1955.dcm", pixels)
     out = ok(run(["reconstruct", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o",
                   str(tmp_path / "rec")], cache, timeout=1800))
-    assert "native size (1841x1955)" in out
-    rec = png(tmp_path / "rec" / "cr_1841x1955.png")
+    assert "reconstruction(s) at 1841x1955" in out
+    rec = png(tmp_path / "rec" / "cr_1841x1955_reconstruction.png")
     assert rec.shape == (1841, 1955)
     reference = to_uint8(pixels / 4095.0).astype(float)
     assert np.corrcoef(rec.ravel().astype(float), reference.ravel())[0, 1] > 0.95
-    assert png(tmp_path / "rec" / "cr_1841x1955_reconstruction.png").shape == (1841 + 4, 3 * (1955 + 2) + 2)
+    comparison = png(tmp_path / "rec" / "cr_1841x1955_comparison.png")
+    assert comparison.shape == (1841 + 4, 3 * (1955 + 2) + 2)
+    error_panel = comparison[2:-2, 2 + 2 * 1957:-2]
+    assert (error_panel == 255).mean() > 0.003  # scaled to the image's own errors: its largest 1% show white
     ok(run(["encode", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o", str(tmp_path / "z.npz")],
            cache, timeout=1800))
     with np.load(tmp_path / "z.npz") as z:

@@ -99,23 +99,25 @@ def _native_inputs(model, inputs):
         yield image[None], ref
 
 
-def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_range: float = ERROR_RANGE) -> list:
-    """Reconstruct image files and write, per image, a PNG of input | reconstruction | |error|.
+def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_range="auto") -> list:
+    """Reconstruct image files: per image the reconstruction, and a comparison PNG of input | reconstruction | |error|.
 
-    Any-size models work at each file's native resolution (large images in tiles) and
-    also write the reconstruction alone, at the input's size, as ``<stem>.png``.
+    Any-size models work at each file's native resolution (large images in tiles); fixed-size
+    models at their input size.
 
     Args:
         model: a zoo name, preset path or model.
         inputs: files and folders (see :func:`medzoo.data.image_files`).
-        output_dir: where the PNGs go, one ``<input stem>_reconstruction.png`` per image
-            (frames of a stack: ``<stem>_f<frame>_reconstruction.png``).
-        error_range: the |error| (fraction of the value range) shown white in the error panel.
+        output_dir: gets ``<stem>_reconstruction.png`` (the reconstruction alone) and
+            ``<stem>_comparison.png`` per image (frames of a stack: ``<stem>_f<frame>_...``).
+        error_range: the |error| (fraction of the value range) shown white in the error panel;
+            ``"auto"``: each image's 99th percentile of |error| (at least 0.01), so the panel shows
+            where the errors are however small they are.
 
     Returns:
-        One dict per image: ``input`` (the file, and frame), ``output`` (the PNG), ``psnr``
-        (dB), ``ssim``, ``mae``, all measured on the preprocessed input; any-size models
-        add ``size`` (H, W) and ``image`` (the full-size reconstruction PNG).
+        One dict per image: ``input`` (the file, and frame), ``output`` (the reconstruction PNG),
+        ``comparison`` (the three-panel PNG), ``error_white_at`` (the error shown white), ``psnr``
+        (dB), ``ssim``, ``mae``, all measured on the preprocessed input, and ``size`` (H, W).
     """
     model = resolve_model(model)
     low, high = value_range_of(model)
@@ -129,15 +131,18 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
     outputs = _unique_paths(output_dir, [ref.stem for _, ref, _ in pairs], "_reconstruction.png")
     records = []
     for (x, ref, rec), output in zip(progress(pairs, "writing PNGs", total=len(pairs)), outputs):
-        errors = error_map(x, rec, (low, high), error_range)
-        plots.save_png(plots.montage([[x[0], rec[0], errors[0]]], value_range=(low, high)), output)
-        record = {"input": str(ref), "output": str(output), "psnr": float(psnr(x, rec, max_val=high - low)[0]),
-                  "ssim": float(ssim(x, rec, max_val=high - low)[0]), "mae": float(mae(x, rec)[0])}
-        if getattr(model, "any_size", False):
-            image = output.with_name(output.name.replace("_reconstruction.png", ".png"))
-            plots.save_png(to_display(rec[0], (low, high)), image)
-            record.update(size=list(rec.shape[1:3]), image=str(image))
-        records.append(record)
+        white = error_range
+        if white == "auto":
+            error = np.abs(x - rec).mean(axis=-1) / (high - low)
+            white = max(0.01, float(np.percentile(error, 99)))
+        comparison = output.with_name(output.name[: -len("_reconstruction.png")] + "_comparison.png")
+        errors = error_map(x, rec, (low, high), white)
+        plots.save_png(plots.montage([[x[0], rec[0], errors[0]]], value_range=(low, high)), comparison)
+        plots.save_png(to_display(rec[0], (low, high)), output)
+        records.append({"input": str(ref), "output": str(output), "comparison": str(comparison),
+                        "error_white_at": round(white, 4), "size": list(rec.shape[1:3]),
+                        "psnr": float(psnr(x, rec, max_val=high - low)[0]),
+                        "ssim": float(ssim(x, rec, max_val=high - low)[0]), "mae": float(mae(x, rec)[0])})
     return records
 
 
