@@ -19,6 +19,7 @@ from medzoo.errors import (  # noqa: F401
     IntegrityError,
     MedzooError,
     ModelNotFoundError,
+    ResizeWarning,
 )
 from medzoo import registration as _registration
 
@@ -39,7 +40,8 @@ _SUBMODULES = {"backend", "callbacks", "cli", "codec", "data", "errors", "evalua
                "recipes", "registration", "version", "zoo"}
 
 __all__ = sorted([*_EXPORTS, "evaluate", "__version__", "ConfigError", "DataError", "DependencyError",
-                  "IntegrityError", "MedzooError", "ModelNotFoundError"])
+                  "DomainShiftWarning", "IntegrityError", "MedzooError", "ModelNotFoundError",
+                  "ResizeWarning"])
 
 
 def __getattr__(name):

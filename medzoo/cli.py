@@ -314,12 +314,16 @@ def _compress(args):
     _ready(model, inputs)
     import medzoo
 
-    header, refs = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
-                                                  lossless=args.lossless)
+    written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
+                                             lossless=args.lossless)
+    header = written.header
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
+    coded = "" if written.given_pixels == pixels else \
+        (f"; {header.bits_per_pixel:.4f} bits per pixel of the {pixels} pixels at "
+         f"{'x'.join(map(str, header.image_shape))} the model coded and decompress gives back")
     print(f"{header.num_images} image(s) -> {args.output}: {header.total_bytes} bytes "
-          f"({header.bits_per_pixel:.4f} bits per pixel, header of {header.header_bytes} bytes included; "
-          f"{pixels} pixels at {'x'.join(map(str, header.image_shape))})")
+          f"({written.bits_per_given_pixel:.4f} bits per pixel of the {written.given_pixels} pixels given, header of "
+          f"{header.header_bytes} bytes included{coded})")
     if header.kind in ("lossless", "hyperprior-lossless"):
         how = "the causal coder alone" if header.kind == "lossless" else \
             f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}"
@@ -330,7 +334,7 @@ def _compress(args):
                  if header.kind == "hyperprior-pixels" else ""))
     else:
         print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
-              f"raw 8-bit pixels would take {pixels * header.image_shape[2]} bytes")
+              f"the pixels given would take {written.given_pixels * header.image_shape[2]} bytes at 8 bits")
 
 
 def _decompress(args):

@@ -39,3 +39,8 @@ class DomainShiftWarning(UserWarning):
     Filter it by class, e.g. ``warnings.simplefilter("ignore", medzoo.DomainShiftWarning)``, where the shift
     is deliberate.
     """
+
+
+class ResizeWarning(UserWarning):
+    """A file's image was resized to the size a fixed-size model takes (or shrunk to a spec's ``max_side``):
+    the model's output has the new size, not the file's. The message names the file and both sizes."""

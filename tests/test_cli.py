@@ -172,6 +172,21 @@ def test_encode_compress_decompress_round_trip(cache, tmp_path):
     assert np.abs(got.astype(int) - expected).max() <= 1
     assert not (cache / "codec").exists()  # no entropy model was fitted and cached
 
+    # a 200 x 176 image: the fixed-size VQ-VAE says it resizes, and the rate is per pixel the user gave
+    big = tmp_path / "big.png"
+    Image.fromarray(np.asarray(Image.open(files[0]).convert("L").resize((176, 200)))).save(big)
+    proc = run(["compress", "vqvae-chestxray", str(big), "-o", str(tmp_path / "big.mzc")], cache, env=no_data)
+    out = ok(proc)
+    size = (tmp_path / "big.mzc").stat().st_size
+    assert re.search(r"medzoo: warning: .*big\.png: 200x176 resized to 128x128, the size this model takes", proc.stderr)
+    assert f"{8 * size / (200 * 176):.4f} bits per pixel of the 35200 pixels given" in out
+    assert f"{8 * size / (128 * 128):.4f} bits per pixel of the 16384 pixels at 128x128x1 the model coded" in out
+    # an any-size VQ-VAE codes it at its own size, though its entropy model was fitted on 16 x 16 code maps
+    proc = run(["compress", "vqvae-chestxray-f8k512", str(big), "-o", str(tmp_path / "any.mzc")], cache, env=no_data)
+    assert "resized" not in proc.stderr and "of the 35200 pixels given" in ok(proc)
+    ok(run(["decompress", str(tmp_path / "any.mzc"), "-o", str(tmp_path / "any")], cache, env=no_data))
+    assert png(tmp_path / "any" / "any_000.png").shape == (200, 176)
+
 
 def test_lossless_compress_decompress_gives_back_the_stored_pixels(cache, dicom_dir, tmp_path):
     """A CT DICOM (int16, negative values) and two 16-bit PNGs, without any model: exact .npy files back."""

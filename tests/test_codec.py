@@ -145,7 +145,7 @@ def _geometric_maps(rng, n, k=64, shape=(8, 8), ratio=0.7, copy_left=0.0):
 
 def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(vq, em, tiny_cxr):
     """A residual VQ-VAE (input (None, None, C)): the header holds the image's real size, an image that
-    pads up to f decodes back to its size, and a size the entropy model was not fitted on is refused."""
+    pads up to f decodes back to its size, and a size the entropy model was not fitted on is coded too."""
     model = VQVAE(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
                   num_embeddings=16, embedding_dim=4, seed=3)
     model.fit(tiny_cxr, epochs=1, batch_size=16, verbose=0)
@@ -165,8 +165,22 @@ def test_an_any_size_vq_vae_streams_its_images_at_their_own_size(vq, em, tiny_cx
     assert out.shape == (3, 30, 29, 1)
     np.testing.assert_allclose(out, model.reconstruct(padded), atol=1e-5)
 
-    with pytest.raises(DataError, match=r"codes 32 x 32 images .* 8 x 8 code maps.*not 48 x 40: resize them"):
-        medzoo.compress(np.zeros((1, 48, 40, 1), np.float32), model=model, entropy_model=fitted)
+    # a size the entropy model was not fitted on: coded without its per-position term, exactly
+    other = np.ascontiguousarray(np.tile(tiny_cxr[:2], (1, 2, 2, 1))[:, :48, :40])
+    data = medzoo.compress(other, model=model, entropy_model=fitted)
+    header = read_header(data)
+    assert header.image_shape == (48, 40, 1) and header.code_shape == (12, 10)
+    np.testing.assert_array_equal(decompress_codes(data, model=model, entropy_model=fitted)[1], model.encode(other))
+    assert header.payload_bytes * 8 < 0.95 * math.log2(16) * 12 * 10 * 2  # the neighbour terms still pay
+    with pytest.warns(medzoo.ResizeWarning, match=r"images: 48x40 resized to 32x32, the size this model takes"):
+        data = medzoo.compress(other, model=vq, entropy_model=em)  # a fixed-size VQ-VAE codes its own size
+    assert read_header(data).image_shape == (32, 32, 1)
+    spec, vq.preprocess_spec = vq.preprocess_spec, None
+    try:
+        with pytest.raises(DataError, match=r"shape \(N, 32, 32, 1\); got float32 \(2, 48, 40, 1\)"):
+            medzoo.compress(other, model=vq, entropy_model=em)  # without a spec: refused, never resized
+    finally:
+        vq.preprocess_spec = spec
 
     # beside a fixed-size VQ-VAE in one rate-distortion comparison, on the images that one takes
     result = medzoo.evaluate.compression([vq, model], images=x, codecs=["jpeg"], anchor="jpeg", entropy_models=[em, fitted])

@@ -195,9 +195,11 @@ class EntropyModel:
         return {"marginal": _normalised(self.marginal), "position": _normalised(self.position),
                 "left": _normalised(self.left), "up": _normalised(self.up)}
 
-    def _check_codes(self, codes) -> np.ndarray:
+    def _check_codes(self, codes, any_shape: bool = False) -> np.ndarray:
+        """Code maps as int64; of the fitted shape unless ``any_shape`` (coding without the position term)."""
         codes = np.asarray(codes)
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != tuple(self.code_shape):
+        if codes.ndim != 3 or min(codes.shape[1:], default=0) < 1 or \
+                (not any_shape and tuple(codes.shape[1:]) != tuple(self.code_shape)):
             raise DataError(f"expected code maps (N, {self.code_shape[0]}, {self.code_shape[1]}), got {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= self.num_codes):
             raise DataError(f"codes must lie in [0, {self.num_codes})")
@@ -213,12 +215,15 @@ class EntropyModel:
     def step_probabilities(self, position: int, left, up, kind: str) -> np.ndarray:
         """Unnormalised probabilities (len(left), K) of the codes at flat ``position`` given their neighbours.
 
+        ``position`` None: a map of another size than the fitted one, whose positions mean nothing
+        to the per-position table; the mixture then leaves that term out (the coder normalises the
+        rest), so any size codes with the neighbour terms alone.
         The encoder and the decoder both call exactly this, so their values are bit-identical.
         """
         w = dict(zip(KINDS[kind], self._kind(kind)))
         t = self._tables
         probs = w["uniform"] * np.full(self.num_codes, 1.0 / self.num_codes) + w["marginal"] * t["marginal"]
-        if "position" in w:
+        if "position" in w and position is not None:
             probs = probs + w["position"] * t["position"][position]
         probs = np.broadcast_to(probs, (len(left), self.num_codes))
         if "left" in w:

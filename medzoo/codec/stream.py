@@ -182,26 +182,34 @@ def _constriction():
 
 
 def encode_codes(codes, entropy_model: EntropyModel, kind: str = DEFAULT_KIND) -> bytes:
-    """Range-code code maps (N, h, w) with ``entropy_model``; returns the payload bytes (no header)."""
+    """Range-code code maps (N, h, w) with ``entropy_model``; returns the payload bytes (no header).
+
+    Maps of another size than the entropy model's are coded without its per-position term
+    (any-size VQ-VAEs code images of any size).
+    """
     constriction = _constriction()
-    codes = entropy_model._check_codes(codes)
+    codes = entropy_model._check_codes(codes, any_shape=True)
     entropy_model._kind(kind)
     n, h, w = codes.shape
+    fitted = (h, w) == tuple(entropy_model.code_shape)
     left, up = (np.ascontiguousarray(a.reshape(n, -1).T) for a in _neighbours(codes, entropy_model.num_codes))
     flat = np.ascontiguousarray(codes.reshape(n, -1).T).astype(np.int32)
     family = constriction.stream.model.Categorical(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
     for p in range(h * w):
-        encoder.encode(flat[p], family, entropy_model.step_probabilities(p, left[p], up[p], kind))
+        encoder.encode(flat[p], family, entropy_model.step_probabilities(p if fitted else None, left[p], up[p], kind))
     payload = encoder.get_compressed().astype(">u4").tobytes()
     return _strip_last_word(payload)
 
 
-def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, kind: str = DEFAULT_KIND) -> np.ndarray:
-    """Inverse of :func:`encode_codes`: payload bytes -> code maps (N, h, w) int32."""
+def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, kind: str = DEFAULT_KIND,
+                 code_shape=None) -> np.ndarray:
+    """Inverse of :func:`encode_codes`: payload bytes -> code maps (N, h, w) int32 (``code_shape``: (h, w),
+    default the entropy model's)."""
     constriction = _constriction()
     entropy_model._kind(kind)
-    h, w = entropy_model.code_shape
+    h, w = tuple(entropy_model.code_shape) if code_shape is None else (int(v) for v in code_shape)
+    fitted = (h, w) == tuple(entropy_model.code_shape)
     k = entropy_model.num_codes
     padded = payload + b"\x00" * (-len(payload) % 4)
     words = np.frombuffer(padded, dtype=">u4").astype(np.uint32)
@@ -213,7 +221,7 @@ def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, k
         i, j = divmod(p, w)
         left = codes[:, i, j - 1] if j > 0 else border
         up = codes[:, i - 1, j] if i > 0 else border
-        codes[:, i, j] = decoder.decode(family, entropy_model.step_probabilities(p, left, up, kind))
+        codes[:, i, j] = decoder.decode(family, entropy_model.step_probabilities(p if fitted else None, left, up, kind))
     return codes.astype(np.int32)
 
 
@@ -575,15 +583,13 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
 
 
 def _check_code_size(model, entropy_model: EntropyModel, image_size) -> None:
-    """An entropy model's per-position table fixes the code map's size, and so the image size it codes."""
-    if tuple(entropy_model.code_shape) == model.latent_size(*image_size):
+    """A fixed-size VQ-VAE codes its own size; an any-size one codes any (other sizes without the
+    entropy model's per-position term, see :meth:`EntropyModel.step_probabilities`)."""
+    if model.image_shape[0] is None or tuple(entropy_model.code_shape) == model.latent_size(*image_size):
         return
-    f = model.downsample_factor
-    fits = f"{entropy_model.code_shape[0] * f} x {entropy_model.code_shape[1] * f}"
-    raise DataError(f"{_label_of(model)} codes {fits} images (its entropy model was fitted on "
-                    f"{entropy_model.code_shape[0]} x {entropy_model.code_shape[1]} code maps), not "
-                    f"{image_size[0]} x {image_size[1]}: resize them to {fits} first (a PreprocessSpec with "
-                    f"size=({fits.replace(' x ', ', ')})))")
+    height, width = model.image_shape[:2]
+    raise DataError(f"{_label_of(model)} codes {height} x {width} images, not {image_size[0]} x {image_size[1]}: "
+                    f"resize them first, e.g. with its preprocessing spec (model.preprocess_spec)")
 
 
 def _label_of(model) -> str:
@@ -645,7 +651,7 @@ def decompress_codes(data, model=None, *, entropy_model=None):
             "use the entropy model file the stream was made with"
         )
     try:
-        codes = decode_codes(payload, entropy_model, header.num_images, header.kind)
+        codes = decode_codes(payload, entropy_model, header.num_images, header.kind, header.code_shape)
     except (ValueError, RuntimeError) as exc:  # constriction refuses data it cannot decode
         raise BitstreamError(f"corrupted medzoo stream: the payload does not decode ({exc})") from exc
     return header, codes, model

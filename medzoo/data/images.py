@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from medzoo.data.dicom import is_dicom, read_dicom, read_dicom_header
-from medzoo.data.preprocess import image_layout
+from medzoo.data.preprocess import image_layout, warn_if_resized
 from medzoo.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".npy": "npy", ".dcm": "dicom", ".dicom": "dicom"}
@@ -235,14 +235,18 @@ def iter_images(inputs, spec, *, voi="auto", progress=None):
     sizes for an any-size model; :func:`read_images` stacks the same into one batch.
     """
     files = image_files(inputs)
+    warned = set()
     for path in (progress(files) if progress else files):
-        frames = probe_image(path).frames
-        for frame in ([None] if frames == 1 else range(frames)):
+        info = probe_image(path)
+        for frame in ([None] if info.frames == 1 else range(info.frames)):
             pixels = read_image(path, frame=frame, voi=voi)
             try:
                 image = np.asarray(spec.apply(pixels), dtype=np.float32)
             except DataError as exc:
                 raise DataError(f"{path}: {exc}") from None
+            given = (info.height, info.width)
+            if given not in warned and warn_if_resized(path, given, image.shape[:2], spec, stacklevel=4):
+                warned.add(given)  # once per size: every other image of that size was resized the same way
             yield image, ImageRef(path, frame)
 
 

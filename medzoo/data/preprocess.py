@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import sys
@@ -44,7 +45,7 @@ import sys
 import numpy as np
 
 from medzoo.data.resample import resize_bilinear
-from medzoo.errors import ConfigError, DataError
+from medzoo.errors import ConfigError, DataError, ResizeWarning
 
 MIN_IMAGE_SIZE = 8
 """Smallest accepted input height and width, in pixels (see the module docstring)."""
@@ -92,6 +93,19 @@ def image_layout(shape) -> tuple[bool, int | None]:
     raise DataError(
         f"expected an image (H, W), (H, W, C) or a batch (N, H, W), (N, H, W, C); got an array of shape {shape}"
     )
+
+
+def warn_if_resized(what, given, made, spec, *, stacklevel: int = 3) -> bool:
+    """Warn (:class:`~medzoo.ResizeWarning`) when ``spec`` changed an image's size from ``given`` to ``made``
+    ((height, width) each), naming ``what`` (a file, "images") and both sizes: medzoo never resizes silently.
+    Returns whether it warned."""
+    given, made = tuple(int(v) for v in given), tuple(int(v) for v in made)
+    if given == made:
+        return False
+    why = "the size this model takes" if spec.size is not None else f"the spec's max_side of {spec.max_side}"
+    warnings.warn(f"{what}: {given[0]}x{given[1]} resized to {made[0]}x{made[1]}, {why}; the results are of the "
+                  f"{made[0]}x{made[1]} image", ResizeWarning, stacklevel=stacklevel)
+    return True
 
 
 def check_image_size(height: int, width: int, what: str = "image") -> None:

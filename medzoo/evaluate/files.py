@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import pathlib
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -318,10 +319,15 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     stream decodes to the same dtype and bit depth), else the model's inputs. Lossy with a
     VQ-VAE: the files are read and preprocessed as the model's inputs.
 
+    A fixed-size model codes its own size: files of another size are resized to it (with a
+    :class:`~medzoo.ResizeWarning`), and ``given_pixels`` says how many pixels the files held.
+
     Returns:
-        ``(header, refs)``: the stream's :class:`~medzoo.codec.StreamHeader`
-        (bytes, bits per pixel, shapes) and the images in stream order.
+        :class:`CompressedFiles`: the stream's :class:`~medzoo.codec.StreamHeader` (bytes, bits
+        per pixel of the coded images, shapes), the images in stream order, and the pixels of
+        the images as given, for the bits per pixel of what the user gave.
     """
+    from medzoo.data import probe_image
     from medzoo.models.hyperprior import HyperpriorCodec
 
     model = None if model is None else resolve_model(model)
@@ -336,7 +342,27 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(stream)
-    return read_header(stream), refs
+    header = read_header(stream)
+    if pixels is not None:
+        given = header.num_images * header.image_shape[0] * header.image_shape[1]
+    else:
+        sizes = {ref.path: probe_image(ref.path) for ref in refs}
+        given = sum(sizes[ref.path].height * sizes[ref.path].width for ref in refs)
+    return CompressedFiles(header, refs, int(given))
+
+
+class CompressedFiles(NamedTuple):
+    """What :func:`compress_files` wrote: the stream's header, the images in stream order, and the
+    number of pixels of those images as given (before a fixed-size model resized them)."""
+
+    header: Any
+    refs: list
+    given_pixels: int
+
+    @property
+    def bits_per_given_pixel(self) -> float:
+        """The stream's bits (header included) per pixel of the images as given."""
+        return 8.0 * self.header.total_bytes / self.given_pixels
 
 
 def _stored_pixels(inputs) -> tuple[np.ndarray, list]:

@@ -48,6 +48,8 @@ def training_info(model) -> dict:
 
 def prepare(model, images) -> np.ndarray:
     """Images -> float32 model inputs (N, H, W, C): used as they are if they already fit, else preprocessed."""
+    from medzoo.data.preprocess import image_layout, warn_if_resized
+
     array = np.asarray(images)
     spec = getattr(model, "preprocess_spec", None)
     shape = tuple(model.image_shape)
@@ -73,6 +75,10 @@ def prepare(model, images) -> np.ndarray:
     if len(array) == 0:
         raise DataError("no images given")
     if array.ndim in (3, 4) and len(array) > _CHUNK:
-        return np.concatenate([np.asarray(spec.apply(array[i:i + _CHUNK])) for i in range(0, len(array), _CHUNK)])
-    out = np.asarray(spec.apply(array), dtype=np.float32)
-    return out if out.ndim == 4 else out[None]
+        out = np.concatenate([np.asarray(spec.apply(array[i:i + _CHUNK])) for i in range(0, len(array), _CHUNK)])
+    else:
+        out = np.asarray(spec.apply(array), dtype=np.float32)
+    out = out if out.ndim == 4 else out[None]
+    batched, _ = image_layout(array.shape)
+    warn_if_resized("images", array.shape[1:3] if batched else array.shape[:2], out.shape[1:3], spec, stacklevel=3)
+    return out
