@@ -1,9 +1,10 @@
-"""README.md: its zoo table agrees with weights_manifest.json, and its Python examples run.
+"""README.md and docs/: the zoo table agrees with weights_manifest.json, the Python examples run,
+and every relative link points at a file that exists.
 
 The Python examples are every fenced block whose info string is ``python``, run in
-order in one namespace (a later block sees the variables of an earlier one) in a
+order in one namespace per page (a later block sees the variables of an earlier one) in a
 temporary working directory, with ``MEDZOO_QUICK=1`` and a non-interactive
-matplotlib backend. Tracebacks point at README.md line numbers. A block preceded
+matplotlib backend. Tracebacks point at the page's line numbers. A block preceded
 by the line ``<!-- readme-test: skip -->`` is shown but not run (keep that for
 code that cannot run anywhere offline; prefer guarding it, e.g. with
 ``if os.environ.get("HF_TOKEN"):``).
@@ -19,6 +20,8 @@ from medzoo.zoo import table
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
+PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 SKIP_MARKER = "<!-- readme-test: skip -->"
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([^\s`]*)")
 
@@ -100,16 +103,28 @@ def test_the_zoo_table_renders_a_manifest(tmp_path):
         table.render("no markers here", path)
 
 
-def test_the_readme_python_examples_run(tmp_path, monkeypatch):
-    blocks = python_blocks(README.read_text(encoding="utf-8"))
-    assert blocks, "README.md has no ```python examples"
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_the_python_examples_run(page, tmp_path, monkeypatch):
+    """Each page's examples in order; the README's as on a fresh install, with no data folder."""
+    blocks = python_blocks(page.read_text(encoding="utf-8"))
+    if page == README:
+        assert blocks, "README.md has no ```python examples"
+        monkeypatch.setenv("MEDZOO_DATA_DIR", str(tmp_path / "no-data"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MEDZOO_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace = {"__name__": "__readme__"}
     for line, source in blocks:
-        code = compile("\n" * (line - 1) + source, str(README), "exec")  # tracebacks name README lines
-        exec(code, namespace)  # noqa: S102  (the README's own examples)
+        code = compile("\n" * (line - 1) + source, str(page), "exec")  # tracebacks name the page's lines
+        exec(code, namespace)  # noqa: S102  (the documentation's own examples)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_relative_links_point_at_files_that_exist(page):
+    text = page.read_text(encoding="utf-8")
+    targets = [t.split("#")[0] for t in LINK.findall(text) if "://" not in t and not t.startswith(("#", "mailto:"))]
+    missing = [t for t in targets if t and not (page.parent / t).exists()]
+    assert not missing, f"{page.name} links to missing files: {missing}"
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

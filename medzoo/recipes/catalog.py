@@ -187,7 +187,7 @@ RECIPES["vqvae-chestxray-f4k512"] = Recipe(
 # ultrasound; the shipped weights start from vae-fetalus-f8c4 and went through four stages on two
 # CPU cores (each init_from the last, crops_per_image=2): 1,779 + 593 steps of L1 (learning rates
 # 4e-4, 3e-4), then 2 x 1,186 steps of MSE at 2e-4 with beta 5e-6 (L1's balance of reconstruction
-# against KL under a squared error). The README's results section has the commands and figures.
+# against KL under a squared error). docs/results.md has the commands and figures.
 RECIPES["vae-generalist-f8c4"] = Recipe(
     name="vae-generalist-f8c4", family="vae", model=dict(_VAE_F8C4),
     dataset=[d for d, *_ in MODALITIES.values()], crop_size=96, crops_per_image=3, **_V2_TRAINING,
