@@ -63,16 +63,61 @@ def ssim(reference, images, max_val=1.0) -> np.ndarray:
     The mean over positions and channels of luminance x contrast-structure, computed as
     ``tf.image.ssim`` does. Images must be at least 11 x 11.
     """
+    a, b = _checked_pair(reference, images)
+    return _ssim_parts(a, b, max_val)[0].astype(np.float32)
+
+
+#: MS-SSIM's per-scale exponents (Wang, Simoncelli and Bovik 2003), finest scale first
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(reference, images, max_val=1.0) -> np.ndarray:
+    """Multi-scale SSIM (Wang et al. 2003), per image: contrast-structure at each of five scales
+    (each 2x2-averaged from the last), times luminance at the coarsest, weighted by
+    :data:`MS_SSIM_WEIGHTS` as ``tf.image.ssim_multiscale`` does.
+
+    Images too small for five scales (a side under 176 px) use the scales whose side is still
+    at least 11 px, their weights renormalised to sum to one, so 128 px thumbnails get four.
+    """
+    a, b = _checked_pair(reference, images)
+    scales = 1
+    while scales < len(MS_SSIM_WEIGHTS) and min(a.shape[1:3]) // 2 ** scales >= _SSIM_WINDOW:
+        scales += 1
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales])
+    weights = weights / weights.sum()
+    value = np.ones(len(a))
+    for level, weight in enumerate(weights):
+        full, cs = _ssim_parts(a, b, max_val)
+        term = full if level == scales - 1 else cs
+        value = value * np.maximum(term, 0.0) ** weight
+        if level < scales - 1:
+            a, b = _pool2(a), _pool2(b)
+    return value.astype(np.float32)
+
+
+def _checked_pair(reference, images) -> tuple[np.ndarray, np.ndarray]:
     a, b = _as_batch(reference), _as_batch(images)
     if a.shape != b.shape:
         raise ValueError(f"images of shape {b.shape} do not match the reference {a.shape}")
     if min(a.shape[1:3]) < _SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW}, got {a.shape[1:3]}")
+    return a, b
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of (N, H, W, C), odd edges dropped (as a 'valid' pool does)."""
+    h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+    x = x[:, :h, :w]
+    return 0.25 * (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2])
+
+
+def _ssim_parts(a: np.ndarray, b: np.ndarray, max_val) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the mean SSIM and the mean contrast-structure term (float64), in bounded-memory chunks."""
     kernel = _gaussian_1d()
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     per_image = max(1, int(np.prod(a.shape[1:])))
     step = max(1, _SSIM_CHUNK_PIXELS // per_image)
-    out = []
+    full, contrast = [], []
     for i in range(0, len(a), step):
         x, y = a[i:i + step], b[i:i + step]
         mx, my = _blur_valid(x, kernel), _blur_valid(y, kernel)
@@ -80,8 +125,9 @@ def ssim(reference, images, max_val=1.0) -> np.ndarray:
         luminance = (num0 + c1) / (den0 + c1)
         num1, den1 = 2.0 * _blur_valid(x * y, kernel), _blur_valid(x * x + y * y, kernel)
         cs = (num1 - num0 + c2) / (den1 - den0 + c2)
-        out.append((luminance * cs).mean(axis=(1, 2, 3)))
-    return np.concatenate(out).astype(np.float32)
+        full.append((luminance * cs).mean(axis=(1, 2, 3)))
+        contrast.append(cs.mean(axis=(1, 2, 3)))
+    return np.concatenate(full), np.concatenate(contrast)
 
 
 # ------------------------------------------------------------------- baseline

@@ -92,6 +92,42 @@ def test_the_thumbnail_baseline_is_tensorflow_s_antialiased_bicubic_on_every_bac
     assert np.abs(thumbs - images).max() > 0.1  # a thumbnail loses detail
 
 
+def test_ms_ssim_is_tensorflow_s_multiscale_ssim_and_uses_the_scales_that_fit():
+    import tensorflow as tf  # the default backend, always installed
+    from medzoo.metrics import ms_ssim, ssim
+
+    rng = np.random.default_rng(1)
+    clean = tf.nn.avg_pool2d(rng.random((2, 192, 200, 1), dtype=np.float32), 5, 1, "SAME").numpy()
+    noisy = np.clip(clean + 0.04 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
+    np.testing.assert_allclose(ms_ssim(clean, noisy), tf.image.ssim_multiscale(clean, noisy, 1.0).numpy(), atol=2e-4)
+    np.testing.assert_allclose(ms_ssim(clean, clean), 1.0, atol=1e-6)
+    worse = np.clip(clean + 0.1 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
+    assert (ms_ssim(clean, worse) < ms_ssim(clean, noisy)).all()
+    small = clean[:, :128, :128]  # four scales fit (128 / 8 = 16 >= 11), not five
+    value = ms_ssim(small, noisy[:, :128, :128])
+    assert (ssim(small, noisy[:, :128, :128]) < value).all() and (value < 1).all()
+
+
+def test_reconstruction_on_the_native_ct_split_reports_the_error_in_hounsfield_units(tmp_path):
+    """The stored ct_tcia_512 test split (a folder with splits.csv) at 512 px, read through the CT spec."""
+    from medzoo.recipes.recipe import CT_SPEC, HU_RANGE
+
+    model = ConvAutoencoder(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
+                            latent_channels=2, seed=0)
+    model.preprocess_spec = PreprocessSpec.from_config(CT_SPEC)
+    result = medzoo.evaluate.reconstruction(model, dataset="ct_tcia_512", max_images=3)
+    assert result.source == "ct_tcia_512:test" and len(result.per_image["psnr"]) == 3
+    assert set(result.metrics) == {"psnr", "ssim", "ms_ssim", "mae", "mae_hu", "rmse_hu"}
+    span = HU_RANGE[1] - HU_RANGE[0]
+    np.testing.assert_allclose(result.per_image["mae_hu"], result.per_image["mae"] * span, rtol=1e-4)
+    assert (result.per_image["rmse_hu"] >= result.per_image["mae_hu"]).all()
+    t = result.thumbnail
+    assert t["size"] == (181, 181)  # 128 x 128 x 2 latent numbers
+    assert np.mean(t["mae_hu"]) < np.mean(result.per_image["mae_hu"])  # an untrained model
+    assert "MAE" in result.table() and " HU" in result.table()
+    _check_result(result, tmp_path, "reconstruction")
+
+
 def test_anomaly_detects_synthetic_lesions_and_reports_intervals(ae, labelled, tmp_path):
     x, y = labelled
     normal = x[y == 0]

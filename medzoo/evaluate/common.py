@@ -79,8 +79,17 @@ def load_split(model, split="test", *, dataset=None, classes=None, max_images=No
         preprocess: apply the model's spec (False returns the raw stored images).
     """
     from medzoo.data import load_npz
+    from medzoo.data.folder_sets import is_folder_dataset, load_dataset, stack_if_uniform
 
-    raw, labels = load_npz(dataset_of(model, dataset), split)
+    name = dataset_of(model, dataset)
+    if is_folder_dataset(name):  # a folder with a splits.csv (the native sets): images at their stored size
+        raw, labels = stack_if_uniform(load_dataset(name, split)[0]), None
+        if isinstance(raw, list):
+            raise DataError(f"the {split} images of {name} differ in size "
+                            f"({', '.join(sorted({'x'.join(map(str, a.shape[:2])) for a in raw})[:4])}); evaluate "
+                            "them one size at a time (images=)")
+    else:
+        raw, labels = load_npz(name, split)
     if labels is None:  # an unlabelled split (HC18): images only
         if classes is not None:
             raise DataError(f"split {split!r} of {dataset_of(model, dataset)} has no labels to keep classes from")

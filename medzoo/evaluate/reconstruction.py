@@ -1,4 +1,5 @@
-"""Reconstruction quality over a split: PSNR, SSIM and MAE per image, summaries, and an error-map grid."""
+"""Reconstruction quality over a split: PSNR, SSIM, MS-SSIM and MAE per image (and the error in HU for CT),
+summaries, and an error-map grid."""
 
 from __future__ import annotations
 
@@ -19,24 +20,28 @@ from medzoo.evaluate.common import (
     resolve_model,
     summary,
 )
-from medzoo.metrics import bicubic_thumbnail, mae, psnr, ssim
+from medzoo.metrics import bicubic_thumbnail, mae, ms_ssim, psnr, ssim
 
-METRICS = ("psnr", "ssim", "mae")
+METRICS = ("psnr", "ssim", "ms_ssim", "mae")
+#: images of a reconstruction batch hold at most this many pixels (four 1024 px radiographs)
+BATCH_PIXELS = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(repr=False, eq=False)
 class ReconstructionResult(Result):
-    """PSNR (dB), SSIM and MAE of ``model.reconstruct`` against its inputs.
+    """PSNR (dB), SSIM, MS-SSIM and MAE of ``model.reconstruct`` against its inputs.
 
     Attributes:
-        per_image: ``{"psnr": (N,), "ssim": (N,), "mae": (N,)}`` numpy arrays.
+        per_image: ``{"psnr": (N,), "ssim": (N,), "ms_ssim": (N,), "mae": (N,)}`` numpy arrays; for a
+            model whose spec reads Hounsfield units also ``"mae_hu"`` and ``"rmse_hu"``.
         labels: (N,) class labels, or None.
         examples: ``(inputs, reconstructions)`` of a few images, for the figure.
         class_names: the name of each label value (``class_names[label]``), e.g. the class
             subfolders of ``--data DIR``; None: the chest X-ray classes (0 normal, 1 pneumonia).
         thumbnail: the obvious alternative for a continuous latent: a bicubic thumbnail keeping
             as many numbers as the latent, enlarged back (:func:`bicubic_thumbnail`):
-            ``{"numbers", "size", "psnr": (N,), "ssim": (N,)}``; None for discrete codes.
+            ``{"numbers", "size", "psnr": (N,), "ssim": (N,), "ms_ssim": (N,)}`` (and the HU errors
+            for CT); None for discrete codes.
     """
 
     model: str
@@ -56,8 +61,13 @@ class ReconstructionResult(Result):
         return CLASS_NAMES.get(label, str(label))
 
     @property
+    def metrics(self) -> tuple:
+        """The measures of this result: :data:`METRICS`, plus the errors in HU for CT."""
+        return METRICS + tuple(m for m in HU_METRICS if m in self.per_image)
+
+    @property
     def summary(self) -> dict:
-        return {m: summary(self.per_image[m]) for m in METRICS}
+        return {m: summary(self.per_image[m]) for m in self.metrics}
 
     def by_class(self) -> dict:
         if self.labels is None or self.labels.ndim != 1:
@@ -65,7 +75,7 @@ class ReconstructionResult(Result):
         out = {}
         for c in np.unique(self.labels):
             keep = self.labels == c
-            out[self.class_name(c)] = {m: float(self.per_image[m][keep].mean()) for m in METRICS} | {
+            out[self.class_name(c)] = {m: float(self.per_image[m][keep].mean()) for m in self.metrics} | {
                 "n": int(keep.sum())}
         return out
 
@@ -76,9 +86,10 @@ class ReconstructionResult(Result):
             d["class_names"] = list(self.class_names)
         if self.thumbnail is not None:
             d["thumbnail"] = {"numbers": self.thumbnail["numbers"], "size": list(self.thumbnail["size"]),
-                              "psnr": summary(self.thumbnail["psnr"]), "ssim": summary(self.thumbnail["ssim"])}
+                              **{m: summary(self.thumbnail[m]) for m in self.metrics if m in self.thumbnail and
+                                 m != "mae"}}
         if per_image:
-            d["per_image"] = {m: self.per_image[m] for m in METRICS}
+            d["per_image"] = {m: self.per_image[m] for m in self.metrics}
             if self.labels is not None:
                 d["per_image"]["label"] = self.labels
         return d
@@ -90,12 +101,14 @@ class ReconstructionResult(Result):
                                   f"({len(self.per_image['psnr'])} images)")
         if self.thumbnail is not None:
             t = self.thumbnail
+            hu = f", MAE {np.mean(t['mae_hu']):.1f} HU" if "mae_hu" in t else ""
             text += (f"\nbicubic thumbnail keeping the latent's {t['numbers']} numbers ({t['size'][0]}x{t['size'][1]}): "
-                     f"PSNR {np.mean(t['psnr']):.2f} dB, SSIM {np.mean(t['ssim']):.3f}")
+                     f"PSNR {np.mean(t['psnr']):.2f} dB, SSIM {np.mean(t['ssim']):.3f}, "
+                     f"MS-SSIM {np.mean(t['ms_ssim']):.3f}{hu}")
         by_class = self.by_class()
         if by_class:
-            text += "\n" + format_table(["class", "n", *METRICS],
-                                        [[c, v["n"], *(v[m] for m in METRICS)] for c, v in by_class.items()])
+            text += "\n" + format_table(["class", "n", *self.metrics],
+                                        [[c, v["n"], *(v[m] for m in self.metrics)] for c, v in by_class.items()])
         return text
 
     def plot(self, path) -> pathlib.Path:
@@ -114,8 +127,8 @@ class ReconstructionResult(Result):
         return {"reconstruction_histograms": self._plot_histograms}
 
     def _plot_histograms(self, path) -> pathlib.Path:
-        fig = plots.figure(10, 2.8)
-        axes = fig.subplots(1, 3)
+        fig = plots.figure(3.4 * len(METRICS), 2.8)
+        axes = fig.subplots(1, len(METRICS))
         for ax, m in zip(axes, METRICS):
             values = self.per_image[m]
             if self.labels is not None and self.labels.ndim == 1 and len(np.unique(self.labels)) > 1:
@@ -156,18 +169,36 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
     """
     model = resolve_model(model)
     x, y, source = given_or_loaded(model, images, labels, split, dataset=dataset, max_images=max_images, seed=seed)
+    batch_size = max(1, min(batch_size, BATCH_PIXELS // max(1, x.shape[1] * x.shape[2])))  # bounded memory
     steps = range(0, len(x), batch_size)
     rec = np.concatenate([model.reconstruct(x[i:i + batch_size], batch_size=batch_size)
                           for i in progress(steps, f"reconstructing ({len(x)} images)", total=len(steps))])
-    per_image = {"psnr": psnr(x, rec), "ssim": ssim(x, rec), "mae": mae(x, rec)}
+    spec = getattr(model, "preprocess_spec", None)
+    value_range = tuple(spec.value_range) if spec is not None else (0.0, 1.0)
+    per_image = _measures(x, rec, spec, value_range)
     pick = np.unique(np.linspace(0, len(x) - 1, min(examples, len(x))).astype(int))
     names = None if class_names is None else tuple(str(c) for c in class_names)
     baseline = None
     numbers = latent_numbers(model, x) if thumbnail else None
     if numbers is not None:
-        spec = getattr(model, "preprocess_spec", None)
-        value_range = tuple(spec.value_range) if spec is not None else (0.0, 1.0)
         thumbs, size = bicubic_thumbnail(x, numbers, value_range)
-        baseline = {"numbers": numbers, "size": size, "psnr": psnr(x, thumbs, max_val=value_range[1] - value_range[0]),
-                    "ssim": ssim(x, thumbs, max_val=value_range[1] - value_range[0])}
+        baseline = {"numbers": numbers, "size": size, **_measures(x, thumbs, spec, value_range)}
     return ReconstructionResult(model_label(model), source, per_image, y, (x[pick], rec[pick]), names, baseline)
+
+
+#: the errors in Hounsfield units, for models whose spec reads CT in HU
+HU_METRICS = ("mae_hu", "rmse_hu")
+
+
+def _measures(x, rec, spec, value_range) -> dict:
+    """Per image PSNR, SSIM, MS-SSIM and MAE over the model's value range; for a spec in Hounsfield units
+    also the mean absolute and root-mean-square error in HU (the spec maps its ``input_range`` linearly)."""
+    span = value_range[1] - value_range[0]
+    out = {"psnr": psnr(x, rec, max_val=span), "ssim": ssim(x, rec, max_val=span),
+           "ms_ssim": ms_ssim(x, rec, max_val=span), "mae": mae(x, rec)}
+    if spec is not None and getattr(spec, "units", None) == "HU":
+        hu_per_unit = (spec.input_range[1] - spec.input_range[0]) / span
+        diff = (np.asarray(x, np.float64) - np.asarray(rec, np.float64)).reshape(len(x), -1) * hu_per_unit
+        out["mae_hu"] = np.abs(diff).mean(axis=1).astype(np.float32)
+        out["rmse_hu"] = np.sqrt(np.square(diff).mean(axis=1)).astype(np.float32)
+    return out
