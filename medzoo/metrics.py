@@ -19,6 +19,15 @@ LOG2 = math.log(2.0)
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_CHUNK_PIXELS = 1 << 22  # images are filtered in chunks of about this many pixels (bounded memory)
+#: a model's batches over whole images hold at most this many pixels (four 1024 px radiographs): what
+#: evaluation and test metrics pass through a network at once, so native-size images stay in memory
+BATCH_PIXELS = 4 * 1024 * 1024
+
+
+def batch_for(images, batch_size: int = 64) -> int:
+    """``batch_size``, or fewer images of this size so that one batch holds at most :data:`BATCH_PIXELS` pixels."""
+    shape = np.shape(images)
+    return max(1, min(int(batch_size), BATCH_PIXELS // max(1, int(shape[1]) * int(shape[2]))))
 
 
 def _as_batch(images) -> np.ndarray:
@@ -42,6 +51,12 @@ def mae(reference, images) -> np.ndarray:
     """Mean absolute error, per image."""
     diff = np.abs(_as_batch(reference) - _as_batch(images))
     return diff.reshape(len(diff), -1).mean(axis=1).astype(np.float32)
+
+
+def rmse(reference, images) -> np.ndarray:
+    """Root-mean-square error, per image."""
+    diff = _as_batch(reference) - _as_batch(images)
+    return np.sqrt(np.square(diff).reshape(len(diff), -1).mean(axis=1)).astype(np.float32)
 
 
 def _gaussian_1d(size: int = _SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.ndarray:
@@ -208,6 +223,7 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
     # batch of 256 px images with one grew a mixture's test measurement past 24 GB), numpy
     # between the two halves, the decoder's output cropped to the encoded size
     images = np.asarray(images, np.float32)
+    batch_size = batch_for(images, batch_size)
     sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
     dims = float(np.prod(images.shape[1:]))
     rng = np.random.default_rng(seed)

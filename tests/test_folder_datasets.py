@@ -159,3 +159,42 @@ def test_whole_image_batches_are_capped_by_pixels_and_sizes_that_differ_go_one_a
     assert sizes == [(1, 64), (2, 64), (8, 16), (32, 16)] and sum(len(batches[i]) for i in range(len(batches))) == 43
     mixed = ArrayBatches([[rng.random((24, 40)), rng.random((32, 16))]], spec, batch_size=8)
     assert [mixed[i].shape for i in range(len(mixed))] == [(1, 24, 40, 1), (1, 32, 16, 1)]
+
+
+def test_the_ct_recipe_trains_on_a_folder_in_hounsfield_units_and_reports_the_error_in_hu(tmp_path):
+    """ae-ct-f4c3's recipe (CT_SPEC, crops at random scales) on a folder made of the stored CT test slices:
+    a preset whose input is HU and whose test metrics give the error in HU."""
+    import shutil
+
+    from medzoo.data.folder_sets import dataset_folder
+    from medzoo.recipes import train
+
+    source = dataset_folder("ct_tcia_512")
+    with open(source / "splits.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"][:6]
+    root = tmp_path / "ct"
+    for i, row in enumerate(rows):  # four slices to train on, one to validate, one to test
+        (root / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / row["file"], root / row["file"])
+        row["split"] = "train" if i < 4 else ("val" if i == 4 else "test")
+    with open(root / "splits.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "dataset.json").write_text(json.dumps({"pixel_offset": -32768, "units": "HU"}))
+
+    result = train("ae-ct-f4c3", output_dir=tmp_path / "run", epochs=1, verbose=0, dataset=str(root),
+                   init_from=None, crops_per_image=2, crop_size=64, batch_size=4, warmup_steps=0,
+                   model={"architecture": "residual", "filters": [4, 8], "depth": 2, "blocks_per_level": 1,
+                          "latent_channels": 2, "reconstruction_loss": "mse"})
+    m = result.metrics
+    assert m["test_images"] == 1 and m["mae_hu"] == pytest.approx(m["mae"] * 4095.0, rel=1e-3)
+    assert m["rmse_hu"] >= m["mae_hu"] > 0
+    loaded = medzoo.load(result.preset_dir)
+    assert loaded.preprocess_spec.units == "HU" and loaded.preprocess_spec.input_range == (-1024.0, 3071.0)
+    hu = load_dataset(root, "test")[0][0]
+    assert hu.dtype == np.int16 and hu.min() < -900
+    x = loaded.preprocess(hu[None])
+    assert x.shape == (1, 512, 512, 1) and 0.0 <= x.min() and x.max() <= 1.0
+    with pytest.raises(DataError, match="not CT in Hounsfield units"):
+        loaded.preprocess(((hu[None].astype(np.int32) + 1024) // 16).clip(0, 255).astype(np.uint8))  # an 8-bit export

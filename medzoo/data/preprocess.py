@@ -263,6 +263,15 @@ class PreprocessSpec:
         return (*(self.size or (None, None)), self.channels)
 
     @property
+    def units_per_value(self) -> float | None:
+        """Input units (e.g. HU) per unit of the model's value range, for a spec that maps ``input_range``
+        linearly (``normalize="fixed"``): an error of 0.01 in model values is ``0.01 * units_per_value``
+        HU. None for per-image normalisations, whose scale differs from image to image."""
+        if self.normalize != "fixed":
+            return None
+        return (self.input_range[1] - self.input_range[0]) / (self.value_range[1] - self.value_range[0])
+
+    @property
     def native_size(self) -> bool:
         """Whether images keep their own size (up to ``max_side``)."""
         return self.size is None

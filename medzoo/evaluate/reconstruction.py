@@ -4,7 +4,6 @@ summaries, and an error-map grid."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 
 import numpy as np
@@ -20,11 +19,9 @@ from medzoo.evaluate.common import (
     resolve_model,
     summary,
 )
-from medzoo.metrics import bicubic_thumbnail, mae, ms_ssim, psnr, ssim
+from medzoo.metrics import batch_for, bicubic_thumbnail, mae, ms_ssim, psnr, rmse, ssim
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae")
-#: images of a reconstruction batch hold at most this many pixels (four 1024 px radiographs)
-BATCH_PIXELS = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(repr=False, eq=False)
@@ -169,7 +166,7 @@ def reconstruction(model, images=None, labels=None, *, split="test", dataset=Non
     """
     model = resolve_model(model)
     x, y, source = given_or_loaded(model, images, labels, split, dataset=dataset, max_images=max_images, seed=seed)
-    batch_size = max(1, min(batch_size, BATCH_PIXELS // max(1, x.shape[1] * x.shape[2])))  # bounded memory
+    batch_size = batch_for(x, batch_size)  # bounded memory: at most four 1024 px radiographs at once
     steps = range(0, len(x), batch_size)
     rec = np.concatenate([model.reconstruct(x[i:i + batch_size], batch_size=batch_size)
                           for i in progress(steps, f"reconstructing ({len(x)} images)", total=len(steps))])
@@ -197,8 +194,6 @@ def _measures(x, rec, spec, value_range) -> dict:
     out = {"psnr": psnr(x, rec, max_val=span), "ssim": ssim(x, rec, max_val=span),
            "ms_ssim": ms_ssim(x, rec, max_val=span), "mae": mae(x, rec)}
     if spec is not None and getattr(spec, "units", None) == "HU":
-        hu_per_unit = (spec.input_range[1] - spec.input_range[0]) / span
-        diff = (np.asarray(x, np.float64) - np.asarray(rec, np.float64)).reshape(len(x), -1) * hu_per_unit
-        out["mae_hu"] = np.abs(diff).mean(axis=1).astype(np.float32)
-        out["rmse_hu"] = np.sqrt(np.square(diff).mean(axis=1)).astype(np.float32)
+        out["mae_hu"] = out["mae"] * np.float32(spec.units_per_value)
+        out["rmse_hu"] = rmse(x, rec) * np.float32(spec.units_per_value)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from medzoo.errors import ModelNotFoundError
-from medzoo.recipes.recipe import NATIVE_CXR_SPEC, NATIVE_SPEC, Recipe
+from medzoo.recipes.recipe import CT_SPEC, NATIVE_CXR_SPEC, NATIVE_SPEC, Recipe
 
 # One architecture for the chest X-ray family: four levels of (16, 32, 64, 128)
 # filters take 128x128 images to 8x8 (about 0.5-2 M parameters), fast enough to
@@ -147,6 +147,25 @@ RECIPES["dae-chestxray-f4c3"] = Recipe(
     description="Any-size denoising autoencoder for pediatric chest X-rays (Kermany, 128 px), trained on Gaussian "
                 "noise (sigma 0.1 of the range) from ae-chestxray-f4c3's weights: latent 4x smaller per side, "
                 "3 channels")
+
+# CT in Hounsfield units: zoo v2's two shapes on the native CT slices (512 px), read through
+# CT_SPEC (-1024 to 3071 HU mapped linearly to [0, 1] for every slice, so any window can be set
+# afterwards). They start from the chest X-ray weights (the same architectures; a grey image's
+# edges and textures carry over) and train on 128 px crops at random scales down to 256 px, under
+# MSE (PSNR over the stored range is the bar, and the error in HU is reported beside it).
+_CT_TRAINING = {**_V2_TRAINING, "spec": dict(CT_SPEC), "dataset": "ct_tcia_512", "crop_size": 128,
+                "crops_per_image": 16, "min_side": 256, "learning_rate": 3e-4, "warmup_steps": 100,
+                "epochs": 30}
+RECIPES["ae-ct-f4c3"] = Recipe(
+    name="ae-ct-f4c3", family="autoencoder", model={**_AE_F4C3, "reconstruction_loss": "mse", "ssim_weight": 0.001},
+    init_from="ae-chestxray-f4c3", **_CT_TRAINING,
+    description="Any-size high-fidelity autoencoder for CT slices in Hounsfield units (TCIA, 512 px; -1024 to "
+                "3071 HU kept linearly): latent 4x smaller per side, 3 channels")
+RECIPES["vae-ct-f8c4"] = Recipe(
+    name="vae-ct-f8c4", family="vae", model={**_VAE_F8C4, "reconstruction_loss": "mse", "beta": 5e-6},
+    init_from="vae-chestxray-f8c4", **_CT_TRAINING,
+    description="Any-size KL-VAE for CT slices in Hounsfield units (TCIA, 512 px; -1024 to 3071 HU kept "
+                "linearly): latent 8x smaller per side, 4 channels, for features and latent diffusion")
 
 # The VQ-VAE rate point of zoo v2: vqvae-chestxray's rate (a 16x16 map of 9-bit indices for a
 # 128 px image, at most 0.14 bits per pixel) on the any-size residual network. Light enough

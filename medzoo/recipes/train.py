@@ -50,8 +50,8 @@ from medzoo.data import PreprocessSpec, from_arrays, load_dataset, load_masks, l
 from medzoo.data.folder_sets import is_folder_dataset, stack_if_uniform
 from medzoo.data.preprocess import shrunk_size
 from medzoo.errors import ConfigError, DataError, MedzooError
-from medzoo.metrics import (bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae, psnr, ssim,
-                            vae_negative_elbo_bits)
+from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
+                            psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
 from medzoo.models.segmenter import check_masks
 from medzoo.recipes.catalog import get_recipe
@@ -693,9 +693,13 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
     of the noisy input at its training noise.
     """
     x = np.asarray(spec.apply(test_images))
-    rec = model.reconstruct(x)
+    batch = batch_for(x)  # bounded memory: at most four 1024 px radiographs at once
+    rec = np.concatenate([model.reconstruct(x[i:i + batch], batch_size=batch) for i in range(0, len(x), batch)])
     metrics = {"test_images": int(len(x)), "psnr": float(psnr(x, rec).mean()), "ssim": float(ssim(x, rec).mean()),
                "mae": float(mae(x, rec).mean())}
+    if spec.units == "HU":  # CT: the error a radiologist reads, in Hounsfield units
+        metrics["mae_hu"] = float(mae(x, rec).mean() * spec.units_per_value)
+        metrics["rmse_hu"] = float(rmse(x, rec).mean() * spec.units_per_value)
     if hasattr(model, "rate_distortion"):  # a codec: real streams per quality level (medzoo.info(...)["codec"])
         from medzoo.codec.qualities import quality_table
 
@@ -720,7 +724,8 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
         metrics["raw_bits_per_pixel"] = float(codes[0].size * math.log2(model.num_embeddings) / np.prod(x.shape[1:3]))
     if getattr(model, "noise", "none") != "none":
         noisy = keras.ops.convert_to_numpy(model.add_noise(x, seed=1234))
-        denoised = model.reconstruct(noisy)
+        denoised = np.concatenate([model.reconstruct(noisy[i:i + batch], batch_size=batch)
+                                   for i in range(0, len(x), batch)])
         metrics["noisy_input_psnr"] = float(psnr(x, noisy).mean())
         metrics["denoised_psnr"] = float(psnr(x, denoised).mean())
         metrics["denoised_ssim"] = float(ssim(x, denoised).mean())
