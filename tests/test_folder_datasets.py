@@ -198,3 +198,19 @@ def test_the_ct_recipe_trains_on_a_folder_in_hounsfield_units_and_reports_the_er
     assert x.shape == (1, 512, 512, 1) and 0.0 <= x.min() and x.max() <= 1.0
     with pytest.raises(DataError, match="not CT in Hounsfield units"):
         loaded.preprocess(((hu[None].astype(np.int32) + 1024) // 16).clip(0, 255).astype(np.uint8))  # an 8-bit export
+
+
+def test_a_mixture_validates_on_every_image_once_whatever_its_training_shares():
+    """Training shares oversample a small native set; validation must not (it repeated 26 radiographs 14 times)."""
+    from medzoo.recipes.train import _pipeline
+
+    recipe = get_recipe("ae-chestxray-f4c3").with_overrides(
+        dataset=["kermany_pediatric_cxr_128", "cxr_hannover_1024"], dataset_weights=[0.1, 0.9], crop_size=64)
+    rng = np.random.default_rng(0)
+    thumbs, natives = rng.integers(0, 255, (40, 128, 128), np.uint8), rng.integers(0, 255, (3, 512, 512), np.uint8)
+    spec = PreprocessSpec.from_config(recipe.spec)
+    val, _ = _pipeline([thumbs, natives], spec, 8, recipe, training=False, deterministic=True, backend="numpy")
+    sizes = [val[i].shape for i in range(len(val))]
+    assert sum(s[0] for s in sizes if s[1] == 128) == 40 and sum(s[0] for s in sizes if s[1] == 512) == 3
+    train, _ = _pipeline([thumbs, natives], spec, 8, recipe, training=True, deterministic=True, backend="numpy")
+    assert train.samples_per_epoch == 43 * recipe.crops_per_image  # the shares pick which images, not how many

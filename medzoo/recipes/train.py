@@ -443,7 +443,9 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
         batch = global_batch if training or not (mixture or masks is not None) else max(1, global_batch // 4)
         ds = from_arrays(images, spec, labels=masks, batch_size=batch, shuffle=training, seed=recipe.seed,
                          drop_remainder=training, crop_size=crop, repeats=recipe.crops_per_image if training else 1,
-                         weights=(recipe.dataset_weights or "balanced") if mixture else None,
+                         # shares are for training; validation sees every image once (a share would repeat
+                         # the small native sets' 1024 px images, 367 of them for 26)
+                         weights=(recipe.dataset_weights or "balanced") if mixture and training else None,
                          min_side=recipe.min_side if training else None,
                          max_batch_pixels=None if training else VALIDATION_BATCH_PIXELS, pipeline="numpy")
         if training and recipe.augment.get("translate"):
