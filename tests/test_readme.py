@@ -134,3 +134,50 @@ def test_ci_runs_the_readme_test_command_verbatim():
     pytest_command = command[command.index("python -m pytest"):]
     ci_lines = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
     assert pytest_command in ci_lines
+
+
+def _shell_commands(text: str) -> list[tuple[str, list[str]]]:
+    """``(page line, argv)`` of every ``medzoo ...`` line in the page's ```bash blocks (comments dropped,
+    backslash continuations joined)."""
+    import shlex
+
+    commands, inside, pending = [], False, ""
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if match:
+            inside = not inside and match.group(2) == "bash"
+            continue
+        if not inside:
+            continue
+        pending += line.rstrip("\\").rstrip() + " " if line.rstrip().endswith("\\") else line
+        if line.rstrip().endswith("\\"):
+            continue
+        words, pending = shlex.split(pending, comments=True), ""
+        while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value prefixes
+            words = words[1:]
+        if words and words[0] == "medzoo":
+            commands.append((number, words[1:]))
+    return commands
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_the_shell_examples_name_real_commands_flags_and_models(page):
+    """Every ``medzoo`` command line shown parses with the real CLI, and every model it names is in the
+    zoo (or is a recipe, for ``medzoo train``): a renamed flag or a retired name fails here."""
+    import medzoo
+    from medzoo.cli import build_parser
+    from medzoo.recipes import RECIPES
+
+    parser = build_parser()
+    zoo = {m["name"] for m in medzoo.list_models()}
+    for line, argv in _shell_commands(page.read_text(encoding="utf-8")):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page.name}:{line}: `medzoo {' '.join(argv)}` does not parse")
+        names = [getattr(args, "model", None), getattr(args, "recipe", None), *(getattr(args, "models", None) or []),
+                 *(getattr(args, "items", None) or [])[:1]]
+        for name in filter(None, names):
+            if isinstance(name, str) and not any(c in name for c in "/.") and "-" in name:
+                known = RECIPES if args.command == "train" else zoo
+                assert name in known, f"{page.name}:{line}: `medzoo {' '.join(argv)}` names unknown {name!r}"
