@@ -192,6 +192,9 @@ def test_the_ct_recipe_trains_on_a_folder_in_hounsfield_units_and_reports_the_er
     assert m["rmse_hu"] >= m["mae_hu"] > 0
     loaded = medzoo.load(result.preset_dir)
     assert loaded.preprocess_spec.units == "HU" and loaded.preprocess_spec.input_range == (-1024.0, 3071.0)
+    assert loaded.training_resolution["scales"] == {"min_side": 256, "crop_size": 64}  # the scale range, recorded
+    assert "random scale between native size and its image shrunk to 256 px" in \
+        json.loads((result.preset_dir / "metadata.json").read_text())["training"]["trained_on"]
     hu = load_dataset(root, "test")[0][0]
     assert hu.dtype == np.int16 and hu.min() < -900
     x = loaded.preprocess(hu[None])

@@ -295,3 +295,19 @@ def test_preset_of_an_any_size_model_records_null_sizes_and_warns_far_from_train
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.reconstruct(x[:, :100])  # within 4x of the training sizes: no warning
+
+
+def test_crops_at_random_scales_widen_the_sizes_a_model_takes_without_a_warning():
+    """A model trained on 1024 px images cropped at scales down to 128 px knows 128 px anatomy (issue 38)."""
+    model = ConvAutoencoder(input_shape=(None, None, 1), architecture="residual", filters=[4, 8], depth=2,
+                            latent_channels=1, seed=0)
+    x = np.random.default_rng(0).random((1, 128, 128, 1), dtype=np.float32)
+    model.training_resolution = {"image_side": [1024, 1024], "pixel_spacing_mm": None}
+    with pytest.warns(medzoo.DomainShiftWarning, match="sides of 1024-1024 pixels; these are 128x128"):
+        model.reconstruct(x)
+    model.training_resolution = {**model.training_resolution, "scales": {"min_side": 128, "crop_size": 96}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.reconstruct(x)  # seen at this scale: no warning
+    with pytest.warns(medzoo.DomainShiftWarning, match=r"sides of 128-1024 pixels \(and crops of them at random"):
+        model.reconstruct(x[:, :24, :24])

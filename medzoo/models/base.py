@@ -507,10 +507,13 @@ class AutoencoderModel(keras.Model):
         if not self.any_size or not seen:
             return
         low, high = seen
+        scales = (self.training_resolution or {}).get("scales") or {}
+        low = min(low, scales.get("min_side") or low)  # crops at random scales: anatomy as small as min_side
         tol = self.resolution_tolerance
         if max(height, width) > high * tol or min(height, width) < low / tol:
             spacing = (self.training_resolution or {}).get("pixel_spacing_mm")
             where = f" at {spacing} mm per pixel" if spacing else ""
+            where += " (and crops of them at random scales)" if scales else ""
             warnings.warn(
                 f"this model was trained on images with sides of {low}-{high} pixels{where}; these are "
                 f"{height}x{width}, so anatomy appears at another scale than in training: expect a domain "

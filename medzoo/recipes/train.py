@@ -739,17 +739,41 @@ def training_resolution(recipe: Recipe, spec, train_images) -> dict:
     """The image sizes an any-size model saw in training, for the out-of-range warning at inference.
 
     ``image_side``: the shortest and longest sides of the preprocessed training images;
-    ``pixel_spacing_mm``: their pixel spacing where the dataset states one (else None).
+    ``pixel_spacing_mm``: their pixel spacing where the dataset states one (else None);
+    ``scales`` (crops at random scales, ``min_side``): ``{"min_side", "crop_size"}``, each crop
+    area-averaged from native size down to its image shrunk to ``min_side``, so the model also saw
+    anatomy as in images of ``min_side`` pixels (the size warning counts them).
     """
     if train_images is None:
         train_images = [_load_one(recipe, name, "train") for name in recipe.datasets]
-    arrays = train_images if isinstance(train_images, list) else [train_images]
-    sides = [side for x in arrays for side in (shrunk_size(*np.asarray(x).shape[1:3], spec.max_side))]
+    # one source per dataset: an array of one size, or a folder's list of images of several sizes
+    shapes = [image.shape[:2] if isinstance(source, list) else np.shape(source)[1:3]
+              for source in train_images for image in (source if isinstance(source, list) else [None])]
+    sides = [side for shape in shapes for side in shrunk_size(*shape, spec.max_side)]
     spacing = [recipe.provenance.get("pixel_spacing_mm")] if len(recipe.datasets) == 1 else \
         [c.get("pixel_spacing_mm") for c in recipe.provenance["components"]]
     spacing = [s for s in spacing if s is not None]
-    return {"image_side": [int(min(sides)), int(max(sides))],
-            "pixel_spacing_mm": spacing[0] if len(spacing) == 1 else (spacing or None)}
+    resolution = {"image_side": [int(min(sides)), int(max(sides))],
+                  "pixel_spacing_mm": spacing[0] if len(spacing) == 1 else (spacing or None)}
+    if recipe.min_side is not None:
+        resolution["scales"] = {"min_side": int(recipe.min_side), "crop_size": int(recipe.crop_size)}
+    return resolution
+
+
+def _trained_on(recipe: Recipe) -> str:
+    """One line for the model card: crops, their scales and the datasets' shares."""
+    if len(recipe.datasets) == 1:
+        mix = ""
+    elif recipe.dataset_weights is None:
+        mix = " (the datasets in equal shares)"
+    else:
+        total = float(sum(recipe.dataset_weights))
+        mix = " (shares " + ", ".join(f"{name} {w / total:.0%}" for name, w in
+                                      zip(recipe.datasets, recipe.dataset_weights)) + ")"
+    scales = "" if recipe.min_side is None else \
+        f", each area-averaged at a random scale between native size and its image shrunk to {recipe.min_side} px"
+    return (f"{recipe.crop_size} px random crops of the training images{mix}{scales}, "
+            f"{recipe.crops_per_image} per image per epoch")
 
 
 def domain_profile(recipe: Recipe, spec, train_images, val_images, max_images: int = 2000):
@@ -814,9 +838,7 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
             training["domain"] = profile.to_dict()
         training["crop_size"] = recipe.crop_size
         training["latent_shape"] = latent_shapes(model)
-        mix = " (the datasets in equal shares)" if len(recipe.datasets) > 1 else ""
-        training["trained_on"] = (f"{recipe.crop_size} px random crops of the training images{mix}, "
-                                  f"{recipe.crops_per_image} per image per epoch")
+        training["trained_on"] = _trained_on(recipe)
     path = save_preset(model, directory, name=recipe.name, spec=spec, description=recipe.description,
                        training=training, metrics=metrics, licence="CC-BY-4.0",
                        weights_dtype=recipe.weights_dtype, version=_version_after(model, recipe))
