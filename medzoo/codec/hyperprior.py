@@ -40,7 +40,7 @@ import hashlib
 import numpy as np
 
 from medzoo.codec import exact
-from medzoo.codec.stream import _constriction
+from medzoo.codec.bitio import range_coder
 from medzoo.errors import ConfigError
 
 #: the scale table: SCALE_LEVELS scales, log-spaced from SCALE_MIN to SCALE_MAX
@@ -158,12 +158,12 @@ class CodingTables:
 
     @functools.cached_property
     def _y_models(self):
-        family = _constriction().stream.model.Categorical
+        family = range_coder().stream.model.Categorical
         return [family(p, perfect=False) for p in self.y_tables]
 
     @functools.cached_property
     def _z_models(self):
-        family = _constriction().stream.model.Categorical
+        family = range_coder().stream.model.Categorical
         return [family(p, perfect=False) for p in self.z_tables]
 
     def ideal_bits(self, y_hat, z_hat) -> float:
@@ -192,7 +192,7 @@ def _symbols(values: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _groups(tables: CodingTables, z_hat: np.ndarray, y_hat: np.ndarray, indices: np.ndarray):
     """The (symbols, model) chunks in decoding order."""
-    uniform = _constriction().stream.model.Uniform(2 * ESCAPE_LIMIT + 2)
+    uniform = range_coder().stream.model.Uniform(2 * ESCAPE_LIMIT + 2)
     for c, model in enumerate(tables._z_models):
         symbols, escapes = _symbols(z_hat[..., c].ravel(), Z_RANGE)
         yield symbols, model
@@ -213,7 +213,7 @@ def encode_latents(tables: CodingTables, y_hat, z_hat) -> tuple[bytes, np.ndarra
     indices = tables.scale_indices(z_hat)
     if indices.shape != y_hat.shape:
         raise ConfigError(f"the hyper-synthesis gives scales of shape {indices.shape} for y of shape {y_hat.shape}")
-    coder = _constriction().stream.stack.AnsCoder()
+    coder = range_coder().stream.stack.AnsCoder()
     for symbols, model in reversed(list(_groups(tables, z_hat, y_hat, indices))):
         if symbols.size:
             coder.encode_reverse(symbols, model)
@@ -222,7 +222,7 @@ def encode_latents(tables: CodingTables, y_hat, z_hat) -> tuple[bytes, np.ndarra
 
 def decode_latents(tables: CodingTables, payload: bytes, num_images: int, z_shape, y_shape) -> tuple:
     """Inverse of :func:`encode_latents`: ``(y_hat, z_hat)`` int64 of the given (h, w, C) shapes."""
-    constriction = _constriction()
+    constriction = range_coder()
     if len(payload) % 4:
         raise ConfigError("a hyperprior payload is whole 32-bit words")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))

@@ -32,7 +32,7 @@ import numpy as np
 
 from medzoo.codec import exact
 from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, gaussian_tables, scale_table
-from medzoo.codec.stream import _constriction, _Reader, _varint
+from medzoo.codec.bitio import Reader, range_coder, varint
 from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
@@ -77,13 +77,13 @@ def error_tables() -> tuple:
 
 @functools.lru_cache(maxsize=1)
 def _models():
-    family = _constriction().stream.model.Categorical
+    family = range_coder().stream.model.Categorical
     return [family(p, perfect=False) for p in error_tables()]
 
 
 def _model(table: np.ndarray, index: int):
     """The range coder's model of a context: a cached parametric one, or one made for an explicit table."""
-    return _models()[index] if index != EXPLICIT else _constriction().stream.model.Categorical(table,
+    return _models()[index] if index != EXPLICIT else range_coder().stream.model.Categorical(table,
                                                                                                perfect=False)
 
 
@@ -156,15 +156,6 @@ def explicit_table(levels: np.ndarray) -> np.ndarray:
     """Quantised counts (bytes, the symbols ``-T..T`` then the escape) -> the table both sides use (exact)."""
     counts = exact.exp(np.asarray(levels, dtype=np.float64) * (0.6931471805599453 / COUNT_STEPS)) - 1.0
     return _frequencies(np.maximum(counts, 1e-3) / np.sum(np.maximum(counts, 1e-3)))
-
-
-def _explicit_levels(residuals: np.ndarray, shift: int) -> np.ndarray:
-    """The byte levels of an explicit table for ``residuals`` (the encoder's histogram, quantised)."""
-    high = residuals >> shift
-    half = int(min(EXPLICIT_HALF, max(1, np.quantile(np.abs(high), 0.999, method="higher"))))
-    inside = np.abs(high) <= half
-    counts = np.append(np.bincount(high[inside] + half, minlength=2 * half + 1), (~inside).sum())
-    return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
 
 
 class _Histogram:
@@ -255,7 +246,7 @@ def _diagonals(h: int, w: int):
 @functools.lru_cache(maxsize=MAX_SHIFT + 2)
 def _uniform(bits: int):
     """The range coder's uniform model over ``bits`` bits (low bits of wide residuals, escapes)."""
-    return _constriction().stream.model.Uniform(1 << bits)
+    return range_coder().stream.model.Uniform(1 << bits)
 
 
 def _coding_order(shape, context: np.ndarray, contexts: int):
@@ -277,7 +268,7 @@ def _coding_order(shape, context: np.ndarray, contexts: int):
 
 def encode_signal(signal: np.ndarray, dtype) -> bytes:
     """Integer planes (P, H, W) -> side information + ANS payload (see the module docstring)."""
-    constriction = _constriction()
+    constriction = range_coder()
     signal = np.asarray(signal, dtype=np.int64)
     left, up, upleft = _neighbours(signal)
     errors = signal - med_prediction(left, up, upleft)
@@ -312,14 +303,14 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
     explicit = b"".join(bytes([(len(levels) - 2) // 2]) + levels.tobytes() for _, _, levels in chosen
                         if levels is not None)
-    return (side + b"".join(_varint(int(t)) for t in thresholds) + explicit
+    return (side + b"".join(varint(int(t)) for t in thresholds) + explicit
             + coder.get_compressed().astype("<u4").tobytes())
 
 
 def decode_signal(payload: bytes, shape) -> np.ndarray:
     """Inverse of :func:`encode_signal`: the integer planes (P, H, W)."""
-    constriction = _constriction()
-    r = _Reader(payload)
+    constriction = range_coder()
+    r = Reader(payload)
     contexts = r.take(1, "residual contexts")[0]
     if contexts not in {bins for _, bins in CONTEXT_BINS}:
         raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")

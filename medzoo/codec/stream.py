@@ -67,7 +67,8 @@ import zlib
 
 import numpy as np
 
-from medzoo.errors import ConfigError, DataError, DependencyError
+from medzoo.errors import ConfigError, DataError
+from medzoo.codec.bitio import BitstreamError, Reader, range_coder, varint
 from medzoo.codec.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
 
 MAGIC = b"\x89MZC"
@@ -87,10 +88,6 @@ _MODE_IDS = {kind: mode for mode, kind in MODES.items()}
 DEFAULT_KIND = "context"
 DEFAULT_MODEL = "vqvae-chestxray"
 _ID_BYTES = 4
-
-
-class BitstreamError(DataError):
-    """A byte string is not a medzoo stream, is truncated or corrupted, or does not fit the model at hand."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,66 +125,14 @@ class StreamHeader:
         return d
 
 
-# ------------------------------------------------------------------ varints
-def _varint(value: int) -> bytes:
-    if value < 0:
-        raise ConfigError(f"cannot store a negative number ({value}) in a stream")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if self.pos + n > len(self.data):
-            raise BitstreamError(f"truncated medzoo stream: it ends inside the {what} "
-                                 f"(byte {len(self.data)} of at least {self.pos + n})")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def varint(self, what: str) -> int:
-        value, shift = 0, 0
-        while True:
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift > 63:
-                raise BitstreamError(f"corrupted medzoo stream: the {what} is not a valid number")
-
-    def text(self, what: str) -> str:
-        raw = self.take(self.varint(f"{what} length"), what)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BitstreamError(f"corrupted medzoo stream: the {what} is not UTF-8") from None
-
-
 # ---------------------------------------------------------------- payloads
-def _constriction():
-    """The range coder, imported when first needed (a core dependency; kept lazy for import time)."""
-    import constriction
-
-    return constriction
-
-
 def encode_codes(codes, entropy_model: EntropyModel, kind: str = DEFAULT_KIND) -> bytes:
     """Range-code code maps (N, h, w) with ``entropy_model``; returns the payload bytes (no header).
 
     Maps of another size than the entropy model's are coded without its per-position term
     (any-size VQ-VAEs code images of any size).
     """
-    constriction = _constriction()
+    constriction = range_coder()
     codes = entropy_model._check_codes(codes, any_shape=True)
     entropy_model._kind(kind)
     n, h, w = codes.shape
@@ -206,7 +151,7 @@ def decode_codes(payload: bytes, entropy_model: EntropyModel, num_images: int, k
                  code_shape=None) -> np.ndarray:
     """Inverse of :func:`encode_codes`: payload bytes -> code maps (N, h, w) int32 (``code_shape``: (h, w),
     default the entropy model's)."""
-    constriction = _constriction()
+    constriction = range_coder()
     entropy_model._kind(kind)
     h, w = tuple(entropy_model.code_shape) if code_shape is None else (int(v) for v in code_shape)
     fitted = (h, w) == tuple(entropy_model.code_shape)
@@ -251,9 +196,9 @@ def pack(codes, entropy_model: EntropyModel, *, model_name: str, model_version: 
     version = model_version.encode("ascii")
     header = b"".join([
         MAGIC, bytes([VQ_FORMAT, KIND_IDS[kind]]),
-        _varint(len(name)), name, _varint(len(version)), version,
+        varint(len(name)), name, varint(len(version)), version,
         bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(entropy_model.digest[:2 * _ID_BYTES]),
-        *(_varint(int(v)) for v in (entropy_model.num_codes, *codes.shape[1:], *image_shape, len(codes),
+        *(varint(int(v)) for v in (entropy_model.num_codes, *codes.shape[1:], *image_shape, len(codes),
                                     len(payload))),
     ])
     return _sealed(header, payload)
@@ -272,9 +217,9 @@ def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weig
     version = model_version.encode("ascii")
     header = b"".join([
         MAGIC, bytes([HYPERPRIOR_FORMAT, mode]),
-        _varint(len(name)), name, _varint(len(version)), version,
+        varint(len(name)), name, varint(len(version)), version,
         bytes.fromhex(weights_id[:2 * _ID_BYTES]), bytes.fromhex(tables_id[:2 * _ID_BYTES]),
-        *(_varint(int(v)) for v in (quality, *image_shape, num_images, len(payload))),
+        *(varint(int(v)) for v in (quality, *image_shape, num_images, len(payload))),
     ])
     return _sealed(header, payload)
 
@@ -286,7 +231,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         got = data[:len(MAGIC)]
         raise BitstreamError(f"not a medzoo stream: it starts with {got!r}, not the magic bytes {MAGIC!r}")
-    r = _Reader(data)
+    r = Reader(data)
     r.take(len(MAGIC), "magic")
     version, kind_id = r.take(2, "format version and entropy kind")
     if version not in (VQ_FORMAT, HYPERPRIOR_FORMAT):
@@ -401,7 +346,7 @@ def _lossy_block(model, tables, x, quality, batch_size, tile_size):
     grid = tiles.tile_grid(x.shape[1], x.shape[2], tile_size)
     latents = _integer_latents(model, tiles.split(x, grid), quality, tiles.per_call(grid, batch_size))
     words, y_hat = encode_latents(tables, *latents)
-    return _varint(tile_size) + _strip_last_word(words), y_hat, grid
+    return varint(tile_size) + _strip_last_word(words), y_hat, grid
 
 
 def _packed(model, payload, fingerprint, tables_id, quality, image_shape, num_images, kind) -> bytes:
@@ -451,7 +396,7 @@ def _pixel_prefix(dtype, rank, ranges) -> bytes:
     from medzoo.codec.lossless import DTYPES
 
     return b"".join([bytes([DTYPES.index(np.dtype(dtype).name), rank]),
-                     *(_varint(_zigzag(int(v))) for v in np.asarray(ranges).ravel())])
+                     *(varint(_zigzag(int(v))) for v in np.asarray(ranges).ravel())])
 
 
 def _codec_pixels(model, images):
@@ -502,7 +447,7 @@ def _compress_lossless(model, images, quality, batch_size, tile_size) -> bytes:
         level = model.num_qualities - 1 if quality is None else quality
         candidates.append((LOSSLESS_KIND, level, *with_codec(level)))
     kind, level, lossy, residual = min(candidates, key=lambda c: len(c[2]) + len(c[3]))
-    payload = _pixel_prefix(dtype, rank, ranges) + _varint(len(lossy)) + lossy + residual
+    payload = _pixel_prefix(dtype, rank, ranges) + varint(len(lossy)) + lossy + residual
     return _packed(model, payload, fingerprint, tables.digest if tables else "0" * 8, level, pixels.shape[1:],
                    len(pixels), kind)
 
@@ -704,7 +649,7 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
 
     parts = {"lossy": payload, "residuals": b""}
     if header.kind in PIXEL_MODES:
-        r = _Reader(payload)
+        r = Reader(payload)
         dtype_id, rank = r.take(2, "pixel type and rank")
         if dtype_id >= len(DTYPES) or rank not in (2, 3, 4):
             raise BitstreamError("corrupted medzoo stream: unknown pixel type or rank")
@@ -717,7 +662,7 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
             parts["lossy"] = r.take(r.varint("lossy payload length"), "lossy payload")
             parts["residuals"] = payload[r.pos:]
     if header.kind != CAUSAL_KIND:
-        r = _Reader(parts["lossy"])
+        r = Reader(parts["lossy"])
         parts["tile"] = r.varint("tile size")
         if parts["tile"] % 64:
             raise BitstreamError(f"corrupted medzoo stream: tile size {parts['tile']} is not a multiple of 64")
