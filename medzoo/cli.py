@@ -344,7 +344,13 @@ def _decompress(args):
     header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
     made = f"{header.model_name} {header.model_version}" if header.model_name else "no named model"
     print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, {made}")
-    what = "exact pixel array(s) (.npy)" if paths and paths[0].suffix == ".npy" else "PNG(s)"
+    suffix = paths[0].suffix if paths else ""
+    if suffix == ".dcm":
+        how = "every stored pixel exactly" if header.kind != "hyperprior-pixels" else \
+            "lossy pixels, marked Lossy Image Compression 01 with a new SOP Instance UID"
+        print(f"wrote {len(paths)} DICOM file(s) with their original headers ({how}) to {args.output}")
+        return
+    what = "exact pixel array(s) (.npy)" if suffix == ".npy" else "PNG(s)"
     print(f"wrote {len(paths)} {what} of {'x'.join(map(str, header.image_shape))} to {args.output}")
 
 
@@ -504,15 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, help="a hyperprior codec's quality level (0 = fewest bits)")
     p.add_argument("--lossless", action="store_true",
                    help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
-                        "decompress writes them back as .npy")
+                        "decompress writes them back as .npy, or DICOM files (and their headers) came in: as "
+                        "DICOM files with the same headers and every pixel")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
                    help="a VQ-VAE's entropy model (default context)")
     p.set_defaults(func=_compress)
 
     p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image (streams of "
-                                          "stored pixels: one .npy per image, the same dtype; exact if lossless)")
+                                          "stored pixels: one .npy per image, the same dtype; exact if lossless; "
+                                          "streams of DICOM files: DICOM files with their original headers)")
     p.add_argument("stream", help="the .mzc file")
-    p.add_argument("-o", "--output", required=True, help="folder for the PNGs / .npy files")
+    p.add_argument("-o", "--output", required=True,
+                   help="folder for the PNGs / .npy / DICOM files (a stream of one DICOM: a .dcm path works too)")
     p.add_argument("--model", help="the model (default: the zoo model the stream names)")
     p.set_defaults(func=_decompress)
 

@@ -489,9 +489,14 @@ def test_lossless_round_trips_through_tiles(codec):
     assert back.dtype == np.uint16 and np.array_equal(back, pixels)
 
 
-def test_a_dicom_compressed_lossy_comes_back_as_pixels_of_its_type(codec, dicom_dir, tmp_path):
-    """compress_files / decompress_file (medzoo compress / decompress): DICOM stored values in, .npy of the
-    same dtype and range out; a 1,760 px radiograph goes through tiles."""
+def test_a_dicom_compressed_lossy_comes_back_as_a_dicom_marked_lossy(codec, dicom_dir, tmp_path):
+    """compress_files / decompress_file (medzoo compress / decompress): DICOM in, DICOM out with the original
+    header, pixels of the stored type and range, the Lossy Image Compression attributes and a new SOP
+    Instance UID; a 1,760 px radiograph goes through tiles."""
+    import pydicom
+
+    from medzoo.codec import dicom_io
+    from medzoo.codec.dicom_io import LOSSY_METHOD
     from medzoo.data import read_stored_pixels
     from medzoo.evaluate import compress_files, decompress_file
 
@@ -500,11 +505,20 @@ def test_a_dicom_compressed_lossy_comes_back_as_pixels_of_its_type(codec, dicom_
         header = compress_files([dicom_dir / name], stream, model=codec, quality=1).header
         stored = read_stored_pixels(dicom_dir / name)
         assert header.kind == "hyperprior-pixels" and header.image_shape[:2] == stored.shape
-        _, pixels, paths = decompress_file(stream, tmp_path / name, model=codec)
-        back = np.load(paths[0])
-        assert back.dtype == stored.dtype and back.shape == stored.shape
-        assert stored.min() <= back.min() and back.max() <= stored.max()
-        assert np.array_equal(back, decompress(compress(stored, codec, quality=1), codec))
+        assert header.total_bytes == stream.stat().st_size  # the DICOM header it carries counts
+        _, pixels, paths = decompress_file(stream, tmp_path / f"{name}.out.dcm", model=codec)
+        original, back = pydicom.dcmread(dicom_dir / name), pydicom.dcmread(paths[0])
+        assert back.pixel_array.dtype == stored.dtype and back.pixel_array.shape == stored.shape
+        assert stored.min() <= back.pixel_array.min() and back.pixel_array.max() <= stored.max()
+        assert np.array_equal(back.pixel_array, decompress(compress(stored, codec, quality=1), codec))
+        assert back.LossyImageCompression == "01" and LOSSY_METHOD in str(back.LossyImageCompressionMethod)
+        ratios = back.LossyImageCompressionRatio
+        ratio = float(ratios[-1] if isinstance(ratios, pydicom.multival.MultiValue) else ratios)  # ours: the last
+        pixel_stream = dicom_io.inner_stream(stream.read_bytes())  # the ratio of the pixel data alone
+        assert ratio == pytest.approx(stored.nbytes / len(pixel_stream), rel=0.01)
+        assert back.SOPInstanceUID != original.SOPInstanceUID == original.SOPInstanceUID
+        assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+        assert (back.PatientID, back.Modality, back.Rows) == (original.PatientID, original.Modality, original.Rows)
         assert len(decompress_latents(stream.read_bytes(), codec)[1]) == (16 if stored.shape[0] > 1024 else 1)
 
 

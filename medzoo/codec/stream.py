@@ -68,6 +68,7 @@ import zlib
 import numpy as np
 
 from medzoo.errors import ConfigError, DataError
+from medzoo.codec import dicom_io
 from medzoo.codec.bitio import BitstreamError, Reader, range_coder, varint
 from medzoo.codec.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
 
@@ -225,9 +226,15 @@ def pack_hyperprior(payload: bytes, *, model_name: str, model_version: str, weig
 
 
 def _parse(data) -> tuple[StreamHeader, bytes]:
+    """The header and payload of a stream, or of the stream inside a DICOM container (whose header
+    then counts the container's bytes: bits per pixel include the DICOM headers it carries)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"a medzoo stream is bytes, got {type(data).__name__}")
     data = bytes(data)
+    if dicom_io.is_container(data):
+        header, payload = _parse(dicom_io.inner_stream(data))
+        extra = len(data) - header.total_bytes
+        return dataclasses.replace(header, total_bytes=len(data), header_bytes=header.header_bytes + extra), payload
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         got = data[:len(MAGIC)]
         raise BitstreamError(f"not a medzoo stream: it starts with {got!r}, not the magic bytes {MAGIC!r}")

@@ -28,6 +28,7 @@ from medzoo.codec.stream import (
     DEFAULT_MODEL,
     HYPERPRIOR_FORMAT,
     PIXEL_MODES,
+    PIXELS_KIND,
     compress,
     decompress,
     decompress_codes,
@@ -327,21 +328,29 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         per pixel of the coded images, shapes), the images in stream order, and the pixels of
         the images as given, for the bits per pixel of what the user gave.
     """
-    from medzoo.data import probe_image
+    from medzoo.codec import dicom_io
+    from medzoo.data import image_files, probe_image
     from medzoo.models.hyperprior import HyperpriorCodec
 
     model = None if model is None else resolve_model(model)
-    pixels, refs = _stored_pixels(inputs) if lossless or isinstance(model, HyperpriorCodec) else (None, None)
-    if lossless:
-        stream = compress(pixels, model, lossless=True, quality=quality)
-    elif pixels is not None and (pixels.shape[-1] if pixels.ndim == 4 else 1) == model.image_shape[-1]:
-        stream = compress(pixels, model, quality=quality)
+    stored = lossless or isinstance(model, HyperpriorCodec)
+    files = image_files(inputs) if stored else []
+    if files and all(probe_image(f).kind == "dicom" for f in files):  # DICOM in: the headers travel along
+        pixels, names, headers = dicom_io.read_for_coding(files)
+        refs = files
+        stream = dicom_io.pack(names, headers, compress(pixels, model, lossless=lossless, quality=quality))
     else:
-        x, refs = read_model_inputs(model, inputs)
-        stream = compress(x, model, kind=kind, quality=quality)
+        pixels, refs = _stored_pixels(inputs) if stored else (None, None)
+        if lossless:
+            stream = compress(pixels, model, lossless=True, quality=quality)
+        elif pixels is not None and (pixels.shape[-1] if pixels.ndim == 4 else 1) == model.image_shape[-1]:
+            stream = compress(pixels, model, quality=quality)
+        else:
+            x, refs = read_model_inputs(model, inputs)
+            stream = compress(x, model, kind=kind, quality=quality)
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(stream)
+    _write_atomically(output, stream)
     header = read_header(stream)
     if pixels is not None:
         given = header.num_images * header.image_shape[0] * header.image_shape[1]
@@ -349,6 +358,13 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         sizes = {ref.path: probe_image(ref.path) for ref in refs}
         given = sum(sizes[ref.path].height * sizes[ref.path].width for ref in refs)
     return CompressedFiles(header, refs, int(given))
+
+
+def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder: never a half-written file."""
+    scratch = path.with_name(f".{path.name}.partial")
+    scratch.write_bytes(data)
+    scratch.replace(path)
 
 
 class CompressedFiles(NamedTuple):
@@ -400,6 +416,8 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     Returns:
         ``(header, images, paths)``: images (N, H, W, C) float32, or the exact integer pixels.
     """
+    from medzoo.codec import dicom_io
+
     stream_path = pathlib.Path(stream_path)
     if not stream_path.is_file():
         raise DataError(f"{stream_path}: no such file")
@@ -407,6 +425,10 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     header = read_header(data)
     output_dir = pathlib.Path(output_dir)
     digits = max(3, int(math.log10(header.num_images)) + 1)
+    if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
+        pixels = decompress(data, model)
+        stack = pixels[None] if pixels.ndim == 2 else pixels
+        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind == PIXELS_KIND)
     if header.kind in PIXEL_MODES:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels

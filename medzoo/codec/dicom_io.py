@@ -1,0 +1,216 @@
+"""DICOM in, DICOM out: a medzoo stream that carries its files' DICOM headers, as a PACS user works.
+
+``medzoo compress scan.dcm -o scan.mzc`` codes the stored pixel values (no rescale or VOI) and
+keeps each file's header (every element but Pixel Data); ``medzoo decompress scan.mzc -o scan.dcm``
+gives back a DICOM with that header and the decoded pixels at the original bit depth and sign,
+written uncompressed (Explicit VR Little Endian). A lossless stream gives back every pixel; a
+lossy one (a codec that codes integer pixels) is marked as DICOM requires: Lossy Image
+Compression (0028,2110) "01", its ratio (0028,2112) and method (0028,2114) appended to any
+earlier ones, and a new SOP Instance UID, since the pixels are no longer those of the original.
+
+Container layout (integers marked v are unsigned LEB128 varints)::
+
+    magic        4 bytes  b"\\x89MZD"
+    version      1 byte   1
+    N            v        number of files (one image each, in stream order)
+    per file     v length + UTF-8 file name, v length + zlib-deflated DICOM header (Part 10,
+                 Pixel Data removed)
+    stream       v length + a medzoo stream of the N images' stored pixels (medzoo.codec.stream)
+    CRC32        4 bytes  over everything above
+
+``medzoo.decompress`` and ``read_header`` read the inner stream of a container directly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import shutil
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from medzoo.codec.bitio import BitstreamError, Reader, varint
+from medzoo.errors import DataError
+
+MAGIC = b"\x89MZD"
+VERSION = 1
+#: (0028,2114) Lossy Image Compression Method of medzoo's streams (a CS value: 16 characters at most)
+LOSSY_METHOD = "MEDZOO_MZC2"
+
+
+def is_container(data) -> bool:
+    """Whether ``data`` (bytes) is a DICOM container rather than a bare stream."""
+    return bytes(data[:len(MAGIC)]) == MAGIC
+
+
+def pack(names: list[str], headers: list[bytes], stream: bytes) -> bytes:
+    """The container of ``stream`` and one (file name, DICOM header bytes) per image."""
+    if len(names) != len(headers) or not names:
+        raise DataError("a DICOM container needs one name and one header per image, and at least one")
+    body = bytearray(MAGIC + bytes([VERSION]) + varint(len(names)))
+    for name, header in zip(names, headers):
+        raw, packed = name.encode("utf-8"), zlib.compress(header, 9)
+        body += varint(len(raw)) + raw + varint(len(packed)) + packed
+    body += varint(len(stream)) + stream
+    return bytes(body) + struct.pack(">I", zlib.crc32(body))
+
+
+def unpack(data) -> tuple[list[str], list[bytes], bytes]:
+    """``(file names, DICOM header bytes, inner stream)`` of a container; :class:`BitstreamError` if it is
+    truncated, corrupted or of a newer version."""
+    data = bytes(data)
+    if not is_container(data):
+        raise BitstreamError(f"not a medzoo DICOM container: it starts with {data[:4]!r}")
+    if len(data) < len(MAGIC) + 5 or struct.unpack(">I", data[-4:])[0] != zlib.crc32(data[:-4]):
+        raise BitstreamError("corrupted or truncated medzoo DICOM container: its CRC32 does not match")
+    r = Reader(data[:-4])
+    r.take(len(MAGIC), "magic")
+    version = r.take(1, "container version")[0]
+    if version != VERSION:
+        raise BitstreamError(f"medzoo DICOM container version {version} is not supported by this medzoo "
+                             f"(it reads version {VERSION}); upgrade medzoo")
+    names, headers = [], []
+    for i in range(r.varint("file count")):
+        names.append(r.text(f"name of file {i}"))
+        packed = r.take(r.varint(f"header length of file {i}"), f"header of file {i}")
+        try:
+            headers.append(zlib.decompress(packed))
+        except zlib.error as exc:
+            raise BitstreamError(f"corrupted medzoo DICOM container: header {i} does not inflate ({exc})") from None
+    stream = r.take(r.varint("stream length"), "stream")
+    return names, headers, stream
+
+
+def inner_stream(data):
+    """The medzoo stream inside a container, or ``data`` itself when it is a bare stream."""
+    return unpack(data)[2] if is_container(data) else data
+
+
+# ----------------------------------------------------------------- compress
+def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
+    """DICOM files -> ``(stored pixels (N, H, W), names, header bytes)``, or a :class:`DataError` naming
+    the file for what the codec does not handle: no pixel data, several frames, colour, pixel values
+    outside the declared bit depth, or images of different sizes or pixel types. The names are the
+    files' paths relative to their common folder (a series keeps its layout)."""
+    from medzoo.data.dicom import read_dicom_stored
+
+    paths = [pathlib.Path(p) for p in paths]
+    root = pathlib.Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else None
+    pixels, names, headers = [], [], []
+    for path in paths:
+        ds = _dataset(path)
+        if "PixelData" not in ds:
+            raise DataError(f"{path}: the DICOM file has no Pixel Data (7FE0,0010): nothing to compress")
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if frames != 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
+            raise DataError(f"{path}: {frames} frame(s) of {int(ds.get('SamplesPerPixel', 1))} sample(s) per pixel: "
+                            "the DICOM path of the codec takes single-frame grey images (MONOCHROME1/2); "
+                            "split multi-frame files first")
+        stored, _ = read_dicom_stored(path)
+        _check_bit_depth(path, _raw_values(ds, stored), int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)))
+        del ds.PixelData
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        pixels.append(stored)
+        names.append(path.resolve().relative_to(root).as_posix())
+        headers.append(buffer.getvalue())
+    kinds = {(p.shape, p.dtype.str) for p in pixels}
+    if len(kinds) > 1:
+        raise DataError("one stream holds images of one size and pixel type; these DICOMs differ "
+                        f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
+    return np.stack(pixels), names, headers
+
+
+def _dataset(path: pathlib.Path):
+    import pydicom
+
+    from medzoo.data.dicom import is_dicom
+
+    if not is_dicom(path):
+        raise DataError(f"{path}: not a DICOM file (no 'DICM' preamble)")
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def _raw_values(ds, stored: np.ndarray) -> np.ndarray:
+    """The pixel values as the file holds them, before pydicom masks them to Bits Stored: for uncompressed
+    pixel data the raw words (a value beyond the declared depth would be silently cut), else ``stored``."""
+    if ds.file_meta.TransferSyntaxUID.is_compressed or int(ds.BitsAllocated) not in (8, 16):
+        return stored
+    kind = "i" if int(ds.get("PixelRepresentation", 0)) else "u"
+    dtype = np.dtype(f"{'<' if ds.file_meta.TransferSyntaxUID.is_little_endian else '>'}{kind}{ds.BitsAllocated // 8}")
+    raw = np.frombuffer(ds.PixelData, dtype=dtype, count=stored.size) if len(ds.PixelData) >= stored.nbytes else stored
+    return raw
+
+
+def _check_bit_depth(path, stored: np.ndarray, bits: int, signed: int) -> None:
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if stored.size and (int(stored.min()) < low or int(stored.max()) > high):
+        raise DataError(f"{path}: pixel values {int(stored.min())}..{int(stored.max())} lie outside the declared "
+                        f"{bits}-bit {'signed' if signed else 'unsigned'} range {low}..{high} (Bits Stored, Pixel "
+                        "Representation): refusing to code pixels the header contradicts")
+
+
+# --------------------------------------------------------------- decompress
+def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathlib.Path]:
+    """Write the container's files with ``pixels`` (N, H, W), the decoded stored values.
+
+    ``output``: a folder (one file per image, under its original name), or a ``.dcm`` path for a
+    container of one image. Every file is written to a temporary folder first and moved into place
+    only when all succeeded, so a failure leaves nothing half-written.
+    """
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    names, headers, stream = unpack(data)
+    if len(pixels) != len(names):
+        raise BitstreamError(f"the container names {len(names)} file(s) but its stream holds {len(pixels)} image(s)")
+    output = pathlib.Path(output)
+    single = output.suffix.lower() == ".dcm"
+    if single and len(names) != 1:
+        raise DataError(f"{output}: the stream holds {len(names)} DICOM files; give a folder with -o")
+    targets = [output] if single else [output / name for name in names]
+    ratio = float(sum(p.nbytes for p in pixels)) / max(1, len(stream))
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=".medzoo-", dir=_existing_parent(targets[0].parent)))
+    try:
+        written = []
+        for i, (header, image, target) in enumerate(zip(headers, pixels, targets)):
+            ds = pydicom.dcmread(io.BytesIO(header))
+            if (int(ds.Rows), int(ds.Columns)) != image.shape:
+                raise BitstreamError(f"file {names[i]}: header of {ds.Rows}x{ds.Columns} but pixels of {image.shape}")
+            ds.PixelData = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
+            ds["PixelData"].VR = "OB" if image.dtype.itemsize == 1 else "OW"
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            if lossy:
+                _mark_lossy(ds, ratio, generate_uid())
+            path = scratch / f"{i:06d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            written.append(path)
+        for path, target in zip(written, targets):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return targets
+
+
+def _existing_parent(folder: pathlib.Path) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _mark_lossy(ds, ratio: float, uid: str) -> None:
+    """DICOM's Lossy Image Compression attributes (PS3.3 C.7.6.1.1.5), and a new identity for new pixels."""
+    ds.LossyImageCompression = "01"
+    ratios = list(ds.get("LossyImageCompressionRatio") or [])
+    methods = list(ds.get("LossyImageCompressionMethod") or [])
+    ds.LossyImageCompressionRatio = [*ratios, round(ratio, 2)] if ratios else round(ratio, 2)
+    ds.LossyImageCompressionMethod = [*methods, LOSSY_METHOD] if methods else LOSSY_METHOD
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid

@@ -1,0 +1,127 @@
+"""DICOM in, DICOM out (medzoo.codec.dicom_io): the header kept, every pixel back, series folders, bad input."""
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+import medzoo
+from medzoo.cli import main
+from medzoo.codec import dicom_io
+from medzoo.codec.bitio import BitstreamError
+from medzoo.errors import DataError
+from medzoo.evaluate import compress_files, decompress_file
+
+#: retired group-length elements (gggg,0000): pydicom recomputes or drops them on writing
+_GROUP_LENGTH = 0x0000
+
+
+def _write(path, pixels, *, bits=12, signed=False, frames=None, photometric="MONOCHROME2", pixel_data=True):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality, ds.PatientID, ds.SeriesDescription = "MR", "anon-7", "a test series"
+    ds.Rows, ds.Columns = pixels.shape[-2:] if photometric != "RGB" else pixels.shape[-3:-1]
+    ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
+    ds.PhotometricInterpretation = photometric
+    if photometric == "RGB":
+        ds.PlanarConfiguration = 0
+    if frames:
+        ds.NumberOfFrames = frames
+    ds.BitsAllocated = 16 if bits > 8 else 8
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, int(signed)
+    if pixel_data:
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _same_header(a, b):
+    """Every element of ``a`` but Pixel Data and group lengths is in ``b`` with the same value."""
+    differ = [str(e.tag) for e in a if e.keyword != "PixelData" and e.tag.element != _GROUP_LENGTH
+              and (e.tag not in b or b[e.tag].value != e.value)]
+    assert not differ, f"header elements changed: {differ}"
+
+
+def test_a_ct_dicom_round_trips_through_the_cli_with_its_header_and_every_pixel(dicom_dir, tmp_path, capsys):
+    source = dicom_dir / "693_J2KR.dcm"  # CT, int16 with negative values, JPEG 2000 lossless on disk
+    assert main(["compress", "--lossless", str(source), "-o", str(tmp_path / "ct.mzc")]) == 0
+    assert main(["decompress", str(tmp_path / "ct.mzc"), "-o", str(tmp_path / "ct.dcm")]) == 0
+    assert "wrote 1 DICOM file(s) with their original headers (every stored pixel exactly)" in capsys.readouterr().out
+    original, back = pydicom.dcmread(source), pydicom.dcmread(tmp_path / "ct.dcm")
+    assert back.pixel_array.dtype == np.int16 and np.array_equal(back.pixel_array, original.pixel_array)
+    _same_header(original, back)  # the SOP Instance UID included: lossless pixels are the same image
+    assert "LossyImageCompression" not in back or back.LossyImageCompression == original.LossyImageCompression
+    assert back.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    header = medzoo.evaluate.read_header((tmp_path / "ct.mzc").read_bytes())  # bits count the carried header
+    assert header.total_bytes == (tmp_path / "ct.mzc").stat().st_size and header.kind == "lossless"
+
+
+@pytest.mark.parametrize("bits, signed", [(8, False), (12, False), (15, False), (16, False), (16, True)])
+def test_a_series_folder_goes_in_and_comes_out_as_a_folder_exactly(tmp_path, bits, signed):
+    rng = np.random.default_rng(bits)
+    low, high = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    dtype = {(8, False): np.uint8}.get((bits, signed), np.int16 if signed else np.uint16)
+    series = tmp_path / "series"
+    smooth = np.add.outer(np.arange(40), np.arange(36)) * ((high - low) // 200)
+    slices = [np.clip(low + smooth + rng.integers(0, 50, (40, 36)) + 7 * i, low, high - 1).astype(dtype)
+              for i in range(3)]
+    slices[1][0, 0], slices[2][5, 5] = low, high - 1  # the ends of the declared range
+    files = [_write(series / sub / f"im{i}.dcm", s, bits=bits, signed=signed)
+             for i, (sub, s) in enumerate(zip(["a", "a", "b"], slices))]
+    written = compress_files([series], tmp_path / "s.mzc", model=None, lossless=True)
+    assert written.header.num_images == 3
+    _, _, paths = decompress_file(tmp_path / "s.mzc", tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in paths) == ["a/im0.dcm", "a/im1.dcm", "b/im2.dcm"]
+    for source, expected in zip(files, slices):
+        back = pydicom.dcmread(tmp_path / "out" / source.relative_to(series))
+        assert back.pixel_array.dtype == expected.dtype and np.array_equal(back.pixel_array, expected)
+        _same_header(pydicom.dcmread(source), back)
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("no pixels", "Pixel Data"),
+    ("frames", "2 frame\\(s\\) of 1 sample\\(s\\).*single-frame grey"),
+    ("colour", "1 frame\\(s\\) of 3 sample\\(s\\)"),
+    ("bit depth", "pixel values 0..4095 lie outside the declared 10-bit unsigned range 0..1023"),
+    ("sizes", "these DICOMs differ"),
+])
+def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothing_is_written(tmp_path, problem,
+                                                                                             match):
+    image = (np.arange(32 * 30, dtype=np.uint16).reshape(32, 30) * 5) % 4096  # 12-bit values, up to 4095
+    makers = {
+        "no pixels": lambda: [_write(tmp_path / "in" / "x.dcm", image, pixel_data=False)],
+        "frames": lambda: [_write(tmp_path / "in" / "x.dcm", np.stack([image, image]), frames=2)],
+        "colour": lambda: [_write(tmp_path / "in" / "x.dcm", np.zeros((32, 30, 3), np.uint8), bits=8,
+                                  photometric="RGB")],
+        "bit depth": lambda: [_write(tmp_path / "in" / "x.dcm", image, bits=10)],
+        "sizes": lambda: [_write(tmp_path / "in" / "x.dcm", image), _write(tmp_path / "in" / "y.dcm", image[:16])],
+    }
+    files = makers[problem]()
+    with pytest.raises(DataError, match=match) as caught:
+        compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
+    assert problem == "sizes" or "x.dcm" in str(caught.value)
+    assert not (tmp_path / "x.mzc").exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_a_truncated_or_corrupted_container_is_a_bitstream_error_and_writes_nothing(tmp_path):
+    image = (np.arange(24 * 20).reshape(24, 20) * 7 % 4096).astype(np.uint16)
+    compress_files([_write(tmp_path / "x.dcm", image)], tmp_path / "x.mzc", model=None, lossless=True)
+    data = (tmp_path / "x.mzc").read_bytes()
+    assert dicom_io.is_container(data) and np.array_equal(medzoo.decompress(data)[0], image)
+    for name, bad in {"truncated": data[:-9], "flipped": data[:40] + bytes([data[40] ^ 1]) + data[41:],
+                      "version": data[:4] + b"\x09" + data[5:]}.items():
+        (tmp_path / f"{name}.mzc").write_bytes(bad)
+        with pytest.raises(BitstreamError, match="CRC32|version 9"):
+            decompress_file(tmp_path / f"{name}.mzc", tmp_path / name)
+        assert not (tmp_path / name).exists() or not list((tmp_path / name).rglob("*.dcm"))
+    names, headers, stream = dicom_io.unpack(data)
+    assert names == ["x.dcm"] and dicom_io.inner_stream(data) == stream and dicom_io.inner_stream(stream) == stream
+    with pytest.raises(DataError, match="holds 1 DICOM files|give a folder"):
+        dicom_io.write_dicoms(dicom_io.pack(["a.dcm", "b.dcm"], headers * 2, stream), tmp_path / "one.dcm",
+                              np.stack([image, image]), lossy=False)
