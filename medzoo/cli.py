@@ -37,7 +37,11 @@ def _train(args):
     if args.finish:
         if not args.output:
             raise SystemExit("medzoo: error: --finish needs --output, the run directory to finish")
-        preset = finish(args.output, weights=args.weights)
+        inference = dict(parse_override(item) for item in args.set or [])
+        if set(inference) - {"inference_tile"}:
+            raise SystemExit("medzoo: error: with --finish only --set inference_tile=[TILE, OVERLAP] applies (how the "
+                             "finished run is measured); the training settings are the run's own")
+        preset = finish(args.output, weights=args.weights, **inference)
         print(json.dumps({"recipe": args.recipe, "preset": str(preset)}, indent=2))
         return
     overrides = {}

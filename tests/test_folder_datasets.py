@@ -199,6 +199,13 @@ def test_the_ct_recipe_trains_on_a_folder_in_hounsfield_units_and_reports_the_er
     assert hu.dtype == np.int16 and hu.min() < -900
     x = loaded.preprocess(hu[None])
     assert x.shape == (1, 512, 512, 1) and 0.0 <= x.min() and x.max() <= 1.0
+    # finished again with the tiles its 64 px crops call for: measured and shipped with them
+    from medzoo.recipes.train import finish
+
+    tiled = medzoo.load(finish(tmp_path / "run", weights="final", inference_tile=[64, 16]))
+    assert tiled.default_tile == (64, 16) and loaded.default_tile == (512, 64)
+    assert json.loads((result.preset_dir / "metadata.json").read_text())["training"]["tiling"] == \
+        {"tile": 64, "overlap": 16}
     with pytest.raises(DataError, match="not CT in Hounsfield units"):
         loaded.preprocess(((hu[None].astype(np.int32) + 1024) // 16).clip(0, 255).astype(np.uint8))  # an 8-bit export
 

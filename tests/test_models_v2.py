@@ -311,3 +311,23 @@ def test_crops_at_random_scales_widen_the_sizes_a_model_takes_without_a_warning(
         model.reconstruct(x)  # seen at this scale: no warning
     with pytest.warns(medzoo.DomainShiftWarning, match=r"sides of 128-1024 pixels \(and crops of them at random"):
         model.reconstruct(x[:, :24, :24])
+
+
+def test_a_preset_trained_on_crops_reconstructs_large_images_in_the_tiles_it_records(tmp_path):
+    """training.tiling (Recipe.inference_tile): tile_size="auto" uses those tiles above four tiles' pixels,
+    so GroupNorm sees the statistics of crops like those it was trained on, not of the whole image."""
+    from medzoo.recipes import get_recipe
+
+    model = make("ae")
+    preset = medzoo.save_preset(model, tmp_path / "p", name="ae-tiled", spec=PreprocessSpec(size=None),
+                                description="test", training={"tiling": {"tile": 32, "overlap": 8}})
+    loaded = medzoo.load(preset)
+    assert loaded.default_tile == (32, 8) and loaded.auto_tile_pixels == 4 * 32 * 32
+    assert type(loaded).default_tile == (512, 64)  # the class keeps its default: only this instance changed
+    x = np.random.default_rng(1).random((1, 80, 72, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.reconstruct(x), loaded.reconstruct(x, tile_size=32, overlap=8), atol=1e-6)
+    assert np.abs(loaded.reconstruct(x) - loaded.reconstruct(x, tile_size=None)).max() > 1e-4  # tiles differ
+    small = x[:, :64, :64]  # four tiles' pixels: one pass
+    np.testing.assert_allclose(loaded.reconstruct(small), loaded.reconstruct(small, tile_size=None), atol=1e-6)
+    with pytest.raises(ConfigError, match="inference_tile"):
+        get_recipe("ae-chestxray-f4c3").with_overrides(inference_tile=[128, 128])

@@ -103,3 +103,12 @@ def tiled_apply(fn, x: np.ndarray, *, tile: int, overlap: int, multiple: int, sc
     if output_size is None:
         output_size = (math.ceil(h * scale), math.ceil(w * scale))
     return out[:, : output_size[0], : output_size[1]]
+
+
+def set_inference_tile(model, tile) -> None:
+    """Make ``tile_size="auto"`` use ``tile = [size, overlap]`` pixels for images of more than four tiles'
+    pixels (a preset records it as ``training.tiling`` when its crops call for it; see ``Recipe.inference_tile``)."""
+    size, overlap = (int(v) for v in tile)
+    check_tiling(size, overlap, model.downsample_factor)
+    model.default_tile = (size, overlap)
+    model.auto_tile_pixels = 4 * size * size

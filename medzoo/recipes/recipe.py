@@ -137,6 +137,10 @@ class Recipe:
         encoder: segmenter only: the zoo model (name or preset path) whose encoder starts
             the network; None trains the same architecture from random weights.
         label_fraction: segmenter only: the share of training masks used (label efficiency).
+        inference_tile: ``[tile, overlap]`` in pixels: reconstruct and encode images of more than
+            four tiles' pixels in overlapping tiles of this size (any-size models). A model trained on
+            small crops of large images normalises (GroupNorm) over what a crop holds; tiles of about
+            the crop's size keep those statistics at inference (None: 512 px tiles above 1024 x 1024).
         init_from: a zoo model (name or preset path) of the same architecture whose weights
             start the run: fine-tuning, e.g. with another loss or on other data; or a finished
             run directory, continued as a further stage. Its training record is kept in the
@@ -167,6 +171,7 @@ class Recipe:
     encoder: str | None = None
     label_fraction: float = 1.0
     init_from: str | None = None
+    inference_tile: list | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -193,6 +198,10 @@ class Recipe:
         if self.init_from is not None and self.encoder is not None:
             raise ConfigError(f"recipe {self.name!r}: init_from and encoder both choose the starting weights; "
                               "give one")
+        if self.inference_tile is not None and (len(self.inference_tile) != 2 or
+                                                not 0 <= int(self.inference_tile[1]) < int(self.inference_tile[0])):
+            raise ConfigError(f"recipe {self.name!r}: inference_tile is [tile, overlap] with 0 <= overlap < tile, got "
+                              f"{self.inference_tile!r}")
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ConfigError(f"recipe {self.name!r}: label_fraction must be in (0, 1], got {self.label_fraction}")
         unknown = set(self.augment) - {"translate"}

@@ -53,6 +53,7 @@ from medzoo.errors import ConfigError, DataError, MedzooError
 from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
                             psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
+from medzoo.models.tiling import set_inference_tile
 from medzoo.models.segmenter import check_masks
 from medzoo.recipes.catalog import get_recipe
 from medzoo.recipes.distribute import chief, make_distribution, make_strategy, set_precision
@@ -205,18 +206,23 @@ def train(
                        initial_epoch, optimizer_steps, wall)
 
 
-def finish(output_dir, *, weights="best") -> pathlib.Path:
+def finish(output_dir, *, weights="best", inference_tile=None) -> pathlib.Path:
     """Turn a run directory trained elsewhere into a preset: test metrics measured here, training facts kept.
 
     Args:
         output_dir: a run directory with ``recipe.json``, ``run.json`` and the weights.
         weights: ``"best"`` (lowest val_loss) or ``"final"`` (after the last epoch).
+        inference_tile: ``[tile, overlap]`` to measure and ship the model with (see
+            ``Recipe.inference_tile``; chosen on the validation split), instead of the run's own.
 
     Returns:
         The preset directory (``<output_dir>/preset``).
     """
     out = pathlib.Path(output_dir)
     model, recipe, spec, run = _reload_trained_run(out, weights)
+    if inference_tile is not None:
+        recipe = recipe.with_overrides(inference_tile=list(inference_tile))
+        set_inference_tile(model, recipe.inference_tile)
     _, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=True)
     return preset_dir
 
@@ -275,6 +281,8 @@ def build_model(recipe: Recipe, spec: PreprocessSpec):
     model = FAMILIES[recipe.family](**{**recipe.model, "input_shape": list(spec.output_shape), "seed": recipe.seed})
     if recipe.init_from is not None:
         _start_from(model, recipe.init_from)
+    if recipe.inference_tile is not None:  # measured (and shipped) with the tiles its crops call for
+        set_inference_tile(model, recipe.inference_tile)
     return model
 
 
@@ -833,6 +841,8 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
         training["initialized_from"] = model.initialized_from  # fine-tuned: the first run's record stays
     if getattr(model, "any_size", False):
         training["resolution"] = training_resolution(recipe, spec, train_images)
+        if recipe.inference_tile is not None:
+            training["tiling"] = {"tile": int(recipe.inference_tile[0]), "overlap": int(recipe.inference_tile[1])}
         profile = domain_profile(recipe, spec, train_images, val_images)
         if profile is not None:
             training["domain"] = profile.to_dict()

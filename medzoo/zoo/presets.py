@@ -426,6 +426,11 @@ def load_preset(directory, *, compile=True, verify=None):
     model.training_resolution = (metadata.get("training") or {}).get("resolution")
     domain = (metadata.get("training") or {}).get("domain")
     from medzoo.models.domain import DomainProfile  # the models package imports Keras: only when a model loads
+    from medzoo.models.tiling import set_inference_tile
+
+    tiling = (metadata.get("training") or {}).get("tiling")
+    if isinstance(tiling, dict):  # the tiles it was measured with: about its training crops' size
+        set_inference_tile(model, (tiling["tile"], tiling["overlap"]))
 
     model.domain_profile = DomainProfile.from_dict(domain) if isinstance(domain, dict) else None
     if compile:
