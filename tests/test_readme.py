@@ -90,6 +90,15 @@ def test_the_zoo_table_renders_a_manifest(tmp_path):
     assert "| PSNR 30.12 dB, SSIM 0.912, denoised PSNR 28.50 dB (noisy input 20.00 dB) | CC-BY-4.0 |" in rows[2]
     assert rows[3].endswith("| PSNR 25.00 dB, NELBO 3.200 bits/dim | CC-BY-4.0 |") and len(rows) == 4
 
+    import json
+
+    data = json.loads(path.read_text())
+    data["models"][1]["kept_because"] = "its flat latent | samples"  # why an outdone entry stays: under the table
+    path.write_text(json.dumps(data))
+    rows = table.markdown_table(path).splitlines()
+    assert rows[4:] == ["", "Kept although a newer entry reconstructs better, each for what it still leads on:",
+                        "- `tiny-vae`: its flat latent \\| samples"]
+
     readme = tmp_path / "README.md"
     readme.write_text(f"# demo\n\n{table.START}\nold\n{table.END}\n\nmore text\n")
     assert table.main(["--check", str(readme), "--manifest", str(path)]) == 1

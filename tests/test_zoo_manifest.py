@@ -201,6 +201,7 @@ LAMBDA = {"module": "keras.layers", "class_name": "Lambda", "config": {}, "regis
         (_break(["models", 0, "sources", "bundled"], "../../etc"), "models[0].sources.bundled"),
         (_break(["models", 1, "sources", "hub", "repo_id"], "no-slash"), "models[1].sources.hub"),
         (_break(["models", 1, "sources", "hub", "filename"], "weights.pkl"), "models[1].sources.hub.filename"),
+        (_break(["models", 0, "kept_because"], " "), "models[0].kept_because"),
         (lambda data: {**data, "models": data["models"] + data["models"][:1]},
          "models[2].name: 'tiny_ae' appears twice"),
     ],

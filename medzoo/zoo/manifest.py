@@ -80,7 +80,8 @@ BUNDLE_DIR = "presets"
 
 REQUIRED_KEYS = ("name", "family", "description", "version", "licence", "config", "input", "training", "metrics",
                  "files", "sources")
-OPTIONAL_KEYS = ("parameters", "weights_dtype")
+#: ``kept_because``: why an entry that a newer one outdoes on some measures stays in the zoo (the zoo table says)
+OPTIONAL_KEYS = ("parameters", "weights_dtype", "kept_because")
 #: keys every manifest entry's ``training`` must have (non-empty); more keys are welcome
 TRAINING_KEYS = ("recipe", "dataset", "splits", "epochs")
 #: keys of ``training["dataset"]`` that must be non-empty (and the licence not "unknown")
@@ -246,6 +247,8 @@ def validate_entry(entry, path: str = "entry") -> None:
     if entry["family"] != "vqvae" and any(f["filename"] == ENTROPY_MODEL_FILE for f in entry["files"]):
         _fail(f"{path}.files", f"{ENTROPY_MODEL_FILE} belongs to VQ-VAEs only, not to a {entry['family']}")
     _validate_sources(entry["sources"], name, f"{path}.sources")
+    if "kept_because" in entry and (not isinstance(entry["kept_because"], str) or not entry["kept_because"].strip()):
+        _fail(f"{path}.kept_because", f"expected a sentence, got {entry['kept_because']!r}")
 
 
 RETIRED_KEYS = ("name", "replaced_by", "last_version", "note")

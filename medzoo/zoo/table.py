@@ -125,6 +125,10 @@ def markdown_table(manifest=None) -> str:
         cells = (f"`{row['name']}`", _variant(row["family"], entry["config"]), _modality(entry["training"]["dataset"]),
                  row["input"], row["params"], _metrics(model["metrics"]), row["licence"])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    kept = [(name, entry["kept_because"]) for name, entry in entries.items() if entry.get("kept_because")]
+    if kept:
+        lines += ["", "Kept although a newer entry reconstructs better, each for what it still leads on:"]
+        lines += [f"- `{name}`: {_cell(reason)}" for name, reason in kept]
     if table.retired:
         lines += ["", "Retired names, kept as aliases (each loads its replacement, with a warning): "
                   + "; ".join(f"`{r['name']}` (last version {r['last_version']}) → `{r['replaced_by']}`"
