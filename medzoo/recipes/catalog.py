@@ -152,10 +152,11 @@ RECIPES["dae-chestxray-f4c3"] = Recipe(
 # CT_SPEC (-1024 to 3071 HU mapped linearly to [0, 1] for every slice, so any window can be set
 # afterwards). They start from the chest X-ray weights (the same architectures; a grey image's
 # edges and textures carry over) and train on 128 px crops at random scales down to 256 px, under
-# MSE (PSNR over the stored range is the bar, and the error in HU is reported beside it).
+# MSE (PSNR over the stored range is the bar, and the error in HU is reported beside it). Whole
+# slices are reconstructed in 128 px tiles, so GroupNorm sees what it saw in training.
 _CT_TRAINING = {**_V2_TRAINING, "spec": dict(CT_SPEC), "dataset": "ct_tcia_512", "crop_size": 128,
                 "crops_per_image": 16, "min_side": 256, "learning_rate": 3e-4, "warmup_steps": 100,
-                "epochs": 30}
+                "epochs": 30, "inference_tile": [128, 32]}
 RECIPES["ae-ct-f4c3"] = Recipe(
     name="ae-ct-f4c3", family="autoencoder", model={**_AE_F4C3, "reconstruction_loss": "mse", "ssim_weight": 0.001},
     init_from="ae-chestxray-f4c3", **_CT_TRAINING,
