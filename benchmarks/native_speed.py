@@ -3,8 +3,9 @@ per Keras backend, against a plain bicubic resize to and from a thumbnail of as 
 
 Each backend runs in a fresh process (``KERAS_BACKEND`` is read once, at import) on this machine's
 cores. The images are real: the first ``cxr_hannover_1024`` test radiograph at 1024 px, and the same
-enlarged to 2048 px (bicubic; a 2048 px image reconstructs in overlapping 512 px tiles). Each timing
-is the median of ``--repeats`` calls after a warm-up call (tracing and compilation), one image per call.
+enlarged to 2048 px (bicubic). Each timing
+is the median of ``--repeats`` calls after a warm-up call (tracing and compilation), one image per call,
+tiled as the model's preset says (512 px tiles above 1024 x 1024, or the tiles its training crops call for).
 The bicubic baseline is medzoo's numpy resize (``medzoo.metrics.bicubic_thumbnail``), the same
 thumbnail the reconstruction bars compare against. Aim (issue 38): 0.5 MP/s for the 4x autoencoder
 on the fastest backend.
@@ -45,7 +46,10 @@ for size in sizes:
             fn()
             times.append(time.perf_counter() - start)
         return statistics.median(times)
+    tile, overlap = model.default_tile
+    tiled = size * size > model.auto_tile_pixels
     row = {"size": size, "megapixels": mp, "latent_numbers": numbers,
+           "how": f"tiles of {tile} px, {overlap} px overlap" if tiled else "one pass",
            "encode": mp / median_seconds(lambda: model.encode(x)),
            "reconstruct": mp / median_seconds(lambda: model.reconstruct(x)),
            "bicubic": mp / median_seconds(lambda: bicubic_thumbnail(x, numbers))}
@@ -82,7 +86,7 @@ def main(argv=None):
                 continue
             for r in result["rows"]:
                 rows.append([name, backend, f"{r['size']} px", r["encode"], r["reconstruct"], r["bicubic"],
-                             r["reconstruct"] / r["bicubic"], "tiled 512 px" if r["size"] > 1024 else "one pass"])
+                             r["reconstruct"] / r["bicubic"], r["how"]])
     text = format_table(["model", "backend", "image", "encode MP/s", "reconstruct MP/s", "bicubic MP/s",
                          "reconstruct / bicubic", "how"], rows,
                         title=f"speed at native size on {os.cpu_count()} CPU cores (median of {args.repeats} calls, "

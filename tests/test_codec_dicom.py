@@ -86,8 +86,8 @@ def test_a_series_folder_goes_in_and_comes_out_as_a_folder_exactly(tmp_path, bit
 
 @pytest.mark.parametrize("problem, match", [
     ("no pixels", "Pixel Data"),
-    ("frames", "2 frame\\(s\\) of 1 sample\\(s\\).*single-frame grey"),
-    ("colour", "1 frame\\(s\\) of 3 sample\\(s\\)"),
+    ("frames", "2 frame\\(s\\), MONOCHROME2.*single-frame grey"),
+    ("colour", "1 frame\\(s\\), RGB"),
     ("bit depth", "pixel values 0..4095 lie outside the declared 10-bit unsigned range 0..1023"),
     ("sizes", "these DICOMs differ"),
 ])
@@ -104,9 +104,36 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
     }
     files = makers[problem]()
     with pytest.raises(DataError, match=match) as caught:
-        compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
+        dicom_io.read_for_coding(files)
     assert problem == "sizes" or "x.dcm" in str(caught.value)
-    assert not (tmp_path / "x.mzc").exists() and not list(tmp_path.glob(".*partial"))
+    if problem in ("frames", "colour"):  # lossless still codes them, as stored pixel arrays, and says so
+        with pytest.warns(UserWarning, match="coded as stored pixel arrays.*not as DICOM files"):
+            compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
+        _, pixels, paths = decompress_file(tmp_path / "x.mzc", tmp_path / "back")
+        assert [p.suffix for p in paths] == [".npy"] * len(paths)
+        assert np.array_equal(np.stack([np.load(p) for p in paths]).reshape(-1), pydicom.dcmread(files[0]).pixel_array.reshape(-1))
+    else:
+        with pytest.raises(DataError, match=match):
+            compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
+        assert not (tmp_path / "x.mzc").exists()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_container_cannot_write_outside_the_output_folder_and_an_earlier_lossy_record_is_kept(tmp_path):
+    image = (np.arange(24 * 20).reshape(24, 20) * 7 % 4096).astype(np.uint16)
+    compress_files([_write(tmp_path / "x.dcm", image)], tmp_path / "x.mzc", model=None, lossless=True)
+    names, headers, stream = dicom_io.unpack((tmp_path / "x.mzc").read_bytes())
+    for name in ("../escape.dcm", "/tmp/abs.dcm", "a/../../b.dcm"):
+        evil = dicom_io.pack([name], headers, stream)
+        with pytest.raises(BitstreamError, match="outside the output folder"):
+            dicom_io.write_dicoms(evil, tmp_path / "out", image[None], lossy=False)
+    assert not (tmp_path / "escape.dcm").exists()
+
+    ds = pydicom.dcmread(tmp_path / "x.dcm")
+    ds.LossyImageCompression, ds.LossyImageCompressionRatio, ds.LossyImageCompressionMethod = "01", 8.5, "ISO_10918_1"
+    dicom_io._mark_lossy(ds, 20.0, generate_uid())  # one earlier value of each: pydicom gives it bare
+    assert list(ds.LossyImageCompressionRatio) == [8.5, 20.0]
+    assert list(ds.LossyImageCompressionMethod) == ["ISO_10918_1", dicom_io.LOSSY_METHOD]
 
 
 def test_a_truncated_or_corrupted_container_is_a_bitstream_error_and_writes_nothing(tmp_path):

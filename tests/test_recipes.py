@@ -398,3 +398,19 @@ def test_every_registered_dataset_is_the_file_in_the_data_folder(data_dir):
             images, labels = load_npz(name, split, data_dir=data_dir)
             assert images.ndim == 3 and len(images) > 0, (name, split)
             assert (labels is None) == name.startswith("hc18") and (labels is None or len(labels) == len(images))
+
+
+def test_a_run_written_before_a_recipe_field_existed_is_still_the_same_recipe():
+    """--resume of a finished run whose recipe.json predates a field (inference_tile, min_side) measures it:
+    the missing fields read as their defaults, not as a different recipe."""
+    import dataclasses
+
+    from medzoo.recipes.train import _with_defaults
+
+    recipe = get_recipe("ae-chestxray-f4c3")
+    stored = json.loads(json.dumps(recipe.to_dict()))
+    for field in ("inference_tile", "min_side", "dataset_weights"):
+        del stored[field]
+    assert _with_defaults(stored) == json.loads(json.dumps(recipe, default=dataclasses.asdict))
+    with pytest.raises(ConfigError, match="inference_tile"):
+        recipe.with_overrides(inference_tile=128)  # --set inference_tile=128: a clear error, not a TypeError

@@ -1,7 +1,7 @@
 """Bytes of medzoo streams: unsigned LEB128 varints, a bounds-checked reader, and the range coder's handle.
 
 One floor below the stream formats (:mod:`medzoo.codec.stream`, :mod:`medzoo.codec.hyperprior`,
-:mod:`medzoo.codec.lossless`, :mod:`medzoo.codec.container`), so each reads and writes numbers the
+:mod:`medzoo.codec.lossless`, :mod:`medzoo.codec.dicom_io`), so each reads and writes numbers the
 same way without importing the others.
 """
 

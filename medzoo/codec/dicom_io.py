@@ -91,6 +91,19 @@ def inner_stream(data):
 
 
 # ----------------------------------------------------------------- compress
+def unsupported(path) -> str | None:
+    """Why the DICOM path cannot keep this file as a DICOM (several frames, colour or palette), or None.
+    The header alone is read."""
+    from medzoo.data.dicom import read_dicom_header
+
+    meta = read_dicom_header(path)
+    photometric = meta["photometric_interpretation"]
+    if meta["number_of_frames"] != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return (f"{path}: {meta['number_of_frames']} frame(s), {photometric}: the DICOM path of the codec takes "
+                "single-frame grey images (MONOCHROME1/2)")
+    return None
+
+
 def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
     """DICOM files -> ``(stored pixels (N, H, W), names, header bytes)``, or a :class:`DataError` naming
     the file for what the codec does not handle: no pixel data, several frames, colour, pixel values
@@ -105,16 +118,17 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
         ds = _dataset(path)
         if "PixelData" not in ds:
             raise DataError(f"{path}: the DICOM file has no Pixel Data (7FE0,0010): nothing to compress")
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames != 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
-            raise DataError(f"{path}: {frames} frame(s) of {int(ds.get('SamplesPerPixel', 1))} sample(s) per pixel: "
-                            "the DICOM path of the codec takes single-frame grey images (MONOCHROME1/2); "
-                            "split multi-frame files first")
+        reason = unsupported(path)
+        if reason:
+            raise DataError(reason + "; split multi-frame files first")
         stored, _ = read_dicom_stored(path)
         _check_bit_depth(path, _raw_values(ds, stored), int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)))
         del ds.PixelData
         buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
+        try:
+            ds.save_as(buffer, enforce_file_format=True)
+        except (ValueError, AttributeError, TypeError) as exc:  # e.g. no SOP Instance UID or transfer syntax
+            raise DataError(f"{path}: its DICOM header cannot be kept as a file ({type(exc).__name__}: {exc})") from exc
         pixels.append(stored)
         names.append(path.resolve().relative_to(root).as_posix())
         headers.append(buffer.getvalue())
@@ -141,7 +155,8 @@ def _dataset(path: pathlib.Path):
 def _raw_values(ds, stored: np.ndarray) -> np.ndarray:
     """The pixel values as the file holds them, before pydicom masks them to Bits Stored: for uncompressed
     pixel data the raw words (a value beyond the declared depth would be silently cut), else ``stored``."""
-    if ds.file_meta.TransferSyntaxUID.is_compressed or int(ds.BitsAllocated) not in (8, 16):
+    if ds.file_meta.TransferSyntaxUID.is_compressed or int(ds.BitsAllocated) not in (8, 16) or \
+            int(ds.get("PixelRepresentation", 0)):  # signed words may or may not be sign-extended: pydicom's values
         return stored
     kind = "i" if int(ds.get("PixelRepresentation", 0)) else "u"
     dtype = np.dtype(f"{'<' if ds.file_meta.TransferSyntaxUID.is_little_endian else '>'}{kind}{ds.BitsAllocated // 8}")
@@ -154,7 +169,8 @@ def _check_bit_depth(path, stored: np.ndarray, bits: int, signed: int) -> None:
     if stored.size and (int(stored.min()) < low or int(stored.max()) > high):
         raise DataError(f"{path}: pixel values {int(stored.min())}..{int(stored.max())} lie outside the declared "
                         f"{bits}-bit {'signed' if signed else 'unsigned'} range {low}..{high} (Bits Stored, Pixel "
-                        "Representation): refusing to code pixels the header contradicts")
+                        "Representation; bits above them, e.g. an old overlay, would be lost): refusing to code "
+                        "pixels the header contradicts")
 
 
 # --------------------------------------------------------------- decompress
@@ -163,7 +179,8 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
 
     ``output``: a folder (one file per image, under its original name), or a ``.dcm`` path for a
     container of one image. Every file is written to a temporary folder first and moved into place
-    only when all succeeded, so a failure leaves nothing half-written.
+    only when all were written, so a bad stream or header leaves no file behind; no file is ever
+    half-written. Names that would land outside ``output`` are refused.
     """
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -175,7 +192,10 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     single = output.suffix.lower() == ".dcm"
     if single and len(names) != 1:
         raise DataError(f"{output}: the stream holds {len(names)} DICOM files; give a folder with -o")
-    targets = [output] if single else [output / name for name in names]
+    targets = [output] if single else [_inside(output, name) for name in names]
+    for target in targets:
+        if target.is_dir():
+            raise DataError(f"{target}: a folder is in the way of the DICOM file to write there")
     ratio = float(sum(p.nbytes for p in pixels)) / max(1, len(stream))
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=".medzoo-", dir=_existing_parent(targets[0].parent)))
     try:
@@ -200,6 +220,14 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     return targets
 
 
+def _inside(output: pathlib.Path, name: str) -> pathlib.Path:
+    """``output / name`` for a name read from a stream, refusing names that would land outside ``output``."""
+    relative = pathlib.PurePosixPath(name)
+    if not name or relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise BitstreamError(f"the container names a file {name!r} outside the output folder: refusing to write it")
+    return output.joinpath(*relative.parts)
+
+
 def _existing_parent(folder: pathlib.Path) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -208,9 +236,18 @@ def _existing_parent(folder: pathlib.Path) -> pathlib.Path:
 def _mark_lossy(ds, ratio: float, uid: str) -> None:
     """DICOM's Lossy Image Compression attributes (PS3.3 C.7.6.1.1.5), and a new identity for new pixels."""
     ds.LossyImageCompression = "01"
-    ratios = list(ds.get("LossyImageCompressionRatio") or [])
-    methods = list(ds.get("LossyImageCompressionMethod") or [])
+    ratios, methods = (_values(ds.get(keyword)) for keyword in
+                       ("LossyImageCompressionRatio", "LossyImageCompressionMethod"))
     ds.LossyImageCompressionRatio = [*ratios, round(ratio, 2)] if ratios else round(ratio, 2)
     ds.LossyImageCompressionMethod = [*methods, LOSSY_METHOD] if methods else LOSSY_METHOD
     ds.SOPInstanceUID = uid
     ds.file_meta.MediaStorageSOPInstanceUID = uid
+
+
+def _values(value) -> list:
+    """A DICOM element's values as a list: none, one (pydicom gives it bare) or several (a MultiValue)."""
+    from pydicom.multival import MultiValue
+
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]

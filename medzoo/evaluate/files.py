@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import pathlib
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -335,7 +336,14 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     model = None if model is None else resolve_model(model)
     stored = lossless or isinstance(model, HyperpriorCodec)
     files = image_files(inputs) if stored else []
-    if files and all(probe_image(f).kind == "dicom" for f in files):  # DICOM in: the headers travel along
+    dicom = bool(files) and all(probe_image(f).kind == "dicom" for f in files)
+    reason = next(filter(None, (dicom_io.unsupported(f) for f in files)), None) if dicom else None
+    if reason is not None:
+        if not lossless:
+            raise DataError(reason)
+        warnings.warn(f"{reason}: coded as stored pixel arrays; medzoo decompress gives them back as .npy, "
+                      "not as DICOM files", stacklevel=2)
+    if dicom and reason is None:  # DICOM in: the headers travel along
         pixels, names, headers = dicom_io.read_for_coding(files)
         refs = files
         stream = dicom_io.pack(names, headers, compress(pixels, model, lossless=lossless, quality=quality))
@@ -362,9 +370,14 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder: never a half-written file."""
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; give the stream file to write")
     scratch = path.with_name(f".{path.name}.partial")
-    scratch.write_bytes(data)
-    scratch.replace(path)
+    try:
+        scratch.write_bytes(data)
+        scratch.replace(path)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 class CompressedFiles(NamedTuple):

@@ -198,10 +198,13 @@ class Recipe:
         if self.init_from is not None and self.encoder is not None:
             raise ConfigError(f"recipe {self.name!r}: init_from and encoder both choose the starting weights; "
                               "give one")
-        if self.inference_tile is not None and (len(self.inference_tile) != 2 or
-                                                not 0 <= int(self.inference_tile[1]) < int(self.inference_tile[0])):
-            raise ConfigError(f"recipe {self.name!r}: inference_tile is [tile, overlap] with 0 <= overlap < tile, got "
-                              f"{self.inference_tile!r}")
+        if self.inference_tile is not None:
+            tile = self.inference_tile
+            if not isinstance(tile, (list, tuple)) or len(tile) != 2 or \
+                    not all(isinstance(v, int) and not isinstance(v, bool) for v in tile) or not 0 <= tile[1] < tile[0]:
+                raise ConfigError(f"recipe {self.name!r}: inference_tile is [tile, overlap] in pixels with 0 <= "
+                                  f"overlap < tile, got {tile!r}")
+            object.__setattr__(self, "inference_tile", [int(v) for v in tile])
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ConfigError(f"recipe {self.name!r}: label_fraction must be in (0, 1], got {self.label_fraction}")
         unknown = set(self.augment) - {"translate"}

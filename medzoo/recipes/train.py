@@ -247,10 +247,17 @@ def _stored_recipe(out: pathlib.Path) -> Recipe:
         **{k: v for k, v in stored.items() if k != "name" and k in {f.name for f in dataclasses.fields(Recipe)}})
 
 
+def _with_defaults(stored: dict) -> dict:
+    """A stored recipe.json with the fields added to :class:`Recipe` since it was written, at their defaults
+    (a run from an older medzoo is the same recipe, not another one)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe) if f.default is not dataclasses.MISSING}
+    return {**json.loads(json.dumps(defaults)), **stored}
+
+
 def _measure_trained_run(out: pathlib.Path, recipe: Recipe, write: bool, time_budget_s) -> TrainResult:
     """``train(resume=True)`` on a run whose training finished but that was stopped before its test
     metrics and preset: measure it rather than train it again."""
-    stored = json.loads((out / RECIPE_FILE).read_text())
+    stored = _with_defaults(json.loads((out / RECIPE_FILE).read_text()))
     asked = json.loads(json.dumps(recipe.with_overrides(epochs=stored["epochs"]) if time_budget_s else recipe,
                                   default=dataclasses.asdict))
     if asked != stored:
@@ -726,14 +733,14 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
         metrics["nelbo_bits_per_dim"] = float(vae_negative_elbo_bits(model, x, sigma).mean())
         metrics["decoder_sigma"] = sigma
     if hasattr(model, "quantizer"):
-        codes = model.encode(x)
+        codes = np.concatenate([model.encode(x[i:i + batch], batch_size=batch) for i in range(0, len(x), batch)])
         counts = np.bincount(codes.ravel(), minlength=model.num_embeddings)
         p = counts[counts > 0] / counts.sum()
         metrics["perplexity"] = float(np.exp(-(p * np.log(p)).sum()))
         metrics["codebook_usage"] = float((counts > 0).mean())
         metrics["raw_bits_per_pixel"] = float(codes[0].size * math.log2(model.num_embeddings) / np.prod(x.shape[1:3]))
     if getattr(model, "noise", "none") != "none":
-        noisy = keras.ops.convert_to_numpy(model.add_noise(x, seed=1234))
+        noisy = keras.ops.convert_to_numpy(model.add_noise(x, seed=1234))  # noise only: no network, no batches
         denoised = np.concatenate([model.reconstruct(noisy[i:i + batch], batch_size=batch)
                                    for i in range(0, len(x), batch)])
         metrics["noisy_input_psnr"] = float(psnr(x, noisy).mean())
