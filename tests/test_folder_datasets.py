@@ -225,3 +225,24 @@ def test_a_mixture_validates_on_every_image_once_whatever_its_training_shares():
     assert sum(s[0] for s in sizes if s[1] == 128) == 40 and sum(s[0] for s in sizes if s[1] == 512) == 3
     train, _ = _pipeline([thumbs, natives], spec, 8, recipe, training=True, deterministic=True, backend="numpy")
     assert train.samples_per_epoch == 43 * recipe.crops_per_image  # the shares pick which images, not how many
+
+
+def test_validation_sees_the_tiles_inference_uses_normalised_as_whole_images():
+    """With an inference tile, val_loss is measured on tiles of each whole-normalised image (as the shipped
+    model reconstructs it), so the best checkpoint is chosen under the statistics it will be used with."""
+    from medzoo.recipes.train import validation_tiles
+
+    recipe = get_recipe("ae-chestxray-f4c3").with_overrides(dataset=["kermany_pediatric_cxr_64", "cxr_hannover_1024"],
+                                                            crop_size=32, inference_tile=[32, 8])
+    spec = PreprocessSpec.from_config(recipe.spec)
+    rng = np.random.default_rng(0)
+    small, large = rng.integers(0, 255, (5, 60, 60), np.uint8), rng.integers(10, 200, (2, 80, 72), np.uint8)
+    (thumbs, tiles), passthrough = validation_tiles(recipe, spec, [small, large])
+    assert thumbs.shape == (5, 60, 60, 1)  # four tiles' pixels or fewer: whole, as inference takes them
+    assert tiles.shape == (2 * 3 * 3, 32, 32, 1)  # rows at 0, 32, 48 and columns at 0, 32, 40 of each
+    whole = np.asarray(spec.apply(large[1:2]))[0]
+    np.testing.assert_array_equal(tiles[9 + 4], whole[32:64, 32:64])  # normalised over the whole image
+    np.testing.assert_array_equal(tiles[9 + 8], whole[48:80, 40:72])  # the last tile flush with the border
+    np.testing.assert_array_equal(np.asarray(passthrough.apply(tiles[:2])), tiles[:2])
+    unchanged = get_recipe("ae-chestxray-f4c3")
+    assert validation_tiles(unchanged, spec, small) == (small, spec)

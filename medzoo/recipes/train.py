@@ -152,7 +152,8 @@ def train(
     global_batch = recipe.batch_size * replicas
     train_ds, steps_per_epoch = _pipeline(train_images, spec, global_batch, recipe, training=True,
                                           deterministic=deterministic, backend=backend, masks=train_masks)
-    val_ds, _ = _pipeline(val_images, spec, global_batch, recipe, training=False, deterministic=deterministic,
+    val_images, val_spec = validation_tiles(recipe, spec, val_images) if val_masks is None else (val_images, spec)
+    val_ds, _ = _pipeline(val_images, val_spec, global_batch, recipe, training=False, deterministic=deterministic,
                           backend=backend, masks=val_masks)
     if distribution is not None:
         keras.distribution.set_distribution(distribution)
@@ -437,6 +438,43 @@ def _has_split(recipe: Recipe, split: str) -> bool:
 
 def _count(images) -> str:
     return " + ".join(str(len(x)) for x in images) if isinstance(images, list) else str(len(images))
+
+
+def validation_tiles(recipe: Recipe, spec: PreprocessSpec, images):
+    """Validation images as the model will be measured: with ``recipe.inference_tile``, each image that
+    inference tiles (more than four tiles' pixels) is normalised whole, then cut into a grid of tiles
+    covering it (the last row and column flush with its border), so ``val_loss`` sees the statistics
+    the tiles give and best-checkpoint selection matches the shipped model; smaller images stay whole.
+
+    Returns:
+        ``(images, spec)``: the raw images and ``spec`` unchanged without an inference tile; else the
+        preprocessed tiles and images, and a spec that passes them through unchanged.
+    """
+    if recipe.inference_tile is None:
+        return images, spec
+    tile = int(recipe.inference_tile[0])
+    sources = images if isinstance(recipe.dataset, list) else [images]
+    tiled = []
+    for source in sources:
+        pieces = []
+        for raw in (source if isinstance(source, list) else list(source)):
+            x = np.asarray(spec.apply(np.asarray(raw)[None]), np.float32)[0]  # normalised as a whole image
+            h, w = x.shape[:2]
+            if h * w <= 4 * tile * tile or min(h, w) < tile:
+                pieces.append(x)
+                continue
+            pieces += [x[top:top + tile, left:left + tile] for top in _tile_starts(h, tile)
+                       for left in _tile_starts(w, tile)]
+        tiled.append(stack_if_uniform(pieces))
+    passthrough = PreprocessSpec(size=None, channels=spec.channels, normalize="fixed",
+                                 input_range=spec.value_range, value_range=spec.value_range)
+    return (tiled if isinstance(recipe.dataset, list) else tiled[0]), passthrough
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Offsets of tiles covering ``length`` pixels: every ``tile`` pixels, the last flush with the end."""
+    starts = list(range(0, length - tile + 1, tile))
+    return starts + [length - tile] if starts[-1] + tile < length else starts
 
 
 #: whole-image validation batches hold at most this many pixels: one 1024 px radiograph, 64 thumbnails of 128 px
