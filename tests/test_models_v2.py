@@ -188,6 +188,26 @@ def test_no_seams_along_tile_borders(trained, tiny_cxr):
     assert np.abs(tiled - x)[:, seams].mean() <= 1.1 * np.abs(tiled - x)[:, ~seams].mean() + 0.01
 
 
+def test_tiles_go_through_the_model_in_groups_with_the_same_result_as_one_by_one(trained, tiny_cxr, monkeypatch):
+    """Batching many tiles per model call (fewer, larger calls: the speed at native size) changes no output."""
+    x = np.concatenate([np.tile(tiny_cxr[:2], (1, 3, 3, 1))[:, :88, :80]] * 2)  # 4 images, 4 x 3 tile positions
+    calls = []
+    original = trained._batched
+
+    def counting(key, fn, t, batch_size):
+        calls.append(len(t))
+        return original(key, fn, t, batch_size)
+
+    monkeypatch.setattr(trained, "_batched", counting)
+    grouped = trained.reconstruct(x, tile_size=32, overlap=8)
+    assert len(calls) == 1 and calls[0] == 4 * 12  # every tile of every image in one call
+    monkeypatch.setattr(medzoo.models.tiling, "TILE_GROUP_PIXELS", 1)  # one tile position a call, as before
+    calls.clear()
+    one_by_one = trained.reconstruct(x, tile_size=32, overlap=8)
+    assert len(calls) == 12 and set(calls) == {4}
+    np.testing.assert_allclose(grouped, one_by_one, atol=1e-5)
+
+
 def test_large_images_are_tiled_automatically(trained, monkeypatch):
     calls = []
     original = medzoo.models.tiling.tiled_apply

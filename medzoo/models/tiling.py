@@ -22,6 +22,10 @@ import numpy as np
 from medzoo.errors import ConfigError
 
 
+#: :func:`tiled_apply` passes tiles to the model in groups of about this many pixels (16 M, 64 MB of float32)
+TILE_GROUP_PIXELS = 1 << 24
+
+
 def check_tiling(tile: int, overlap: int, multiple: int) -> tuple[int, int]:
     """Validate a tile size and overlap for a model whose sizes must be multiples of ``multiple``."""
     for name, value in (("tile_size", tile), ("overlap", overlap)):
@@ -87,10 +91,17 @@ def tiled_apply(fn, x: np.ndarray, *, tile: int, overlap: int, multiple: int, sc
     hp, wp = h + pad_h, w + pad_w
     th, tw = min(tile, hp), min(tile, wp)
     fade = int(round(overlap * scale))
+    origins = [(y0, x0) for y0 in tile_starts(hp, th, overlap) for x0 in tile_starts(wp, tw, overlap)]
+    # many tiles go through fn at once (it batches them): small tiles one call each would cost more in
+    # calls than in arithmetic; groups of about TILE_GROUP_PIXELS keep memory bounded
+    group = max(1, TILE_GROUP_PIXELS // max(1, n * th * tw))
     out = weight = None
-    for y0 in tile_starts(hp, th, overlap):
-        for x0 in tile_starts(wp, tw, overlap):
-            piece = np.asarray(fn(x[:, y0:y0 + th, x0:x0 + tw]), np.float32)
+    for first in range(0, len(origins), group):
+        chosen = origins[first:first + group]
+        batch = np.concatenate([x[:, y0:y0 + th, x0:x0 + tw] for y0, x0 in chosen])
+        pieces = np.asarray(fn(batch), np.float32)
+        for k, (y0, x0) in enumerate(chosen):
+            piece = pieces[k * n:(k + 1) * n]
             if out is None:
                 out = np.zeros((n, int(round(hp * scale)), int(round(wp * scale)), piece.shape[-1]), np.float32)
                 weight = np.zeros(out.shape[1:3], np.float32)
