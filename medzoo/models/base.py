@@ -548,7 +548,8 @@ class AutoencoderModel(keras.Model):
         if tiles is None:
             return self._batched(key, fn, x, batch_size)
         tile, overlap = tiles
-        return tiling.tiled_apply(lambda t: self._batched(key, fn, t, batch_size), x, tile=tile, overlap=overlap,
+        per_call = tiling.tiles_per_call(tile, batch_size)
+        return tiling.tiled_apply(lambda t: self._batched(key, fn, t, per_call), x, tile=tile, overlap=overlap,
                                   multiple=self.downsample_factor, scale=scale, output_size=output_size)
 
     def encode(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
@@ -580,8 +581,9 @@ class AutoencoderModel(keras.Model):
         f = self.downsample_factor
         tiles = self._tiles(z.shape[1] * f, z.shape[2] * f, tile_size, overlap)
         if tiles is not None:
+            per_call = tiling.tiles_per_call(tiles[0], batch_size)  # in image pixels: what the decoder makes
             tiles = (tiles[0] // f, tiles[1] // f)
-            return tiling.tiled_apply(lambda t: self._batched("decode", self.decode_tensor, t, batch_size), z,
+            return tiling.tiled_apply(lambda t: self._batched("decode", self.decode_tensor, t, per_call), z,
                                       tile=tiles[0], overlap=tiles[1], multiple=1, scale=f, output_size=output_size)
         out = self._batched("decode", self.decode_tensor, z, batch_size)
         return out if output_size is None else out[:, : output_size[0], : output_size[1]]

@@ -26,6 +26,17 @@ from medzoo.errors import ConfigError
 TILE_GROUP_PIXELS = 1 << 24
 
 
+#: a model call over tiles holds about this many pixels (four 1024 px images' worth), whatever the
+#: tile: 4 tiles of 128 px a call would spend the time in calls, 64 tiles of 512 px would not fit
+TILE_CALL_PIXELS = 4 * 1024 * 1024
+
+
+def tiles_per_call(tile: int, batch_size: int) -> int:
+    """Tiles per model call: :data:`TILE_CALL_PIXELS` worth (one at least); ``batch_size`` counts whole
+    images and does not apply to tiles."""
+    return max(1, TILE_CALL_PIXELS // (int(tile) * int(tile)))
+
+
 def check_tiling(tile: int, overlap: int, multiple: int) -> tuple[int, int]:
     """Validate a tile size and overlap for a model whose sizes must be multiples of ``multiple``."""
     for name, value in (("tile_size", tile), ("overlap", overlap)):
