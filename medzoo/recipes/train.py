@@ -53,7 +53,7 @@ from medzoo.errors import ConfigError, DataError, MedzooError
 from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
                             psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
-from medzoo.models.tiling import set_inference_tile
+from medzoo.models.tiling import set_inference_tile, tile_starts
 from medzoo.models.segmenter import check_masks
 from medzoo.recipes.catalog import get_recipe
 from medzoo.recipes.distribute import chief, make_distribution, make_strategy, set_precision
@@ -463,18 +463,12 @@ def validation_tiles(recipe: Recipe, spec: PreprocessSpec, images):
             if h * w <= 4 * tile * tile or min(h, w) < tile:
                 pieces.append(x)
                 continue
-            pieces += [x[top:top + tile, left:left + tile] for top in _tile_starts(h, tile)
-                       for left in _tile_starts(w, tile)]
+            pieces += [x[top:top + tile, left:left + tile] for top in tile_starts(h, tile, 0)
+                       for left in tile_starts(w, tile, 0)]
         tiled.append(stack_if_uniform(pieces))
     passthrough = PreprocessSpec(size=None, channels=spec.channels, normalize="fixed",
                                  input_range=spec.value_range, value_range=spec.value_range)
     return (tiled if isinstance(recipe.dataset, list) else tiled[0]), passthrough
-
-
-def _tile_starts(length: int, tile: int) -> list[int]:
-    """Offsets of tiles covering ``length`` pixels: every ``tile`` pixels, the last flush with the end."""
-    starts = list(range(0, length - tile + 1, tile))
-    return starts + [length - tile] if starts[-1] + tile < length else starts
 
 
 #: whole-image validation batches hold at most this many pixels: one 1024 px radiograph, 64 thumbnails of 128 px
