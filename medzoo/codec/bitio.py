@@ -34,6 +34,15 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def zigzag(value: int) -> int:
+    """A signed integer as an unsigned one (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), for :func:`varint`."""
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
 class Reader:
     """Reads a byte string front to back; running past its end is a :class:`BitstreamError` naming the field."""
 
@@ -59,6 +68,10 @@ class Reader:
             shift += 7
             if shift > 63:
                 raise BitstreamError(f"corrupted medzoo stream: the {what} is not a valid number")
+
+    def signed(self, what: str) -> int:
+        """A zigzag varint (:func:`zigzag`)."""
+        return unzigzag(self.varint(what))
 
     def text(self, what: str) -> str:
         raw = self.take(self.varint(f"{what} length"), what)

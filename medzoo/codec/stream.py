@@ -69,7 +69,7 @@ import numpy as np
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.codec import dicom_io
-from medzoo.codec.bitio import BitstreamError, Reader, range_coder, varint
+from medzoo.codec.bitio import BitstreamError, Reader, range_coder, varint, zigzag
 from medzoo.codec.entropy import KIND_IDS, KINDS, EntropyModel, entropy_model_for, weights_fingerprint
 
 MAGIC = b"\x89MZC"
@@ -374,14 +374,6 @@ def _compress_hyperprior(model, x, quality, batch_size, tile_size) -> bytes:
     return _packed(model, block, fingerprint, tables.digest, quality, x.shape[1:], len(x), HYPERPRIOR_KIND)
 
 
-def _zigzag(value: int) -> int:
-    return 2 * value if value >= 0 else -2 * value - 1
-
-
-def _unzigzag(value: int) -> int:
-    return value // 2 if value % 2 == 0 else -(value + 1) // 2
-
-
 def _integer_images(images) -> tuple[np.ndarray, int]:
     """Raw integer pixels (H, W), (N, H, W) or (N, H, W, C) -> (N, H, W, C) int64 and the rank given."""
     from medzoo.codec.lossless import DTYPES
@@ -403,7 +395,7 @@ def _pixel_prefix(dtype, rank, ranges) -> bytes:
     from medzoo.codec.lossless import DTYPES
 
     return b"".join([bytes([DTYPES.index(np.dtype(dtype).name), rank]),
-                     *(varint(_zigzag(int(v))) for v in np.asarray(ranges).ravel())])
+                     *(varint(zigzag(int(v))) for v in np.asarray(ranges).ravel())])
 
 
 def _codec_pixels(model, images):
@@ -661,7 +653,7 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
         if dtype_id >= len(DTYPES) or rank not in (2, 3, 4):
             raise BitstreamError("corrupted medzoo stream: unknown pixel type or rank")
         count = header.num_images * header.image_shape[-1] * 2
-        ranges = np.array([_unzigzag(r.varint("pixel range")) for _ in range(count)], dtype=np.int64)
+        ranges = np.array([r.signed("pixel range") for _ in range(count)], dtype=np.int64)
         parts.update(dtype=DTYPES[dtype_id], rank=rank, ranges=ranges.reshape(header.num_images, -1, 2))
         if header.kind == PIXELS_KIND:
             parts["lossy"] = payload[r.pos:]
