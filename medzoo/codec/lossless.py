@@ -7,20 +7,30 @@ its own integer range ``[low, high]`` (stored in the stream): the model sees
 ``(x - low) / (high - low)`` as in training (min-max scaled), and its reconstruction
 maps back to ``low + round(x_hat (high - low))``. Then the signal left (the pixels, or
 their difference from that reconstruction) is predicted from its already decoded
-neighbours with the median edge detector of LOCO-I / JPEG-LS (left, up, up-left), and
-the prediction error is coded with a discrete Laplace or Gaussian distribution per *context*: the
-local error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``
-(CALIC's idea: errors cluster) in 8 to 32 bins by image size, thresholds at its
-quantiles (chosen per stream and sent). The encoder picks, per context, the family and
-scale that code its errors in the fewest bits (searched around the scales that fit their
-mean and their median magnitude: outliers inflate the mean) and sends its index; where a
-context's own histogram (quantised to a byte per value, sent) saves more than it costs, that
-is its table instead (:data:`EXPLICIT`).
+neighbours, and the prediction error is coded with a discrete Laplace or Gaussian
+distribution per *context* of local error energy (CALIC's idea: errors cluster) in 8 to
+32 bins by image size, thresholds at its quantiles (chosen per stream and sent). The
+encoder picks, per context, the family and scale that code its errors in the fewest bits
+(searched around the scales that fit their mean and their median magnitude: outliers
+inflate the mean) and sends its index; where a context's own histogram (quantised to a
+byte per value, sent) saves more than it costs, that is its table instead (:data:`EXPLICIT`).
 Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
 the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
 
-Decoding is sequential only along anti-diagonals (every neighbour of a pixel lies on
-an earlier one), so each diagonal of every image is decoded at once: H + W - 1 steps.
+The neighbours predict in one of two ways, the payload's first byte says which:
+
+* version 2 (what :func:`encode_signal` writes): classified linear prediction
+  (:mod:`medzoo.codec.prediction`): nine neighbours and the median edge detector's value,
+  weighted by least-squares coefficients per class of local activity and orientation,
+  fitted by the encoder and sent. Error energy: the prediction errors at W, N, NW, NE
+  plus half the local activity. Decoded one wavefront ``2 r + c`` at a time: 2H + W - 2
+  steps. On native-resolution radiographs and CT it takes 1-14% fewer bits than version 1
+  and beats JPEG-LS (``benchmarks/lossless.py``); it decodes about half as fast.
+* version 1 (:func:`encode_signal_med`; still decoded, and kept by :func:`encode_signal` for
+  small signals where it is shorter): JPEG-LS's median edge detector on left, up and
+  up-left, error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``;
+  decoded one anti-diagonal at a time: H + W - 1 steps.
+
 Any integer image round-trips exactly, negative values included (CT in Hounsfield units).
 """
 
@@ -30,9 +40,9 @@ import functools
 
 import numpy as np
 
-from medzoo.codec import exact
+from medzoo.codec import exact, prediction
 from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, gaussian_tables, scale_table
-from medzoo.codec.bitio import Reader, range_coder, varint
+from medzoo.codec.bitio import Reader, range_coder, varint, zigzag
 from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
@@ -249,33 +259,29 @@ def _uniform(bits: int):
     return range_coder().stream.model.Uniform(1 << bits)
 
 
-def _coding_order(shape, context: np.ndarray, contexts: int):
-    """The pixels of (P, H, W) in stream order, and where each (diagonal, context) group starts.
+def _coding_order(shape, context: np.ndarray, contexts: int, wave):
+    """The pixels of (P, H, W) in stream order, and where each (wavefront, context) group starts.
 
-    The stream codes one anti-diagonal after another and, within one, the pixels of each
+    The stream codes one wavefront after another (``wave(rows, cols)``: ``r + c`` for the
+    first payload version, ``2 r + c`` for the second) and, within one, the pixels of each
     context in turn (in the order of ``array[:, rows, cols].ravel()``: plane, then row),
     which is the order the decoder can recover them in. Returns the flat pixel indices in
     that order, the group of each and the start of every group (plus the end).
     """
     planes, h, w = shape
     p, r, c = np.meshgrid(np.arange(planes), np.arange(h), np.arange(w), indexing="ij")
-    group = (r + c) * contexts + context
+    group = wave(r, c) * contexts + context
     order = np.argsort(((group * planes + p) * h + r).ravel(), kind="stable")
     group = group.ravel()[order]
     starts = np.flatnonzero(np.diff(group, prepend=-1))
     return order, group[starts], np.append(starts, group.size)
 
 
-def encode_signal(signal: np.ndarray, dtype) -> bytes:
-    """Integer planes (P, H, W) -> side information + ANS payload (see the module docstring)."""
+def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresholds: np.ndarray, dtype,
+                 wave) -> bytes:
+    """Prediction errors (P, H, W) and their contexts -> each context's table (side information), the context
+    thresholds and the ANS words, the errors in stream order (:func:`_coding_order`)."""
     constriction = range_coder()
-    signal = np.asarray(signal, dtype=np.int64)
-    left, up, upleft = _neighbours(signal)
-    errors = signal - med_prediction(left, up, upleft)
-    contexts = num_contexts(signal.size)
-    local = energy(left, up, upleft, *_neighbours(errors))
-    thresholds = context_thresholds(local, contexts)
-    context = np.searchsorted(thresholds, local, side="right")
     chosen = [choose_table(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
     choices = [(index, shift) for index, shift, _ in chosen]
     tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
@@ -284,7 +290,7 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
 
     # every residual split at once, in stream order; then one coder call per chunk
-    order, groups, bounds = _coding_order(signal.shape, context, contexts)
+    order, groups, bounds = _coding_order(errors.shape, context, contexts, wave)
     e, ctx = errors.ravel()[order], context.ravel()[order]
     high = e >> shifts[ctx]
     low = (e - (high << shifts[ctx])).astype(np.int32)
@@ -307,53 +313,49 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
             + coder.get_compressed().astype("<u4").tobytes())
 
 
-def decode_signal(payload: bytes, shape) -> np.ndarray:
-    """Inverse of :func:`encode_signal`: the integer planes (P, H, W)."""
-    constriction = range_coder()
-    r = Reader(payload)
-    contexts = r.take(1, "residual contexts")[0]
-    if contexts not in {bins for _, bins in CONTEXT_BINS}:
-        raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")
-    side = r.take(2 * contexts, "residual tables")
-    choices = [(side[2 * k], side[2 * k + 1]) for k in range(contexts)]
-    if any((index >= len(error_tables()) and index != EXPLICIT) or shift > MAX_SHIFT for index, shift in choices):
-        raise DataError("the residual payload names an unknown table")
-    thresholds = [r.varint("context threshold") for _ in range(contexts - 1)]
-    tables = []
-    for index, _ in choices:
-        if index == EXPLICIT:
-            half = r.take(1, "explicit table size")[0]
-            tables.append(explicit_table(np.frombuffer(r.take(2 * half + 2, "explicit table"), dtype=np.uint8)))
-        else:
-            tables.append(error_tables()[index])
-    words = payload[r.pos:]
-    if len(words) % 4:
-        raise DataError("a residual payload is whole 32-bit words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-    models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
-    shifts = np.array([shift for _, shift in choices], dtype=np.int64)
-    halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
-    thresholds = np.asarray(thresholds, dtype=np.int64)
-    planes, h, w = shape
-    # a zero border above and left stands in for the neighbours outside the image
-    signal = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
-    errors = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
-    for rows, cols in _diagonals(h, w):
-        rows, cols = rows + 1, cols + 1
+class _ErrorDecoder:
+    """Reads what :func:`_code_errors` wrote and gives back each wavefront's errors, given their contexts."""
 
-        def around(a):
-            return a[:, rows, cols - 1], a[:, rows - 1, cols], a[:, rows - 1, cols - 1]
+    def __init__(self, r: Reader, payload: bytes):
+        contexts = r.take(1, "residual contexts")[0]
+        if contexts not in {bins for _, bins in CONTEXT_BINS}:
+            raise DataError(f"the residual payload names an unknown number of contexts ({contexts})")
+        side = r.take(2 * contexts, "residual tables")
+        choices = [(side[2 * k], side[2 * k + 1]) for k in range(contexts)]
+        if any((index >= len(error_tables()) and index != EXPLICIT) or shift > MAX_SHIFT
+               for index, shift in choices):
+            raise DataError("the residual payload names an unknown table")
+        self.thresholds = np.asarray([r.varint("context threshold") for _ in range(contexts - 1)], dtype=np.int64)
+        tables = []
+        for index, _ in choices:
+            if index == EXPLICIT:
+                half = r.take(1, "explicit table size")[0]
+                tables.append(explicit_table(np.frombuffer(r.take(2 * half + 2, "explicit table"), dtype=np.uint8)))
+            else:
+                tables.append(error_tables()[index])
+        words = payload[r.pos:]
+        if len(words) % 4:
+            raise DataError("a residual payload is whole 32-bit words")
+        self.coder = range_coder().stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        self.models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
+        self.shifts = np.array([shift for _, shift in choices], dtype=np.int64)
+        self.halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
+        self.contexts = contexts
 
-        left, up, upleft = around(signal)
-        ctx = np.searchsorted(thresholds, energy(left, up, upleft, *around(errors)), side="right").ravel()
-        order = np.argsort(ctx, kind="stable")  # the stream's order within a diagonal: context, then position
-        counts = np.bincount(ctx, minlength=contexts)
+    def context(self, local_energy: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.thresholds, local_energy, side="right")
+
+    def take(self, ctx: np.ndarray) -> np.ndarray:
+        """The errors of one wavefront's pixels, whose contexts are ``ctx`` (flat, in the stream's pixel order)."""
+        coder, halves, shifts = self.coder, self.halves, self.shifts
+        order = np.argsort(ctx, kind="stable")  # the stream's order within a wavefront: context, then position
+        counts = np.bincount(ctx, minlength=self.contexts)
         symbols = np.empty(ctx.size, dtype=np.int64)
         low = np.zeros(ctx.size, dtype=np.int64)
         escapes, start = [], 0
         for k in np.flatnonzero(counts):
             end = start + int(counts[k])
-            symbols[start:end] = coder.decode(models[k], end - start)
+            symbols[start:end] = coder.decode(self.models[k], end - start)
             escaped = int(np.count_nonzero(symbols[start:end] == 2 * halves[k] + 1))
             if escaped:
                 escapes.append(coder.decode(_uniform(ESCAPE_BITS), escaped))
@@ -366,7 +368,135 @@ def decode_signal(payload: bytes, shape) -> np.ndarray:
             high[symbols == 2 * halves[ctx] + 1] = np.concatenate(escapes).astype(np.int64) - (1 << (ESCAPE_BITS - 1))
         e = np.empty(ctx.size, dtype=np.int64)
         e[order] = (high << shifts[ctx]) + low
-        e = e.reshape(left.shape)
+        return e
+
+
+# ----------------------------------------------------------------- payload version 1: the median edge detector
+def _diagonal(r, c):
+    return r + c
+
+
+def encode_signal_med(signal: np.ndarray, dtype) -> bytes:
+    """Payload version 1: the median edge detector (three neighbours), decoded along anti-diagonals.
+
+    Kept so that what it wrote keeps decoding (and for comparison); new streams use :func:`encode_signal`.
+    """
+    signal = np.asarray(signal, dtype=np.int64)
+    left, up, upleft = _neighbours(signal)
+    errors = signal - med_prediction(left, up, upleft)
+    contexts = num_contexts(signal.size)
+    local = energy(left, up, upleft, *_neighbours(errors))
+    thresholds = context_thresholds(local, contexts)
+    context = np.searchsorted(thresholds, local, side="right")
+    return _code_errors(errors, context, contexts, thresholds, dtype, _diagonal)
+
+
+def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
+    errors_in = _ErrorDecoder(r, payload)
+    planes, h, w = shape
+    # a zero border above and left stands in for the neighbours outside the image
+    signal = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
+    errors = np.zeros((planes, h + 1, w + 1), dtype=np.int64)
+    for rows, cols in _diagonals(h, w):
+        rows, cols = rows + 1, cols + 1
+
+        def around(a):
+            return a[:, rows, cols - 1], a[:, rows - 1, cols], a[:, rows - 1, cols - 1]
+
+        left, up, upleft = around(signal)
+        ctx = errors_in.context(energy(left, up, upleft, *around(errors))).ravel()
+        e = errors_in.take(ctx).reshape(left.shape)
         errors[:, rows, cols] = e
         signal[:, rows, cols] = med_prediction(left, up, upleft) + e
     return signal[:, 1:, 1:]
+
+
+# ----------------------------------------------------------------- payload version 2: classified linear prediction
+#: the first byte of a version-2 payload (a version-1 payload starts with its number of contexts: 8, 16 or 32)
+LINEAR_MARKER = 0xC2
+
+
+def _wavefront(r, c):
+    return 2 * r + c
+
+
+def _error_energy(near, error_near) -> np.ndarray:
+    """The coding context's variable: the neighbours' prediction errors and half the local activity."""
+    w, n, nw, ne = near[:4]
+    return (sum(np.abs(e) for e in error_near) + (np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne)) // 2)
+
+
+#: signals of at most this many pixels are coded both ways and the shorter payload kept: on a thumbnail the
+#: linear predictor's coefficients (up to 108 bytes) can cost more than they save
+BOTH_WAYS_PIXELS = 1 << 16
+
+
+def encode_signal(signal: np.ndarray, dtype) -> bytes:
+    """Integer planes (P, H, W) -> a version-2 payload: classified linear prediction (:mod:`~medzoo.codec.prediction`),
+    its classes and coefficients, then the errors coded per context as in version 1, wavefront by wavefront.
+    Small signals (:data:`BOTH_WAYS_PIXELS`) get the version-1 payload instead where it is shorter."""
+    signal = np.asarray(signal, dtype=np.int64)
+    linear = encode_signal_linear(signal, dtype)
+    if signal.size > BOTH_WAYS_PIXELS:
+        return linear
+    return min(linear, encode_signal_med(signal, dtype), key=len)
+
+
+def encode_signal_linear(signal: np.ndarray, dtype) -> bytes:
+    """:func:`encode_signal`'s version-2 payload, whatever the size."""
+    planes, h, w = signal.shape
+    flat = signal.reshape(planes, -1)
+    near = prediction.neighbours(prediction.with_zero(flat), prediction.neighbour_sources(h, w))  # each (P, H*W)
+    feats = prediction.features(near)
+    bins = prediction.activity_bins(signal.size)
+    activity_thresholds = context_thresholds(prediction.activity(near), bins)
+    cls = prediction.classes(near, activity_thresholds)
+    num_classes = bins * prediction.ORIENTATIONS
+    coefficients = prediction.fit_coefficients(feats, flat - near[0], cls, num_classes)
+    low, high = int(signal.min()), int(signal.max())
+    errors = flat - prediction.predict(feats, near[0], coefficients, cls, low, high)
+    error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
+    local = _error_energy(near, prediction.neighbours(prediction.with_zero(errors), error_sources))
+    contexts = num_contexts(signal.size)
+    thresholds = context_thresholds(local, contexts)
+    context = np.searchsorted(thresholds, local, side="right")
+    head = (bytes([LINEAR_MARKER, bins]) + b"".join(varint(int(t)) for t in activity_thresholds)
+            + coefficients.astype("<i2").tobytes() + varint(zigzag(low)) + varint(zigzag(high)))
+    return head + _code_errors(errors.reshape(signal.shape), context.reshape(signal.shape), contexts, thresholds,
+                               dtype, _wavefront)
+
+
+def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:
+    r.take(1, "predictor version")
+    bins = r.take(1, "activity bins")[0]
+    if bins not in {b for _, b in prediction.ACTIVITY_BINS}:
+        raise DataError(f"the residual payload names an unknown number of predictor classes ({bins})")
+    activity_thresholds = np.asarray([r.varint("activity threshold") for _ in range(bins - 1)], dtype=np.int64)
+    num_classes = bins * prediction.ORIENTATIONS
+    coefficients = np.frombuffer(r.take(2 * num_classes * prediction.FEATURES, "predictor coefficients"),
+                                 dtype="<i2").astype(np.int64).reshape(num_classes, prediction.FEATURES)
+    low, high = r.signed("lowest value"), r.signed("highest value")
+    errors_in = _ErrorDecoder(r, payload)
+    planes, h, w = shape
+    sources = prediction.neighbour_sources(h, w)
+    error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
+    signal = np.zeros((planes, h * w + 1), dtype=np.int64)  # the last column: the zero outside the image
+    errors = np.zeros((planes, h * w + 1), dtype=np.int64)
+    for rows, cols in prediction.wavefronts(h, w):
+        at = rows * w + cols
+        near = prediction.neighbours(signal, sources[:, at])
+        cls = prediction.classes(near, activity_thresholds)
+        predicted = prediction.predict(prediction.features(near), near[0], coefficients, cls, low, high)
+        ctx = errors_in.context(_error_energy(near, prediction.neighbours(errors, error_sources[:, at]))).ravel()
+        e = errors_in.take(ctx).reshape(predicted.shape)
+        errors[:, at] = e
+        signal[:, at] = predicted + e
+    return signal[:, :-1].reshape(shape)
+
+
+def decode_signal(payload: bytes, shape) -> np.ndarray:
+    """Inverse of :func:`encode_signal` (and of :func:`encode_signal_med`): the integer planes (P, H, W)."""
+    r = Reader(payload)
+    if payload[:1] == bytes([LINEAR_MARKER]):
+        return _decode_linear(r, payload, shape)
+    return _decode_med(r, payload, shape)
