@@ -3,14 +3,22 @@
     python benchmarks/lossless.py                          # 64 test images per modality + the DICOMs
     python benchmarks/lossless.py --max-images 0           # every test image
     python benchmarks/lossless.py --models runs/codec-chestxray/preset   # also on a codec's prediction
+    python benchmarks/lossless.py --max-images 0 --sets native wg04 --medzoo-versions 1 2   # the archive table
 
 Every image is coded on its own, as an archive receives it, and decoded back; a row
 counts only if every image comes back bit for bit. Rates are whole files/streams
 (headers included) in bits per pixel. 8-bit: the test split of each modality's dataset
 as stored. 12-16-bit: the real DICOM files in ``$MEDZOO_DATA_DIR/dicom`` (CT in int16
 with negative values, a 12-bit MR, a 10-bit CR), their stored pixel arrays; their own
-JPEG 2000 lossless codestreams are listed for reference. PNG is the baseline of the
-"vs PNG" column. Speed: megapixels per second on this machine, one image per call.
+JPEG 2000 lossless codestreams are listed for reference. ``--sets native`` adds the
+native-resolution test splits (``cxr_hannover_1024`` 8-bit, ``ct_tcia_512`` in int16 HU, as a
+CT DICOM stores them); ``--sets wg04`` the NEMA WG04 compression test images that
+``pip install pydicom-data`` ships, uncompressed (``*_UNCR.dcm``: CR chest 1955x1841 15-bit,
+CR extremity 10-bit, MR 12-bit, CT int16, ultrasound RGB as three planes).
+``--medzoo-versions 1 2`` lists both payload versions of the causal coder (1: median edge
+detector; 2, the default: classified linear prediction). PNG is the baseline of the
+"vs PNG" column; the last column compares with JPEG-LS. Speed: megapixels per second on this
+machine, one image per call.
 """
 
 import os
@@ -21,12 +29,16 @@ import _common
 import numpy as np
 
 import medzoo
-from medzoo.data import load_npz
+from medzoo.data import load_dataset, load_npz
 from medzoo.evaluate import classical
 from medzoo.evaluate.common import format_table
 from medzoo.recipes.catalog import MODALITIES
 
 DICOM_FILES = ("693_J2KR.dcm", "MR2_J2KR.dcm", "RG3_J2KR.dcm")
+#: the NEMA WG04 native images in pydicom-data (uncompressed), by what they are
+WG04_FILES = {"RG1 CR chest": "RG1_UNCR.dcm", "RG3 CR extremity": "RG3_UNCR.dcm", "MR2": "MR2_UNCR.dcm",
+              "CT (693)": "693_UNCR.dcm", "US1 ultrasound": "US1_UNCR.dcm"}
+NATIVE_TEST = ("cxr_hannover_1024", "ct_tcia_512")
 
 
 def build_parser():
@@ -34,12 +46,23 @@ def build_parser():
     p.set_defaults(max_images=64)
     p.add_argument("--codecs", nargs="+", help="classical codecs (default: all available)")
     p.add_argument("--no-dicom", action="store_true", help="leave out the 12-16-bit DICOM files")
+    p.add_argument("--sets", nargs="+", default=["stored"], choices=["stored", "native", "wg04"],
+                   help="image sets: stored (each modality's test split and the DICOMs; default), native "
+                        "(the native-resolution test splits), wg04 (the NEMA WG04 images of pydicom-data)")
+    p.add_argument("--medzoo-versions", nargs="+", type=int, default=[2], choices=[1, 2],
+                   help="payload versions of the causal coder to list (default: 2, what compress writes)")
     return p
 
 
-def image_sets(max_images, dicom=True) -> dict:
+def image_sets(max_images, dicom=True, which=("stored",)) -> dict:
     """``{name: (list of (H, W) integer images, note)}``: each modality's test split, then the DICOMs."""
     sets = {}
+    if "native" in which:
+        sets.update(native_sets(max_images))
+    if "wg04" in which:
+        sets.update(wg04_sets())
+    if "stored" not in which:
+        return sets
     for modality, (dataset, *_) in MODALITIES.items():
         raw = load_npz(dataset, "test")
         images = np.asarray(raw[0] if isinstance(raw, tuple) else raw)
@@ -64,6 +87,36 @@ def image_sets(max_images, dicom=True) -> dict:
     return sets
 
 
+def native_sets(max_images) -> dict:
+    """The native-resolution test splits as stored (CT in int16 Hounsfield units)."""
+    sets = {}
+    for name in NATIVE_TEST:
+        images, _ = load_dataset(name, "test")
+        images = images[:max_images] if max_images else images
+        sets[name] = (images, f"{len(images)} x {images[0].shape[0]}x{images[0].shape[1]} {images[0].dtype}")
+    return sets
+
+
+def wg04_sets() -> dict:
+    """The NEMA WG04 native images (pydicom-data), stored pixels; colour as one image per plane."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    sets = {}
+    for label, name in WG04_FILES.items():
+        path = get_testdata_file(name)
+        if path is None:
+            print(f"(no {name}: pip install pydicom-data; left out)")
+            continue
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+        planes = [np.ascontiguousarray(pixels[..., k]) for k in range(pixels.shape[-1])] if pixels.ndim == 3 \
+            else [pixels]
+        sets[label] = (planes, f"{pixels.shape[0]}x{pixels.shape[1]}{' x3 planes' if pixels.ndim == 3 else ''} "
+                               f"{pixels.dtype}, {ds.BitsStored} bits stored")
+    return sets
+
+
 def measure(encode, decode, images) -> dict:
     """Total bits per pixel, exactness and MP/s of encode/decode, one image per call."""
     bits = pixels = 0
@@ -83,9 +136,24 @@ def measure(encode, decode, images) -> dict:
             "decode_mp_s": pixels / 1e6 / t_dec}
 
 
-def medzoo_coders(models) -> dict:
-    """``{label: (encode, decode)}``: the causal coder alone, then on each codec's prediction."""
-    out = {"medzoo lossless (causal)": (lambda a: medzoo.compress(a, lossless=True), medzoo.decompress)}
+def _causal_v1(image):
+    """A stream whose residual payload is version 1 (the median edge detector), as medzoo 0.x wrote it."""
+    from unittest import mock
+
+    from medzoo.codec import lossless
+
+    with mock.patch.object(lossless, "encode_signal", lossless.encode_signal_med):
+        return medzoo.compress(image, lossless=True)
+
+
+def medzoo_coders(models, versions=(2,)) -> dict:
+    """``{label: (encode, decode)}``: the causal coder alone (each payload version), then on each codec's
+    prediction."""
+    out = {}
+    if 1 in versions:
+        out["medzoo lossless v1 (median edge)"] = (_causal_v1, medzoo.decompress)
+    if 2 in versions:
+        out["medzoo lossless (causal, linear)"] = (lambda a: medzoo.compress(a, lossless=True), medzoo.decompress)
     for name in models or []:
         model = medzoo.codec.stream._resolve_coder(name)
         out[f"medzoo lossless on {pathlib.Path(name).name}"] = (
@@ -94,12 +162,12 @@ def medzoo_coders(models) -> dict:
 
 
 def run(args) -> tuple[dict, str]:
-    sets = image_sets(args.max_images, dicom=not args.no_dicom)
+    sets = image_sets(args.max_images, dicom=not args.no_dicom, which=args.sets)
     results, texts = {}, []
     for set_name, (images, note) in sets.items():
         bits = np.iinfo(images[0].dtype).bits
         per_codec = {label: measure(encode, decode, images)
-                     for label, (encode, decode) in medzoo_coders(args.models).items()}
+                     for label, (encode, decode) in medzoo_coders(args.models, args.medzoo_versions).items()}
         for name in args.codecs or classical.available_lossless_codecs(bits):
             codec = classical.LOSSLESS_CODECS[name]
             if codec.bits >= bits:
@@ -107,10 +175,13 @@ def run(args) -> tuple[dict, str]:
                 per_codec[codec.label] = measure(lambda a, c=codec: classical.lossless_encode(c, a),
                                                  lambda d, c=codec: classical.lossless_decode(c, d, dtype), images)
         png = per_codec.get("PNG", {}).get("bpp")
+        jls = per_codec.get("JPEG-LS", {}).get("bpp")
         rows = [[label, f"{m['bpp']:.3f}", f"{100 * (m['bpp'] / png - 1):+.1f}%" if png else "-",
+                 f"{100 * (m['bpp'] / jls - 1):+.1f}%" if jls else "-",
                  "yes" if m["exact"] else "NO", f"{m['encode_mp_s']:.2f}", f"{m['decode_mp_s']:.2f}"]
                 for label, m in per_codec.items()]
-        texts.append(format_table(["coder", "bpp", "vs PNG", "exact", "encode MP/s", "decode MP/s"], rows,
+        texts.append(format_table(["coder", "bpp", "vs PNG", "vs JPEG-LS", "exact", "encode MP/s", "decode MP/s"],
+                                  rows,
                                   title=f"{set_name}: {note}"))
         results[set_name] = {"note": note, "coders": per_codec}
         print(texts[-1] + "\n", flush=True)
