@@ -139,6 +139,20 @@ def test_a_time_budget_chooses_the_epochs_and_a_gpu_style_run_is_finished_elsewh
     assert meta["training"]["wall_time_s"] == run["wall_time_s"] and meta["metrics"]["psnr"] > 10
 
 
+def test_a_stop_file_ends_the_run_cleanly_after_the_current_epoch(tmp_path):
+    """``touch RUN/STOP``: the run ends after that epoch as if it were the last (no backup left, the preset
+    written), and the metadata shows the epochs run beside the epochs configured."""
+    from medzoo.recipes.train import STOP_FILE
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / STOP_FILE).touch()
+    result = train("ae-chestxray", output_dir=tmp_path, epochs=3, verbose=0, **tiny("ae-chestxray", max_images=32))
+    assert result.epochs_completed == 1 and not (tmp_path / STOP_FILE).exists()
+    assert not (tmp_path / "backup").exists() and (tmp_path / "final.weights.h5").is_file()
+    meta = json.loads((result.preset_dir / "metadata.json").read_text())
+    assert (meta["training"]["epochs"], meta["training"]["epochs_configured"]) == (1, 3)
+
+
 def test_a_mixture_records_each_datasets_figures_and_its_preset_enters_the_manifest(tmp_path):
     """A generalist's preset: each dataset's test figures, their mean as the headline, all numbers."""
     from medzoo.zoo.manifest import add_to_manifest

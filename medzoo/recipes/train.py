@@ -16,6 +16,8 @@ A run directory holds everything one training run writes::
     <output>/run.json            what the run did: epochs, optimizer steps, wall time, hardware
     <output>/preset/             the final preset (config, weights, metadata, model card; for a
                                  VQ-VAE also entropy_model.npz, fitted on the training split)
+    <output>/STOP                written by the user (``touch``): end the run after the current
+                                 epoch, as if it were the last (removed when honoured)
 
 A run killed at any point restarts with ``resume=True`` (``medzoo train ... --resume``)
 from the last completed epoch, with weights, optimizer state (its step count drives
@@ -62,6 +64,8 @@ from medzoo.recipes.recipe import Recipe
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+#: a file the user creates in a run directory to end the run after the current epoch
+STOP_FILE = "STOP"
 RECIPE_FILE = "recipe.json"
 
 
@@ -175,7 +179,7 @@ def train(
     initial_epoch = _completed_epochs(backup_dir)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
-        _backup(out)]
+        _StopRequest(out / STOP_FILE), _backup(out)]
     log.info("training %s on %s: %d params, %s train / %s val images, %d steps per epoch, global batch %d on %d "
              "replica(s), policy %s", recipe.name, backend, model.count_params(), _count(train_images),
              _count(val_images), steps_per_epoch, global_batch, replicas, policy)
@@ -564,6 +568,26 @@ def _epochs_for_budget(recipe, spec, train_ds, val_ds, steps_per_epoch, budget, 
              "steps (%.0f s each)", budget, 1e3 * step_s, val_s, compile_s, epochs, steps_per_epoch, epoch_s)
     del probe
     return epochs
+
+
+class _StopRequest(keras.callbacks.Callback):
+    """End the run cleanly after the epoch in which a ``STOP`` file appeared in the run directory.
+
+    For a stage that must end before its machine does: the run then finishes as if that epoch
+    were its last (final weights, ``run.json``, the preset), which killing it would not do.
+    The preset's metadata then shows the epochs run beside ``epochs_configured``.
+    """
+
+    def __init__(self, path: pathlib.Path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.path.exists():
+            log.warning("%s: stopping after epoch %d of %d, as asked", self.path, epoch + 1,
+                        self.params.get("epochs", 0))
+            self.path.unlink()
+            self.model.stop_training = True
 
 
 class _Deadline(keras.callbacks.Callback):
