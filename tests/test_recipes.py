@@ -152,6 +152,26 @@ def test_a_stop_file_ends_the_run_cleanly_after_the_current_epoch(tmp_path):
     meta = json.loads((result.preset_dir / "metadata.json").read_text())
     assert (meta["training"]["epochs"], meta["training"]["epochs_configured"]) == (1, 3)
 
+    # a run killed in its second epoch, then asked to stop: --resume ends it at its first, without training
+    import keras
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train("ae-chestxray", output_dir=killed, epochs=3, verbose=0, callbacks=[Kill()],
+              **tiny("ae-chestxray", max_images=32))
+    (killed / STOP_FILE).touch()
+    resumed = train("ae-chestxray", output_dir=killed, epochs=3, verbose=0, resume=True,
+                    **tiny("ae-chestxray", max_images=32))
+    assert resumed.epochs_completed == 1 and resumed.history == {} and not (killed / "backup").exists()
+    run = json.loads((killed / "run.json").read_text())
+    assert run["epochs"] == 1 and run["wall_time_s"] > 0
+    assert np.allclose(resumed.model.get_weights()[0], result.model.get_weights()[0])  # same seed, one epoch
+
 
 def test_a_mixture_records_each_datasets_figures_and_its_preset_enters_the_manifest(tmp_path):
     """A generalist's preset: each dataset's test figures, their mean as the headline, all numbers."""

@@ -17,7 +17,8 @@ A run directory holds everything one training run writes::
     <output>/preset/             the final preset (config, weights, metadata, model card; for a
                                  VQ-VAE also entropy_model.npz, fitted on the training split)
     <output>/STOP                written by the user (``touch``): end the run after the current
-                                 epoch, as if it were the last (removed when honoured)
+                                 epoch as if it were the last, or, found when a killed run
+                                 resumes, at its last completed epoch (removed when honoured)
 
 A run killed at any point restarts with ``resume=True`` (``medzoo train ... --resume``)
 from the last completed epoch, with weights, optimizer state (its step count drives
@@ -41,7 +42,10 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import time
+import types
+import warnings
 
 import numpy as np
 import keras
@@ -183,16 +187,21 @@ def train(
     log.info("training %s on %s: %d params, %s train / %s val images, %d steps per epoch, global batch %d on %d "
              "replica(s), policy %s", recipe.name, backend, model.count_params(), _count(train_images),
              _count(val_images), steps_per_epoch, global_batch, replicas, policy)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=cbs, verbose=verbose,
-                        shuffle=False)  # the datasets reshuffle themselves each epoch
-    wall = wall_clock.seconds()
-    optimizer_steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    ended_at_backup = bool(resumed and initial_epoch and (out / STOP_FILE).exists())
+    if ended_at_backup:  # a killed run asked to end where it stands
+        wall, optimizer_steps = _previous_wall_time(out), initial_epoch * steps_per_epoch
+        history = _end_at_last_epoch(model, out, initial_epoch, recipe.epochs)
+    else:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=cbs, verbose=verbose,
+                            shuffle=False)  # the datasets reshuffle themselves each epoch
+        wall = wall_clock.seconds()
+        optimizer_steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise MedzooError(f"training {recipe.name} diverged (loss {losses[-1]}); no preset written. "
                           "Lower learning_rate or check the data")
     model.save_weights(out / "final.weights.h5")
-    epochs_completed = _logged_epochs(out / "log.csv")
+    epochs_completed = initial_epoch if ended_at_backup else _logged_epochs(out / "log.csv")
     run = {"epochs": epochs_completed, "optimizer_steps": optimizer_steps, "wall_time_s": round(wall, 1),
            "hardware": hardware(), "backend": backend, "replicas": replicas, "keras_version": keras.__version__,
            "precision": policy, "time_budget_s": time_budget_s}
@@ -588,6 +597,19 @@ class _StopRequest(keras.callbacks.Callback):
                         self.params.get("epochs", 0))
             self.path.unlink()
             self.model.stop_training = True
+
+
+def _end_at_last_epoch(model, out: pathlib.Path, completed: int, configured: int):
+    """A stop request found when a killed run resumes: take the weights of its last completed epoch (the
+    backup's) and end there, without training further; returns an empty history."""
+    log.warning("%s: ending the run at its last completed epoch, %d of %d, as asked", out / STOP_FILE, completed,
+                configured)
+    with warnings.catch_warnings():  # the optimizer's state is not needed: no step follows
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(out / "backup" / "latest.weights.h5")
+    (out / STOP_FILE).unlink()
+    shutil.rmtree(out / "backup")
+    return types.SimpleNamespace(history={})
 
 
 class _Deadline(keras.callbacks.Callback):
