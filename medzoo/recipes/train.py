@@ -45,7 +45,6 @@ import pathlib
 import shutil
 import time
 import types
-import warnings
 
 import numpy as np
 import keras
@@ -604,9 +603,8 @@ def _end_at_last_epoch(model, out: pathlib.Path, completed: int, configured: int
     backup's) and end there, without training further; returns an empty history."""
     log.warning("%s: ending the run at its last completed epoch, %d of %d, as asked", out / STOP_FILE, completed,
                 configured)
-    with warnings.catch_warnings():  # the optimizer's state is not needed: no step follows
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(out / "backup" / "latest.weights.h5")
+    model.optimizer.build(model.trainable_variables)  # as after fit: the checkpoints hold its state too
+    model.load_weights(out / "backup" / "latest.weights.h5")
     (out / STOP_FILE).unlink()
     shutil.rmtree(out / "backup")
     return types.SimpleNamespace(history={})
