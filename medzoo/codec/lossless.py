@@ -134,12 +134,6 @@ def _neighbours(signal: np.ndarray):
     return padded[:, 1:, :-1], padded[:, :-1, 1:], padded[:, :-1, :-1]
 
 
-def med_prediction(left, up, upleft):
-    """The median edge detector: min or max of left/up at an edge, else the planar left + up - upleft."""
-    high, low = np.maximum(left, up), np.minimum(left, up)
-    return np.where(upleft >= high, low, np.where(upleft <= low, high, left + up - upleft))
-
-
 def activity(left, up, upleft):
     return np.abs(left - upleft) + np.abs(up - upleft)
 
@@ -387,7 +381,7 @@ def encode_signal_med(signal: np.ndarray, dtype) -> bytes:
 def _med_plan(signal: np.ndarray) -> dict:
     """Version 1's prediction errors and contexts (what :func:`_code_plan` codes)."""
     left, up, upleft = _neighbours(signal)
-    errors = signal - med_prediction(left, up, upleft)
+    errors = signal - prediction.median_edge(left, up, upleft)
     contexts = num_contexts(signal.size)
     local = energy(left, up, upleft, *_neighbours(errors))
     thresholds = context_thresholds(local, contexts)
@@ -429,7 +423,7 @@ def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
         ctx = errors_in.context(energy(left, up, upleft, *around(errors))).ravel()
         e = errors_in.take(ctx).reshape(left.shape)
         errors[:, rows, cols] = e
-        signal[:, rows, cols] = med_prediction(left, up, upleft) + e
+        signal[:, rows, cols] = prediction.median_edge(left, up, upleft) + e
     return signal[:, 1:, 1:]
 
 

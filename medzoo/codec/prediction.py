@@ -18,7 +18,7 @@ Order: the NE neighbour lies on the anti-diagonal of its pixel, so the decoder w
 ``t - 1``): ``2 H + W - 2`` steps, each decoding all its pixels (of every plane) at once.
 
 Borders: a neighbour outside the image is replaced by one inside, always one already decoded
-(:func:`neighbours`), so the first row and column are predicted from the pixels before them.
+(:func:`neighbour_sources`), so the first row and column are predicted from the pixels before them.
 """
 
 from __future__ import annotations
