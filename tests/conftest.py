@@ -1,7 +1,9 @@
 """Shared pytest fixtures: where the real data lives, and a quiet TensorFlow."""
 
+import importlib
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +19,16 @@ def _shared_data_dir() -> pathlib.Path:
 
 # library code (load_npz by name) and test subprocesses find the data through this variable
 os.environ.setdefault("MEDZOO_DATA_DIR", str(_shared_data_dir()))
+
+
+def import_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module, imported as it runs (its folder first on ``sys.path``)."""
+    folder = str(REPO_ROOT / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,14 @@
 """The linear-code benchmark's block KLT: blocks in order, exact with every component, better the more it keeps."""
 
-import importlib
-import pathlib
-import sys
 
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("linear_code")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    return import_benchmark("linear_code")
 
 
 def _smooth_images(rng, count, side=64):

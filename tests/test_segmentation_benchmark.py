@@ -1,23 +1,15 @@
 """The label-efficiency benchmark's bookkeeping: equal step budgets and the paired Dice gain."""
 
-import importlib
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("segmentation")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    return import_benchmark("segmentation")
 
 
 def _steps(schedule, images, batch):
