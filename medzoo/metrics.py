@@ -160,13 +160,25 @@ def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.
     _, h, w, c = images.shape
     scale = math.sqrt(numbers / (h * w * c))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    down_h, down_w = _bicubic_weights(h, size[0], antialias=True), _bicubic_weights(w, size[1], antialias=True)
-    up_h, up_w = _bicubic_weights(size[0], h), _bicubic_weights(size[1], w)
     out = np.empty_like(images)
     for i in range(0, len(images), 64):
-        small = np.einsum("yh,nhwc,xw->nyxc", down_h, images[i:i + 64], down_w, optimize=True)
-        out[i:i + 64] = np.einsum("yh,nhwc,xw->nyxc", up_h, small, up_w, optimize=True)
+        out[i:i + 64] = resize_bicubic(resize_bicubic(images[i:i + 64], *size), h, w)
     return np.clip(out, *value_range), size
+
+
+def resize_bicubic(images, height: int, width: int) -> np.ndarray:
+    """Resize float images (N, H, W, C) to (N, height, width, C): Keys bicubic, antialiased when shrinking.
+
+    numpy only (:func:`_bicubic_weights`), so every backend and the codec's decoder get the same
+    numbers; values are not clipped (bicubic overshoots a little at edges).
+    """
+    images = np.asarray(images, np.float32)
+    _, h, w, _ = images.shape
+    if (h, w) == (height, width):
+        return images
+    rows = _bicubic_weights(h, height, antialias=height < h)
+    cols = _bicubic_weights(w, width, antialias=width < w)
+    return np.einsum("yh,nhwc,xw->nyxc", rows, images, cols, optimize=True)
 
 
 def _bicubic_weights(size_in: int, size_out: int, antialias: bool = False) -> np.ndarray:
