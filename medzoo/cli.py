@@ -332,10 +332,10 @@ def _compress(args):
         how = "the causal coder alone" if header.kind == "lossless" else \
             f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}"
         print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly")
-    elif header.kind in ("hyperprior", "hyperprior-pixels"):
+    elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
               + ("; medzoo decompress gives back pixels of the stored type and bit depth"
-                 if header.kind == "hyperprior-pixels" else ""))
+                 if header.kind.endswith("-pixels") else ""))
     else:
         print(f"model {header.model_name} {header.model_version}, {header.kind} entropy model; "
               f"the pixels given would take {written.given_pixels * header.image_shape[2]} bytes at 8 bits")
@@ -502,8 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_encode)
 
-    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): a VQ-VAE or hyperprior "
-                                        "codec, or --lossless (exact stored pixels, DICOM 8-16 bit included)",
+    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): a VQ-VAE, a hyperprior "
+                                        "codec or an any-size autoencoder (its rounded latent), or --lossless "
+                                        "(exact stored pixels, DICOM 8-16 bit included)",
                        usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q] [--lossless] "
                              "[--kind KIND]")
     p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
@@ -511,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--lossless), then " + inputs_help)
     p.add_argument("-o", "--output", required=True, help="the stream file to write (.mzc)")
     p.add_argument("--model", help="the model, instead of naming it first")
-    p.add_argument("--quality", type=int, help="a hyperprior codec's quality level (0 = fewest bits)")
+    p.add_argument("--quality", type=int, help="a hyperprior codec's or autoencoder's quality level (0 = fewest "
+                                               "bits; default the middle one)")
     p.add_argument("--lossless", action="store_true",
                    help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
                         "decompress writes them back as .npy, or DICOM files (and their headers) came in: as "

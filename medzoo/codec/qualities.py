@@ -1,4 +1,7 @@
-"""What each quality level of a hyperprior codec gives: bits per pixel of real streams, PSNR and SSIM.
+"""What each quality level of a codec gives: bits per pixel of real streams, PSNR and SSIM.
+
+A codec is a hyperprior codec (a level per trade-off ``lambda``) or an any-size autoencoder
+coding its rounded latent (a level per ``(factor, step)``, :mod:`medzoo.codec.latent`).
 
 The figures a codec preset records (``medzoo.info(NAME)["codec"]["qualities"]``) and that
 ``benchmarks/rate_distortion.py`` measures: every image is coded in a stream of its own,
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from medzoo.codec.latent import is_latent_coder, levels_of
 from medzoo.codec.stream import compress, decompress
 from medzoo.metrics import psnr, ssim
 from medzoo.progress import progress
@@ -24,12 +28,26 @@ def coded_one_by_one(model, x: np.ndarray, quality: int) -> tuple[np.ndarray, np
     return sizes, reconstructions
 
 
+def num_levels(model) -> int:
+    """How many quality levels the codec has."""
+    return len(levels_of(model)) if is_latent_coder(model) else int(model.num_qualities)
+
+
+def level_fields(model, quality: int) -> dict:
+    """What defines a level: ``{"lambda"}`` (hyperprior) or ``{"factor", "step"}`` (an autoencoder's latent)."""
+    if is_latent_coder(model):
+        factor, step = levels_of(model)[quality]
+        return {"factor": factor, "step": step}
+    return {"lambda": float(model.lambdas[quality])}
+
+
 def quality_table(model, x: np.ndarray, *, enabled=None) -> list[dict]:
-    """One row per quality level: ``quality``, ``lambda``, mean ``bpp`` of real streams, ``psnr`` and ``ssim``."""
+    """One row per quality level: ``quality``, what defines it (:func:`level_fields`), mean ``bpp`` of real
+    streams, ``psnr`` and ``ssim``."""
     pixels = x.shape[1] * x.shape[2]
     rows = []
-    for q in progress(range(model.num_qualities), "codec qualities", enabled=enabled):
+    for q in progress(range(num_levels(model)), "codec qualities", enabled=enabled):
         sizes, rec = coded_one_by_one(model, x, q)
-        rows.append({"quality": q, "lambda": float(model.lambdas[q]), "bpp": float(np.mean(8.0 * sizes / pixels)),
+        rows.append({"quality": q, **level_fields(model, q), "bpp": float(np.mean(8.0 * sizes / pixels)),
                      "psnr": float(psnr(x, rec).mean()), "ssim": float(ssim(x, rec).mean())})
     return rows

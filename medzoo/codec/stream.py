@@ -35,7 +35,8 @@ Format version 2 holds a scale-hyperprior codec's latents
     magic            4 bytes  b"\x89MZC"
     format version   1 byte   2
     mode             1 byte   0 lossy (float images), 1 lossless on the codec's prediction, 2 lossless
-                              without it, 3 lossy from integer pixels (decoded to the same dtype)
+                              without it, 3 lossy from integer pixels (decoded to the same dtype);
+                              4 and 5 as 0 and 3 for an autoencoder's latent (medzoo.codec.latent)
     model name       v length + UTF-8
     model version    v length + ASCII
     weights id       4 bytes  as above
@@ -51,7 +52,9 @@ Format version 2 holds a scale-hyperprior codec's latents
                               words (32-bit, little-endian, trailing zero bytes of the last word
                               dropped); it is the rest of the payload in modes 0 and 3, and
                               length-prefixed (v) in modes 1 and 2 (empty in mode 2), which end
-                              with the residuals' ANS words (medzoo.codec.lossless)
+                              with the residuals' ANS words (medzoo.codec.lossless). Modes 4 and 5
+                              hold medzoo.codec.latent's block where the latents block would be
+                              (tables id: latent.TABLES_ID; quality: the index of the model's level)
     CRC32            4 bytes  over everything above
 
 Version 1 streams stay readable.
@@ -81,9 +84,13 @@ VQ_FORMAT, HYPERPRIOR_FORMAT = 1, 2
 HYPERPRIOR_KIND, LOSSLESS_KIND, CAUSAL_KIND = "hyperprior", "hyperprior-lossless", "lossless"
 #: lossy latents of integer pixels (min-max scaled per image and channel), decoded back to their dtype
 PIXELS_KIND = "hyperprior-pixels"
-MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND}
+#: an any-size autoencoder's rounded latent, coded by the causal coder (medzoo.codec.latent): float images,
+#: or integer pixels (min-max scaled per image and channel, decoded back to their dtype)
+LATENT_KIND, LATENT_PIXELS_KIND = "autoencoder", "autoencoder-pixels"
+LATENT_KINDS = (LATENT_KIND, LATENT_PIXELS_KIND)
+MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND, 4: LATENT_KIND, 5: LATENT_PIXELS_KIND}
 #: the modes that give back integer pixels (their payload starts with type, rank and ranges)
-PIXEL_MODES = (LOSSLESS_KIND, CAUSAL_KIND, PIXELS_KIND)
+PIXEL_MODES = (LOSSLESS_KIND, CAUSAL_KIND, PIXELS_KIND, LATENT_PIXELS_KIND)
 _MODE_IDS = {kind: mode for mode, kind in MODES.items()}
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
@@ -265,6 +272,8 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         quality = None if kinds[kind_id] == CAUSAL_KIND else quality
     header_bytes = r.pos
     payload = r.take(payload_len, "payload")
+    if version == HYPERPRIOR_FORMAT and kinds[kind_id] in LATENT_KINDS:
+        h, w = _latent_block_shape(payload, kinds[kind_id], n * ic)
     crc = r.take(4, "checksum")
     if r.pos != len(data):
         raise BitstreamError(f"corrupted medzoo stream: {len(data) - r.pos} unexpected bytes after the checksum")
@@ -277,6 +286,18 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
     return header, payload
 
 
+def _latent_block_shape(payload: bytes, kind: str, ranges: int) -> tuple[int, int]:
+    """The latent's (h, w) from a mode-4/5 payload (after the pixel prefix of ``ranges`` image channels)."""
+    r = Reader(payload)
+    if kind == LATENT_PIXELS_KIND:
+        r.take(2, "pixel type and rank")
+        for _ in range(2 * ranges):
+            r.varint("pixel range")
+    r.varint("factor")
+    r.take(4, "step")
+    return r.varint("latent height"), r.varint("latent width")
+
+
 def read_header(data) -> StreamHeader:
     """Parse and check a stream's header and checksum without decoding it (no model needed)."""
     return _parse(data)[0]
@@ -287,14 +308,22 @@ def _is_hyperprior(model) -> bool:
     return hasattr(model, "hyper_synthesis") and hasattr(model, "entropy_bottleneck")
 
 
+def _is_latent(model) -> bool:
+    from medzoo.codec.latent import is_latent_coder
+
+    return is_latent_coder(model)
+
+
 def _resolve_coder(model):
-    """A zoo name, preset path or instance -> a model that can make streams (VQ-VAE or hyperprior codec)."""
+    """A zoo name, preset path or instance -> a model that can make streams (VQ-VAE, hyperprior codec or
+    any-size autoencoder)."""
+    from medzoo.codec.latent import is_latent_coder
     from medzoo.zoo.identity import resolve_model
 
     model = resolve_model(model)
-    if not hasattr(model, "quantizer") and not _is_hyperprior(model):
-        raise ConfigError(f"compression needs a VQ-VAE (discrete code maps) or a hyperprior codec; got a "
-                          f"{type(model).__name__}")
+    if not hasattr(model, "quantizer") and not _is_hyperprior(model) and not is_latent_coder(model):
+        raise ConfigError(f"compression needs a VQ-VAE (discrete code maps), a hyperprior codec or an any-size "
+                          f"autoencoder (its latent, rounded); got a {type(model).__name__}")
     return model
 
 
@@ -372,6 +401,33 @@ def _compress_hyperprior(model, x, quality, batch_size, tile_size) -> bytes:
     tables, fingerprint = tables_for(model)
     block, _, _ = _lossy_block(model, tables, x, quality, batch_size, tile_size)
     return _packed(model, block, fingerprint, tables.digest, quality, x.shape[1:], len(x), HYPERPRIOR_KIND)
+
+
+def _latent_quality(model, quality) -> int:
+    from medzoo.codec.latent import levels_of
+
+    levels = levels_of(model)
+    quality = len(levels) // 2 if quality is None else quality
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < len(levels):
+        raise ConfigError(f"quality must be an integer in 0..{len(levels) - 1} (0 = fewest bits), got {quality!r}")
+    return int(quality)
+
+
+def _compress_latent(model, images, quality, batch_size) -> bytes:
+    """An any-size autoencoder's rounded latent at ``quality``: mode 4 (float inputs) or 5 (integer pixels)."""
+    from medzoo.codec import latent
+    from medzoo.codec.lossless import model_inputs
+
+    factor, step = latent.levels_of(model)[quality]
+    fingerprint = weights_fingerprint(model)
+    if np.issubdtype(np.asarray(images).dtype, np.integer):
+        pixels, rank, dtype, ranges = _codec_pixels(model, images)
+        block = latent.encode_block(model, model_inputs(pixels, ranges), factor, step, batch_size)
+        return _packed(model, _pixel_prefix(dtype, rank, ranges) + block, fingerprint, latent.TABLES_ID, quality,
+                       pixels.shape[1:], len(pixels), LATENT_PIXELS_KIND)
+    x = _codec_inputs(model, images)
+    return _packed(model, latent.encode_block(model, x, factor, step, batch_size), fingerprint, latent.TABLES_ID,
+                   quality, x.shape[1:], len(x), LATENT_KIND)
 
 
 def _integer_images(images) -> tuple[np.ndarray, int]:
@@ -453,7 +509,7 @@ def _compress_lossless(model, images, quality, batch_size, tile_size) -> bytes:
 
 def compress(images, model=None, *, quality=None, lossless: bool = False, kind: str = DEFAULT_KIND,
              entropy_model=None, batch_size: int = 64, tile_size: int | None = None) -> bytes:
-    """Compress images into a medzoo stream with a VQ-VAE or a hyperprior codec.
+    """Compress images into a medzoo stream with a VQ-VAE, a hyperprior codec or an any-size autoencoder.
 
     Args:
         images: raw images (uint8 or float: the model's preprocessing is applied) or model
@@ -466,7 +522,9 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
             preset path or instance; default ``"vqvae-chestxray"``. Lossless without a model:
             the causal coder alone (no weights needed to code or decode).
         quality: a hyperprior codec's quality level, 0 (fewest bits) to
-            ``model.num_qualities - 1``; default the model's own ``quality``. Lossless: the
+            ``model.num_qualities - 1``; default the model's own ``quality``. An any-size
+            autoencoder's: an index into its levels (:func:`medzoo.codec.latent.levels_of`),
+            default the middle one. Lossless: the
             level whose reconstruction predicts the pixels; default None tries the highest
             level and no codec at all (the causal coder alone) and keeps the smaller stream.
         lossless: code the exact pixels (a hyperprior codec): ``images`` are integer arrays
@@ -503,6 +561,11 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
             raise ConfigError("quality= picks a codec's level; lossless compression without a model has none")
         return _compress_lossless(None, images, None, batch_size, tile_size)
     model = _resolve_coder(DEFAULT_MODEL if model is None else model)
+    if _is_latent(model):
+        if lossless:
+            raise ConfigError("an autoencoder's float decoder cannot predict pixels exactly; for lossless "
+                              "compression pass no model (the causal coder) or a hyperprior codec")
+        return _compress_latent(model, images, _latent_quality(model, quality), batch_size)
     if lossless:
         if not _is_hyperprior(model):
             raise ConfigError("lossless compression needs a hyperprior codec (its exact reconstruction predicts "
@@ -552,6 +615,10 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
             f"the stream was made with {made} (weights id {header.weights_id}) but the model given is "
             f"{model_label(model)} (weights id {fingerprint}); decode it with the model that made it"
         )
+    if header.kind in LATENT_KINDS:
+        if not _is_latent(model) or header.image_shape[-1] != model.image_shape[-1]:
+            raise BitstreamError("the stream holds an autoencoder's latent; the model given cannot decode it")
+        return
     if header.format_version == HYPERPRIOR_FORMAT:
         if not _is_hyperprior(model) or header.image_shape[-1] != model.image_shape[-1]:
             raise BitstreamError("the stream holds hyperprior latents; the model given cannot decode them")
@@ -621,6 +688,9 @@ def _latents(data, model):
         raise BitstreamError("the stream holds VQ-VAE code maps, not hyperprior latents; use decompress_codes")
     if header.kind == CAUSAL_KIND:
         raise BitstreamError("this lossless stream was coded without the codec's reconstruction: it has no latents")
+    if header.kind in LATENT_KINDS:
+        raise BitstreamError("the stream holds an autoencoder's latent, not hyperprior latents; "
+                             "medzoo.codec.latent.read_block reads it")
     model = _model_for(header, model)
     tables, fingerprint = tables_for(model) if _is_hyperprior(model) else (None, None)
     _check_model(header, model, fingerprint)
@@ -655,12 +725,12 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
         count = header.num_images * header.image_shape[-1] * 2
         ranges = np.array([r.signed("pixel range") for _ in range(count)], dtype=np.int64)
         parts.update(dtype=DTYPES[dtype_id], rank=rank, ranges=ranges.reshape(header.num_images, -1, 2))
-        if header.kind == PIXELS_KIND:
+        if header.kind in (PIXELS_KIND, LATENT_PIXELS_KIND):
             parts["lossy"] = payload[r.pos:]
         else:
             parts["lossy"] = r.take(r.varint("lossy payload length"), "lossy payload")
             parts["residuals"] = payload[r.pos:]
-    if header.kind != CAUSAL_KIND:
+    if header.kind not in (CAUSAL_KIND, *LATENT_KINDS):
         r = Reader(parts["lossy"])
         parts["tile"] = r.varint("tile size")
         if parts["tile"] % 64:
@@ -726,6 +796,8 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
     header = read_header(data)
     if header.kind in (LOSSLESS_KIND, CAUSAL_KIND):
         return _decompress_lossless(data, model)  # a causal-only stream needs no model
+    if header.kind in LATENT_KINDS:
+        return _decompress_latent(data, model, batch_size)
     if header.format_version == HYPERPRIOR_FORMAT:
         from medzoo.codec.lossless import from_unit
 
@@ -738,6 +810,24 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
     header, codes, model = decompress_codes(data, model, entropy_model=entropy_model)
     size = header.image_shape[:2] if model.image_shape[0] is None else None  # crop an any-size model's padding
     return model.decode(codes, batch_size=batch_size, output_size=size)
+
+
+def _decompress_latent(data, model, batch_size) -> np.ndarray:
+    from medzoo.codec import latent
+    from medzoo.codec.lossless import from_unit
+
+    header, payload = _parse(data)
+    model = _model_for(header, model)
+    _check_model(header, model)
+    if header.entropy_model_id != latent.TABLES_ID[:2 * _ID_BYTES]:
+        raise BitstreamError(f"the stream's latent coder {header.entropy_model_id} is not this medzoo's "
+                             f"({latent.TABLES_ID[:2 * _ID_BYTES]}); decode it with the medzoo version that made it")
+    parts = _payload_parts(header, payload)
+    h, w, _ = header.image_shape
+    images = latent.decode_block(model, parts["lossy"], header.num_images, h, w, batch_size)
+    if header.kind == LATENT_PIXELS_KIND:
+        return _as_given(from_unit(images, parts["ranges"], parts["dtype"]), parts["rank"])
+    return images
 
 
 def zlib_bytes(codes) -> int:

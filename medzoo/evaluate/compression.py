@@ -1,8 +1,9 @@
 """Rate-distortion of medzoo streams against JPEG, JPEG 2000, WebP and JPEG XL, with Bjontegaard deltas.
 
-Two kinds of learned codec: VQ-VAEs (each model one rate point; several make a curve)
-and hyperprior codecs (:class:`~medzoo.models.hyperprior.HyperpriorCodec`: each quality
-level one rate point, the levels a curve).
+Three kinds of learned codec: VQ-VAEs (each model one rate point; several make a curve),
+hyperprior codecs (:class:`~medzoo.models.hyperprior.HyperpriorCodec`: each quality
+level one rate point, the levels a curve) and any-size autoencoders coding their rounded
+latent (:mod:`medzoo.codec.latent`: a point per level, the levels a curve).
 
 Every image is compressed on its own, as a user would store it, and its rate is
 the size of the complete stream or file in bits per pixel of the model input
@@ -28,6 +29,7 @@ import numpy as np
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import classical, plots
+from medzoo.codec.latent import is_latent_coder
 from medzoo.codec.stream import DEFAULT_KIND, pack, raw_bits, zlib_bytes
 from medzoo.evaluate.common import (
     Result,
@@ -280,14 +282,16 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
 
 
 def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
-    """One point per quality level of a hyperprior codec: real streams, one per image, decoded back."""
-    from medzoo.codec.qualities import coded_one_by_one
+    """One point per quality level of a hyperprior codec or an autoencoder's latent: real streams, one per
+    image, decoded back."""
+    from medzoo.codec.qualities import coded_one_by_one, level_fields, num_levels
     from medzoo.codec.stream import compress, read_header
 
     label = model_label(model)
     pixels = x.shape[1] * x.shape[2]
     points, example = [], None
-    for q in progress(range(model.num_qualities), f"streams {label}", enabled=enabled):
+    levels = num_levels(model)
+    for q in progress(range(levels), f"streams {label}", enabled=enabled):
         sizes, rec = coded_one_by_one(model, x, q)
         header = read_header(compress(x[:1], model, quality=q))
         overhead = header.total_bytes - header.payload_bytes
@@ -295,8 +299,8 @@ def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
         per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
         batch = compress(x[:batch_size], model, quality=q)
         points.append({
-            "model": f"{label} q{q}", "curve": label, "quality": q, "lambda": model.lambdas[q],
-            "num_codes": None, "code_shape": list(model.latent_size(*x.shape[1:3])),
+            "model": f"{label} q{q}", "curve": label, "quality": q, **level_fields(model, q),
+            "num_codes": None, "code_shape": list(header.code_shape),
             "bpp": float(bpp.mean()), "payload_bpp": float(np.mean(8.0 * (sizes - overhead) / pixels)),
             "header_bytes": int(overhead), "one_stream_bpp": 8.0 * len(batch) / (min(len(x), batch_size) * pixels),
             "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
@@ -304,7 +308,7 @@ def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
             "rates": {k: None for k in (*KINDS, "zlib", "raw", "ideal_context")},
             "per_image": {"bpp": bpp, "psnr": per_psnr, "ssim": per_ssim},
         })
-        if q == model.num_qualities // 2:
+        if q == levels // 2:
             example = rec[0]
     return points, example
 
@@ -330,9 +334,9 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
         raise ConfigError("compression needs at least one VQ-VAE")
     vq_list = [m for m in model_list if hasattr(m, "quantizer")]
     for m in model_list:
-        if not hasattr(m, "quantizer") and not hasattr(m, "hyper_synthesis"):
-            raise ConfigError(f"{model_label(m)} is neither a VQ-VAE nor a hyperprior codec; compression evaluates "
-                              "medzoo streams")
+        if not hasattr(m, "quantizer") and not hasattr(m, "hyper_synthesis") and not is_latent_coder(m):
+            raise ConfigError(f"{model_label(m)} is neither a VQ-VAE, a hyperprior codec nor an any-size "
+                              "autoencoder; compression evaluates medzoo streams")
     fixed = {tuple(m.image_shape) for m in vq_list if m.image_shape[0] is not None}  # any-size models take any
     if len(fixed) > 1:
         raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same images; their input shapes "

@@ -29,6 +29,7 @@ from medzoo.codec.stream import (
     DEFAULT_MODEL,
     HYPERPRIOR_FORMAT,
     PIXEL_MODES,
+    LATENT_PIXELS_KIND,
     PIXELS_KIND,
     compress,
     decompress,
@@ -317,9 +318,9 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     Lossless: each file's pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY; see
     :func:`medzoo.data.read_stored_pixels`), all of one size and type; ``model`` may be None
     (the causal coder alone) or a hyperprior codec whose reconstruction predicts them. Lossy
-    with a hyperprior codec: the same stored pixels when their channels fit the codec (the
-    stream decodes to the same dtype and bit depth), else the model's inputs. Lossy with a
-    VQ-VAE: the files are read and preprocessed as the model's inputs.
+    with a hyperprior codec or an any-size autoencoder: the same stored pixels when their
+    channels fit the codec (the stream decodes to the same dtype and bit depth), else the
+    model's inputs. Lossy with a VQ-VAE: the files are read and preprocessed as the model's inputs.
 
     A fixed-size model codes its own size: files of another size are resized to it (with a
     :class:`~medzoo.ResizeWarning`), and ``given_pixels`` says how many pixels the files held.
@@ -330,11 +331,12 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         the images as given, for the bits per pixel of what the user gave.
     """
     from medzoo.codec import dicom_io
+    from medzoo.codec.latent import is_latent_coder
     from medzoo.data import image_files, probe_image
     from medzoo.models.hyperprior import HyperpriorCodec
 
     model = None if model is None else resolve_model(model)
-    stored = lossless or isinstance(model, HyperpriorCodec)
+    stored = lossless or isinstance(model, HyperpriorCodec) or is_latent_coder(model)
     files = image_files(inputs) if stored else []
     dicom = bool(files) and all(probe_image(f).kind == "dicom" for f in files)
     reason = next(filter(None, (dicom_io.unsupported(f) for f in files)), None) if dicom else None
@@ -441,7 +443,7 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind == PIXELS_KIND)
+        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind in (PIXELS_KIND, LATENT_PIXELS_KIND))
     if header.kind in PIXEL_MODES:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels

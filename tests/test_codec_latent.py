@@ -1,0 +1,138 @@
+"""An any-size autoencoder as a codec (medzoo.codec.latent): its rounded latent, coded by the causal coder.
+
+A tiny residual autoencoder trained for a few seconds on crops of real X-rays stands in for the
+zoo's; the checks are about the stream (levels, shapes, integer pixels, refusals), and that
+rate and quality move the way the levels say.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.codec import latent
+from medzoo.codec.bitio import BitstreamError
+from medzoo.codec.stream import read_header
+from medzoo.data import PreprocessSpec, from_arrays
+from medzoo.errors import ConfigError, DataError
+from medzoo.metrics import psnr, resize_bicubic
+from medzoo.models import ConvAutoencoder
+
+RESIDUAL = dict(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_cxr):
+    keras.utils.set_random_seed(0)
+    ae = ConvAutoencoder(**RESIDUAL, latent_channels=2, normalization="layer")
+    ae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    ds = from_arrays(tiny_cxr, PreprocessSpec(size=None), batch_size=16, shuffle=True, seed=0, crop_size=16,
+                     repeat=True)
+    ae.fit(ds, epochs=1, steps_per_epoch=60, verbose=0)
+    ae.zoo_metadata = {"name": "tiny-latent", "version": "0.1.0",
+                       "codec": {"levels": [[2, 0.5], [1, 1.0], [1, 0.25], [1, 0.0625]]}}
+    return ae
+
+
+@pytest.fixture(scope="module")
+def images(tiny_cxr):
+    """Real X-rays enlarged to 64 x 48 (not a multiple of the tiles or the factor: padding is cropped)."""
+    return np.clip(resize_bicubic(tiny_cxr[:3], 64, 48), 0.0, 1.0)
+
+
+def test_levels_come_from_the_preset_else_the_defaults(model):
+    assert latent.levels_of(model) == ((2, 0.5), (1, 1.0), (1, 0.25), (1, 0.0625))
+    assert latent.levels_of(ConvAutoencoder(**RESIDUAL, latent_channels=2)) == latent.DEFAULT_LEVELS
+    assert latent.is_latent_coder(model)
+    assert not latent.is_latent_coder(ConvAutoencoder(input_shape=(32, 32, 1), filters=4, depth=2))
+
+
+def test_finer_steps_cost_more_bits_and_give_more_quality(model, images):
+    sizes, quality = [], []
+    for q in (1, 2, 3):
+        data = medzoo.compress(images, model, quality=q)
+        header = read_header(data)
+        assert header.kind == "autoencoder" and header.quality == q
+        assert header.code_shape == (16, 12)  # 64 x 48 at f = 4
+        out = medzoo.decompress(data, model)
+        assert out.shape == images.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        sizes.append(len(data))
+        quality.append(float(np.mean(psnr(images, out))))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert quality[0] < quality[1] < quality[2]
+    # the finest step is close to the unquantised reconstruction
+    assert abs(quality[2] - float(np.mean(psnr(images, model.reconstruct(images))))) < 1.0
+
+
+def test_a_reduced_level_codes_a_smaller_latent_and_fewer_bits(model, images):
+    reduced, full = medzoo.compress(images, model, quality=0), medzoo.compress(images, model, quality=1)
+    assert read_header(reduced).code_shape == (8, 6)  # 32 x 24 at f = 4
+    assert len(reduced) < len(full)
+    assert medzoo.decompress(reduced, model).shape == images.shape
+
+
+def test_the_integers_travel_exactly(model, images):
+    data = medzoo.compress(images, model, quality=2)
+    header = read_header(data)
+    block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
+    factor, step, q = latent.read_block(block, len(images))
+    assert (factor, step) == (1, 0.25)
+    expected = np.round(model.encode(images) / np.float32(0.25))
+    np.testing.assert_array_equal(q, expected)
+
+
+@pytest.mark.parametrize("dtype, low, high", [("uint16", 0, 4095), ("int16", -1024, 2000), ("uint8", 0, 255)])
+def test_integer_pixels_come_back_in_their_type_and_range(model, images, dtype, low, high):
+    pixels = np.round(low + images[..., 0] * (high - low)).astype(dtype)  # (N, H, W): rank 3
+    data = medzoo.compress(pixels, model, quality=3)
+    assert read_header(data).kind == "autoencoder-pixels"
+    out = medzoo.decompress(data, model)
+    assert out.dtype == pixels.dtype and out.shape == pixels.shape
+    assert out.min() >= pixels.min() and out.max() <= pixels.max()
+    # the same as coding each image min-max scaled to [0, 1] and mapping the result back
+    lo = pixels.min(axis=(1, 2), keepdims=True).astype(np.float64)
+    hi = pixels.max(axis=(1, 2), keepdims=True).astype(np.float64)
+    unit = ((pixels - lo) / (hi - lo)).astype(np.float32)[..., None]
+    expected = lo + medzoo.decompress(medzoo.compress(unit, model, quality=3), model)[..., 0] * (hi - lo)
+    assert np.abs(out - expected).max() <= 1.0
+
+
+def test_refusals(model, images):
+    data = medzoo.compress(images, model)
+    other = ConvAutoencoder(**{**RESIDUAL, "seed": 2}, latent_channels=2)
+    with pytest.raises(BitstreamError, match="weights id"):
+        medzoo.decompress(data, other)
+    with pytest.raises(BitstreamError):
+        medzoo.decompress(data[:-9] + data[-4:], model)  # truncated payload
+    with pytest.raises(ConfigError, match="quality"):
+        medzoo.compress(images, model, quality=4)
+    with pytest.raises(ConfigError, match="lossless"):
+        medzoo.compress((images * 255).astype(np.uint8), model, lossless=True)
+    with pytest.raises(DataError):
+        medzoo.compress(images * 2.0, model)  # floats outside [0, 1]
+    with pytest.raises(ConfigError, match="step"):
+        latent.encode_block(model, images, 1, 0.0)
+
+
+def test_a_ct_dicom_goes_through_the_autoencoder_and_comes_back_marked_lossy(model, dicom_dir, tmp_path):
+    """DICOM in, DICOM out: the header, int16 HU pixels in the stored range, the Lossy Image Compression
+    attributes and a new SOP Instance UID."""
+    import pydicom
+
+    from medzoo.codec.dicom_io import LOSSY_METHOD
+    from medzoo.data import read_stored_pixels
+    from medzoo.evaluate import compress_files, decompress_file
+
+    source = dicom_dir / "693_J2KR.dcm"
+    stored = read_stored_pixels(source)
+    header = compress_files([source], tmp_path / "ct.mzc", model=model, quality=3).header
+    assert header.kind == "autoencoder-pixels" and header.image_shape[:2] == stored.shape
+    _, _, paths = decompress_file(tmp_path / "ct.mzc", tmp_path / "out", model=model)
+    original, back = pydicom.dcmread(source), pydicom.dcmread(paths[0])
+    assert back.pixel_array.dtype == stored.dtype and back.pixel_array.shape == stored.shape
+    assert stored.min() <= back.pixel_array.min() and back.pixel_array.max() <= stored.max()
+    np.testing.assert_array_equal(back.pixel_array, medzoo.decompress(medzoo.compress(stored, model, quality=3),
+                                                                      model))
+    assert back.LossyImageCompression == "01" and LOSSY_METHOD in str(back.LossyImageCompressionMethod)
+    assert back.SOPInstanceUID != original.SOPInstanceUID
+    assert (back.PatientID, back.Modality, back.Rows) == (original.PatientID, original.Modality, original.Rows)
