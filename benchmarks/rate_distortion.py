@@ -1,7 +1,9 @@
-"""Rate-distortion of the zoo's VQ-VAEs and hyperprior codecs (medzoo streams) against JPEG, JPEG 2000, WebP, JPEG XL.
+"""Rate-distortion of the zoo's VQ-VAEs and codecs (medzoo streams) against JPEG, JPEG 2000, WebP, JPEG XL.
 
     python benchmarks/rate_distortion.py                      # every zoo VQ-VAE, full test split
     python benchmarks/rate_distortion.py --models runs/codec-chestxray/preset   # a hyperprior codec's levels
+    python benchmarks/rate_distortion.py --models ae-chestxray-f4c3 --dataset cxr_hannover_1024
+                                                              # an autoencoder's latent levels, 1024 px
     python benchmarks/rate_distortion.py --max-images 64      # quick run
     python benchmarks/rate_distortion.py --markdown           # also results.md (Markdown tables)
 
@@ -30,6 +32,8 @@ from medzoo.evaluate.common import format_table
 
 def build_parser():
     p = _common.parser("compression", __doc__.splitlines()[0])
+    p.add_argument("--dataset", help="the test split of this dataset (e.g. cxr_hannover_1024: native 1024 px "
+                   "radiographs) instead of the first model's own")
     p.add_argument("--codecs", nargs="+", help="classical codecs (default: all available)")
     p.add_argument("--anchor", default="jpeg2000", help="BD-rate anchor codec (default jpeg2000)")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"])
@@ -44,9 +48,9 @@ def run(args) -> tuple[list, str]:
     models = _common.available(args.models or _common.zoo_names("vqvae"))
     with _common.Timer() as t:
         result = medzoo.evaluate.compression(models, max_images=args.max_images, seed=args.seed, codecs=args.codecs,
-                                             anchor=args.anchor, kind=args.kind)
+                                             anchor=args.anchor, kind=args.kind, dataset=args.dataset)
     paths = result.save(args.output)
-    speed_rows, speed = speed_table(models, args.speed_images, args.seed)
+    speed_rows, speed = speed_table(models, args.speed_images, args.seed, args.dataset)
     text = result.table() + "\n\n" + speed + f"\n\n({t.seconds:.0f} s)"
     _common.write(args.output, "summary", text, {**result.to_dict(), "speed_mp_s": speed_rows})
     if args.markdown:
@@ -65,14 +69,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def speed_table(models, count, seed) -> tuple[list, str]:
+def speed_table(models, count, seed, dataset=None) -> tuple[list, str]:
     """Encode and decode megapixels per second: each medzoo model (a codec at its middle level) one image per
     call and ``count`` images in one call, and JPEG 2000 at 36 dB one image per call (the same images)."""
     rows = []
     for name in models:
         model = medzoo.codec.stream._resolve_coder(name)
-        x, _, _ = medzoo.evaluate.common.given_or_loaded(model, None, None, "test", dataset=None, max_images=count,
-                                                          seed=seed)
+        x, _, _ = medzoo.evaluate.common.given_or_loaded(model, None, None, "test", dataset=dataset,
+                                                          max_images=count, seed=seed)
         quality = {"quality": model.quality} if hasattr(model, "num_qualities") else {}
         mp = x.shape[1] * x.shape[2] / 1e6
         medzoo.decompress(medzoo.compress(x[:1], model, **quality), model)  # tables, compilation: once per model
