@@ -70,7 +70,7 @@ def levels_of(model) -> tuple:
 def check_level(factor, step) -> tuple[int, float]:
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
         raise ConfigError(f"a level's factor is a whole number >= 1, got {factor!r}")
-    if not (isinstance(step, (int, float, np.floating)) and math.isfinite(step) and step > 0):
+    if isinstance(step, bool) or not (isinstance(step, (int, float, np.number)) and math.isfinite(step) and step > 0):
         raise ConfigError(f"a level's step is a positive number, got {step!r}")
     return int(factor), float(np.float32(step))
 

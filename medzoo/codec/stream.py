@@ -91,6 +91,8 @@ LATENT_KINDS = (LATENT_KIND, LATENT_PIXELS_KIND)
 MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND, 4: LATENT_KIND, 5: LATENT_PIXELS_KIND}
 #: the modes that give back integer pixels (their payload starts with type, rank and ranges)
 PIXEL_MODES = (LOSSLESS_KIND, CAUSAL_KIND, PIXELS_KIND, LATENT_PIXELS_KIND)
+#: the modes that give back integer pixels a codec changed (a DICOM written from them is marked lossy)
+LOSSY_PIXEL_MODES = (PIXELS_KIND, LATENT_PIXELS_KIND)
 _MODE_IDS = {kind: mode for mode, kind in MODES.items()}
 #: the entropy model kind ``compress`` uses unless told otherwise
 DEFAULT_KIND = "context"
@@ -314,14 +316,17 @@ def _is_latent(model) -> bool:
     return is_latent_coder(model)
 
 
+def is_stream_coder(model) -> bool:
+    """Whether ``model`` makes medzoo streams: a VQ-VAE, a hyperprior codec or an any-size autoencoder."""
+    return hasattr(model, "quantizer") or _is_hyperprior(model) or _is_latent(model)
+
+
 def _resolve_coder(model):
-    """A zoo name, preset path or instance -> a model that can make streams (VQ-VAE, hyperprior codec or
-    any-size autoencoder)."""
-    from medzoo.codec.latent import is_latent_coder
+    """A zoo name, preset path or instance -> a model that can make streams (:func:`is_stream_coder`)."""
     from medzoo.zoo.identity import resolve_model
 
     model = resolve_model(model)
-    if not hasattr(model, "quantizer") and not _is_hyperprior(model) and not is_latent_coder(model):
+    if not is_stream_coder(model):
         raise ConfigError(f"compression needs a VQ-VAE (discrete code maps), a hyperprior codec or an any-size "
                           f"autoencoder (its latent, rounded); got a {type(model).__name__}")
     return model
@@ -349,12 +354,23 @@ def _codec_inputs(model, images) -> np.ndarray:
     return prepare(model, array)
 
 
-def _quality(model, quality) -> int:
-    levels = model.num_qualities
-    quality = model.quality if quality is None else quality
+def _checked_quality(quality, levels: int) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < levels:
         raise ConfigError(f"quality must be an integer in 0..{levels - 1} (0 = fewest bits), got {quality!r}")
     return int(quality)
+
+
+def _quality(model, quality) -> int:
+    """A hyperprior codec's level: ``quality``, or the model's own."""
+    return _checked_quality(model.quality if quality is None else quality, model.num_qualities)
+
+
+def _latent_quality(model, quality) -> int:
+    """An autoencoder's level: ``quality``, or the middle one of its levels."""
+    from medzoo.codec.latent import levels_of
+
+    levels = len(levels_of(model))
+    return _checked_quality(levels // 2 if quality is None else quality, levels)
 
 
 def _integer_latents(model, x, quality, batch_size) -> tuple[np.ndarray, np.ndarray]:
@@ -401,16 +417,6 @@ def _compress_hyperprior(model, x, quality, batch_size, tile_size) -> bytes:
     tables, fingerprint = tables_for(model)
     block, _, _ = _lossy_block(model, tables, x, quality, batch_size, tile_size)
     return _packed(model, block, fingerprint, tables.digest, quality, x.shape[1:], len(x), HYPERPRIOR_KIND)
-
-
-def _latent_quality(model, quality) -> int:
-    from medzoo.codec.latent import levels_of
-
-    levels = levels_of(model)
-    quality = len(levels) // 2 if quality is None else quality
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < len(levels):
-        raise ConfigError(f"quality must be an integer in 0..{len(levels) - 1} (0 = fewest bits), got {quality!r}")
-    return int(quality)
 
 
 def _compress_latent(model, images, quality, batch_size) -> bytes:
@@ -725,7 +731,7 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
         count = header.num_images * header.image_shape[-1] * 2
         ranges = np.array([r.signed("pixel range") for _ in range(count)], dtype=np.int64)
         parts.update(dtype=DTYPES[dtype_id], rank=rank, ranges=ranges.reshape(header.num_images, -1, 2))
-        if header.kind in (PIXELS_KIND, LATENT_PIXELS_KIND):
+        if header.kind in LOSSY_PIXEL_MODES:
             parts["lossy"] = payload[r.pos:]
         else:
             parts["lossy"] = r.take(r.varint("lossy payload length"), "lossy payload")

@@ -29,8 +29,7 @@ import numpy as np
 
 from medzoo.errors import ConfigError, DataError
 from medzoo.evaluate import classical, plots
-from medzoo.codec.latent import is_latent_coder
-from medzoo.codec.stream import DEFAULT_KIND, pack, raw_bits, zlib_bytes
+from medzoo.codec.stream import DEFAULT_KIND, is_stream_coder, pack, raw_bits, zlib_bytes
 from medzoo.evaluate.common import (
     Result,
     format_table,
@@ -334,7 +333,7 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
         raise ConfigError("compression needs at least one VQ-VAE")
     vq_list = [m for m in model_list if hasattr(m, "quantizer")]
     for m in model_list:
-        if not hasattr(m, "quantizer") and not hasattr(m, "hyper_synthesis") and not is_latent_coder(m):
+        if not is_stream_coder(m):
             raise ConfigError(f"{model_label(m)} is neither a VQ-VAE, a hyperprior codec nor an any-size "
                               "autoencoder; compression evaluates medzoo streams")
     fixed = {tuple(m.image_shape) for m in vq_list if m.image_shape[0] is not None}  # any-size models take any

@@ -28,9 +28,8 @@ from medzoo.codec.stream import (
     DEFAULT_KIND,
     DEFAULT_MODEL,
     HYPERPRIOR_FORMAT,
+    LOSSY_PIXEL_MODES,
     PIXEL_MODES,
-    LATENT_PIXELS_KIND,
-    PIXELS_KIND,
     compress,
     decompress,
     decompress_codes,
@@ -443,7 +442,7 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind in (PIXELS_KIND, LATENT_PIXELS_KIND))
+        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind in LOSSY_PIXEL_MODES)
     if header.kind in PIXEL_MODES:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
