@@ -54,7 +54,8 @@ def _train(args):
     overrides.update(parse_override(item) for item in args.set or [])
     result = train(args.recipe, output_dir=args.output, strategy=args.strategy, precision=args.precision,
                    resume=args.resume, deterministic=args.deterministic, verbose=args.verbose,
-                   write_preset=not args.no_preset, time_budget_s=args.time_budget, **overrides)
+                   write_preset=not args.no_preset, time_budget_s=args.time_budget, data_workers=args.data_workers,
+                   **overrides)
     print(json.dumps({"recipe": result.recipe.name, "epochs": result.epochs_completed,
                       "initial_epoch": result.initial_epoch,
                       "optimizer_steps": result.optimizer_steps,
@@ -388,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed (float16) and bfloat16 compute need a GPU")
     p.add_argument("--time-budget", type=_duration, metavar="DURATION",
                    help="train for about this long (e.g. 540, 9m, 2h): the epochs that fit are measured first")
+    p.add_argument("--data-workers", type=int, default=1, metavar="N",
+                   help="threads cutting training crops ahead of the step (JAX and PyTorch; keeps a GPU fed)")
     p.add_argument("--finish", action="store_true",
                    help="turn the finished run in --output (e.g. trained on a GPU machine with --no-preset) into a "
                         "preset: test metrics measured here, the run's hardware and wall time kept")

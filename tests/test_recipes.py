@@ -461,3 +461,40 @@ def test_a_run_written_before_a_recipe_field_existed_is_still_the_same_recipe():
     assert _with_defaults(stored) == json.loads(json.dumps(recipe, default=dataclasses.asdict))
     with pytest.raises(ConfigError, match="inference_tile"):
         recipe.with_overrides(inference_tile=128)  # --set inference_tile=128: a clear error, not a TypeError
+
+
+def test_max_train_images_keeps_a_seeded_subset_of_the_training_split_only():
+    from medzoo.recipes.train import load_images
+
+    recipe = get_recipe("ae-chestxray").with_overrides(dataset="kermany_pediatric_cxr_64", max_train_images=40)
+    train_a, train_b = load_images(recipe, "train"), load_images(recipe, "train")
+    whole = load_images(get_recipe("ae-chestxray").with_overrides(dataset="kermany_pediatric_cxr_64"), "val")
+    assert len(train_a) == 40 and np.array_equal(train_a, train_b)  # the same subset every time (the seed's)
+    assert len(load_images(recipe, "val")) == len(whole) > 40  # validation and test stay whole
+    other = load_images(recipe.with_overrides(seed=1), "train")
+    assert not np.array_equal(train_a, other)
+    # a machine that holds only the subset (what travelled) sees exactly the same images
+    full = load_images(get_recipe("ae-chestxray").with_overrides(dataset="kermany_pediatric_cxr_64"), "train")
+    assert len(full) > 40 and any(np.array_equal(train_a[0], x) for x in full)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="max_train_images"):
+            get_recipe("ae-chestxray").with_overrides(max_train_images=bad)
+
+
+def test_data_workers_cut_the_same_batches_as_one_thread(tmp_path):
+    from medzoo.data import PreprocessSpec, from_arrays
+
+    images = np.random.default_rng(0).integers(0, 255, (20, 48, 48), np.uint8)
+    spec = PreprocessSpec(size=None, channels=1, normalize="minmax")
+    one = from_arrays(images, spec, batch_size=4, shuffle=True, seed=3, crop_size=16, pipeline="numpy")
+    four = from_arrays(images, spec, batch_size=4, shuffle=True, seed=3, crop_size=16, pipeline="numpy", workers=4)
+    assert four.workers == 4 and one.workers == 1
+    for i in range(len(one)):
+        np.testing.assert_array_equal(one[i], four[i])
+    any_size = {"dataset": "kermany_pediatric_cxr_64", "max_images": 32, "batch_size": 16, "crop_size": 32,
+                "early_stopping_patience": 0, "model": {"filters": [4], "depth": 1, "blocks_per_level": 1}}
+    result = train("ae-chestxray-f4c1", output_dir=tmp_path, epochs=1, verbose=0, data_workers=3, write_preset=False,
+                   **any_size)
+    assert result.epochs_completed == 1 and np.isfinite(result.history["loss"][-1])
+    with pytest.raises(ConfigError, match="data_workers"):
+        train("ae-chestxray", output_dir=tmp_path / "bad", epochs=1, data_workers=0, **tiny("ae-chestxray"))

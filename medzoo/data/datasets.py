@@ -256,6 +256,7 @@ def from_arrays(
     min_side: int | None = None,
     max_batch_pixels: int | None = None,
     pipeline: str = "auto",
+    workers: int = 1,
 ):
     """Batches of preprocessed images (and labels) from arrays, ready for ``fit``.
 
@@ -281,6 +282,8 @@ def from_arrays(
         min_side: numpy only: crops at random scales, from native resolution down to the
             image shrunk to ``min_side`` px (see :class:`~medzoo.data.batches.ArrayBatches`).
         max_batch_pixels: numpy only, whole images: at most this many pixels per batch.
+        workers: numpy only: threads that cut batches ahead of the training step (1: in the
+            training loop itself); an accelerator can outrun one thread's crops.
         pipeline: ``"tf"`` (a ``tf.data.Dataset``; needs TensorFlow), ``"numpy"`` (an
             :class:`~medzoo.data.batches.ArrayBatches`, any backend) or ``"auto"``: ``tf``
             under the TensorFlow backend, ``numpy`` under the others.
@@ -307,7 +310,7 @@ def from_arrays(
                 _check_array(np.asarray(source), spec, crop_size)
         return ArrayBatches(images, spec, labels=labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             crop_size=crop_size, repeats=repeats, weights=weights, drop_remainder=drop_remainder,
-                            min_side=min_side, max_batch_pixels=max_batch_pixels)
+                            min_side=min_side, max_batch_pixels=max_batch_pixels, workers=workers)
     if isinstance(images, (list, tuple)) or repeats != 1 or weights is not None or min_side is not None or \
             max_batch_pixels is not None:
         raise ConfigError("mixtures of arrays, repeats, weights and min_side belong to pipeline='numpy'")

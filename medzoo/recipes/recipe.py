@@ -118,6 +118,9 @@ class Recipe:
         spec: a :class:`~medzoo.data.PreprocessSpec` config; the model's input contract.
         classes: keep only images with these labels (e.g. ``[0]``: normal images only).
         max_images: use at most this many images per split (quick runs and tests).
+        max_train_images: use at most this many training images per dataset, a random subset fixed by
+            ``seed`` (validation and test splits whole): a run on a machine that the whole training set
+            cannot travel to (an accelerator lent with a transfer limit) records the subset it saw.
         augment: ``{"translate": fraction}`` random shifts of the training images.
         crop_size: train on one random ``crop_size`` square crop per image and epoch
             (any-size models); validation and test use whole images.
@@ -156,6 +159,7 @@ class Recipe:
     spec: dict = dataclasses.field(default_factory=lambda: dict(CXR_SPEC))
     classes: list | None = None
     max_images: int | None = None
+    max_train_images: int | None = None
     augment: dict = dataclasses.field(default_factory=dict)
     crop_size: int | None = None
     crops_per_image: int = 1
@@ -176,6 +180,11 @@ class Recipe:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ConfigError(f"recipe {self.name!r}: family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+        if self.max_train_images is not None and (isinstance(self.max_train_images, bool) or
+                                                  not isinstance(self.max_train_images, int) or
+                                                  self.max_train_images < 1):
+            raise ConfigError(f"recipe {self.name!r}: max_train_images must be a positive integer, got "
+                              f"{self.max_train_images!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ConfigError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
         if self.crops_per_image < 1 or self.warmup_steps < 0:

@@ -100,6 +100,7 @@ def train(
     write_preset=True,
     callbacks=(),
     time_budget_s=None,
+    data_workers=1,
     **overrides,
 ) -> TrainResult:
     """Train a zoo recipe (a name or a :class:`Recipe`) and write its preset.
@@ -122,9 +123,14 @@ def train(
             measured on this machine before training starts (a short calibration run of
             the same model) and written into the run's recipe, so the learning-rate
             schedule still decays to zero at the end.
+        data_workers: threads that cut training crops ahead of the step (numpy batches: JAX and
+            PyTorch, mixtures, crops at random scales); more than one keeps an accelerator fed.
+            Batches depend only on ``(seed, epoch, batch)``, so the data are the same for any number.
         **overrides: recipe fields to replace, e.g. ``epochs=3`` or ``model={"filters": 8}``.
     """
     started = time.time()
+    if isinstance(data_workers, bool) or not isinstance(data_workers, int) or data_workers < 1:
+        raise ConfigError(f"data_workers must be a positive integer (threads cutting crops), got {data_workers!r}")
     recipe = get_recipe(recipe).with_overrides(**overrides)
     out = pathlib.Path(output_dir or pathlib.Path("runs") / recipe.name)
     writer = chief()
@@ -158,7 +164,8 @@ def train(
         int(np.prod(distribution.device_mesh.shape)) if distribution is not None else 1)
     global_batch = recipe.batch_size * replicas
     train_ds, steps_per_epoch = _pipeline(train_images, spec, global_batch, recipe, training=True,
-                                          deterministic=deterministic, backend=backend, masks=train_masks)
+                                          deterministic=deterministic, backend=backend, masks=train_masks,
+                                          workers=data_workers)
     val_images, val_spec = validation_tiles(recipe, spec, val_images) if val_masks is None else (val_images, spec)
     val_ds, _ = _pipeline(val_images, val_spec, global_batch, recipe, training=False, deterministic=deterministic,
                           backend=backend, masks=val_masks)
@@ -412,7 +419,8 @@ def read_split(dataset: str, split: str):
 
 
 def _kept(recipe: Recipe, dataset: str, split: str, loaded, masks=None):
-    """``(images, masks)`` after the recipe's class filter, ``max_images`` and (train) ``label_fraction``."""
+    """``(images, masks)`` after the recipe's class filter, ``max_images`` and (train) ``max_train_images`` and
+    ``label_fraction``."""
     images, labels = loaded
     keep = _kept_indices(recipe, dataset, split, labels, len(images))
     if isinstance(images, list):
@@ -430,6 +438,8 @@ def _kept_indices(recipe: Recipe, dataset: str, split: str, labels, count: int) 
             raise ConfigError(f"recipe {recipe.name!r} keeps classes {recipe.classes}, but {dataset} has no labels")
         keep = keep[np.isin(labels, recipe.classes)]
     limit = recipe.max_images
+    if split == "train" and recipe.max_train_images is not None:
+        limit = recipe.max_train_images if limit is None else min(limit, recipe.max_train_images)
     if split == "train" and recipe.label_fraction < 1.0:
         limit = max(1, round(len(keep) * recipe.label_fraction)) if limit is None else \
             max(1, round(min(limit, len(keep)) * recipe.label_fraction))
@@ -487,7 +497,7 @@ def validation_tiles(recipe: Recipe, spec: PreprocessSpec, images):
 VALIDATION_BATCH_PIXELS = 1024 * 1024
 
 
-def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend, masks=None):
+def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, backend, masks=None, workers=1):
     """``(dataset, steps per epoch)``: ``tf.data`` under TensorFlow (one plain dataset), numpy batches otherwise.
 
     Mixtures, several crops per image and masks (cropped with their images) take the numpy
@@ -506,7 +516,8 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
                          # the small native sets' 1024 px images, 367 of them for 26)
                          weights=(recipe.dataset_weights or "balanced") if mixture and training else None,
                          min_side=recipe.min_side if training else None,
-                         max_batch_pixels=None if training else VALIDATION_BATCH_PIXELS, pipeline="numpy")
+                         max_batch_pixels=None if training else VALIDATION_BATCH_PIXELS, pipeline="numpy",
+                         workers=workers)
         if training and recipe.augment.get("translate"):
             raise ConfigError(f"recipe {recipe.name!r}: the translate augmentation runs in tf.data (TensorFlow "
                               "backend); any-size recipes train on random crops instead")
