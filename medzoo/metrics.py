@@ -226,7 +226,36 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
     sample; it upper-bounds ``-log2 p(x)`` of the 8-bit image. The decoder mean is the
     model's reconstruction and ``sigma`` a global scale (see :func:`fit_vae_sigma`), or a
     sequence of scales: then (len(sigma), N), from one encode and decode per image.
+
+    Images that the model reconstructs in tiles (an any-size model's ``default_tile`` above
+    ``auto_tile_pixels``) are measured as the tiled model sees them: cut into a grid of its tiles
+    (the last row and column flush with the border), each tile its own posterior, and an image's
+    bits per dimension the mean over its tiles. Whole, a 1024 px radiograph would give a latent
+    that a crop-trained VAE's attention never saw, and an attention matrix of 16,384 squared.
     """
+    images = np.asarray(images, np.float32)
+    tile = _likelihood_tile(model, images.shape[1:3])
+    if tile is None:
+        return _negative_elbo_bits(model, images, sigma, batch_size, seed)
+    from medzoo.models.tiling import tile_starts
+
+    h, w = images.shape[1:3]
+    grid = [(top, left) for top in tile_starts(h, tile, 0) for left in tile_starts(w, tile, 0)]
+    bits = [_negative_elbo_bits(model, images[:, top:top + tile, left:left + tile], sigma, batch_size, seed)
+            for top, left in grid]
+    return np.mean(bits, axis=0)
+
+
+def _likelihood_tile(model, size) -> int | None:
+    """The tile side a model reconstructs images of ``size`` (H, W) in, or None for whole images."""
+    tile = getattr(model, "default_tile", None)
+    if not getattr(model, "any_size", False) or tile is None or \
+            int(size[0]) * int(size[1]) <= getattr(model, "auto_tile_pixels", float("inf")):
+        return None
+    return int(tile[0]) if min(size) >= tile[0] else None
+
+
+def _negative_elbo_bits(model, images, sigma, batch_size, seed) -> np.ndarray:
     from keras import ops
 
     from medzoo.models.vae import gaussian_kl
@@ -234,7 +263,7 @@ def vae_negative_elbo_bits(model, images, sigma, batch_size=64, seed=0) -> np.nd
     # through the model's inference path, compiled once per model (torch: no autograd graph; a
     # batch of 256 px images with one grew a mixture's test measurement past 24 GB), numpy
     # between the two halves, the decoder's output cropped to the encoded size
-    images = np.asarray(images, np.float32)
+    images = np.ascontiguousarray(images, np.float32)
     batch_size = batch_for(images, batch_size)
     sigmas = np.atleast_1d(np.asarray(sigma, np.float64))
     dims = float(np.prod(images.shape[1:]))

@@ -351,3 +351,19 @@ def test_a_preset_trained_on_crops_reconstructs_large_images_in_the_tiles_it_rec
     np.testing.assert_allclose(loaded.reconstruct(small), loaded.reconstruct(small, tile_size=None), atol=1e-6)
     with pytest.raises(ConfigError, match="inference_tile"):
         get_recipe("ae-chestxray-f4c3").with_overrides(inference_tile=[128, 128])
+
+
+def test_a_tiled_vae_s_likelihood_is_the_mean_over_the_tiles_it_reconstructs_in():
+    from medzoo.metrics import vae_negative_elbo_bits
+    from medzoo.models.tiling import set_inference_tile
+
+    model = make("vae")
+    images = np.random.default_rng(0).random((2, 64, 48, 1)).astype(np.float32)
+    whole = vae_negative_elbo_bits(model, images, 0.05)  # below four tiles' pixels: one pass
+    assert whole.shape == (2,) and np.all(whole > 0)
+    set_inference_tile(model, [16, 4])  # now 64 x 48 is tiled: 4 x 3 tiles of 16 px
+    tiled = vae_negative_elbo_bits(model, images, [0.05, 0.1])
+    pieces = [vae_negative_elbo_bits(model, images[:, t:t + 16, l:l + 16], [0.05, 0.1])
+              for t in range(0, 64, 16) for l in range(0, 48, 16)]
+    assert tiled.shape == (2, 2)
+    np.testing.assert_allclose(tiled, np.mean(pieces, axis=0), rtol=1e-6)
