@@ -249,10 +249,11 @@ def _reconstruct(args):
     from medzoo.evaluate.common import format_table
 
     records = medzoo.evaluate.reconstruct_files(args.model, args.inputs, args.output, batch_size=args.batch_size)
-    rows = [[r["input"], r["psnr"], r["ssim"], r["mae"]] for r in records]
+    keys = ["psnr", "ssim", "mae"] + (["mae_hu"] if "mae_hu" in records[0] else [])  # CT: the error in HU too
+    rows = [[r["input"], *(r[k] for k in keys)] for r in records]
     if len(records) > 1:
-        rows.append(["mean", *(sum(r[k] for r in records) / len(records) for k in ("psnr", "ssim", "mae"))])
-    print(format_table(["input", "PSNR dB", "SSIM", "MAE"], rows))
+        rows.append(["mean", *(sum(r[k] for r in records) / len(records) for k in keys)])
+    print(format_table(["input", "PSNR dB", "SSIM", "MAE", "MAE HU"][:len(keys) + 1], rows))
     sizes = ", ".join(sorted({"x".join(map(str, r["size"])) for r in records}))
     white = sorted({r["error_white_at"] for r in records})
     print(f"\nwrote {len(records)} reconstruction(s) at {sizes} (NAME_reconstruction.png) and as many comparisons "

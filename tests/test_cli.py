@@ -146,6 +146,17 @@ def test_reconstruct_pngs_and_a_dicom_without_extension(cache, dicom_dir, tmp_pa
     assert np.corrcoef(panels[0].ravel(), panels[1].ravel())[0, 1] > 0.8  # the reconstruction resembles the input
 
 
+def test_reconstruct_a_ct_dicom_in_hounsfield_units_at_full_size(cache, dicom_dir, tmp_path):
+    # a head CT (RescaleIntercept -1024, air padding at -3024 HU): the CT model reads HU, not the display window
+    out = ok(run(["reconstruct", "ae-ct-f4c3", str(dicom_dir / "693_J2KR.dcm"), "-o", str(tmp_path / "ct")], cache))
+    header, row = [line.split() for line in out.splitlines() if line.startswith(("input", "/"))]
+    assert header[-2:] == ["MAE", "HU"]
+    psnr_db, mae_hu = float(row[1]), float(row[-1])
+    assert psnr_db > 45 and 0 < mae_hu < 10, out  # a window would have clipped skull and air: about 29 dB
+    assert png(tmp_path / "ct" / "693_J2KR_reconstruction.png").shape == (512, 512)
+    assert "trained on images with sides" not in out  # its native size: no resolution warning
+
+
 def test_encode_compress_decompress_round_trip(cache, tmp_path):
     files = [str(p) for p in sample_files()]
     (tmp_path / "no-data").mkdir()

@@ -295,3 +295,20 @@ def test_randomly_corrupted_real_files_raise_only_data_error(dicom_dir, tmp_path
             assert pixels.dtype == np.float32 and pixels.size > 0
             outcomes["read"] += 1
     assert outcomes["DataError"] > 0, outcomes  # the mutations did break files
+
+
+def test_a_spec_in_hounsfield_units_reads_dicom_without_the_display_window(dicom_dir):
+    from medzoo.data import PreprocessSpec, read_images
+    from medzoo.data.images import spec_voi
+    from medzoo.recipes.recipe import CT_SPEC
+
+    path = dicom_dir / "693_J2KR.dcm"
+    ct, grey = PreprocessSpec.from_config(CT_SPEC), PreprocessSpec(size=None, channels=1, normalize="minmax")
+    assert spec_voi(ct) == "none" and spec_voi(grey) == "auto"
+    images, _ = read_images([path], ct)  # what the CLI and evaluate read for a CT model
+    np.testing.assert_array_equal(images[0], ct.apply(read_dicom(path, voi="none")[0]))
+    windowed = ct.apply(read_dicom(path, voi="auto")[0])  # the file's brain window: skull and fat clipped
+    assert np.abs(images[0] - windowed).mean() > 0.01
+    assert images[0].max() > 0.5  # bone above +1000 HU survives, as the model was trained on it
+    chest, _ = read_images([path], grey)  # a display-space model still gets the window the file asks for
+    np.testing.assert_array_equal(chest[0], grey.apply(read_dicom(path, voi="auto")[0]))

@@ -31,7 +31,7 @@ import numpy as np
 
 from medzoo.backend import keras_backend, require_tensorflow
 from medzoo.data.dicom import parse_voi
-from medzoo.data.images import ImageInfo, image_kind, probe_image, read_image
+from medzoo.data.images import ImageInfo, image_kind, probe_image, read_image, spec_voi
 from medzoo.data.preprocess import PreprocessSpec, check_image_size, shrunk_size
 from medzoo.errors import ConfigError, DataError, IntegrityError, MedzooError
 
@@ -423,7 +423,7 @@ def from_directory(
     seed: int | None = None,
     cache: bool = False,
     on_error: str = "raise",
-    voi="auto",
+    voi=None,
     crop_size: int | None = None,
 ) -> DirectoryDataset:
     """A ``tf.data`` pipeline over a folder tree of DICOM, PNG, JPEG and NPY files.
@@ -451,7 +451,8 @@ def from_directory(
             stops the iteration with a TensorFlow error carrying the same message).
             ``"skip"``: bad files are left out, logged as warnings and listed in
             ``skipped``.
-        voi: VOI step for DICOM files, see :func:`~medzoo.data.read_dicom`.
+        voi: VOI step for DICOM files, see :func:`~medzoo.data.read_dicom`; None: the spec's
+            (no display window for a spec in modality units such as HU, see :func:`~medzoo.data.images.spec_voi`).
         crop_size: yield a random ``crop_size x crop_size`` crop of each preprocessed
             image (after the cache, so a fresh one every epoch).
 
@@ -465,6 +466,7 @@ def from_directory(
     """
     _check_common(spec, batch_size)
     _check_crop(crop_size)
+    voi = spec_voi(spec) if voi is None else voi
     tf = require_tensorflow("from_directory (tf.data reading of DICOM/PNG folders)",
                             "read the files with medzoo.read_images and pass the arrays to from_arrays")
     if labels not in ("inferred", None):

@@ -226,14 +226,17 @@ def image_files(inputs) -> list[pathlib.Path]:
     return files
 
 
-def iter_images(inputs, spec, *, voi="auto", progress=None):
+def iter_images(inputs, spec, *, voi=None, progress=None):
     """Yield ``(image, ref)`` for every image (every frame of a stack) in files and folders.
 
     Each image is read with :func:`read_image` (DICOM recognised by content, whatever
     its name) and preprocessed on its own with ``spec``: float32 (H, W, C). With a
     native-size spec each keeps its own size, so this is how to read files of several
     sizes for an any-size model; :func:`read_images` stacks the same into one batch.
+    ``voi=None`` lets the spec choose: a spec in modality units (CT in HU) reads DICOM pixels
+    without the display window (``"none"``), any other applies the file's window (``"auto"``).
     """
+    voi = spec_voi(spec) if voi is None else voi
     files = image_files(inputs)
     warned = set()
     for path in (progress(files) if progress else files):
@@ -250,7 +253,13 @@ def iter_images(inputs, spec, *, voi="auto", progress=None):
             yield image, ImageRef(path, frame)
 
 
-def read_images(inputs, spec, *, voi="auto", progress=None) -> tuple[np.ndarray, list[ImageRef]]:
+def spec_voi(spec) -> str:
+    """The DICOM VOI step a spec's values call for: ``"none"`` when it maps modality units (a CT spec in
+    Hounsfield units), so a display window never clips what the model was trained on; else ``"auto"``."""
+    return "none" if getattr(spec, "units", None) else "auto"
+
+
+def read_images(inputs, spec, *, voi=None, progress=None) -> tuple[np.ndarray, list[ImageRef]]:
     """Read image files of any supported kind and size into one batch of model inputs.
 
     Each file is read with :func:`read_image` (DICOM recognised by content, whatever its
@@ -261,7 +270,8 @@ def read_images(inputs, spec, *, voi="auto", progress=None) -> tuple[np.ndarray,
     Args:
         inputs: a path or a list of paths of files and folders (see :func:`image_files`).
         spec: the :class:`~medzoo.data.PreprocessSpec`, e.g. ``model.preprocess_spec``.
-        voi: the VOI step for DICOM files (see :func:`~medzoo.data.read_dicom`).
+        voi: the VOI step for DICOM files (see :func:`~medzoo.data.read_dicom`); None: the
+            spec's (:func:`spec_voi`: no window for a spec in modality units such as HU).
         progress: optional wrapper of an iterable showing progress (e.g. ``tqdm``).
 
     Returns:

@@ -120,10 +120,13 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
     Returns:
         One dict per image: ``input`` (the file, and frame), ``output`` (the reconstruction PNG),
         ``comparison`` (the three-panel PNG), ``error_white_at`` (the error shown white), ``psnr``
-        (dB), ``ssim``, ``mae``, all measured on the preprocessed input, and ``size`` (H, W).
+        (dB), ``ssim``, ``mae``, all measured on the preprocessed input, and ``size`` (H, W); a model
+        whose spec is in Hounsfield units (CT) adds ``mae_hu``, the mean absolute error in HU.
     """
     model = resolve_model(model)
     low, high = value_range_of(model)
+    spec = getattr(model, "preprocess_spec", None)
+    hu_per_value = spec.units_per_value if spec is not None and getattr(spec, "units", None) == "HU" else None
     output_dir = pathlib.Path(output_dir)
     if getattr(model, "any_size", False):
         pairs = [(x, ref, model.reconstruct(x, batch_size=batch_size)) for x, ref in _native_inputs(model, inputs)]
@@ -146,6 +149,8 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
                         "error_white_at": round(white, 4), "size": list(rec.shape[1:3]),
                         "psnr": float(psnr(x, rec, max_val=high - low)[0]),
                         "ssim": float(ssim(x, rec, max_val=high - low)[0]), "mae": float(mae(x, rec)[0])})
+        if hu_per_value is not None:
+            records[-1]["mae_hu"] = records[-1]["mae"] * hu_per_value
     return records
 
 
