@@ -138,6 +138,8 @@ def test_a_time_budget_chooses_the_epochs_and_a_gpu_style_run_is_finished_elsewh
     preset = finish(tmp_path, weights="final")
     meta = json.loads((preset / "metadata.json").read_text())
     assert meta["training"]["wall_time_s"] == run["wall_time_s"] and meta["metrics"]["psnr"] > 10
+    assert meta["training"]["splits"]["model_selection"] == "none: the last epoch's weights"  # nothing was selected
+    assert "max_train_images" not in meta["training"]  # the whole training split
 
 
 def test_a_stop_file_ends_the_run_cleanly_after_the_current_epoch(tmp_path):

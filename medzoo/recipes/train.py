@@ -243,7 +243,7 @@ def finish(output_dir, *, weights="best", inference_tile=None) -> pathlib.Path:
     if inference_tile is not None:
         recipe = recipe.with_overrides(inference_tile=list(inference_tile))
         set_inference_tile(model, recipe.inference_tile)
-    _, preset_dir = _measure_and_write(model, recipe, spec, out, run, write=True)
+    _, preset_dir = _measure_and_write(model, recipe, spec, out, {**run, "weights": weights}, write=True)
     return preset_dir
 
 
@@ -916,7 +916,9 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
     training = {
         "recipe": recipe.name,
         "dataset": recipe.provenance,
-        "splits": {"train": "train", "model_selection": "val", "metrics": "test"},
+        # a run finished with its final weights selected nothing on the validation split
+        "splits": {"train": "train", "metrics": "test",
+                   "model_selection": "none: the last epoch's weights" if run.get("weights") == "final" else "val"},
         "classes": recipe.classes,
         "epochs": run["epochs"],
         "epochs_configured": recipe.epochs,
@@ -931,6 +933,8 @@ def _write_preset(model, recipe, spec, directory, metrics, run, train_images, va
     }
     if run.get("time_budget_s"):
         training["time_budget_s"] = run["time_budget_s"]
+    if recipe.max_train_images is not None:  # a subset that travelled to the training machine
+        training["max_train_images"] = recipe.max_train_images
     if getattr(model, "initialized_from", None):
         training["initialized_from"] = model.initialized_from  # fine-tuned: the first run's record stays
     if getattr(model, "any_size", False):

@@ -634,6 +634,8 @@ def describe(name, *, manifest_path=None) -> str:
         trained += f" (classes {training['classes']} only)"
     if training.get("wall_time_s"):
         trained += f", {training['wall_time_s']:.0f} s" + (f" on {training['hardware']}" if training.get("hardware") else "")
+    if training.get("max_train_images"):
+        trained += f" (a seeded subset of at most {training['max_train_images']} training images per dataset)"
     stages = _training_stages(training)
     if len(stages) > 1:
         total = sum(stage.get("wall_time_s") or 0 for stage in stages)
