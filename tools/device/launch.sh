@@ -1,0 +1,32 @@
+#!/bin/bash
+# One self-contained device call: install, unpack the payload P, train the named runs side by side for BUDGET s, collect.
+# usage: launch.sh P BUDGET JOB...
+set -u
+P=$1; BUDGET=$2; shift 2; JOBS="$*"
+T0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $P/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
+# the starting weights at their repository paths, so recipe.json names them there
+cp -r $P/init/ae-chestxray-f4c3-native-s2 stages/ && cp -r $P/init/vae-chestxray-f8c4 medzoo/presets/
+python3 $P/unpack.py $P/data .gpu_data > /dev/null || exit 1
+R=.gpu_runs; rm -rf $R; mkdir -p $R
+CXR='--set dataset=["kermany_pediatric_cxr_128","cxr_hannover_1024"] --set dataset_weights=[0.25,0.75] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=1000'
+COMMON="--no-preset --verbose 2 --data-workers 4 --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
+job() { local name=$1 recipe=$2 data=$3; shift 3
+  case " $JOBS " in *" $name "*) ;; *) return;; esac
+  MEDZOO_DATA_DIR=$PWD/.gpu_data/$data python3 -m medzoo train $recipe --output $R/$name $COMMON "$@" > $R/$name.log 2>&1 & }
+job ae-chestxray-f4c3 ae-chestxray-f4c3 chest $CXR --set init_from=stages/ae-chestxray-f4c3-native-s2/preset \
+  --set learning_rate=2e-4 --set warmup_steps=200 --set 'model={"reconstruction_loss":"mse","ssim_weight":0.001}'
+job vae-chestxray-f8c4 vae-chestxray-f8c4 chest $CXR --set init_from=medzoo/presets/vae-chestxray-f8c4 \
+  --set learning_rate=2e-4 --set warmup_steps=200 --set 'model={"reconstruction_loss":"mse","beta":5e-6}'
+job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
+job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
+sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log
+while [ $(( $(date +%s) - T0 )) -lt $(( BUDGET + 40 )) ] && pgrep -f "medzoo train" > /dev/null; do sleep 3; done
+pkill -f "medzoo train"; sleep 2
+for f in $R/*.log; do echo "== $f"; grep -E "time budget|Error|error|stopping" $f | tail -n 5; grep -E "val_loss" $f | tail -n 2; done
+for d in $R/*/; do n=$(basename $d)
+  if [ -f $d/final.weights.h5 ]; then python3 $P/strip.py $d/final.weights.h5 $OUT/$n.final.weights.h5
+  elif [ -f $d/backup/latest.weights.h5 ]; then python3 $P/strip.py $d/backup/latest.weights.h5 $OUT/$n.latest.weights.h5; fi
+  cat $d/run.json 2>/dev/null | tr -d '\n'; echo; done
+tar czf $OUT/runs.tgz --exclude='*.h5' --exclude=backup $R; ls -la $OUT
