@@ -98,6 +98,7 @@ def test_the_generalist_is_within_1_db_of_every_specialist_and_beats_its_thumbna
     assert set(per) == set(SPECIALISTS.values())
     for modality, dataset in SPECIALISTS.items():
         specialist = medzoo.info(f"vae-{modality}-f8c4")["metrics"]
+        specialist = specialist.get("per_dataset", {}).get(dataset, specialist)  # a native-trained one: its own set's
         assert per[dataset]["test_images"] == specialist["test_images"]
         assert per[dataset]["psnr"] - specialist["psnr"] >= -1.0, (modality, per[dataset]["psnr"], specialist["psnr"])
     # its own test split is the four in equal shares: the headline is the mean of the four means
