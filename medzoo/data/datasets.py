@@ -314,6 +314,9 @@ def from_arrays(
     if isinstance(images, (list, tuple)) or repeats != 1 or weights is not None or min_side is not None or \
             max_batch_pixels is not None:
         raise ConfigError("mixtures of arrays, repeats, weights and min_side belong to pipeline='numpy'")
+    if workers != 1:  # not silently ignored: tf.data maps in parallel on its own
+        raise ConfigError(f"workers={workers} applies to pipeline='numpy'; tf.data parallelises its map itself "
+                          "(AUTOTUNE)")
     tf = require_tensorflow("from_arrays(pipeline='tf')", "use pipeline='numpy'")
     images = _check_array(np.asarray(images), spec, crop_size)
     if labels is None:

@@ -530,6 +530,9 @@ def _pipeline(images, spec, global_batch, recipe, *, training, deterministic, ba
         return ds, len(ds)
     import tensorflow as tf
 
+    if training and workers > 1:
+        log.info("data_workers=%d: this run feeds tf.data, which maps in parallel itself (AUTOTUNE); the threads "
+                 "apply to numpy batches (JAX, PyTorch, mixtures, several crops per image)", workers)
     steps = len(images) // global_batch if training else math.ceil(len(images) / global_batch)
     if steps < 1:
         raise ConfigError(f"{len(images)} training images are fewer than one global batch of {global_batch}")
