@@ -153,7 +153,10 @@ RECIPES["dae-chestxray-f4c3"] = Recipe(
 # afterwards). They start from the chest X-ray weights (the same architectures; a grey image's
 # edges and textures carry over) and train on 128 px crops at random scales down to 256 px, under
 # MSE (PSNR over the stored range is the bar, and the error in HU is reported beside it). Whole
-# slices are reconstructed in 128 px tiles, so GroupNorm sees what it saw in training.
+# slices are reconstructed in 128 px tiles, so GroupNorm sees what it saw in training. These are
+# the two-CPU-core defaults; the shipped weights came from one H200 under a time budget, the
+# autoencoder from the native chest stage 2 (stages/) with 48 crops per slice: their presets
+# record the exact run (training.initialized_from, tools/device/launch.sh).
 _CT_TRAINING = {**_V2_TRAINING, "spec": dict(CT_SPEC), "dataset": "ct_tcia_512", "crop_size": 128,
                 "crops_per_image": 16, "min_side": 256, "learning_rate": 3e-4, "warmup_steps": 100,
                 "epochs": 30, "inference_tile": [128, 32]}
