@@ -10,8 +10,16 @@ The bicubic baseline is medzoo's numpy resize (``medzoo.metrics.bicubic_thumbnai
 thumbnail the reconstruction bars compare against. Aim (issue 38): 0.5 MP/s for the 4x autoencoder
 on the fastest backend.
 
+``--profile`` says where the time goes, on the 1024 px image, for each backend: reconstruct in one
+pass, in tiles without overlap and in the preset's overlapping tiles (the overlap's cost and the
+tiles' own); encode against decode; all cores against one thread (``OMP_NUM_THREADS``,
+``TF_NUM_INTRAOP_THREADS``, XLA's Eigen pool); and on PyTorch, whose layers run eagerly as torch
+modules, the share of each Keras layer type and of each stage of the network (forward hooks, one
+tiled reconstruction).
+
     python benchmarks/native_speed.py
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --sizes 1024
+    python benchmarks/native_speed.py --models ae-chestxray-f4c3 --profile
 """
 
 import json
@@ -58,14 +66,113 @@ print(json.dumps({"backend": keras.backend.backend(), "rows": rows}))
 """
 
 
-def measure(backend: str, name: str, sizes, repeats: int) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", _WORKER, name, ",".join(map(str, sizes)), str(repeats)],
-                         capture_output=True, text=True, env=env)
+_PROFILE_WORKER = r"""
+import collections, json, statistics, sys, time, warnings
+import numpy as np, keras, medzoo
+warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
+name, repeats, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hooks"
+model = medzoo.load(name, compile=False)
+x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
+mp = x.shape[1] * x.shape[2] / 1e6
+tile, overlap = model.default_tile
+def seconds(fn):
+    fn()  # warm-up: tracing, compilation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+z = model.encode(x, tile_size=tile, overlap=overlap)
+out = {"backend": keras.backend.backend(), "tile": [tile, overlap], "megapixels": mp, "seconds": {
+    "one pass": seconds(lambda: model.reconstruct(x, tile_size=None)),
+    "tiles, no overlap": seconds(lambda: model.reconstruct(x, tile_size=tile, overlap=0)),
+    "tiles as the preset": seconds(lambda: model.reconstruct(x, tile_size=tile, overlap=overlap)),
+    "encode (tiles as the preset)": seconds(lambda: model.encode(x, tile_size=tile, overlap=overlap)),
+    "decode (tiles as the preset)": seconds(lambda: model.decode(z, tile_size=tile, overlap=overlap,
+                                                                  output_size=x.shape[1:3])),
+}}
+if hooks:  # torch only: every leaf Keras layer is a torch module, run eagerly; time each call
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True)
+              if not list(l._flatten_layers(include_self=False, recursive=False))]
+    by_type, by_stage, started = collections.Counter(), collections.Counter(), {}
+    def before(layer):
+        return lambda module, args: started.__setitem__(id(layer), time.perf_counter())
+    def after(layer, stage):
+        def hook(module, args, result):
+            spent = time.perf_counter() - started.pop(id(layer))
+            by_type[type(layer).__name__] += spent
+            by_stage[stage] += spent
+        return hook
+    owners = {}
+    for part in ("encoder", "decoder"):
+        for l in getattr(model, part)._flatten_layers(include_self=False, recursive=True):
+            owners[id(l)] = part
+    for l in layers:
+        stage = f"{owners.get(id(l), 'model')} {l.name.split('_')[0]}"
+        l.register_forward_pre_hook(before(l))
+        l.register_forward_hook(after(l, stage))
+    model.reconstruct(x, tile_size=tile, overlap=overlap)  # warm-up with the hooks in place
+    by_type.clear(); by_stage.clear()
+    start = time.perf_counter()
+    model.reconstruct(x, tile_size=tile, overlap=overlap)
+    total = time.perf_counter() - start
+    out["hooks"] = {"total": total, "by_type": dict(by_type), "by_stage": dict(by_stage)}
+print(json.dumps(out))
+"""
+
+#: environment of a run on one core per backend (PyTorch's and oneDNN's OpenMP, TensorFlow's pools, XLA's Eigen)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
+
+def _run(worker: str, backend: str, args: list, extra_env=None) -> dict:
+    """Run a worker script in a fresh process on ``backend``; its last stdout line is JSON."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
+    out = subprocess.run([sys.executable, "-c", worker, *map(str, args)], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()
         return {"backend": backend, "error": lines[-1] if lines else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(backend: str, name: str, sizes, repeats: int) -> dict:
+    return _run(_WORKER, backend, [name, ",".join(map(str, sizes)), repeats])
+
+
+def profile(name: str, backends, repeats: int, output) -> str:
+    """Where the time goes at 1024 px: tiling, encoder and decoder, threads, and (PyTorch) layers."""
+    rows, shares, results = [], [], {}
+    for backend in backends:
+        for threads, env in ((os.cpu_count(), None), (1, ONE_THREAD)):
+            hooks = "hooks" if backend == "torch" and env is None else "-"
+            result = _run(_PROFILE_WORKER, backend, [name, repeats, hooks], env)
+            results[f"{backend}/{threads} threads"] = result
+            if "error" in result:
+                rows.append([backend, threads, "-", "-", "-", f"not measured: {result['error']}"])
+                continue
+            secs, mp = result["seconds"], result["megapixels"]
+            tiled = secs["tiles as the preset"]
+            for what, s in secs.items():
+                rows.append([backend, threads, what, mp / s, s / tiled,
+                             f"{result['tile'][0]} px tiles, {result['tile'][1]} px overlap" if "tiles" in what
+                             or "code" in what else ""])
+            if "hooks" in result:
+                total = result["hooks"]["total"]
+                for kind in ("by_type", "by_stage"):
+                    spent = result["hooks"][kind]
+                    for key, s in sorted(spent.items(), key=lambda kv: -kv[1]):
+                        shares.append([backend, kind.replace("by_", ""), key, s, s / total])
+                    shares.append([backend, kind.replace("by_", ""), "outside layers (tiling, glue)",
+                                   total - sum(spent.values()), 1 - sum(spent.values()) / total])
+    text = format_table(["backend", "threads", "1024 px image", "MP/s", "time / tiled reconstruct", "how"], rows,
+                        title=f"{name}: where the time goes at 1024 px (median of {repeats} calls)")
+    if shares:
+        text += "\n\n" + format_table(["backend", "grouped by", "layers", "seconds", "share"], shares,
+                                         title="one tiled reconstruction, timed per Keras layer (forward hooks; "
+                                               "the hooks add their own small cost)")
+    _common.write(output, "profile", text, results)
+    return text
 
 
 def main(argv=None):
@@ -73,9 +180,15 @@ def main(argv=None):
     p.add_argument("--backends", nargs="+", default=["tensorflow", "torch", "jax"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="where the time goes at 1024 px (see above)")
     args = p.parse_args(argv)
     _common.setup_logging()
     models = _common.available(args.models or ["ae-chestxray-f4c3", "vae-chestxray-f8c4"])
+    if args.profile:
+        for name in models:
+            print(profile(name, args.backends, args.repeats, args.output))
+        print(f"\nwrote {args.output}")
+        return
     rows, results = [], {}
     for name in models:
         for backend in args.backends:
