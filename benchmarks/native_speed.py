@@ -31,8 +31,21 @@ import _common
 
 from medzoo.evaluate.common import format_table
 
-_WORKER = r"""
-import json, statistics, sys, time, warnings
+#: both workers time calls alike: the median of ``repeats`` calls after a warm-up (tracing, compilation, tiles)
+_TIMING = r"""
+import statistics, time
+def median_seconds(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+"""
+
+_WORKER = _TIMING + r"""
+import json, sys, warnings
 import numpy as np, keras, medzoo
 from medzoo.metrics import bicubic_thumbnail
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)  # native-size radiographs: the point of the run
@@ -46,28 +59,20 @@ for size in sizes:
         keras.ops.image.resize(base, (size, size), interpolation="bicubic")), 0, 1).astype("float32")
     mp = size * size / 1e6
     numbers = int(np.prod(model.encode(x).shape[1:]))  # warm-up of encode, and the latent's size
-    def median_seconds(fn):
-        fn()  # warm-up: tracing, compilation, tiles
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
     tile, overlap = model.default_tile
     tiled = size * size > model.auto_tile_pixels
     row = {"size": size, "megapixels": mp, "latent_numbers": numbers,
            "how": f"tiles of {tile} px, {overlap} px overlap" if tiled else "one pass",
-           "encode": mp / median_seconds(lambda: model.encode(x)),
-           "reconstruct": mp / median_seconds(lambda: model.reconstruct(x)),
-           "bicubic": mp / median_seconds(lambda: bicubic_thumbnail(x, numbers))}
+           "encode": mp / median_seconds(lambda: model.encode(x), repeats),
+           "reconstruct": mp / median_seconds(lambda: model.reconstruct(x), repeats),
+           "bicubic": mp / median_seconds(lambda: bicubic_thumbnail(x, numbers), repeats)}
     rows.append(row)
 print(json.dumps({"backend": keras.backend.backend(), "rows": rows}))
 """
 
 
-_PROFILE_WORKER = r"""
-import collections, json, statistics, sys, time, warnings
+_PROFILE_WORKER = _TIMING + r"""
+import collections, json, sys, warnings
 import numpy as np, keras, medzoo
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
 name, repeats, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hooks"
@@ -76,13 +81,7 @@ x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None
 mp = x.shape[1] * x.shape[2] / 1e6
 tile, overlap = model.default_tile
 def seconds(fn):
-    fn()  # warm-up: tracing, compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, repeats)
 z = model.encode(x, tile_size=tile, overlap=overlap)
 out = {"backend": keras.backend.backend(), "tile": [tile, overlap], "megapixels": mp, "seconds": {
     "one pass": seconds(lambda: model.reconstruct(x, tile_size=None)),
