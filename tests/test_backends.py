@@ -86,8 +86,10 @@ def test_one_preset_of_each_architecture_covers_every_family():
     assert {medzoo.info(n)["family"] for n in names} == {m["family"] for m in medzoo.list_models()}
     # the plain v1 layouts and the residual v2 ones are both there ...
     assert {"ae-chestxray", "vae-chestxray"} <= names
-    # ... but models that differ only in sizes (and data) stand for each other
-    for same_layout in ({"vae-brainmri-f8c4", "vae-breastus-f8c4", "vae-chestxray-f8c4", "vae-fetalus-f8c4"},
+    # ... but models that differ only in sizes (and data) stand for each other; the loss is part of
+    # the layout (another code path to compare), so the L1 VAEs and the MSE ones are two groups
+    for same_layout in ({"vae-brainmri-f8c4", "vae-breastus-f8c4", "vae-fetalus-f8c4"},
+                        {"vae-chestxray-f8c4", "vae-generalist-f8c4"},
                         {"vqvae-chestxray", "vqvae-chestxray-8x8", "vqvae-chestxray-32x32"}):
         assert len(same_layout & names) == 1, same_layout
 
