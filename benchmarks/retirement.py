@@ -24,7 +24,7 @@ import _common
 import numpy as np
 
 import medzoo
-from medzoo.evaluate.common import family_of, format_table, load_split, resolve_model
+from medzoo.evaluate.common import dataset_of, family_of, format_table, load_split, resolve_model
 from medzoo.metrics import fit_vae_sigma, vae_negative_elbo_bits
 
 PAIRS = ["ae-chestxray:ae-chestxray-f4c1", "ae-chestxray:ae-chestxray-f4c3", "vae-chestxray:vae-chestxray-f8c4"]
@@ -38,34 +38,35 @@ def build_parser():
     return p
 
 
-def _measures(name, model, args, cache) -> dict:
-    """``{measure: (value, higher_is_better or "one", note)}`` of one model, on its own test split."""
-    if name in cache:
-        return cache[name]
+def _measures(name, model, dataset, args, cache) -> dict:
+    """``{measure: (value, higher_is_better or "one", note)}`` of one model on ``dataset``'s test split."""
+    if (name, dataset) in cache:
+        return cache[(name, dataset)]
     out = {}
-    rec = medzoo.evaluate.reconstruction(model, max_images=args.max_images, seed=args.seed, thumbnail=False)
+    rec = medzoo.evaluate.reconstruction(model, dataset=dataset, max_images=args.max_images, seed=args.seed,
+                                         thumbnail=False)
     for key, higher in (("psnr", True), ("ssim", True), ("mae", False)):
         out[f"reconstruction {key}"] = (float(np.mean(rec.per_image[key])), higher, "")
-    probe = medzoo.evaluate.probe(model, max_images=args.max_images, seed=args.seed, baselines=(),
+    probe = medzoo.evaluate.probe(model, dataset=dataset, max_images=args.max_images, seed=args.seed, baselines=(),
                                   n_bootstrap=args.bootstrap)
     row = next(iter(probe.methods.values()))
     out["probe AUROC"] = (row["auroc"], True, f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
     out["probe balanced accuracy"] = (row["balanced_accuracy"], True, "")
     if family_of(model) == "vae":
-        x, _ = load_split(model, "test", max_images=args.max_images, seed=args.seed)
-        val, _ = load_split(model, "val", max_images=256, seed=args.seed)
+        x, _ = load_split(model, "test", dataset=dataset, max_images=args.max_images, seed=args.seed)
+        val, _ = load_split(model, "val", dataset=dataset, max_images=256, seed=args.seed)
         sigma = fit_vae_sigma(model, val)
         out["NELBO bits/dim"] = (float(vae_negative_elbo_bits(model, x, sigma).mean()), False, f"sigma {sigma}")
-        gen = medzoo.evaluate.generation(model, n_samples=64, seed=args.seed, max_images=256)
+        gen = medzoo.evaluate.generation(model, n_samples=64, seed=args.seed, dataset=dataset, max_images=256)
         ratio = gen.stats["sample_nn_mse_mean"] / gen.stats["real_nn_mse_mean"]
         out["samples' NN-MSE / real"] = (ratio, "one", "")
-    cache[name] = out
+    cache[(name, dataset)] = out
     return out
 
 
-def _denoising(old_model, new_model, args) -> dict:
+def _denoising(old_model, new_model, dataset, args) -> dict:
     """``{measure: ((old value, True, ""), (new value, True, ""))}``: both models on the same noisy images."""
-    result = medzoo.evaluate.denoise([old_model, new_model], sigmas=SIGMAS, classical=(),
+    result = medzoo.evaluate.denoise([old_model, new_model], sigmas=SIGMAS, classical=(), dataset=dataset,
                                      max_images=args.max_images, seed=args.seed)
     old_label, new_label = result.models
     values = {(r["sigma"], r["method"]): r["psnr"] for r in result.rows}
@@ -83,10 +84,13 @@ def _better(old, new, higher) -> bool:
 def compare(old, new, args, cache) -> tuple[list, dict]:
     """Rows ``[measure, old, new, v2 at least as good]`` and a summary of one pair (each model loaded once)."""
     old_model, new_model = resolve_model(old), resolve_model(new)
-    a, b = _measures(old, old_model, args, cache), _measures(new, new_model, args, cache)
+    # both on the old entry's test split, the images its users have: a successor trained on more
+    # sets (a native-resolution stage adds its 1024 px set) names a mixture, not one split
+    dataset = dataset_of(old_model)
+    a, b = _measures(old, old_model, dataset, args, cache), _measures(new, new_model, dataset, args, cache)
     pairs = {measure: (a[measure], b[measure]) for measure in a}
     if family_of(old_model) == "autoencoder":
-        pairs.update(_denoising(old_model, new_model, args))
+        pairs.update(_denoising(old_model, new_model, dataset, args))
     rows, summary, behind = [], {}, []
     for measure, ((value, higher, note), (other, _, other_note)) in pairs.items():
         ok = _better(value, other, higher)

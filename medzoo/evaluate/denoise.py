@@ -29,6 +29,7 @@ from medzoo.evaluate.common import (
     given_or_loaded,
     load_split,
     model_label,
+    model_version,
     prepare,
     progress,
     resolve_model,
@@ -189,6 +190,9 @@ def denoise(models, images=None, *, tune_images=None, sigmas=SIGMAS, split="test
         tune = x[:max_tune]
         notes.append("classical filters were tuned on evaluation images (no tune_images given): optimistic for them")
     names = [model_label(m) for m in model_list]
+    if len(set(names)) < len(names):  # e.g. a stage beside the entry it would replace: same name, tell them apart
+        names = [f"{name} {model_version(m)}" if names.count(name) > 1 else name for name, m in zip(names, model_list)]
+        names = [f"{name} #{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)]
     rows, examples, chosen = [], {}, {}
     for level, sigma in enumerate(sigmas):
         noisy = add_gaussian_noise(x, sigma, seed=seed * 1000 + level)
