@@ -257,6 +257,17 @@ def test_denoise_table_covers_every_method_and_noise_level(ae, vae, labelled, tm
     assert all(sum(cell.startswith("**") for cell in row) == 1 for row in md[1:])  # the best PSNR of each level
 
 
+def test_denoise_keeps_apart_two_models_of_the_same_name(ae, labelled):
+    """A stage beside the entry it would replace shares its name: each keeps its own rows."""
+    x, _ = labelled
+    untrained = ConvAutoencoder(latent_channels=4, **TINY)
+    untrained.preprocess_spec = SPEC
+    result = medzoo.evaluate.denoise([ae, untrained], images=x[:6], sigmas=(0.1,), classical=())
+    assert len(set(result.models)) == 2 and all(m.startswith("convautoencoder-unsaved") for m in result.models)
+    psnr = {r["method"]: r["psnr"] for r in result.rows}
+    assert psnr[result.models[0]] > psnr[result.models[1]] + 3  # trained against untrained: not one model twice
+
+
 def test_generation_samples_and_interpolates(vae, ae, labelled, tmp_path):
     x, y = labelled
     result = medzoo.evaluate.generation(vae, images=x, labels=y, n_samples=8, steps=4, pairs=2)
