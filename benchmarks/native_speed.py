@@ -17,9 +17,15 @@ tiles' own); encode against decode; all cores against one thread (``OMP_NUM_THRE
 modules, the share of each Keras layer type and of each stage of the network (forward hooks, one
 tiled reconstruction).
 
+``--overlaps`` weighs the tile overlap's cost against what it buys, on the first backend given: for
+each overlap, the mean PSNR over a split of ``cxr_hannover_1024`` (``--split``, default val: choose
+on validation, report on test) reconstructed in the preset's tile size, and the reconstruction speed
+of the 1024 px test radiograph. This is how a preset's ``inference_tile`` is chosen.
+
     python benchmarks/native_speed.py
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --sizes 1024
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --profile
+    python benchmarks/native_speed.py --models ae-chestxray-f4c3 --overlaps 0 8 16 32 64 --backends tensorflow
 """
 
 import json
@@ -120,6 +126,29 @@ if hooks:  # torch only: every leaf Keras layer is a torch module, run eagerly; 
 print(json.dumps(out))
 """
 
+_OVERLAP_WORKER = _TIMING + r"""
+import json, sys, warnings
+import numpy as np, keras, medzoo
+from medzoo.models.tiling import set_inference_tile
+warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
+name, repeats, split, overlaps = sys.argv[1], int(sys.argv[2]), sys.argv[3], [int(v) for v in sys.argv[4].split(",")]
+max_images = int(sys.argv[5]) or None
+model = medzoo.load(name, compile=False)
+x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
+mp = x.shape[1] * x.shape[2] / 1e6
+tile = model.default_tile[0]
+rows = []
+for overlap in overlaps:
+    set_inference_tile(model, (tile, overlap))
+    result = medzoo.evaluate.reconstruction(model, dataset="cxr_hannover_1024", split=split, max_images=max_images,
+                                            thumbnail=False)
+    rows.append({"overlap": overlap, "psnr": float(np.mean(result.per_image["psnr"])), "images": len(
+        result.per_image["psnr"]), "reconstruct": mp / median_seconds(
+        lambda: model.reconstruct(x, tile_size=tile, overlap=overlap), repeats)})
+print(json.dumps({"backend": keras.backend.backend(), "tile": tile, "rows": rows}))
+"""
+
+
 #: environment of a run on one core per backend (PyTorch's and oneDNN's OpenMP, TensorFlow's pools, XLA's Eigen)
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
@@ -174,15 +203,39 @@ def profile(name: str, backends, repeats: int, output) -> str:
     return text
 
 
+def overlaps(name: str, backend: str, values, split: str, repeats: int, max_images, output) -> str:
+    """PSNR on ``split`` and reconstruction speed at 1024 px for each tile overlap (the preset's tile size)."""
+    result = _run(_OVERLAP_WORKER, backend, [name, repeats, split, ",".join(map(str, values)), max_images or 0])
+    if "error" in result:
+        return f"{name} on {backend}: not measured: {result['error']}"
+    rows = result["rows"]
+    best = max(r["psnr"] for r in rows)
+    table = [[r["overlap"], r["images"], r["psnr"], r["psnr"] - best, r["reconstruct"]] for r in rows]
+    text = format_table(["overlap px", f"{split} images", "PSNR dB", "vs best", "reconstruct MP/s (1024 px)"],
+                        table, title=f"{name} on {backend}: {result['tile']} px tiles, by overlap "
+                                     f"(speed: median of {repeats} calls)")
+    _common.write(output, "overlaps", text, result)
+    return text
+
+
 def main(argv=None):
     p = _common.parser("native_speed", __doc__.splitlines()[0])
     p.add_argument("--backends", nargs="+", default=["tensorflow", "torch", "jax"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="where the time goes at 1024 px (see above)")
+    p.add_argument("--overlaps", nargs="+", type=int, metavar="PX",
+                   help="PSNR and speed for each of these tile overlaps, on the first backend (see above)")
+    p.add_argument("--split", default="val", help="with --overlaps: the cxr_hannover_1024 split (default val)")
     args = p.parse_args(argv)
     _common.setup_logging()
     models = _common.available(args.models or ["ae-chestxray-f4c3", "vae-chestxray-f8c4"])
+    if args.overlaps:
+        for name in models:
+            print(overlaps(name, args.backends[0], args.overlaps, args.split, args.repeats, args.max_images,
+                           args.output))
+        print(f"\nwrote {args.output}")
+        return
     if args.profile:
         for name in models:
             print(profile(name, args.backends, args.repeats, args.output))
