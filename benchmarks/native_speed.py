@@ -205,6 +205,8 @@ def profile(name: str, backends, repeats: int, output) -> str:
 
 def overlaps(name: str, backend: str, values, split: str, repeats: int, max_images, output) -> str:
     """PSNR on ``split`` and reconstruction speed at 1024 px for each tile overlap (the preset's tile size)."""
+    print(f"{name} on {backend}: the {split} split reconstructed {len(values)} times, one per overlap (minutes "
+          "per overlap on two cores)...", file=sys.stderr, flush=True)
     result = _run(_OVERLAP_WORKER, backend, [name, repeats, split, ",".join(map(str, values)), max_images or 0])
     if "error" in result:
         return f"{name} on {backend}: not measured: {result['error']}"
