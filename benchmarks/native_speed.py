@@ -20,12 +20,14 @@ tiled reconstruction).
 ``--overlaps`` weighs the tile overlap's cost against what it buys, on the first backend given: for
 each overlap, the mean PSNR over a split of ``cxr_hannover_1024`` (``--split``, default val: choose
 on validation, report on test) reconstructed in the preset's tile size, and the reconstruction speed
-of the 1024 px test radiograph. This is how a preset's ``inference_tile`` is chosen.
+of the 1024 px test radiograph. This is how a preset's ``inference_tile`` is chosen. ``--tile-sizes``
+does the same for tile sizes at the preset's overlap (a tile as large as the image: one pass).
 
     python benchmarks/native_speed.py
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --sizes 1024
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --profile
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --overlaps 0 8 16 32 64 --backends tensorflow
+    python benchmarks/native_speed.py --models ae-chestxray-f4c3 --tile-sizes 96 160 256 1024 --backends tensorflow
 """
 
 import json
@@ -37,9 +39,11 @@ import _common
 
 from medzoo.evaluate.common import format_table
 
-#: both workers time calls alike: the median of ``repeats`` calls after a warm-up (tracing, compilation, tiles)
-_TIMING = r"""
+#: what every worker shares: calls timed alike (the median of ``repeats`` calls after a warm-up: tracing,
+#: compilation, tiles) on the same image, the first ``cxr_hannover_1024`` test radiograph as the model sees it
+_PRELUDE = r"""
 import statistics, time
+import medzoo
 def median_seconds(fn, repeats):
     fn()
     times = []
@@ -48,17 +52,19 @@ def median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+def first_radiograph(model):
+    x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
+    return x, x.shape[1] * x.shape[2] / 1e6
 """
 
-_WORKER = _TIMING + r"""
+_WORKER = _PRELUDE + r"""
 import json, sys, warnings
 import numpy as np, keras, medzoo
 from medzoo.metrics import bicubic_thumbnail
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)  # native-size radiographs: the point of the run
 name, sizes, repeats = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], int(sys.argv[3])
 model = medzoo.load(name, compile=False)
-images = medzoo.load_dataset("cxr_hannover_1024", "test")[0]
-base = model.preprocess(images[0][None])
+base, _ = first_radiograph(model)
 rows = []
 for size in sizes:
     x = base if size == base.shape[1] else np.clip(keras.ops.convert_to_numpy(
@@ -77,14 +83,13 @@ print(json.dumps({"backend": keras.backend.backend(), "rows": rows}))
 """
 
 
-_PROFILE_WORKER = _TIMING + r"""
+_PROFILE_WORKER = _PRELUDE + r"""
 import collections, json, sys, warnings
 import numpy as np, keras, medzoo
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
 name, repeats, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hooks"
 model = medzoo.load(name, compile=False)
-x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
-mp = x.shape[1] * x.shape[2] / 1e6
+x, mp = first_radiograph(model)
 tile, overlap = model.default_tile
 def seconds(fn):
     return median_seconds(fn, repeats)
@@ -126,26 +131,26 @@ if hooks:  # torch only: every leaf Keras layer is a torch module, run eagerly; 
 print(json.dumps(out))
 """
 
-_OVERLAP_WORKER = _TIMING + r"""
+_TILING_WORKER = _PRELUDE + r"""
 import json, sys, warnings
 import numpy as np, keras, medzoo
 from medzoo.models.tiling import set_inference_tile
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
-name, repeats, split, overlaps = sys.argv[1], int(sys.argv[2]), sys.argv[3], [int(v) for v in sys.argv[4].split(",")]
-max_images = int(sys.argv[5]) or None
+name, repeats, split, max_images = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[5]) or None
 model = medzoo.load(name, compile=False)
-x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
-mp = x.shape[1] * x.shape[2] / 1e6
-tile = model.default_tile[0]
+preset_tile = list(model.default_tile)
+# "TILE/OVERLAP" pairs, "-" standing for the preset's value
+tilings = [[p if v == "-" else int(v) for v, p in zip(pair.split("/"), preset_tile)] for pair in sys.argv[4].split(",")]
+x, mp = first_radiograph(model)
 rows = []
-for overlap in overlaps:
+for tile, overlap in tilings:
     set_inference_tile(model, (tile, overlap))
     result = medzoo.evaluate.reconstruction(model, dataset="cxr_hannover_1024", split=split, max_images=max_images,
                                             thumbnail=False)
-    rows.append({"overlap": overlap, "psnr": float(np.mean(result.per_image["psnr"])), "images": len(
+    rows.append({"tile": tile, "overlap": overlap, "psnr": float(np.mean(result.per_image["psnr"])), "images": len(
         result.per_image["psnr"]), "reconstruct": mp / median_seconds(
         lambda: model.reconstruct(x, tile_size=tile, overlap=overlap), repeats)})
-print(json.dumps({"backend": keras.backend.backend(), "tile": tile, "rows": rows}))
+print(json.dumps({"backend": keras.backend.backend(), "preset_tile": preset_tile, "rows": rows}))
 """
 
 
@@ -203,20 +208,22 @@ def profile(name: str, backends, repeats: int, output) -> str:
     return text
 
 
-def overlaps(name: str, backend: str, values, split: str, repeats: int, max_images, output) -> str:
-    """PSNR on ``split`` and reconstruction speed at 1024 px for each tile overlap (the preset's tile size)."""
-    print(f"{name} on {backend}: the {split} split reconstructed {len(values)} times, one per overlap (minutes "
-          "per overlap on two cores)...", file=sys.stderr, flush=True)
-    result = _run(_OVERLAP_WORKER, backend, [name, repeats, split, ",".join(map(str, values)), max_images or 0])
+def tilings(name: str, backend: str, pairs, split: str, repeats: int, max_images, output) -> str:
+    """PSNR on ``split`` and reconstruction speed at 1024 px for each ``"TILE/OVERLAP"`` pair ("-": the preset's)."""
+    print(f"{name} on {backend}: the {split} split reconstructed {len(pairs)} times, once per tiling (minutes "
+          "each on two cores)...", file=sys.stderr, flush=True)
+    result = _run(_TILING_WORKER, backend, [name, repeats, split, ",".join(pairs), max_images or 0])
     if "error" in result:
         return f"{name} on {backend}: not measured: {result['error']}"
     rows = result["rows"]
     best = max(r["psnr"] for r in rows)
-    table = [[r["overlap"], r["images"], r["psnr"], r["psnr"] - best, r["reconstruct"]] for r in rows]
-    text = format_table(["overlap px", f"{split} images", "PSNR dB", "vs best", "reconstruct MP/s (1024 px)"],
-                        table, title=f"{name} on {backend}: {result['tile']} px tiles, by overlap "
-                                     f"(speed: median of {repeats} calls)")
-    _common.write(output, "overlaps", text, result)
+    table = [[r["tile"], r["overlap"], r["images"], r["psnr"], r["psnr"] - best, r["reconstruct"]] for r in rows]
+    tile, overlap = result["preset_tile"]
+    text = format_table(["tile px", "overlap px", f"{split} images", "PSNR dB", "vs best",
+                         "reconstruct MP/s (1024 px)"], table,
+                        title=f"{name} on {backend} by tiling (preset: {tile} px tiles, {overlap} px overlap; "
+                              f"speed: median of {repeats} calls)")
+    _common.write(output, "tilings", text, result)
     return text
 
 
@@ -227,15 +234,21 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="where the time goes at 1024 px (see above)")
     p.add_argument("--overlaps", nargs="+", type=int, metavar="PX",
-                   help="PSNR and speed for each of these tile overlaps, on the first backend (see above)")
-    p.add_argument("--split", default="val", help="with --overlaps: the cxr_hannover_1024 split (default val)")
+                   help="PSNR and speed for each of these tile overlaps at the preset's tile size, on the first "
+                        "backend (see above)")
+    p.add_argument("--tile-sizes", nargs="+", type=int, metavar="PX",
+                   help="the same for each of these tile sizes at the preset's overlap")
+    p.add_argument("--split", default="val", help="with --overlaps or --tile-sizes: the cxr_hannover_1024 split "
+                   "(default val)")
     args = p.parse_args(argv)
+    if args.profile and (args.overlaps or args.tile_sizes):
+        p.error("--profile is a run of its own; give it without --overlaps and --tile-sizes")
     _common.setup_logging()
     models = _common.available(args.models or ["ae-chestxray-f4c3", "vae-chestxray-f8c4"])
-    if args.overlaps:
+    if args.overlaps or args.tile_sizes:
+        pairs = [f"-/{o}" for o in args.overlaps or []] + [f"{t}/-" for t in args.tile_sizes or []]
         for name in models:
-            print(overlaps(name, args.backends[0], args.overlaps, args.split, args.repeats, args.max_images,
-                           args.output))
+            print(tilings(name, args.backends[0], pairs, args.split, args.repeats, args.max_images, args.output))
         print(f"\nwrote {args.output}")
         return
     if args.profile:
