@@ -5,13 +5,16 @@ set -u
 P=$1; BUDGET=$2; shift 2; JOBS="$*"
 T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $P/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
+N=$#; WORKERS=$(( 16 / N > 4 ? 4 : 16 / N ))  # the runs share the GPU's memory and the 16 cores
+export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
+  XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.8 / $N, 2))")
 # the starting weights at their repository paths, so recipe.json names them there
-cp -r $P/init/ae-chestxray-f4c3-native-s2 stages/ && cp -r $P/init/vae-chestxray-f8c4 medzoo/presets/
+for d in $P/init/*/; do [ -d "$d" ] || continue; n=$(basename $d)
+  case $n in vae-chestxray-f8c4) cp -r $d medzoo/presets/;; *) cp -r $d stages/;; esac; done
 python3 $P/unpack.py $P/data .gpu_data > /dev/null || exit 1
 R=.gpu_runs; rm -rf $R; mkdir -p $R
 CXR='--set dataset=["kermany_pediatric_cxr_128","cxr_hannover_1024"] --set dataset_weights=[0.25,0.75] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=1000'
-COMMON="--no-preset --verbose 2 --data-workers 4 --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
+COMMON="--no-preset --verbose 2 --data-workers $(( WORKERS - 1 )) --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
 job() { local name=$1 recipe=$2 data=$3; shift 3
   case " $JOBS " in *" $name "*) ;; *) return;; esac
   MEDZOO_DATA_DIR=$PWD/.gpu_data/$data python3 -m medzoo train $recipe --output $R/$name $COMMON "$@" > $R/$name.log 2>&1 & }
@@ -19,6 +22,19 @@ job ae-chestxray-f4c3 ae-chestxray-f4c3 chest $CXR --set init_from=stages/ae-che
   --set learning_rate=2e-4 --set warmup_steps=200 --set 'model={"reconstruction_loss":"mse","ssim_weight":0.001}'
 job vae-chestxray-f8c4 vae-chestxray-f8c4 chest $CXR --set init_from=medzoo/presets/vae-chestxray-f8c4 \
   --set learning_rate=2e-4 --set warmup_steps=200 --set 'model={"reconstruction_loss":"mse","beta":5e-6}'
+# later native chest stages (payload chest-native), from the stages/ weights the tree carries: a longer run
+# than stage 3 at half its rate, and the same with MSE alone (tried: no PSNR gain over MSE + 0.001 SSIM)
+NATIVE='--set warmup_steps=200 --set inference_tile=[128,16]'
+SSIM='--set model={"reconstruction_loss":"mse","ssim_weight":0.001}'
+MSE='--set model={"reconstruction_loss":"mse","ssim_weight":0.0}'
+job f4c3-s6 ae-chestxray-f4c3 chest $CXR $NATIVE $SSIM --set learning_rate=1e-4 --set init_from=stages/ae-chestxray-f4c3-native-s4/preset
+job f4c3-s6-mse ae-chestxray-f4c3 chest $CXR $NATIVE $MSE --set learning_rate=1e-4 --set init_from=stages/ae-chestxray-f4c3-native-s4/preset
+job f4c1-s3 ae-chestxray-f4c1 chest $CXR $NATIVE $SSIM --set learning_rate=2e-4 --set init_from=stages/ae-chestxray-f4c1-native-s2/preset
+job f4c1-s3-mse ae-chestxray-f4c1 chest $CXR $NATIVE $MSE --set learning_rate=2e-4 --set init_from=stages/ae-chestxray-f4c1-native-s2/preset
+# then from stage 6 at half its rate, Hannover at 90%: batch 32, and batch 64 at a higher rate
+S6='--set init_from=stages/ae-chestxray-f4c3-native-s6/preset --set dataset_weights=[0.1,0.9]'
+job f4c3-s7 ae-chestxray-f4c3 chest $CXR $NATIVE $SSIM $S6 --set learning_rate=5e-5
+job f4c3-s7-b64 ae-chestxray-f4c3 chest $CXR $NATIVE $SSIM $S6 --set learning_rate=7e-5 --set batch_size=64
 job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
 job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log
