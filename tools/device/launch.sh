@@ -24,7 +24,7 @@ job vae-chestxray-f8c4 vae-chestxray-f8c4 chest $CXR --set init_from=medzoo/pres
   --set learning_rate=2e-4 --set warmup_steps=200 --set 'model={"reconstruction_loss":"mse","beta":5e-6}'
 # later native chest stages (payload chest-native), from the stages/ weights the tree carries: a longer run
 # than stage 3 at half its rate, and the same with MSE alone (tried: no PSNR gain over MSE + 0.001 SSIM);
-# the folders they start from are in git history (f4c3 -s4: commit 2b8cf20, f4c1 -s2: f16793c)
+# the folders they start from are in git history (f4c3 -s4: commit 2b8cf20, f4c1 -s2: f16793c, f4c3 -s6: d03d9bb)
 NATIVE='--set warmup_steps=200 --set inference_tile=[128,16]'
 SSIM='--set model={"reconstruction_loss":"mse","ssim_weight":0.001}'
 MSE='--set model={"reconstruction_loss":"mse","ssim_weight":0.0}'
