@@ -160,6 +160,25 @@ def test_reconstruct_a_ct_dicom_in_hounsfield_units_at_full_size(cache, dicom_di
     # slices it was trained on, and says so)
 
 
+def test_the_native_chest_autoencoder_beats_the_thumbnail_on_1024_px_radiographs_without_a_warning(
+        cache, data_dir, tmp_path):
+    # issue 38's front door: adult radiographs at the size they are stored, which the 1.2.0 weights warned on
+    folder = data_dir / "native" / "cxr_hannover_1024"
+    rows = [line.split(",") for line in (folder / "splits.csv").read_text().splitlines()[1:]]
+    files = [folder / row[0] for row in rows if row[1] == "test"][:2]
+    proc = run(["reconstruct", "ae-chestxray-f4c3", *map(str, files), "-o", str(tmp_path / "rec")], cache)
+    out = ok(proc)
+    assert "medzoo: warning:" not in proc.stderr, proc.stderr  # neither the size nor the domain warns
+    for path in files:
+        assert png(tmp_path / "rec" / f"{path.stem}_reconstruction.png").shape == (1024, 1024)
+        image = png(path).astype(np.float32)
+        x = ((image - image.min()) / (image.max() - image.min()))[None, :, :, None]  # the model's input
+        thumbnail, size = medzoo.metrics.bicubic_thumbnail(x, 3 * 256 * 256)  # as many numbers as the latent
+        assert size == (443, 443)  # 3 channels at a quarter of each side
+        reported = float(next(line for line in out.splitlines() if path.name in line).split()[1])
+        assert reported > float(medzoo.metrics.psnr(x, thumbnail)[0]) + 0.5, out
+
+
 def test_encode_compress_decompress_round_trip(cache, tmp_path):
     files = [str(p) for p in sample_files()]
     (tmp_path / "no-data").mkdir()
