@@ -201,6 +201,9 @@ def test_a_mixture_records_each_datasets_figures_and_its_preset_enters_the_manif
     row = markdown_table(manifest).splitlines()[2]
     assert "chest X-ray (pediatric) + brain MRI (T1-CE)" in row
     assert f"mean over 2 datasets: PSNR {result.metrics['psnr']:.2f} dB" in row
+    for name, figures in per.items():  # and each dataset's own, beside its thumbnail
+        label = "chest X-ray (pediatric)" if name.startswith("kermany") else "brain MRI (T1-CE)"
+        assert f"{label} {figures['psnr']:.2f} dB (thumbnail {figures['thumbnail_psnr']:.2f})" in row
 
 
 def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):

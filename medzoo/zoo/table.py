@@ -96,13 +96,20 @@ def _variant(family: str, config: dict) -> str:
 
 def _metrics(metrics: dict) -> str:
     """The headline figures of an entry's metrics (flat, or nested under ``"test"``); a model trained on
-    several datasets (``per_dataset``) reports the mean of their means, and says so."""
+    several datasets (``per_dataset``) reports the mean of their means, says so, and gives each
+    dataset's PSNR against its thumbnail (a mean over 128 px thumbnails and 1024 px radiographs
+    would hide the native figure)."""
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
     parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
              if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
     text = ", ".join(parts).replace(", (", " (") or "—"
     per_dataset = test.get("per_dataset")
-    return f"mean over {len(per_dataset)} datasets: {text}" if isinstance(per_dataset, dict) and parts else text
+    if not (isinstance(per_dataset, dict) and parts):
+        return text
+    each = [f"{_modality({'name': name})} {m['psnr']:.2f} dB"
+            + (f" (thumbnail {m['thumbnail_psnr']:.2f})" if isinstance(m.get("thumbnail_psnr"), (int, float)) else "")
+            for name, m in per_dataset.items() if isinstance(m, dict) and isinstance(m.get("psnr"), (int, float))]
+    return f"mean over {len(per_dataset)} datasets: {text}" + (f"; each: {', '.join(each)}" if each else "")
 
 
 def _cell(text: str) -> str:
