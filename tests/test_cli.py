@@ -24,6 +24,7 @@ from PIL import Image
 import medzoo
 from medzoo.cli import main
 from medzoo.data import sample_files, to_uint8
+from medzoo.data.folder_sets import read_splits
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / "medzoo"
@@ -164,15 +165,14 @@ def test_the_native_chest_autoencoder_beats_the_thumbnail_on_1024_px_radiographs
         cache, data_dir, tmp_path):
     # issue 38's front door: adult radiographs at the size they are stored, which the 1.2.0 weights warned on
     folder = data_dir / "native" / "cxr_hannover_1024"
-    rows = [line.split(",") for line in (folder / "splits.csv").read_text().splitlines()[1:]]
-    files = [folder / row[0] for row in rows if row[1] == "test"][:2]
+    files = [folder / row["file"] for row in read_splits(folder) if row["split"] == "test"][:2]
     proc = run(["reconstruct", "ae-chestxray-f4c3", *map(str, files), "-o", str(tmp_path / "rec")], cache)
     out = ok(proc)
     assert "medzoo: warning:" not in proc.stderr, proc.stderr  # neither the size nor the domain warns
+    spec = medzoo.PreprocessSpec.from_config(medzoo.info("ae-chestxray-f4c3")["input"]["preprocess"])
     for path in files:
         assert png(tmp_path / "rec" / f"{path.stem}_reconstruction.png").shape == (1024, 1024)
-        image = png(path).astype(np.float32)
-        x = ((image - image.min()) / (image.max() - image.min()))[None, :, :, None]  # the model's input
+        x = spec.apply(png(path)[None])  # what the CLI measured on: the model's input
         thumbnail, size = medzoo.metrics.bicubic_thumbnail(x, 3 * 256 * 256)  # as many numbers as the latent
         assert size == (443, 443)  # 3 channels at a quarter of each side
         reported = float(next(line for line in out.splitlines() if path.name in line).split()[1])

@@ -5,7 +5,7 @@ set -u
 P=$1; BUDGET=$2; shift 2; JOBS="$*"
 T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $P/whl/*.whl || exit 1
-N=$#; WORKERS=$(( 16 / N > 4 ? 4 : 16 / N ))  # the runs share the GPU's memory and the 16 cores
+N=$#; WORKERS=$(( 16 / N - 1 > 4 ? 4 : 16 / N - 1 ))  # data workers per run: the runs share the 16 cores and the GPU's memory
 export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
   XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.8 / $N, 2))")
 # the starting weights at their repository paths, so recipe.json names them there
@@ -14,7 +14,7 @@ for d in $P/init/*/; do [ -d "$d" ] || continue; n=$(basename $d)
 python3 $P/unpack.py $P/data .gpu_data > /dev/null || exit 1
 R=.gpu_runs; rm -rf $R; mkdir -p $R
 CXR='--set dataset=["kermany_pediatric_cxr_128","cxr_hannover_1024"] --set dataset_weights=[0.25,0.75] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=1000'
-COMMON="--no-preset --verbose 2 --data-workers $(( WORKERS - 1 )) --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
+COMMON="--no-preset --verbose 2 --data-workers $WORKERS --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
 job() { local name=$1 recipe=$2 data=$3; shift 3
   case " $JOBS " in *" $name "*) ;; *) return;; esac
   MEDZOO_DATA_DIR=$PWD/.gpu_data/$data python3 -m medzoo train $recipe --output $R/$name $COMMON "$@" > $R/$name.log 2>&1 & }

@@ -52,9 +52,10 @@ def aside(paths) -> None:
         sys.exit(f"not tracked, nothing to set aside: {', '.join(missing)}")
     git("rm", "-r", "-q", "--cached", "--", *paths)
     text = EXCLUDE.read_text() if EXCLUDE.exists() else ""
-    EXCLUDE.write_text(text + ("" if text.endswith("\n") or not text else "\n") +
-                       "\n".join([BEGIN, *(f"/{p.strip('/')}/" if (REPO / p).is_dir() else f"/{p}" for p in paths),
-                                  END]) + "\n")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    patterns = [f"/{p.strip('/')}/" if (REPO / p).is_dir() else f"/{p}" for p in paths]
+    EXCLUDE.write_text(text + "\n".join([BEGIN, *patterns, END]) + "\n")
 
 
 def restore() -> None:
