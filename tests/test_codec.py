@@ -243,6 +243,38 @@ def test_classical_sweeps_give_monotone_rates(codec, tiny_cxr):
     assert out["per_image"]["bpp"].shape == (len(out["settings"]), 4) and out["example"].shape[1:] == (32, 32, 1)
 
 
+def test_twelve_bit_images_are_swept_on_their_own_range_and_eight_bit_codecs_refuse_them(tiny_cxr):
+    x = tiny_cxr[:3]
+    stored = np.rint(x[..., 0] * 4095).astype(np.uint16)  # CT's 12 bits in a uint16
+    for codec in ("jpeg2000", "htj2k", "jpegxl"):
+        out = classical.sweep(codec, stored, x, bits=12)
+        plain = classical.CODECS[codec].settings
+        assert out["bits"] == 12 and out["settings"][:len(plain)] == list(plain) and len(out["settings"]) > len(plain)
+        assert np.all(np.diff(out["bpp"]) >= 0), f"{codec} rates are not monotone: {out['bpp']}"
+        # measured on the 12-bit range (not the uint16's): the finest settings come close to the stored pixels
+        assert out["psnr"][-1] > 50 and out["psnr"][-1] > out["psnr"][0] + 15
+    j2k = classical.sweep("jpeg2000", stored, x, bits=12, settings=(36,))
+    assert abs(j2k["psnr"][0] - 36) < 3  # the target PSNR is of the 12-bit range, as it is for 8 bits
+    with pytest.raises(ConfigError, match="8-bit"):
+        classical.sweep("jpeg", stored, x, bits=12)
+    assert "jpeg" not in classical.available_codecs(12) and "htj2k" in classical.available_codecs(12)
+
+
+def test_ct_is_also_measured_in_a_soft_tissue_window():
+    from medzoo.evaluate.compression import quality_metrics, stored_bits_of
+
+    spec = PreprocessSpec(size=None, normalize="fixed", input_range=(-1024, 3071), units="HU")
+    metrics = quality_metrics(spec)
+    assert list(metrics) == ["psnr", "ssim", "ms_ssim", "psnr_soft_tissue"] and stored_bits_of(spec) == 12
+    assert list(quality_metrics(PreprocessSpec(size=None))) == ["psnr", "ssim", "ms_ssim"]
+    assert stored_bits_of(PreprocessSpec(size=None)) == 8
+    hu = np.random.default_rng(0).uniform(-100, 200, (2, 64, 64, 1))  # soft tissue, inside level 40 / width 400
+    reference, decoded = (hu + 1024) / 4095, (hu + 10 + 1024) / 4095  # 10 HU off everywhere
+    full, window = metrics["psnr"](reference, decoded), metrics["psnr_soft_tissue"](reference, decoded)
+    np.testing.assert_allclose(full, 20 * np.log10(4095 / 10), atol=0.05)
+    np.testing.assert_allclose(window, 20 * np.log10(400 / 10), atol=0.05)  # the window's 400 HU are the range
+
+
 def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path):
     vq64 = _train_vq(tiny_cxr, num_embeddings=64, seed=5)
     em64 = fit_entropy_model(vq64, tiny_cxr[:32], tiny_cxr[32:], cache=False)
@@ -252,7 +284,7 @@ def test_compression_result_counts_real_stream_bytes(vq, em, tiny_cxr, tmp_path)
     assert point["per_image"]["bpp"][0] == 8 * len(medzoo.compress(x[:1], model=vq, entropy_model=em)) / (32 * 32)
     assert point["rates"]["context"] <= point["rates"]["raw"] + 1e-9
     assert point["bpp"] > point["payload_bpp"] and point["bpp"] > point["one_stream_bpp"]  # a header per image
-    assert set(result.bd) == {"VQ-VAE", "JPEG"} and set(result.bd["JPEG"]) == {"psnr", "ssim"}
+    assert set(result.bd) == {"VQ-VAE", "JPEG"} and set(result.bd["JPEG"]) == {"psnr", "ssim", "ms_ssim"}
     assert set(result.points[0]["codecs"]) == {"jpeg", "jpeg2000"}
     d = result.to_dict()
     json.dumps(medzoo.evaluate.common.jsonable(d), allow_nan=False)

@@ -441,7 +441,7 @@ def test_the_rate_distortion_evaluation_measures_every_quality_level(codec, imag
         assert p["per_image"]["bpp"][0] == 8 * len(one) / (64 * 64)
         np.testing.assert_allclose(p["per_image"]["psnr"][0], medzoo.metrics.psnr(x[:1], decompress(one, codec))[0],
                                    rtol=1e-6)
-    assert set(result.bd) == {label, "JPEG"} and set(result.bd[label]) == {"psnr", "ssim"}
+    assert set(result.bd) == {label, "JPEG"} and set(result.bd[label]) == {"psnr", "ssim", "ms_ssim"}
     assert label in result.table() and f"{label} (medzoo stream)" in result.markdown()
     ten = result.guidelines["10:1"]  # 0.8 bpp of the 8 stored bits, interpolated along each curve
     assert ten["bpp"] == 0.8 and result.guidelines["30:1"]["bpp"] == pytest.approx(8 / 30)

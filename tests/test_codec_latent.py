@@ -114,6 +114,23 @@ def test_refusals(model, images):
         latent.encode_block(model, images, 1, 0.0)
 
 
+def test_a_ct_model_is_compared_on_twelve_bits_at_the_ct_guideline_ratios(model, images):
+    spec = PreprocessSpec(size=None, normalize="fixed", input_range=(-1024, 3071), units="HU")
+    saved, model.preprocess_spec = model.preprocess_spec, spec
+    try:
+        result = medzoo.evaluate.compression(model, images=images * 4095 - 1024)  # images in HU
+    finally:
+        model.preprocess_spec = saved
+    assert set(result.codecs) == {"jpeg2000", "htj2k", "jpegxl"}  # JPEG and WebP code 8 bits only
+    assert all(c["bits"] == 12 for c in result.codecs.values())
+    assert list(result.guidelines) == ["8:1", "15:1"] and result.guidelines["8:1"]["bpp"] == 1.5
+    assert list(result.metrics) == ["psnr", "ssim", "ms_ssim", "psnr_soft_tissue"]
+    assert set(result.bd["tiny-latent"]) == set(result.metrics)
+    point = result.models[0]
+    assert point["psnr_soft_tissue"] < point["psnr"]  # the window is a tenth of the range: errors weigh more
+    assert "BD-rate PSNR soft tissue %" in result.table() and "PSNR soft tissue dB at 8:1" in result.markdown()
+
+
 def test_a_ct_dicom_goes_through_the_autoencoder_and_comes_back_marked_lossy(model, dicom_dir, tmp_path):
     """DICOM in, DICOM out: the header, int16 HU pixels in the stored range, the Lossy Image Compression
     attributes and a new SOP Instance UID."""

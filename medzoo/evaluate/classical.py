@@ -1,16 +1,23 @@
-"""Classical image codecs to compare against: JPEG, JPEG 2000, WebP (Pillow) and JPEG XL (imagecodecs).
+"""Classical image codecs to compare against: JPEG, JPEG 2000, HTJ2K, WebP and JPEG XL.
 
-Each codec encodes one grey uint8 image into a complete, decodable file and
-decodes it back; :func:`sweep` runs a codec over a set of images at each of its
-quality settings and measures bits per pixel from the actual bytes, PSNR and
-SSIM against a float reference. Settings:
+Each codec encodes one grey integer image into a complete, decodable file and decodes
+it back; :func:`sweep` runs a codec over a set of images at each of its quality settings
+and measures bits per pixel from the actual bytes and each quality metric (PSNR and SSIM
+by default) against a float reference. Images are uint8, or uint16 holding ``bits``
+significant bits (12 for CT from -1024 to 3071 HU); a codec takes pixels up to its
+``max_bits``. Settings:
 
 * ``jpeg``: libjpeg via Pillow, quality 1..95, optimised Huffman tables (a fairer JPEG
-  than the default tables).
+  than the default tables); 8-bit.
 * ``jpeg2000``: OpenJPEG via Pillow, irreversible 9/7 wavelet, a raw J2K codestream
-  (no JP2 box), one quality layer at a target PSNR in dB.
-* ``webp``: libwebp via Pillow (the grey image as RGB; it codes luma), quality 0..95, method 6.
-* ``jpegxl``: libjxl via imagecodecs, Butteraugli distance 25..0.5, effort 7.
+  (no JP2 box), one quality layer at a target PSNR in dB of the ``bits``-bit range
+  (OpenJPEG measures it against the container's peak, so the target is shifted by the
+  headroom of a uint16 holding fewer bits).
+* ``htj2k``: High-Throughput JPEG 2000 (Part 15) via imagecodecs/OpenJPH, irreversible
+  9/7, a quantisation step as a fraction of the ``bits``-bit range.
+* ``webp``: libwebp via Pillow (the grey image as RGB; it codes luma), quality 0..95, method 6; 8-bit.
+* ``jpegxl``: libjxl via imagecodecs, Butteraugli distance 25..0.5, effort 7, told the
+  significant bits of a uint16 image.
 
 Sweeps are ordered from the lowest to the highest quality setting.
 """
@@ -59,10 +66,42 @@ def _jxl_available() -> bool:
         return False
 
 
-def _jxl_encode(image, distance) -> bytes:
+def _jxl_encode(image, distance, bits=8) -> bytes:
     import imagecodecs
 
-    return bytes(imagecodecs.jpegxl_encode(image, distance=distance, effort=7))
+    depth = {} if image.dtype == np.uint8 else {"bitspersample": int(bits)}
+    return bytes(imagecodecs.jpegxl_encode(image, distance=distance, effort=7, **depth))
+
+
+def _headroom(image, bits) -> float:
+    """How many times the container's peak exceeds the ``bits``-bit peak (1 for uint8)."""
+    return float(np.iinfo(image.dtype).max) / float(2 ** int(bits) - 1)
+
+
+def _j2k_encode(image, db, bits=8) -> bytes:
+    target = float(db) + 20.0 * np.log10(_headroom(image, bits))  # OpenJPEG's PSNR is against the container peak
+    return _pil_encode(image, format="JPEG2000", quality_mode="dB", quality_layers=[target], irreversible=True,
+                       no_jp2=True)
+
+
+def _pil_decode_any(data: bytes) -> np.ndarray:
+    """A grey image as decoded, 8- or 16-bit (``_pil_decode`` converts to 8-bit grey)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img)
+
+
+def _htj2k_encode(image, step, bits=8) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.htj2k_encode(image, level=float(step) / _headroom(image, bits), reversible=False))
+
+
+def _htj2k_decode(data) -> np.ndarray:
+    import imagecodecs
+
+    return np.asarray(imagecodecs.htj2k_decode(data))
 
 
 def _jxl_decode(data) -> np.ndarray:
@@ -74,7 +113,12 @@ def _jxl_decode(data) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class ClassicalCodec:
-    """A codec, its quality settings (lowest quality first) and how to run it on a grey uint8 image."""
+    """A codec, its quality settings (lowest quality first) and how to run it on a grey image.
+
+    ``encode(image, setting, bits)``: ``image`` uint8, or uint16 up to ``max_bits`` significant bits.
+    ``deep_settings``: finer settings appended for images of more than 8 bits (12-bit CT is mostly
+    air: the 8-bit sweep ends below 0.4 bpp there, short of the guidelines' 8:1 and 15:1).
+    """
 
     name: str
     label: str
@@ -84,31 +128,43 @@ class ClassicalCodec:
     decode: Callable
     available: Callable
     library: str
+    max_bits: int = 8
+    deep_settings: tuple = ()
+
+    def settings_for(self, bits: int) -> tuple:
+        """The sweep for ``bits``-bit pixels, lowest quality first."""
+        return self.settings + (self.deep_settings if bits > 8 else ())
 
 
 CODECS = {
     "jpeg": ClassicalCodec(
         "jpeg", "JPEG", "quality", (1, 3, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
-        lambda img, q: _pil_encode(img, format="JPEG", quality=int(q), optimize=True), _pil_decode,
+        lambda img, q, bits=8: _pil_encode(img, format="JPEG", quality=int(q), optimize=True), _pil_decode,
         lambda: True, "Pillow/libjpeg"),
     "jpeg2000": ClassicalCodec(
         "jpeg2000", "JPEG 2000", "target PSNR (dB)", (20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 44, 48),
-        lambda img, db: _pil_encode(img, format="JPEG2000", quality_mode="dB", quality_layers=[float(db)],
-                                    irreversible=True, no_jp2=True), _pil_decode,
-        lambda: _pil_has("jpg_2000"), "Pillow/OpenJPEG"),
+        _j2k_encode, _pil_decode_any, lambda: _pil_has("jpg_2000"), "Pillow/OpenJPEG", max_bits=16,
+        deep_settings=(52, 56, 60, 64)),
+    "htj2k": ClassicalCodec(
+        "htj2k", "HTJ2K", "step (fraction of range)",
+        (0.5, 0.3, 0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.012, 0.008, 0.005),
+        _htj2k_encode, _htj2k_decode, lambda: _imagecodecs("HTJ2K"), "imagecodecs/OpenJPH", max_bits=16,
+        deep_settings=(0.0035, 0.0025, 0.0018, 0.0012)),
     "webp": ClassicalCodec(
         "webp", "WebP", "quality", (0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
-        lambda img, q: _pil_encode(np.repeat(img[..., None], 3, axis=-1), format="WEBP", quality=int(q), method=6),
+        lambda img, q, bits=8: _pil_encode(np.repeat(img[..., None], 3, axis=-1), format="WEBP", quality=int(q),
+                                           method=6),
         _pil_decode, lambda: _pil_has("webp"), "Pillow/libwebp"),
     "jpegxl": ClassicalCodec(
         "jpegxl", "JPEG XL", "distance", (25, 20, 15, 11, 8, 6, 4, 3, 2, 1.5, 1, 0.5),
-        _jxl_encode, _jxl_decode, _jxl_available, "imagecodecs/libjxl"),
+        _jxl_encode, _jxl_decode, _jxl_available, "imagecodecs/libjxl", max_bits=16,
+        deep_settings=(0.35, 0.25, 0.15, 0.1)),
 }
 
 
-def available_codecs() -> list[str]:
-    """Names of the codecs this installation can run."""
-    return [name for name, codec in CODECS.items() if codec.available()]
+def available_codecs(bits: int = 8) -> list[str]:
+    """Names of the codecs this installation can run on ``bits``-bit pixels."""
+    return [name for name, codec in CODECS.items() if codec.max_bits >= bits and codec.available()]
 
 
 def get_codec(name) -> ClassicalCodec:
@@ -120,44 +176,60 @@ def get_codec(name) -> ClassicalCodec:
     return codec
 
 
-def sweep(codec, images_uint8, reference, *, settings=None, progress=None) -> dict:
+def default_metrics() -> dict:
+    """``{name: fn(reference, decoded) -> per-image values}``: PSNR and SSIM over the value range."""
+    from medzoo.metrics import psnr, ssim
+
+    return {"psnr": psnr, "ssim": ssim}
+
+
+def sweep(codec, images, reference, *, bits=None, settings=None, metrics=None, progress=None) -> dict:
     """Run ``codec`` on every image at every setting.
 
     Args:
         codec: a name from :data:`CODECS` or a :class:`ClassicalCodec`.
-        images_uint8: (N, H, W) grey uint8 images to encode.
-        reference: (N, H, W, 1) float images in [0, 1] to measure distortion against.
-        settings: quality settings (default: the codec's sweep).
+        images: (N, H, W) grey images to encode: uint8, or uint16 holding ``bits`` significant bits.
+        reference: (N, H, W, 1) float images in [0, 1] to measure distortion against (``images`` are
+            their rounding to ``bits`` bits).
+        bits: significant bits of ``images`` (default: 8 for uint8, 16 for uint16).
+        settings: quality settings (default: the codec's sweep for ``bits``-bit pixels).
+        metrics: ``{name: fn(reference, decoded)}`` giving per-image values (default :func:`default_metrics`).
 
     Returns:
-        ``{"codec", "label", "parameter", "settings", "bpp", "psnr", "ssim"}``: per-setting means
+        ``{"codec", "label", "parameter", "settings", "bpp", <each metric>}``: per-setting means
         (lists), plus ``per_image`` arrays (settings, N) and ``example`` (the decoded first image
         at each setting).
+
+    Raises:
+        ConfigError: pixels wider than the codec takes.
     """
     from medzoo.evaluate.common import progress as bar
-    from medzoo.metrics import psnr, ssim
 
     codec = get_codec(codec) if isinstance(codec, str) else codec
-    settings = tuple(codec.settings if settings is None else settings)
-    images_uint8 = np.asarray(images_uint8)
-    n, h, w = images_uint8.shape
+    metrics = default_metrics() if metrics is None else dict(metrics)
+    images = np.asarray(images)
+    bits = int(np.iinfo(images.dtype).bits if bits is None else bits)
+    if bits > codec.max_bits:
+        raise ConfigError(f"{codec.label} codes at most {codec.max_bits}-bit pixels; these hold {bits} bits")
+    settings = tuple(codec.settings_for(bits) if settings is None else settings)
+    peak = float(2 ** bits - 1)
+    n, h, w = images.shape
     bpp = np.zeros((len(settings), n))
-    psnrs = np.zeros((len(settings), n))
-    ssims = np.zeros((len(settings), n))
+    values = {name: np.zeros((len(settings), n)) for name in metrics}
     examples = []
     for s, setting in enumerate(bar(settings, f"{codec.label} sweep", enabled=progress)):
         decoded = np.empty((n, h, w, 1), dtype=np.float32)
-        for i, image in enumerate(images_uint8):
-            data = codec.encode(image, setting)
+        for i, image in enumerate(images):
+            data = codec.encode(image, setting, bits)
             bpp[s, i] = 8.0 * len(data) / (h * w)
-            decoded[i, ..., 0] = codec.decode(data) / 255.0
-        psnrs[s] = psnr(reference, decoded)
-        ssims[s] = ssim(reference, decoded)
+            decoded[i, ..., 0] = np.clip(np.asarray(codec.decode(data), np.float32) / peak, 0.0, 1.0)
+        for name, fn in metrics.items():
+            values[name][s] = fn(reference, decoded)
         examples.append(decoded[0])
     return {"codec": codec.name, "label": codec.label, "library": codec.library, "parameter": codec.parameter,
-            "settings": list(settings), "bpp": bpp.mean(axis=1).tolist(), "psnr": psnrs.mean(axis=1).tolist(),
-            "ssim": ssims.mean(axis=1).tolist(),
-            "per_image": {"bpp": bpp, "psnr": psnrs, "ssim": ssims}, "example": np.stack(examples)}
+            "settings": list(settings), "bits": bits, "bpp": bpp.mean(axis=1).tolist(),
+            **{name: v.mean(axis=1).tolist() for name, v in values.items()},
+            "per_image": {"bpp": bpp, **values}, "example": np.stack(examples)}
 
 
 # ------------------------------------------------------------------ lossless
@@ -203,6 +275,8 @@ LOSSLESS_CODECS = {
                             lambda: _imagecodecs("JPEGLS"), "imagecodecs/CharLS"),
     "jpeg2000": LosslessCodec("jpeg2000", "JPEG 2000 lossless", 16, _ic("jpeg2k_encode", level=0, reversible=True),
                               _ic("jpeg2k_decode"), lambda: _imagecodecs("JPEG2K"), "imagecodecs/OpenJPEG (5/3)"),
+    "htj2k": LosslessCodec("htj2k", "HTJ2K lossless", 16, _ic("htj2k_encode", reversible=True), _ic("htj2k_decode"),
+                           lambda: _imagecodecs("HTJ2K"), "imagecodecs/OpenJPH (5/3)"),
     "jpegxl": LosslessCodec("jpegxl", "JPEG XL lossless", 16, _ic("jpegxl_encode", lossless=True, effort=7),
                             _ic("jpegxl_decode"), lambda: _imagecodecs("JPEGXL"), "imagecodecs/libjxl (effort 7)"),
     "webp": LosslessCodec("webp", "WebP lossless", 8, _ic("webp_encode", lossless=True, level=100),

@@ -8,9 +8,13 @@ latent (:mod:`medzoo.codec.latent`: a point per level, the levels a curve).
 Every image is compressed on its own, as a user would store it, and its rate is
 the size of the complete stream or file in bits per pixel of the model input
 (128 x 128): medzoo streams include their header and checksum, JPEG its JFIF
-tables, JPEG 2000 its codestream header. Distortion (PSNR, SSIM) is measured
-against the same float reference for every codec: the model input, i.e. the
-preprocessed image; the classical codecs encode its 8-bit rounding.
+tables, JPEG 2000 its codestream header. Distortion is measured against the same
+float reference for every codec: the model input, i.e. the preprocessed image; the
+classical codecs encode its rounding to the stored bits (8 for radiographs, 12 for CT in
+Hounsfield units from -1024 to 3071 HU). The quality metrics (:func:`quality_metrics`):
+PSNR, SSIM and MS-SSIM over the value range, and for CT also PSNR in a soft-tissue
+window (level 40, width 400 HU), where a radiologist reads most of it. The guideline
+ratios follow the modality: 10:1 and 30:1 of the stored bits for CR/DX, 8:1 and 15:1 for CT.
 
 Each VQ-VAE gives one rate point; several VQ-VAEs (different code map sizes or
 codebooks) form a curve; a hyperprior codec gives one curve of its own. BD-rates are computed against an anchor codec (JPEG
@@ -41,13 +45,59 @@ from medzoo.evaluate.common import (
     summary,
 )
 from medzoo.codec.entropy import KINDS, entropy_model_for, weights_fingerprint
-from medzoo.metrics import psnr, ssim
+from medzoo.metrics import ms_ssim, psnr, ssim
 from medzoo.evaluate.report import markdown_table
 from medzoo.evaluate.stats import bd_rate, quality_at_rate, rate_at_quality
 
 
 #: lossy compression ratios that radiology guidelines allow for CR/DX chest images, of the stored bits
 GUIDELINE_RATIOS = {"10:1": (10, "German consensus, CR/DX chest"), "30:1": (30, "Canadian guideline, CR/DX chest")}
+#: the same for CT
+CT_GUIDELINE_RATIOS = {"8:1": (8, "German consensus, CT"), "15:1": (15, "Canadian guideline, CT body")}
+#: the soft-tissue window (level, width) in HU in which CT is also measured
+SOFT_TISSUE_WINDOW = (40.0, 400.0)
+#: display names of the quality metrics
+METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr_soft_tissue": "PSNR soft tissue"}
+
+
+def _is_hu(spec) -> bool:
+    return spec is not None and getattr(spec, "units", None) == "HU"
+
+
+def stored_bits_of(spec) -> int:
+    """Bits a pixel of this spec's input range holds: 12 for CT from -1024 to 3071 HU, else 8 (8-bit images)."""
+    if not _is_hu(spec):
+        return 8
+    low, high = spec.input_range
+    return int(math.ceil(math.log2(float(high) - float(low) + 1.0)))
+
+
+def stored_pixels(x, bits: int) -> np.ndarray:
+    """Images in [0, 1] (N, H, W, 1) rounded to ``bits``-bit integers (N, H, W), as a classical codec takes them."""
+    return np.rint(np.clip(x[..., 0], 0.0, 1.0) * (2 ** bits - 1)).astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+def quality_metrics(spec=None) -> dict:
+    """``{name: fn(reference, decoded) -> per-image values}`` for images in [0, 1] of ``spec``: PSNR, SSIM and
+    MS-SSIM; for a spec in Hounsfield units also PSNR in :data:`SOFT_TISSUE_WINDOW`."""
+    metrics = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}
+    if _is_hu(spec):
+        low, high = (float(v) for v in spec.input_range)
+        level, width = SOFT_TISSUE_WINDOW
+        bottom = (level - width / 2 - low) / (high - low)  # the window's edges on the [0, 1] scale
+        span = width / (high - low)
+
+        def soft_tissue(reference, decoded):
+            def windowed(v):
+                return np.clip((np.asarray(v, np.float32) - bottom) / span, 0.0, 1.0)
+            return psnr(windowed(reference), windowed(decoded))
+
+        metrics["psnr_soft_tissue"] = soft_tissue
+    return metrics
+
+
+def _measure(metrics, reference, decoded) -> dict:
+    return {name: np.asarray(fn(reference, decoded), np.float64) for name, fn in metrics.items()}
 
 
 @dataclasses.dataclass(repr=False, eq=False)
@@ -59,10 +109,11 @@ class CompressionResult(Result):
             ``psnr``, ``ssim``, ``rates`` (bpp of each entropy model kind, zlib and raw codes,
             and the ideal cross-entropy), ``per_image`` arrays.
         codecs: ``{name: sweep dict}`` (see :func:`medzoo.evaluate.classical.sweep`).
-        bd: ``{curve: {"psnr": BDResult dict, "ssim": BDResult dict}}`` against ``anchor``.
+        bd: ``{curve: {metric: BDResult dict}}`` against ``anchor``, for each of ``metrics``.
         points: per VQ-VAE, the anchor's rate at the same PSNR and the rate change (percent, negative = fewer bits).
-        guidelines: ``{ratio: {"bpp", "source", "curves": {curve: {"psnr", "ssim"}}}}``: every curve's quality
+        guidelines: ``{ratio: {"bpp", "source", "curves": {curve: {metric: value}}}}``: every curve's quality
             at the guideline compression ratios of the stored bits (interpolated; None outside a curve).
+        metrics: ``{name: label}`` of the quality metrics measured (PSNR and SSIM first).
     """
 
     source: str
@@ -76,6 +127,7 @@ class CompressionResult(Result):
     points: list
     examples: dict
     guidelines: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=lambda: {"psnr": "PSNR", "ssim": "SSIM"})
     task = "compression"
 
     def to_dict(self, per_image=False) -> dict:
@@ -88,7 +140,7 @@ class CompressionResult(Result):
                 "rate": "bits per pixel of the complete stream/file per image (headers included)",
                 "models": [strip(m) for m in self.models], "codecs": {k: strip(v) for k, v in self.codecs.items()},
                 "anchor": self.anchor, "bd_rate_percent": self.bd, "single_points": self.points,
-                "guideline_rates": self.guidelines}
+                "guideline_rates": self.guidelines, "metrics": self.metrics}
 
     def table(self) -> str:
         rows = []
@@ -106,9 +158,10 @@ class CompressionResult(Result):
             codec_rows.append([c["label"], min(c["bpp"]), max(c["bpp"]), min(c["psnr"]), max(c["psnr"])])
         text += "\n\n" + format_table(["codec", "bpp min", "bpp max", "PSNR min", "PSNR max"], codec_rows,
                                       title="classical codec sweeps")
-        bd_rows = [[curve, v["psnr"]["value_percent"], v["ssim"]["value_percent"], v["psnr"]["note"]]
+        bd_rows = [[curve, *(v[m]["value_percent"] for m in self.metrics), v["psnr"]["note"]]
                    for curve, v in self.bd.items()]
-        text += "\n\n" + format_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note (PSNR)"], bd_rows,
+        text += "\n\n" + format_table(["curve", *(f"BD-rate {label} %" for label in self.metrics.values()),
+                                       "note (PSNR)"], bd_rows,
                                       title=f"Bjontegaard delta rate against {self.codecs[self.anchor]['label']} "
                                             "(negative = fewer bits)")
         point_rows = [[p["model"], p["bpp"], p["psnr"], p["anchor_bpp_at_same_psnr"], p["rate_change_percent"],
@@ -124,9 +177,10 @@ class CompressionResult(Result):
         if self.guidelines:
             ratios = list(self.guidelines)
             curves = list(next(iter(self.guidelines.values()))["curves"])
-            rows = [[c, *(self.guidelines[r]["curves"][c][m] for r in ratios for m in ("psnr", "ssim"))]
+            rows = [[c, *(self.guidelines[r]["curves"][c][m] for r in ratios for m in self.metrics)]
                     for c in curves]
-            heads = [f"{m} @ {r} ({self.guidelines[r]['bpp']:.3g} bpp)" for r in ratios for m in ("PSNR", "SSIM")]
+            heads = [f"{label} @ {r} ({self.guidelines[r]['bpp']:.3g} bpp)" for r in ratios
+                     for label in self.metrics.values()]
             text += "\n\n" + format_table(["curve", *heads], rows, title="quality at the radiology guidelines' "
                                           "compression ratios of the stored bits ('-': outside the curve)")
         return text
@@ -157,9 +211,9 @@ class CompressionResult(Result):
                              change(p["bpp"], v["bpp_at_same_psnr"])])
         rd = markdown_table(["rate point", "codec", "bpp", "PSNR dB", "SSIM", "bpp at equal PSNR",
                              "medzoo rate vs codec"], rows)
-        bd_rows = [[curve, f(v["psnr"]["value_percent"], 1), f(v["ssim"]["value_percent"], 1), v["psnr"]["note"]]
+        bd_rows = [[curve, *(f(v[m]["value_percent"], 1) for m in self.metrics), v["psnr"]["note"]]
                    for curve, v in self.bd.items()]
-        bd = markdown_table(["curve", "BD-rate PSNR %", "BD-rate SSIM %", "note"], bd_rows)
+        bd = markdown_table(["curve", *(f"BD-rate {label} %" for label in self.metrics.values()), "note"], bd_rows)
         text = (f"Rate-distortion on {self.source} ({self.num_images} images, each its own stream or file; bits "
                 "per pixel of the whole file, headers included): each classical codec at the rate of each "
                 f"medzoo rate point.\n\n{rd}\n\nBjontegaard delta rate against {self.codecs[self.anchor]['label']} "
@@ -168,10 +222,10 @@ class CompressionResult(Result):
         if self.guidelines:
             ratios = list(self.guidelines)
             curves = list(self.guidelines[ratios[0]]["curves"])
-            rows = [[c, *(f(self.guidelines[r]["curves"][c][m], d) for r in ratios for m, d in (("psnr", 2),
-                                                                                               ("ssim", 3)))]
-                    for c in curves]
-            heads = [f"{m} at {r} ({self.guidelines[r]['bpp']:.3g} bpp)" for r in ratios for m in ("PSNR dB", "SSIM")]
+            rows = [[c, *(f(self.guidelines[r]["curves"][c][m], 2 if m.startswith("psnr") else 3) for r in ratios
+                          for m in self.metrics)] for c in curves]
+            heads = [f"{label}{' dB' if m.startswith('psnr') else ''} at {r} ({self.guidelines[r]['bpp']:.3g} bpp)"
+                     for r in ratios for m, label in self.metrics.items()]
             sources = "; ".join(f"{r}: {g['source']}" for r, g in self.guidelines.items())
             text += (f"\n\nQuality at the compression ratios that radiology guidelines allow ({sources}) of the "
                      f"{self.guidelines[ratios[0]]['stored_bits']} stored bits per pixel ('-': outside a curve)."
@@ -179,9 +233,9 @@ class CompressionResult(Result):
         return text
 
     def plot(self, path) -> pathlib.Path:
-        fig = plots.figure(11, 4.2)
-        axes = fig.subplots(1, 2)
-        for ax, metric in zip(axes, ("psnr", "ssim")):
+        fig = plots.figure(5.5 * len(self.metrics), 4.2)
+        axes = fig.subplots(1, len(self.metrics))
+        for ax, metric in zip(axes, self.metrics):
             for i, (name, c) in enumerate(self.codecs.items()):
                 ax.plot(c["bpp"], c[metric], "o-", ms=3, lw=1.2, color=plots.PALETTE[i + 1], label=c["label"])
             curves = {}
@@ -208,7 +262,7 @@ class CompressionResult(Result):
                             xytext=(2, 0), textcoords="offset points")
             plots.log_rate_axis(ax)
             ax.set_xlabel("bits per pixel (whole file per image)")
-            ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+            ax.set_ylabel(self.metrics[metric] + (" (dB)" if metric.startswith("psnr") else ""))
             ax.grid(True, which="both", alpha=0.3)
         axes[0].legend(fontsize=8)
         fig.suptitle(f"Rate-distortion on {self.source} ({self.num_images} images, "
@@ -239,7 +293,7 @@ class CompressionResult(Result):
         return plots.save(fig, path)
 
 
-def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict, np.ndarray]:
+def _vq_point(model, x, kind, entropy_model, batch_size, enabled, metrics) -> tuple[dict, np.ndarray]:
     codes = model.encode(x, batch_size=batch_size)
     h, w = x.shape[1:3]  # the images' own size: an any-size model's input shape says None
     rec = model.decode(codes, batch_size=batch_size, output_size=(h, w) if model.image_shape[0] is None else None)
@@ -262,7 +316,7 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
                  image_shape=image_shape, kind=kind)  # all images in one stream: the header amortised
     pixels = h * w
     bpp = 8.0 * sizes[kind] / pixels
-    per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
+    quality = _measure(metrics, x, rec)
     rates = {k: float(np.mean(8.0 * (sizes[k] - overhead) / pixels)) for k in KINDS}
     rates["zlib"] = float(np.mean([8.0 * zlib_bytes(c) / pixels for c in codes]))
     rates["raw"] = raw_bits(model.num_embeddings, codes.shape[1:]) / pixels
@@ -271,16 +325,16 @@ def _vq_point(model, x, kind, entropy_model, batch_size, enabled) -> tuple[dict,
         "model": model_label(model), "num_codes": int(model.num_embeddings), "code_shape": list(codes.shape[1:]),
         "bpp": float(bpp.mean()), "payload_bpp": rates[kind], "header_bytes": int(overhead),
         "one_stream_bpp": 8.0 * len(batch) / (len(x) * pixels),
-        "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
-        "psnr_summary": summary(per_psnr), "bpp_summary": summary(bpp), "rates": rates,
+        **{m: float(v.mean()) for m, v in quality.items()},
+        "psnr_summary": summary(quality["psnr"]), "bpp_summary": summary(bpp), "rates": rates,
         "entropy_model": {"digest": entropy_model.digest[:16], **{k: v for k, v in entropy_model.info.items()
                                                                   if k != "weights_fingerprint"}},
-        "per_image": {"bpp": bpp, "psnr": per_psnr, "ssim": per_ssim},
+        "per_image": {"bpp": bpp, **quality},
     }
     return point, rec[0]
 
 
-def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
+def _codec_points(model, x, batch_size, enabled, metrics) -> tuple[list, np.ndarray]:
     """One point per quality level of a hyperprior codec or an autoencoder's latent: real streams, one per
     image, decoded back."""
     from medzoo.codec.qualities import coded_one_by_one, level_fields, num_levels
@@ -295,17 +349,17 @@ def _codec_points(model, x, batch_size, enabled) -> tuple[list, np.ndarray]:
         header = read_header(compress(x[:1], model, quality=q))
         overhead = header.total_bytes - header.payload_bytes
         bpp = 8.0 * sizes / pixels
-        per_psnr, per_ssim = psnr(x, rec), ssim(x, rec)
+        quality = _measure(metrics, x, rec)
         batch = compress(x[:batch_size], model, quality=q)
         points.append({
             "model": f"{label} q{q}", "curve": label, "quality": q, **level_fields(model, q),
             "num_codes": None, "code_shape": list(header.code_shape),
             "bpp": float(bpp.mean()), "payload_bpp": float(np.mean(8.0 * (sizes - overhead) / pixels)),
             "header_bytes": int(overhead), "one_stream_bpp": 8.0 * len(batch) / (min(len(x), batch_size) * pixels),
-            "psnr": float(per_psnr.mean()), "ssim": float(per_ssim.mean()),
-            "psnr_summary": summary(per_psnr), "bpp_summary": summary(bpp),
+            **{m: float(v.mean()) for m, v in quality.items()},
+            "psnr_summary": summary(quality["psnr"]), "bpp_summary": summary(bpp),
             "rates": {k: None for k in (*KINDS, "zlib", "raw", "ideal_context")},
-            "per_image": {"bpp": bpp, "psnr": per_psnr, "ssim": per_ssim},
+            "per_image": {"bpp": bpp, **quality},
         })
         if q == levels // 2:
             example = rec[0]
@@ -322,7 +376,8 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
             instances); several VQ-VAEs give a rate-distortion curve (they must share an input
             shape), a hyperprior codec one curve over its quality levels.
         images: arrays to use instead of loading ``split`` (prepared with the first model's spec).
-        codecs: classical codecs to sweep (default: all available of jpeg, jpeg2000, webp, jpegxl).
+        codecs: classical codecs to sweep (default: every one available that takes the stored bits: jpeg,
+            jpeg2000, htj2k, webp and jpegxl for 8-bit radiographs; jpeg2000, htj2k and jpegxl for 12-bit CT).
         anchor: codec the BD-rates are relative to.
         kind: entropy model kind of the VQ-VAE streams (all kinds are measured; this one is reported as bpp).
         entropy_models: optional entropy models, a list aligned with ``models`` or ``{model name: EntropyModel}``;
@@ -340,10 +395,12 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
     if len(fixed) > 1:
         raise ConfigError("all VQ-VAEs of a rate-distortion curve must take the same images; their input shapes "
                           f"differ: {sorted(fixed)}")
-    codecs = classical.available_codecs() if codecs is None else list(codecs)
+    first = model_list[0]
+    spec = getattr(first, "preprocess_spec", None)
+    bits = stored_bits_of(spec)
+    codecs = classical.available_codecs(bits) if codecs is None else list(codecs)
     if anchor not in codecs:
         raise ConfigError(f"the anchor codec {anchor!r} must be among the codecs swept {codecs}")
-    first = model_list[0]
     x, _, source = given_or_loaded(first, images, None, split, dataset=dataset, max_images=max_images, seed=seed)
     if x.shape[-1] != 1:
         raise DataError("the classical-codec comparison handles grey images only")
@@ -358,42 +415,46 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
         given = list(entropy_models)
     else:
         given = [(entropy_models or {}).get(model_label(m)) for m in model_list]
+    metrics = quality_metrics(spec)
     points, examples = [], {"original": x[0]}
     for m, em in zip(model_list, given):
         if not hasattr(m, "quantizer"):
-            codec_points, example = _codec_points(m, x, batch_size, progress_bars)
+            codec_points, example = _codec_points(m, x, batch_size, progress_bars, metrics)
             points += codec_points
             examples[codec_points[len(codec_points) // 2]["model"]] = example
             continue
         em = em or entropy_model_for(m)
-        point, example = _vq_point(m, x, kind, em, batch_size, progress_bars)
+        point, example = _vq_point(m, x, kind, em, batch_size, progress_bars, metrics)
         points.append(point)
         examples[point["model"]] = example
 
-    from medzoo.data import to_uint8
-
-    x8 = to_uint8(x[..., 0])
-    sweeps = {name: classical.sweep(name, x8, x, progress=progress_bars) for name in codecs}
-    bd, singles = _compare(points, sweeps, anchor)
+    stored = stored_pixels(x, bits)
+    sweeps = {name: classical.sweep(name, stored, x, bits=bits, metrics=metrics, progress=progress_bars)
+              for name in codecs}
+    names = list(metrics)
+    bd, singles = _compare(points, sweeps, anchor, names)
+    ratios = CT_GUIDELINE_RATIOS if _is_hu(spec) else GUIDELINE_RATIOS
     return CompressionResult(source, len(x), tuple(first.image_shape), kind, points, sweeps, anchor, bd, singles,
-                             examples, _at_guideline_rates(points, sweeps, stored_bits=8))
+                             examples, _at_guideline_rates(points, sweeps, bits, ratios, names),
+                             {m: METRIC_LABELS[m] for m in names})
 
 
-def _at_guideline_rates(points, sweeps, stored_bits) -> dict:
-    """Each curve's PSNR and SSIM at :data:`GUIDELINE_RATIOS` of ``stored_bits`` per pixel (interpolated)."""
+def _at_guideline_rates(points, sweeps, stored_bits, ratios=None, metrics=("psnr", "ssim")) -> dict:
+    """Each curve's quality in each of ``metrics`` at the guideline ``ratios`` (default
+    :data:`GUIDELINE_RATIOS`) of ``stored_bits`` per pixel (interpolated)."""
     curves = {}
     for p in points:
         curves.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
-    curves = {name: {m: frontier([p["bpp"] for p in members], [p[m] for p in members]) for m in ("psnr", "ssim")}
+    curves = {name: {m: frontier([p["bpp"] for p in members], [p[m] for p in members]) for m in metrics}
               for name, members in curves.items()}
-    curves.update({c["label"]: {m: (np.array(c["bpp"]), np.array(c[m])) for m in ("psnr", "ssim")}
+    curves.update({c["label"]: {m: (np.array(c["bpp"]), np.array(c[m])) for m in metrics}
                    for c in sweeps.values()})
     out = {}
-    for ratio, (factor, source) in GUIDELINE_RATIOS.items():
+    for ratio, (factor, source) in (GUIDELINE_RATIOS if ratios is None else ratios).items():
         bpp = stored_bits / factor
         at = {}
         for name, c in curves.items():
-            values = {m: quality_at_rate(*c[m], bpp) if len(c[m][0]) > 1 else float("nan") for m in ("psnr", "ssim")}
+            values = {m: quality_at_rate(*c[m], bpp) if len(c[m][0]) > 1 else float("nan") for m in metrics}
             at[name] = {m: (v if math.isfinite(v) else None) for m, v in values.items()}
         out[ratio] = {"bpp": bpp, "stored_bits": stored_bits, "source": source, "curves": at}
     return out
@@ -410,7 +471,7 @@ def frontier(rates, quality) -> tuple[np.ndarray, np.ndarray]:
     return rates[keep][order], quality[keep][order]
 
 
-def _compare(points, sweeps, anchor) -> tuple[dict, list]:
+def _compare(points, sweeps, anchor, metrics=("psnr", "ssim")) -> tuple[dict, list]:
     a = sweeps[anchor]
     bd = {}
     grouped = {}
@@ -418,10 +479,10 @@ def _compare(points, sweeps, anchor) -> tuple[dict, list]:
         grouped.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
     # a learned curve is what its models offer: per metric, the points no other point beats on rate and quality
     curves = {name: {m: frontier(np.array([p["bpp"] for p in members]), np.array([p[m] for p in members]))
-                     for m in ("psnr", "ssim")} for name, members in grouped.items()}
+                     for m in metrics} for name, members in grouped.items()}
     for name, c in sweeps.items():
         if name != anchor:
-            curves[c["label"]] = {m: (np.array(c["bpp"]), np.array(c[m])) for m in ("psnr", "ssim")}
+            curves[c["label"]] = {m: (np.array(c["bpp"]), np.array(c[m])) for m in metrics}
     for label, by_metric in curves.items():
         entry = {}
         for metric, (rates, quality) in by_metric.items():
