@@ -88,6 +88,18 @@ def run_and_print(parser, run, argv=None):
     print(f"\nwrote {args.output}")
 
 
+def run_and_write(parser, run, argv=None):
+    """A benchmark's main that writes ``summary.txt`` / ``summary.json`` of ``run(args) -> (results, text)``,
+    the run's seconds appended to the text (what prints as it goes is up to ``run``)."""
+    args = parser.parse_args(argv)
+    setup_logging()
+    with Timer() as t:
+        results, text = run(args)
+    text += f"\n\n({t.seconds:.0f} s)"
+    write(args.output, "summary", text, results)
+    print(f"\nwrote {args.output}")
+
+
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

@@ -189,13 +189,7 @@ def run(args) -> tuple[dict, str]:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    _common.setup_logging()
-    with _common.Timer() as t:
-        results, text = run(args)
-    text += f"\n\n({t.seconds:.0f} s)"
-    _common.write(args.output, "summary", text, results)
-    print(f"\nwrote {args.output}")
+    _common.run_and_write(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Rate-distortion of the zoo's VQ-VAEs and codecs (medzoo streams) against JPEG, JPEG 2000, WebP, JPEG XL.
+"""Rate-distortion of the zoo's VQ-VAEs and codecs (medzoo streams) against JPEG, JPEG 2000, HTJ2K, WebP, JPEG XL.
 
     python benchmarks/rate_distortion.py                      # every zoo VQ-VAE, full test split
     python benchmarks/rate_distortion.py --models runs/codec-chestxray/preset   # a hyperprior codec's levels
@@ -13,7 +13,7 @@ level. Prints the RD table, entropy-model rates of the VQ-VAEs (raw log2 K, zlib
 per-position, left/up context), BD-rates against JPEG 2000, each curve's quality at the
 radiology guidelines' 10:1 and 30:1 ratios, and encode / decode speed in megapixels per
 second on this machine: one image per call (how an archive receives them) and the
---speed-images first images in one call, against JPEG 2000 at 36 dB;
+--speed-images first images in one call, against each classical codec at its middle setting;
 writes results.json, compression.png (RD curves) and compression_examples.png; with
 --markdown also results.md: each codec at every VQ-VAE rate point and the BD-rates, as
 Markdown tables to paste into a README. The entropy model of each VQ-VAE is fitted on
@@ -50,7 +50,7 @@ def run(args) -> tuple[list, str]:
         result = medzoo.evaluate.compression(models, max_images=args.max_images, seed=args.seed, codecs=args.codecs,
                                              anchor=args.anchor, kind=args.kind, dataset=args.dataset)
     paths = result.save(args.output)
-    speed_rows, speed = speed_table(models, args.speed_images, args.seed, args.dataset)
+    speed_rows, speed = speed_table(models, args.speed_images, args.seed, args.dataset, codecs=list(result.codecs))
     text = result.table() + "\n\n" + speed + f"\n\n({t.seconds:.0f} s)"
     _common.write(args.output, "summary", text, {**result.to_dict(), "speed_mp_s": speed_rows})
     if args.markdown:
@@ -69,14 +69,18 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def speed_table(models, count, seed, dataset=None) -> tuple[list, str]:
+def speed_table(models, count, seed, dataset=None, codecs=("jpeg2000",)) -> tuple[list, str]:
     """Encode and decode megapixels per second: each medzoo model (a codec at its middle level) one image per
-    call and ``count`` images in one call, and JPEG 2000 at 36 dB one image per call (the same images)."""
-    rows = []
+    call and ``count`` images in one call, and each classical codec of ``codecs`` at its middle setting for the
+    stored bits, one image per call (the first model's images)."""
+    from medzoo.evaluate.compression import stored_bits_of, stored_pixels
+
+    rows, first = [], None
     for name in models:
         model = medzoo.codec.stream._resolve_coder(name)
         x, _, _ = medzoo.evaluate.common.given_or_loaded(model, None, None, "test", dataset=dataset,
                                                           max_images=count, seed=seed)
+        first = first or (x, stored_bits_of(getattr(model, "preprocess_spec", None)))
         quality = {"quality": model.quality} if hasattr(model, "num_qualities") else {}
         mp = x.shape[1] * x.shape[2] / 1e6
         medzoo.decompress(medzoo.compress(x[:1], model, **quality), model)  # tables, compilation: once per model
@@ -89,14 +93,18 @@ def speed_table(models, count, seed, dataset=None) -> tuple[list, str]:
         rows.append({"coder": pathlib.Path(str(name)).name, "images": len(x), "encode_one": len(x) * mp / one_enc,
                      "decode_one": len(x) * mp / one_dec, "encode_batch": len(x) * mp / all_enc,
                      "decode_batch": len(x) * mp / all_dec})
-    if "jpeg2000" in classical.available_codecs():
-        codec = classical.get_codec("jpeg2000")
-        images = medzoo.data.to_uint8(x[..., 0])
+    x, bits = first
+    images, mp = stored_pixels(x, bits), x.shape[1] * x.shape[2] / 1e6
+    for name in [c for c in codecs if c in classical.available_codecs(bits)]:
+        codec = classical.get_codec(name)
+        settings = codec.settings_for(bits)
+        setting = settings[len(settings) // 2]
         files = []
-        enc = _timed(lambda: files.extend(codec.encode(image, 36) for image in images))
+        enc = _timed(lambda: files.extend(codec.encode(image, setting, bits) for image in images))
         dec = _timed(lambda: [codec.decode(f) for f in files])
-        rows.append({"coder": "JPEG 2000 (36 dB)", "images": len(images), "encode_one": len(images) * mp / enc,
-                     "decode_one": len(images) * mp / dec, "encode_batch": None, "decode_batch": None})
+        rows.append({"coder": f"{codec.label} ({codec.parameter} {setting}; {codec.library})", "images": len(images),
+                     "encode_one": len(images) * mp / enc, "decode_one": len(images) * mp / dec,
+                     "encode_batch": None, "decode_batch": None})
     table = format_table(["coder", "images", "encode MP/s (1 per call)", "decode MP/s (1 per call)",
                           "encode MP/s (1 call)", "decode MP/s (1 call)"],
                          [[r["coder"], r["images"], r["encode_one"], r["decode_one"], r["encode_batch"],
