@@ -54,6 +54,7 @@ def _pair(text) -> tuple[str, str]:
 
 def run(args) -> tuple[dict, str]:
     pairs = [_pair(p) for p in args.pairs]
+    args.max_images = args.max_images or None  # 0, as lossless.py takes it: every image
     results, texts = {}, []
     for model, dataset in pairs:
         if not _common.available([model], exit_if_none=False):
@@ -68,7 +69,7 @@ def run(args) -> tuple[dict, str]:
         print(texts[-1] + "\n", flush=True)
     if not args.no_lossless:
         part = argparse.Namespace(models=None, codecs=None, no_dicom=True, sets=["native", "wg04"],
-                                  medzoo_versions=[2], max_images=None if args.max_images is None else args.max_images,
+                                  medzoo_versions=[2], max_images=args.max_images,
                                   output=args.output / "lossless")
         results["lossless"], text = lossless.run(part)
         texts.append(f"# lossless\n\n{text}")

@@ -23,6 +23,8 @@ Borders: a neighbour outside the image is replaced by one inside, always one alr
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: (rows up, columns left) of the nine neighbours, in feature order: W N NW NE WW NN NNE NWW NNW
@@ -47,6 +49,7 @@ def activity_bins(pixels: int) -> int:
     return next(bins for limit, bins in ACTIVITY_BINS if limit is None or pixels <= limit)
 
 
+@functools.lru_cache(maxsize=4)
 def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
     """Where each pixel's nine neighbours are read: flat indices (9, H*W) into a plane of H*W values followed by
     a zero (index ``H*W``).
@@ -56,6 +59,7 @@ def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
     the decoder, which has decoded only those, computes the same numbers. Without ``fallback``
     a neighbour outside reads the zero (prediction errors). The table depends on the shape
     alone: the encoder gathers all pixels through it at once, the decoder a wavefront at a time.
+    The tables of the last few shapes are kept (read-only), so the slices of a series cost it once.
     """
     dtype = np.int32 if h * w < 2 ** 31 - 1 else np.int64
     at = np.arange(h * w, dtype=dtype)
@@ -72,6 +76,7 @@ def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
             index[border] = np.where(rows[border] >= 1, at[border] - w, zero)
         else:
             index[border] = found[FALLBACK[k]][border]
+    found.flags.writeable = False
     return found
 
 
