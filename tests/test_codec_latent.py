@@ -153,3 +153,22 @@ def test_a_ct_dicom_goes_through_the_autoencoder_and_comes_back_marked_lossy(mod
     assert back.LossyImageCompression == "01" and LOSSY_METHOD in str(back.LossyImageCompressionMethod)
     assert back.SOPInstanceUID != original.SOPInstanceUID
     assert (back.PatientID, back.Modality, back.Rows) == (original.PatientID, original.Modality, original.Rows)
+
+
+def test_a_reduced_level_checks_the_image_given_not_its_reduction():
+    """Quality 0 codes a 512 px CT slice reduced 4 times: the zoo model warns about neither that 128 px copy's
+    size nor its statistics, but still about a slice unlike its training data."""
+    import warnings
+
+    from medzoo.errors import DomainShiftWarning
+
+    model = medzoo.load("ae-ct-f4c3")
+    assert latent.levels_of(model)[0][0] == 4
+    slices, _ = medzoo.load_dataset("ct_tcia_512", "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DomainShiftWarning)
+        stream = medzoo.compress(slices[0], model, quality=0)
+    assert np.squeeze(medzoo.decompress(stream, model)).shape == (512, 512)
+    noise = np.random.default_rng(0).integers(-1024, 3072, (512, 512)).astype(np.int16)  # HU, but no anatomy
+    with pytest.warns(DomainShiftWarning):
+        medzoo.compress(noise, model, quality=0)

@@ -34,12 +34,13 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import warnings
 
 import numpy as np
 
 from medzoo.codec import lossless
 from medzoo.codec.bitio import BitstreamError, Reader, varint
-from medzoo.errors import ConfigError, DataError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning
 from medzoo.metrics import resize_bicubic
 
 #: quality levels ``(factor, step)``, fewest bits first, for a model whose preset names none. On the 1024 px
@@ -85,8 +86,15 @@ def encode_block(model, x: np.ndarray, factor: int, step: float, batch_size: int
     factor, step = check_level(factor, step)
     n, h, w, _ = x.shape
     size = reduced_size(h, w, factor, model.downsample_factor)
-    small = np.clip(resize_bicubic(x, *size), 0.0, 1.0)
-    latent = np.asarray(model.encode(small, batch_size=batch_size), np.float32)
+    if (h, w) == size:
+        latent = model.encode(x, batch_size=batch_size)
+    else:  # the images are checked as given; their reduction is the level's, not a domain shift
+        model.check_images(x)
+        small = np.clip(resize_bicubic(x, *size), 0.0, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DomainShiftWarning)
+            latent = model.encode(small, batch_size=batch_size)
+    latent = np.asarray(latent, np.float32)
     if latent.ndim != 4:
         raise ConfigError(f"{type(model).__name__} has a flat latent; coding needs a spatial one")
     q = np.clip(np.round(latent / np.float32(step)), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64)

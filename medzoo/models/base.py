@@ -486,6 +486,15 @@ class AutoencoderModel(keras.Model):
         self._warn_if_unfamiliar_images(x)
         return x
 
+    def check_images(self, x) -> np.ndarray:
+        """Validate images already through the model's spec, warning (DomainShiftWarning) as :meth:`encode` would
+        when their size or statistics are far from the training images'; returns them as float32 (N, H, W, C).
+
+        For a caller that feeds the model something derived from the images (a codec's reduced copy): the
+        check belongs to the images the user gave, not to what the caller makes of them.
+        """
+        return self._check_images(x)
+
     def _warn_if_unfamiliar_images(self, x) -> None:
         """Warn when the images' intensity and texture statistics lie far from the training images'."""
         from medzoo.models.domain import WARN_SHARE
