@@ -8,9 +8,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 N=$#; WORKERS=$(( 16 / N - 1 > 4 ? 4 : 16 / N - 1 ))  # data workers per run: the runs share the 16 cores and the GPU's memory
 export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
   XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.8 / $N, 2))")
-# the starting weights at their repository paths, so recipe.json names them there
-for d in $P/init/*/; do [ -d "$d" ] || continue; n=$(basename $d)
-  case $n in vae-chestxray-f8c4) cp -r $d medzoo/presets/;; *) cp -r $d stages/;; esac; done
+# the starting weights at their repository paths (pack.py keeps them), so recipe.json names them there
+[ -d $P/init ] && cp -r $P/init/. .
 python3 $P/unpack.py $P/data .gpu_data > /dev/null || exit 1
 R=.gpu_runs; rm -rf $R; mkdir -p $R
 CXR='--set dataset=["kermany_pediatric_cxr_128","cxr_hannover_1024"] --set dataset_weights=[0.25,0.75] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=1000'
@@ -36,6 +35,12 @@ job f4c1-s3-mse ae-chestxray-f4c1 chest $CXR $NATIVE $MSE --set learning_rate=2e
 S6='--set init_from=stages/ae-chestxray-f4c3-native-s6/preset --set dataset_weights=[0.1,0.9]'
 job f4c3-s7 ae-chestxray-f4c3 chest $CXR $NATIVE $SSIM $S6 --set learning_rate=5e-5
 job f4c3-s7-b64 ae-chestxray-f4c3 chest $CXR $NATIVE $SSIM $S6 --set learning_rate=7e-5 --set batch_size=64
+# vae-generalist-f8c4's native stage (payload generalist-native): its four thumbnail sets beside the native
+# radiographs, the shares of the CPU stage 1 (stages/README.md)
+GEN='--set dataset=["kermany_pediatric_cxr_128","brain_tumor_figshare_128","busbra_256","hc18_256","cxr_hannover_1024"] --set dataset_weights=[0.3,0.08,0.08,0.08,0.46] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=250'
+GENMODEL='--set model={"reconstruction_loss":"mse","beta":5e-6}'
+job gen-n2 vae-generalist-f8c4 gen $GEN $GENMODEL --set warmup_steps=200 --set learning_rate=2e-4 --set init_from=presets/vae-generalist-f8c4
+job gen-n2-low vae-generalist-f8c4 gen $GEN $GENMODEL --set warmup_steps=200 --set learning_rate=1e-4 --set init_from=presets/vae-generalist-f8c4
 job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
 job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log

@@ -10,11 +10,14 @@ here, where the test splits are: ``medzoo train NAME --output RUN --finish --wei
     python tools/device/pack.py chest .gpu_chest     # ae-chestxray-f4c3, vae-chestxray-f8c4 (native stages)
     python tools/device/pack.py ct .gpu_ct           # ae-ct-f4c3, vae-ct-f8c4
     python tools/device/pack.py chest-native .gpu_cn # later chest stages, from weights in stages/
+    python tools/device/pack.py generalist-native .gpu_gn  # vae-generalist-f8c4's native stage: five sets
 
 Training subsets are chosen by medzoo's own rule (``max_train_images``, seeded), so ``--finish``
 on a machine with the whole set records exactly what was seen. Validation on the device is a
 small seeded subset, for monitoring only: the final weights ship. Images travel compressed
-losslessly (lzma'd arrays; CT as reversible JPEG 2000, 30% below PNG), checked bit for bit here.
+losslessly (CT and the native radiographs as reversible JPEG 2000 files, 30% and 2% below PNG;
+the thumbnail sets' images as one reversible JPEG 2000 codestream each, labels lzma'd), checked
+bit for bit here.
 Needs ``MEDZOO_DATA_DIR`` with the native sets rebuilt, and pip access for the wheels.
 """
 import argparse
@@ -48,6 +51,14 @@ PAYLOADS = {
            "init": ["stages/ae-chestxray-f4c3-native-s2", "medzoo/presets/vae-chestxray-f8c4"]},
     "chest-native": {"folders": {"cxr_hannover_1024": 6}, "npz": {"chest": {"kermany_pediatric_cxr_128": (1000, 200)}},
                      "init": []},
+    # the generalist keeps its four thumbnail sets beside the native radiographs, 250 of each (launch.sh's
+    # max_train_images): 256 px ultrasound would not fit 64 MiB otherwise. It starts from presets/, which the
+    # tree carries when slim.py sets aside every other folder there
+    "generalist-native": {"folders": {"cxr_hannover_1024": 6},
+                          "npz": {"gen": {name: (250, 20) for name in ("kermany_pediatric_cxr_128",
+                                                                        "brain_tumor_figshare_128", "busbra_256",
+                                                                        "hc18_256")}},
+                          "init": []},
 }
 #: sets that travel as reversible JPEG 2000 (30% below PNG for CT, only 2% for the 8-bit radiographs)
 J2K = {"ct_tcia_512", "cxr_hannover_1024"}
@@ -63,9 +74,28 @@ def pack_npz(name, n_train, n_val, dest: pathlib.Path, tag: str) -> None:
     if y is not None:
         arrays["train_labels"], arrays["val_labels"] = y[keep], yv[vkeep]
     for key, value in arrays.items():
+        if key.endswith("_images") and value.dtype == np.uint8:
+            (dest / f"{tag}__{name}__{key}.j2ks.npz").write_bytes(pack_images(value))
+            continue
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(value))
         (dest / f"{tag}__{name}__{key}.npy.xz").write_bytes(lzma.compress(buf.getvalue(), preset=6))
+
+
+def pack_images(images: np.ndarray) -> bytes:
+    """A stack of grey uint8 images as one reversible JPEG 2000 codestream each, in an npz (``shape``, ``sizes``,
+    ``data``): about a third smaller than lzma here; unpack.py stacks them back."""
+    frames = []
+    for image in images.reshape(len(images), *images.shape[1:3]):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "JPEG2000", irreversible=False, no_jp2=True)
+        if not np.array_equal(np.asarray(Image.open(io.BytesIO(buf.getvalue()))), image):
+            sys.exit("a JPEG 2000 round trip is not exact")
+        frames.append(buf.getvalue())
+    out = io.BytesIO()
+    np.savez(out, shape=np.asarray(images.shape), sizes=np.asarray([len(f) for f in frames]),
+             data=np.frombuffer(b"".join(frames), np.uint8))
+    return out.getvalue()
 
 
 def pack_folder(name, val_keep, dest: pathlib.Path) -> None:
@@ -111,8 +141,8 @@ def main():
     for tag, sets in spec["npz"].items():
         for name, (n_train, n_val) in sets.items():
             pack_npz(name, n_train, n_val, data, tag)
-    for path in spec["init"]:
-        shutil.copytree(REPO / path, out / "init" / pathlib.Path(path).name)
+    for path in spec["init"]:  # restored at the same repository path there
+        shutil.copytree(REPO / path, out / "init" / path)
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
                     "--platform", "manylinux_2_17_x86_64", "-d", str(out / "whl"), *WHEELS], check=True)

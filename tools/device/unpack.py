@@ -3,7 +3,7 @@
     python unpack.py PAYLOAD_DATA_DIR DATA_ROOT
 
 Each npz subset goes to DATA_ROOT/<tag>/<name>.npz (tag "chest": the Kermany subset of the chest
-runs); the native folder sets go to DATA_ROOT/native_sets/ (JPEG 2000 back to PNG) and are linked
+runs; "gen": the generalist's four sets); the native folder sets go to DATA_ROOT/native_sets/ (JPEG 2000 back to PNG) and are linked
 into every job folder (chest/, ct/) as native/<name>.
 """
 import io, json, lzma, os, pathlib, shutil, sys
@@ -16,6 +16,13 @@ arrays = {}
 for f in sorted(src.glob("*.npy.xz")):
     tag, name, key = f.name[:-len(".npy.xz")].split("__")
     arrays.setdefault((tag, name), {})[key] = np.load(io.BytesIO(lzma.decompress(f.read_bytes())))
+for f in sorted(src.glob("*.j2ks.npz")):  # images packed as one JPEG 2000 codestream each (pack_images)
+    tag, name, key = f.name[:-len(".j2ks.npz")].split("__")
+    packed = np.load(f)
+    ends = np.cumsum(packed["sizes"])
+    data = packed["data"].tobytes()
+    frames = [np.asarray(Image.open(io.BytesIO(data[e - n:e]))) for n, e in zip(packed["sizes"], ends)]
+    arrays.setdefault((tag, name), {})[key] = np.stack(frames).reshape(packed["shape"])
 for (tag, name), a in arrays.items():
     d = root / tag
     d.mkdir(parents=True, exist_ok=True)
