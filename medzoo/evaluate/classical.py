@@ -57,13 +57,22 @@ def _pil_has(feature: str) -> bool:
         return False
 
 
-def _jxl_available() -> bool:
+def _imagecodecs(name: str) -> bool:
     try:
         import imagecodecs
 
-        return bool(imagecodecs.JPEGXL.available)
+        return bool(getattr(imagecodecs, name).available)
     except (ImportError, AttributeError):
         return False
+
+
+def _ic(function: str, **options) -> Callable:
+    def run(data):
+        import imagecodecs
+
+        return getattr(imagecodecs, function)(data, **options)
+
+    return run
 
 
 def _jxl_encode(image, distance, bits=8) -> bytes:
@@ -96,12 +105,6 @@ def _htj2k_encode(image, step, bits=8) -> bytes:
     import imagecodecs
 
     return bytes(imagecodecs.htj2k_encode(image, level=float(step) / _headroom(image, bits), reversible=False))
-
-
-def _htj2k_decode(data) -> np.ndarray:
-    import imagecodecs
-
-    return np.asarray(imagecodecs.htj2k_decode(data))
 
 
 def _jxl_decode(data) -> np.ndarray:
@@ -148,7 +151,7 @@ CODECS = {
     "htj2k": ClassicalCodec(
         "htj2k", "HTJ2K", "step (fraction of range)",
         (0.5, 0.3, 0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.012, 0.008, 0.005),
-        _htj2k_encode, _htj2k_decode, lambda: _imagecodecs("HTJ2K"), "imagecodecs/OpenJPH", max_bits=16,
+        _htj2k_encode, _ic("htj2k_decode"), lambda: _imagecodecs("HTJ2K"), "imagecodecs/OpenJPH", max_bits=16,
         deep_settings=(0.0035, 0.0025, 0.0018, 0.0012)),
     "webp": ClassicalCodec(
         "webp", "WebP", "quality", (0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
@@ -157,7 +160,7 @@ CODECS = {
         _pil_decode, lambda: _pil_has("webp"), "Pillow/libwebp"),
     "jpegxl": ClassicalCodec(
         "jpegxl", "JPEG XL", "distance", (25, 20, 15, 11, 8, 6, 4, 3, 2, 1.5, 1, 0.5),
-        _jxl_encode, _jxl_decode, _jxl_available, "imagecodecs/libjxl", max_bits=16,
+        _jxl_encode, _jxl_decode, lambda: _imagecodecs("JPEGXL"), "imagecodecs/libjxl", max_bits=16,
         deep_settings=(0.35, 0.25, 0.15, 0.1)),
 }
 
@@ -233,24 +236,6 @@ def sweep(codec, images, reference, *, bits=None, settings=None, metrics=None, p
 
 
 # ------------------------------------------------------------------ lossless
-def _imagecodecs(name: str) -> bool:
-    try:
-        import imagecodecs
-
-        return bool(getattr(imagecodecs, name).available)
-    except (ImportError, AttributeError):
-        return False
-
-
-def _ic(function: str, **options) -> Callable:
-    def run(data):
-        import imagecodecs
-
-        return getattr(imagecodecs, function)(data, **options)
-
-    return run
-
-
 @dataclasses.dataclass(frozen=True)
 class LosslessCodec:
     """A lossless codec for grey integer images: ``encode(pixels) -> bytes``, ``decode(bytes) -> pixels``.

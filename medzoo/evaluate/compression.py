@@ -439,9 +439,9 @@ def compression(models="vqvae-chestxray", images=None, *, split="test", dataset=
                              {m: METRIC_LABELS[m] for m in names})
 
 
-def _at_guideline_rates(points, sweeps, stored_bits, ratios=None, metrics=("psnr", "ssim")) -> dict:
-    """Each curve's quality in each of ``metrics`` at the guideline ``ratios`` (default
-    :data:`GUIDELINE_RATIOS`) of ``stored_bits`` per pixel (interpolated)."""
+def _at_guideline_rates(points, sweeps, stored_bits, ratios, metrics) -> dict:
+    """Each curve's quality in each of ``metrics`` at the guideline ``ratios`` (:data:`GUIDELINE_RATIOS`,
+    :data:`CT_GUIDELINE_RATIOS`) of ``stored_bits`` per pixel (interpolated)."""
     curves = {}
     for p in points:
         curves.setdefault(p.get("curve", "VQ-VAE"), []).append(p)
@@ -450,7 +450,7 @@ def _at_guideline_rates(points, sweeps, stored_bits, ratios=None, metrics=("psnr
     curves.update({c["label"]: {m: (np.array(c["bpp"]), np.array(c[m])) for m in metrics}
                    for c in sweeps.values()})
     out = {}
-    for ratio, (factor, source) in (GUIDELINE_RATIOS if ratios is None else ratios).items():
+    for ratio, (factor, source) in ratios.items():
         bpp = stored_bits / factor
         at = {}
         for name, c in curves.items():
@@ -471,7 +471,7 @@ def frontier(rates, quality) -> tuple[np.ndarray, np.ndarray]:
     return rates[keep][order], quality[keep][order]
 
 
-def _compare(points, sweeps, anchor, metrics=("psnr", "ssim")) -> tuple[dict, list]:
+def _compare(points, sweeps, anchor, metrics) -> tuple[dict, list]:
     a = sweeps[anchor]
     bd = {}
     grouped = {}
