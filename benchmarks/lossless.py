@@ -2,7 +2,7 @@
 
     python benchmarks/lossless.py                          # 64 test images per modality + the DICOMs
     python benchmarks/lossless.py --max-images 0           # every test image
-    python benchmarks/lossless.py --models runs/codec-chestxray/preset   # also on a codec's prediction
+    python benchmarks/lossless.py --models runs/hyperprior-chestxray/preset   # also on a codec's prediction
     python benchmarks/lossless.py --max-images 0 --sets native wg04 --medzoo-versions 1 2   # the archive table
 
 Every image is coded on its own, as an archive receives it, and decoded back; a row

@@ -1,7 +1,7 @@
 """Rate-distortion of the zoo's VQ-VAEs and codecs (medzoo streams) against JPEG, JPEG 2000, HTJ2K, WebP, JPEG XL.
 
     python benchmarks/rate_distortion.py                      # every zoo VQ-VAE, full test split
-    python benchmarks/rate_distortion.py --models runs/codec-chestxray/preset   # a hyperprior codec's levels
+    python benchmarks/rate_distortion.py --models runs/hyperprior-chestxray/preset   # a hyperprior codec's levels
     python benchmarks/rate_distortion.py --models ae-chestxray-f4c3 --dataset cxr_hannover_1024
                                                               # an autoencoder's latent levels, 1024 px
     python benchmarks/rate_distortion.py --max-images 64      # quick run

@@ -577,12 +577,12 @@ def test_a_codec_preset_records_each_quality_as_real_streams_measure_it(tmp_path
     from medzoo.zoo import load
     from medzoo.zoo.manifest import add_to_manifest, info
 
-    result = train("codec-chestxray", output_dir=tmp_path / "run", epochs=1, verbose=0, max_images=24,
+    result = train("hyperprior-chestxray", output_dir=tmp_path / "run", epochs=1, verbose=0, max_images=24,
                    batch_size=8, crop_size=64, crops_per_image=1, dataset="kermany_pediatric_cxr_64",
                    model={"n": 8, "m": 12, "lambdas": [0.004, 0.02, 0.1]}, weights_dtype="float32")
     manifest = tmp_path / "manifest.json"
     add_to_manifest(result.preset_dir, manifest_path=manifest)
-    rows = info("codec-chestxray", manifest_path=manifest)["codec"]["qualities"]
+    rows = info("hyperprior-chestxray", manifest_path=manifest)["codec"]["qualities"]
     assert [r["quality"] for r in rows] == [0, 1, 2] and [r["lambda"] for r in rows] == [0.004, 0.02, 0.1]
     card = (result.preset_dir / "README.md").read_text()
     assert "## Quality levels" in card and f"| 2 | 0.1 | {rows[2]['bpp']:.3f} |" in card

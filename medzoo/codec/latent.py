@@ -1,8 +1,8 @@
 """Any-size autoencoders as codecs: the latent rounded on a uniform step and coded by the causal coder.
 
-A design that trains on two CPU cores because nothing in it is trained for rate: the
-transform is a zoo autoencoder (its encoder and decoder, as trained for reconstruction),
-and the entropy coder is :mod:`medzoo.codec.lossless`'s causal coder, whose classified
+A design that trains on two CPU cores: the transform is a zoo autoencoder (its encoder
+and decoder as trained for reconstruction, or fine-tuned for rate at the steps of its
+levels: ``ConvAutoencoder(rate_steps=...)``, recipe ``codec-chestxray``), and the entropy coder is :mod:`medzoo.codec.lossless`'s causal coder, whose classified
 linear prediction and contexts are fitted by the encoder for each stream and sent. An
 f4c3 autoencoder's latent is a smooth 3-channel map a quarter of the image's side; its
 neighbours predict it well, which a zero-mean hyperprior would not exploit.
@@ -62,9 +62,10 @@ def is_latent_coder(model) -> bool:
 
 
 def levels_of(model) -> tuple:
-    """The model's quality levels ``((factor, step), ...)``: its preset's ``codec.levels``, else the defaults."""
+    """The model's quality levels ``((factor, step), ...)``: its preset's ``codec.levels``, else the steps it was
+    trained for (a rate-trained autoencoder's ``codec_levels``), else the defaults."""
     codec = (getattr(model, "zoo_metadata", None) or {}).get("codec") or {}
-    levels = codec.get("levels") or DEFAULT_LEVELS
+    levels = codec.get("levels") or getattr(model, "codec_levels", None) or DEFAULT_LEVELS
     return tuple((int(f), float(s)) for f, s in levels)
 
 

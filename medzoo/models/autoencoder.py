@@ -1,12 +1,16 @@
-"""Convolutional autoencoder: plain, denoising and sparse, as options of one class."""
+"""Convolutional autoencoder: plain, denoising, sparse and rate-trained, as options of one class."""
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from medzoo.errors import ConfigError
 from medzoo.models.base import AutoencoderModel
+from medzoo.models.entropy_models import EntropyBottleneck
 
 NOISE_MODELS = ("none", "gaussian", "poisson")
 
@@ -27,6 +31,14 @@ class ConvAutoencoder(AutoencoderModel):
       epoch, so ``val_loss`` measures denoising and picks the best denoiser.
       ``predict`` and ``reconstruct`` never add noise.
     * sparse: ``sparsity > 0`` adds ``sparsity * mean(|code|)`` to the loss.
+    * rate-trained (a codec, :mod:`medzoo.codec.latent`): ``rate_steps`` lists the
+      quantisation steps of its quality levels. Each training image draws one; the decoder
+      sees the latent rounded on it (straight-through), and a learned factorized density
+      (:class:`~medzoo.models.entropy_models.EntropyBottleneck`, bins as wide as the step)
+      prices the latent plus uniform noise of that width in bits per pixel, ``bpp``. The loss
+      adds ``rate_weight * (step / s)^2 * bpp``, ``s`` the steps' geometric mean: at high
+      rates a step ``s`` is the best one for a trade-off proportional to ``s^2``, so every
+      level is trained at the trade-off it serves, in one network.
 
     Args:
         latent_channels: channels of a spatial code (default 16 when
@@ -35,6 +47,8 @@ class ConvAutoencoder(AutoencoderModel):
         noise: ``"none"``, ``"gaussian"`` or ``"poisson"``.
         noise_strength: gaussian std, or the inverse photon count for poisson.
         sparsity: weight of the L1 activity penalty on the code.
+        rate_steps: quantisation steps of the latent, one per quality level (spatial latents).
+        rate_weight: weight of the rate at the steps' geometric mean (MSE in [0, 1] per bit per pixel).
         **kwargs: architecture options of :class:`~medzoo.models.base.AutoencoderModel`.
 
     Example:
@@ -44,7 +58,7 @@ class ConvAutoencoder(AutoencoderModel):
     """
 
     def __init__(self, latent_channels=None, latent_dim=None, noise="none", noise_strength=0.1,
-                 sparsity=0.0, **kwargs):
+                 sparsity=0.0, rate_steps=None, rate_weight=0.0, **kwargs):
         if latent_channels is None and latent_dim is None:
             latent_channels = 16
         if noise not in NOISE_MODELS:
@@ -56,14 +70,25 @@ class ConvAutoencoder(AutoencoderModel):
         self.noise = noise
         self.noise_strength = float(noise_strength)
         self.sparsity = float(sparsity)
-        if sparsity > 0:
-            self.metric_names = ("loss", "reconstruction_loss", "sparsity_loss")
+        self.rate_steps = _check_rate(rate_steps, rate_weight, latent_dim)
+        self.rate_weight = float(rate_weight)
+        self.metric_names = ("loss", "reconstruction_loss") + (("sparsity_loss",) if sparsity > 0 else ()) + \
+            (("bpp",) if self.rate_steps else ())
         super().__init__(**kwargs)
 
     def _build_networks(self):
         latent = dict(latent_channels=self.latent_channels, latent_dim=self.latent_dim)
         self.encoder = self._make_encoder(**latent)
         self.decoder = self._make_decoder(**latent)
+        if self.rate_steps:
+            self.latent_density = EntropyBottleneck(name="latent_density")
+            self.latent_density.build((None, None, None, self.latent_channels))
+
+    @property
+    def codec_levels(self):
+        """A rate-trained model's quality levels for :mod:`medzoo.codec.latent`, ``((1, step), ...)``, fewest bits
+        first; None for the others (they code with the default levels)."""
+        return tuple((1, s) for s in sorted(self.rate_steps, reverse=True)) if self.rate_steps else None
 
     def get_config(self):
         config = super().get_config()
@@ -74,6 +99,8 @@ class ConvAutoencoder(AutoencoderModel):
             noise_strength=self.noise_strength,
             sparsity=self.sparsity,
         )
+        if self.rate_steps:
+            config.update(rate_steps=list(self.rate_steps), rate_weight=self.rate_weight)
         return config
 
     def add_noise(self, x, strength=None, seed=None):
@@ -106,7 +133,26 @@ class ConvAutoencoder(AutoencoderModel):
     def forward_terms(self, x, training):
         inputs = self.add_noise(x, seed=None if training else (self.seed or 0))
         code = self.encoder(self.pad_to_stride(inputs), training=training)
-        return {"logits": self.crop_like(self.decoder(code, training=training), x), "code": code}
+        terms = {"code": code}
+        if self.rate_steps:
+            code = ops.cast(code, "float32")
+            step = self._steps_for(ops.shape(x)[0], training)
+            noise = keras.random.uniform(ops.shape(code), -0.5, 0.5,
+                                         seed=self.seed_generator if training else (self.seed or 0) + 1)
+            terms["likelihood"] = self.latent_density.likelihood(code + step * noise, step)
+            terms["step"] = step
+            code = code + ops.stop_gradient(ops.round(code / step) * step - code)  # what decoding will see
+        terms["logits"] = self.crop_like(self.decoder(code, training=training), x)
+        return terms
+
+    def _steps_for(self, batch, training):
+        """Each image's quantisation step, (B, 1, 1, 1): drawn in training, the levels in turn in evaluation."""
+        steps = ops.convert_to_tensor(np.asarray(self.rate_steps, np.float32))
+        if training:
+            index = keras.random.randint((batch,), 0, len(self.rate_steps), seed=self.seed_generator)
+        else:
+            index = ops.arange(batch) % len(self.rate_steps)
+        return ops.reshape(ops.take(steps, index, axis=0), (-1, 1, 1, 1))
 
     def losses_from(self, target, terms):
         rec = ops.mean(self.pixel_errors(target, terms["logits"]))
@@ -116,5 +162,29 @@ class ConvAutoencoder(AutoencoderModel):
             sparse = ops.mean(ops.abs(ops.cast(terms["code"], "float32")))
             values["sparsity_loss"] = sparse
             loss = loss + self.sparsity * sparse
+        if self.rate_steps:
+            shape = ops.shape(target)
+            pixels = ops.cast(shape[1] * shape[2], "float32")
+            bpp = -ops.sum(ops.log(terms["likelihood"]), axis=(1, 2, 3)) / (math.log(2.0) * pixels)
+            reference = float(np.exp(np.mean(np.log(self.rate_steps))))
+            weight = ops.square(ops.reshape(terms["step"], (-1,)) / reference)
+            values["bpp"] = ops.mean(bpp)
+            loss = loss + self.rate_weight * ops.mean(weight * bpp)
         values["loss"] = loss
         return values
+
+
+def _check_rate(steps, weight, latent_dim):
+    """``rate_steps`` as a tuple of floats (None when not rate-trained), after checking the rate settings."""
+    if steps is None:
+        if weight:
+            raise ConfigError("rate_weight needs rate_steps, the quantisation steps it trains for")
+        return None
+    steps = tuple(float(s) for s in steps)
+    if not steps or any(not (math.isfinite(s) and s > 0) for s in steps) or len(set(steps)) != len(steps):
+        raise ConfigError(f"rate_steps must be distinct positive numbers, got {steps!r}")
+    if latent_dim is not None:
+        raise ConfigError("rate training codes a spatial latent (latent_channels), not a flat one (latent_dim)")
+    if not (math.isfinite(weight) and weight > 0):
+        raise ConfigError(f"rate_weight must be positive when rate_steps are given, got {weight!r}")
+    return steps

@@ -5,7 +5,9 @@
 * :class:`EntropyBottleneck` - a learned, factorized density per channel (Balle et al.,
   2018, appendix 6.1): a small monotonic network is the cumulative distribution, so the
   likelihood of a value quantised to integers is ``c(x + 1/2) - c(x - 1/2)``. It models
-  the hyper-latent ``z``, which nothing else describes.
+  the hyper-latent ``z``, which nothing else describes, and the latent of an autoencoder
+  trained for rate (:class:`~medzoo.models.autoencoder.ConvAutoencoder`'s ``rate_steps``),
+  with bins as wide as its quantisation step.
 * :func:`gaussian_likelihood` - the latent ``y`` given the scales the hyper-decoder
   predicts: a zero-mean Gaussian convolved with a unit uniform, i.e. the probability
   of the integer bin around each value.
@@ -108,13 +110,22 @@ class EntropyBottleneck(keras.layers.Layer):
                 logits = logits + ops.tanh(self.factors[k]) * ops.tanh(logits)
         return logits
 
-    def likelihood(self, x):
-        """Per-element probability of the unit bin around each value of ``x`` (N, H, W, C)."""
+    def likelihood(self, x, width=None):
+        """Per-element probability of the bin around each value of ``x`` (N, H, W, C).
+
+        The bin is a unit one, or ``width`` wide (a tensor that broadcasts to ``x``, e.g. one
+        quantisation step per image (N, 1, 1, 1)): then the density is of ``x`` itself and a
+        step ``s`` rounds ``x / s``, so one density prices every step of a variable-rate latent.
+        """
         x = ops.cast(x, "float32")
         shape = ops.shape(x)
         values = ops.reshape(ops.transpose(x, (3, 0, 1, 2)), (self.channels, 1, -1))
-        lower = self.logits_cumulative(values - 0.5)
-        upper = self.logits_cumulative(values + 0.5)
+        half = 0.5
+        if width is not None:
+            width = ops.broadcast_to(ops.cast(width, "float32"), shape)
+            half = 0.5 * ops.reshape(ops.transpose(width, (3, 0, 1, 2)), (self.channels, 1, -1))
+        lower = self.logits_cumulative(values - half)
+        upper = self.logits_cumulative(values + half)
         sign = -ops.sign(lower + upper)  # evaluate on the side of the median where the sigmoid is small
         sign = ops.where(ops.equal(sign, 0.0), ops.ones_like(sign), sign)
         mass = ops.abs(ops.sigmoid(sign * upper) - ops.sigmoid(sign * lower))

@@ -320,9 +320,10 @@ def _start_from(model, source_name) -> None:
     continued as a later stage (its best weights), whose training record then stays in the chain.
     """
     source, record = _starting_point(source_name)
-    ours, theirs = model.weights, source.weights
+    widened = _widening(model, source)
+    ours, theirs = model.weights[:len(source.weights)] if widened else model.weights, source.weights
     mismatch = [(a.path, tuple(a.shape), tuple(b.shape)) for a, b in zip(ours, theirs)
-                if tuple(a.shape) != tuple(b.shape)]
+                if tuple(a.shape) != tuple(b.shape) and not (widened and _fits_inside(b.shape, a.shape))]
     if len(ours) != len(theirs) or mismatch:
         detail = f"first difference: {mismatch[0]}" if mismatch else f"{len(ours)} weights against {len(theirs)}"
         raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
@@ -331,7 +332,7 @@ def _start_from(model, source_name) -> None:
     settings = {id(getattr(model, "beta"))} if hasattr(model, "initial_beta") else set()
     for var, value in zip(ours, source.get_weights()):
         if id(var) not in settings:
-            var.assign(value)
+            var.assign(_widened_value(var, value) if tuple(var.shape) != value.shape else value)
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
     changed = _objective_changes(source, model)
     if changed:
@@ -342,8 +343,36 @@ def _start_from(model, source_name) -> None:
                     json.dumps({k: a for k, (a, _) in changed.items()}))
 
 
+def _widening(model, source) -> bool:
+    """Whether ``model`` is ``source`` with a wider latent (more ``latent_channels``, and perhaps a rate model):
+    everything else in their configs the same, the source's weights first in the model's."""
+    ours, theirs = model.get_config(), source.get_config()
+    if type(model) is not type(source) or not isinstance(ours.get("latent_channels"), int) or \
+            not isinstance(theirs.get("latent_channels"), int) or ours["latent_channels"] <= theirs["latent_channels"]:
+        return False
+    architecture = ("input_shape", "filters", "depth", "architecture", "blocks_per_level", "attention",
+                    "normalization", "activation", "output_activation", "latent_dim")
+    return all(ours.get(k) == theirs.get(k) for k in architecture) and len(model.weights) >= len(source.weights)
+
+
+def _fits_inside(small, large) -> bool:
+    return len(small) == len(large) and all(a <= b for a, b in zip(small, large))
+
+
+def _widened_value(var, value: np.ndarray) -> np.ndarray:
+    """A trained weight inside a widened one: the trained values in the leading slice; the new latent channels
+    get their initial weights as outputs (kernel's last axis, bias) and zeros as inputs (a kernel's input axis),
+    so the widened model starts as the source's function, its decoder ignoring the new channels."""
+    out = np.array(keras.ops.convert_to_numpy(var), dtype=value.dtype)
+    if out.ndim >= 2 and out.shape[-2] > value.shape[-2]:
+        out[..., value.shape[-2]:, :] = 0.0
+    out[tuple(slice(0, n) for n in value.shape)] = value
+    return out
+
+
 #: the settings of a model's training objective (not its architecture), compared by _start_from
-OBJECTIVE = ("reconstruction_loss", "ssim_weight", "beta", "noise", "noise_strength", "sparsity")
+OBJECTIVE = ("reconstruction_loss", "ssim_weight", "beta", "noise", "noise_strength", "sparsity", "rate_steps",
+             "rate_weight")
 
 
 def _objective_changes(source, model) -> dict:
@@ -807,7 +836,8 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
     if spec.units == "HU":  # CT: the error a radiologist reads, in Hounsfield units
         metrics["mae_hu"] = float(mae(x, rec).mean() * spec.units_per_value)
         metrics["rmse_hu"] = float(rmse(x, rec).mean() * spec.units_per_value)
-    if hasattr(model, "rate_distortion"):  # a codec: real streams per quality level (medzoo.info(...)["codec"])
+    if hasattr(model, "rate_distortion") or getattr(model, "codec_levels", None):
+        # a codec (a hyperprior, or an autoencoder trained for rate): real streams per quality level
         from medzoo.codec.qualities import quality_table
 
         metrics["qualities"] = {str(row["quality"]): {k: round(v, 5) for k, v in row.items() if k != "quality"}

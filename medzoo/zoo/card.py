@@ -149,15 +149,19 @@ def render_card(metadata: dict) -> str:
 
 
 def _codec_section(metadata: dict) -> list[str]:
-    """A hyperprior codec's quality levels, or what a VQ-VAE preset's ``entropy_model.npz`` is."""
+    """A codec's quality levels (a hyperprior's lambdas, a rate-trained autoencoder's latent steps), or what a
+    VQ-VAE preset's ``entropy_model.npz`` is."""
     qualities = (metadata.get("metrics") or {}).get("qualities")
     if isinstance(qualities, dict) and qualities:
+        rows = sorted(qualities.items(), key=lambda kv: int(kv[0]))
+        stepped = "step" in rows[0][1]
         lines = ["", "## Quality levels", "",
                  "Each test image coded in a stream of its own (header included) and decoded back:", "",
-                 "| quality | lambda | bits per pixel | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
-        lines += [f"| {q} | {row.get('lambda', float('nan')):.4g} | {row.get('bpp', float('nan')):.3f} | "
-                  f"{row.get('psnr', float('nan')):.2f} | {row.get('ssim', float('nan')):.4f} |"
-                  for q, row in sorted(qualities.items(), key=lambda kv: int(kv[0]))]
+                 f"| quality | {'latent step' if stepped else 'lambda'} | bits per pixel | PSNR (dB) | SSIM |",
+                 "|---|---|---|---|---|"]
+        lines += [f"| {q} | {row.get('step' if stepped else 'lambda', float('nan')):.4g} | "
+                  f"{row.get('bpp', float('nan')):.3f} | {row.get('psnr', float('nan')):.2f} | "
+                  f"{row.get('ssim', float('nan')):.4f} |" for q, row in rows]
         return lines + ["", "```python", f'stream = medzoo.compress(pixels, model="{metadata["name"]}", quality=4)',
                         "pixels_back = medzoo.decompress(stream)   # same dtype and shape", "```"]
     codec = metadata.get("entropy_model")

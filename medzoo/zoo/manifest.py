@@ -549,11 +549,12 @@ def list_models(*, manifest_path=None) -> ModelTable:
 def info(name, *, manifest_path=None) -> dict:
     """Everything the manifest says about one model: config, input contract, training, metrics, files, sources.
 
-    A codec's entry also has ``"codec"``: ``{"qualities": [...]}``, one row per quality level
-    (``quality``, ``lambda``, ``bpp`` of real streams, ``psnr``, ``ssim`` on its test split).
+    A codec's entry (a hyperprior, or an autoencoder trained for rate) also has ``"codec"``:
+    ``{"qualities": [...]}``, one row per quality level (``quality``, ``lambda`` or ``factor`` and
+    ``step``, ``bpp`` of real streams, ``psnr``, ``ssim`` on its test split).
     """
     entry = get_entry(name, manifest_path=manifest_path)
-    if entry["family"] == "codec":
+    if entry["family"] == "codec" or entry["metrics"].get("qualities"):
         split = (entry["training"].get("splits") or {}).get("metrics", "test")
         measured = entry["metrics"].get("qualities") or {}
         entry["codec"] = {"qualities": [{"quality": int(q), **row} for q, row in sorted(measured.items(),

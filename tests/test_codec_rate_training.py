@@ -1,0 +1,111 @@
+"""An autoencoder trained for rate (``ConvAutoencoder(rate_steps=...)``, recipe ``codec-chestxray``).
+
+Codec v3's design: a zoo autoencoder's latent widened and fine-tuned for rate + distortion at
+the latent steps of its quality levels, its streams coded by ``medzoo.codec.latent``. Tiny
+residual models on real X-ray crops stand in for the zoo's; the checks are that the rate term
+is priced and trained, that the levels are the trained steps, that widening starts from the
+source's function exactly, and that a recipe run records real streams per level.
+"""
+
+import importlib
+
+import keras
+import numpy as np
+import pytest
+
+import medzoo
+from medzoo.codec import latent
+from medzoo.errors import ConfigError
+from medzoo.models import ConvAutoencoder
+from medzoo.recipes import train
+
+train_module = importlib.import_module("medzoo.recipes.train")  # the package's `train` is the function
+
+RESIDUAL = dict(input_shape=(None, None, 1), architecture="residual", filters=[8, 16], depth=2,
+                normalization="layer", seed=1)
+STEPS = (0.5, 0.25, 0.125)
+
+
+def _fit(model, images, epochs=12):
+    """A few epochs over the 48 images (32 px) in batches of 16."""
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return model.fit(images, epochs=epochs, batch_size=16, shuffle=True, verbose=0).history
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rate_weight": 1e-3}, "needs rate_steps"),
+    ({"rate_steps": [0.5, -1.0], "rate_weight": 1e-3}, "distinct positive"),
+    ({"rate_steps": [0.5, 0.5], "rate_weight": 1e-3}, "distinct positive"),
+    ({"rate_steps": [0.5], "rate_weight": 0.0}, "rate_weight must be positive"),
+])
+def test_rate_settings_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvAutoencoder(**RESIDUAL, latent_channels=2, **kwargs)
+    with pytest.raises(ConfigError, match="spatial latent"):
+        ConvAutoencoder(input_shape=(32, 32, 1), filters=4, depth=2, latent_dim=8, rate_steps=[0.5], rate_weight=1)
+
+
+def test_the_rate_is_priced_and_trained_and_the_levels_are_the_trained_steps(tiny_cxr):
+    keras.utils.set_random_seed(0)
+    model = ConvAutoencoder(**RESIDUAL, latent_channels=3, rate_steps=STEPS, rate_weight=2e-3)
+    assert model.metric_names == ("loss", "reconstruction_loss", "bpp")
+    history = _fit(model, tiny_cxr)
+    assert history["bpp"][-1] < history["bpp"][0]  # the density and the latent learn to cost less
+    assert latent.levels_of(model) == ((1, 0.5), (1, 0.25), (1, 0.125))  # fewest bits first
+    clone = ConvAutoencoder.from_config(model.get_config())
+    assert clone.rate_steps == STEPS and clone.rate_weight == 2e-3 and len(clone.weights) == len(model.weights)
+
+    x = tiny_cxr[:4]
+    sizes, errors = [], []
+    for q in range(3):
+        data = medzoo.compress(x, model, quality=q)
+        out = medzoo.decompress(data, model)
+        sizes.append(len(data))
+        errors.append(float(np.mean((out - x) ** 2)))
+    assert sizes[0] < sizes[1] < sizes[2] and errors[0] > errors[2]
+
+    # the estimate a training step reports prices what decoding sees: a coarser step, fewer estimated bits
+    t = keras.ops.convert_to_tensor(x[:3])
+    terms = model.forward_terms(t, False)  # evaluation: the levels in turn, one per image
+    assert keras.ops.convert_to_numpy(terms["step"]).ravel().tolist() == list(STEPS)
+    bits = -np.log2(keras.ops.convert_to_numpy(terms["likelihood"])).sum(axis=(1, 2, 3))
+    assert bits[0] < bits[1] < bits[2]
+
+
+def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkeypatch):
+    keras.utils.set_random_seed(0)
+    source = ConvAutoencoder(**RESIDUAL, latent_channels=2)
+    _fit(source, tiny_cxr, epochs=3)
+    monkeypatch.setattr(train_module, "_starting_point", lambda name: (source, {"model": name}))
+
+    wide = ConvAutoencoder(**RESIDUAL, latent_channels=5, rate_steps=STEPS, rate_weight=1e-3)
+    before = np.array(keras.ops.convert_to_numpy(wide.latent_density.weights[0]))
+    train_module._start_from(wide, "tiny-source")
+    x = tiny_cxr[:4]
+    np.testing.assert_allclose(wide.reconstruct(x), source.reconstruct(x), atol=1e-6)
+    z = wide.encode(x)
+    np.testing.assert_allclose(z[..., :2], source.encode(x), atol=1e-6)
+    assert np.abs(z[..., 2:]).max() > 0  # the new channels exist (initialised), the decoder ignores them at first
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(wide.latent_density.weights[0]), before)
+
+    for other in (dict(RESIDUAL, filters=[8, 24]), RESIDUAL):
+        narrower_or_other = ConvAutoencoder(**other, latent_channels=5 if other is not RESIDUAL else 1)
+        with pytest.raises(ConfigError, match="not the recipe's architecture"):
+            train_module._start_from(narrower_or_other, "tiny-source")
+
+
+def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):
+    from medzoo.zoo.manifest import add_to_manifest, info
+
+    result = train("codec-chestxray", output_dir=tmp_path / "run", epochs=1, verbose=0, max_images=16,
+                          batch_size=8, crop_size=32, crops_per_image=1, dataset="kermany_pediatric_cxr_64",
+                          dataset_weights=None, min_side=None, init_from=None, inference_tile=None,
+                          model={"filters": [8, 16], "blocks_per_level": 1, "latent_channels": 4,
+                                 "rate_steps": [0.5, 0.125]}, weights_dtype="float32")
+    manifest = tmp_path / "manifest.json"
+    add_to_manifest(result.preset_dir, manifest_path=manifest)
+    rows = info("codec-chestxray", manifest_path=manifest)["codec"]["qualities"]
+    assert [(r["quality"], r["factor"], r["step"]) for r in rows] == [(0, 1, 0.5), (1, 1, 0.125)]
+    assert rows[0]["bpp"] < rows[1]["bpp"]
+    card = (result.preset_dir / "README.md").read_text()
+    assert "| quality | latent step |" in card and f"| 1 | 0.125 | {rows[1]['bpp']:.3f} |" in card
