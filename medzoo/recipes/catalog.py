@@ -210,12 +210,15 @@ RECIPES["vqvae-chestxray-f4k512"] = Recipe(
 # ultrasound; the shipped weights start from vae-fetalus-f8c4 and went through four stages on two
 # CPU cores (each init_from the last, crops_per_image=2): 1,779 + 593 steps of L1 (learning rates
 # 4e-4, 3e-4), then 2 x 1,186 steps of MSE at 2e-4 with beta 5e-6 (L1's balance of reconstruction
-# against KL under a squared error). docs/results.md has the commands and figures.
+# against KL under a squared error). 1.6.0 added one native CPU stage with the adult radiographs
+# (cxr_hannover_1024 at 46% of the crops, scales down to 512 px, 128 px crops). docs/results.md
+# has the commands and figures.
 RECIPES["vae-generalist-f8c4"] = Recipe(
     name="vae-generalist-f8c4", family="vae", model=dict(_VAE_F8C4),
     dataset=[d for d, *_ in MODALITIES.values()], crop_size=96, crops_per_image=3, **_V2_TRAINING,
-    description="Any-size KL-VAE trained on chest X-ray, brain MRI, breast and fetal ultrasound in equal shares: "
-                "a starting point for modalities the zoo lacks (latent 8x smaller per side, 4 channels)")
+    description="Any-size KL-VAE trained on chest X-ray (adult radiographs at native resolution and pediatric "
+                "thumbnails), brain MRI, breast and fetal ultrasound: a starting point for modalities the zoo "
+                "lacks (latent 8x smaller per side, 4 channels)")
 
 # Segmentation from the zoo encoders: each modality's f8c4 VAE encoder, fine-tuned under a
 # light U-Net decoder on that dataset's masks. encoder=None (with label_fraction) is the
