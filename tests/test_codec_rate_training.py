@@ -72,6 +72,19 @@ def test_the_rate_is_priced_and_trained_and_the_levels_are_the_trained_steps(tin
     assert bits[0] < bits[1] < bits[2]
 
 
+def test_the_rate_model_alone_fits_a_trained_latent_first(tiny_cxr):
+    """What a fine-tune for rate starts with: its fresh density fitted to the source's latents, nothing else moved."""
+    keras.utils.set_random_seed(0)
+    model = ConvAutoencoder(**RESIDUAL, latent_channels=3, rate_steps=STEPS, rate_weight=1e-3)
+    networks = [np.array(keras.ops.convert_to_numpy(v)) for v in model.encoder.weights + model.decoder.weights]
+    before, after = model.fit_latent_density(tiny_cxr)
+    assert after < 0.9 * before
+    for old, var in zip(networks, model.encoder.weights + model.decoder.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(var))
+    with pytest.raises(ConfigError, match="rate-trained"):
+        ConvAutoencoder(**RESIDUAL, latent_channels=3).fit_latent_density(tiny_cxr)
+
+
 def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkeypatch):
     keras.utils.set_random_seed(0)
     source = ConvAutoencoder(**RESIDUAL, latent_channels=2)

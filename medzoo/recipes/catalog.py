@@ -263,13 +263,14 @@ RECIPES["hyperprior-generalist"] = Recipe(
 # steps of its eight quality levels (a factor sqrt(2) apart), each image at one step, the rate
 # priced by a factorized density (ConvAutoencoder's rate_steps). Streams code the rounded latent
 # with the causal coder (medzoo.codec.latent), whose prediction adds what a factorized density
-# leaves. 128 px crops of the native radiographs at random scales, as the autoencoder saw.
+# leaves. 128 px crops of the native radiographs at random scales, as the autoencoder saw; the
+# native set comes first, so the preset's quality table (info()["codec"]) is measured on it.
 CODEC_STEPS = tuple(round(2.0 ** (-k / 2), 4) for k in range(8))  # 1.0 ... 0.0884
 RECIPES["codec-chestxray"] = Recipe(
     name="codec-chestxray", family="autoencoder",
     model={**_AE_F4C3, "latent_channels": 12, "reconstruction_loss": "mse", "rate_steps": list(CODEC_STEPS),
            "rate_weight": 1.5e-4},
-    dataset=["kermany_pediatric_cxr_128", "cxr_hannover_1024"], dataset_weights=[0.1, 0.9], min_side=512,
+    dataset=["cxr_hannover_1024", "kermany_pediatric_cxr_128"], dataset_weights=[0.9, 0.1], min_side=512,
     crop_size=128, crops_per_image=4, init_from="ae-chestxray-f4c3", inference_tile=[128, 16],
     spec=dict(NATIVE_SPEC), learning_rate=1e-4, warmup_steps=100, batch_size=16, epochs=40,
     early_stopping_patience=0, weights_dtype="float16",

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -187,6 +188,8 @@ def train(
         model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe, steps_per_epoch)))
 
     initial_epoch = _completed_epochs(backup_dir)
+    if getattr(model, "rate_steps", None) and recipe.init_from is not None and initial_epoch == 0:
+        _fit_rate_model(model, train_ds)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
         _StopRequest(out / STOP_FILE), _backup(out)]
@@ -294,6 +297,25 @@ def _measure_trained_run(out: pathlib.Path, recipe: Recipe, write: bool, time_bu
     history = {k: [float(r[k]) for r in rows if r.get(k)] for k in (rows[0] if rows else {}) if k != "epoch"}
     return TrainResult(model, recipe, history, metrics, out, preset_dir, run["epochs"], run["epochs"],
                        run["optimizer_steps"], run["wall_time_s"])
+
+
+#: training crops the rate model of a fine-tune for rate is first fitted on (:func:`_fit_rate_model`)
+RATE_MODEL_CROPS = 512
+
+
+def _fit_rate_model(model, train_ds) -> None:
+    """A trained autoencoder fine-tuned for rate: fit its fresh latent density to the latents of some training crops
+    first (``ConvAutoencoder.fit_latent_density``), so the fine-tune starts at an honest rate."""
+    crops, count = [], 0
+    for batch in itertools.islice(iter(train_ds), 10_000):
+        x = np.asarray(keras.ops.convert_to_numpy(batch[0] if isinstance(batch, (tuple, list)) else batch))
+        crops.append(x)
+        count += len(x)
+        if count >= RATE_MODEL_CROPS:
+            break
+    before, after = model.fit_latent_density(np.concatenate(crops)[:RATE_MODEL_CROPS])
+    log.info("rate model fitted to the latents of %d training crops: %.3f -> %.3f estimated bits per pixel",
+             min(count, RATE_MODEL_CROPS), before, after)
 
 
 def build_model(recipe: Recipe, spec: PreprocessSpec):
@@ -786,6 +808,8 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         # its size); every leaf is a number, as the manifest requires
         metrics = {"test_images": sum(m["test_images"] for m in per.values()),
                    **{k: round(float(np.mean([m[k] for m in per.values()])), 5) for k in keys}, "per_dataset": per}
+        if "qualities" in per[names[0]]:  # a codec's levels: on its first dataset (rates do not average)
+            metrics["qualities"] = per[names[0]]["qualities"]
     log.info("test metrics of %s: %s", recipe.name, metrics)
     preset_dir = None
     if write:

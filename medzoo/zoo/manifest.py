@@ -557,9 +557,11 @@ def info(name, *, manifest_path=None) -> dict:
     if entry["family"] == "codec" or entry["metrics"].get("qualities"):
         split = (entry["training"].get("splits") or {}).get("metrics", "test")
         measured = entry["metrics"].get("qualities") or {}
+        per_dataset = entry["metrics"].get("per_dataset") or {}
+        of = f" of {next(iter(per_dataset))}" if per_dataset else ""  # a mixture's codec: its first dataset
         entry["codec"] = {"qualities": [{"quality": int(q), **row} for q, row in sorted(measured.items(),
                                                                                       key=lambda kv: int(kv[0]))],
-                          "measured_on": f"split {split!r}, each image in a stream of its own (header included)"}
+                          "measured_on": f"split {split!r}{of}, each image in a stream of its own (header included)"}
     return entry
 
 
