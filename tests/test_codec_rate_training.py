@@ -101,10 +101,11 @@ def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkey
     assert np.abs(z[..., 2:]).max() > 0  # the new channels exist (initialised), the decoder ignores them at first
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(wide.latent_density.weights[0]), before)
 
-    for other in (dict(RESIDUAL, filters=[8, 24]), RESIDUAL):
-        narrower_or_other = ConvAutoencoder(**other, latent_channels=5 if other is not RESIDUAL else 1)
+    other_filters = ConvAutoencoder(**dict(RESIDUAL, filters=[8, 24]), latent_channels=5)
+    narrower = ConvAutoencoder(**RESIDUAL, latent_channels=1)
+    for refused in (other_filters, narrower):
         with pytest.raises(ConfigError, match="not the recipe's architecture"):
-            train_module._start_from(narrower_or_other, "tiny-source")
+            train_module._start_from(refused, "tiny-source")
 
 
 def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):

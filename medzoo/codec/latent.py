@@ -2,10 +2,11 @@
 
 A design that trains on two CPU cores: the transform is a zoo autoencoder (its encoder
 and decoder as trained for reconstruction, or fine-tuned for rate at the steps of its
-levels: ``ConvAutoencoder(rate_steps=...)``, recipe ``codec-chestxray``), and the entropy coder is :mod:`medzoo.codec.lossless`'s causal coder, whose classified
-linear prediction and contexts are fitted by the encoder for each stream and sent. An
-f4c3 autoencoder's latent is a smooth 3-channel map a quarter of the image's side; its
-neighbours predict it well, which a zero-mean hyperprior would not exploit.
+levels: ``ConvAutoencoder(rate_steps=...)``, recipe ``codec-chestxray``), and the entropy
+coder is :mod:`medzoo.codec.lossless`'s causal coder, whose classified linear prediction
+and contexts are fitted by the encoder for each stream and sent. An f4c3 autoencoder's
+latent is a smooth 3-channel map a quarter of the image's side; its neighbours predict it
+well, which a zero-mean hyperprior would not exploit.
 
 A quality level is a pair ``(factor, step)``:
 
