@@ -5,6 +5,9 @@ zoo's; the checks are about the stream (levels, shapes, integer pixels, refusals
 rate and quality move the way the levels say.
 """
 
+import struct
+import zlib
+
 import keras
 import numpy as np
 import pytest
@@ -79,6 +82,53 @@ def test_the_integers_travel_exactly(model, images):
     assert (factor, step) == (1, 0.25)
     expected = np.round(model.encode(images) / np.float32(0.25))
     np.testing.assert_array_equal(q, expected)
+
+
+def test_each_latent_channel_is_coded_on_its_own(model, images):
+    data = medzoo.compress(images, model, quality=2)
+    header = read_header(data)
+    block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
+    _, _, q = latent.read_block(block, len(images))
+    # after factor, step and the shape, one length-prefixed causal signal per channel, and nothing else
+    from medzoo.codec import lossless
+    from medzoo.codec.bitio import Reader
+    r = Reader(block)
+    r.varint("factor"), r.take(4, "step"), [r.varint("shape") for _ in range(3)]
+    for c in range(q.shape[-1]):
+        payload = r.take(r.varint("size"), "channel")
+        np.testing.assert_array_equal(lossless.decode_signal(payload, (len(images), *q.shape[1:3])), q[..., c])
+    assert r.pos == len(block)
+    with pytest.raises(BitstreamError, match="after the latent channels"):
+        latent.read_block(block + b"\0", len(images))
+
+
+def test_a_stream_of_latent_coder_1_still_decodes(model, images, monkeypatch):
+    """Streams written before per-channel coding (one causal signal of every channel's planes) decode to
+    the same images as today's stream of the same level."""
+    from medzoo.codec import lossless
+    from medzoo.codec.bitio import varint
+
+    def version_1_block(model, x, factor, step, batch_size=64):
+        q = np.round(np.asarray(model.encode(x), np.float32) / np.float32(step)).astype(np.int64)
+        n, lh, lw, lc = q.shape
+        planes = np.ascontiguousarray(q.transpose(0, 3, 1, 2).reshape(n * lc, lh, lw))
+        return b"".join([varint(factor), struct.pack(">f", step), varint(lh), varint(lw), varint(lc),
+                         lossless.encode_signal(planes, "int16")])
+
+    today = medzoo.compress(images, model, quality=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(latent, "encode_block", version_1_block)
+        patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V1)
+        old = medzoo.compress(images, model, quality=2)
+    assert old != today
+    np.testing.assert_array_equal(medzoo.decompress(old, model), medzoo.decompress(today, model))
+    unknown = bytearray(old)
+    start = unknown.find(bytes.fromhex(latent.TABLES_ID_V1[:8]))
+    assert start > 0
+    unknown[start] ^= 0xFF  # another coder's id, under a checksum that holds
+    body = bytes(unknown[:-4])
+    with pytest.raises(BitstreamError, match="latent coder"):
+        medzoo.decompress(body + struct.pack(">I", zlib.crc32(body)), model)
 
 
 @pytest.mark.parametrize("dtype, low, high", [("uint16", 0, 4095), ("int16", -1024, 2000), ("uint8", 0, 255)])
