@@ -109,11 +109,13 @@ def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkey
 
 
 def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):
+    """On a mixture, the streams are coded on its first dataset alone (rates of different sets do not average)."""
     from medzoo.zoo.manifest import add_to_manifest, info
 
     result = train("codec-chestxray", output_dir=tmp_path / "run", epochs=1, verbose=0, max_images=16,
-                          batch_size=8, crop_size=32, crops_per_image=1, dataset="kermany_pediatric_cxr_64",
-                          dataset_weights=None, min_side=None, init_from=None, inference_tile=None,
+                          batch_size=8, crop_size=32, crops_per_image=1,
+                          dataset=["kermany_pediatric_cxr_64", "brain_tumor_figshare_128"], dataset_weights=[0.5, 0.5],
+                          min_side=None, init_from=None, inference_tile=None,
                           model={"filters": [8, 16], "blocks_per_level": 1, "latent_channels": 4,
                                  "rate_steps": [0.5, 0.125]}, weights_dtype="float32")
     manifest = tmp_path / "manifest.json"
@@ -121,5 +123,8 @@ def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):
     rows = info("codec-chestxray", manifest_path=manifest)["codec"]["qualities"]
     assert [(r["quality"], r["factor"], r["step"]) for r in rows] == [(0, 1, 0.5), (1, 1, 0.125)]
     assert rows[0]["bpp"] < rows[1]["bpp"]
+    per = result.metrics["per_dataset"]
+    assert "qualities" in per["kermany_pediatric_cxr_64"] and "qualities" not in per["brain_tumor_figshare_128"]
+    assert per["brain_tumor_figshare_128"]["psnr"] > 0
     card = (result.preset_dir / "README.md").read_text()
     assert "| quality | latent step |" in card and f"| 1 | 0.125 | {rows[1]['bpp']:.3f} |" in card

@@ -802,7 +802,10 @@ def _measure_and_write(model, recipe, spec, out, run, *, write):
         metrics = test_metrics(model, _load_one(recipe, names[0], "test"), vals[0], spec)
     else:
         tests = [_load_one(recipe, name, "test") for name in names]
-        per = {name: test_metrics(model, t, v, spec) for name, t, v in zip(names, tests, vals)}
+        # a codec's real streams per level on its first dataset alone: rates do not average, and
+        # coding a large thumbnail set at every level costs most of a codec's finish
+        per = {name: test_metrics(model, t, v, spec, qualities=i == 0)
+               for i, (name, t, v) in enumerate(zip(names, tests, vals))}
         keys = [k for k in per[names[0]] if k != "test_images" and isinstance(per[names[0]][k], float)]
         # the headline figures are the mean of the datasets' means (each dataset counts once, whatever
         # its size); every leaf is a number, as the manifest requires
@@ -842,7 +845,7 @@ def segmentation_metrics(model, images, masks, spec, spacing_mm=None, *, referen
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
-def test_metrics(model, test_images, val_images, spec) -> dict:
+def test_metrics(model, test_images, val_images, spec, *, qualities: bool = True) -> dict:
     """Test-set figures for the manifest: PSNR, SSIM, MAE, plus family-specific ones.
 
     Continuous latents: the PSNR / SSIM of the bicubic thumbnail that keeps as many
@@ -850,7 +853,8 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
     per dimension under a discretized Gaussian decoder whose scale is chosen on the
     validation split. VQ-VAE: perplexity and codebook usage of the test code maps, and
     the raw code size in bits per pixel. Denoising autoencoder: PSNR of its output and
-    of the noisy input at its training noise.
+    of the noisy input at its training noise. A codec: real streams per quality level
+    (``qualities``; ``qualities=False`` leaves them out).
     """
     x = np.asarray(spec.apply(test_images))
     batch = batch_for(x)  # bounded memory: at most four 1024 px radiographs at once
@@ -864,8 +868,9 @@ def test_metrics(model, test_images, val_images, spec) -> dict:
         # a codec (a hyperprior, or an autoencoder trained for rate): real streams per quality level
         from medzoo.codec.qualities import quality_table
 
-        metrics["qualities"] = {str(row["quality"]): {k: round(v, 5) for k, v in row.items() if k != "quality"}
-                                for row in quality_table(model, x)}  # the manifest's metrics hold no lists
+        if qualities:  # the manifest's metrics hold no lists
+            metrics["qualities"] = {str(row["quality"]): {k: round(v, 5) for k, v in row.items() if k != "quality"}
+                                    for row in quality_table(model, x)}
         return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
     z = model.encode(x[:1])
     if not np.issubdtype(z.dtype, np.integer):
