@@ -1,8 +1,8 @@
 """Compression in one run: lossy rate-distortion at native resolution, lossless, and speed, against classical codecs.
 
-    python benchmarks/compression.py                      # every native test image; the lossless archive table
-    python benchmarks/compression.py --max-images 2 --no-lossless   # quick look at the lossy side
-    python benchmarks/compression.py --pairs ae-chestxray-f4c3@cxr_hannover_1024 --codecs jpeg2000 jpegxl
+    python benchmarks/codec_comparison.py                      # every native test image; the lossless archive table
+    python benchmarks/codec_comparison.py --max-images 2 --no-lossless   # quick look at the lossy side
+    python benchmarks/codec_comparison.py --pairs ae-chestxray-f4c3@cxr_hannover_1024 --codecs jpeg2000 jpegxl
 
 The measure of the codec issue (36), composed of the two scripts beside it, run in turn:
 
