@@ -89,6 +89,8 @@ RECIPES: dict[str, Recipe] = {
         # Models v2: the any-size residual architecture, trained on 64 px crops and
         # measured on whole images. f4c1 keeps as many numbers as ae-chestxray's code
         # (1,024 at 128 x 128), so the two architectures compare at equal latent size.
+        # The shipped 1.4.0 went on from this recipe's 1.0.1 through four native-resolution
+        # stages (MSE + 0.001 SSIM, 128 px crops of cxr_hannover_1024 and Kermany): stages/README.md.
         Recipe(
             name="ae-chestxray-f4c1",
             family="autoencoder",

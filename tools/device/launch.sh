@@ -11,7 +11,8 @@ export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN
 # the starting weights at their repository paths (pack.py keeps them), so recipe.json names them there
 [ -d $P/init ] && cp -r $P/init/. .
 python3 $P/unpack.py $P/data .gpu_data > /dev/null || exit 1
-R=.gpu_runs; rm -rf $R; mkdir -p $R
+# a call on a still-warm machine finds the last call's runs in .gpu_prev (the "-c" jobs continue from them)
+R=.gpu_runs; [ -d $R ] && rm -rf .gpu_prev && mv $R .gpu_prev; mkdir -p $R
 CXR='--set dataset=["kermany_pediatric_cxr_128","cxr_hannover_1024"] --set dataset_weights=[0.25,0.75] --set min_side=512 --set crop_size=128 --set crops_per_image=4 --set max_train_images=1000'
 COMMON="--no-preset --verbose 2 --data-workers $WORKERS --set batch_size=32 --set inference_tile=[128,32] --time-budget $BUDGET"
 job() { local name=$1 recipe=$2 data=$3; shift 3
@@ -41,6 +42,19 @@ GEN='--set dataset=["kermany_pediatric_cxr_128","brain_tumor_figshare_128","busb
 GENMODEL='--set model={"reconstruction_loss":"mse","beta":5e-6}'
 job gen-n2 vae-generalist-f8c4 gen $GEN $GENMODEL --set warmup_steps=200 --set learning_rate=2e-4 --set init_from=presets/vae-generalist-f8c4
 job gen-n2-low vae-generalist-f8c4 gen $GEN $GENMODEL --set warmup_steps=200 --set learning_rate=1e-4 --set init_from=presets/vae-generalist-f8c4
+# issue 36, Codec v3 stage 2 (payload chest-native): the codec recipe's own datasets (native radiographs first,
+# so its quality table is theirs), from ae-chestxray-f4c3 1.8.0 widened to 12 latent channels; rate weights
+# around the CPU stage 1's 1.5e-4, and the f4c1 native stage 4 from -s3 beside them
+CODEC='--set max_train_images=1000 --set warmup_steps=200 --set learning_rate=2e-4 --set inference_tile=[128,16]'
+job codec-rw5 codec-chestxray chest $CODEC --set 'model={"rate_weight":5e-4}'
+job codec-rw15 codec-chestxray chest $CODEC --set 'model={"rate_weight":1.5e-4}'
+job codec-rw15e codec-chestxray chest $CODEC --set 'model={"rate_weight":1.5e-3}'
+job f4c1-s4 ae-chestxray-f4c1 chest $CXR $NATIVE $SSIM --set learning_rate=1e-4 --set dataset_weights=[0.1,0.9] \
+  --set init_from=stages/ae-chestxray-f4c1-native-s3/preset
+# then, in a second call on the warm machine, each codec run continued at half the rate (as rate:name pairs)
+for rw in 5e-4:rw5 1.5e-4:rw15 1.5e-3:rw15e; do
+  job codec-${rw#*:}-c codec-chestxray chest $CODEC --set learning_rate=1e-4 --set warmup_steps=50 \
+    --set "model={\"rate_weight\":${rw%%:*}}" --set init_from=.gpu_prev/codec-${rw#*:}; done
 job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
 job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log
