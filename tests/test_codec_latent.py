@@ -93,7 +93,9 @@ def test_each_latent_channel_is_coded_on_its_own(model, images):
     from medzoo.codec import lossless
     from medzoo.codec.bitio import Reader
     r = Reader(block)
-    r.varint("factor"), r.take(4, "step"), [r.varint("shape") for _ in range(3)]
+    r.varint("factor")
+    r.take(4, "step")
+    assert [r.varint("shape") for _ in range(3)] == list(q.shape[1:])
     for c in range(q.shape[-1]):
         payload = r.take(r.varint("size"), "channel")
         np.testing.assert_array_equal(lossless.decode_signal(payload, (len(images), *q.shape[1:3])), q[..., c])
