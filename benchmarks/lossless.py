@@ -14,7 +14,8 @@ JPEG 2000 lossless codestreams are listed for reference. ``--sets native`` adds 
 native-resolution test splits (``cxr_hannover_1024`` 8-bit, ``ct_tcia_512`` in int16 HU, as a
 CT DICOM stores them); ``--sets wg04`` the NEMA WG04 compression test images that
 ``pip install pydicom-data`` ships, uncompressed (``*_UNCR.dcm``: CR chest 1955x1841 15-bit,
-CR extremity 10-bit, MR 12-bit, CT int16, ultrasound RGB as three planes).
+CR extremity 10-bit, MR 12-bit, CT int16, ultrasound 8-bit RGB: one colour image for every coder,
+each with its own colour transform; its rate is bits per sample, a third of a pixel's).
 ``--medzoo-versions 1 2`` lists both payload versions of the causal coder (1: median edge
 detector; 2, the default: classified linear prediction). PNG is the baseline of the
 "vs PNG" column; the last column compares with JPEG-LS. Speed: megapixels per second on this
@@ -98,7 +99,7 @@ def native_sets(max_images) -> dict:
 
 
 def wg04_sets() -> dict:
-    """The NEMA WG04 native images (pydicom-data), stored pixels; colour as one image per plane."""
+    """The NEMA WG04 native images (pydicom-data), stored pixels; colour as (H, W, 3)."""
     import pydicom
     from pydicom.data import get_testdata_file
 
@@ -110,10 +111,8 @@ def wg04_sets() -> dict:
             continue
         ds = pydicom.dcmread(path)
         pixels = ds.pixel_array
-        planes = [np.ascontiguousarray(pixels[..., k]) for k in range(pixels.shape[-1])] if pixels.ndim == 3 \
-            else [pixels]
-        sets[label] = (planes, f"{pixels.shape[0]}x{pixels.shape[1]}{' x3 planes' if pixels.ndim == 3 else ''} "
-                               f"{pixels.dtype}, {ds.BitsStored} bits stored")
+        sets[label] = ([pixels], f"{pixels.shape[0]}x{pixels.shape[1]}{' RGB' if pixels.ndim == 3 else ''} "
+                                 f"{pixels.dtype}, {ds.BitsStored} bits stored")
     return sets
 
 
@@ -136,6 +135,16 @@ def measure(encode, decode, images) -> dict:
             "decode_mp_s": pixels / 1e6 / t_dec}
 
 
+def _compress(image, **kwargs) -> bytes:
+    """``medzoo.compress`` of one grey (H, W) or colour (H, W, 3) image (colour as a batch of one)."""
+    return medzoo.compress(image[None] if image.ndim == 3 else image, **kwargs)
+
+
+def _decompress(data, model=None) -> np.ndarray:
+    back = medzoo.decompress(data, model)
+    return back[0] if back.ndim == 4 else back
+
+
 def _causal_v1(image):
     """A stream whose residual payload is version 1 (the median edge detector), as medzoo 0.x wrote it."""
     from unittest import mock
@@ -143,7 +152,7 @@ def _causal_v1(image):
     from medzoo.codec import lossless
 
     with mock.patch.object(lossless, "encode_signal", lossless.encode_signal_med):
-        return medzoo.compress(image, lossless=True)
+        return _compress(image, lossless=True)
 
 
 def medzoo_coders(models, versions=(2,)) -> dict:
@@ -151,13 +160,13 @@ def medzoo_coders(models, versions=(2,)) -> dict:
     prediction."""
     out = {}
     if 1 in versions:
-        out["medzoo lossless v1 (median edge)"] = (_causal_v1, medzoo.decompress)
+        out["medzoo lossless v1 (median edge)"] = (_causal_v1, _decompress)
     if 2 in versions:
-        out["medzoo lossless (causal, linear)"] = (lambda a: medzoo.compress(a, lossless=True), medzoo.decompress)
+        out["medzoo lossless (causal, linear)"] = (lambda a: _compress(a, lossless=True), _decompress)
     for name in models or []:
         model = medzoo.codec.stream._resolve_coder(name)
         out[f"medzoo lossless on {pathlib.Path(name).name}"] = (
-            lambda a, m=model: medzoo.compress(a, m, lossless=True), lambda d, m=model: medzoo.decompress(d, m))
+            lambda a, m=model: _compress(a, model=m, lossless=True), lambda d, m=model: _decompress(d, m))
     return out
 
 
@@ -171,9 +180,10 @@ def run(args) -> tuple[dict, str]:
         for name in args.codecs or classical.available_lossless_codecs(bits):
             codec = classical.LOSSLESS_CODECS[name]
             if codec.bits >= bits:
-                dtype = images[0].dtype
+                dtype, colour = images[0].dtype, images[0].ndim == 3
                 per_codec[codec.label] = measure(lambda a, c=codec: classical.lossless_encode(c, a),
-                                                 lambda d, c=codec: classical.lossless_decode(c, d, dtype), images)
+                                                 lambda d, c=codec: classical.lossless_decode(c, d, dtype, colour),
+                                                 images)
         png = per_codec.get("PNG", {}).get("bpp")
         jls = per_codec.get("JPEG-LS", {}).get("bpp")
         rows = [[label, f"{m['bpp']:.3f}", f"{100 * (m['bpp'] / png - 1):+.1f}%" if png else "-",

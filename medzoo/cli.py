@@ -330,9 +330,10 @@ def _compress(args):
     print(f"{header.num_images} image(s) -> {args.output}: {header.total_bytes} bytes "
           f"({written.bits_per_given_pixel:.4f} bits per pixel of the {written.given_pixels} pixels given, header of "
           f"{header.header_bytes} bytes included{coded})")
-    if header.kind in ("lossless", "hyperprior-lossless"):
-        how = "the causal coder alone" if header.kind == "lossless" else \
-            f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}"
+    if header.kind in ("lossless", "lossless-colour", "hyperprior-lossless"):
+        how = {"lossless": "the causal coder alone",
+               "lossless-colour": "the causal coder alone, on luma and chroma"}.get(
+            header.kind, f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}")
         print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly")
     elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"

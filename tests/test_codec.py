@@ -340,3 +340,8 @@ def test_classical_lossless_codecs_give_back_the_exact_pixels(codec):
         data, back = classical.lossless_round_trip(codec, pixels)
         assert back.dtype == pixels.dtype and np.array_equal(back, pixels)
         assert 0 < len(data) < pixels.nbytes
+    rgb = np.stack([ramp, ramp[::-1], ramp[:, ::-1]], axis=-1).astype(np.uint8) * 2  # colour goes in as one image
+    data, back = classical.lossless_round_trip(codec, rgb)
+    assert back.shape == rgb.shape and np.array_equal(back, rgb)
+    with pytest.raises(DataError, match="colour"):
+        classical.lossless_encode(codec, np.zeros((8, 8, 4), np.uint8))

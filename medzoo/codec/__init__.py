@@ -11,6 +11,8 @@
   the Gaussian CDF from IEEE basic operations, and networks run in exact fixed point.
 * :mod:`medzoo.codec.lossless` - exact coding of integer pixels (8-16 bit, signed too):
   neighbour prediction, optionally on top of the codec's exact reconstruction.
+* :mod:`medzoo.codec.colour` - the reversible colour transform (YCoCg-R) lossless streams
+  apply to 8-bit colour, whose planes are nearly the same grey image.
 * :mod:`medzoo.codec.tiles` - the tile grid that keeps memory bounded on large images.
 
 Evaluation (rate-distortion curves against JPEG, JPEG 2000, WebP and JPEG XL) lives in

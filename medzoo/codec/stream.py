@@ -88,9 +88,13 @@ PIXELS_KIND = "hyperprior-pixels"
 #: or integer pixels (min-max scaled per image and channel, decoded back to their dtype)
 LATENT_KIND, LATENT_PIXELS_KIND = "autoencoder", "autoencoder-pixels"
 LATENT_KINDS = (LATENT_KIND, LATENT_PIXELS_KIND)
-MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND, 4: LATENT_KIND, 5: LATENT_PIXELS_KIND}
+#: the causal coder alone on 8-bit colour turned into luma and chroma first (medzoo.codec.colour)
+CAUSAL_COLOUR_KIND = "lossless-colour"
+CAUSAL_KINDS = (CAUSAL_KIND, CAUSAL_COLOUR_KIND)
+MODES = {0: HYPERPRIOR_KIND, 1: LOSSLESS_KIND, 2: CAUSAL_KIND, 3: PIXELS_KIND, 4: LATENT_KIND, 5: LATENT_PIXELS_KIND,
+         6: CAUSAL_COLOUR_KIND}
 #: the modes that give back integer pixels (their payload starts with type, rank and ranges)
-PIXEL_MODES = (LOSSLESS_KIND, CAUSAL_KIND, PIXELS_KIND, LATENT_PIXELS_KIND)
+PIXEL_MODES = (LOSSLESS_KIND, *CAUSAL_KINDS, PIXELS_KIND, LATENT_PIXELS_KIND)
 #: the modes that give back integer pixels a codec changed (a DICOM written from them is marked lossy)
 LOSSY_PIXEL_MODES = (PIXELS_KIND, LATENT_PIXELS_KIND)
 _MODE_IDS = {kind: mode for mode, kind in MODES.items()}
@@ -271,7 +275,7 @@ def _parse(data) -> tuple[StreamHeader, bytes]:
         quality, ih, iw, ic, n, payload_len = (r.varint(what) for what in (
             "quality", "image height", "image width", "image channels", "image count", "payload length"))
         k, h, w = 0, 4 * -(-ih // 64), 4 * -(-iw // 64)  # y's spatial size (the image padded to a multiple of 64)
-        quality = None if kinds[kind_id] == CAUSAL_KIND else quality
+        quality = None if kinds[kind_id] in CAUSAL_KINDS else quality
     header_bytes = r.pos
     payload = r.take(payload_len, "payload")
     if version == HYPERPRIOR_FORMAT and kinds[kind_id] in LATENT_KINDS:
@@ -484,8 +488,9 @@ def _compress_pixels(model, images, quality, batch_size, tile_size) -> bytes:
 
 
 def _compress_lossless(model, images, quality, batch_size, tile_size) -> bytes:
-    """Lossless stream; ``quality`` None tries the causal coder alone and on top of the codec's best level."""
-    from medzoo.codec import lossless, tiles
+    """Lossless stream; ``quality`` None tries the causal coder alone (on 8-bit colour also on luma and
+    chroma) and on top of the codec's best level."""
+    from medzoo.codec import colour, lossless, tiles
     from medzoo.codec.hyperprior import tables_for
 
     pixels, rank, dtype, ranges = _codec_pixels(model, images)
@@ -504,6 +509,9 @@ def _compress_lossless(model, images, quality, batch_size, tile_size) -> bytes:
     candidates = []  # (kind, quality, lossy payload, residual payload)
     if quality is None:
         candidates.append((CAUSAL_KIND, 0, b"", lossless.encode_signal(planes(pixels), dtype)))
+        if colour.applies(pixels, dtype):
+            candidates.append((CAUSAL_COLOUR_KIND, 0, b"",
+                               lossless.encode_signal(planes(colour.forward(pixels)), colour.PLANE_DTYPE)))
     if model is not None:
         level = model.num_qualities - 1 if quality is None else quality
         candidates.append((LOSSLESS_KIND, level, *with_codec(level)))
@@ -692,7 +700,7 @@ def _latents(data, model):
     header, payload = _parse(data)
     if header.format_version != HYPERPRIOR_FORMAT:
         raise BitstreamError("the stream holds VQ-VAE code maps, not hyperprior latents; use decompress_codes")
-    if header.kind == CAUSAL_KIND:
+    if header.kind in CAUSAL_KINDS:
         raise BitstreamError("this lossless stream was coded without the codec's reconstruction: it has no latents")
     if header.kind in LATENT_KINDS:
         raise BitstreamError("the stream holds an autoencoder's latent, not hyperprior latents; "
@@ -736,7 +744,7 @@ def _payload_parts(header: StreamHeader, payload: bytes) -> dict:
         else:
             parts["lossy"] = r.take(r.varint("lossy payload length"), "lossy payload")
             parts["residuals"] = payload[r.pos:]
-    if header.kind not in (CAUSAL_KIND, *LATENT_KINDS):
+    if header.kind not in (*CAUSAL_KINDS, *LATENT_KINDS):
         r = Reader(parts["lossy"])
         parts["tile"] = r.varint("tile size")
         if parts["tile"] % 64:
@@ -765,7 +773,7 @@ def _as_given(pixels: np.ndarray, rank: int) -> np.ndarray:
 
 
 def _decompress_lossless(data, model) -> np.ndarray:
-    from medzoo.codec import lossless, tiles
+    from medzoo.codec import colour, lossless, tiles
 
     header, payload = _parse(data)
     parts = _payload_parts(header, payload)
@@ -783,6 +791,10 @@ def _decompress_lossless(data, model) -> np.ndarray:
     except (ValueError, RuntimeError, DataError) as exc:
         raise BitstreamError(f"corrupted medzoo stream: the residuals do not decode ({exc})") from exc
     pixels = signal.reshape(n, c, h, w).transpose(0, 2, 3, 1) + prediction
+    if header.kind == CAUSAL_COLOUR_KIND:
+        if c != 3:
+            raise BitstreamError(f"corrupted medzoo stream: a colour-transformed stream of {c} channels")
+        pixels = colour.inverse(pixels)
     info = np.iinfo(parts["dtype"])
     if pixels.min() < info.min or pixels.max() > info.max:
         raise BitstreamError(f"corrupted medzoo stream: decoded pixels leave the {parts['dtype']} range")
@@ -800,7 +812,7 @@ def decompress(data, model=None, *, entropy_model=None, batch_size: int = 64) ->
             or a stream made with other weights / another entropy model than those at hand.
     """
     header = read_header(data)
-    if header.kind in (LOSSLESS_KIND, CAUSAL_KIND):
+    if header.kind in (LOSSLESS_KIND, *CAUSAL_KINDS):
         return _decompress_lossless(data, model)  # a causal-only stream needs no model
     if header.kind in LATENT_KINDS:
         return _decompress_latent(data, model, batch_size)

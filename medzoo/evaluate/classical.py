@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from medzoo.errors import ConfigError, DependencyError
+from medzoo.errors import ConfigError, DataError, DependencyError
 
 
 def _pil_encode(image, **options) -> bytes:
@@ -279,28 +279,33 @@ def _lossless_codec(codec) -> LosslessCodec:
 
 
 def lossless_encode(codec, pixels: np.ndarray) -> bytes:
-    """One grey integer image (H, W) -> a lossless file; signed pixels are offset to unsigned first."""
+    """One integer image, grey (H, W) or colour (H, W, 3), -> a lossless file; signed pixels are offset
+    to unsigned first. Colour goes to the codec as one image (its own colour transform, if it has one)."""
     codec = _lossless_codec(codec)
     pixels = np.asarray(pixels)
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] != 3):
+        raise DataError(f"{codec.label}: expected a grey (H, W) or colour (H, W, 3) image, got {pixels.shape}")
     info = np.iinfo(pixels.dtype)
     if info.bits > codec.bits:
         raise ConfigError(f"{codec.label} takes at most {codec.bits}-bit pixels, got {pixels.dtype}")
     stored = (pixels.astype(np.int64) - info.min).astype(f"uint{info.bits}") if info.min < 0 else pixels
-    if codec.name == "webp":
+    if codec.name == "webp" and stored.ndim == 2:
         stored = np.repeat(stored[..., None], 3, axis=-1)  # WebP codes RGB; grey as three equal channels
     return bytes(codec.encode(np.ascontiguousarray(stored)))
 
 
-def lossless_decode(codec, data: bytes, dtype) -> np.ndarray:
-    """Inverse of :func:`lossless_encode` for pixels of ``dtype`` (the unsigned offset undone)."""
+def lossless_decode(codec, data: bytes, dtype, colour: bool = False) -> np.ndarray:
+    """Inverse of :func:`lossless_encode` for pixels of ``dtype`` (the unsigned offset undone); ``colour``:
+    the image was (H, W, 3)."""
     codec = _lossless_codec(codec)
     back = np.asarray(codec.decode(data))
-    back = back[..., 0] if back.ndim == 3 else back
+    back = back[..., 0] if back.ndim == 3 and not colour else back
     info = np.iinfo(dtype)
     return (back.astype(np.int64) + info.min).astype(dtype) if info.min < 0 else back.astype(dtype)
 
 
 def lossless_round_trip(codec, pixels: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Encode and decode one grey integer image (H, W); returns the file and the pixels back."""
+    """Encode and decode one integer image, grey (H, W) or colour (H, W, 3); returns the file and the
+    pixels back."""
     data = lossless_encode(codec, pixels)
-    return data, lossless_decode(codec, data, np.asarray(pixels).dtype)
+    return data, lossless_decode(codec, data, np.asarray(pixels).dtype, colour=np.ndim(pixels) == 3)
