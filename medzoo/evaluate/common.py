@@ -28,11 +28,17 @@ CLASS_NAMES = {0: "normal", 1: "pneumonia"}
 
 # ------------------------------------------------------------------ models
 def dataset_of(model, dataset=None) -> str:
-    """``dataset`` if given, else the dataset the model was trained on, else :data:`DEFAULT_DATASET`."""
+    """``dataset`` if given, else the dataset the model was trained on (the first of a mixture: the
+    labelled low-resolution set a native-resolution stage was mixed into), else :data:`DEFAULT_DATASET`."""
     if dataset is not None:
         return dataset
     info = training_info(model).get("dataset") or {}
-    return info.get("name") if isinstance(info, dict) and info.get("name") else DEFAULT_DATASET
+    if not isinstance(info, dict):
+        return DEFAULT_DATASET
+    components = info.get("components") or []
+    if components and isinstance(components[0], dict) and components[0].get("name"):
+        return components[0]["name"]
+    return info.get("name") or DEFAULT_DATASET
 
 
 def family_of(model) -> str:
