@@ -343,3 +343,17 @@ def test_cli_evaluate_on_a_tiny_preset(ae, tmp_path, capsys):
     assert main(["evaluate", str(preset), "--task", "generation", "--output", str(tmp_path / "gen"),
                  "--max-images", "8"]) == 0
     assert _is_png(tmp_path / "gen" / "generation.png")
+
+
+def test_a_model_trained_on_a_mixture_evaluates_on_its_first_set_unless_told():
+    from types import SimpleNamespace
+
+    from medzoo.evaluate.common import DEFAULT_DATASET, dataset_of
+
+    mixture = {"name": "kermany_pediatric_cxr_128 + cxr_hannover_1024",
+               "components": [{"name": "kermany_pediatric_cxr_128"}, {"name": "cxr_hannover_1024"}]}
+    model = SimpleNamespace(zoo_metadata={"training": {"dataset": mixture}})
+    assert dataset_of(model) == "kermany_pediatric_cxr_128"
+    assert dataset_of(model, "cxr_hannover_1024") == "cxr_hannover_1024"
+    assert dataset_of(SimpleNamespace(zoo_metadata={"training": TRAINING})) == "kermany_pediatric_cxr_64"
+    assert dataset_of(SimpleNamespace()) == DEFAULT_DATASET
