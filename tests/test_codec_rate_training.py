@@ -102,10 +102,42 @@ def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkey
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(wide.latent_density.weights[0]), before)
 
     other_filters = ConvAutoencoder(**dict(RESIDUAL, filters=[8, 24]), latent_channels=5)
-    narrower = ConvAutoencoder(**RESIDUAL, latent_channels=1)
-    for refused in (other_filters, narrower):
-        with pytest.raises(ConfigError, match="not the recipe's architecture"):
-            train_module._start_from(refused, "tiny-source")
+    with pytest.raises(ConfigError, match="not the recipe's architecture"):
+        train_module._start_from(other_filters, "tiny-source")
+
+
+def test_a_narrower_latent_starts_from_the_source_latent_s_principal_components(tiny_cxr, monkeypatch):
+    keras.utils.set_random_seed(0)
+    source = ConvAutoencoder(**RESIDUAL, latent_channels=3)
+    _fit(source, tiny_cxr, epochs=6)
+    monkeypatch.setattr(train_module, "_starting_point", lambda name: (source, {"model": name}))
+    monkeypatch.setattr(train_module, "NARROWING_CROPS", 32)
+
+    narrow = ConvAutoencoder(**RESIDUAL, latent_channels=1)
+    train_module._start_from(narrow, "tiny-source")
+    assert narrow.narrowed_from is source
+    untouched = ConvAutoencoder.from_config(narrow.get_config())
+    untouched.set_weights(narrow.get_weights())  # every weight but the latent's two layers copied, not yet those
+    batches = [(tiny_cxr[i:i + 16], tiny_cxr[i:i + 16]) for i in range(0, 48, 16)]
+    train_module._narrow_latent(narrow, batches)
+    for a, b, c in zip(narrow.weights, source.weights, untouched.weights):
+        if a.path.split("/")[0] not in (train_module.LATENT_HEAD, train_module.LATENT_INPUT):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    record = narrow.initialized_from["latent_narrowed"]
+    assert record["from_channels"] == 3 and record["to_channels"] == 1 and 0.34 < record["variance_kept"] <= 1
+    assert narrow.narrowed_from is None
+
+    # the narrowed latent is the source latent's first principal component, exactly (the head is linear)
+    x = tiny_cxr[32:]
+    z = source.encode(tiny_cxr[:32], tile_size=None).reshape(-1, 3).astype(np.float64)
+    centred = source.encode(x, tile_size=None).reshape(-1, 3) - z.mean(axis=0)
+    t = narrow.encode(x, tile_size=None).reshape(-1)
+    assert abs(np.corrcoef(t, centred @ np.linalg.eigh(np.cov(z - z.mean(0), rowvar=False))[1][:, -1])[0, 1]) > 0.999
+    assert np.var(t) >= 0.9 * np.var(centred, axis=0).max()  # it keeps more than any one source channel
+    # and it reconstructs far better than the same network with its latent layers at their initial weights
+    err_narrow = np.mean((narrow.reconstruct(x, tile_size=None) - x) ** 2)
+    err_untouched = np.mean((untouched.reconstruct(x, tile_size=None) - x) ** 2)
+    assert err_narrow < 0.5 * err_untouched
 
 
 def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):

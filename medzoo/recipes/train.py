@@ -190,6 +190,8 @@ def train(
     initial_epoch = _completed_epochs(backup_dir)
     if getattr(model, "rate_steps", None) and recipe.init_from is not None and initial_epoch == 0:
         _fit_rate_model(model, train_ds)
+    if getattr(model, "narrowed_from", None) is not None and initial_epoch == 0:
+        _narrow_latent(model, train_ds)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
         _StopRequest(out / STOP_FILE), _backup(out)]
@@ -303,19 +305,64 @@ def _measure_trained_run(out: pathlib.Path, recipe: Recipe, write: bool, time_bu
 RATE_MODEL_CROPS = 512
 
 
-def _fit_rate_model(model, train_ds) -> None:
-    """A trained autoencoder fine-tuned for rate: fit its fresh latent density to the latents of some training crops
-    first (``ConvAutoencoder.fit_latent_density``), so the fine-tune starts at an honest rate."""
-    crops, count = [], 0
+def _training_crops(train_ds, count: int) -> np.ndarray:
+    """The first ``count`` training crops (model inputs, numpy) the run's data pipeline gives."""
+    crops, seen = [], 0
     for batch in itertools.islice(iter(train_ds), 10_000):
         x = np.asarray(keras.ops.convert_to_numpy(batch[0] if isinstance(batch, (tuple, list)) else batch))
         crops.append(x)
-        count += len(x)
-        if count >= RATE_MODEL_CROPS:
+        seen += len(x)
+        if seen >= count:
             break
-    before, after = model.fit_latent_density(np.concatenate(crops)[:RATE_MODEL_CROPS])
+    return np.concatenate(crops)[:count]
+
+
+def _fit_rate_model(model, train_ds) -> None:
+    """A trained autoencoder fine-tuned for rate: fit its fresh latent density to the latents of some training crops
+    first (``ConvAutoencoder.fit_latent_density``), so the fine-tune starts at an honest rate."""
+    crops = _training_crops(train_ds, RATE_MODEL_CROPS)
+    before, after = model.fit_latent_density(crops)
     log.info("rate model fitted to the latents of %d training crops: %.3f -> %.3f estimated bits per pixel",
-             min(count, RATE_MODEL_CROPS), before, after)
+             len(crops), before, after)
+
+
+#: the layers between which a residual autoencoder's latent lies: the encoder's head, the decoder's first conv
+LATENT_HEAD, LATENT_INPUT = "head0", "in_conv"
+#: training crops whose latents choose a narrowed latent's directions (:func:`_narrow_latent`)
+NARROWING_CROPS = 512
+
+
+def _narrow_latent(model, train_ds) -> None:
+    """A residual autoencoder started from one with a wider latent (``init_from``, fewer ``latent_channels``):
+    its latent becomes the source latent's leading principal components on the run's training crops.
+
+    The source's head is linear, so the narrowed head computes ``U^T (z - mean)`` exactly, and the
+    decoder's first convolution reads ``mean + U t``: the source's decoder on the source latent
+    projected onto its ``k`` main directions (up to the zero padding at the border). What the
+    projection drops, the fine-tune has to learn to do without; nothing starts from random weights.
+    """
+    source = model.narrowed_from
+    crops = _training_crops(train_ds, NARROWING_CROPS)
+    latents = np.asarray(source.encode(crops, tile_size=None)).reshape(-1, source.latent_channels).astype(np.float64)
+    mean = latents.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(latents - mean, rowvar=False))
+    order = np.argsort(values)[::-1][:model.latent_channels]
+    basis, kept = vectors[:, order], float(values[order].sum() / max(values.sum(), 1e-12))
+    theirs = {w.path: keras.ops.convert_to_numpy(w).astype(np.float64) for w in source.weights}
+    head, into = model.encoder.get_layer(LATENT_HEAD), model.decoder.get_layer(LATENT_INPUT)
+    kernel = theirs[head.kernel.path]
+    head.kernel.assign((kernel @ basis).astype(np.float32))
+    head.bias.assign(((theirs[head.bias.path] - mean) @ basis).astype(np.float32))
+    kernel = theirs[into.kernel.path]
+    into.kernel.assign(np.einsum("hwcf,ck->hwkf", kernel, basis).astype(np.float32))
+    into.bias.assign((theirs[into.bias.path] + np.einsum("hwcf,c->f", kernel, mean)).astype(np.float32))
+    object.__setattr__(model, "narrowed_from", None)
+    model.initialized_from = {**model.initialized_from, "latent_narrowed": {
+        "from_channels": int(source.latent_channels), "to_channels": int(model.latent_channels),
+        "variance_kept": round(kept, 4), "crops": len(crops),
+        "how": "the source latent's leading principal components on the run's training crops"}}
+    log.info("latent narrowed from %d to %d channels: the principal components keep %.1f%% of its variance on %d "
+             "training crops", source.latent_channels, model.latent_channels, 100 * kept, len(crops))
 
 
 def build_model(recipe: Recipe, spec: PreprocessSpec):
@@ -342,10 +389,11 @@ def _start_from(model, source_name) -> None:
     continued as a later stage (its best weights), whose training record then stays in the chain.
     """
     source, record = _starting_point(source_name)
-    widened = _widening(model, source)
+    widened, narrowed = _widening(model, source), _narrowing(model, source)
     ours, theirs = model.weights[:len(source.weights)] if widened else model.weights, source.weights
     mismatch = [(a.path, tuple(a.shape), tuple(b.shape)) for a, b in zip(ours, theirs)
-                if tuple(a.shape) != tuple(b.shape) and not (widened and _fits_inside(b.shape, a.shape))]
+                if tuple(a.shape) != tuple(b.shape) and not (widened and _fits_inside(b.shape, a.shape))
+                and not (narrowed and _fits_inside(a.shape, b.shape))]
     if len(ours) != len(theirs) or mismatch:
         detail = f"first difference: {mismatch[0]}" if mismatch else f"{len(ours)} weights against {len(theirs)}"
         raise ConfigError(f"init_from={source_name!r} is not the recipe's architecture ({detail})")
@@ -353,8 +401,13 @@ def _start_from(model, source_name) -> None:
     # that changes beta must train with the new beta, not silently with its source's
     settings = {id(getattr(model, "beta"))} if hasattr(model, "initial_beta") else set()
     for var, value in zip(ours, source.get_weights()):
-        if id(var) not in settings:
-            var.assign(_widened_value(var, value) if tuple(var.shape) != value.shape else value)
+        if id(var) not in settings and tuple(var.shape) == value.shape:
+            var.assign(value)
+        elif id(var) not in settings and widened:
+            var.assign(_widened_value(var, value))
+    # a narrower latent's head and first decoder conv are set from the source's latents once the
+    # training crops are at hand (_narrow_latent); until then they keep their initial weights
+    object.__setattr__(model, "narrowed_from", source if narrowed else None)  # a reference, not a tracked sub-layer
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
     changed = _objective_changes(source, model)
     if changed:
@@ -375,6 +428,23 @@ def _widening(model, source) -> bool:
     architecture = ("input_shape", "filters", "depth", "architecture", "blocks_per_level", "attention",
                     "normalization", "activation", "output_activation", "latent_dim")
     return all(ours.get(k) == theirs.get(k) for k in architecture) and len(model.weights) >= len(source.weights)
+
+
+def _narrowing(model, source) -> bool:
+    """Whether ``model`` is the residual autoencoder ``source`` with a narrower latent (fewer ``latent_channels``),
+    everything else in their configs the same: :func:`_narrow_latent` projects the source's latent."""
+    ours, theirs = model.get_config(), source.get_config()
+    if type(model) is not type(source) or ours.get("architecture") != "residual" or \
+            not isinstance(ours.get("latent_channels"), int) or not isinstance(theirs.get("latent_channels"), int) \
+            or ours["latent_channels"] >= theirs["latent_channels"] or getattr(model, "rate_steps", None):
+        return False
+    try:
+        model.encoder.get_layer(LATENT_HEAD), model.decoder.get_layer(LATENT_INPUT)
+    except (AttributeError, ValueError):
+        return False
+    architecture = ("input_shape", "filters", "depth", "blocks_per_level", "attention", "normalization",
+                    "activation", "output_activation", "latent_dim")
+    return all(ours.get(k) == theirs.get(k) for k in architecture) and len(model.weights) == len(source.weights)
 
 
 def _fits_inside(small, large) -> bool:
