@@ -55,6 +55,15 @@ job f4c1-s4 ae-chestxray-f4c1 chest $CXR $NATIVE $SSIM --set learning_rate=1e-4 
 for rw in 5e-4:rw5 1.5e-4:rw15 1.5e-3:rw15e; do
   job codec-${rw#*:}-c codec-chestxray chest $CODEC --set learning_rate=1e-4 --set warmup_steps=50 \
     --set "model={\"rate_weight\":${rw%%:*}}" --set init_from=.gpu_prev/codec-${rw#*:}; done
+# next (not yet run): ae-chestxray-f4c1 at f4c3's width (64/128 filters), its 1-channel latent narrowed from
+# ae-chestxray-f4c3 1.8.0 (principal components, recipes/train.py), at two rates; and Codec v3 stage 3 from stage 2
+WIDE='--set model={"reconstruction_loss":"mse","ssim_weight":0.001,"filters":[64,128]}'
+job f4c1w ae-chestxray-f4c1 chest $CXR $NATIVE $WIDE --set learning_rate=2e-4 --set init_from=presets/ae-chestxray-f4c3
+job f4c1w-low ae-chestxray-f4c1 chest $CXR $NATIVE $WIDE --set learning_rate=1e-4 --set init_from=presets/ae-chestxray-f4c3
+job codec-s3 codec-chestxray chest $CODEC --set learning_rate=1e-4 --set 'model={"rate_weight":1.5e-4}' \
+  --set init_from=stages/codec-chestxray-s2/preset
+job codec-s3-rw3 codec-chestxray chest $CODEC --set learning_rate=1e-4 --set 'model={"rate_weight":3e-4}' \
+  --set init_from=stages/codec-chestxray-s2/preset
 job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
 job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log
