@@ -46,6 +46,7 @@ import pathlib
 import shutil
 import time
 import types
+import warnings
 
 import numpy as np
 import keras
@@ -55,7 +56,7 @@ from medzoo.callbacks import KLWarmup
 from medzoo.data import PreprocessSpec, from_arrays, load_dataset, load_masks, load_npz, load_pixel_spacing
 from medzoo.data.folder_sets import is_folder_dataset, stack_if_uniform
 from medzoo.data.preprocess import shrunk_size
-from medzoo.errors import ConfigError, DataError, MedzooError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning, MedzooError
 from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
                             psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
@@ -343,7 +344,10 @@ def _narrow_latent(model, train_ds) -> None:
     """
     source = model.narrowed_from
     crops = _training_crops(train_ds, NARROWING_CROPS)
-    latents = np.asarray(source.encode(crops, tile_size=None)).reshape(-1, source.latent_channels).astype(np.float64)
+    with warnings.catch_warnings():  # the run's own crops, at random scales: not the user's images to warn about
+        warnings.simplefilter("ignore", DomainShiftWarning)
+        latents = source.encode(crops, tile_size=None)
+    latents = np.asarray(latents).reshape(-1, source.latent_channels).astype(np.float64)
     mean = latents.mean(axis=0)
     values, vectors = np.linalg.eigh(np.cov(latents - mean, rowvar=False))
     order = np.argsort(values)[::-1][:model.latent_channels]
