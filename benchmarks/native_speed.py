@@ -21,13 +21,15 @@ tiled reconstruction).
 each overlap, the mean PSNR over a split of ``cxr_hannover_1024`` (``--split``, default val: choose
 on validation, report on test) reconstructed in the preset's tile size, and the reconstruction speed
 of the 1024 px test radiograph. This is how a preset's ``inference_tile`` is chosen. ``--tile-sizes``
-does the same for tile sizes at the preset's overlap (a tile as large as the image: one pass).
+does the same for tile sizes at the preset's overlap (a tile as large as the image: one pass), and
+``--tilings`` for explicit pairs (136/8 covers 1024 px in 8 x 8 tiles, where 128/16 needs 9 x 9).
 
     python benchmarks/native_speed.py
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --sizes 1024
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --profile
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --overlaps 0 8 16 32 64 --backends tensorflow
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --tile-sizes 96 160 256 1024 --backends tensorflow
+    python benchmarks/native_speed.py --models ae-chestxray-f4c3 --tilings 128/16 136/8 144/16 --backends tensorflow
 """
 
 import json
@@ -238,15 +240,22 @@ def main(argv=None):
                         "backend (see above)")
     p.add_argument("--tile-sizes", nargs="+", type=int, metavar="PX",
                    help="the same for each of these tile sizes at the preset's overlap")
+    p.add_argument("--tilings", nargs="+", metavar="TILE/OVERLAP",
+                   help="the same for each of these tile size and overlap pairs (e.g. 136/8: 8 x 8 tiles at 1024 px)")
     p.add_argument("--split", default="val", help="with --overlaps or --tile-sizes: the cxr_hannover_1024 split "
                    "(default val)")
     args = p.parse_args(argv)
-    if args.profile and (args.overlaps or args.tile_sizes):
-        p.error("--profile is a run of its own; give it without --overlaps and --tile-sizes")
+    if args.profile and (args.overlaps or args.tile_sizes or args.tilings):
+        p.error("--profile is a run of its own; give it without --overlaps, --tile-sizes and --tilings")
+    for pair in args.tilings or []:
+        tile, sep, overlap = pair.partition("/")
+        if not sep or not tile.isdigit() or not overlap.isdigit():
+            p.error(f"--tilings takes TILE/OVERLAP pairs of pixels, e.g. 136/8; got {pair!r}")
     _common.setup_logging()
     models = _common.available(args.models or ["ae-chestxray-f4c3", "vae-chestxray-f8c4"])
-    if args.overlaps or args.tile_sizes:
-        pairs = [f"-/{o}" for o in args.overlaps or []] + [f"{t}/-" for t in args.tile_sizes or []]
+    if args.overlaps or args.tile_sizes or args.tilings:
+        pairs = [f"-/{o}" for o in args.overlaps or []] + [f"{t}/-" for t in args.tile_sizes or []] + list(
+            args.tilings or [])
         for name in models:
             print(tilings(name, args.backends[0], pairs, args.split, args.repeats, args.max_images, args.output))
         print(f"\nwrote {args.output}")
