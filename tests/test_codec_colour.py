@@ -63,3 +63,25 @@ def test_colour_that_does_not_repeat_across_planes_keeps_the_planes_and_16_bit_c
         back = decompress(data)
         assert back.dtype == pixels.dtype and np.array_equal(back, pixels)
     assert read_header(compress(_ultrasound_like().astype(np.uint16) * 64, lossless=True)).kind == "lossless"
+
+
+def _with_mode(data: bytes, mode: int) -> bytes:
+    """A stream with its mode byte (after the magic and the format version) changed, the CRC32 made to match."""
+    import struct
+    import zlib
+
+    body = data[:5] + bytes([mode]) + data[6:-4]
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_a_stream_marked_colour_that_cannot_be_is_refused_not_decoded():
+    from medzoo.codec.bitio import BitstreamError
+
+    grey = compress(_ultrasound_like()[..., :1], lossless=True)  # one channel: mode 2
+    with pytest.raises(BitstreamError, match="colour-transformed stream of 1 uint8"):
+        decompress(_with_mode(grey, 6))
+    deep = compress(_ultrasound_like().astype(np.uint16) * 64, lossless=True)  # 16-bit colour: mode 2
+    with pytest.raises(BitstreamError, match="colour-transformed stream of 3 uint16"):
+        decompress(_with_mode(deep, 6))
+    colour_stream = compress(_ultrasound_like(), lossless=True)
+    assert np.array_equal(decompress(_with_mode(colour_stream, 6)), _ultrasound_like())  # the byte is where we say

@@ -8,6 +8,7 @@ source's function exactly, and that a recipe run records real streams per level.
 """
 
 import importlib
+import json
 
 import keras
 import numpy as np
@@ -106,7 +107,7 @@ def test_a_wider_latent_starts_from_the_source_function_exactly(tiny_cxr, monkey
         train_module._start_from(other_filters, "tiny-source")
 
 
-def test_a_narrower_latent_starts_from_the_source_latent_s_principal_components(tiny_cxr, monkeypatch):
+def test_a_narrower_latent_starts_from_the_source_latent_s_principal_components(tiny_cxr, monkeypatch, tmp_path):
     keras.utils.set_random_seed(0)
     source = ConvAutoencoder(**RESIDUAL, latent_channels=3)
     _fit(source, tiny_cxr, epochs=6)
@@ -115,7 +116,9 @@ def test_a_narrower_latent_starts_from_the_source_latent_s_principal_components(
 
     narrow = ConvAutoencoder(**RESIDUAL, latent_channels=1)
     train_module._start_from(narrow, "tiny-source")
-    assert narrow.narrowed_from is source
+    assert train_module._narrowing_source(narrow) is source
+    narrow.save_weights(tmp_path / "pending.weights.h5")  # the pending source is not saved with the model
+    narrow.load_weights(tmp_path / "pending.weights.h5")
     untouched = ConvAutoencoder.from_config(narrow.get_config())
     untouched.set_weights(narrow.get_weights())  # every weight but the latent's two layers copied, not yet those
     batches = [(tiny_cxr[i:i + 16], tiny_cxr[i:i + 16]) for i in range(0, 48, 16)]
@@ -125,7 +128,15 @@ def test_a_narrower_latent_starts_from_the_source_latent_s_principal_components(
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     record = narrow.initialized_from["latent_narrowed"]
     assert record["from_channels"] == 3 and record["to_channels"] == 1 and 0.34 < record["variance_kept"] <= 1
-    assert narrow.narrowed_from is None
+    assert train_module._narrowing_source(narrow) is None
+
+    # a resumed or finished run rebuilds the model from init_from: the run directory's record goes back in
+    resumed = ConvAutoencoder(**RESIDUAL, latent_channels=1)
+    train_module._start_from(resumed, "tiny-source")
+    (tmp_path / train_module.NARROWING_FILE).write_text(json.dumps(record))
+    train_module._forget_narrowing_source(resumed, tmp_path)
+    assert train_module._narrowing_source(resumed) is None and resumed.initialized_from["latent_narrowed"] == record
+    resumed.load_weights(tmp_path / "pending.weights.h5")
 
     # the narrowed latent is the source latent's first principal component, exactly (the head is linear)
     x = tiny_cxr[32:]

@@ -36,7 +36,8 @@ Format version 2 holds a scale-hyperprior codec's latents
     format version   1 byte   2
     mode             1 byte   0 lossy (float images), 1 lossless on the codec's prediction, 2 lossless
                               without it, 3 lossy from integer pixels (decoded to the same dtype);
-                              4 and 5 as 0 and 3 for an autoencoder's latent (medzoo.codec.latent)
+                              4 and 5 as 0 and 3 for an autoencoder's latent (medzoo.codec.latent);
+                              6 as 2 on 8-bit colour turned into luma and chroma (medzoo.codec.colour)
     model name       v length + UTF-8
     model version    v length + ASCII
     weights id       4 bytes  as above
@@ -51,7 +52,7 @@ Format version 2 holds a scale-hyperprior codec's latents
                               side (v, 0: never tiled; medzoo.codec.tiles) and the latents' ANS
                               words (32-bit, little-endian, trailing zero bytes of the last word
                               dropped); it is the rest of the payload in modes 0 and 3, and
-                              length-prefixed (v) in modes 1 and 2 (empty in mode 2), which end
+                              length-prefixed (v) in modes 1, 2 and 6 (empty in 2 and 6), which end
                               with the residuals' ANS words (medzoo.codec.lossless). Modes 4 and 5
                               hold medzoo.codec.latent's block where the latents block would be
                               (tables id: latent.TABLES_ID; quality: the index of the model's level)
@@ -792,8 +793,9 @@ def _decompress_lossless(data, model) -> np.ndarray:
         raise BitstreamError(f"corrupted medzoo stream: the residuals do not decode ({exc})") from exc
     pixels = signal.reshape(n, c, h, w).transpose(0, 2, 3, 1) + prediction
     if header.kind == CAUSAL_COLOUR_KIND:
-        if c != 3:
-            raise BitstreamError(f"corrupted medzoo stream: a colour-transformed stream of {c} channels")
+        if c != 3 or parts["dtype"] not in colour.CHANNEL_DTYPES:
+            raise BitstreamError(f"corrupted medzoo stream: a colour-transformed stream of {c} {parts['dtype']} "
+                                 f"channel(s) (the transform takes three of {' or '.join(colour.CHANNEL_DTYPES)})")
         pixels = colour.inverse(pixels)
     info = np.iinfo(parts["dtype"])
     if pixels.min() < info.min or pixels.max() > info.max:

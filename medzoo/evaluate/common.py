@@ -28,8 +28,8 @@ CLASS_NAMES = {0: "normal", 1: "pneumonia"}
 
 # ------------------------------------------------------------------ models
 def dataset_of(model, dataset=None) -> str:
-    """``dataset`` if given, else the dataset the model was trained on (the first of a mixture: the
-    labelled low-resolution set a native-resolution stage was mixed into), else :data:`DEFAULT_DATASET`."""
+    """``dataset`` if given, else the dataset the model was trained on (the first of a mixture, as its recipe
+    lists them: for the native chest stages the labelled Kermany set), else :data:`DEFAULT_DATASET`."""
     if dataset is not None:
         return dataset
     info = training_info(model).get("dataset") or {}

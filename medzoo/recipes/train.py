@@ -191,8 +191,10 @@ def train(
     initial_epoch = _completed_epochs(backup_dir)
     if getattr(model, "rate_steps", None) and recipe.init_from is not None and initial_epoch == 0:
         _fit_rate_model(model, train_ds)
-    if getattr(model, "narrowed_from", None) is not None and initial_epoch == 0:
+    if _narrowing_source(model) is not None and initial_epoch == 0:
         _narrow_latent(model, train_ds)
+        (out / NARROWING_FILE).write_text(json.dumps(model.initialized_from["latent_narrowed"], indent=2) + "\n")
+    _forget_narrowing_source(model, out)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
         _StopRequest(out / STOP_FILE), _backup(out)]
@@ -263,6 +265,7 @@ def _reload_trained_run(out: pathlib.Path, weights: str):
     recipe = _stored_recipe(out)
     spec = PreprocessSpec.from_config(recipe.spec)
     model = build_model(recipe, spec)
+    _forget_narrowing_source(model, out)
     model.load_weights(out / f"{weights}.weights.h5")
     return model, recipe, spec, json.loads((out / RUN_FILE).read_text())
 
@@ -331,6 +334,23 @@ def _fit_rate_model(model, train_ds) -> None:
 LATENT_HEAD, LATENT_INPUT = "head0", "in_conv"
 #: training crops whose latents choose a narrowed latent's directions (:func:`_narrow_latent`)
 NARROWING_CROPS = 512
+#: where a run keeps how its latent was narrowed, for the preset of a resumed or finished run
+NARROWING_FILE = "latent_narrowed.json"
+
+
+def _narrowing_source(model):
+    """The wider model whose latent :func:`_narrow_latent` projects, while that is still to do (else None)."""
+    pending = getattr(model, "_narrowing", None)
+    return pending.source if pending is not None else None
+
+
+def _forget_narrowing_source(model, out: pathlib.Path) -> None:
+    """Drop the source model once the latent is set (or the run resumes, its weights coming from a file);
+    the run directory's record of the narrowing goes back into ``initialized_from``."""
+    object.__setattr__(model, "_narrowing", None)
+    path = out / NARROWING_FILE
+    if path.is_file() and getattr(model, "initialized_from", None) is not None:
+        model.initialized_from = {**model.initialized_from, "latent_narrowed": json.loads(path.read_text())}
 
 
 def _narrow_latent(model, train_ds) -> None:
@@ -342,7 +362,7 @@ def _narrow_latent(model, train_ds) -> None:
     projected onto its ``k`` main directions (up to the zero padding at the border). What the
     projection drops, the fine-tune has to learn to do without; nothing starts from random weights.
     """
-    source = model.narrowed_from
+    source = _narrowing_source(model)
     crops = _training_crops(train_ds, NARROWING_CROPS)
     with warnings.catch_warnings():  # the run's own crops, at random scales: not the user's images to warn about
         warnings.simplefilter("ignore", DomainShiftWarning)
@@ -352,15 +372,18 @@ def _narrow_latent(model, train_ds) -> None:
     values, vectors = np.linalg.eigh(np.cov(latents - mean, rowvar=False))
     order = np.argsort(values)[::-1][:model.latent_channels]
     basis, kept = vectors[:, order], float(values[order].sum() / max(values.sum(), 1e-12))
-    theirs = {w.path: keras.ops.convert_to_numpy(w).astype(np.float64) for w in source.weights}
+    def values(layer):
+        return (keras.ops.convert_to_numpy(layer.kernel).astype(np.float64),
+                keras.ops.convert_to_numpy(layer.bias).astype(np.float64))
+
     head, into = model.encoder.get_layer(LATENT_HEAD), model.decoder.get_layer(LATENT_INPUT)
-    kernel = theirs[head.kernel.path]
+    kernel, bias = values(source.encoder.get_layer(LATENT_HEAD))
     head.kernel.assign((kernel @ basis).astype(np.float32))
-    head.bias.assign(((theirs[head.bias.path] - mean) @ basis).astype(np.float32))
-    kernel = theirs[into.kernel.path]
+    head.bias.assign(((bias - mean) @ basis).astype(np.float32))
+    kernel, bias = values(source.decoder.get_layer(LATENT_INPUT))
     into.kernel.assign(np.einsum("hwcf,ck->hwkf", kernel, basis).astype(np.float32))
-    into.bias.assign((theirs[into.bias.path] + np.einsum("hwcf,c->f", kernel, mean)).astype(np.float32))
-    object.__setattr__(model, "narrowed_from", None)
+    into.bias.assign((bias + np.einsum("hwcf,c->f", kernel, mean)).astype(np.float32))
+    object.__setattr__(model, "_narrowing", None)
     model.initialized_from = {**model.initialized_from, "latent_narrowed": {
         "from_channels": int(source.latent_channels), "to_channels": int(model.latent_channels),
         "variance_kept": round(kept, 4), "crops": len(crops),
@@ -411,7 +434,8 @@ def _start_from(model, source_name) -> None:
             var.assign(_widened_value(var, value))
     # a narrower latent's head and first decoder conv are set from the source's latents once the
     # training crops are at hand (_narrow_latent); until then they keep their initial weights
-    object.__setattr__(model, "narrowed_from", source if narrowed else None)  # a reference, not a tracked sub-layer
+    # not an attribute Keras would track or save (its saving walks a model's attributes for layers)
+    object.__setattr__(model, "_narrowing", types.SimpleNamespace(source=source) if narrowed else None)
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
     changed = _objective_changes(source, model)
     if changed:
