@@ -242,8 +242,8 @@ def main(argv=None):
                    help="the same for each of these tile sizes at the preset's overlap")
     p.add_argument("--tilings", nargs="+", metavar="TILE/OVERLAP",
                    help="the same for each of these tile size and overlap pairs (e.g. 136/8: 8 x 8 tiles at 1024 px)")
-    p.add_argument("--split", default="val", help="with --overlaps or --tile-sizes: the cxr_hannover_1024 split "
-                   "(default val)")
+    p.add_argument("--split", default="val", help="with --overlaps, --tile-sizes or --tilings: the "
+                   "cxr_hannover_1024 split (default val)")
     args = p.parse_args(argv)
     if args.profile and (args.overlaps or args.tile_sizes or args.tilings):
         p.error("--profile is a run of its own; give it without --overlaps, --tile-sizes and --tilings")

@@ -192,9 +192,9 @@ def train(
     if getattr(model, "rate_steps", None) and recipe.init_from is not None and initial_epoch == 0:
         _fit_rate_model(model, train_ds)
     if _narrowing_source(model) is not None and initial_epoch == 0:
-        _narrow_latent(model, train_ds)
-        (out / NARROWING_FILE).write_text(json.dumps(model.initialized_from["latent_narrowed"], indent=2) + "\n")
-    _forget_narrowing_source(model, out)
+        _narrow_latent(model, train_ds, out)
+    else:
+        _forget_narrowing_source(model, out)
     wall_clock = _WallClock(out)
     cbs = [wall_clock] + _callbacks(recipe, out, model, resume=resume and initial_epoch > 0) + list(callbacks) + [
         _StopRequest(out / STOP_FILE), _backup(out)]
@@ -353,7 +353,12 @@ def _forget_narrowing_source(model, out: pathlib.Path) -> None:
         model.initialized_from = {**model.initialized_from, "latent_narrowed": json.loads(path.read_text())}
 
 
-def _narrow_latent(model, train_ds) -> None:
+def _kernel_and_bias(layer) -> tuple[np.ndarray, np.ndarray]:
+    return (keras.ops.convert_to_numpy(layer.kernel).astype(np.float64),
+            keras.ops.convert_to_numpy(layer.bias).astype(np.float64))
+
+
+def _narrow_latent(model, train_ds, out: pathlib.Path) -> None:
     """A residual autoencoder started from one with a wider latent (``init_from``, fewer ``latent_channels``):
     its latent becomes the source latent's leading principal components on the run's training crops.
 
@@ -361,6 +366,7 @@ def _narrow_latent(model, train_ds) -> None:
     decoder's first convolution reads ``mean + U t``: the source's decoder on the source latent
     projected onto its ``k`` main directions (up to the zero padding at the border). What the
     projection drops, the fine-tune has to learn to do without; nothing starts from random weights.
+    The record (variance kept) goes into ``initialized_from`` and the run directory (:data:`NARROWING_FILE`).
     """
     source = _narrowing_source(model)
     crops = _training_crops(train_ds, NARROWING_CROPS)
@@ -369,25 +375,22 @@ def _narrow_latent(model, train_ds) -> None:
         latents = source.encode(crops, tile_size=None)
     latents = np.asarray(latents).reshape(-1, source.latent_channels).astype(np.float64)
     mean = latents.mean(axis=0)
-    values, vectors = np.linalg.eigh(np.cov(latents - mean, rowvar=False))
-    order = np.argsort(values)[::-1][:model.latent_channels]
-    basis, kept = vectors[:, order], float(values[order].sum() / max(values.sum(), 1e-12))
-    def values(layer):
-        return (keras.ops.convert_to_numpy(layer.kernel).astype(np.float64),
-                keras.ops.convert_to_numpy(layer.bias).astype(np.float64))
-
+    variances, directions = np.linalg.eigh(np.cov(latents - mean, rowvar=False))
+    order = np.argsort(variances)[::-1][:model.latent_channels]
+    basis, kept = directions[:, order], float(variances[order].sum() / max(variances.sum(), 1e-12))
     head, into = model.encoder.get_layer(LATENT_HEAD), model.decoder.get_layer(LATENT_INPUT)
-    kernel, bias = values(source.encoder.get_layer(LATENT_HEAD))
+    kernel, bias = _kernel_and_bias(source.encoder.get_layer(LATENT_HEAD))
     head.kernel.assign((kernel @ basis).astype(np.float32))
     head.bias.assign(((bias - mean) @ basis).astype(np.float32))
-    kernel, bias = values(source.decoder.get_layer(LATENT_INPUT))
+    kernel, bias = _kernel_and_bias(source.decoder.get_layer(LATENT_INPUT))
     into.kernel.assign(np.einsum("hwcf,ck->hwkf", kernel, basis).astype(np.float32))
     into.bias.assign((bias + np.einsum("hwcf,c->f", kernel, mean)).astype(np.float32))
     object.__setattr__(model, "_narrowing", None)
-    model.initialized_from = {**model.initialized_from, "latent_narrowed": {
-        "from_channels": int(source.latent_channels), "to_channels": int(model.latent_channels),
-        "variance_kept": round(kept, 4), "crops": len(crops),
-        "how": "the source latent's leading principal components on the run's training crops"}}
+    record = {"from_channels": int(source.latent_channels), "to_channels": int(model.latent_channels),
+              "variance_kept": round(kept, 4), "crops": len(crops),
+              "how": "the source latent's leading principal components on the run's training crops"}
+    model.initialized_from = {**model.initialized_from, "latent_narrowed": record}
+    (out / NARROWING_FILE).write_text(json.dumps(record, indent=2) + "\n")
     log.info("latent narrowed from %d to %d channels: the principal components keep %.1f%% of its variance on %d "
              "training crops", source.latent_channels, model.latent_channels, 100 * kept, len(crops))
 
@@ -432,9 +435,9 @@ def _start_from(model, source_name) -> None:
             var.assign(value)
         elif id(var) not in settings and widened:
             var.assign(_widened_value(var, value))
-    # a narrower latent's head and first decoder conv are set from the source's latents once the
-    # training crops are at hand (_narrow_latent); until then they keep their initial weights
-    # not an attribute Keras would track or save (its saving walks a model's attributes for layers)
+    # a narrower latent's head and first decoder conv keep their initial weights until the training crops
+    # are at hand (_narrow_latent); the source waits beside the model where Keras saving, which walks a
+    # model's attributes for layers, does not see it
     object.__setattr__(model, "_narrowing", types.SimpleNamespace(source=source) if narrowed else None)
     model.initialized_from = record  # so the fine-tune's gain (and the whole training) can be read off
     changed = _objective_changes(source, model)
@@ -446,33 +449,39 @@ def _start_from(model, source_name) -> None:
                     json.dumps({k: a for k, (a, _) in changed.items()}))
 
 
+#: the config keys that make two models the same network apart from the width of their latent
+ARCHITECTURE = ("input_shape", "filters", "depth", "architecture", "blocks_per_level", "attention", "normalization",
+                "activation", "output_activation", "latent_dim")
+
+
+def _latent_width_change(model, source) -> int:
+    """How many more ``latent_channels`` ``model`` has than ``source`` (negative: fewer) when both are the same
+    network otherwise (:data:`ARCHITECTURE`); 0 when they differ elsewhere or either latent is not spatial."""
+    ours, theirs = model.get_config(), source.get_config()
+    if type(model) is not type(source) or not isinstance(ours.get("latent_channels"), int) or \
+            not isinstance(theirs.get("latent_channels"), int) or any(ours.get(k) != theirs.get(k)
+                                                                     for k in ARCHITECTURE):
+        return 0
+    return ours["latent_channels"] - theirs["latent_channels"]
+
+
 def _widening(model, source) -> bool:
     """Whether ``model`` is ``source`` with a wider latent (more ``latent_channels``, and perhaps a rate model):
     everything else in their configs the same, the source's weights first in the model's."""
-    ours, theirs = model.get_config(), source.get_config()
-    if type(model) is not type(source) or not isinstance(ours.get("latent_channels"), int) or \
-            not isinstance(theirs.get("latent_channels"), int) or ours["latent_channels"] <= theirs["latent_channels"]:
-        return False
-    architecture = ("input_shape", "filters", "depth", "architecture", "blocks_per_level", "attention",
-                    "normalization", "activation", "output_activation", "latent_dim")
-    return all(ours.get(k) == theirs.get(k) for k in architecture) and len(model.weights) >= len(source.weights)
+    return _latent_width_change(model, source) > 0 and len(model.weights) >= len(source.weights)
 
 
 def _narrowing(model, source) -> bool:
     """Whether ``model`` is the residual autoencoder ``source`` with a narrower latent (fewer ``latent_channels``),
     everything else in their configs the same: :func:`_narrow_latent` projects the source's latent."""
-    ours, theirs = model.get_config(), source.get_config()
-    if type(model) is not type(source) or ours.get("architecture") != "residual" or \
-            not isinstance(ours.get("latent_channels"), int) or not isinstance(theirs.get("latent_channels"), int) \
-            or ours["latent_channels"] >= theirs["latent_channels"] or getattr(model, "rate_steps", None):
+    if _latent_width_change(model, source) >= 0 or model.get_config().get("architecture") != "residual" or \
+            getattr(model, "rate_steps", None) or len(model.weights) != len(source.weights):
         return False
     try:
         model.encoder.get_layer(LATENT_HEAD), model.decoder.get_layer(LATENT_INPUT)
     except (AttributeError, ValueError):
         return False
-    architecture = ("input_shape", "filters", "depth", "blocks_per_level", "attention", "normalization",
-                    "activation", "output_activation", "latent_dim")
-    return all(ours.get(k) == theirs.get(k) for k in architecture) and len(model.weights) == len(source.weights)
+    return True
 
 
 def _fits_inside(small, large) -> bool:
