@@ -15,7 +15,8 @@ so encoder and decoder agree to the bit on any machine.
 
 Order: the NE neighbour lies on the anti-diagonal of its pixel, so the decoder walks
 *wavefronts* ``t = 2 r + c`` instead (every neighbour above lies on an earlier one, W on
-``t - 1``): ``2 H + W - 2`` steps, each decoding all its pixels (of every plane) at once.
+``t - 1``): ``2 H + W - 2`` steps, each a compiled loop over its pixels (of every plane;
+:mod:`medzoo.codec.wavefront`).
 
 Borders: a neighbour outside the image is replaced by one inside, always one already decoded
 (:func:`neighbour_sources`), so the first row and column are predicted from the pixels before them.
@@ -164,10 +165,3 @@ def predict(feats: list[np.ndarray], west: np.ndarray, coefficients: np.ndarray,
     """``W + round(features . coefficients[class])`` in int64, clamped to ``[low, high]``."""
     weighted = sum(coefficients[:, k][cls] * f for k, f in enumerate(feats))
     return np.minimum(np.maximum(west + ((weighted + (1 << (COEF_BITS - 1))) >> COEF_BITS), low), high)
-
-
-def wavefronts(h: int, w: int):
-    """Row and column indices of each wavefront ``t = 2 r + c``, in decoding order (rows ascending)."""
-    for t in range(2 * (h - 1) + w):
-        rows = np.arange(max(0, -(-(t - w + 1) // 2)), min(h - 1, t // 2) + 1)
-        yield rows, t - 2 * rows
