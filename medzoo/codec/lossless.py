@@ -175,6 +175,14 @@ class _Histogram:
         self.low = int(high.min()) if high.size else 0
         self.counts = np.bincount(high - self.low) if high.size else np.zeros(1, dtype=np.int64)
 
+    def median_magnitude(self) -> float:
+        """``np.median(np.abs(residuals >> shift))``, read off the counts (no sort of the residuals)."""
+        values = np.arange(self.low, self.low + len(self.counts))
+        magnitudes = np.bincount(np.abs(values), weights=self.counts).astype(np.int64)
+        ranks = np.cumsum(magnitudes)
+        middle = np.searchsorted(ranks, [(self.size - 1) // 2, self.size // 2], side="right")
+        return float(middle.sum()) / 2.0
+
     def inside(self, half: int) -> np.ndarray:
         """Counts of the values ``-half..half`` (int64, length ``2 half + 1``)."""
         counts = np.zeros(2 * half + 1, dtype=np.int64)
@@ -223,11 +231,12 @@ def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
     for shift in range(max_shift + 1):
         magnitude = np.abs(residuals >> shift)
         histogram = _Histogram(residuals, shift)
+        median = histogram.median_magnitude()
         # scales fitting the mean |r| and, robust to outliers, the median |r| (Laplace b, Gaussian sigma)
         centres = {min(int(np.searchsorted(scale_table(), v)), SCALE_LEVELS - 1) + family * SCALE_LEVELS
                    for family, v in (
-            (0, magnitude.mean() + 0.5), (0, np.median(magnitude) / 0.6931 + 0.5),
-            (1, 1.2533 * magnitude.mean() + 0.5), (1, np.median(magnitude) / 0.6745 + 0.5))}
+            (0, magnitude.mean() + 0.5), (0, median / 0.6931 + 0.5),
+            (1, 1.2533 * magnitude.mean() + 0.5), (1, median / 0.6745 + 0.5))}
         candidates = sorted({i for c in centres for i in range(c - 3, c + 4)
                              if (c // SCALE_LEVELS) * SCALE_LEVELS <= i < (c // SCALE_LEVELS + 1) * SCALE_LEVELS})
         for index in candidates:
@@ -249,26 +258,23 @@ def _uniform(bits: int):
     return range_coder().stream.model.Uniform(1 << bits)
 
 
-def _coding_order(shape, context: np.ndarray, contexts: int, wave):
+def _coding_order(context: np.ndarray, contexts: int, row_weight: int):
     """The pixels of (P, H, W) in stream order, and where each (wavefront, context) group starts.
 
-    The stream codes one wavefront after another (``wave(rows, cols)``: ``r + c`` for the
-    first payload version, ``2 r + c`` for the second) and, within one, the pixels of each
-    context in turn (in the order of ``array[:, rows, cols].ravel()``: plane, then row),
-    which is the order the decoder can recover them in. Returns the flat pixel indices in
-    that order, the group of each and the start of every group (plus the end).
+    The stream codes one wavefront ``row_weight * r + c`` after another (1: anti-diagonals, the
+    first payload version; 2: the second's wavefronts) and, within one, the pixels of each
+    context in turn (plane, then row), which is the order the decoder can recover them in.
+    Returns the flat pixel indices in that order, the group (``wavefront * contexts + context``)
+    of every non-empty group and where each starts (plus the end).
     """
-    planes, h, w = shape
-    p, r, c = np.meshgrid(np.arange(planes), np.arange(h), np.arange(w), indexing="ij")
-    group = wave(r, c) * contexts + context
-    order = np.argsort(((group * planes + p) * h + r).ravel(), kind="stable")
-    group = group.ravel()[order]
-    starts = np.flatnonzero(np.diff(group, prepend=-1))
-    return order, group[starts], np.append(starts, group.size)
+    order = np.empty(context.size, dtype=np.int64)
+    sizes = wavefront.coding_order(np.ascontiguousarray(context, dtype=np.int64), contexts, row_weight, order)
+    groups = np.flatnonzero(sizes)
+    return order, groups, np.append(0, np.cumsum(sizes[groups]))
 
 
 def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresholds: np.ndarray, dtype,
-                 wave) -> bytes:
+                 row_weight: int) -> bytes:
     """Prediction errors (P, H, W) and their contexts -> each context's table (side information), the context
     thresholds and the ANS words, the errors in stream order (:func:`_coding_order`)."""
     constriction = range_coder()
@@ -280,7 +286,7 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
     halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
 
     # every residual split at once, in stream order; then one coder call per chunk
-    order, groups, bounds = _coding_order(errors.shape, context, contexts, wave)
+    order, groups, bounds = _coding_order(context, contexts, row_weight)
     e, ctx = errors.ravel()[order], context.ravel()[order]
     high = e >> shifts[ctx]
     low = (e - (high << shifts[ctx])).astype(np.int32)
@@ -289,13 +295,16 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
     escapes = (high[escaped] + (1 << (ESCAPE_BITS - 1))).astype(np.int32)
     escape_bounds = np.concatenate([[0], np.cumsum(escaped)])[bounds]
     coder = constriction.stream.stack.AnsCoder()
-    for g in range(len(groups) - 1, -1, -1):  # a stack: the last chunk goes in first
-        k, a, b = groups[g] % contexts, bounds[g], bounds[g + 1]
-        if shifts[k]:
-            coder.encode_reverse(low[a:b], _uniform(int(shifts[k])))
+    encode, escape_model = coder.encode_reverse, _uniform(ESCAPE_BITS)
+    low_models = [_uniform(int(shift)) if shift else None for shift in shifts]
+    ks, bounds, escape_bounds = (groups % contexts).tolist(), bounds.tolist(), escape_bounds.tolist()
+    for g in range(len(ks) - 1, -1, -1):  # a stack: the last chunk goes in first
+        k, a, b = ks[g], bounds[g], bounds[g + 1]
+        if low_models[k] is not None:
+            encode(low[a:b], low_models[k])
         if escape_bounds[g + 1] > escape_bounds[g]:
-            coder.encode_reverse(escapes[escape_bounds[g]:escape_bounds[g + 1]], _uniform(ESCAPE_BITS))
-        coder.encode_reverse(symbols[a:b], models[k])
+            encode(escapes[escape_bounds[g]:escape_bounds[g + 1]], escape_model)
+        encode(symbols[a:b], models[k])
     side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
     explicit = b"".join(bytes([(len(levels) - 2) // 2]) + levels.tobytes() for _, _, levels in chosen
                         if levels is not None)
@@ -363,10 +372,6 @@ class _ErrorDecoder:
 
 
 # ----------------------------------------------------------------- payload version 1: the median edge detector
-def _diagonal(r, c):
-    return r + c
-
-
 def encode_signal_med(signal: np.ndarray, dtype) -> bytes:
     """Payload version 1: the median edge detector (three neighbours), decoded along anti-diagonals.
 
@@ -383,12 +388,12 @@ def _med_plan(signal: np.ndarray) -> dict:
     local = energy(left, up, upleft, *_neighbours(errors))
     thresholds = context_thresholds(local, contexts)
     return {"head": b"", "errors": errors, "context": np.searchsorted(thresholds, local, side="right"),
-            "contexts": contexts, "thresholds": thresholds, "wave": _diagonal}
+            "contexts": contexts, "thresholds": thresholds, "row_weight": 1}
 
 
 def _code_plan(plan: dict, dtype) -> bytes:
     return plan["head"] + _code_errors(plan["errors"], plan["context"], plan["contexts"], plan["thresholds"], dtype,
-                                       plan["wave"])
+                                       plan["row_weight"])
 
 
 def estimated_bits(plan: dict) -> float:
@@ -424,10 +429,6 @@ def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
 # ----------------------------------------------------------------- payload version 2: classified linear prediction
 #: the first byte of a version-2 payload (a version-1 payload starts with its number of contexts: 8, 16 or 32)
 LINEAR_MARKER = 0xC2
-
-
-def _wavefront(r, c):
-    return 2 * r + c
 
 
 def _error_energy(near, error_near) -> np.ndarray:
@@ -468,24 +469,35 @@ def _linear_plan(signal: np.ndarray) -> dict:
     """Version 2's coefficients (the payload's head), prediction errors and contexts."""
     planes, h, w = signal.shape
     flat = signal.reshape(planes, -1)
-    near = prediction.neighbours(prediction.with_zero(flat), prediction.neighbour_sources(h, w))  # each (P, H*W)
-    feats = prediction.features(near)
+    padded = prediction.with_zero(flat)
+    sources = prediction.neighbour_sources(h, w)
     bins = prediction.activity_bins(signal.size)
-    activity_thresholds = context_thresholds(prediction.activity(near), bins)
-    cls = prediction.classes(near, activity_thresholds)
+    activity = np.empty_like(flat)
+    wavefront.linear_activities(padded, sources, activity)
+    activity_thresholds = context_thresholds(activity, bins)
     num_classes = bins * prediction.ORIENTATIONS
-    coefficients = prediction.fit_coefficients(feats, flat - near[0], cls, num_classes)
+    # the fit sees at most FIT_PIXELS pixels, evenly strided over (plane, pixel): gather only those
+    step = max(1, -(-flat.size // prediction.FIT_PIXELS))
+    fitted = np.arange(0, flat.size, step)
+    plane, pixel = np.divmod(fitted, h * w)
+    near = [padded[plane, index][None] for index in sources[:, pixel]]
+    coefficients = prediction.fit_coefficients(prediction.features(near), flat[plane, pixel][None] - near[0],
+                                               prediction.classes(near, activity_thresholds), num_classes)
     low, high = int(signal.min()), int(signal.max())
-    errors = flat - prediction.predict(feats, near[0], coefficients, cls, low, high)
+    errors = np.empty_like(flat)
+    wavefront.linear_predictions(padded, sources, coefficients, activity_thresholds, low, high,
+                                 prediction.COEF_BITS, errors)
+    np.subtract(flat, errors, out=errors)
     error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
-    local = _error_energy(near, prediction.neighbours(prediction.with_zero(errors), error_sources))
+    local = np.empty_like(flat)
+    wavefront.linear_energies(padded, prediction.with_zero(errors), sources, error_sources, local)
     contexts = num_contexts(signal.size)
     thresholds = context_thresholds(local, contexts)
     head = (bytes([LINEAR_MARKER, bins]) + b"".join(varint(int(t)) for t in activity_thresholds)
             + coefficients.astype("<i2").tobytes() + varint(zigzag(low)) + varint(zigzag(high)))
     return {"head": head, "errors": errors.reshape(signal.shape),
             "context": np.searchsorted(thresholds, local, side="right").reshape(signal.shape),
-            "contexts": contexts, "thresholds": thresholds, "wave": _wavefront}
+            "contexts": contexts, "thresholds": thresholds, "row_weight": 2}
 
 
 def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:

@@ -46,6 +46,42 @@ def _median_edge(west, north, north_west):
 
 
 @_jit
+def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high, coef_bits):
+    """Payload version 2's prediction of pixel ``a`` of plane ``p``
+    (:func:`~medzoo.codec.prediction.predict` of its class, :func:`~medzoo.codec.prediction.classes`)."""
+    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
+        signal[p, sources[3, a]]
+    ww, nn, nne = signal[p, sources[4, a]], signal[p, sources[5, a]], signal[p, sources[6, a]]
+    activity = abs(wv - nw) + abs(nv - nw) + abs(nv - ne) + abs(wv - ww) + abs(nv - nn)
+    across_rows = abs(wv - ww) + abs(nv - nw) + abs(ne - nv)
+    across_cols = abs(wv - nw) + abs(nv - nn) + abs(ne - nne)
+    if 2 * across_rows < across_cols:
+        orientation = 0
+    elif 2 * across_cols < across_rows:
+        orientation = 1
+    else:
+        orientation = 2
+    cls = _count_at_most(activity_thresholds, activity) * 3 + orientation
+    weighted = np.int64(0)
+    for k in range(8):
+        weighted += coefficients[cls, k] * (signal[p, sources[k + 1, a]] - wv)
+    weighted += coefficients[cls, 8] * (_median_edge(wv, nv, nw) - wv)
+    value = wv + ((weighted + (np.int64(1) << (coef_bits - 1))) >> coef_bits)
+    return min(max(value, low), high)
+
+
+@_jit
+def _linear_energy(signal, errors, p, a, sources, error_sources):
+    """Payload version 2's context variable at pixel ``a`` of plane ``p``: the errors at W, N, NW, NE and half
+    the local activity (:func:`~medzoo.codec.lossless._error_energy`)."""
+    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
+        signal[p, sources[3, a]]
+    return (abs(errors[p, error_sources[0, a]]) + abs(errors[p, error_sources[1, a]])
+            + abs(errors[p, error_sources[2, a]]) + abs(errors[p, error_sources[3, a]])
+            + (abs(wv - nw) + abs(nv - nw) + abs(nv - ne)) // 2)
+
+
+@_jit
 def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
                 context_thresholds, low, high, coef_bits, at, predicted, context):
     """Wavefront ``t = 2 r + c`` of payload version 2: fills ``at`` (its flat pixel indices, rows ascending),
@@ -55,42 +91,47 @@ def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, a
     ``sources`` (9, H*W) and ``error_sources`` (4, H*W) are :func:`~medzoo.codec.prediction.neighbour_sources`.
     """
     first = max(0, -(-(t - w + 1) // 2))
-    last = min(h - 1, t // 2)
-    n = last - first + 1
-    planes = signal.shape[0]
-    half = np.int64(1) << (coef_bits - 1)
-    orientations = 3
+    n = min(h - 1, t // 2) - first + 1
     for i in range(n):
         r = first + i
         at[i] = r * w + (t - 2 * r)
-    near = np.empty(9, dtype=np.int64)
-    for p in range(planes):
+    for p in range(signal.shape[0]):
         for i in range(n):
             a = at[i]
-            for k in range(9):
-                near[k] = signal[p, sources[k, a]]
-            wv, nv, nw, ne, ww, nn, nne = near[0], near[1], near[2], near[3], near[4], near[5], near[6]
-            activity = abs(wv - nw) + abs(nv - nw) + abs(nv - ne) + abs(wv - ww) + abs(nv - nn)
-            across_rows = abs(wv - ww) + abs(nv - nw) + abs(ne - nv)
-            across_cols = abs(wv - nw) + abs(nv - nn) + abs(ne - nne)
-            if 2 * across_rows < across_cols:
-                orientation = 0
-            elif 2 * across_cols < across_rows:
-                orientation = 1
-            else:
-                orientation = 2
-            cls = _count_at_most(activity_thresholds, activity) * orientations + orientation
-            weighted = np.int64(0)
-            for k in range(8):
-                weighted += coefficients[cls, k] * (near[k + 1] - wv)
-            weighted += coefficients[cls, 8] * (_median_edge(wv, nv, nw) - wv)
-            value = wv + ((weighted + half) >> coef_bits)
-            predicted[p * n + i] = min(max(value, low), high)
-            energy = (abs(errors[p, error_sources[0, a]]) + abs(errors[p, error_sources[1, a]])
-                      + abs(errors[p, error_sources[2, a]]) + abs(errors[p, error_sources[3, a]])
-                      + (abs(wv - nw) + abs(nv - nw) + abs(nv - ne)) // 2)
-            context[p * n + i] = _count_at_most(context_thresholds, energy)
+            predicted[p * n + i] = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
+                                                      low, high, coef_bits)
+            context[p * n + i] = _count_at_most(context_thresholds,
+                                                _linear_energy(signal, errors, p, a, sources, error_sources))
     return n
+
+
+@_jit
+def linear_activities(signal, sources, out):
+    """Every pixel's :func:`~medzoo.codec.prediction.activity` (the encoder sets the class thresholds at its
+    quantiles)."""
+    for p in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
+                signal[p, sources[3, a]]
+            out[p, a] = (abs(wv - nw) + abs(nv - nw) + abs(nv - ne) + abs(wv - signal[p, sources[4, a]])
+                         + abs(nv - signal[p, sources[5, a]]))
+
+
+@_jit
+def linear_predictions(signal, sources, coefficients, activity_thresholds, low, high, coef_bits, out):
+    """The encoder's side of :func:`linear_step`: every pixel's prediction at once (the whole signal is known)."""
+    for p in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            out[p, a] = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high,
+                                           coef_bits)
+
+
+@_jit
+def linear_energies(signal, errors, sources, error_sources, out):
+    """The encoder's side of :func:`linear_step`: every pixel's context variable at once."""
+    for p in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            out[p, a] = _linear_energy(signal, errors, p, a, sources, error_sources)
 
 
 @_jit
@@ -123,6 +164,32 @@ def place(signal, errors, at, n, predicted, decoded):
             e = decoded[p * n + i]
             errors[p, at[i]] = e
             signal[p, at[i]] = predicted[p * n + i] + e
+
+
+@_jit
+def coding_order(context, contexts, row_weight, order):
+    """The encoder's side of the stream order: a stable counting sort of the pixels of (P, H, W) by their group
+    ``(row_weight * r + c) * contexts + context`` into ``order`` (flat indices); returns every group's size."""
+    planes, h, w = context.shape
+    sizes = np.zeros((row_weight * (h - 1) + w) * contexts, dtype=np.int64)
+    for p in range(planes):
+        for r in range(h):
+            for c in range(w):
+                sizes[(row_weight * r + c) * contexts + context[p, r, c]] += 1
+    slot = np.empty_like(sizes)
+    total = 0
+    for g in range(sizes.shape[0]):
+        slot[g] = total
+        total += sizes[g]
+    i = 0
+    for p in range(planes):
+        for r in range(h):
+            for c in range(w):
+                g = (row_weight * r + c) * contexts + context[p, r, c]
+                order[slot[g]] = i
+                slot[g] += 1
+                i += 1
+    return sizes
 
 
 @_jit
