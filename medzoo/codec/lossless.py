@@ -431,12 +431,6 @@ def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
 LINEAR_MARKER = 0xC2
 
 
-def _error_energy(near, error_near) -> np.ndarray:
-    """The coding context's variable: the neighbours' prediction errors and half the local activity."""
-    w, n, nw, ne = near[:4]
-    return (sum(np.abs(e) for e in error_near) + (np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne)) // 2)
-
-
 #: signals of at most this many pixels are coded both ways and the shorter payload kept: on a thumbnail the
 #: linear predictor's coefficients (up to 108 bytes) can cost more than they save
 BOTH_WAYS_PIXELS = 1 << 16

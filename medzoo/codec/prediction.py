@@ -11,7 +11,9 @@ Classes: the local activity ``|W - NW| + |N - NW| + |N - NE| + |W - WW| + |N - N
 :func:`activity_bins` bins (thresholds at its quantiles, sent) times three orientations
 (smooth along rows, along columns, neither): flat regions, edges and texture each get their
 own predictor. Coefficients have :data:`COEF_BITS` fractional bits; the arithmetic is int64,
-so encoder and decoder agree to the bit on any machine.
+so encoder and decoder agree to the bit on any machine. This module defines the numbers
+(neighbour tables, features, classes, the fit); the prediction of every pixel runs as a
+compiled loop in :mod:`medzoo.codec.wavefront`, on both sides.
 
 Order: the NE neighbour lies on the anti-diagonal of its pixel, so the decoder walks
 *wavefronts* ``t = 2 r + c`` instead (every neighbour above lies on an earlier one, W on
@@ -86,11 +88,6 @@ def with_zero(flat: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, np.zeros((flat.shape[0], 1), dtype=flat.dtype)], axis=1)
 
 
-def neighbours(padded: np.ndarray, sources: np.ndarray) -> list[np.ndarray]:
-    """The neighbours (each (P, n)) of the pixels whose :func:`neighbour_sources` columns are ``sources``."""
-    return [padded[:, index] for index in sources]
-
-
 def median_edge(west, north, north_west):
     """JPEG-LS's median edge detector: min or max of W and N at an edge, else the plane W + N - NW."""
     high, low = np.maximum(west, north), np.minimum(west, north)
@@ -158,10 +155,3 @@ def fit_coefficients(feats: list[np.ndarray], targets: np.ndarray, cls: np.ndarr
         solution = np.linalg.solve(gram + ridge * np.eye(FEATURES), part @ y[a:b] + ridge * prior)
         out[k] = np.clip(np.round(solution * (1 << COEF_BITS)), -(1 << 15), (1 << 15) - 1)
     return out
-
-
-def predict(feats: list[np.ndarray], west: np.ndarray, coefficients: np.ndarray, cls: np.ndarray, low: int,
-            high: int) -> np.ndarray:
-    """``W + round(features . coefficients[class])`` in int64, clamped to ``[low, high]``."""
-    weighted = sum(coefficients[:, k][cls] * f for k, f in enumerate(feats))
-    return np.minimum(np.maximum(west + ((weighted + (1 << (COEF_BITS - 1))) >> COEF_BITS), low), high)

@@ -7,10 +7,11 @@ overhead, not the arithmetic, set the speed (about 0.4 MP/s on RG1). Here each s
 compiled loop over the wavefront's pixels; only the range decoder (``constriction``) stays in Python,
 between steps.
 
-The arithmetic is the numpy encoder's, operation for operation, in int64 (:mod:`medzoo.codec.prediction`:
-features, activity, orientation, ``W + round(features . coefficients)`` clamped; the error energy
-of :mod:`medzoo.codec.lossless`), so the two agree to the bit: every lossless round trip in the tests
-checks it, the numpy encoder on one side and these loops on the other.
+The encoder runs the same per-pixel functions over the whole signal at once (:func:`linear_predictions`,
+:func:`linear_energies`), so both sides compute the same int64 numbers by construction; the
+numpy definitions they follow (:mod:`medzoo.codec.prediction`: features, activity, orientation)
+still classify the pixels the encoder fits on, and ``tests/test_codec_wavefront.py`` holds the
+compiled loops to them, and to payloads pinned before they existed.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def _median_edge(west, north, north_west):
 
 @_jit
 def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high, coef_bits):
-    """Payload version 2's prediction of pixel ``a`` of plane ``p``
-    (:func:`~medzoo.codec.prediction.predict` of its class, :func:`~medzoo.codec.prediction.classes`)."""
+    """Payload version 2's prediction of pixel ``a`` of plane ``p``: ``W + round(features . coefficients)``
+    of its class (:func:`~medzoo.codec.prediction.features`, :func:`~medzoo.codec.prediction.classes`),
+    clamped to ``[low, high]``."""
     wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
         signal[p, sources[3, a]]
     ww, nn, nne = signal[p, sources[4, a]], signal[p, sources[5, a]], signal[p, sources[6, a]]
@@ -73,7 +75,7 @@ def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
 @_jit
 def _linear_energy(signal, errors, p, a, sources, error_sources):
     """Payload version 2's context variable at pixel ``a`` of plane ``p``: the errors at W, N, NW, NE and half
-    the local activity (:func:`~medzoo.codec.lossless._error_energy`)."""
+    the local activity."""
     wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
         signal[p, sources[3, a]]
     return (abs(errors[p, error_sources[0, a]]) + abs(errors[p, error_sources[1, a]])

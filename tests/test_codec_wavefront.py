@@ -1,0 +1,89 @@
+"""The lossless coder's compiled loops (medzoo.codec.wavefront) against the numpy definitions they follow."""
+
+import numpy as np
+import pytest
+
+from medzoo.codec import lossless, prediction, wavefront
+
+
+def _numpy_linear(signal, coefficients, activity_thresholds, low, high):
+    """Version 2's predictions and context variables of every pixel of (P, H, W), in plain numpy."""
+    planes, h, w = signal.shape
+    padded = prediction.with_zero(signal.reshape(planes, -1))
+    near = [padded[:, index] for index in prediction.neighbour_sources(h, w)]
+    feats = prediction.features(near)
+    cls = prediction.classes(near, activity_thresholds)
+    weighted = sum(coefficients[:, k][cls] * f for k, f in enumerate(feats))
+    predicted = np.clip(near[0] + ((weighted + (1 << (prediction.COEF_BITS - 1))) >> prediction.COEF_BITS),
+                        low, high)
+    errors = prediction.with_zero(signal.reshape(planes, -1) - predicted)
+    wv, nv, nw, ne = near[:4]
+    energy = sum(np.abs(errors[:, index]) for index in prediction.neighbour_sources(h, w, fallback=False)[:4]) \
+        + (np.abs(wv - nw) + np.abs(nv - nw) + np.abs(nv - ne)) // 2
+    return predicted, energy, prediction.activity(near)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 7), (1, 7, 1), (2, 5, 4), (1, 37, 29)])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16"])
+def test_compiled_linear_prediction_matches_the_numpy_definition(shape, dtype):
+    """Every pixel's prediction, context variable and activity, at every border and at the type's extremes,
+    with coefficients of both signs up to the int16 limits the stream allows."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(shape[1] * 31 + shape[2])
+    coefficients = rng.integers(-(1 << 15), 1 << 15, size=(4 * prediction.ORIENTATIONS, prediction.FEATURES))
+    thresholds = np.array([3, 40, 900])
+    for signal in (rng.integers(info.min, int(info.max) + 1, size=shape),
+                   np.cumsum(rng.integers(-3, 4, size=shape), axis=2) + int(info.min) // 2 + int(info.max) // 2,
+                   np.full(shape, info.max)):
+        signal = signal.astype(np.int64)
+        low, high = int(signal.min()), int(signal.max())
+        want_predicted, want_energy, want_activity = _numpy_linear(signal, coefficients, thresholds, low, high)
+        planes, h, w = shape
+        padded = prediction.with_zero(signal.reshape(planes, -1))
+        sources = prediction.neighbour_sources(h, w)
+        predicted = np.empty((planes, h * w), dtype=np.int64)
+        wavefront.linear_predictions(padded, sources, coefficients, thresholds, low, high, prediction.COEF_BITS,
+                                     predicted)
+        np.testing.assert_array_equal(predicted, want_predicted)
+        energy = np.empty_like(predicted)
+        wavefront.linear_energies(padded, prediction.with_zero(signal.reshape(planes, -1) - predicted), sources,
+                                  prediction.neighbour_sources(h, w, fallback=False)[:4], energy)
+        np.testing.assert_array_equal(energy, want_energy)
+        activity = np.empty_like(predicted)
+        wavefront.linear_activities(padded, sources, activity)
+        np.testing.assert_array_equal(activity, want_activity)
+
+
+@pytest.mark.parametrize("row_weight", [1, 2])
+def test_the_stream_order_is_a_stable_sort_by_wavefront_then_context(row_weight):
+    """The counting sort gives numpy's stable argsort of (wavefront, context, plane, row)."""
+    rng = np.random.default_rng(row_weight)
+    planes, h, w, contexts = 3, 11, 6, 8
+    context = rng.integers(0, contexts, size=(planes, h, w))
+    p, r, c = np.meshgrid(np.arange(planes), np.arange(h), np.arange(w), indexing="ij")
+    group = (row_weight * r + c) * contexts + context
+    want = np.argsort(((group * planes + p) * h + r).ravel(), kind="stable")
+    order, groups, bounds = lossless._coding_order(context, contexts, row_weight)
+    np.testing.assert_array_equal(order, want)
+    np.testing.assert_array_equal(groups, np.unique(group))
+    np.testing.assert_array_equal(np.diff(bounds), np.bincount(group.ravel())[np.unique(group)])
+
+
+def test_errors_come_back_in_pixel_order_with_escapes_and_low_bits():
+    """assemble_errors inverts the encoder's split: symbols by context, escapes, then the low bits."""
+    rng = np.random.default_rng(0)
+    contexts, halves, shifts = 4, np.array([2, 5, 40, 3]), np.array([0, 2, 0, 1])
+    ctx = rng.integers(0, contexts, size=200)
+    errors = rng.integers(-300, 300, size=200)
+    order = np.argsort(ctx, kind="stable")
+    e, k = errors[order], ctx[order]
+    high = e >> shifts[k]
+    escaped = np.abs(high) > halves[k]
+    symbols = np.where(escaped, 2 * halves[k] + 1, high + halves[k])
+    offset = 1 << (lossless.ESCAPE_BITS - 1)
+    out = np.empty(200, dtype=np.int64)
+    wavefront.assemble_errors(ctx, np.bincount(ctx, minlength=contexts), symbols.astype(np.int32),
+                              (e - (high << shifts[k])).astype(np.int32), (high[escaped] + offset).astype(np.int32),
+                              halves, shifts, offset, out)
+    assert escaped.any() and (~escaped).any()
+    np.testing.assert_array_equal(out, errors)
