@@ -227,13 +227,13 @@ def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
     """The (scale index, shift) that code ``residuals`` in the fewest bits (the encoder's choice; sent)."""
     if residuals.size == 0:
         return 0, 0
-    best = None
+    best, scales = None, scale_table()
     for shift in range(max_shift + 1):
         magnitude = np.abs(residuals >> shift)
         histogram = _Histogram(residuals, shift)
         median = histogram.median_magnitude()
         # scales fitting the mean |r| and, robust to outliers, the median |r| (Laplace b, Gaussian sigma)
-        centres = {min(int(np.searchsorted(scale_table(), v)), SCALE_LEVELS - 1) + family * SCALE_LEVELS
+        centres = {min(int(np.searchsorted(scales, v)), SCALE_LEVELS - 1) + family * SCALE_LEVELS
                    for family, v in (
             (0, magnitude.mean() + 0.5), (0, median / 0.6931 + 0.5),
             (1, 1.2533 * magnitude.mean() + 0.5), (1, median / 0.6745 + 0.5))}
