@@ -87,3 +87,56 @@ def test_errors_come_back_in_pixel_order_with_escapes_and_low_bits():
                               halves, shifts, offset, out)
     assert escaped.any() and (~escaped).any()
     np.testing.assert_array_equal(out, errors)
+
+
+def _smooth_signal():
+    i, j = np.mgrid[:40, :36]
+    return (3 * i + 2 * j + (i * 7919 + j * 104729) % 5)[None].astype(np.int64)
+
+
+def test_a_payload_whose_thresholds_do_not_increase_is_refused():
+    """The encoder writes increasing thresholds and the compiled binary search relies on it: a payload that
+    breaks this is refused with a DataError, not decoded into other pixels."""
+    from medzoo.errors import DataError
+
+    signal = _smooth_signal()
+    plan = lossless._linear_plan(signal)
+    assert len(plan["thresholds"]) > 2
+    plan["thresholds"] = plan["thresholds"][::-1].copy()
+    with pytest.raises(DataError, match="context thresholds"):
+        lossless.decode_signal(lossless._code_plan(plan, np.dtype("uint8")), signal.shape)
+
+
+def test_a_payload_whose_value_range_leaves_int64_is_refused():
+    """The decoder computes in int64: a (crafted) range beyond it is a DataError, not a numba type error."""
+    from medzoo.codec.bitio import varint, zigzag
+    from medzoo.errors import DataError
+
+    signal = _smooth_signal()
+    plan = lossless._linear_plan(signal)
+    low, high = int(signal.min()), int(signal.max())
+    suffix = varint(zigzag(low)) + varint(zigzag(high))
+    assert plan["head"].endswith(suffix)
+    plan["head"] = plan["head"][:-len(suffix)] + varint(zigzag(-2 ** 64)) + varint(zigzag(high))
+    with pytest.raises(DataError, match="value range"):
+        lossless.decode_signal(lossless._code_plan(plan, np.dtype("uint8")), signal.shape)
+
+
+def test_the_coder_works_where_numba_has_nowhere_to_cache(tmp_path):
+    """A read-only install with no writable cache directory: the loops compile per process instead of the
+    import failing (simulated by giving numba no cache locator, in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
+        "from medzoo.codec import lossless, wavefront\n"
+        "assert not wavefront._cacheable()\n"
+        "s = (np.arange(30 * 20).reshape(1, 30, 20) * 7 % 253).astype(np.int64)\n"
+        "for encode in (lossless.encode_signal_med, lossless.encode_signal_linear):\n"
+        "    assert np.array_equal(lossless.decode_signal(encode(s, np.dtype('uint8')), s.shape), s)\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

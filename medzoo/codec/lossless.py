@@ -32,7 +32,7 @@ The neighbours predict in one of two ways, the payload's first byte says which:
   decoded one anti-diagonal at a time: H + W - 1 steps.
 
 The decoder's steps are compiled loops (:mod:`medzoo.codec.wavefront`); the range decoder
-runs between them, once per context present in a step.
+runs between them, for each context present in a step: its symbols, any escapes, any low bits.
 
 Any integer image round-trips exactly, negative values included (CT in Hounsfield units).
 """
@@ -312,6 +312,14 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
             + coder.get_compressed().astype("<u4").tobytes())
 
 
+def _thresholds(values: list[int], what: str) -> np.ndarray:
+    """Thresholds read from a payload (int64), checked: the encoder writes them strictly increasing
+    (:func:`context_thresholds`), and the decoder's binary search needs them so."""
+    if any(v >= 2 ** 63 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+        raise DataError(f"the residual payload's {what} thresholds are not increasing 64-bit integers")
+    return np.asarray(values, dtype=np.int64)
+
+
 class _ErrorDecoder:
     """Reads what :func:`_code_errors` wrote and gives back each wavefront's errors, given their contexts."""
 
@@ -324,7 +332,7 @@ class _ErrorDecoder:
         if any((index >= len(error_tables()) and index != EXPLICIT) or shift > MAX_SHIFT
                for index, shift in choices):
             raise DataError("the residual payload names an unknown table")
-        self.thresholds = np.asarray([r.varint("context threshold") for _ in range(contexts - 1)], dtype=np.int64)
+        self.thresholds = _thresholds([r.varint("context threshold") for _ in range(contexts - 1)], "context")
         tables = []
         for index, _ in choices:
             if index == EXPLICIT:
@@ -499,11 +507,13 @@ def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:
     bins = r.take(1, "activity bins")[0]
     if bins not in {b for _, b in prediction.ACTIVITY_BINS}:
         raise DataError(f"the residual payload names an unknown number of predictor classes ({bins})")
-    activity_thresholds = np.asarray([r.varint("activity threshold") for _ in range(bins - 1)], dtype=np.int64)
+    activity_thresholds = _thresholds([r.varint("activity threshold") for _ in range(bins - 1)], "activity")
     num_classes = bins * prediction.ORIENTATIONS
     coefficients = np.frombuffer(r.take(2 * num_classes * prediction.FEATURES, "predictor coefficients"),
                                  dtype="<i2").astype(np.int64).reshape(num_classes, prediction.FEATURES)
     low, high = r.signed("lowest value"), r.signed("highest value")
+    if not -2 ** 63 <= low <= high < 2 ** 63:
+        raise DataError(f"the residual payload's value range [{low}, {high}] is not one of 64-bit integers")
     errors_in = _ErrorDecoder(r, payload)
     planes, h, w = shape
     sources = prediction.neighbour_sources(h, w)

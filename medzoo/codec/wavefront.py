@@ -10,8 +10,12 @@ between steps.
 The encoder runs the same per-pixel functions over the whole signal at once (:func:`linear_predictions`,
 :func:`linear_energies`), so both sides compute the same int64 numbers by construction; the
 numpy definitions they follow (:mod:`medzoo.codec.prediction`: features, activity, orientation)
-still classify the pixels the encoder fits on, and ``tests/test_codec_wavefront.py`` holds the
-compiled loops to them, and to payloads pinned before they existed.
+still classify the pixels the encoder fits on. ``tests/test_codec_wavefront.py`` holds the compiled
+loops to them, and ``tests/test_codec_hyperprior.py`` to payloads pinned before they existed.
+
+numba compiles these on first use (a few seconds) and keeps the machine code in
+``__pycache__`` beside this module, or in ``$NUMBA_CACHE_DIR`` / ``~/.cache/numba`` where that is
+read-only; where no directory is writable it compiles them in each process instead.
 """
 
 from __future__ import annotations
@@ -19,8 +23,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-#: numba compiles on first use and keeps the machine code beside this module (``__pycache__``)
-_jit = numba.njit(cache=True, nogil=True)
+
+def _cacheable() -> bool:
+    """Whether numba finds a writable place for its cache (else ``cache=True`` fails at decoration)."""
+    def probe():
+        return 0
+
+    try:
+        numba.njit(cache=True)(probe)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return False
+    return True
+
+
+_jit = numba.njit(cache=_cacheable(), nogil=True)
 
 
 @_jit
@@ -173,7 +189,7 @@ def coding_order(context, contexts, row_weight, order):
     """The encoder's side of the stream order: a stable counting sort of the pixels of (P, H, W) by their group
     ``(row_weight * r + c) * contexts + context`` into ``order`` (flat indices); returns every group's size."""
     planes, h, w = context.shape
-    sizes = np.zeros((row_weight * (h - 1) + w) * contexts, dtype=np.int64)
+    sizes = np.zeros(max(0, (row_weight * (h - 1) + w) * contexts), dtype=np.int64)
     for p in range(planes):
         for r in range(h):
             for c in range(w):
