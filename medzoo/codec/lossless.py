@@ -258,6 +258,11 @@ def _uniform(bits: int):
     return range_coder().stream.model.Uniform(1 << bits)
 
 
+def _low_bit_models(shifts) -> list:
+    """Per context, the model of the low bits its residuals send as they are (None where its shift is 0)."""
+    return [_uniform(int(shift)) if shift else None for shift in shifts]
+
+
 def _coding_order(context: np.ndarray, contexts: int, row_weight: int):
     """The pixels of (P, H, W) in stream order, and where each (wavefront, context) group starts.
 
@@ -296,7 +301,7 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
     escape_bounds = np.concatenate([[0], np.cumsum(escaped)])[bounds]
     coder = constriction.stream.stack.AnsCoder()
     encode, escape_model = coder.encode_reverse, _uniform(ESCAPE_BITS)
-    low_models = [_uniform(int(shift)) if shift else None for shift in shifts]
+    low_models = _low_bit_models(shifts)
     ks, bounds, escape_bounds = (groups % contexts).tolist(), bounds.tolist(), escape_bounds.tolist()
     for g in range(len(ks) - 1, -1, -1):  # a stack: the last chunk goes in first
         k, a, b = ks[g], bounds[g], bounds[g + 1]
@@ -349,7 +354,19 @@ class _ErrorDecoder:
         self.halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
         self.contexts = contexts
         self.escape_symbols = [2 * int(half) + 1 for half in self.halves]
-        self.low_models = [_uniform(int(shift)) if shift else None for shift in self.shifts]
+        self.low_models = _low_bit_models(self.shifts)
+
+    def decode_steps(self, steps: int, step, signal: np.ndarray, errors: np.ndarray, longest: int) -> None:
+        """Run ``steps`` wavefronts: ``step(t, at, predicted, context)`` (a :mod:`~medzoo.codec.wavefront` step)
+        fills a wavefront's pixels, predictions and contexts and returns its pixels per plane; their
+        errors are read here and the pixels written back into ``signal`` and ``errors`` ((P, N) planes)."""
+        planes = signal.shape[0]
+        at = np.empty(longest, dtype=np.int64)
+        predicted = np.empty(planes * longest, dtype=np.int64)
+        context = np.empty(planes * longest, dtype=np.int64)
+        for t in range(steps):
+            n = step(t, at, predicted, context)
+            wavefront.place(signal, errors, at, n, predicted, self.take(context[:planes * n]))
 
     def take(self, ctx: np.ndarray) -> np.ndarray:
         """The errors of one wavefront's pixels, whose contexts are ``ctx`` (flat, in the stream's pixel order).
@@ -423,15 +440,10 @@ def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
     # a zero border above and left stands in for the neighbours outside the image; flat, for the compiled steps
     signal = np.zeros((planes, (h + 1) * (w + 1)), dtype=np.int64)
     errors = np.zeros_like(signal)
-    longest = min(h, w)
-    at = np.empty(longest, dtype=np.int64)
-    predicted = np.empty(planes * longest, dtype=np.int64)
-    context = np.empty(planes * longest, dtype=np.int64)
-    for d in range(h + w - 1):
-        n = wavefront.median_edge_step(signal, errors, d, h, w, errors_in.thresholds, at, predicted, context)
-        wavefront.place(signal, errors, at, n, predicted, errors_in.take(context[:planes * n]))
-    signal = signal.reshape(planes, h + 1, w + 1)
-    return signal[:, 1:, 1:]
+    errors_in.decode_steps(h + w - 1, lambda d, *out: wavefront.median_edge_step(signal, errors, d, h, w,
+                                                                                 errors_in.thresholds, *out),
+                           signal, errors, longest=min(h, w))
+    return signal.reshape(planes, h + 1, w + 1)[:, 1:, 1:]
 
 
 # ----------------------------------------------------------------- payload version 2: classified linear prediction
@@ -520,14 +532,11 @@ def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:
     error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
     signal = np.zeros((planes, h * w + 1), dtype=np.int64)  # the last column: the zero outside the image
     errors = np.zeros((planes, h * w + 1), dtype=np.int64)
-    longest = min(h, (w + 1) // 2 + 1)  # the most pixels a wavefront holds (per plane)
-    at = np.empty(longest, dtype=np.int64)
-    predicted = np.empty(planes * longest, dtype=np.int64)
-    context = np.empty(planes * longest, dtype=np.int64)
-    for t in range(2 * (h - 1) + w):
-        n = wavefront.linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                                  errors_in.thresholds, low, high, prediction.COEF_BITS, at, predicted, context)
-        wavefront.place(signal, errors, at, n, predicted, errors_in.take(context[:planes * n]))
+    errors_in.decode_steps(
+        2 * (h - 1) + w, lambda t, *out: wavefront.linear_step(signal, errors, sources, error_sources, t, h, w,
+                                                               coefficients, activity_thresholds, errors_in.thresholds,
+                                                               low, high, prediction.COEF_BITS, *out),
+        signal, errors, longest=min(h, (w + 1) // 2 + 1))  # the most pixels a wavefront holds (per plane)
     return signal[:, :-1].reshape(shape)
 
 

@@ -63,6 +63,23 @@ def _median_edge(west, north, north_west):
 
 
 @_jit
+def _gradients(signal, p, a, sources):
+    """``|W - NW| + |N - NW| + |N - NE|`` at pixel ``a`` of plane ``p``: the part of the activity that the
+    context variable also reads."""
+    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
+        signal[p, sources[3, a]]
+    return abs(wv - nw) + abs(nv - nw) + abs(nv - ne)
+
+
+@_jit
+def _activity(signal, p, a, sources):
+    """:func:`~medzoo.codec.prediction.activity` at pixel ``a`` of plane ``p``: the gradients plus
+    ``|W - WW| + |N - NN|``."""
+    return (_gradients(signal, p, a, sources) + abs(signal[p, sources[0, a]] - signal[p, sources[4, a]])
+            + abs(signal[p, sources[1, a]] - signal[p, sources[5, a]]))
+
+
+@_jit
 def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high, coef_bits):
     """Payload version 2's prediction of pixel ``a`` of plane ``p``: ``W + round(features . coefficients)``
     of its class (:func:`~medzoo.codec.prediction.features`, :func:`~medzoo.codec.prediction.classes`),
@@ -70,7 +87,7 @@ def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
     wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
         signal[p, sources[3, a]]
     ww, nn, nne = signal[p, sources[4, a]], signal[p, sources[5, a]], signal[p, sources[6, a]]
-    activity = abs(wv - nw) + abs(nv - nw) + abs(nv - ne) + abs(wv - ww) + abs(nv - nn)
+    activity = _activity(signal, p, a, sources)
     across_rows = abs(wv - ww) + abs(nv - nw) + abs(ne - nv)
     across_cols = abs(wv - nw) + abs(nv - nn) + abs(ne - nne)
     if 2 * across_rows < across_cols:
@@ -92,11 +109,9 @@ def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
 def _linear_energy(signal, errors, p, a, sources, error_sources):
     """Payload version 2's context variable at pixel ``a`` of plane ``p``: the errors at W, N, NW, NE and half
     the local activity."""
-    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
-        signal[p, sources[3, a]]
     return (abs(errors[p, error_sources[0, a]]) + abs(errors[p, error_sources[1, a]])
             + abs(errors[p, error_sources[2, a]]) + abs(errors[p, error_sources[3, a]])
-            + (abs(wv - nw) + abs(nv - nw) + abs(nv - ne)) // 2)
+            + _gradients(signal, p, a, sources) // 2)
 
 
 @_jit
@@ -129,10 +144,7 @@ def linear_activities(signal, sources, out):
     quantiles)."""
     for p in range(out.shape[0]):
         for a in range(out.shape[1]):
-            wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
-                signal[p, sources[3, a]]
-            out[p, a] = (abs(wv - nw) + abs(nv - nw) + abs(nv - ne) + abs(wv - signal[p, sources[4, a]])
-                         + abs(nv - signal[p, sources[5, a]]))
+            out[p, a] = _activity(signal, p, a, sources)
 
 
 @_jit
