@@ -224,7 +224,8 @@ def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
     record = metadata["training"]["initialized_from"]
     assert record["training"]["optimizer_steps"] == source["optimizer_steps"]
     assert record["metrics"] == json.loads((first.preset_dir / "metadata.json").read_text())["metrics"]
-    assert (record["version"], metadata["version"]) == ("1.0.0", "1.1.0")  # new weights of the same model
+    shipped = _zoo_version("ae-chestxray")  # new weights of a zoo model come after the zoo's, and after each other
+    assert (record["version"], metadata["version"]) == (_next_minor(shipped), _next_minor(_next_minor(shipped)))
     with pytest.raises(ConfigError, match="not the recipe's architecture"):
         other = get_recipe("vae-chestxray").with_overrides(**tiny("vae-chestxray", init_from=str(first.preset_dir)))
         build_model(other, PreprocessSpec.from_config(recipe.spec))
@@ -250,7 +251,45 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
     assert record["model"].startswith("ae-chestxray (earlier stage")
     assert record["training"]["wall_time_s"] == stage_one["wall_time_s"]
     assert record["training"]["optimizer_steps"] == stage_one["optimizer_steps"] > 0
-    assert metadata["version"] == "1.0.0"  # a stage of a model not yet shipped
+    # a stage chain started elsewhere still ships above the zoo's version of that name
+    assert metadata["version"] == _next_minor(_zoo_version("ae-chestxray"))
+
+    # the record is in the run: finishing it needs neither the first stage nor its weights any more
+    import shutil
+    from medzoo.recipes.train import RUN_FILE, finish
+
+    shutil.rmtree(tmp_path / "a")
+    again = json.loads((finish(tmp_path / "b", weights="final") / "metadata.json").read_text())
+    assert again["training"]["initialized_from"] == record
+    run = json.loads((tmp_path / "b" / RUN_FILE).read_text())
+    del run["initialized_from"]  # a run written before medzoo kept the record: the error says what to do
+    (tmp_path / "b" / RUN_FILE).write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="put the starting point back"):
+        finish(tmp_path / "b", weights="final")
+
+
+def _zoo_version(name) -> str:
+    from medzoo.zoo.manifest import get_entry
+
+    return get_entry(name)["version"]
+
+
+def _next_minor(version: str) -> str:
+    major, minor, _ = version.split(".")
+    return f"{major}.{int(minor) + 1}.0"
+
+
+def test_a_model_the_zoo_does_not_hold_starts_at_1_0_0():
+    import types
+
+    from medzoo.recipes.train import _version_after
+
+    recipe = get_recipe("ae-chestxray").with_overrides(name="ae-somewhere-new")
+    assert _version_after(types.SimpleNamespace(initialized_from=None), recipe) == "1.0.0"
+    tuned = types.SimpleNamespace(initialized_from={"model": "ae-somewhere-new", "version": "2.3.1"})
+    assert _version_after(tuned, recipe) == "2.4.0"
+    other = types.SimpleNamespace(initialized_from={"model": "ae-chestxray", "version": "7.0.0"})
+    assert _version_after(other, recipe) == "1.0.0"  # another model's version is not this one's
 
 
 def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path, caplog):

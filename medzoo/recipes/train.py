@@ -56,7 +56,7 @@ from medzoo.callbacks import KLWarmup
 from medzoo.data import PreprocessSpec, from_arrays, load_dataset, load_masks, load_npz, load_pixel_spacing
 from medzoo.data.folder_sets import is_folder_dataset, stack_if_uniform
 from medzoo.data.preprocess import shrunk_size
-from medzoo.errors import ConfigError, DataError, DomainShiftWarning, MedzooError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning, MedzooError, ModelNotFoundError
 from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
                             psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
@@ -218,7 +218,9 @@ def train(
     epochs_completed = initial_epoch if ended_at_backup else _logged_epochs(out / "log.csv")
     run = {"epochs": epochs_completed, "optimizer_steps": optimizer_steps, "wall_time_s": round(wall, 1),
            "hardware": hardware(), "backend": backend, "replicas": replicas, "keras_version": keras.__version__,
-           "precision": policy, "time_budget_s": time_budget_s}
+           "precision": policy, "time_budget_s": time_budget_s,
+           # the starting point's record, so finishing this run never needs its starting weights again
+           "initialized_from": getattr(model, "initialized_from", None)}
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
 
     best = out / "best.weights.h5"
@@ -264,10 +266,27 @@ def _reload_trained_run(out: pathlib.Path, weights: str):
         raise ConfigError(f"{out} holds an unfinished run (backup/): resume it before finishing")
     recipe = _stored_recipe(out)
     spec = PreprocessSpec.from_config(recipe.spec)
-    model = build_model(recipe, spec)
+    run = json.loads((out / RUN_FILE).read_text())
+    if "initialized_from" in run:  # the weights come from the run: its starting point need not exist any more
+        model = build_model(recipe.with_overrides(init_from=None), spec)
+        if run["initialized_from"] is not None:
+            model.initialized_from = run["initialized_from"]
+    else:  # a run from before medzoo kept that record: it is read off the starting point itself
+        model = _built_from_start(recipe, spec)
     _forget_narrowing_source(model, out)
     model.load_weights(out / f"{weights}.weights.h5")
-    return model, recipe, spec, json.loads((out / RUN_FILE).read_text())
+    return model, recipe, spec, run
+
+
+def _built_from_start(recipe: Recipe, spec: PreprocessSpec):
+    """The recipe's model built from its ``init_from`` (whose record a run written before run.json kept it needs)."""
+    try:
+        return build_model(recipe, spec)
+    except (ConfigError, ModelNotFoundError) as exc:
+        said = exc.args[0] if exc.args else exc
+        raise ConfigError(f"{said}. This run was trained before run.json kept the record of its starting point "
+                          f"(init_from={recipe.init_from!r}), so it is read from there: put the starting point "
+                          "back at that path (a stage removed from stages/ is in git history)") from None
 
 
 def _stored_recipe(out: pathlib.Path) -> Recipe:
@@ -869,11 +888,18 @@ class _WallClock(keras.callbacks.Callback):
 
 
 def _version_after(model, recipe: Recipe) -> str:
-    """1.0.0, or the next minor version of the zoo model of the same name that this run fine-tuned."""
+    """The next minor version after the zoo's entry of the recipe's name and after the model of that name this
+    run fine-tuned (whichever is later), else 1.0.0: new weights of a zoo model never reuse or go below its
+    version, even when a stage chain started from another model."""
+    from medzoo.zoo.manifest import read_manifest
+
     source = getattr(model, "initialized_from", None) or {}
-    if source.get("model") != recipe.name or not source.get("version"):
+    versions = [entry["version"] for entry in read_manifest()["models"] if entry["name"] == recipe.name]
+    if source.get("model") == recipe.name and source.get("version"):
+        versions.append(source["version"])
+    if not versions:
         return "1.0.0"
-    major, minor, _ = (int(v) for v in source["version"].split("."))
+    major, minor, _ = max(tuple(int(v) for v in version.split(".")) for version in versions)
     return f"{major}.{minor + 1}.0"
 
 
