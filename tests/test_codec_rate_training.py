@@ -52,18 +52,19 @@ def test_the_rate_is_priced_and_trained_and_the_levels_are_the_trained_steps(tin
     assert model.metric_names == ("loss", "reconstruction_loss", "bpp")
     history = _fit(model, tiny_cxr)
     assert history["bpp"][-1] < history["bpp"][0]  # the density and the latent learn to cost less
-    assert latent.levels_of(model) == ((1, 0.5), (1, 0.25), (1, 0.125))  # fewest bits first
+    # fewest bits first: the halved image at the coarser steps, then the full image at the finer ones
+    assert latent.levels_of(model) == ((2, 0.5), (2, 0.25), (1, 0.25), (1, 0.125))
     clone = ConvAutoencoder.from_config(model.get_config())
     assert clone.rate_steps == STEPS and clone.rate_weight == 2e-3 and len(clone.weights) == len(model.weights)
 
     x = tiny_cxr[:4]
     sizes, errors = [], []
-    for q in range(3):
+    for q in range(len(latent.levels_of(model))):
         data = medzoo.compress(x, model, quality=q)
         out = medzoo.decompress(data, model)
         sizes.append(len(data))
         errors.append(float(np.mean((out - x) ** 2)))
-    assert sizes[0] < sizes[1] < sizes[2] and errors[0] > errors[2]
+    assert sizes[0] < sizes[1] < sizes[2] < sizes[3] and errors[0] > errors[2] > errors[3]
 
     # the estimate a training step reports prices what decoding sees: a coarser step, fewer estimated bits
     t = keras.ops.convert_to_tensor(x[:3])
@@ -166,10 +167,11 @@ def test_a_codec_recipe_records_real_streams_per_latent_step(tmp_path):
     manifest = tmp_path / "manifest.json"
     add_to_manifest(result.preset_dir, manifest_path=manifest)
     rows = info("codec-chestxray", manifest_path=manifest)["codec"]["qualities"]
-    assert [(r["quality"], r["factor"], r["step"]) for r in rows] == [(0, 1, 0.5), (1, 1, 0.125)]
+    assert [(r["quality"], r["factor"], r["step"]) for r in rows] == [(0, 2, 0.5), (1, 1, 0.125)]
     assert rows[0]["bpp"] < rows[1]["bpp"]
     per = result.metrics["per_dataset"]
     assert "qualities" in per["kermany_pediatric_cxr_64"] and "qualities" not in per["brain_tumor_figshare_128"]
     assert per["brain_tumor_figshare_128"]["psnr"] > 0
     card = (result.preset_dir / "README.md").read_text()
-    assert "| quality | latent step |" in card and f"| 1 | 0.125 | {rows[1]['bpp']:.3f} |" in card
+    assert "| quality | factor | latent step |" in card and f"| 1 | 1 | 0.125 | {rows[1]['bpp']:.3f} |" in card
+    assert f"| 0 | 2 | 0.5 | {rows[0]['bpp']:.3f} |" in card

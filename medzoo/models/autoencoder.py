@@ -86,9 +86,18 @@ class ConvAutoencoder(AutoencoderModel):
 
     @property
     def codec_levels(self):
-        """A rate-trained model's quality levels for :mod:`medzoo.codec.latent`, ``((1, step), ...)``, fewest bits
-        first; None for the others (they code with the default levels)."""
-        return tuple((1, s) for s in sorted(self.rate_steps, reverse=True)) if self.rate_steps else None
+        """A rate-trained model's quality levels for :mod:`medzoo.codec.latent`, fewest bits first: the image
+        halved per side at each trained step but the finest, then at full size at each but the coarsest
+        (``((2, step), ..., (1, step), ...)``); None for the others (they code with the default levels).
+
+        The halved image reaches the rates below the full-size coarsest step, and there beats that step:
+        ``codec-chestxray`` stage 3 on the 1024 px Hannover test radiographs gave 36.09 dB at 0.199 bpp halved
+        (step 0.177) against 36.08 dB at 0.246 bpp full size (step 1), and 0.07-0.23 bpp halved, 0.6-1.5 dB
+        above JPEG 2000 there."""
+        if not self.rate_steps:
+            return None
+        steps = sorted(self.rate_steps, reverse=True)
+        return tuple((2, s) for s in steps[:-1] or steps) + tuple((1, s) for s in steps[1:] or steps)
 
     def get_config(self):
         config = super().get_config()

@@ -156,13 +156,16 @@ def _codec_section(metadata: dict) -> list[str]:
         rows = sorted(qualities.items(), key=lambda kv: int(kv[0]))
         stepped = "step" in rows[0][1]
         lines = ["", "## Quality levels", "",
-                 "Each test image coded in a stream of its own (header included) and decoded back:", "",
-                 f"| quality | {'latent step' if stepped else 'lambda'} | bits per pixel | PSNR (dB) | SSIM |",
-                 "|---|---|---|---|---|"]
-        lines += [f"| {q} | {row.get('step' if stepped else 'lambda', float('nan')):.4g} | "
+                 "Each test image coded in a stream of its own (header included) and decoded back"
+                 + (" (coded at 1/factor of its size per side, enlarged back after decoding)" if stepped else "")
+                 + ":", "",
+                 f"| quality | {'factor | latent step' if stepped else 'lambda'} | bits per pixel | PSNR (dB) | SSIM |",
+                 "|---|---|---|---|---|" + ("---|" if stepped else "")]
+        lines += [f"| {q} | {str(row.get('factor', 1)) + ' | ' if stepped else ''}"
+                  f"{row.get('step' if stepped else 'lambda', float('nan')):.4g} | "
                   f"{row.get('bpp', float('nan')):.3f} | {row.get('psnr', float('nan')):.2f} | "
                   f"{row.get('ssim', float('nan')):.4f} |" for q, row in rows]
-        return lines + ["", "```python", f'stream = medzoo.compress(pixels, model="{metadata["name"]}", quality=4)',
+        return lines + ["", "```python", f'stream = medzoo.compress(pixels, model="{metadata["name"]}", quality={len(rows) // 2})',
                         "pixels_back = medzoo.decompress(stream)   # same dtype and shape", "```"]
     codec = metadata.get("entropy_model")
     if not isinstance(codec, dict):
