@@ -283,6 +283,7 @@ def test_a_model_the_zoo_does_not_hold_starts_at_1_0_0():
     import types
 
     from medzoo.recipes.train import _version_after
+    from medzoo.zoo.manifest import read_manifest
 
     recipe = get_recipe("ae-chestxray").with_overrides(name="ae-somewhere-new")
     assert _version_after(types.SimpleNamespace(initialized_from=None), recipe) == "1.0.0"
@@ -290,6 +291,9 @@ def test_a_model_the_zoo_does_not_hold_starts_at_1_0_0():
     assert _version_after(tuned, recipe) == "2.4.0"
     other = types.SimpleNamespace(initialized_from={"model": "ae-chestxray", "version": "7.0.0"})
     assert _version_after(other, recipe) == "1.0.0"  # another model's version is not this one's
+    retired = read_manifest()["retired"][0]  # a retired name's weights come after its last version
+    assert _version_after(types.SimpleNamespace(initialized_from=None), recipe.with_overrides(
+        name=retired["name"])) == _next_minor(retired["last_version"])
 
 
 def test_a_stage_with_another_kl_weight_trains_with_its_own_beta(tmp_path, caplog):

@@ -47,7 +47,8 @@ class ConvAutoencoder(AutoencoderModel):
         noise: ``"none"``, ``"gaussian"`` or ``"poisson"``.
         noise_strength: gaussian std, or the inverse photon count for poisson.
         sparsity: weight of the L1 activity penalty on the code.
-        rate_steps: quantisation steps of the latent, one per quality level (spatial latents).
+        rate_steps: quantisation steps of the latent the rate is trained at (spatial latents); its codec levels
+            are built from them (:attr:`codec_levels`).
         rate_weight: weight of the rate at the steps' geometric mean (MSE in [0, 1] per bit per pixel).
         **kwargs: architecture options of :class:`~medzoo.models.base.AutoencoderModel`.
 

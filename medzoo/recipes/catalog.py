@@ -261,8 +261,9 @@ RECIPES["hyperprior-generalist"] = Recipe(
 # Codec v3 (issue 36): a design that trains on two CPU cores. The transform is the native
 # chest X-ray autoencoder, its latent widened from 3 to 12 channels (the new channels start
 # ignored by the decoder, so training starts from ae-chestxray-f4c3's function) to lift the
-# ceiling a 3-channel latent sets (39.7 dB at 1024 px); it is fine-tuned for rate at the latent
-# steps of its eight quality levels (a factor sqrt(2) apart), each image at one step, the rate
+# ceiling a 3-channel latent sets (39.7 dB at 1024 px); it is fine-tuned for rate at eight latent
+# steps a factor sqrt(2) apart (its 14 quality levels: the halved image at seven, the full image
+# at seven; ConvAutoencoder.codec_levels), each image at one step, the rate
 # priced by a factorized density (ConvAutoencoder's rate_steps). Streams code the rounded latent
 # with the causal coder (medzoo.codec.latent), whose prediction adds what a factorized density
 # leaves. 128 px crops of the native radiographs at random scales, as the autoencoder saw; the

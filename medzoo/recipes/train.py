@@ -284,6 +284,8 @@ def _built_from_start(recipe: Recipe, spec: PreprocessSpec):
         return build_model(recipe, spec)
     except (ConfigError, ModelNotFoundError) as exc:
         said = exc.args[0] if exc.args else exc
+        if isinstance(exc, ConfigError) and "is not a preset directory" not in str(said):
+            raise  # the starting point is there, and something else is wrong with it
         raise ConfigError(f"{said}. This run was trained before run.json kept the record of its starting point "
                           f"(init_from={recipe.init_from!r}), so it is read from there: put the starting point "
                           "back at that path (a stage removed from stages/ is in git history)") from None
@@ -888,13 +890,15 @@ class _WallClock(keras.callbacks.Callback):
 
 
 def _version_after(model, recipe: Recipe) -> str:
-    """The next minor version after the zoo's entry of the recipe's name and after the model of that name this
-    run fine-tuned (whichever is later), else 1.0.0: new weights of a zoo model never reuse or go below its
-    version, even when a stage chain started from another model."""
+    """The next minor version after the zoo's entry of the recipe's name (or that name's last version, if it was
+    retired) and after the model of that name this run fine-tuned (whichever is later), else 1.0.0: new weights
+    of a zoo model never reuse or go below its version, even when a stage chain started from another model."""
     from medzoo.zoo.manifest import read_manifest
 
     source = getattr(model, "initialized_from", None) or {}
-    versions = [entry["version"] for entry in read_manifest()["models"] if entry["name"] == recipe.name]
+    manifest = read_manifest()
+    versions = [entry["version"] for entry in manifest["models"] if entry["name"] == recipe.name] + \
+        [record["last_version"] for record in manifest.get("retired", []) if record["name"] == recipe.name]
     if source.get("model") == recipe.name and source.get("version"):
         versions.append(source["version"])
     if not versions:
