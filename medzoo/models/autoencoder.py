@@ -93,8 +93,8 @@ class ConvAutoencoder(AutoencoderModel):
 
         The halved image reaches the rates below the full-size coarsest step, and there beats that step:
         ``codec-chestxray`` stage 3 on the 1024 px Hannover test radiographs gave 36.09 dB at 0.199 bpp halved
-        (step 0.177) against 36.08 dB at 0.246 bpp full size (step 1), and 0.07-0.23 bpp halved, 0.6-1.5 dB
-        above JPEG 2000 there."""
+        (step 0.177) against 36.08 dB at 0.246 bpp full size (step 1), and 0.07-0.23 bpp halved, 0.5-1.5 dB
+        above JPEG 2000 there (``benchmarks/codec_comparison.py``, stages/README.md)."""
         if not self.rate_steps:
             return None
         steps = sorted(self.rate_steps, reverse=True)

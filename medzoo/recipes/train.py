@@ -56,7 +56,7 @@ from medzoo.callbacks import KLWarmup
 from medzoo.data import PreprocessSpec, from_arrays, load_dataset, load_masks, load_npz, load_pixel_spacing
 from medzoo.data.folder_sets import is_folder_dataset, stack_if_uniform
 from medzoo.data.preprocess import shrunk_size
-from medzoo.errors import ConfigError, DataError, DomainShiftWarning, MedzooError, ModelNotFoundError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning, MedzooError
 from medzoo.metrics import (batch_for, bicubic_thumbnail, dice, ellipse_circumference, fit_vae_sigma, hd95, iou, mae,
                             psnr, rmse, ssim, vae_negative_elbo_bits)
 from medzoo.models import FAMILIES
@@ -279,16 +279,14 @@ def _reload_trained_run(out: pathlib.Path, weights: str):
 
 
 def _built_from_start(recipe: Recipe, spec: PreprocessSpec):
-    """The recipe's model built from its ``init_from`` (whose record a run written before run.json kept it needs)."""
-    try:
-        return build_model(recipe, spec)
-    except (ConfigError, ModelNotFoundError) as exc:
-        said = exc.args[0] if exc.args else exc
-        if isinstance(exc, ConfigError) and "is not a preset directory" not in str(said):
-            raise  # the starting point is there, and something else is wrong with it
-        raise ConfigError(f"{said}. This run was trained before run.json kept the record of its starting point "
-                          f"(init_from={recipe.init_from!r}), so it is read from there: put the starting point "
-                          "back at that path (a stage removed from stages/ is in git history)") from None
+    """The recipe's model built from its ``init_from``, whose training record a run written before run.json kept
+    it needs: a starting point named by a path that is gone is said to be so, with where to find it."""
+    start = recipe.init_from
+    if start is not None and any(sep in str(start) for sep in ("/", os.sep)) and not pathlib.Path(start).exists():
+        raise ConfigError(f"init_from={start!r} does not exist. This run was trained before run.json kept the "
+                          "record of its starting point, so it is read from there: put the starting point back at "
+                          "that path (a stage removed from stages/ is in git history)")
+    return build_model(recipe, spec)
 
 
 def _stored_recipe(out: pathlib.Path) -> Recipe:

@@ -165,7 +165,8 @@ def _codec_section(metadata: dict) -> list[str]:
                   f"{row.get('step' if stepped else 'lambda', float('nan')):.4g} | "
                   f"{row.get('bpp', float('nan')):.3f} | {row.get('psnr', float('nan')):.2f} | "
                   f"{row.get('ssim', float('nan')):.4f} |" for q, row in rows]
-        return lines + ["", "```python", f'stream = medzoo.compress(pixels, model="{metadata["name"]}", quality={len(rows) // 2})',
+        example = f'stream = medzoo.compress(pixels, model="{metadata["name"]}", quality={len(rows) // 2})'
+        return lines + ["", "```python", example,
                         "pixels_back = medzoo.decompress(stream)   # same dtype and shape", "```"]
     codec = metadata.get("entropy_model")
     if not isinstance(codec, dict):
