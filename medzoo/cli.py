@@ -347,18 +347,27 @@ def _compress(args):
 def _decompress(args):
     _ready(args.model, [args.stream])
     import medzoo
+    from medzoo.codec.stream import LOSSY_PIXEL_MODES, PIXEL_MODES
 
-    header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model)
+    header, images, paths = medzoo.evaluate.decompress_file(args.stream, args.output, model=args.model,
+                                                            output_format=args.format)
     made = f"{header.model_name} {header.model_version}" if header.model_name else "no named model"
     print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, {made}")
     suffix = paths[0].suffix if paths else ""
+    where = paths[0] if len(paths) == 1 else args.output
     if suffix == ".dcm":
-        how = "every stored pixel exactly" if header.kind != "hyperprior-pixels" else \
-            "lossy pixels, marked Lossy Image Compression 01 with a new SOP Instance UID"
-        print(f"wrote {len(paths)} DICOM file(s) with their original headers ({how}) to {args.output}")
+        how = "lossy pixels, marked Lossy Image Compression 01 with a new SOP Instance UID" \
+            if header.kind in LOSSY_PIXEL_MODES else "every stored pixel exactly"
+        print(f"wrote {len(paths)} DICOM file(s) with their original headers ({how}) to {where}")
         return
-    what = "exact pixel array(s) (.npy)" if suffix == ".npy" else "PNG(s)"
-    print(f"wrote {len(paths)} {what} of {'x'.join(map(str, header.image_shape))} to {args.output}")
+    kind = "PNG(s)" if suffix == ".png" else "array(s) (.npy)"
+    size = "x".join(map(str, header.image_shape))
+    if header.kind in PIXEL_MODES:
+        how = f"the codec's {images.dtype} pixels" if header.kind in LOSSY_PIXEL_MODES else \
+            f"every stored pixel exactly ({images.dtype})"
+        print(f"wrote {len(paths)} {kind} of {size}, {how}, to {where}")
+    else:
+        print(f"wrote {len(paths)} {kind} of {size} to {where}")
 
 
 def _demo(args):
@@ -521,18 +530,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                "bits; default the middle one)")
     p.add_argument("--lossless", action="store_true",
                    help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
-                        "decompress writes them back as .npy, or DICOM files (and their headers) came in: as "
-                        "DICOM files with the same headers and every pixel")
+                        "decompress writes them back as PNG (8-bit, 16-bit grey) or .npy (signed, wider), or, "
+                        "if DICOM files (and their headers) came in, as DICOM files with the same headers and "
+                        "every pixel")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
                    help="a VQ-VAE's entropy model (default context)")
     p.set_defaults(func=_compress)
 
-    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one PNG per image (streams of "
-                                          "stored pixels: one .npy per image, the same dtype; exact if lossless; "
-                                          "streams of DICOM files: DICOM files with their original headers)")
+    p = sub.add_parser("decompress", help="decode a medzoo stream (.mzc) into one file per image: streams of "
+                                          "DICOM files give DICOM files with their original headers; streams of "
+                                          "stored pixels give them in the same dtype (exact if lossless) as PNG "
+                                          "where a PNG holds them exactly (8-bit, 16-bit grey), else .npy; "
+                                          "other streams give PNGs")
     p.add_argument("stream", help="the .mzc file")
     p.add_argument("-o", "--output", required=True,
-                   help="folder for the PNGs / .npy / DICOM files (a stream of one DICOM: a .dcm path works too)")
+                   help="a folder for the files, or for a stream of one image a file path: .dcm (a DICOM "
+                        "stream), .png or .npy")
+    p.add_argument("--format", default="auto", choices=["auto", "png", "npy"],
+                   help="the files to write for a stream that is not DICOM (default auto: PNG where it holds the "
+                        "pixels exactly, else .npy; npy: always .npy, the decoded floats for model images)")
     p.add_argument("--model", help="the model (default: the zoo model the stream names)")
     p.set_defaults(func=_decompress)
 

@@ -244,9 +244,10 @@ def test_lossless_compress_decompress_gives_back_the_stored_pixels(cache, dicom_
         Image.fromarray(pixels).save(pngs[-1])
     ok(run(["compress", "--lossless", *map(str, pngs), "-o", str(tmp_path / "s.mzc")], cache))
     out = ok(run(["decompress", str(tmp_path / "s.mzc"), "-o", str(tmp_path / "s")], cache))
-    assert "wrote 2 exact pixel array(s) (.npy)" in out
+    assert "wrote 2 PNG(s) of 48x40x1, every stored pixel exactly (uint16)" in out  # 16-bit PNGs in, out
     for i, path in enumerate(pngs):
-        assert np.array_equal(np.load(tmp_path / "s" / f"s_{i:03d}.npy"), np.asarray(Image.open(path)))
+        back = medzoo.data.read_stored_pixels(tmp_path / "s" / f"s_{i:03d}.png")
+        assert back.dtype == np.uint16 and np.array_equal(back, np.asarray(Image.open(path)))
 
 
 def test_evaluate_report_on_a_few_test_images(cache, tmp_path):
@@ -362,6 +363,47 @@ def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cach
     assert says in proc.stdout + proc.stderr
     if exit_code:
         assert proc.stderr.strip().startswith("medzoo: error:") and "Traceback" not in proc.stderr
+
+
+def test_decompress_writes_pngs_where_they_are_exact_one_file_for_one_image_and_nothing_it_cannot_hold(
+        tmp_path, capsys):
+    """Lossless streams without a model, in-process: 16-bit grey comes back as 16-bit PNGs (or .npy when
+    asked), a .png/.npy path takes a stream of one image, and signed pixels, a path for several images or a
+    .dcm path for a stream that is not DICOM are refused before anything is written."""
+    rng = np.random.default_rng(1)
+    grey = [rng.integers(0, 65535, (20, 18)).astype(np.uint16) for _ in range(3)]
+    for i, image in enumerate(grey):
+        Image.fromarray(image).save(tmp_path / f"g{i}.png")
+    assert main(["compress", "--lossless", *(str(tmp_path / f"g{i}.png") for i in range(3)),
+                 "-o", str(tmp_path / "g.mzc")]) == 0
+    assert main(["decompress", str(tmp_path / "g.mzc"), "-o", str(tmp_path / "out")]) == 0
+    assert "wrote 3 PNG(s) of 20x18x1, every stored pixel exactly (uint16)" in capsys.readouterr().out
+    for i, image in enumerate(grey):
+        assert np.array_equal(medzoo.data.read_stored_pixels(tmp_path / "out" / f"g_{i:03d}.png"), image)
+    assert main(["decompress", str(tmp_path / "g.mzc"), "-o", str(tmp_path / "arrays"), "--format", "npy"]) == 0
+    assert [np.array_equal(np.load(tmp_path / "arrays" / f"g_{i:03d}.npy"), image) for i, image in enumerate(grey)] \
+        == [True] * 3
+
+    signed = (rng.integers(-1024, 3071, (24, 22))).astype(np.int16)
+    np.save(tmp_path / "ct.npy", signed)
+    assert main(["compress", "--lossless", str(tmp_path / "ct.npy"), "-o", str(tmp_path / "ct.mzc")]) == 0
+    assert main(["decompress", str(tmp_path / "ct.mzc"), "-o", str(tmp_path / "one.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "one.npy"), signed)
+    assert main(["decompress", str(tmp_path / "ct.mzc"), "-o", str(tmp_path / "ct")]) == 0  # auto: .npy
+    assert np.array_equal(np.load(tmp_path / "ct" / "ct_000.npy"), signed)
+    capsys.readouterr()
+    refused = [
+        (["ct.mzc", "-o", "ct.png"], "a PNG cannot hold int16 pixels of 1 channel\\(s\\) exactly"),
+        (["ct.mzc", "-o", "ct-png", "--format", "png"], "a PNG cannot hold int16"),
+        (["g.mzc", "-o", "g.png"], "the stream holds 3 images; give a folder"),
+        (["ct.mzc", "-o", "ct.dcm"], "not DICOM files .* give a folder, a .png or a .npy path"),
+        (["ct.mzc", "-o", "x.npy", "--format", "png"], "a .npy path, but the format asked for is png"),
+    ]
+    for args, says in refused:
+        assert main(["decompress", str(tmp_path / args[0]), "-o", str(tmp_path / args[2]), *args[3:]]) == 1
+        assert re.search(says, capsys.readouterr().err), args
+        assert not (tmp_path / args[2]).exists()
+    assert not list(tmp_path.rglob(".*partial"))
 
 
 def test_warnings_on_the_command_line_are_one_line_each_and_once(capsys):

@@ -347,8 +347,8 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     if reason is not None:
         if not lossless:
             raise DataError(reason)
-        warnings.warn(f"{reason}: coded as stored pixel arrays; medzoo decompress gives them back as .npy, "
-                      "not as DICOM files", stacklevel=2)
+        warnings.warn(f"{reason}: coded as stored pixel arrays; medzoo decompress gives them back as PNG or "
+                      ".npy files, not as DICOM files", stacklevel=2)
     if dicom and reason is None:  # DICOM in: the headers travel along
         pixels, names, headers = dicom_io.read_for_coding(files)
         refs = files
@@ -424,13 +424,89 @@ def _as_stack(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., 0] if pixels.ndim == 4 and channels == 1 else pixels
 
 
-def decompress_file(stream_path, output_dir, model=None) -> tuple:
-    """Decode a medzoo stream file into one file per image: ``<stream stem>_<index>.png``, or ``.npy`` for a
-    stream of stored pixels (lossless: exactly those; lossy: the codec's, in the same dtype and bit depth).
+#: what ``decompress_file`` can write a stream's images as
+OUTPUT_FORMATS = ("auto", "png", "npy")
+#: the suffixes that make ``decompress_file``'s output one file rather than a folder
+_FILE_SUFFIXES = {".png": "png", ".npy": "npy"}
+
+
+def png_holds_exactly(pixels: np.ndarray) -> bool:
+    """Whether a PNG file gives these stored pixels back exactly: 8-bit grey, grey + alpha, RGB or RGBA, or
+    16-bit grey (signed, wider and 16-bit colour pixels need ``.npy``)."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
+    return (pixels.dtype == np.uint8 and channels in (1, 2, 3, 4)) or (pixels.dtype == np.uint16 and channels == 1)
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", optimize=pixels.dtype == np.uint8)
+    return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array))
+    return buffer.getvalue()
+
+
+def _targets(output: pathlib.Path, stem: str, count: int, fmt: str, what: str) -> tuple[Any, str]:
+    """Where ``count`` images go and as what: ``(paths of format -> list, format)``; a ``.png``/``.npy`` path
+    for one image, else a folder of ``<stem>_<index>.<format>`` files. ``fmt`` as given (``auto``: decided by
+    the caller once it knows the pixels)."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format {fmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    suffix = output.suffix.lower()
+    if suffix == ".dcm":
+        raise DataError(f"{output}: the stream holds {what}, not DICOM files (only a stream of DICOM files "
+                        "decodes to DICOM); give a folder, a .png or a .npy path")
+    if suffix in _FILE_SUFFIXES and not output.is_dir():
+        if count != 1:
+            raise DataError(f"{output}: the stream holds {count} images; give a folder with -o")
+        if fmt != "auto" and fmt != _FILE_SUFFIXES[suffix]:
+            raise ConfigError(f"{output}: a {suffix} path, but the format asked for is {fmt}")
+        return (lambda _: [output]), _FILE_SUFFIXES[suffix]
+    if output.is_file():
+        raise DataError(f"{output}: a file is in the way of the folder to write the {count} images to")
+    digits = max(3, int(math.log10(max(count, 1))) + 1)
+    return (lambda chosen: [output / f"{stem}_{i:0{digits}d}.{chosen}" for i in range(count)]), fmt
+
+
+def _write_all(files: list) -> list[pathlib.Path]:
+    """Write ``[(path, bytes), ...]``, each through a temporary file: every file whole or not there."""
+    for path, _ in files:
+        if path.is_dir():
+            raise DataError(f"{path}: a folder is in the way of the file to write there")
+    for path, data in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
+    return [path for path, _ in files]
+
+
+def decompress_file(stream_path, output, model=None, *, output_format: str = "auto") -> tuple:
+    """Decode a medzoo stream file into image files.
+
+    * A stream of DICOM files (``medzoo compress scan.dcm``): DICOM files with their original headers and
+      the decoded stored pixels (:func:`medzoo.codec.dicom_io.write_dicoms`); ``output`` a folder, or a
+      ``.dcm`` path for one file.
+    * A stream of stored pixels (lossless: exactly those; lossy: the codec's, in the same dtype and bit
+      depth): PNG where a PNG holds them exactly (8-bit, 16-bit grey), else ``.npy``
+      (``output_format="npy"`` always ``.npy``; ``"png"`` refuses pixels a PNG would change).
+    * A stream of model inputs: 8-bit PNGs of the decoded images (``"npy"``: the float32 images).
 
     Args:
         stream_path: a file written by :func:`compress_files` or ``medzoo.compress``.
+        output: a folder (one ``<stream stem>_<index>`` file per image), or a ``.png`` / ``.npy`` path for a
+            stream of one image. Every file is encoded before the first is written, and each is written
+            whole (through a temporary file), so a bad stream leaves nothing behind.
         model: default, the zoo model the stream names.
+        output_format: ``"auto"``, ``"png"`` or ``"npy"`` (a ``.png``/``.npy`` path decides it too).
 
     Returns:
         ``(header, images, paths)``: images (N, H, W, C) float32, or the exact integer pixels.
@@ -440,23 +516,33 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
     stream_path = pathlib.Path(stream_path)
     if not stream_path.is_file():
         raise DataError(f"{stream_path}: no such file")
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format {output_format!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
     data = stream_path.read_bytes()
     header = read_header(data)
-    output_dir = pathlib.Path(output_dir)
-    digits = max(3, int(math.log10(header.num_images)) + 1)
+    output = pathlib.Path(output)
     if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
+        if output.suffix.lower() in _FILE_SUFFIXES or output_format != "auto":
+            raise DataError(f"{output}: the stream holds DICOM files and decodes to DICOM files; give a folder "
+                            "or a .dcm path")
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        return header, pixels, dicom_io.write_dicoms(data, output_dir, stack, lossy=header.kind in LOSSY_PIXEL_MODES)
-    if header.kind in PIXEL_MODES:
+        return header, pixels, dicom_io.write_dicoms(data, output, stack, lossy=header.kind in LOSSY_PIXEL_MODES)
+    stored = header.kind in PIXEL_MODES
+    what = "stored pixel arrays" if stored else "decoded images"
+    targets, fmt = _targets(output, stream_path.stem, header.num_images, output_format, what)
+    if stored:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        output_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, image in enumerate(stack):
-            paths.append(output_dir / f"{stream_path.stem}_{i:0{digits}d}.npy")
-            np.save(paths[-1], image)
-        return header, pixels, paths
+        exact = png_holds_exactly(stack[0])
+        if fmt == "png" and not exact:
+            channels = 1 if stack.ndim == 3 else stack.shape[-1]
+            raise DataError(f"{output}: a PNG cannot hold {stack.dtype} pixels of {channels} channel(s) exactly; "
+                            "write .npy (--format npy)")
+        fmt = ("png" if exact else "npy") if fmt == "auto" else fmt
+        encode = _png_bytes if fmt == "png" else _npy_bytes
+        files = [(t, encode(image)) for t, image in zip(targets(fmt), stack)]
+        return header, pixels, _write_all(files)
     if header.format_version == HYPERPRIOR_FORMAT:
         model = resolve_model(model) if model is not None else None
         images = decompress(data, model)
@@ -465,9 +551,13 @@ def decompress_file(stream_path, output_dir, model=None) -> tuple:
         header, codes, model = decompress_codes(data, model)
         images = model.decode(codes)
         value_range = value_range_of(model)
-    paths = [plots.save_png(plots.montage([[image]], value_range=value_range, pad=0),
-                            output_dir / f"{stream_path.stem}_{i:0{digits}d}.png") for i, image in enumerate(images)]
-    return header, images, paths
+    fmt = "png" if fmt == "auto" else fmt
+    if fmt == "png":
+        files = [(t, _png_bytes(plots.montage([[image]], value_range=value_range, pad=0)))
+                 for t, image in zip(targets(fmt), images)]
+    else:
+        files = [(t, _npy_bytes(np.asarray(image, np.float32))) for t, image in zip(targets(fmt), images)]
+    return header, images, _write_all(files)
 
 
 def folder_data(model, folder) -> tuple[np.ndarray, np.ndarray | None, tuple]:
