@@ -234,7 +234,8 @@ def test_init_from_fine_tunes_a_trained_preset_and_keeps_its_record(tmp_path):
 
 
 def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(tmp_path):
-    """A run directory as init_from: its best weights start the next stage, its facts stay in the preset."""
+    """A run directory as init_from: its best weights start the next stage, its facts stay in the preset; the
+    stage, killed, resumes and finishes after the first stage's folder is gone."""
     from medzoo.data import PreprocessSpec
 
     first = train("ae-chestxray", output_dir=tmp_path / "a", epochs=1, verbose=0, write_preset=False,
@@ -244,8 +245,21 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
     model = build_model(recipe, PreprocessSpec.from_config(recipe.spec))
     for ours, theirs in zip(model.get_weights(), first.model.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
-    second = train("ae-chestxray", output_dir=tmp_path / "b", epochs=1, verbose=0,
-                   **tiny("ae-chestxray", init_from=str(tmp_path / "a")))
+    import shutil
+
+    import keras
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    stage_two = dict(output_dir=tmp_path / "b", epochs=2, verbose=0, **tiny("ae-chestxray", init_from=str(tmp_path / "a")))
+    with pytest.raises(KeyboardInterrupt):  # killed in its second epoch, its first in the backup
+        train("ae-chestxray", callbacks=[Kill()], **stage_two)
+    shutil.rmtree(tmp_path / "a")  # the killed stage resumes from its backup and its start record, not stage one
+    second = train("ae-chestxray", resume=True, **stage_two)
+    assert second.initial_epoch == 1 and second.epochs_completed == 2
     metadata = json.loads((second.preset_dir / "metadata.json").read_text())
     record = metadata["training"]["initialized_from"]
     assert record["model"].startswith("ae-chestxray (earlier stage")
@@ -255,10 +269,8 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
     assert metadata["version"] == _next_minor(_zoo_version("ae-chestxray"))
 
     # the record is in the run: finishing it needs neither the first stage nor its weights any more
-    import shutil
     from medzoo.recipes.train import RUN_FILE, finish
 
-    shutil.rmtree(tmp_path / "a")
     again = json.loads((finish(tmp_path / "b", weights="final") / "metadata.json").read_text())
     assert again["training"]["initialized_from"] == record
     run = json.loads((tmp_path / "b" / RUN_FILE).read_text())

@@ -13,6 +13,8 @@ A run directory holds everything one training run writes::
     <output>/log.csv             one row per epoch (appended to across resumes)
     <output>/tensorboard/        TensorBoard logs (where TensorFlow is installed)
     <output>/recipe.json         the resolved recipe (with the epochs a time budget chose)
+    <output>/start.json          the record of the run's starting point (init_from), so a resumed run
+                                 rebuilds without the starting weights
     <output>/run.json            what the run did: epochs, optimizer steps, wall time, hardware
     <output>/preset/             the final preset (config, weights, metadata, model card; for a
                                  VQ-VAE also entropy_model.npz, fitted on the training split)
@@ -24,6 +26,7 @@ A run killed at any point restarts with ``resume=True`` (``medzoo train ... --re
 from the last completed epoch, with weights, optimizer state (its step count drives
 the learning-rate schedule) and random-generator state restored; one killed after
 training but before its test metrics (``run.json`` written) is measured, not retrained.
+Neither needs the weights the run started from (``init_from``) once its first epoch is done.
 
 A run may train on one machine and become a preset on another: train on a GPU machine
 with ``write_preset=False`` (``--no-preset``; the test split need not be there), copy the
@@ -72,6 +75,8 @@ RUN_FILE = "run.json"
 #: a file the user creates in a run directory to end the run after the current epoch
 STOP_FILE = "STOP"
 RECIPE_FILE = "recipe.json"
+#: where a run keeps the record of its starting point from its first step
+START_FILE = "start.json"
 
 
 @dataclasses.dataclass
@@ -184,11 +189,11 @@ def train(
         callbacks = [*callbacks, _Deadline(started + time_budget_s)]
     (out / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
 
+    initial_epoch = _completed_epochs(backup_dir)
     with scope():
-        model = build_model(recipe, spec)
+        model = _built_for_run(recipe, spec, out, restored=initial_epoch > 0)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe, steps_per_epoch)))
 
-    initial_epoch = _completed_epochs(backup_dir)
     if getattr(model, "rate_steps", None) and recipe.init_from is not None and initial_epoch == 0:
         _fit_rate_model(model, train_ds)
     if _narrowing_source(model) is not None and initial_epoch == 0:
@@ -276,6 +281,23 @@ def _reload_trained_run(out: pathlib.Path, weights: str):
     _forget_narrowing_source(model, out)
     model.load_weights(out / f"{weights}.weights.h5")
     return model, recipe, spec, run
+
+
+def _built_for_run(recipe: Recipe, spec: PreprocessSpec, out: pathlib.Path, *, restored: bool):
+    """The run's model. Starting: built from its ``init_from``, whose record goes to :data:`START_FILE`.
+    Resuming a run whose backup restores the weights: built without them, the record read back from that
+    file, so a killed stage resumes after its starting point has moved (a run from before that file
+    still builds from its starting point)."""
+    start = out / START_FILE
+    if restored and start.is_file():
+        model = build_model(recipe.with_overrides(init_from=None), spec)
+        record = json.loads(start.read_text())["initialized_from"]
+        if record is not None:
+            model.initialized_from = record
+        return model
+    model = build_model(recipe, spec)
+    start.write_text(json.dumps({"initialized_from": getattr(model, "initialized_from", None)}, indent=2) + "\n")
+    return model
 
 
 def _built_from_start(recipe: Recipe, spec: PreprocessSpec):
