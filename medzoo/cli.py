@@ -345,6 +345,15 @@ def _compress(args):
 
 
 def _decompress(args):
+    import pathlib
+
+    from medzoo.codec.stream import CAUSAL_KINDS, check_named_model, read_header
+
+    _check_inputs([args.stream])
+    if args.model is None and pathlib.Path(args.stream).is_file():  # the model the stream names, before Keras
+        header = read_header(pathlib.Path(args.stream).read_bytes())
+        if header.kind not in CAUSAL_KINDS:
+            check_named_model(header)
     _ready(args.model, [args.stream])
     import medzoo
     from medzoo.codec.stream import LOSSY_PIXEL_MODES, PIXEL_MODES

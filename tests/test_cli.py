@@ -352,11 +352,21 @@ print('EXIT', code, 'IMPORTED', ','.join(heavy) or '-')
     (["reconstruct", "ae-chestxray-f4c3", "missing.dcm", "-o", "out"], 1, "missing.dcm: no such file"),
     (["compress", "missing.dcm", "-o", "x.mzc"], 1, "missing.dcm: no such file"),
     (["decompress", "missing.mzc", "-o", "out"], 1, "missing.mzc: no such file"),
+    (["decompress", "STREAM_OF_A_PRESET_FOLDER", "-o", "out"], 1, "made with codec-elsewhere 1.0.0, which the zoo "
+                                                                "does not hold"),
 ])
-def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cache):
+def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cache, tmp_path):
     """list, info, download and the errors found before a model is built answer without TensorFlow, Keras,
     PyTorch or JAX (a second instead of tens of seconds on a busy machine)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDZOO_CACHE": str(cache)}
+    if "STREAM_OF_A_PRESET_FOLDER" in args:  # a real stream's header, naming a model outside the zoo
+        from medzoo.codec.stream import pack_hyperprior
+
+        stream = tmp_path / "elsewhere.mzc"
+        stream.write_bytes(pack_hyperprior(b"\0" * 16, model_name="codec-elsewhere", model_version="1.0.0",
+                                           weights_id="0" * 16, tables_id="0" * 64, quality=0, image_shape=(8, 8, 1),
+                                           num_images=1))
+        args = [str(stream) if a == "STREAM_OF_A_PRESET_FOLDER" else a for a in args]
     proc = subprocess.run([sys.executable, "-c", _NO_BACKEND, *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=pathlib.Path(__file__).parent.parent)
     assert f"EXIT {exit_code} IMPORTED -" in proc.stdout, proc.stdout + proc.stderr

@@ -129,7 +129,7 @@ def test_other_weights_or_another_entropy_model_are_refused(vq, em, tiny_cxr):
     refit = fit_entropy_model(vq, tiny_cxr[16:], tiny_cxr[:16], cache=False)
     with pytest.raises(BitstreamError, match="entropy model"):
         medzoo.decompress(data, model=vq, entropy_model=refit)
-    with pytest.raises(BitstreamError, match="unsaved model"):
+    with pytest.raises(ConfigError, match="unsaved model"):
         medzoo.decompress(data)  # no name in the stream, no model given
 
 

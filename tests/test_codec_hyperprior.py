@@ -156,7 +156,7 @@ def test_refusals(codec, images):
     other(np.zeros((1, 64, 64, 1), "float32"))
     with pytest.raises(BitstreamError, match="weights id"):
         decompress(data, other)
-    with pytest.raises(BitstreamError, match="unsaved model"):
+    with pytest.raises(ConfigError, match="unsaved model"):
         decompress(data)
     with pytest.raises(ConfigError, match="quality"):
         compress(images, codec, quality=3)

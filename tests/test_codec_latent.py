@@ -154,6 +154,9 @@ def test_refusals(model, images):
     other = ConvAutoencoder(**{**RESIDUAL, "seed": 2}, latent_channels=2)
     with pytest.raises(BitstreamError, match="weights id"):
         medzoo.decompress(data, other)
+    # a stream of a model the zoo does not hold, decoded without naming it: what to pass (the CLI: before Keras)
+    with pytest.raises(ConfigError, match="made with tiny-latent 0.1.0, which the zoo does not hold.*--model"):
+        medzoo.decompress(data)
     with pytest.raises(BitstreamError):
         medzoo.decompress(data[:-9] + data[-4:], model)  # truncated payload
     with pytest.raises(ConfigError, match="quality"):

@@ -648,13 +648,30 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
         raise BitstreamError("the stream's codebook size or shapes do not match the model's")
 
 
+def check_named_model(header: StreamHeader) -> str:
+    """The zoo name of the model a stream says made it, for decoding it without being told the model; a
+    stream of an unsaved model, or of one the zoo does not hold (a preset folder, a run of your own), is
+    refused with what to pass instead. Reads the manifest only: no Keras."""
+    from medzoo.errors import ModelNotFoundError
+    from medzoo.zoo.manifest import get_entry
+
+    if not header.model_name:
+        raise ConfigError("the stream was made with an unsaved model; pass the model that made it to decompress "
+                          "it (model=..., medzoo decompress --model PRESET_DIR)")
+    try:
+        get_entry(header.model_name)
+    except ModelNotFoundError:
+        raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo "
+                          "does not hold (a preset folder or a model of your own): pass the model that made it "
+                          "(model=..., medzoo decompress --model PRESET_DIR)") from None
+    return header.model_name
+
+
 def _model_for(header: StreamHeader, model):
     if model is None:
-        if not header.model_name:
-            raise BitstreamError("the stream was made with an unsaved model; pass model= to decompress it")
         from medzoo.zoo import load
 
-        model = load(header.model_name, compile=False)
+        model = load(check_named_model(header), compile=False)
     return _resolve_coder(model)
 
 
