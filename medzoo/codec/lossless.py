@@ -278,12 +278,22 @@ def _coding_order(context: np.ndarray, contexts: int, row_weight: int):
     return order, groups, np.append(0, np.cumsum(sizes[groups]))
 
 
+def _by_context(errors: np.ndarray, context: np.ndarray, contexts: int) -> list[np.ndarray]:
+    """Each context's errors, from one stable (radix) sort of the small context labels rather than a mask
+    per context over all the errors (a fifth of the encoder's time at 1 megapixel)."""
+    keys = context.ravel().astype(np.int16)
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(contexts + 1, dtype=np.int16)).tolist()
+    grouped = errors.ravel()[order]
+    return [grouped[bounds[k]:bounds[k + 1]] for k in range(contexts)]
+
+
 def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresholds: np.ndarray, dtype,
                  row_weight: int) -> bytes:
     """Prediction errors (P, H, W) and their contexts -> each context's table (side information), the context
     thresholds and the ANS words, the errors in stream order (:func:`_coding_order`)."""
     constriction = range_coder()
-    chosen = [choose_table(errors[context == k], _max_shift(dtype)) for k in range(contexts)]
+    chosen = [choose_table(group, _max_shift(dtype)) for group in _by_context(errors, context, contexts)]
     choices = [(index, shift) for index, shift, _ in chosen]
     tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
     models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
@@ -355,6 +365,8 @@ class _ErrorDecoder:
         self.contexts = contexts
         self.escape_symbols = [2 * int(half) + 1 for half in self.halves]
         self.low_models = _low_bit_models(self.shifts)
+        self.no_low_bits = all(m is None for m in self.low_models)  # 8-bit images: one zero array serves all
+        self._zeros = np.zeros(0, dtype=np.int32)
 
     def decode_steps(self, steps: int, step, signal: np.ndarray, errors: np.ndarray, longest: int) -> None:
         """Run ``steps`` wavefronts: ``step(t, at, predicted, context)`` (a :mod:`~medzoo.codec.wavefront` step)
@@ -387,10 +399,14 @@ class _ErrorDecoder:
             escaped = int(np.count_nonzero(found == escape_symbols[k]))
             if escaped:
                 escapes.append(decode(_uniform(ESCAPE_BITS), escaped))
-            lows.append(decode(low_models[k], n) if low_models[k] is not None else np.zeros(n, dtype=np.int32))
+            if not self.no_low_bits:
+                lows.append(decode(low_models[k], n) if low_models[k] is not None else np.zeros(n, dtype=np.int32))
         e = np.empty(ctx.size, dtype=np.int64)
+        if self.no_low_bits and len(self._zeros) < ctx.size:
+            self._zeros = np.zeros(2 * ctx.size, dtype=np.int32)
         if ctx.size:
-            wavefront.assemble_errors(ctx, counts, np.concatenate(symbols), np.concatenate(lows),
+            wavefront.assemble_errors(ctx, counts, np.concatenate(symbols),
+                                      self._zeros[:ctx.size] if self.no_low_bits else np.concatenate(lows),
                                       np.concatenate(escapes) if escapes else np.zeros(0, dtype=np.int32),
                                       self.halves, self.shifts, 1 << (ESCAPE_BITS - 1), e)
         return e
