@@ -362,7 +362,7 @@ def _decompress(args):
                                                             output_format=args.format)
     made = f"{header.model_name} {header.model_version}" if header.model_name else "no named model"
     print(f"{args.stream}: {header.total_bytes} bytes, {header.bits_per_pixel:.4f} bits per pixel, {made}")
-    suffix = paths[0].suffix if paths else ""
+    suffix = paths[0].suffix.lower() if paths else ""
     where = paths[0] if len(paths) == 1 else args.output
     if suffix == ".dcm":
         how = "lossy pixels, marked Lossy Image Compression 01 with a new SOP Instance UID" \
@@ -539,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "bits; default the middle one)")
     p.add_argument("--lossless", action="store_true",
                    help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
-                        "decompress writes them back as PNG (8-bit, 16-bit grey) or .npy (signed, wider), or, "
+                        "decompress writes them back as PNG (8-bit, 16-bit grey) or .npy (signed, wider, 16-bit "
+                        "colour), or, "
                         "if DICOM files (and their headers) came in, as DICOM files with the same headers and "
                         "every pixel")
     p.add_argument("--kind", default="context", choices=["iid", "position", "context"],

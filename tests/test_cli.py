@@ -222,7 +222,8 @@ def test_encode_compress_decompress_round_trip(cache, tmp_path):
 
 
 def test_lossless_compress_decompress_gives_back_the_stored_pixels(cache, dicom_dir, tmp_path):
-    """A CT DICOM (int16, negative values) and two 16-bit PNGs, without any model: exact .npy files back."""
+    """A CT DICOM (int16, negative values) and two 16-bit PNGs, without any model: the DICOM and exact 16-bit
+    PNGs back."""
     from PIL import Image
 
     stream = tmp_path / "ct.mzc"
@@ -354,19 +355,24 @@ print('EXIT', code, 'IMPORTED', ','.join(heavy) or '-')
     (["decompress", "missing.mzc", "-o", "out"], 1, "missing.mzc: no such file"),
     (["decompress", "STREAM_OF_A_PRESET_FOLDER", "-o", "out"], 1, "made with codec-elsewhere 1.0.0, which the zoo "
                                                                 "does not hold"),
+    (["decompress", "STREAM_OF_AN_OLD_VERSION", "-o", "out"], 1, "made with ae-chestxray-f4c3 0.9.0, and the zoo "
+                                                               "now holds version"),
 ])
 def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cache, tmp_path):
     """list, info, download and the errors found before a model is built answer without TensorFlow, Keras,
     PyTorch or JAX (a second instead of tens of seconds on a busy machine)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDZOO_CACHE": str(cache)}
-    if "STREAM_OF_A_PRESET_FOLDER" in args:  # a real stream's header, naming a model outside the zoo
-        from medzoo.codec.stream import pack_hyperprior
+    made_by = {"STREAM_OF_A_PRESET_FOLDER": ("codec-elsewhere", "1.0.0"),  # a model outside the zoo
+               "STREAM_OF_AN_OLD_VERSION": ("ae-chestxray-f4c3", "0.9.0")}  # a version the zoo no longer holds
+    for i, arg in enumerate(args):
+        if arg in made_by:  # a real stream's header, naming that model
+            from medzoo.codec.stream import pack_hyperprior
 
-        stream = tmp_path / "elsewhere.mzc"
-        stream.write_bytes(pack_hyperprior(b"\0" * 16, model_name="codec-elsewhere", model_version="1.0.0",
-                                           weights_id="0" * 16, tables_id="0" * 64, quality=0, image_shape=(8, 8, 1),
-                                           num_images=1))
-        args = [str(stream) if a == "STREAM_OF_A_PRESET_FOLDER" else a for a in args]
+            stream = tmp_path / f"{arg}.mzc"
+            stream.write_bytes(pack_hyperprior(b"\0" * 16, model_name=made_by[arg][0], model_version=made_by[arg][1],
+                                               weights_id="0" * 16, tables_id="0" * 64, quality=0,
+                                               image_shape=(8, 8, 1), num_images=1))
+            args = [*args[:i], str(stream), *args[i + 1:]]
     proc = subprocess.run([sys.executable, "-c", _NO_BACKEND, *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=pathlib.Path(__file__).parent.parent)
     assert f"EXIT {exit_code} IMPORTED -" in proc.stdout, proc.stdout + proc.stderr
@@ -403,7 +409,7 @@ def test_decompress_writes_pngs_where_they_are_exact_one_file_for_one_image_and_
     assert np.array_equal(np.load(tmp_path / "ct" / "ct_000.npy"), signed)
     capsys.readouterr()
     refused = [
-        (["ct.mzc", "-o", "ct.png"], "a PNG cannot hold int16 pixels of 1 channel\\(s\\) exactly"),
+        (["ct.mzc", "-o", "ct.png"], "a PNG cannot hold int16 pixels of 1 channel\\(s\\) exactly; give a .npy path"),
         (["ct.mzc", "-o", "ct-png", "--format", "png"], "a PNG cannot hold int16"),
         (["g.mzc", "-o", "g.png"], "the stream holds 3 images; give a folder"),
         (["ct.mzc", "-o", "ct.dcm"], "not DICOM files .* give a folder, a .png or a .npy path"),

@@ -210,6 +210,29 @@ def test_a_ct_dicom_goes_through_the_autoencoder_and_comes_back_marked_lossy(mod
     assert (back.PatientID, back.Modality, back.Rows) == (original.PatientID, original.Modality, original.Rows)
 
 
+def test_a_stream_of_model_inputs_decompresses_to_pngs_or_float_arrays_in_a_folder_or_one_file(model, images,
+                                                                                               tmp_path):
+    from PIL import Image
+
+    from medzoo.evaluate import decompress_file
+
+    (tmp_path / "s0.mzc").write_bytes(medzoo.compress(images[:2], model, quality=2))  # two images
+    (tmp_path / "s1.mzc").write_bytes(medzoo.compress(images[1:2], model, quality=2))  # one
+    expected = medzoo.decompress((tmp_path / "s1.mzc").read_bytes(), model)[0]
+    _, _, paths = decompress_file(tmp_path / "s1.mzc", tmp_path / "one.npy", model=model)
+    assert paths == [tmp_path / "one.npy"] and np.load(paths[0]).dtype == np.float32
+    np.testing.assert_allclose(np.load(paths[0]), expected, atol=1e-6)
+    _, _, paths = decompress_file(tmp_path / "s1.mzc", tmp_path / "one.png", model=model)
+    back = np.asarray(Image.open(paths[0]))
+    assert paths == [tmp_path / "one.png"] and back.dtype == np.uint8 and back.shape == expected.shape[:2]
+    assert np.abs(back.astype(int) - np.round(expected[..., 0] * 255)).max() <= 1
+    _, _, paths = decompress_file(tmp_path / "s0.mzc", tmp_path / "two", model=model, output_format="npy")
+    assert [p.name for p in paths] == ["s0_000.npy", "s0_001.npy"]
+    with pytest.raises(DataError, match="the stream holds 2 images; give a folder"):
+        decompress_file(tmp_path / "s0.mzc", tmp_path / "two.png", model=model)
+    assert not (tmp_path / "two.png").exists()
+
+
 def test_a_reduced_level_checks_the_image_given_not_its_reduction():
     """Quality 0 codes a 512 px CT slice reduced 4 times: the zoo model warns about neither that 128 px copy's
     size nor its statistics, but still about a slice unlike its training data."""

@@ -254,7 +254,8 @@ def test_init_from_a_finished_run_continues_it_as_a_stage_and_chains_its_record(
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    stage_two = dict(output_dir=tmp_path / "b", epochs=2, verbose=0, **tiny("ae-chestxray", init_from=str(tmp_path / "a")))
+    stage_two = dict(output_dir=tmp_path / "b", epochs=2, verbose=0,
+                     **tiny("ae-chestxray", init_from=str(tmp_path / "a")))
     with pytest.raises(KeyboardInterrupt):  # killed in its second epoch, its first in the backup
         train("ae-chestxray", callbacks=[Kill()], **stage_two)
     shutil.rmtree(tmp_path / "a")  # the killed stage resumes from its backup and its start record, not stage one

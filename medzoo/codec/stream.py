@@ -650,8 +650,9 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
 
 def check_named_model(header: StreamHeader) -> str:
     """The zoo name of the model a stream says made it, for decoding it without being told the model; a
-    stream of an unsaved model, or of one the zoo does not hold (a preset folder, a run of your own), is
-    refused with what to pass instead. Reads the manifest only: no Keras."""
+    stream of an unsaved model, of a model the zoo does not hold (a preset folder) or of another version
+    of a zoo name (an older release, a run of its recipe) is refused with what to pass instead. Reads the
+    manifest only: no Keras."""
     from medzoo.errors import ModelNotFoundError
     from medzoo.zoo.manifest import get_entry
 
@@ -659,11 +660,15 @@ def check_named_model(header: StreamHeader) -> str:
         raise ConfigError("the stream was made with an unsaved model; pass the model that made it to decompress "
                           "it (model=..., medzoo decompress --model PRESET_DIR)")
     try:
-        get_entry(header.model_name)
+        held = get_entry(header.model_name)["version"]
     except ModelNotFoundError:
         raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo "
                           "does not hold (a preset folder or a model of your own): pass the model that made it "
                           "(model=..., medzoo decompress --model PRESET_DIR)") from None
+    if header.model_version and header.model_version != held:
+        raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, and the zoo now "
+                          f"holds version {held} (or the stream comes from a run of that recipe): pass the model "
+                          "that made it (model=..., medzoo decompress --model PRESET_DIR)")
     return header.model_name
 
 

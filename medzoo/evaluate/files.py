@@ -522,7 +522,10 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
     header = read_header(data)
     output = pathlib.Path(output)
     if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
-        if output.suffix.lower() in _FILE_SUFFIXES or output_format != "auto":
+        if output_format != "auto":
+            raise ConfigError(f"output format {output_format!r}: the stream holds DICOM files and decodes to DICOM "
+                              "files; a format applies to other streams only")
+        if output.suffix.lower() in _FILE_SUFFIXES and not output.is_dir():
             raise DataError(f"{output}: the stream holds DICOM files and decodes to DICOM files; give a folder "
                             "or a .dcm path")
         pixels = decompress(data, model)
@@ -537,8 +540,9 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
         exact = png_holds_exactly(stack[0])
         if fmt == "png" and not exact:
             channels = 1 if stack.ndim == 3 else stack.shape[-1]
+            instead = "give a .npy path" if output.suffix.lower() == ".png" else "write .npy (output_format='npy')"
             raise DataError(f"{output}: a PNG cannot hold {stack.dtype} pixels of {channels} channel(s) exactly; "
-                            "write .npy (--format npy)")
+                            f"{instead}")
         fmt = ("png" if exact else "npy") if fmt == "auto" else fmt
         encode = _png_bytes if fmt == "png" else _npy_bytes
         files = [(t, encode(image)) for t, image in zip(targets(fmt), stack)]
