@@ -19,12 +19,18 @@ each with its own colour transform; its rate is bits per sample, a third of a pi
 ``--medzoo-versions 1 2`` lists both payload versions of the causal coder (1: median edge
 detector; 2, the default: classified linear prediction). PNG is the baseline of the
 "vs PNG" column; the last column compares with JPEG-LS. Speed: megapixels per second on this
-machine, one image per call.
+machine, one image per call. ``--against REV`` adds a row for ``medzoo/codec/lossless.py`` as of git
+revision REV (this checkout's other modules around it), the baseline for a change of the coder:
+
+    python benchmarks/lossless.py --max-images 0 --sets native wg04 --codecs jpegls --against HEAD~1
 """
 
 import os
 import pathlib
+import subprocess
 import time
+import types
+from unittest import mock
 
 import _common
 import numpy as np
@@ -52,6 +58,8 @@ def build_parser():
                         "(the native-resolution test splits), wg04 (the NEMA WG04 images of pydicom-data)")
     p.add_argument("--medzoo-versions", nargs="+", type=int, default=[2], choices=[1, 2],
                    help="payload versions of the causal coder to list (default: 2, what compress writes)")
+    p.add_argument("--against", metavar="REV", help="also time the causal coder (medzoo/codec/lossless.py) as of "
+                                                    "this git revision, beside this checkout's")
     return p
 
 
@@ -145,6 +153,29 @@ def _decompress(data, model=None) -> np.ndarray:
     return back[0] if back.ndim == 4 else back
 
 
+def coder_at(revision: str) -> types.ModuleType:
+    """``medzoo/codec/lossless.py`` as of a git revision, as a module of its own (it imports this checkout's
+    other modules)."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "show", f"{revision}:medzoo/codec/lossless.py"], capture_output=True, text=True,
+                            check=True, cwd=root).stdout
+    module = types.ModuleType("medzoo.codec.lossless_at_revision")
+    exec(compile(source, f"{revision}:medzoo/codec/lossless.py", "exec"), module.__dict__)
+    return module
+
+
+def _through(module, fn):
+    """``fn`` with ``medzoo.compress``/``decompress`` coding through ``module``'s causal coder."""
+    from medzoo.codec import lossless
+
+    def run(arg):
+        with mock.patch.object(lossless, "encode_signal", module.encode_signal), \
+                mock.patch.object(lossless, "decode_signal", module.decode_signal):
+            return fn(arg)
+
+    return run
+
+
 def _causal_v1(image):
     """A stream whose residual payload is version 1 (the median edge detector), as medzoo 0.x wrote it."""
     from unittest import mock
@@ -155,14 +186,18 @@ def _causal_v1(image):
         return _compress(image, lossless=True)
 
 
-def medzoo_coders(models, versions=(2,)) -> dict:
-    """``{label: (encode, decode)}``: the causal coder alone (each payload version), then on each codec's
-    prediction."""
+def medzoo_coders(models, versions=(2,), against=None) -> dict:
+    """``{label: (encode, decode)}``: the causal coder alone (each payload version; as of git revision
+    ``against`` too), then on each codec's prediction."""
     out = {}
     if 1 in versions:
         out["medzoo lossless v1 (median edge)"] = (_causal_v1, _decompress)
     if 2 in versions:
         out["medzoo lossless (causal, linear)"] = (lambda a: _compress(a, lossless=True), _decompress)
+    if against:
+        old = coder_at(against)
+        out[f"medzoo lossless at {against}"] = (_through(old, lambda a: _compress(a, lossless=True)),
+                                                _through(old, _decompress))
     for name in models or []:
         model = medzoo.codec.stream._resolve_coder(name)
         out[f"medzoo lossless on {pathlib.Path(name).name}"] = (
@@ -184,10 +219,12 @@ def run(args) -> tuple[dict, str]:
     sets = image_sets(args.max_images, dicom=not args.no_dicom, which=args.sets)
     results, texts = {}, []
     warm_up()
+    coders = medzoo_coders(args.models, args.medzoo_versions, args.against)
     for set_name, (images, note) in sets.items():
         bits = np.iinfo(images[0].dtype).bits
-        per_codec = {label: measure(encode, decode, images)
-                     for label, (encode, decode) in medzoo_coders(args.models, args.medzoo_versions).items()}
+        for encode, decode in coders.values():  # each coder's compiled loops for this pixel type, before timing
+            decode(encode(np.ascontiguousarray(images[0][:32, :32])))
+        per_codec = {label: measure(encode, decode, images) for label, (encode, decode) in coders.items()}
         for name in args.codecs or classical.available_lossless_codecs(bits):
             codec = classical.LOSSLESS_CODECS[name]
             if codec.bits >= bits:

@@ -365,8 +365,6 @@ class _ErrorDecoder:
         self.contexts = contexts
         self.escape_symbols = [2 * int(half) + 1 for half in self.halves]
         self.low_models = _low_bit_models(self.shifts)
-        self.no_low_bits = all(m is None for m in self.low_models)  # 8-bit images: one zero array serves all
-        self._zeros = np.zeros(0, dtype=np.int32)
 
     def decode_steps(self, steps: int, step, signal: np.ndarray, errors: np.ndarray, longest: int) -> None:
         """Run ``steps`` wavefronts: ``step(t, at, predicted, context)`` (a :mod:`~medzoo.codec.wavefront` step)
@@ -376,12 +374,15 @@ class _ErrorDecoder:
         at = np.empty(longest, dtype=np.int64)
         predicted = np.empty(planes * longest, dtype=np.int64)
         context = np.empty(planes * longest, dtype=np.int64)
+        # no context sends low bits (8-bit images): one array of zeros stands in for them in every wavefront
+        no_lows = np.zeros(planes * longest, dtype=np.int32) if all(m is None for m in self.low_models) else None
         for t in range(steps):
             n = step(t, at, predicted, context)
-            wavefront.place(signal, errors, at, n, predicted, self.take(context[:planes * n]))
+            wavefront.place(signal, errors, at, n, predicted, self.take(context[:planes * n], no_lows))
 
-    def take(self, ctx: np.ndarray) -> np.ndarray:
-        """The errors of one wavefront's pixels, whose contexts are ``ctx`` (flat, in the stream's pixel order).
+    def take(self, ctx: np.ndarray, no_lows: np.ndarray | None = None) -> np.ndarray:
+        """The errors of one wavefront's pixels, whose contexts are ``ctx`` (flat, in the stream's pixel order);
+        ``no_lows``: zeros for the low bits, when no context has any.
 
         Per context present, in turn: its symbols, then its escaped values (if any symbol is the
         escape), then its low bits (if its shift is not 0); :func:`~medzoo.codec.wavefront.assemble_errors`
@@ -399,14 +400,12 @@ class _ErrorDecoder:
             escaped = int(np.count_nonzero(found == escape_symbols[k]))
             if escaped:
                 escapes.append(decode(_uniform(ESCAPE_BITS), escaped))
-            if not self.no_low_bits:
+            if no_lows is None:
                 lows.append(decode(low_models[k], n) if low_models[k] is not None else np.zeros(n, dtype=np.int32))
         e = np.empty(ctx.size, dtype=np.int64)
-        if self.no_low_bits and len(self._zeros) < ctx.size:
-            self._zeros = np.zeros(2 * ctx.size, dtype=np.int32)
         if ctx.size:
             wavefront.assemble_errors(ctx, counts, np.concatenate(symbols),
-                                      self._zeros[:ctx.size] if self.no_low_bits else np.concatenate(lows),
+                                      no_lows[:ctx.size] if no_lows is not None else np.concatenate(lows),
                                       np.concatenate(escapes) if escapes else np.zeros(0, dtype=np.int32),
                                       self.halves, self.shifts, 1 << (ESCAPE_BITS - 1), e)
         return e

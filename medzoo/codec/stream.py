@@ -648,6 +648,10 @@ def _check_model(header: StreamHeader, model, fingerprint=None) -> None:
         raise BitstreamError("the stream's codebook size or shapes do not match the model's")
 
 
+#: what a decoder that cannot find the model a stream names is told to do
+_PASS_THE_MODEL = "pass the model that made it (model=..., medzoo decompress --model PRESET_DIR)"
+
+
 def check_named_model(header: StreamHeader) -> str:
     """The zoo name of the model a stream says made it, for decoding it without being told the model; a
     stream of an unsaved model, of a model the zoo does not hold (a preset folder) or of another version
@@ -657,18 +661,15 @@ def check_named_model(header: StreamHeader) -> str:
     from medzoo.zoo.manifest import get_entry
 
     if not header.model_name:
-        raise ConfigError("the stream was made with an unsaved model; pass the model that made it to decompress "
-                          "it (model=..., medzoo decompress --model PRESET_DIR)")
+        raise ConfigError(f"the stream was made with an unsaved model: {_PASS_THE_MODEL}")
     try:
         held = get_entry(header.model_name)["version"]
     except ModelNotFoundError:
         raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo "
-                          "does not hold (a preset folder or a model of your own): pass the model that made it "
-                          "(model=..., medzoo decompress --model PRESET_DIR)") from None
+                          f"does not hold (a preset folder or a model of your own): {_PASS_THE_MODEL}") from None
     if header.model_version and header.model_version != held:
         raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, and the zoo now "
-                          f"holds version {held} (or the stream comes from a run of that recipe): pass the model "
-                          "that made it (model=..., medzoo decompress --model PRESET_DIR)")
+                          f"holds version {held} (or the stream comes from a run of that recipe): {_PASS_THE_MODEL}")
     return header.model_name
 
 

@@ -456,12 +456,9 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _targets(output: pathlib.Path, stem: str, count: int, fmt: str, what: str) -> tuple[Any, str]:
-    """Where ``count`` images go and as what: ``(paths of format -> list, format)``; a ``.png``/``.npy`` path
-    for one image, else a folder of ``<stem>_<index>.<format>`` files. ``fmt`` as given (``auto``: decided by
-    the caller once it knows the pixels)."""
-    if fmt not in OUTPUT_FORMATS:
-        raise ConfigError(f"output format {fmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+def _single_file(output: pathlib.Path, count: int, fmt: str, what: str) -> tuple[bool, str]:
+    """Checked before anything is decoded: whether ``output`` names the one file of a one-image stream (a
+    ``.png``/``.npy`` path, which then sets the format) rather than a folder, and the format asked for."""
     suffix = output.suffix.lower()
     if suffix == ".dcm":
         raise DataError(f"{output}: the stream holds {what}, not DICOM files (only a stream of DICOM files "
@@ -471,11 +468,18 @@ def _targets(output: pathlib.Path, stem: str, count: int, fmt: str, what: str) -
             raise DataError(f"{output}: the stream holds {count} images; give a folder with -o")
         if fmt != "auto" and fmt != _FILE_SUFFIXES[suffix]:
             raise ConfigError(f"{output}: a {suffix} path, but the format asked for is {fmt}")
-        return (lambda _: [output]), _FILE_SUFFIXES[suffix]
+        return True, _FILE_SUFFIXES[suffix]
     if output.is_file():
         raise DataError(f"{output}: a file is in the way of the folder to write the {count} images to")
-    digits = max(3, int(math.log10(max(count, 1))) + 1)
-    return (lambda chosen: [output / f"{stem}_{i:0{digits}d}.{chosen}" for i in range(count)]), fmt
+    return False, fmt
+
+
+def _output_paths(output: pathlib.Path, stem: str, count: int, fmt: str, single: bool) -> list[pathlib.Path]:
+    """``output`` itself, or a folder of ``<stem>_<index>.<format>`` files."""
+    if single:
+        return [output]
+    digits = max(3, int(math.log10(count)) + 1)
+    return [output / f"{stem}_{i:0{digits}d}.{fmt}" for i in range(count)]
 
 
 def _write_all(files: list) -> list[pathlib.Path]:
@@ -533,7 +537,7 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
         return header, pixels, dicom_io.write_dicoms(data, output, stack, lossy=header.kind in LOSSY_PIXEL_MODES)
     stored = header.kind in PIXEL_MODES
     what = "stored pixel arrays" if stored else "decoded images"
-    targets, fmt = _targets(output, stream_path.stem, header.num_images, output_format, what)
+    single, fmt = _single_file(output, header.num_images, output_format, what)
     if stored:
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
@@ -545,7 +549,8 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
                             f"{instead}")
         fmt = ("png" if exact else "npy") if fmt == "auto" else fmt
         encode = _png_bytes if fmt == "png" else _npy_bytes
-        files = [(t, encode(image)) for t, image in zip(targets(fmt), stack)]
+        files = [(t, encode(image)) for t, image in
+                 zip(_output_paths(output, stream_path.stem, len(stack), fmt, single), stack)]
         return header, pixels, _write_all(files)
     if header.format_version == HYPERPRIOR_FORMAT:
         model = resolve_model(model) if model is not None else None
@@ -556,11 +561,12 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
         images = model.decode(codes)
         value_range = value_range_of(model)
     fmt = "png" if fmt == "auto" else fmt
+    paths = _output_paths(output, stream_path.stem, len(images), fmt, single)
     if fmt == "png":
         files = [(t, _png_bytes(plots.montage([[image]], value_range=value_range, pad=0)))
-                 for t, image in zip(targets(fmt), images)]
+                 for t, image in zip(paths, images)]
     else:
-        files = [(t, _npy_bytes(np.asarray(image, np.float32))) for t, image in zip(targets(fmt), images)]
+        files = [(t, _npy_bytes(np.asarray(image, np.float32))) for t, image in zip(paths, images)]
     return header, images, _write_all(files)
 
 
