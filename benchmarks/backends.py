@@ -8,6 +8,11 @@ warm-up epoch, on this machine.
 
     python benchmarks/backends.py
     python benchmarks/backends.py --backends tensorflow jax --seconds 20
+    python benchmarks/backends.py --backends tensorflow torch --group-norm keras fused   # the fused GroupNorm's gain
+
+``--group-norm keras fused`` measures each backend twice, with Keras's own GroupNorm and with medzoo's
+fused kernels (``medzoo.models.normalization``, picked by ``MEDZOO_GROUP_NORM`` in the worker's
+environment); JAX runs Keras's code either way.
 
 A backend that is not installed gets a row saying so; the others are still measured.
 """
@@ -18,6 +23,8 @@ import subprocess
 import sys
 
 import _common
+
+from medzoo.models.normalization import GROUP_NORM_ENV, GROUP_NORM_KERNELS
 
 _WORKER = r"""
 import json, sys, time
@@ -52,8 +59,8 @@ print(json.dumps({"backend": keras.backend.backend(), "train": train_rate, "infe
 """
 
 
-def measure(backend: str, family: str, seconds: float) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def measure(backend: str, family: str, seconds: float, group_norm: str = "fused") -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", GROUP_NORM_ENV: group_norm}
     out = subprocess.run([sys.executable, "-c", _WORKER, family, str(seconds)], capture_output=True, text=True,
                          env=env)
     if out.returncode != 0:
@@ -66,6 +73,8 @@ def main(argv=None):
     p.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     p.add_argument("--family", nargs="+", default=["autoencoder"], choices=["autoencoder", "vae", "vqvae"])
     p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per measurement")
+    p.add_argument("--group-norm", nargs="+", choices=GROUP_NORM_KERNELS, default=["fused"],
+                   help="GroupNorm kernels: Keras's own, medzoo's fused ones (default), or both in one run")
     args = p.parse_args(argv)
     from medzoo.evaluate.common import format_table
 
@@ -73,16 +82,18 @@ def main(argv=None):
     for family in args.family:
         base = None
         for backend in args.backends:
-            r = measure(backend, family, args.seconds)
-            results[f"{family}/{backend}"] = r
-            if "error" in r:
-                rows.append([family, backend, "-", "-", "-", r["error"][:60]])
-                continue
-            base = base or r
-            rows.append([family, backend, r["params"], r["train"], r["inference"],
-                         f"{r['train'] / base['train']:.2f}x / {r['inference'] / base['inference']:.2f}x"])
-    text = format_table(["model", "backend", "params", "train img/s (64 px crops)", "inference img/s (128 px)",
-                         f"vs {args.backends[0]} (train / inference)"], rows,
+            for kernels in args.group_norm:
+                r = measure(backend, family, args.seconds, kernels)
+                results[f"{family}/{backend}/{kernels}"] = r
+                if "error" in r:
+                    rows.append([family, backend, kernels, "-", "-", "-", r["error"][:60]])
+                    continue
+                base = base or r
+                rows.append([family, backend, kernels, r["params"], r["train"], r["inference"],
+                             f"{r['train'] / base['train']:.2f}x / {r['inference'] / base['inference']:.2f}x"])
+    first = f"{args.backends[0]}" + (f", {args.group_norm[0]} group norm" if len(args.group_norm) > 1 else "")
+    text = format_table(["model", "backend", "group norm", "params", "train img/s (64 px crops)",
+                         "inference img/s (128 px)", f"vs {first} (train / inference)"], rows,
                         title="the same model on each Keras backend, this machine, float32")
     _common.write(args.output, "summary", text, results)
     print(text)

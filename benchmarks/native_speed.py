@@ -10,6 +10,10 @@ The bicubic baseline is medzoo's numpy resize (``medzoo.metrics.bicubic_thumbnai
 thumbnail the reconstruction bars compare against. Aim (issue 38): 0.5 MP/s for the 4x autoencoder
 on the fastest backend.
 
+``--group-norm keras fused`` times each model twice per backend, with Keras's own GroupNorm and with
+medzoo's fused kernels (``medzoo.models.normalization``; ``MEDZOO_GROUP_NORM`` in each worker's
+environment): the speed-up in one run, on the same image. JAX runs Keras's code either way.
+
 ``--profile`` says where the time goes, on the 1024 px image, for each backend: reconstruct in one
 pass, in tiles without overlap and in the preset's overlapping tiles (the overlap's cost and the
 tiles' own); encode against decode; all cores against one thread (``OMP_NUM_THREADS``,
@@ -26,6 +30,7 @@ does the same for tile sizes at the preset's overlap (a tile as large as the ima
 
     python benchmarks/native_speed.py
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --sizes 1024
+    python benchmarks/native_speed.py --models ae-chestxray-f4c3 --backends tensorflow torch --group-norm keras fused
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --profile
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --overlaps 0 8 16 32 64 --backends tensorflow
     python benchmarks/native_speed.py --models ae-chestxray-f4c3 --tile-sizes 96 160 256 1024 --backends tensorflow
@@ -40,6 +45,7 @@ import sys
 import _common
 
 from medzoo.evaluate.common import format_table
+from medzoo.models.normalization import GROUP_NORM_ENV, GROUP_NORM_KERNELS
 
 #: what every worker shares: calls timed alike (the median of ``repeats`` calls after a warm-up: tracing,
 #: compilation, tiles) on the same image, the first ``cxr_hannover_1024`` test radiograph as the model sees it
@@ -171,8 +177,8 @@ def _run(worker: str, backend: str, args: list, extra_env=None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(backend: str, name: str, sizes, repeats: int) -> dict:
-    return _run(_WORKER, backend, [name, ",".join(map(str, sizes)), repeats])
+def measure(backend: str, name: str, sizes, repeats: int, group_norm: str = "fused") -> dict:
+    return _run(_WORKER, backend, [name, ",".join(map(str, sizes)), repeats], {GROUP_NORM_ENV: group_norm})
 
 
 def profile(name: str, backends, repeats: int, output) -> str:
@@ -234,6 +240,9 @@ def main(argv=None):
     p.add_argument("--backends", nargs="+", default=["tensorflow", "torch", "jax"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--group-norm", nargs="+", choices=GROUP_NORM_KERNELS, default=["fused"],
+                   help="GroupNorm kernels to time each model with: Keras's own, medzoo's fused ones (default), or "
+                        "both for the speed-up in one run")
     p.add_argument("--profile", action="store_true", help="where the time goes at 1024 px (see above)")
     p.add_argument("--overlaps", nargs="+", type=int, metavar="PX",
                    help="PSNR and speed for each of these tile overlaps at the preset's tile size, on the first "
@@ -268,15 +277,16 @@ def main(argv=None):
     rows, results = [], {}
     for name in models:
         for backend in args.backends:
-            result = measure(backend, name, args.sizes, args.repeats)
-            results[f"{name}/{backend}"] = result
-            if "error" in result:
-                rows.append([name, backend, "-", "-", "-", "-", "-", f"not measured: {result['error']}"])
-                continue
-            for r in result["rows"]:
-                rows.append([name, backend, f"{r['size']} px", r["encode"], r["reconstruct"], r["bicubic"],
-                             r["reconstruct"] / r["bicubic"], r["how"]])
-    text = format_table(["model", "backend", "image", "encode MP/s", "reconstruct MP/s", "bicubic MP/s",
+            for kernels in args.group_norm:
+                result = measure(backend, name, args.sizes, args.repeats, kernels)
+                results[f"{name}/{backend}/{kernels}"] = result
+                if "error" in result:
+                    rows.append([name, backend, kernels, "-", "-", "-", "-", "-", f"not measured: {result['error']}"])
+                    continue
+                for r in result["rows"]:
+                    rows.append([name, backend, kernels, f"{r['size']} px", r["encode"], r["reconstruct"],
+                                 r["bicubic"], r["reconstruct"] / r["bicubic"], r["how"]])
+    text = format_table(["model", "backend", "group norm", "image", "encode MP/s", "reconstruct MP/s", "bicubic MP/s",
                          "reconstruct / bicubic", "how"], rows,
                         title=f"speed at native size on {os.cpu_count()} CPU cores (median of {args.repeats} calls, "
                               "one image per call)")

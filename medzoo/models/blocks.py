@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 
 from medzoo.errors import ConfigError
+from medzoo.models.normalization import GroupNormalization
 
 NORMALIZATIONS = ("batch", "group", "layer", "none")
 
@@ -66,7 +67,7 @@ def _norm(normalization: str, channels: int, name: str):
         return keras.layers.BatchNormalization(name=name)
     if normalization == "group":
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
-        return keras.layers.GroupNormalization(groups=groups, name=name)
+        return GroupNormalization(groups=groups, name=name)
     if normalization == "layer":
         return keras.layers.LayerNormalization(name=name)
     if normalization == "none":

@@ -33,6 +33,7 @@ import keras
 from keras import ops
 
 from medzoo.errors import ConfigError
+from medzoo.models.normalization import GroupNormalization
 
 #: accepted downsampling factors of the residual architecture (2**depth)
 DOWNSAMPLE_FACTORS = (2, 4, 8, 16)
@@ -142,7 +143,7 @@ class SelfAttention2D(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.norm = keras.layers.GroupNormalization(groups=_groups(channels, self.groups), name="norm")
+        self.norm = GroupNormalization(groups=_groups(channels, self.groups), name="norm")
         self.norm.build(input_shape)
         self.qkv = keras.layers.Dense(3 * channels, name="qkv")
         self.qkv.build((None, channels))
@@ -175,7 +176,7 @@ def _groups(channels: int, wanted: int = 8) -> int:
 def _norm(normalization: str, channels: int, name: str):
     """GroupNorm (statistics over the whole feature map), LayerNorm (per position) or nothing."""
     if normalization == "group":
-        return keras.layers.GroupNormalization(groups=_groups(channels), name=name)
+        return GroupNormalization(groups=_groups(channels), name=name)
     if normalization == "layer":
         return keras.layers.LayerNormalization(name=name)
     if normalization == "none":
