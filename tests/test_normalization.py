@@ -117,15 +117,19 @@ def test_environment_picks_keras_kernels_and_refuses_unknown_ones(monkeypatch):
 
 
 def test_other_ranks_and_dtypes_fall_back_to_keras():
-    # a sequence (N, T, C) and a float16 map take Keras's own code, and still agree with it
+    # a sequence (N, T, C) and float16 layers take Keras's own code, and still agree with it
     seq = np.random.default_rng(0).normal(size=(2, 10, CHANNELS)).astype("float32")
     ours, theirs = GroupNormalization(groups=GROUPS), keras.layers.GroupNormalization(groups=GROUPS)
     np.testing.assert_allclose(_as_numpy(ours(seq)), _as_numpy(theirs(seq)), rtol=1e-5, atol=1e-5)
-    half = _images().astype("float16")[..., :1].repeat(CHANNELS, axis=-1)
-    ours16 = GroupNormalization(groups=GROUPS, dtype="float16")
-    theirs16 = keras.layers.GroupNormalization(groups=GROUPS, dtype="float16")
-    np.testing.assert_allclose(_as_numpy(ours16(half)).astype("float32"),
-                               _as_numpy(theirs16(half)).astype("float32"), rtol=1e-2, atol=1e-2)
+    maps = _images()[..., :1].repeat(CHANNELS, axis=-1)
+    # float16 in, float16 layer; and float32 in, a float16 or mixed-precision layer (GroupNorm does not
+    # cast its inputs, so a float32 map reaches a float16 layer, e.g. the first norm after a keras.Input)
+    for x, dtype in ((maps.astype("float16"), "float16"), (maps, "float16"), (maps, "mixed_float16")):
+        ours16, theirs16 = (cls(groups=GROUPS, dtype=dtype) for cls in (GroupNormalization,
+                                                                         keras.layers.GroupNormalization))
+        a, b = _as_numpy(ours16(x)), _as_numpy(theirs16(x))
+        assert a.dtype == b.dtype, dtype
+        np.testing.assert_allclose(a.astype("float32"), b.astype("float32"), rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="started once, from the TensorFlow run")
