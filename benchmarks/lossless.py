@@ -25,6 +25,7 @@ revision REV (this checkout's other modules around it), the baseline for a chang
     python benchmarks/lossless.py --max-images 0 --sets native wg04 --codecs jpegls --against HEAD~1
 """
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -206,12 +207,13 @@ def medzoo_coders(models, versions=(2,), against=None) -> dict:
 
 
 def warm_up():
-    """Code a small signal with both payload versions once: the decoder's compiled loops load (or compile, on
+    """Code a small signal with every payload version once: the decoder's compiled loops load (or compile, on
     the first run after an install) here, not inside the first set's timing."""
     from medzoo.codec import lossless
 
     signal = np.add.outer(np.arange(32), 3 * np.arange(32))[None] % 251
-    for encode in (lossless.encode_signal_med, lossless.encode_signal_linear):
+    for encode in (lossless.encode_signal_med, lossless.encode_signal_linear,
+                   functools.partial(lossless.encode_signal_linear, floor=True)):
         lossless.decode_signal(encode(signal, np.dtype("uint8")), signal.shape)
 
 

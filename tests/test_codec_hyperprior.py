@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -298,43 +300,58 @@ def test_the_causal_coder_alone_is_exact_and_uses_the_neighbours():
 
 def _pinned_signals():
     """Integer planes built from arithmetic alone (no random generator whose stream could change), and the
-    sha256 of their payloads: version 1 (median edge detector), version 2 (classified linear prediction)."""
+    sha256 of their payloads: version 1 (median edge detector), version 2 (classified linear prediction),
+    version 3 (version 2 with the floor's edge apart)."""
     i, j = np.mgrid[:48, :40]
     hashed = i * 7919 + j * 104729 + i * j * 31
     noise = hashed % 13 - 6
+    r2 = (i - 24) ** 2 + (j - 20) ** 2
     return {
         "8-bit, two planes": (np.stack([np.clip(3 * i + 2 * j + noise, 0, 255),
                                         np.clip(200 - 4 * j + 3 * noise, 0, 255)]), "uint8",
                               "56875ef941ca000cead0d67ac0115f176dae315752ce9e3f0648a8996d8a6e5e",
-                              "b23a662bef6e0409297b0bb86e9468d19df2efe73a6a86de84a3565ae3ce9f67"),
+                              "b23a662bef6e0409297b0bb86e9468d19df2efe73a6a86de84a3565ae3ce9f67",
+                              "77b430e354d67542f9efa036447587c2ff454fb63fdd65924397b2287f3ef9fb"),
         "int16 CT-like": (((i * i - 40 * j + 25 * noise * (i % 3)) - 1024)[None], "int16",
                           "98a3a6d2f73f0ac11d0745c7343a381005ef35336c9f505cd66e4ff149b3df75",
-                          "0574bd5e329fd649f4720560e2857d9dc108452dc0b43cd627e8c348aa851ab3"),
+                          "0574bd5e329fd649f4720560e2857d9dc108452dc0b43cd627e8c348aa851ab3",
+                          "772ec046a9999cb41c5a5566235e9c70f5f786103716d33114759ea3a731e517"),
         "16-bit, low bits sent raw": ((hashed % 4099 * 9 + 30 * i)[None], "uint16",
                                       "fac8aabcf3da8fc69afd3e99d2ffbe8bd2e6e49de263159d69a125e7f55b2550",
-                                      "e6b3cbfa54a81b8c27024a1e819039f1ff126e4b1ea1906889ffe31268455899"),
+                                      "e6b3cbfa54a81b8c27024a1e819039f1ff126e4b1ea1906889ffe31268455899",
+                                      "9013eb35846c94ecd51aeea3f85abb9178f6d679a8194aa0dd2f3d7480046318"),
         "16-bit with escaped spikes": (np.where((i * 40 + j) % 97 == 0, 60000, 1000 + noise)[None], "uint16",
                                        "3b0695608dffce445482bb61c3dc6946e5f04b78e06f3c7fe761bfb37ecd818c",
-                                       "eb9e6d511cdb9b6c642df0542917858a8e33f1bdbff47b633523ae7677e2e4d3"),
+                                       "eb9e6d511cdb9b6c642df0542917858a8e33f1bdbff47b633523ae7677e2e4d3",
+                                       "b44387c48911c9aa8e187ebd048970c1121ab49300d9fbd2d2827d42ed34d481"),
+        "int16 CT padded outside a circle": (
+            np.where(r2 > 19 ** 2, -2000, np.where(r2 > 12 ** 2, -1000 + 3 * noise, 40 + 2 * i + noise))[None], "int16",
+            "736ab6ef3c8c801b78e356d14d24f3c071a181b55b0df1c031059a1f3d6a51d4",
+            "800fbdd34eed37243d5691283b7cd93e5b7bc800d42b441843de5bd57141faa2",
+            "35852d9d0a2c2ee06974c1f85b9211d6cf8c108b38166d764448b5129092d886"),
     }
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("case", list(_pinned_signals()))
 def test_lossless_payloads_stay_byte_identical_so_stored_streams_keep_decoding(case, version):
     """Archives keep lossless streams for years: a faster coder must write (and read) the same bytes.
 
     Version 1's digests were written by the per-group coder that came before the vectorised one (medzoo
-    0.1.0), version 2's by the first classified linear predictor; a change here is a format change and
-    needs a new payload version, not a new digest. Both versions keep decoding.
+    0.1.0), version 2's by the first classified linear predictor (the padded CT's by the coder that added
+    version 3, whose version-2 path was byte-identical on the other cases), version 3's by the first
+    floor-edge coder; a change here is a format change and needs a new payload version, not a new digest.
+    Every version keeps decoding.
     """
     import hashlib
 
     from medzoo.codec import lossless
 
     signal, dtype, *digests = _pinned_signals()[case]
-    encode = lossless.encode_signal_med if version == 1 else lossless.encode_signal_linear
+    encode = {1: lossless.encode_signal_med, 2: lossless.encode_signal_linear,
+              3: lambda s, d: lossless.encode_signal_linear(s, d, floor=True)}[version]
     data = encode(signal.astype(np.int64), np.dtype(dtype))
+    assert data[0] == {1: data[0], 2: lossless.LINEAR_MARKER, 3: lossless.FLOOR_MARKER}[version]
     assert hashlib.sha256(data).hexdigest() == digests[version - 1]
     assert np.array_equal(lossless.decode_signal(data, signal.shape), signal)
 
@@ -357,6 +374,51 @@ def test_the_linear_predictor_is_exact_at_every_border_shape_and_extreme(shape, 
         shortest = lossless.encode_signal(signal.astype(np.int64), np.dtype(dtype))
         assert len(shortest) <= len(data)
         assert np.array_equal(lossless.decode_signal(shortest, shape), signal)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 9), (1, 9, 1), (1, 2, 2), (3, 5, 4), (2, 33, 17)])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16"])
+def test_the_floor_edge_payload_is_exact_at_every_border_shape_and_extreme(shape, dtype):
+    """Version 3 on signals with the floor scattered (every pixel's neighbourhood a mix), in blocks, and
+    everywhere; values at the type's limits, and an edge mean that is negative (int16)."""
+    from medzoo.codec import lossless
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(sum(shape) + 1)
+    scattered = np.where(rng.random(shape) < 0.4, info.min, rng.integers(info.min, int(info.max) + 1, size=shape))
+    blocks = np.where(np.add.outer(np.arange(shape[1]), np.arange(shape[2]))[None] % 7 < 3, info.min,
+                      rng.integers(int(info.max) - 5, int(info.max) + 1, size=shape))
+    for signal in (scattered, blocks, np.full(shape, info.min)):
+        data = lossless.encode_signal_linear(signal.astype(np.int64), np.dtype(dtype), floor=True)
+        assert data[0] == lossless.FLOOR_MARKER
+        assert np.array_equal(lossless.decode_signal(data, shape), signal)
+
+
+def test_the_floor_edge_payload_saves_bits_on_padded_ct_and_is_chosen_there_only():
+    """A real CT slice padded at -3024 HU outside its circular field of view (``ct_tcia_512``, in int16 HU as
+    its DICOM stores it): across the circle's edge version 2 misses by thousands and inflates the contexts
+    around it; version 3, what encode_signal picks there, codes it in at least 5% fewer bits (6.2% when
+    measured) and exactly. Where the lowest value is rare or shades into the image, version 2 is coded."""
+    import medzoo
+    from medzoo.codec import lossless
+
+    slices, _ = medzoo.load_dataset("ct_tcia_512", "test")
+    assert slices[3].dtype == np.int16
+    hu = slices[3].astype(np.int64)[None]
+    assert np.mean(hu == -3024) > 0.2  # the padding
+    v2 = lossless.encode_signal_linear(hu, np.dtype("int16"))
+    chosen = lossless.encode_signal(hu, np.dtype("int16"))
+    assert chosen[0] == lossless.FLOOR_MARKER
+    assert len(chosen) < 0.95 * len(v2)
+    assert np.array_equal(lossless.decode_signal(chosen, hu.shape), hu)
+    # the same slice clipped at air (-1024 HU), as other scanners store the corners: a fifth of the pixels at
+    # the lowest value again, but air's noise shades into it, so it is no padding
+    assert not lossless.is_padded(np.maximum(hu, -1024))
+    unpadded = np.where(hu == -3024, -1024, hu)
+    unpadded[0, 256, 256] = -3024  # the lowest value, on one pixel
+    with mock.patch.object(lossless, "_linear_plan", wraps=lossless._linear_plan) as plan:
+        assert lossless.encode_signal(unpadded, np.dtype("int16"))[0] != lossless.FLOOR_MARKER
+    assert plan.call_count == 1 and not plan.call_args.kwargs.get("floor")
 
 
 def test_the_linear_predictor_beats_the_median_edge_detector_on_correlated_noise():

@@ -140,3 +140,23 @@ def test_the_coder_works_where_numba_has_nowhere_to_cache(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 7), (1, 7, 1), (2, 5, 4), (1, 37, 29)])
+def test_the_floor_edge_test_matches_its_numpy_definition(shape):
+    """Payload version 3's edge of the floor: a pixel whose nine neighbours (as the border fallbacks read
+    them) hold the floor and other values, predicted by the floor division of the others' sum by their count."""
+    rng = np.random.default_rng(shape[1] * 7 + shape[2])
+    signal = np.where(rng.random(shape) < 0.5, -2000, rng.integers(-1100, 3000, size=shape)).astype(np.int64)
+    planes, h, w = shape
+    padded = prediction.with_zero(signal.reshape(planes, -1))
+    near = np.stack([padded[:, index] for index in prediction.neighbour_sources(h, w)])  # (9, P, H*W)
+    at_floor = near == -2000
+    want_edge = at_floor.any(axis=0) & ~at_floor.all(axis=0)
+    others = (~at_floor).sum(axis=0)
+    want_mean = np.where(want_edge, np.where(at_floor, 0, near).sum(axis=0) // np.maximum(others, 1), 0)
+    edge, means = np.empty((planes, h * w), dtype=np.int8), np.empty((planes, h * w), dtype=np.int64)
+    wavefront.floor_edges(padded, prediction.neighbour_sources(h, w), -2000, edge, means)
+    np.testing.assert_array_equal(edge.astype(bool), want_edge)
+    np.testing.assert_array_equal(means, want_mean)
+    assert shape[2] == 1 or want_edge.any()

@@ -115,6 +115,23 @@ def _linear_energy(signal, errors, p, a, sources, error_sources):
 
 
 @_jit
+def _floor_edge(signal, p, a, sources, floor):
+    """Payload version 3's test at pixel ``a`` of plane ``p``: -1 where its nine neighbours are not a mix of
+    ``floor`` and other values, else the mean (rounded down) of those that are not ``floor``: the pixel lies
+    on the edge of a region at the floor (a CT scanner's padding outside its field of view)."""
+    total = np.int64(0)
+    count = 0
+    for k in range(9):
+        v = signal[p, sources[k, a]]
+        if v != floor:
+            total += v
+            count += 1
+    if count == 0 or count == 9:
+        return np.int64(-1), np.int64(0)
+    return np.int64(1), total // count
+
+
+@_jit
 def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
                 context_thresholds, low, high, coef_bits, at, predicted, context):
     """Wavefront ``t = 2 r + c`` of payload version 2: fills ``at`` (its flat pixel indices, rows ascending),
@@ -123,6 +140,16 @@ def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, a
     ``signal`` and ``errors`` are (P, H*W + 1) with the zero last (:func:`~medzoo.codec.prediction.with_zero`);
     ``sources`` (9, H*W) and ``error_sources`` (4, H*W) are :func:`~medzoo.codec.prediction.neighbour_sources`.
     """
+    return linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
+                             context_thresholds, low, high, coef_bits, -1, at, predicted, context)
+
+
+@_jit
+def linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
+                      context_thresholds, low, high, coef_bits, edge_context, at, predicted, context):
+    """:func:`linear_step` of payload version 3 (version 2's where ``edge_context`` is -1): a pixel on the edge
+    of the floor ``low`` (:func:`_floor_edge`) is predicted by its neighbours off the floor and takes context
+    ``edge_context``; :func:`place_floor` reads its error."""
     first = max(0, -(-(t - w + 1) // 2))
     n = min(h - 1, t // 2) - first + 1
     for i in range(n):
@@ -131,11 +158,28 @@ def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, a
     for p in range(signal.shape[0]):
         for i in range(n):
             a = at[i]
+            if edge_context >= 0:
+                edge, mean = _floor_edge(signal, p, a, sources, low)
+                if edge > 0:
+                    predicted[p * n + i] = mean
+                    context[p * n + i] = edge_context
+                    continue
             predicted[p * n + i] = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
                                                       low, high, coef_bits)
             context[p * n + i] = _count_at_most(context_thresholds,
                                                 _linear_energy(signal, errors, p, a, sources, error_sources))
     return n
+
+
+@_jit
+def floor_edges(signal, sources, floor, edge, means):
+    """The encoder's side of :func:`_floor_edge`: every pixel's flag (1 on the floor's edge, else 0, into
+    ``edge``) and mean of its neighbours off the floor (into ``means``; 0 off the edge)."""
+    for p in range(means.shape[0]):
+        for a in range(means.shape[1]):
+            flag, mean = _floor_edge(signal, p, a, sources, floor)
+            edge[p, a] = 1 if flag > 0 else 0
+            means[p, a] = mean
 
 
 @_jit
@@ -192,6 +236,25 @@ def place(signal, errors, at, n, predicted, decoded):
     for p in range(signal.shape[0]):
         for i in range(n):
             e = decoded[p * n + i]
+            errors[p, at[i]] = e
+            signal[p, at[i]] = predicted[p * n + i] + e
+
+
+@_jit
+def place_floor(signal, errors, at, n, predicted, decoded, context, edge_context, floor):
+    """:func:`place` for payload version 3: in ``edge_context`` the symbol 0 is the floor itself and any
+    other error ``e`` was coded as ``e + 1`` if it is >= 0 (:func:`~medzoo.codec.lossless.floor_symbols`);
+    a pixel at the floor leaves an error of 0 for its neighbours' contexts."""
+    for p in range(signal.shape[0]):
+        for i in range(n):
+            e = decoded[p * n + i]
+            if context[p * n + i] == edge_context:
+                if e == 0:
+                    errors[p, at[i]] = 0
+                    signal[p, at[i]] = floor
+                    continue
+                if e > 0:
+                    e -= 1
             errors[p, at[i]] = e
             signal[p, at[i]] = predicted[p * n + i] + e
 
