@@ -673,3 +673,22 @@ def test_contexts_whose_errors_fit_no_family_send_their_own_table():
     assert np.array_equal(lossless.decode_signal(data, steps.shape), steps)
     table = lossless.explicit_table(levels)
     assert table.sum() == pytest.approx(1.0) and (table > 0).all()
+
+
+def test_the_encoders_histogram_quantiles_and_context_table_match_numpy():
+    """The encoder's thresholds come from one histogram and its contexts from a table of the values' range:
+    both must give numpy's own answers (np.quantile "lower", np.searchsorted "right"), or payloads change;
+    wide ranges (heavy tails) take numpy's path."""
+    from medzoo.codec import lossless
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 5000, 300_000):
+        for values in (rng.integers(0, 40, n), rng.integers(-3000, 3000, n), np.zeros(n, dtype=np.int64),
+                       np.abs(rng.standard_cauchy(n) * 50).astype(np.int64)):
+            for contexts in (8, 16, 32):
+                q = np.arange(1, contexts) / contexts
+                np.testing.assert_array_equal(lossless.lower_quantiles(values, q),
+                                              np.quantile(values, q, method="lower"))
+            thresholds = lossless.context_thresholds(values, 16)
+            np.testing.assert_array_equal(lossless.count_at_most(thresholds, values[None]),
+                                          np.searchsorted(thresholds, values[None], side="right"))
