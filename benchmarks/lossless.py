@@ -16,8 +16,9 @@ CT DICOM stores them); ``--sets wg04`` the NEMA WG04 compression test images tha
 ``pip install pydicom-data`` ships, uncompressed (``*_UNCR.dcm``: CR chest 1955x1841 15-bit,
 CR extremity 10-bit, MR 12-bit, CT int16, ultrasound 8-bit RGB: one colour image for every coder,
 each with its own colour transform; its rate is bits per sample, a third of a pixel's).
-``--medzoo-versions 1 2`` lists both payload versions of the causal coder (1: median edge
-detector; 2, the default: classified linear prediction). PNG is the baseline of the
+``--medzoo-versions 1 2`` lists two rows of the causal coder (1: its first payload version, the
+median edge detector; 2, the default: what ``medzoo.compress`` writes, classified linear prediction,
+with the edge of a CT's padding coded apart where ``medzoo.codec.lossless.is_padded``). PNG is the baseline of the
 "vs PNG" column; the last column compares with JPEG-LS. Speed: megapixels per second on this
 machine, one image per call. ``--against REV`` adds a row for ``medzoo/codec/lossless.py`` as of git
 revision REV (this checkout's other modules around it), the baseline for a change of the coder:
@@ -58,7 +59,8 @@ def build_parser():
                    help="image sets: stored (each modality's test split and the DICOMs; default), native "
                         "(the native-resolution test splits), wg04 (the NEMA WG04 images of pydicom-data)")
     p.add_argument("--medzoo-versions", nargs="+", type=int, default=[2], choices=[1, 2],
-                   help="payload versions of the causal coder to list (default: 2, what compress writes)")
+                   help="rows of the causal coder to list: 1, its first payload version (the median edge "
+                        "detector); 2, what compress writes (the default)")
     p.add_argument("--against", metavar="REV", help="also time the causal coder (medzoo/codec/lossless.py) as of "
                                                     "this git revision, beside this checkout's")
     return p
