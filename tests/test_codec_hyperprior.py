@@ -421,6 +421,29 @@ def test_the_floor_edge_payload_saves_bits_on_padded_ct_and_is_chosen_there_only
     assert plan.call_count == 1 and not plan.call_args.kwargs.get("floor")
 
 
+def test_version_3_never_costs_more_than_version_2():
+    """Version 3 is only ever a candidate beside version 2: a sparse latent channel (mostly 0, some -1 and 1)
+    has a frequent lowest value with a gap, but is no padding, and keeps version 2's bytes; a signal whose
+    floor pixels are scattered rather than padded gets whichever payload is shorter."""
+    from medzoo.codec import lossless
+
+    rng = np.random.default_rng(2)
+    for shape in [(1, 64, 64), (1, 300, 300), (4, 64, 64)]:
+        latent = np.where(rng.random(shape) < 0.03, -1, np.where(rng.random(shape) < 0.05, 1, 0)).astype(np.int64)
+        assert not lossless.is_padded(latent)
+        chosen = lossless.encode_signal(latent, np.dtype("int16"))
+        assert len(chosen) <= len(lossless.encode_signal_linear(latent, np.dtype("int16")))
+    scattered = np.round(rng.normal(0, 40, size=(2, 120, 110))).astype(np.int64) - 1000
+    scattered[0][rng.random((120, 110)) < 0.2] = -2000
+    assert lossless.is_padded(scattered)
+    chosen = lossless.encode_signal(scattered, np.dtype("int16"))
+    candidates = [lossless.encode_signal_linear(scattered, np.dtype("int16")),
+                  lossless.encode_signal_linear(scattered, np.dtype("int16"), floor=True),
+                  lossless.encode_signal_med(scattered, np.dtype("int16"))]
+    assert len(chosen) == min(map(len, candidates))
+    assert np.array_equal(lossless.decode_signal(chosen, scattered.shape), scattered)
+
+
 def test_the_linear_predictor_beats_the_median_edge_detector_on_correlated_noise():
     """CT-like texture (noise smoothed over a few pixels, as a reconstruction kernel leaves it): the fitted
     neighbours predict it better than the three-neighbour median edge detector, in fewer bits."""
@@ -692,3 +715,10 @@ def test_the_encoders_histogram_quantiles_and_context_table_match_numpy():
             thresholds = lossless.context_thresholds(values, 16)
             np.testing.assert_array_equal(lossless.count_at_most(thresholds, values[None]),
                                           np.searchsorted(thresholds, values[None], side="right"))
+    # narrow types: the differences are taken in int64, not wrapped in the type given
+    wide = np.tile(np.array([-32768, -20000, 0, 20000, 32767], dtype=np.int16), 20000)  # both fast paths
+    np.testing.assert_array_equal(lossless.lower_quantiles(wide, np.array([0.1, 0.5, 0.9])),
+                                  np.quantile(wide, [0.1, 0.5, 0.9], method="lower"))
+    thresholds = np.array([-30000, 0, 20000])
+    np.testing.assert_array_equal(lossless.count_at_most(thresholds, wide),
+                                  np.searchsorted(thresholds, wide, side="right"))

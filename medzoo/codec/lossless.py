@@ -26,7 +26,7 @@ The neighbours predict in one of two ways, the payload's first byte says which:
   plus half the local activity. Decoded one wavefront ``2 r + c`` at a time: 2H + W - 2
   steps. On native-resolution radiographs and CT it takes 1-14% fewer bits than version 1
   and beats JPEG-LS (``benchmarks/lossless.py``).
-* version 3 (:func:`encode_signal` tries it on padded signals, :func:`is_padded`): version 2
+* version 3 (:func:`encode_signal` also tries it on padded signals, :func:`is_padded`): version 2
   with the edge of the *floor* (the signal's lowest value) apart. CT scanners pad the corners
   outside their circular field of view far below air (-2000 or -3024 HU); a pixel whose nine
   neighbours mix that floor with other values is predicted by the mean of the others and coded
@@ -169,6 +169,7 @@ def count_at_most(thresholds: np.ndarray, values: np.ndarray) -> np.ndarray:
     values' range where it is small: one gather instead of a binary search per pixel."""
     if values.size < 4096:
         return np.searchsorted(thresholds, values, side="right")
+    values = np.asarray(values, dtype=np.int64)  # differences below in int64, whatever the type given
     low, high = int(values.min()), int(values.max())
     if high - low > values.size:
         return np.searchsorted(thresholds, values, side="right")
@@ -179,6 +180,7 @@ def count_at_most(thresholds: np.ndarray, values: np.ndarray) -> np.ndarray:
 def lower_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``np.quantile(values, q, method="lower")`` of integers, from one histogram where their range allows
     (a sixth of the encoder's time went to numpy's partitions, one per quantile, on a 1024 px image)."""
+    values = np.asarray(values, dtype=np.int64)  # differences below in int64, whatever the type given
     low, high = int(values.min()), int(values.max())
     if high - low > max(4 * values.size, 1 << 16):
         return np.quantile(values, q, method="lower")
@@ -503,11 +505,12 @@ def _decode_med(r: Reader, payload: bytes, shape) -> np.ndarray:
 LINEAR_MARKER = 0xC2
 #: the first byte of a version-3 payload: version 2 with the edge of the floor coded apart (:func:`encode_signal`)
 FLOOR_MARKER = 0xC3
-#: the encoder codes version 3 in version 2's place where at least this share of the pixels lies at the
-#: signal's lowest value (:func:`is_padded`) ...
+#: the encoder tries version 3 where at least this share of the pixels lies at the signal's lowest value
+#: (:func:`is_padded`) ...
 FLOOR_SHARE = 1 / 64
-#: ... and the next value present lies above it by more than this share of the range (:func:`is_padded`)
-FLOOR_GAP = 1 / 16
+#: ... and the next value present lies above it by more than this share of the range, and by at least
+#: FLOOR_MIN_GAP (a sparse latent of 0s and a few 1s is no padding)
+FLOOR_GAP, FLOOR_MIN_GAP = 1 / 16, 16
 
 
 #: signals of at most this many pixels are coded both ways and the shorter payload kept: on a thumbnail the
@@ -517,10 +520,10 @@ BOTH_WAYS_PIXELS = 1 << 16
 
 def encode_signal(signal: np.ndarray, dtype) -> bytes:
     """Integer planes (P, H, W) -> a payload: version 2 (classified linear prediction, :mod:`~medzoo.codec.prediction`)
-    or, on padded signals, version 3 (the same with the floor's edge apart); or version 1 (the median edge
-    detector), whichever costs less.
+    or version 1 (the median edge detector), or on padded signals version 3 (version 2 with the floor's edge
+    apart), whichever costs least.
 
-    Version 3 takes version 2's place where the signal's lowest value looks like padding
+    Version 3 is tried too where the signal's lowest value looks like padding
     (:func:`is_padded`): a CT slice's corners outside the scanner's circular field of view (a fifth
     of the pixels at -2000 or -3024 HU). Across that circle's edge every linear prediction mixes
     padding with air and misses by thousands, and the misses inflate the contexts of the pixels
@@ -528,23 +531,25 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     from those other values alone, and codes it in a context of its own where one symbol means "the
     floor" (:func:`floor_symbols`).
 
-    Small signals (:data:`BOTH_WAYS_PIXELS`) are coded both ways and the shorter payload kept;
-    larger ones are predicted both ways (cheap) and only the plan with fewer
+    Small signals (:data:`BOTH_WAYS_PIXELS`) are coded every way tried and the shortest payload kept;
+    larger ones are predicted every way (cheap) and only the plan with the fewest
     :func:`estimated_bits` (plus its side information) is coded: the median edge
     detector still wins on flat graphics, e.g. an ultrasound's annotations.
     """
     signal = np.asarray(signal, dtype=np.int64)
-    plans = [_linear_plan(signal, floor=is_padded(signal)), _med_plan(signal)]
+    plans = [_linear_plan(signal), _med_plan(signal)]
+    if is_padded(signal):
+        plans.append(_linear_plan(signal, floor=True))
     if signal.size <= BOTH_WAYS_PIXELS:
         return min((_code_plan(plan, dtype) for plan in plans), key=len)
     return _code_plan(min(plans, key=lambda plan: estimated_bits(plan) + 8 * len(plan["head"])), dtype)
 
 
 def is_padded(signal: np.ndarray) -> bool:
-    """Whether the signal's lowest value looks like padding, where :func:`encode_signal` codes version 3: at
+    """Whether the signal's lowest value looks like padding, where :func:`encode_signal` tries version 3: at
     least :data:`FLOOR_SHARE` of the pixels hold it, and the next value present lies above it by more than
-    :data:`FLOOR_GAP` of the range (CT padding at -2000 or -3024 HU below air at -1000; not the black
-    background of a radiograph or an MR, which shades into the image: there version 3 saves nothing)."""
+    :data:`FLOOR_GAP` of the range and at least :data:`FLOOR_MIN_GAP` (CT padding at -2000 or -3024 HU
+    below air at -1000; not the black background of a radiograph or an MR, which shades into the image)."""
     if not signal.size:
         return False
     low = signal.min()
@@ -552,7 +557,7 @@ def is_padded(signal: np.ndarray) -> bool:
     if np.count_nonzero(at_floor) < FLOOR_SHARE * signal.size or at_floor.all():
         return False
     above = np.min(signal, where=~at_floor, initial=signal.max())
-    return bool(above - low > FLOOR_GAP * (signal.max() - low))
+    return bool(above - low > FLOOR_GAP * (signal.max() - low) and above - low >= FLOOR_MIN_GAP)
 
 
 def encode_signal_linear(signal: np.ndarray, dtype, floor: bool = False) -> bytes:
