@@ -578,20 +578,25 @@ def _linear_plan(signal: np.ndarray, floor: bool = False) -> dict:
     padded = prediction.with_zero(flat)
     sources = prediction.neighbour_sources(h, w)
     low, high = int(signal.min()), int(signal.max())
-    edge = np.zeros(flat.shape, dtype=np.int8)
-    means = np.zeros_like(flat)
+    inside = None  # version 3: the pixels the linear predictor predicts, every one but the floor's edge
     if floor:
+        edge, means = np.empty(flat.shape, dtype=np.int8), np.empty_like(flat)
         wavefront.floor_edges(padded, sources, low, edge, means)
-    inside = edge == 0  # what the linear predictor predicts: every pixel but the floor's edge
+        inside = edge == 0
+
+    def predicted(values):  # the values of the linearly predicted pixels (all of them in version 2)
+        return values if inside is None else values[inside]
+
     bins = prediction.activity_bins(signal.size)
     activity = np.empty_like(flat)
     wavefront.linear_activities(padded, sources, activity)
-    activity_thresholds = context_thresholds(activity[inside], bins)
+    activity_thresholds = context_thresholds(predicted(activity), bins)
     num_classes = bins * prediction.ORIENTATIONS
     # the fit sees at most FIT_PIXELS pixels, evenly strided over (plane, pixel): gather only those
     step = max(1, -(-flat.size // prediction.FIT_PIXELS))
     fitted = np.arange(0, flat.size, step)
-    fitted = fitted[inside.ravel()[fitted]]
+    if inside is not None:
+        fitted = fitted[inside.ravel()[fitted]]
     plane, pixel = np.divmod(fitted, h * w)
     row = plane * (h * w + 1)  # where each fitted pixel's plane starts in the padded planes, flattened
     near = [np.take(padded.ravel(), row + index)[None] for index in sources[:, pixel]]
@@ -600,16 +605,20 @@ def _linear_plan(signal: np.ndarray, floor: bool = False) -> dict:
     errors = np.empty_like(flat)
     wavefront.linear_predictions(padded, sources, coefficients, activity_thresholds, low, high,
                                  prediction.COEF_BITS, errors)
-    np.subtract(flat, np.where(inside, errors, means), out=errors)
-    at_floor = ~inside & (flat == low)
-    kept = np.where(at_floor, 0, errors)  # what later pixels' contexts read: a floor pixel on the edge left none
+    kept = errors  # what later pixels' contexts read
+    if inside is None:
+        np.subtract(flat, errors, out=errors)
+    else:
+        np.subtract(flat, np.where(inside, errors, means), out=errors)
+        at_floor = ~inside & (flat == low)
+        kept = np.where(at_floor, 0, errors)  # a floor pixel on the edge leaves no error
     error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
     local = np.empty_like(flat)
     wavefront.linear_energies(padded, prediction.with_zero(kept), sources, error_sources, local)
     contexts = num_contexts(signal.size)
-    thresholds = context_thresholds(local[inside], contexts)
+    thresholds = context_thresholds(predicted(local), contexts)
     context = count_at_most(thresholds, local)
-    if floor:
+    if inside is not None:
         errors = np.where(inside, errors, floor_symbols(errors, at_floor))
         context[~inside] = contexts
     head = (bytes([FLOOR_MARKER if floor else LINEAR_MARKER, bins])

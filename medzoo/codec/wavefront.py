@@ -116,9 +116,9 @@ def _linear_energy(signal, errors, p, a, sources, error_sources):
 
 @_jit
 def _floor_edge(signal, p, a, sources, floor):
-    """Payload version 3's test at pixel ``a`` of plane ``p``: -1 where its nine neighbours are not a mix of
-    ``floor`` and other values, else the mean (rounded down) of those that are not ``floor``: the pixel lies
-    on the edge of a region at the floor (a CT scanner's padding outside its field of view)."""
+    """Payload version 3's test at pixel ``a`` of plane ``p``: ``(1, mean)`` where its nine neighbours mix
+    ``floor`` with other values (the pixel lies on the edge of a region at the floor, a CT scanner's padding
+    outside its field of view), ``mean`` that of the others rounded down; else ``(-1, 0)``."""
     total = np.int64(0)
     count = 0
     for k in range(9):
