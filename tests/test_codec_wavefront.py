@@ -160,3 +160,27 @@ def test_the_floor_edge_test_matches_its_numpy_definition(shape):
     np.testing.assert_array_equal(edge.astype(bool), want_edge)
     np.testing.assert_array_equal(means, want_mean)
     assert shape[2] == 1 or want_edge.any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (3, 5), (5, 3), (2, 33)])
+def test_neighbour_sources_follow_their_definition_pixel_by_pixel(shape):
+    """Where each pixel reads its nine neighbours (the table both sides gather through, built from the border
+    rows and columns alone): the neighbour itself inside the image; outside it, its fallback's source (W: N,
+    or the zero at the first pixel), or the zero when errors are read (``fallback=False``)."""
+    h, w = shape
+    zero = h * w
+    for fallback in (True, False):
+        table = prediction.neighbour_sources(h, w, fallback)
+        assert table.shape == (len(prediction.OFFSETS), h * w) and not table.flags.writeable
+        for k, (dr, dc) in enumerate(prediction.OFFSETS):
+            for r in range(h):
+                for c in range(w):
+                    if 0 <= r - dr and 0 <= c - dc < w:
+                        want = (r - dr) * w + c - dc
+                    elif not fallback:
+                        want = zero
+                    elif k == 0:
+                        want = (r - 1) * w + c if r >= 1 else zero
+                    else:
+                        want = table[prediction.FALLBACK[k], r * w + c]
+                    assert table[k, r * w + c] == want, (k, r, c)

@@ -66,21 +66,31 @@ def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
     """
     dtype = np.int32 if h * w < 2 ** 31 - 1 else np.int64
     at = np.arange(h * w, dtype=dtype)
-    rows, cols = np.divmod(at, w)
     zero = h * w
     found = np.empty((len(OFFSETS), h * w), dtype=dtype)
     for k, (dr, dc) in enumerate(OFFSETS):
         index = found[k]
         np.subtract(at, dr * w + dc, out=index)  # right inside the image; the border is fixed below
-        border = np.flatnonzero((rows < dr) | (cols < dc) | (cols - dc >= w))
+        border = _border(h, w, dr, dc)
         if not fallback:
             index[border] = zero
         elif k == 0:  # W: N in the first column, the zero at the very first pixel
-            index[border] = np.where(rows[border] >= 1, at[border] - w, zero)
+            index[border] = np.where(border >= w, border - w, zero)
         else:
             index[border] = found[FALLBACK[k]][border]
     found.flags.writeable = False
     return found
+
+
+def _border(h: int, w: int, dr: int, dc: int) -> np.ndarray:
+    """Flat indices of the pixels whose neighbour ``dr`` rows up and ``dc`` columns left lies outside an
+    H x W image: the first ``dr`` rows, and the first ``dc`` (or last ``-dc``) columns of the others. Built
+    from the border alone (a few rows and columns), not by testing every pixel."""
+    top = min(dr, h)
+    columns = np.arange(dc) if dc > 0 else np.arange(w + dc, w)
+    columns = columns[(columns >= 0) & (columns < w)]
+    side = (np.arange(top, h, dtype=np.int64)[:, None] * w + columns[None, :]).ravel()
+    return np.concatenate([np.arange(top * w, dtype=np.int64), side])
 
 
 def with_zero(flat: np.ndarray) -> np.ndarray:
