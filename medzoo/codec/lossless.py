@@ -68,9 +68,13 @@ ESCAPE_BITS = 18
 DTYPES = ("uint8", "uint16", "int16", "int8")
 #: a context's table index that announces an explicit table (its histogram follows in the side information)
 EXPLICIT = 255
-#: an explicit table covers at most [-EXPLICIT_HALF, EXPLICIT_HALF]; its counts are sent as bytes
-#: ``round(COUNT_STEPS * log2(1 + count))``
-EXPLICIT_HALF, COUNT_STEPS = 96, 16
+#: an explicit table covers at most [-EXPLICIT_HALF, EXPLICIT_HALF] (its half-width is sent in a byte); its
+#: counts are sent as bytes ``round(COUNT_STEPS * log2(1 + count))``
+EXPLICIT_HALF, COUNT_STEPS = 255, 16
+#: the largest count a byte level holds (level 255); the encoder scales a histogram's counts below it
+EXPLICIT_PEAK = 2.0 ** (255 / COUNT_STEPS) - 1.0
+#: contexts of at least this many residuals may send an explicit table (where it pays for itself)
+EXPLICIT_MIN = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,10 +194,19 @@ def lower_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- coding
+@functools.lru_cache(maxsize=1)
+def _level_counts() -> np.ndarray:
+    """The count each byte level stands for, ``2^(level / COUNT_STEPS) - 1``, floored at 1e-3 (exact, read-only)."""
+    counts = exact.exp(np.arange(256, dtype=np.float64) * (0.6931471805599453 / COUNT_STEPS)) - 1.0
+    counts = np.maximum(counts, 1e-3)
+    counts.flags.writeable = False
+    return counts
+
+
 def explicit_table(levels: np.ndarray) -> np.ndarray:
     """Quantised counts (bytes, the symbols ``-T..T`` then the escape) -> the table both sides use (exact)."""
-    counts = exact.exp(np.asarray(levels, dtype=np.float64) * (0.6931471805599453 / COUNT_STEPS)) - 1.0
-    return _frequencies(np.maximum(counts, 1e-3) / np.sum(np.maximum(counts, 1e-3)))
+    counts = _level_counts()[np.asarray(levels, dtype=np.uint8)]
+    return _frequencies(counts / np.sum(counts))
 
 
 class _Histogram:
@@ -214,6 +227,13 @@ class _Histogram:
         middle = np.searchsorted(ranks, [(self.size - 1) // 2, self.size // 2], side="right")
         return float(middle.sum()) / 2.0
 
+    def magnitude_quantiles(self, q) -> np.ndarray:
+        """``np.quantile(np.abs(residuals >> shift), q, method="higher")``, read off the counts."""
+        values = np.arange(self.low, self.low + len(self.counts))
+        below = np.cumsum(np.bincount(np.abs(values), weights=self.counts).astype(np.int64))  # |r| <= k
+        ranks = np.ceil((self.size - 1) * np.asarray(q, dtype=np.float64)).astype(np.int64)  # numpy's "higher" index
+        return np.searchsorted(below, ranks, side="right")
+
     def inside(self, half: int) -> np.ndarray:
         """Counts of the values ``-half..half`` (int64, length ``2 half + 1``)."""
         counts = np.zeros(2 * half + 1, dtype=np.int64)
@@ -231,27 +251,47 @@ class _Histogram:
                 + self.shift * self.size)
 
 
-def _explicit_levels(histogram: _Histogram, magnitudes: np.ndarray) -> np.ndarray:
-    """The byte levels of an explicit table (the encoder's histogram, quantised); ``magnitudes`` are
-    ``|residuals >> shift|``."""
-    half = int(min(EXPLICIT_HALF, max(1, np.quantile(magnitudes, 0.999, method="higher"))))
-    counts = histogram.inside(half)
+def _explicit_levels(histogram: _Histogram, half: int) -> np.ndarray:
+    """The byte levels of an explicit table over ``-half..half`` (the encoder's histogram, quantised).
+
+    The counts are scaled so that the largest (or the escapes') fits a byte's level: unscaled, every
+    count above :data:`EXPLICIT_PEAK` (about 62,000) would read as that peak, and a large context's
+    most frequent errors would all be priced alike. Only ratios matter, since the table is normalised.
+    """
+    counts = histogram.inside(half).astype(np.float64)
     counts = np.append(counts, histogram.size - counts.sum())
+    counts *= min(1.0, EXPLICIT_PEAK / max(float(counts.max()), 1.0))
     return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
+
+
+def _explicit_halves(histogram: _Histogram) -> list[int]:
+    """The half-widths an explicit table is priced at: powers of two and the errors' own upper quantiles,
+    within ``1..EXPLICIT_HALF``. Wide enough saves escapes (18 bits each), narrow enough saves side bytes and
+    the probability every listed value holds; only the bits tell which wins."""
+    quantiles = histogram.magnitude_quantiles([0.9, 0.99, 0.999, 0.9999, 1.0])
+    return sorted({min(EXPLICIT_HALF, max(1, int(h))) for h in [*quantiles, *(1 << k for k in range(8)), EXPLICIT_HALF]})
 
 
 def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.ndarray | None]:
     """:func:`choose_model`'s parametric choice, or an explicit table (index :data:`EXPLICIT`, its byte levels
-    sent) where its histogram saves more bits than it costs to send."""
+    sent) where its histogram saves more bits than it costs to send.
+
+    A context's errors need not look like a Laplace or a Gaussian: an ultrasound's black background
+    gives a context of zeros with a few jumps to the text's 255, images rescaled from fewer bits give
+    spikes. The explicit table is priced at several half-widths (:func:`_explicit_halves`) and kept
+    at the cheapest, side bytes included. Only the encoder chooses: the decoder reads any table.
+    """
     index, shift = choose_model(residuals, max_shift)
-    if residuals.size < 1024:
+    if residuals.size < EXPLICIT_MIN:
         return index, shift, None
     histogram = _Histogram(residuals, shift)
-    levels = _explicit_levels(histogram, np.abs(residuals >> shift))
-    side_bits = 8 * (len(levels) + 1)
-    if histogram.cost(explicit_table(levels)) + side_bits < histogram.cost(error_tables()[index]):
-        return EXPLICIT, shift, levels
-    return index, shift, None
+    best = (histogram.cost(error_tables()[index]), index, None)
+    for half in _explicit_halves(histogram):
+        levels = _explicit_levels(histogram, half)
+        bits = histogram.cost(explicit_table(levels)) + 8 * (len(levels) + 1)
+        if bits < best[0]:
+            best = (bits, EXPLICIT, levels)
+    return best[1], shift, best[2]
 
 
 def choose_model(residuals: np.ndarray, max_shift: int) -> tuple[int, int]:
