@@ -13,7 +13,8 @@ distribution per *context* of local error energy (CALIC's idea: errors cluster) 
 encoder picks, per context, the family and scale that code its errors in the fewest bits
 (searched around the scales that fit their mean and their median magnitude: outliers
 inflate the mean) and sends its index; where a context's own histogram (quantised to a
-byte per value, sent) saves more than it costs, that is its table instead (:data:`EXPLICIT`).
+byte per value, sent; priced at several widths up to 255 either side of zero) saves more than it
+costs, that is its table instead (:data:`EXPLICIT`).
 Wide errors (12-16-bit images) are split: the low ``shift`` bits are sent as they are,
 the rest with the table; values beyond a table are escaped (uniform, ESCAPE_BITS).
 
