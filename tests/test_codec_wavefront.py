@@ -162,7 +162,7 @@ def test_the_floor_edge_test_matches_its_numpy_definition(shape):
     assert shape[2] == 1 or want_edge.any()
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (3, 5), (5, 3), (2, 33)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (1, 9), (9, 1), (2, 2), (3, 5), (5, 3), (2, 33)])
 def test_neighbour_sources_follow_their_definition_pixel_by_pixel(shape):
     """Where each pixel reads its nine neighbours (the table both sides gather through, built from the border
     rows and columns alone): the neighbour itself inside the image; outside it, its fallback's source (W: N,

@@ -72,8 +72,12 @@ EXPLICIT = 255
 #: an explicit table covers at most [-EXPLICIT_HALF, EXPLICIT_HALF] (its half-width is sent in a byte); its
 #: counts are sent as bytes ``round(COUNT_STEPS * log2(1 + count))``
 EXPLICIT_HALF, COUNT_STEPS = 255, 16
-#: the largest count a byte level holds (level 255); the encoder scales a histogram's counts below it
+#: the largest count a byte level holds (level 255, about 62,800); the encoder scales a histogram's counts below it
 EXPLICIT_PEAK = 2.0 ** (255 / COUNT_STEPS) - 1.0
+#: an explicit table is priced at half-widths ``2^k`` and ``3 * 2^k`` (96 among them: the width it had before it
+#: was chosen by cost) and at these upper quantiles of its errors' magnitudes
+EXPLICIT_WIDTHS = tuple(sorted({*(1 << k for k in range(8)), *(3 << k for k in range(7))}))
+EXPLICIT_QUANTILES = (0.9, 0.99, 0.999, 0.9999, 1.0)
 #: contexts of at least this many residuals may send an explicit table (where it pays for itself)
 EXPLICIT_MIN = 64
 
@@ -215,7 +219,7 @@ class _Histogram:
     the number of residuals (the encoder prices a few dozen tables per context)."""
 
     def __init__(self, residuals: np.ndarray, shift: int):
-        high = residuals >> shift
+        high = np.asarray(residuals, dtype=np.int64) >> shift  # differences below in int64, whatever the type given
         self.shift, self.size = shift, residuals.size
         self.low = int(high.min()) if high.size else 0
         self.counts = np.bincount(high - self.low) if high.size else np.zeros(1, dtype=np.int64)
@@ -228,7 +232,7 @@ class _Histogram:
         middle = np.searchsorted(ranks, [(self.size - 1) // 2, self.size // 2], side="right")
         return float(middle.sum()) / 2.0
 
-    def magnitude_quantiles(self, q) -> np.ndarray:
+    def magnitude_quantiles(self, q: list[float]) -> np.ndarray:
         """``np.quantile(np.abs(residuals >> shift), q, method="higher")``, read off the counts."""
         values = np.arange(self.low, self.low + len(self.counts))
         below = np.cumsum(np.bincount(np.abs(values), weights=self.counts).astype(np.int64))  # |r| <= k
@@ -266,11 +270,12 @@ def _explicit_levels(histogram: _Histogram, half: int) -> np.ndarray:
 
 
 def _explicit_halves(histogram: _Histogram) -> list[int]:
-    """The half-widths an explicit table is priced at: powers of two and the errors' own upper quantiles,
-    within ``1..EXPLICIT_HALF``. Wide enough saves escapes (18 bits each), narrow enough saves side bytes and
-    the probability every listed value holds; only the bits tell which wins."""
-    quantiles = histogram.magnitude_quantiles([0.9, 0.99, 0.999, 0.9999, 1.0])
-    return sorted({min(EXPLICIT_HALF, max(1, int(h))) for h in [*quantiles, *(1 << k for k in range(8)), EXPLICIT_HALF]})
+    """The half-widths an explicit table is priced at: :data:`EXPLICIT_WIDTHS`, :data:`EXPLICIT_HALF` and the
+    errors' own upper quantiles (:data:`EXPLICIT_QUANTILES`), within ``1..EXPLICIT_HALF``. Wide enough saves
+    escapes (18 bits each), narrow enough saves side bytes and the probability every listed value holds;
+    only the bits tell which wins."""
+    candidates = [*histogram.magnitude_quantiles(list(EXPLICIT_QUANTILES)), *EXPLICIT_WIDTHS, EXPLICIT_HALF]
+    return sorted({min(EXPLICIT_HALF, max(1, int(h))) for h in candidates})
 
 
 def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.ndarray | None]:
@@ -279,8 +284,9 @@ def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.nd
 
     A context's errors need not look like a Laplace or a Gaussian: an ultrasound's black background
     gives a context of zeros with a few jumps to the text's 255, images rescaled from fewer bits give
-    spikes. The explicit table is priced at several half-widths (:func:`_explicit_halves`) and kept
-    at the cheapest, side bytes included. Only the encoder chooses: the decoder reads any table.
+    spikes. The explicit table is priced at several half-widths (:func:`_explicit_halves`, the one it
+    had before among them) and kept at the cheapest, side bytes included. Only the encoder chooses: the
+    decoder reads any table up to :data:`EXPLICIT_HALF` either side of zero.
     """
     index, shift = choose_model(residuals, max_shift)
     if residuals.size < EXPLICIT_MIN:
