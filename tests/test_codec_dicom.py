@@ -17,7 +17,8 @@ from medzoo.evaluate import compress_files, decompress_file
 _GROUP_LENGTH = 0x0000
 
 
-def _write(path, pixels, *, bits=12, signed=False, frames=None, photometric="MONOCHROME2", pixel_data=True):
+def _write(path, pixels, *, bits=12, signed=False, frames=None, photometric="MONOCHROME2", pixel_data=True,
+           planar=0):
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -29,7 +30,8 @@ def _write(path, pixels, *, bits=12, signed=False, frames=None, photometric="MON
     ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
     ds.PhotometricInterpretation = photometric
     if photometric == "RGB":
-        ds.PlanarConfiguration = 0
+        ds.PlanarConfiguration = planar
+        pixels = np.moveaxis(pixels, -1, -3) if planar else pixels  # by plane: all red, then green, then blue
     if frames:
         ds.NumberOfFrames = frames
     ds.BitsAllocated = 16 if bits > 8 else 8
@@ -87,7 +89,7 @@ def test_a_series_folder_goes_in_and_comes_out_as_a_folder_exactly(tmp_path, bit
 @pytest.mark.parametrize("problem, match", [
     ("no pixels", "Pixel Data"),
     ("frames", "2 frame\\(s\\), MONOCHROME2.*single-frame grey"),
-    ("colour", "1 frame\\(s\\), RGB"),
+    ("palette", "1 frame\\(s\\), PALETTE COLOR.*single-frame grey or RGB"),
     ("bit depth", "pixel values 0..4095 lie outside the declared 10-bit unsigned range 0..1023"),
     ("sizes", "these DICOMs differ"),
 ])
@@ -97,8 +99,8 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
     makers = {
         "no pixels": lambda: [_write(tmp_path / "in" / "x.dcm", image, pixel_data=False)],
         "frames": lambda: [_write(tmp_path / "in" / "x.dcm", np.stack([image, image]), frames=2)],
-        "colour": lambda: [_write(tmp_path / "in" / "x.dcm", np.zeros((32, 30, 3), np.uint8), bits=8,
-                                  photometric="RGB")],
+        "palette": lambda: [_write(tmp_path / "in" / "x.dcm", (image % 256).astype(np.uint8), bits=8,
+                                   photometric="PALETTE COLOR")],
         "bit depth": lambda: [_write(tmp_path / "in" / "x.dcm", image, bits=10)],
         "sizes": lambda: [_write(tmp_path / "in" / "x.dcm", image), _write(tmp_path / "in" / "y.dcm", image[:16])],
     }
@@ -106,11 +108,11 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
     with pytest.raises(DataError, match=match) as caught:
         dicom_io.read_for_coding(files)
     assert problem == "sizes" or "x.dcm" in str(caught.value)
-    if problem in ("frames", "colour"):  # lossless still codes them, as stored pixel arrays, and says so
+    if problem in ("frames", "palette"):  # lossless still codes them, as stored pixel arrays, and says so
         with pytest.warns(UserWarning, match="coded as stored pixel arrays.*not as DICOM files"):
             compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
         _, pixels, paths = decompress_file(tmp_path / "x.mzc", tmp_path / "back")
-        assert [p.suffix for p in paths] == [".png"] * len(paths)  # 16-bit grey frames, 8-bit RGB: PNG holds them
+        assert [p.suffix for p in paths] == [".png"] * len(paths)  # 16-bit grey frames, 8-bit indices: PNG holds them
         back = np.stack([medzoo.data.read_stored_pixels(p) for p in paths])
         assert back.dtype == pixels.dtype and np.array_equal(back.reshape(-1),
                                                              pydicom.dcmread(files[0]).pixel_array.reshape(-1))
@@ -119,6 +121,29 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
             compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
         assert not (tmp_path / "x.mzc").exists()
     assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("planar", [0, 1])
+def test_a_colour_ultrasound_dicom_round_trips_as_a_dicom_with_every_pixel(tmp_path, capsys, planar):
+    """RGB DICOMs (an ultrasound's colour Doppler, stored pixel by pixel or plane by plane) keep their header
+    and every stored value through the CLI, coded as luma and chroma; lossy coding says the zoo's codecs are
+    grey instead of writing anything."""
+    i, j = np.mgrid[:40, :48]
+    grey = (i * 3 + j * 2 + (i * j) % 7).astype(np.uint8)
+    rgb = np.stack([grey, grey, grey], axis=-1)
+    rgb[10:20, 12:30] = np.stack([200 + i[10:20, 12:30] % 50, 40 + j[10:20, 12:30], np.zeros((10, 18))], -1)
+    source = _write(tmp_path / "us.dcm", rgb.astype(np.uint8), bits=8, photometric="RGB", planar=planar)
+    assert dicom_io.unsupported(source) is None
+    assert main(["compress", "--lossless", str(source), "-o", str(tmp_path / "us.mzc")]) == 0
+    assert "lossless (the causal coder alone, on luma and chroma)" in capsys.readouterr().out
+    assert main(["decompress", str(tmp_path / "us.mzc"), "-o", str(tmp_path / "us_back.dcm")]) == 0
+    original, back = pydicom.dcmread(source), pydicom.dcmread(tmp_path / "us_back.dcm")
+    assert back.PlanarConfiguration == planar and back.PixelData == original.PixelData
+    assert np.array_equal(back.pixel_array, rgb)
+    _same_header(original, back)
+    with pytest.raises(DataError, match="takes 1 channel\\(s\\), the pixels have 3"):
+        compress_files([source], tmp_path / "lossy.mzc", model="ae-chestxray-f4c3", lossless=False, quality=3)
+    assert not (tmp_path / "lossy.mzc").exists()
 
 
 def test_a_container_cannot_write_outside_the_output_folder_and_an_earlier_lossy_record_is_kept(tmp_path):

@@ -91,22 +91,28 @@ def inner_stream(data):
 
 
 # ----------------------------------------------------------------- compress
+#: what the DICOM path keeps as a DICOM: single-frame grey images, and RGB ones (an ultrasound's colour,
+#: coded losslessly as luma and chroma); YBR, whose stored values pydicom turns into RGB, and palettes are not
+PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")
+
+
 def unsupported(path) -> str | None:
-    """Why the DICOM path cannot keep this file as a DICOM (several frames, colour or palette), or None.
+    """Why the DICOM path cannot keep this file as a DICOM (several frames, YBR or palette colour), or None.
     The header alone is read."""
     from medzoo.data.dicom import read_dicom_header
 
     meta = read_dicom_header(path)
     photometric = meta["photometric_interpretation"]
-    if meta["number_of_frames"] != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+    if meta["number_of_frames"] != 1 or photometric not in PHOTOMETRIC:
         return (f"{path}: {meta['number_of_frames']} frame(s), {photometric}: the DICOM path of the codec takes "
-                "single-frame grey images (MONOCHROME1/2)")
+                "single-frame grey or RGB images (MONOCHROME1/2, RGB)")
     return None
 
 
 def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
-    """DICOM files -> ``(stored pixels (N, H, W), names, header bytes)``, or a :class:`DataError` naming
-    the file for what the codec does not handle: no pixel data, several frames, colour, pixel values
+    """DICOM files -> ``(stored pixels (N, H, W) or (N, H, W, 3) for RGB, names, header bytes)``, or a
+    :class:`DataError` naming the file for what the codec does not handle: no pixel data, several frames,
+    YBR or palette colour, pixel values
     outside the declared bit depth, or images of different sizes or pixel types. The names are the
     files' paths relative to their common folder (a series keeps its layout)."""
     from medzoo.data.dicom import read_dicom_stored
@@ -175,7 +181,7 @@ def _check_bit_depth(path, stored: np.ndarray, bits: int, signed: int) -> None:
 
 # --------------------------------------------------------------- decompress
 def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathlib.Path]:
-    """Write the container's files with ``pixels`` (N, H, W), the decoded stored values.
+    """Write the container's files with ``pixels`` (N, H, W), or (N, H, W, 3) for RGB, the decoded stored values.
 
     ``output``: a folder (one file per image, under its original name), or a ``.dcm`` path for a
     container of one image. Every file is written to a temporary folder first and moved into place
@@ -202,8 +208,13 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
         written = []
         for i, (header, image, target) in enumerate(zip(headers, pixels, targets)):
             ds = pydicom.dcmread(io.BytesIO(header))
-            if (int(ds.Rows), int(ds.Columns)) != image.shape:
-                raise BitstreamError(f"file {names[i]}: header of {ds.Rows}x{ds.Columns} but pixels of {image.shape}")
+            samples = int(ds.get("SamplesPerPixel", 1))
+            expected = (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+            if image.shape != expected:
+                raise BitstreamError(f"file {names[i]}: header of {'x'.join(map(str, expected))} but pixels of "
+                                     f"{image.shape}")
+            if samples > 1 and int(ds.get("PlanarConfiguration", 0)) == 1:  # colour by plane: R..., G..., B...
+                image = np.moveaxis(image, -1, 0)
             ds.PixelData = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
             ds["PixelData"].VR = "OB" if image.dtype.itemsize == 1 else "OW"
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
