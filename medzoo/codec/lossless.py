@@ -232,6 +232,12 @@ class _Histogram:
         middle = np.searchsorted(ranks, [(self.size - 1) // 2, self.size // 2], side="right")
         return float(middle.sum()) / 2.0
 
+    def entropy_bits(self) -> float:
+        """The empirical entropy of ``residuals >> shift`` times their number, plus the low bits sent as they
+        are: no table codes them in fewer bits (an escape's 18 raw bits hold any value a table leaves out)."""
+        counts = self.counts[self.counts > 0].astype(np.float64)
+        return float(counts @ np.log2(self.size / counts)) + self.shift * self.size
+
     def magnitude_quantiles(self, q: list[float]) -> np.ndarray:
         """``np.quantile(np.abs(residuals >> shift), q, method="higher")``, read off the counts."""
         values = np.arange(self.low, self.low + len(self.counts))
@@ -293,7 +299,10 @@ def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.nd
         return index, shift, None
     histogram = _Histogram(residuals, shift)
     best = (histogram.cost(error_tables()[index]), index, None)
+    floor = histogram.entropy_bits()
     for half in _explicit_halves(histogram):
+        if floor + 8 * (2 * half + 3) >= best[0]:  # even a perfect table this wide would not pay its side bytes
+            break
         levels = _explicit_levels(histogram, half)
         bits = histogram.cost(explicit_table(levels)) + 8 * (len(levels) + 1)
         if bits < best[0]:
