@@ -146,6 +146,25 @@ def test_a_colour_ultrasound_dicom_round_trips_as_a_dicom_with_every_pixel(tmp_p
     assert not (tmp_path / "lossy.mzc").exists()
 
 
+def test_a_big_endian_dicom_is_kept_as_pixels_not_as_a_dicom_whose_header_could_not_be_written(tmp_path):
+    """Explicit VR Big Endian (retired) headers cannot be re-encoded little-endian, which is what decompress
+    writes: lossless coding keeps the stored pixels, says so, and decodes them exactly to .npy; lossy coding
+    refuses, naming the file."""
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("MR_small_bigendian.dcm")
+    assert "Big Endian" in dicom_io.unsupported(source) and "MR_small_bigendian.dcm" in dicom_io.unsupported(source)
+    with pytest.warns(UserWarning, match="coded as stored pixel arrays"):
+        compress_files([source], tmp_path / "mr.mzc", model=None, lossless=True)
+    _, pixels, paths = decompress_file(tmp_path / "mr.mzc", tmp_path / "back")
+    assert [p.suffix for p in paths] == [".npy"]  # signed 16-bit: no PNG holds it
+    back = np.load(paths[0])
+    assert back.dtype == np.int16 and np.array_equal(back.squeeze(), pydicom.dcmread(source).pixel_array)
+    with pytest.raises(DataError, match="Big Endian"):
+        compress_files([source], tmp_path / "lossy.mzc", model="ae-chestxray-f4c3", lossless=False, quality=3)
+    assert not (tmp_path / "lossy.mzc").exists()
+
+
 def test_a_container_cannot_write_outside_the_output_folder_and_an_earlier_lossy_record_is_kept(tmp_path):
     image = (np.arange(24 * 20).reshape(24, 20) * 7 % 4096).astype(np.uint16)
     compress_files([_write(tmp_path / "x.dcm", image)], tmp_path / "x.mzc", model=None, lossless=True)

@@ -97,8 +97,10 @@ PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")
 
 
 def unsupported(path) -> str | None:
-    """Why the DICOM path cannot keep this file as a DICOM (several frames, YBR or palette colour), or None.
-    The header alone is read."""
+    """Why the DICOM path cannot keep this file as a DICOM (several frames, YBR or palette colour, a big-endian
+    file), or None. The header alone is read."""
+    from pydicom.uid import UID
+
     from medzoo.data.dicom import read_dicom_header
 
     meta = read_dicom_header(path)
@@ -106,6 +108,9 @@ def unsupported(path) -> str | None:
     if meta["number_of_frames"] != 1 or photometric not in PHOTOMETRIC:
         return (f"{path}: {meta['number_of_frames']} frame(s), {photometric}: the DICOM path of the codec takes "
                 "single-frame grey or RGB images (MONOCHROME1/2, RGB)")
+    if not UID(meta["transfer_syntax_uid"]).is_little_endian:  # pydicom cannot re-encode its header's words
+        return (f"{path}: Explicit VR Big Endian (a retired transfer syntax): the DICOM path writes little-endian "
+                "files and cannot convert this header; convert the file first (e.g. dcmconv +te)")
     return None
 
 
