@@ -116,10 +116,9 @@ def unsupported(path) -> str | None:
 
 def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
     """DICOM files -> ``(stored pixels (N, H, W) or (N, H, W, 3) for RGB, names, header bytes)``, or a
-    :class:`DataError` naming the file for what the codec does not handle: no pixel data, several frames,
-    YBR or palette colour, pixel values
-    outside the declared bit depth, or images of different sizes or pixel types. The names are the
-    files' paths relative to their common folder (a series keeps its layout)."""
+    :class:`DataError` naming the file for what the codec does not handle (:func:`unsupported`, or no
+    pixel data, pixel values outside the declared bit depth, images of different sizes or pixel types).
+    The names are the files' paths relative to their common folder (a series keeps its layout)."""
     from medzoo.data.dicom import read_dicom_stored
 
     paths = [pathlib.Path(p) for p in paths]

@@ -266,13 +266,24 @@ def _explicit_levels(histogram: _Histogram, half: int) -> np.ndarray:
     """The byte levels of an explicit table over ``-half..half`` (the encoder's histogram, quantised).
 
     The counts are scaled so that the largest (or the escapes') fits a byte's level: unscaled, every
-    count above :data:`EXPLICIT_PEAK` (about 62,000) would read as that peak, and a large context's
+    count above :data:`EXPLICIT_PEAK` would read as that peak, and a large context's
     most frequent errors would all be priced alike. Only ratios matter, since the table is normalised.
     """
     counts = histogram.inside(half).astype(np.float64)
     counts = np.append(counts, histogram.size - counts.sum())
     counts *= min(1.0, EXPLICIT_PEAK / max(float(counts.max()), 1.0))
     return np.minimum(255, np.round(COUNT_STEPS * np.log2(1.0 + counts))).astype(np.uint8)
+
+
+def explicit_side_bits(half: int) -> int:
+    """What an explicit table of half-width ``half`` costs to send: its width byte and a byte per level
+    (``2 half + 1`` values and the escape)."""
+    return 8 * (2 * half + 3)
+
+
+def explicit_bits(histogram: _Histogram, levels: np.ndarray) -> float:
+    """Bits to code the histogram's residuals with the explicit table of ``levels``, its side bytes included."""
+    return histogram.cost(explicit_table(levels)) + explicit_side_bits((len(levels) - 2) // 2)
 
 
 def _explicit_halves(histogram: _Histogram) -> list[int]:
@@ -301,10 +312,10 @@ def choose_table(residuals: np.ndarray, max_shift: int) -> tuple[int, int, np.nd
     best = (histogram.cost(error_tables()[index]), index, None)
     floor = histogram.entropy_bits()
     for half in _explicit_halves(histogram):
-        if floor + 8 * (2 * half + 3) >= best[0]:  # even a perfect table this wide would not pay its side bytes
+        if floor + explicit_side_bits(half) >= best[0]:  # even a perfect table this wide would not pay its side
             break
         levels = _explicit_levels(histogram, half)
-        bits = histogram.cost(explicit_table(levels)) + 8 * (len(levels) + 1)
+        bits = explicit_bits(histogram, levels)
         if bits < best[0]:
             best = (bits, EXPLICIT, levels)
     return best[1], shift, best[2]
