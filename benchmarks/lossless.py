@@ -20,8 +20,9 @@ each with its own colour transform; its rate is bits per sample, a third of a pi
 median edge detector; 2, the default: what ``medzoo.compress`` writes, classified linear prediction,
 with the edge of a CT's padding coded apart where ``medzoo.codec.lossless.is_padded``). PNG is the baseline of the
 "vs PNG" column; the last column compares with JPEG-LS. Speed: megapixels per second on this
-machine, one image per call. ``--against REV`` adds a row for ``medzoo/codec/lossless.py`` as of git
-revision REV (this checkout's other modules around it), the baseline for a change of the coder:
+machine, one image per call. ``--against REV`` adds a row for ``medzoo/codec/lossless.py`` and the compiled
+steps it calls (``wavefront.py``) as of git revision REV (this checkout's other modules around them), the
+baseline for a change of the coder:
 
     python benchmarks/lossless.py --max-images 0 --sets native wg04 --codecs jpegls --against HEAD~1
 """
@@ -157,14 +158,20 @@ def _decompress(data, model=None) -> np.ndarray:
 
 
 def coder_at(revision: str) -> types.ModuleType:
-    """``medzoo/codec/lossless.py`` as of a git revision, as a module of its own (it imports this checkout's
-    other modules)."""
+    """``medzoo/codec/lossless.py`` as of a git revision, as a module of its own, with the compiled steps it
+    calls (``wavefront.py``) as of the same revision; it imports this checkout's other modules."""
     root = pathlib.Path(__file__).resolve().parent.parent
-    source = subprocess.run(["git", "show", f"{revision}:medzoo/codec/lossless.py"], capture_output=True, text=True,
-                            check=True, cwd=root).stdout
-    module = types.ModuleType("medzoo.codec.lossless_at_revision")
-    exec(compile(source, f"{revision}:medzoo/codec/lossless.py", "exec"), module.__dict__)
-    return module
+
+    def module_at(path: str) -> types.ModuleType:
+        source = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True, check=True,
+                                cwd=root).stdout
+        module = types.ModuleType(f"medzoo.codec.{pathlib.Path(path).stem}_at_revision")
+        exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)
+        return module
+
+    coder = module_at("medzoo/codec/lossless.py")
+    coder.wavefront = module_at("medzoo/codec/wavefront.py")
+    return coder
 
 
 def _through(module, fn):
