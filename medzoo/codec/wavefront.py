@@ -141,17 +141,22 @@ def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, a
     ``sources`` (9, H*W) and ``error_sources`` (4, H*W) are :func:`~medzoo.codec.prediction.neighbour_sources`.
     """
     return linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                             context_thresholds, low, high, coef_bits, -1, at, predicted, context)
+                             context_thresholds, np.zeros(0, dtype=np.int64), low, high, coef_bits, -1, at,
+                             predicted, context)
 
 
 @_jit
 def linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                      context_thresholds, low, high, coef_bits, edge_context, at, predicted, context):
-    """:func:`linear_step` of payload version 3 (version 2's where ``edge_context`` is -1): a pixel on the edge
-    of the floor ``low`` (:func:`_floor_edge`) is predicted by its neighbours off the floor and takes context
-    ``edge_context``; :func:`place_floor` reads its error."""
+                      context_thresholds, level_thresholds, low, high, coef_bits, edge_context, at, predicted,
+                      context):
+    """:func:`linear_step` of payload versions 3 and 4 (version 2's where ``edge_context`` is -1 and
+    ``level_thresholds`` empty): a pixel on the edge of the floor ``low`` (:func:`_floor_edge`) is predicted
+    by its neighbours off the floor and takes context ``edge_context``; :func:`place_floor` reads its error.
+    With ``level_thresholds`` (version 4), a pixel's context is its energy's bin times their count plus one,
+    plus the level of its prediction (how many of them are ``<=`` it)."""
     first = max(0, -(-(t - w + 1) // 2))
     n = min(h - 1, t // 2) - first + 1
+    levels = level_thresholds.shape[0] + 1
     for i in range(n):
         r = first + i
         at[i] = r * w + (t - 2 * r)
@@ -164,10 +169,11 @@ def linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficie
                     predicted[p * n + i] = mean
                     context[p * n + i] = edge_context
                     continue
-            predicted[p * n + i] = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
-                                                      low, high, coef_bits)
-            context[p * n + i] = _count_at_most(context_thresholds,
-                                                _linear_energy(signal, errors, p, a, sources, error_sources))
+            value = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high,
+                                       coef_bits)
+            predicted[p * n + i] = value
+            energy = _count_at_most(context_thresholds, _linear_energy(signal, errors, p, a, sources, error_sources))
+            context[p * n + i] = energy * levels + _count_at_most(level_thresholds, value)
     return n
 
 
