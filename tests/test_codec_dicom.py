@@ -1,5 +1,7 @@
 """DICOM in, DICOM out (medzoo.codec.dicom_io): the header kept, every pixel back, series folders, bad input."""
 
+import io
+
 import numpy as np
 import pydicom
 import pytest
@@ -88,8 +90,7 @@ def test_a_series_folder_goes_in_and_comes_out_as_a_folder_exactly(tmp_path, bit
 
 @pytest.mark.parametrize("problem, match", [
     ("no pixels", "Pixel Data"),
-    ("frames", "2 frame\\(s\\), MONOCHROME2.*single-frame grey"),
-    ("palette", "1 frame\\(s\\), PALETTE COLOR.*single-frame grey or RGB"),
+    ("palette", "PALETTE COLOR: the DICOM path of the codec takes grey or RGB images"),
     ("bit depth", "pixel values 0..4095 lie outside the declared 10-bit unsigned range 0..1023"),
     ("sizes", "these DICOMs differ"),
 ])
@@ -98,7 +99,6 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
     image = (np.arange(32 * 30, dtype=np.uint16).reshape(32, 30) * 5) % 4096  # 12-bit values, up to 4095
     makers = {
         "no pixels": lambda: [_write(tmp_path / "in" / "x.dcm", image, pixel_data=False)],
-        "frames": lambda: [_write(tmp_path / "in" / "x.dcm", np.stack([image, image]), frames=2)],
         "palette": lambda: [_write(tmp_path / "in" / "x.dcm", (image % 256).astype(np.uint8), bits=8,
                                    photometric="PALETTE COLOR")],
         "bit depth": lambda: [_write(tmp_path / "in" / "x.dcm", image, bits=10)],
@@ -108,11 +108,11 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
     with pytest.raises(DataError, match=match) as caught:
         dicom_io.read_for_coding(files)
     assert problem == "sizes" or "x.dcm" in str(caught.value)
-    if problem in ("frames", "palette"):  # lossless still codes them, as stored pixel arrays, and says so
+    if problem == "palette":  # lossless still codes it, as stored pixel arrays, and says so
         with pytest.warns(UserWarning, match="coded as stored pixel arrays.*not as DICOM files"):
             compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
         _, pixels, paths = decompress_file(tmp_path / "x.mzc", tmp_path / "back")
-        assert [p.suffix for p in paths] == [".png"] * len(paths)  # 16-bit grey frames, 8-bit indices: PNG holds them
+        assert [p.suffix for p in paths] == [".png"] * len(paths)  # 8-bit indices: PNG holds them
         back = np.stack([medzoo.data.read_stored_pixels(p) for p in paths])
         assert back.dtype == pixels.dtype and np.array_equal(back.reshape(-1),
                                                              pydicom.dcmread(files[0]).pixel_array.reshape(-1))
@@ -121,6 +121,60 @@ def test_dicoms_the_codec_does_not_handle_are_refused_naming_the_file_and_nothin
             compress_files(files, tmp_path / "x.mzc", model=None, lossless=True)
         assert not (tmp_path / "x.mzc").exists()
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_multi_frame_dicoms_keep_their_frames_together_beside_single_frame_ones(tmp_path, capsys):
+    """A cine loop or an enhanced CT/MR holds several frames in one file: they go in as consecutive images of
+    the stream and come out as one file with its header and every frame, beside single-frame files of the same
+    size in the same series (container version 2: a reader of version 1 says to upgrade)."""
+    rng = np.random.default_rng(9)
+    i, j = np.mgrid[:36, :44]
+    cine = np.stack([(i * 40 + j * 30 + 200 * f + rng.integers(0, 60, i.shape)) % 4096 for f in range(5)])
+    files = [_write(tmp_path / "in" / "cine.dcm", cine.astype(np.uint16), frames=5),
+             _write(tmp_path / "in" / "still.dcm", cine[2].astype(np.uint16)),
+             _write(tmp_path / "in" / "pair.dcm", cine[:2].astype(np.uint16), frames=2)]
+    assert main(["compress", "--lossless", str(tmp_path / "in"), "-o", str(tmp_path / "s.mzc")]) == 0
+    data = (tmp_path / "s.mzc").read_bytes()
+    assert data[len(dicom_io.MAGIC)] == 2 and medzoo.evaluate.read_header(data).num_images == 8
+    assert main(["decompress", str(tmp_path / "s.mzc"), "-o", str(tmp_path / "out")]) == 0
+    assert "wrote 3 DICOM file(s)" in capsys.readouterr().out
+    for source in files:
+        original, back = pydicom.dcmread(source), pydicom.dcmread(tmp_path / "out" / source.name)
+        assert back.PixelData == original.PixelData and np.array_equal(back.pixel_array, original.pixel_array)
+        _same_header(original, back)
+    # one single-frame file keeps the first container version, byte for byte what earlier medzoo wrote
+    single = compress_files([files[1]], tmp_path / "one.mzc", model=None, lossless=True)
+    assert single.header.num_images == 1 and (tmp_path / "one.mzc").read_bytes()[len(dicom_io.MAGIC)] == 1
+    # a header whose frames disagree with the stream is a BitstreamError, and nothing is written
+    names, headers, stream = dicom_io.unpack(data)
+    lying = pydicom.dcmread(io.BytesIO(headers[0]))
+    lying.NumberOfFrames = 4
+    buffer = io.BytesIO()
+    lying.save_as(buffer, enforce_file_format=True)
+    (tmp_path / "bad.mzc").write_bytes(dicom_io.pack(names, [buffer.getvalue(), *headers[1:]], stream))
+    with pytest.raises(BitstreamError, match="hold 7 frame\\(s\\) but its stream holds 8 image\\(s\\)"):
+        decompress_file(tmp_path / "bad.mzc", tmp_path / "bad")
+    assert not list(tmp_path.glob("bad/**/*.dcm"))
+
+
+def test_a_two_frame_rgb_file_from_pydicom_round_trips_and_a_multi_frame_file_codes_lossily(tmp_path):
+    """pydicom's RLE-compressed 2-frame RGB secondary capture comes back as two frames, every pixel; a
+    multi-frame grey file coded by a zoo autoencoder comes back as a multi-frame DICOM marked lossy."""
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("SC_rgb_rle_2frame.dcm")
+    compress_files([source], tmp_path / "rgb.mzc", model=None, lossless=True)
+    _, _, paths = decompress_file(tmp_path / "rgb.mzc", tmp_path / "rgb.dcm")
+    original, back = pydicom.dcmread(source), pydicom.dcmread(paths[0])
+    assert back.NumberOfFrames == 2 and np.array_equal(back.pixel_array, original.pixel_array)
+    i, j = np.mgrid[:64, :64]
+    frames = np.stack([((i - 32) ** 2 + (j - 30 + 4 * f) ** 2) * 2 % 4096 for f in range(3)]).astype(np.uint16)
+    grey = _write(tmp_path / "grey.dcm", frames, frames=3)
+    compress_files([grey], tmp_path / "lossy.mzc", model="ae-chestxray-f4c3", lossless=False, quality=3)
+    _, _, paths = decompress_file(tmp_path / "lossy.mzc", tmp_path / "lossy.dcm")
+    back = pydicom.dcmread(paths[0])
+    assert back.NumberOfFrames == 3 and back.pixel_array.shape == (3, 64, 64) and back.LossyImageCompression == "01"
+    assert back.SOPInstanceUID != pydicom.dcmread(grey).SOPInstanceUID
 
 
 @pytest.mark.parametrize("planar", [0, 1])

@@ -8,11 +8,16 @@ lossy one (a codec that codes integer pixels) is marked as DICOM requires: Lossy
 Compression (0028,2110) "01", its ratio (0028,2112) and method (0028,2114) appended to any
 earlier ones, and a new SOP Instance UID, since the pixels are no longer those of the original.
 
+A multi-frame file (an ultrasound cine loop, an enhanced CT or MR) keeps its frames together: they
+are consecutive images of the stream, and the decoder learns how many from the file's own header
+(Number of Frames).
+
 Container layout (integers marked v are unsigned LEB128 varints)::
 
     magic        4 bytes  b"\\x89MZD"
-    version      1 byte   1
-    N            v        number of files (one image each, in stream order)
+    version      1 byte   1 (every file a single frame) or 2 (some file holds several: a reader of version 1
+                          would not know to split the images by the headers' Number of Frames)
+    N            v        number of files (their frames in stream order, file after file)
     per file     v length + UTF-8 file name, v length + zlib-deflated DICOM header (Part 10,
                  Pixel Data removed)
     stream       v length + a medzoo stream of the N images' stored pixels (medzoo.codec.stream)
@@ -37,7 +42,8 @@ from medzoo.codec.bitio import BitstreamError, Reader, varint
 from medzoo.errors import DataError
 
 MAGIC = b"\x89MZD"
-VERSION = 1
+#: the container versions this medzoo reads; it writes the lowest that holds its files (2 for multi-frame ones)
+VERSIONS = (1, 2)
 #: (0028,2114) Lossy Image Compression Method of medzoo's streams (a CS value: 16 characters at most)
 LOSSY_METHOD = "MEDZOO_MZC2"
 
@@ -48,10 +54,12 @@ def is_container(data) -> bool:
 
 
 def pack(names: list[str], headers: list[bytes], stream: bytes) -> bytes:
-    """The container of ``stream`` and one (file name, DICOM header bytes) per image."""
+    """The container of ``stream`` and one (file name, DICOM header bytes) per file, whose frames
+    (:func:`frames_of`) are the stream's images in turn."""
     if len(names) != len(headers) or not names:
-        raise DataError("a DICOM container needs one name and one header per image, and at least one")
-    body = bytearray(MAGIC + bytes([VERSION]) + varint(len(names)))
+        raise DataError("a DICOM container needs one name and one header per file, and at least one")
+    version = VERSIONS[0] if all(frames_of(header) == 1 for header in headers) else VERSIONS[1]
+    body = bytearray(MAGIC + bytes([version]) + varint(len(names)))
     for name, header in zip(names, headers):
         raw, packed = name.encode("utf-8"), zlib.compress(header, 9)
         body += varint(len(raw)) + raw + varint(len(packed)) + packed
@@ -70,9 +78,9 @@ def unpack(data) -> tuple[list[str], list[bytes], bytes]:
     r = Reader(data[:-4])
     r.take(len(MAGIC), "magic")
     version = r.take(1, "container version")[0]
-    if version != VERSION:
+    if version not in VERSIONS:
         raise BitstreamError(f"medzoo DICOM container version {version} is not supported by this medzoo "
-                             f"(it reads version {VERSION}); upgrade medzoo")
+                             f"(it reads versions {', '.join(map(str, VERSIONS))}); upgrade medzoo")
     names, headers = [], []
     for i in range(r.varint("file count")):
         names.append(r.text(f"name of file {i}"))
@@ -85,29 +93,42 @@ def unpack(data) -> tuple[list[str], list[bytes], bytes]:
     return names, headers, stream
 
 
+def frames_of(header: bytes) -> int:
+    """How many frames a file's kept header (Part 10 bytes, Pixel Data removed) says it holds."""
+    import pydicom
+
+    try:
+        frames = int(pydicom.dcmread(io.BytesIO(header), stop_before_pixels=True).get("NumberOfFrames") or 1)
+    except Exception as exc:  # a corrupted header
+        raise BitstreamError(f"a DICOM header in the container does not parse ({type(exc).__name__}: {exc})") from None
+    if frames < 1:
+        raise BitstreamError(f"a DICOM header in the container says it holds {frames} frames")
+    return frames
+
+
 def inner_stream(data):
     """The medzoo stream inside a container, or ``data`` itself when it is a bare stream."""
     return unpack(data)[2] if is_container(data) else data
 
 
 # ----------------------------------------------------------------- compress
-#: what the DICOM path keeps as a DICOM: single-frame grey images, and RGB ones (an ultrasound's colour,
-#: coded losslessly as luma and chroma); YBR, whose stored values pydicom turns into RGB, and palettes are not
+#: what the DICOM path keeps as a DICOM: grey images, and RGB ones (an ultrasound's colour, coded losslessly as
+#: luma and chroma), of one frame or several; YBR, whose stored values pydicom turns into RGB, and palettes are not
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")
 
 
 def unsupported(path) -> str | None:
-    """Why the DICOM path cannot keep this file as a DICOM (several frames, YBR or palette colour, a big-endian
-    file), or None. The header alone is read."""
+    """Why the DICOM path cannot keep this file as a DICOM (YBR or palette colour, a big-endian file), or
+    None. The header alone is read."""
     from pydicom.uid import UID
 
     from medzoo.data.dicom import read_dicom_header
 
     meta = read_dicom_header(path)
     photometric = meta["photometric_interpretation"]
-    if meta["number_of_frames"] != 1 or photometric not in PHOTOMETRIC:
-        return (f"{path}: {meta['number_of_frames']} frame(s), {photometric}: the DICOM path of the codec takes "
-                "single-frame grey or RGB images (MONOCHROME1/2, RGB)")
+    if photometric not in PHOTOMETRIC:
+        return (f"{path}: {photometric}: the DICOM path of the codec takes grey or RGB images (MONOCHROME1/2, "
+                "RGB), of one frame or several")
     if not UID(meta["transfer_syntax_uid"]).is_little_endian:  # pydicom cannot re-encode its header's words
         return (f"{path}: Explicit VR Big Endian (a retired transfer syntax): the DICOM path writes little-endian "
                 "files and cannot convert this header; convert the file first (e.g. dcmconv +te)")
@@ -118,6 +139,7 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
     """DICOM files -> ``(stored pixels (N, H, W) or (N, H, W, 3) for RGB, names, header bytes)``, or a
     :class:`DataError` naming the file for what the codec does not handle (:func:`unsupported`, or no
     pixel data, pixel values outside the declared bit depth, images of different sizes or pixel types).
+    A multi-frame file gives its frames as consecutive images, N counting every frame of every file.
     The names are the files' paths relative to their common folder (a series keeps its layout)."""
     from medzoo.data.dicom import read_dicom_stored
 
@@ -130,23 +152,24 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
             raise DataError(f"{path}: the DICOM file has no Pixel Data (7FE0,0010): nothing to compress")
         reason = unsupported(path)
         if reason:
-            raise DataError(reason + "; split multi-frame files first")
-        stored, _ = read_dicom_stored(path)
+            raise DataError(reason)
+        stored, meta = read_dicom_stored(path)
         _check_bit_depth(path, _raw_values(ds, stored), int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)))
+        frames = stored if meta["number_of_frames"] > 1 else stored[None]
         del ds.PixelData
         buffer = io.BytesIO()
         try:
             ds.save_as(buffer, enforce_file_format=True)
         except (ValueError, AttributeError, TypeError) as exc:  # e.g. no SOP Instance UID or transfer syntax
             raise DataError(f"{path}: its DICOM header cannot be kept as a file ({type(exc).__name__}: {exc})") from exc
-        pixels.append(stored)
+        pixels.append(frames)
         names.append(path.resolve().relative_to(root).as_posix())
         headers.append(buffer.getvalue())
-    kinds = {(p.shape, p.dtype.str) for p in pixels}
+    kinds = {(p.shape[1:], p.dtype.str) for p in pixels}
     if len(kinds) > 1:
         raise DataError("one stream holds images of one size and pixel type; these DICOMs differ "
                         f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
-    return np.stack(pixels), names, headers
+    return np.concatenate(pixels), names, headers
 
 
 def _dataset(path: pathlib.Path):
@@ -185,7 +208,8 @@ def _check_bit_depth(path, stored: np.ndarray, bits: int, signed: int) -> None:
 
 # --------------------------------------------------------------- decompress
 def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathlib.Path]:
-    """Write the container's files with ``pixels`` (N, H, W), or (N, H, W, 3) for RGB, the decoded stored values.
+    """Write the container's files with ``pixels`` (N, H, W), or (N, H, W, 3) for RGB, the decoded stored values:
+    each file takes as many of them in turn as its header has frames.
 
     ``output``: a folder (one file per image, under its original name), or a ``.dcm`` path for a
     container of one image. Every file is written to a temporary folder first and moved into place
@@ -196,8 +220,11 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     names, headers, stream = unpack(data)
-    if len(pixels) != len(names):
-        raise BitstreamError(f"the container names {len(names)} file(s) but its stream holds {len(pixels)} image(s)")
+    frames = [frames_of(header) for header in headers]
+    if len(pixels) != sum(frames):
+        raise BitstreamError(f"the container's {len(names)} file(s) hold {sum(frames)} frame(s) but its stream holds "
+                             f"{len(pixels)} image(s)")
+    starts = np.cumsum([0, *frames])
     output = pathlib.Path(output)
     single = output.suffix.lower() == ".dcm"
     if single and len(names) != 1:
@@ -210,15 +237,16 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=".medzoo-", dir=_existing_parent(targets[0].parent)))
     try:
         written = []
-        for i, (header, image, target) in enumerate(zip(headers, pixels, targets)):
+        for i, (header, target) in enumerate(zip(headers, targets)):
             ds = pydicom.dcmread(io.BytesIO(header))
+            image = pixels[starts[i]:starts[i + 1]] if frames[i] > 1 else pixels[starts[i]]
             samples = int(ds.get("SamplesPerPixel", 1))
             expected = (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
-            if image.shape != expected:
+            if image.shape[-len(expected):] != expected:
                 raise BitstreamError(f"file {names[i]}: header of {'x'.join(map(str, expected))} but pixels of "
                                      f"{image.shape}")
             if samples > 1 and int(ds.get("PlanarConfiguration", 0)) == 1:  # colour by plane: R..., G..., B...
-                image = np.moveaxis(image, -1, 0)
+                image = np.moveaxis(image, -1, -3)  # per frame
             ds.PixelData = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
             ds["PixelData"].VR = "OB" if image.dtype.itemsize == 1 else "OW"
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
