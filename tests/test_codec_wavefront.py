@@ -185,16 +185,3 @@ def test_neighbour_sources_follow_their_definition_pixel_by_pixel(shape):
                         want = table[prediction.FALLBACK[k], r * w + c]
                     assert table[k, r * w + c] == want, (k, r, c)
 
-
-def test_coarser_levels_are_the_finest_halved_as_the_decoder_counts_them():
-    """The encoder gets each pixel's level at 4 and 2 levels by halving its level at 8 (one search for all
-    counts); the decoder counts the thresholds sent at or below the prediction. Both must agree, on values
-    dense enough that every threshold and the value below it occur, signed too."""
-    rng = np.random.default_rng(4)
-    for values in (rng.integers(-40, 40, size=20000), rng.integers(-3000, 3000, size=5000)):
-        finest = lossless._Levels(values, None, 8)
-        for count in (8, 4, 2):
-            thresholds, level = finest.coarser(count)
-            assert len(thresholds) == count - 1 and np.all(np.diff(thresholds) > 0)
-            assert np.array_equal(level, np.searchsorted(thresholds, values, side="right"))
-        assert finest.coarser(1)[0].size == 0

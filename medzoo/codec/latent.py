@@ -119,7 +119,8 @@ def encode_block(model, x: np.ndarray, factor: int, step: float, batch_size: int
         raise ConfigError(f"{type(model).__name__} has a flat latent; coding needs a spatial one")
     q = np.clip(np.round(latent / np.float32(step)), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64)
     _, lh, lw, lc = q.shape
-    payloads = [lossless.encode_signal(np.ascontiguousarray(q[..., c]), "int16") for c in range(lc)]
+    # every count of the causal coder's levels is coded and the shortest kept: the network paces this codec
+    payloads = [lossless.encode_signal(np.ascontiguousarray(q[..., c]), "int16", thorough=True) for c in range(lc)]
     return b"".join([varint(factor), struct.pack(">f", step), varint(lh), varint(lw), varint(lc),
                      *(varint(len(p)) + p for p in payloads)])
 

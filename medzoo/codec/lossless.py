@@ -37,7 +37,8 @@ The neighbours predict in one of two ways (versions 2-4, and 1), the payload's f
   with each context of error energy split further by the level of the pixel's prediction, at quantiles
   of the predicted values (sent). X-ray and CT noise grows with the signal; 2.6% fewer bits on the
   WG04 CR extremity. On the other radiographs, the MR and the CT they save 0.1-0.5%, too little for
-  the slower coding (:data:`LEVEL_SAVING`), so those keep versions 2 and 3 (:class:`_Levels`).
+  the slower coding (:data:`LEVEL_SAVING`), so those keep versions 2 and 3 (:func:`_levels`). A learned
+  codec's latent channels, coded with every count of levels tried, take 2-8% fewer bits.
 * version 1 (:func:`encode_signal_med`; :func:`encode_signal` still picks it where it costs
   less, e.g. on thumbnails and flat graphics): JPEG-LS's median edge detector on left, up and
   up-left, error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``;
@@ -611,11 +612,11 @@ LEVEL_SAVING = 0.01
 BOTH_WAYS_PIXELS = 1 << 16
 
 
-def encode_signal(signal: np.ndarray, dtype) -> bytes:
+def encode_signal(signal: np.ndarray, dtype, thorough: bool = False) -> bytes:
     """Integer planes (P, H, W) -> a payload: version 2 (classified linear prediction, :mod:`~medzoo.codec.prediction`)
     or version 1 (the median edge detector), or on padded signals version 3 (version 2 with the floor's edge
     apart), whichever costs least; versions 2 and 3 become version 4 where splitting their contexts by the
-    prediction's level (:class:`_Levels`) saves at least :data:`LEVEL_SAVING` of their bits.
+    prediction's level (:func:`_levels`) saves at least :data:`LEVEL_SAVING` of their bits.
 
     Version 3 is tried too where the signal's lowest value looks like padding
     (:func:`is_padded`): a CT slice's corners outside the scanner's circular field of view (a fifth
@@ -630,11 +631,19 @@ def encode_signal(signal: np.ndarray, dtype) -> bytes:
     shortest payload kept; larger ones are predicted every way (cheap) and only the plan with the
     fewest estimated bits is coded: the median edge detector still wins on flat graphics, e.g. an
     ultrasound's annotations.
+
+    ``thorough``: every version is coded with each count of levels (:func:`_level_shapes`) and the
+    shortest payload kept, whatever the estimate says. The estimate misjudges small signals; a
+    learned codec's latent channels (:mod:`medzoo.codec.latent`), whose decoding the synthesis
+    network and not the range coder paces, take 0.2-8% fewer bits this way than by the estimate.
     """
     signal = np.asarray(signal, dtype=np.int64)
-    versions = [_linear_plans(signal), [_med_plan(signal)]]
+    shapes = _level_shapes(signal.size, thorough)
+    versions = [_linear_plans(signal, shapes=shapes), [_med_plan(signal)]]
     if is_padded(signal):
-        versions.append(_linear_plans(signal, floor=True))
+        versions.append(_linear_plans(signal, floor=True, shapes=shapes))
+    if thorough:
+        return min((_code_plan(plan, dtype) for plans in versions for plan in plans), key=len)
     best = [_fewest_bits(plans) for plans in versions]  # each at its count of levels, by estimate
     if signal.size <= BOTH_WAYS_PIXELS:
         return min((_code_plan(plan, dtype) for plan in best), key=len)
@@ -681,9 +690,10 @@ def floor_symbols(errors: np.ndarray, at_floor: np.ndarray) -> np.ndarray:
 def _linear_plan(signal: np.ndarray, floor: bool = False, levels: int | None = None) -> dict:
     """Version 2's coefficients (the payload's head), prediction errors and contexts; version 3's with ``floor``.
 
-    ``levels`` of the predicted value split the contexts too (version 4, :class:`_Levels`); ``None``:
-    whichever of :func:`_level_choices` gives the fewest estimated bits (1 keeps version 2 or 3)."""
-    return _fewest_bits(_linear_plans(signal, floor, None if levels is None else (levels,)))
+    ``levels`` of the predicted value split the contexts too (version 4, :func:`_levels`); ``None``:
+    whichever of :func:`_level_shapes` gives the fewest estimated bits (1 keeps version 2 or 3)."""
+    shapes = None if levels is None else [(levels, _energy_bins(signal.size, levels))]
+    return _fewest_bits(_linear_plans(signal, floor, shapes))
 
 
 def _fewest_bits(plans: list[dict]) -> dict:
@@ -697,10 +707,10 @@ def _fewest_bits(plans: list[dict]) -> dict:
     return best if _estimated_cost(best) < (1 - LEVEL_SAVING) * _estimated_cost(without) else without
 
 
-def _linear_plans(signal: np.ndarray, floor: bool = False, levels=None) -> list[dict]:
-    """:func:`_linear_plan` for each count of ``levels`` (default :func:`_level_choices`): the prediction is
-    computed once."""
-    levels = _level_choices(signal.size) if levels is None else levels
+def _linear_plans(signal: np.ndarray, floor: bool = False, shapes=None) -> list[dict]:
+    """:func:`_linear_plan` for each ``(levels, energy bins)`` of ``shapes`` (default :func:`_level_shapes`): the
+    prediction is computed once."""
+    shapes = _level_shapes(signal.size) if shapes is None else shapes
     planes, h, w = signal.shape
     flat = signal.reshape(planes, -1)
     padded = prediction.with_zero(flat)
@@ -746,16 +756,17 @@ def _linear_plans(signal: np.ndarray, floor: bool = False, levels=None) -> list[
     values = flat - errors  # the predictions (the means of the floor's edge in version 3)
     if inside is not None:
         errors = np.where(inside, errors, floor_symbols(errors, at_floor))
-    plans, energy = [], {}  # energy: each count of bins' thresholds and every pixel's bin, computed once
-    finest = _Levels(values, inside, max(levels))
-    for count in levels:
-        energy_bins = _energy_bins(signal.size, count)
+    plans, energy, levels = [], {}, {}  # each count of bins' or levels' thresholds and pixels' bins, computed once
+    for count, energy_bins in shapes:
         if energy_bins not in energy:
             thresholds = context_thresholds(predicted(local), energy_bins)
             energy[energy_bins] = thresholds, count_at_most(thresholds, local)
         thresholds, context = energy[energy_bins]
-        level_thresholds, level = finest.coarser(count)
+        level_thresholds = np.zeros(0, dtype=np.int64)
         if count > 1:
+            if count not in levels:
+                levels[count] = _levels(values, inside, count)
+            level_thresholds, level = levels[count]
             context = context * count + level
         contexts = energy_bins * count
         if inside is not None:
@@ -780,39 +791,32 @@ def _energy_bins(pixels: int, levels: int) -> int:
     return max(CONTEXT_BINS[0][1], min(num_contexts(pixels), most // levels))
 
 
-def _level_choices(pixels: int) -> tuple[int, ...]:
-    """The counts of levels :func:`encode_signal` tries on a signal of ``pixels``: none (1), and the most of
-    :data:`LEVEL_CHOICES` that stay within :data:`LEVEL_CONTEXTS`. Of the radiographs, MR and CT measured
-    only the CR extremity saves :data:`LEVEL_SAVING` with levels, and most with the most levels (8 of 8
-    energy bins: 2.6%, 4 of 16: 2.1%); trying one count costs the encoder a third of what trying three does."""
+def _level_shapes(pixels: int, thorough: bool = False) -> list[tuple[int, int]]:
+    """The ``(levels, energy bins)`` :func:`encode_signal` tries on a signal of ``pixels``: no levels, and the
+    most of :data:`LEVEL_CHOICES` that stay within :data:`LEVEL_CONTEXTS`. Of the radiographs, MR and CT
+    measured only the CR extremity saves :data:`LEVEL_SAVING` with levels, and most with the most levels
+    (8 of 8 energy bins: 2.6%, 4 of 16: 2.1%); trying one count costs the encoder a third of what trying
+    three does. ``thorough``: every count of levels, each beside 8 energy bins (what
+    :func:`encode_signal` codes one by one with ``thorough``)."""
+    plain = (1, num_contexts(pixels))
+    if thorough:
+        return [plain] + [(k, CONTEXT_BINS[0][1]) for k in LEVEL_CHOICES[1:]]
     most = next(contexts for limit, contexts in LEVEL_CONTEXTS if limit is None or pixels <= limit)
-    return 1, max(k for k in LEVEL_CHOICES if _energy_bins(pixels, k) * k <= most)
+    count = max(k for k in LEVEL_CHOICES if _energy_bins(pixels, k) * k <= most)
+    return [plain, (count, _energy_bins(pixels, count))]
 
 
-class _Levels:
-    """Version 4's levels of the predicted ``values``: :data:`LEVEL_CHOICES` ``finest`` of them at quantiles of
-    the predicted pixels' (``inside``; version 3's floor edge takes a context of its own), and every coarser
-    count as every second, fourth ... threshold of those, so that one search gives each pixel's level at
-    every count (its finest level halved, quartered ...).
+def _levels(values: np.ndarray, inside: np.ndarray | None, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Version 4's ``count`` levels of the predicted ``values``: their thresholds (sent), at quantiles of the
+    predicted pixels' (``inside``; version 3's floor edge takes a context of its own), and every pixel's level.
 
-    X-ray and CT noise grows with the signal (quantum noise), so a pixel's error spreads with its
+    X-ray noise grows with the signal (quantum noise), so a pixel's error spreads with its
     brightness as well as with its neighbours' errors: on the WG04 CR extremity 8 levels take 2.6%
-    fewer bits, 0.1-0.5% on the chest radiographs, MR and CT.
+    fewer bits, 0.1-0.5% on the chest radiographs, MR and CT, and on a learned codec's latent channels
+    2-8% (every count tried, :func:`encode_signal`'s ``thorough``).
     """
-
-    def __init__(self, values: np.ndarray, inside: np.ndarray | None, finest: int):
-        self.finest = finest
-        self.thresholds, self.level = np.zeros(0, dtype=np.int64), None
-        if finest > 1:
-            self.thresholds = context_thresholds(values if inside is None else values[inside], finest)
-            self.level = count_at_most(self.thresholds, values)
-
-    def coarser(self, count: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The thresholds of ``count`` levels (sent) and every pixel's level among them (None for one level)."""
-        if count == 1:
-            return self.thresholds[:0], None
-        step = self.finest // count
-        return self.thresholds[step - 1::step], self.level // step
+    thresholds = context_thresholds(values if inside is None else values[inside], count)
+    return thresholds, count_at_most(thresholds, values)
 
 
 def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:
