@@ -184,4 +184,3 @@ def test_neighbour_sources_follow_their_definition_pixel_by_pixel(shape):
                     else:
                         want = table[prediction.FALLBACK[k], r * w + c]
                     assert table[k, r * w + c] == want, (k, r, c)
-

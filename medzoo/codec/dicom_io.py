@@ -58,7 +58,7 @@ def pack(names: list[str], headers: list[bytes], stream: bytes) -> bytes:
     (:func:`frames_of`) are the stream's images in turn."""
     if len(names) != len(headers) or not names:
         raise DataError("a DICOM container needs one name and one header per file, and at least one")
-    version = VERSIONS[0] if all(frames_of(header) == 1 for header in headers) else VERSIONS[1]
+    version = VERSIONS[0] if all(frames_of(kept_header(header)) == 1 for header in headers) else VERSIONS[1]
     body = bytearray(MAGIC + bytes([version]) + varint(len(names)))
     for name, header in zip(names, headers):
         raw, packed = name.encode("utf-8"), zlib.compress(header, 9)
@@ -93,14 +93,23 @@ def unpack(data) -> tuple[list[str], list[bytes], bytes]:
     return names, headers, stream
 
 
-def frames_of(header: bytes) -> int:
-    """How many frames a file's kept header (Part 10 bytes, Pixel Data removed) says it holds."""
+def kept_header(header: bytes):
+    """A file's kept header (Part 10 bytes, Pixel Data removed) as a pydicom dataset; :class:`BitstreamError` if
+    it does not parse."""
     import pydicom
 
     try:
-        frames = int(pydicom.dcmread(io.BytesIO(header), stop_before_pixels=True).get("NumberOfFrames") or 1)
+        return pydicom.dcmread(io.BytesIO(header))
     except Exception as exc:  # a corrupted header
         raise BitstreamError(f"a DICOM header in the container does not parse ({type(exc).__name__}: {exc})") from None
+
+
+def frames_of(ds) -> int:
+    """How many frames a kept header (:func:`kept_header`) says its file holds."""
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError) as exc:
+        raise BitstreamError(f"a DICOM header in the container has no usable Number of Frames ({exc})") from None
     if frames < 1:
         raise BitstreamError(f"a DICOM header in the container says it holds {frames} frames")
     return frames
@@ -216,11 +225,11 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     only when all were written, so a bad stream or header leaves no file behind; no file is ever
     half-written. Names that would land outside ``output`` are refused.
     """
-    import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     names, headers, stream = unpack(data)
-    frames = [frames_of(header) for header in headers]
+    datasets = [kept_header(header) for header in headers]
+    frames = [frames_of(ds) for ds in datasets]
     if len(pixels) != sum(frames):
         raise BitstreamError(f"the container's {len(names)} file(s) hold {sum(frames)} frame(s) but its stream holds "
                              f"{len(pixels)} image(s)")
@@ -237,8 +246,7 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=".medzoo-", dir=_existing_parent(targets[0].parent)))
     try:
         written = []
-        for i, (header, target) in enumerate(zip(headers, targets)):
-            ds = pydicom.dcmread(io.BytesIO(header))
+        for i, (ds, target) in enumerate(zip(datasets, targets)):
             image = pixels[starts[i]:starts[i + 1]] if frames[i] > 1 else pixels[starts[i]]
             samples = int(ds.get("SamplesPerPixel", 1))
             expected = (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
