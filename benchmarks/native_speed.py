@@ -3,7 +3,8 @@ per Keras backend, against a plain bicubic resize to and from a thumbnail of as 
 
 Each backend runs in a fresh process (``KERAS_BACKEND`` is read once, at import) on this machine's
 cores. The images are real: the first ``cxr_hannover_1024`` test radiograph at 1024 px, and the same
-enlarged to 2048 px (bicubic). Each timing
+enlarged to 2048 px (bicubic); a CT model (its input in Hounsfield units) gets the first ``ct_tcia_512``
+test slice instead, at 512 px and enlarged to each other size asked for (``--sizes 512 1024``). Each timing
 is the median of ``--repeats`` calls after a warm-up call (tracing and compilation), one image per call,
 tiled as the model's preset says (512 px tiles above 1024 x 1024, or the tiles its training crops call for).
 The bicubic baseline is medzoo's numpy resize (``medzoo.metrics.bicubic_thumbnail``), the same
@@ -49,6 +50,7 @@ from medzoo.models.normalization import GROUP_NORM_ENV, GROUP_NORM_KERNELS
 
 #: what every worker shares: calls timed alike (the median of ``repeats`` calls after a warm-up: tracing,
 #: compilation, tiles) on the same image, the first ``cxr_hannover_1024`` test radiograph as the model sees it
+#: (a CT model: the first ``ct_tcia_512`` test slice, since a radiograph is no CT in Hounsfield units)
 _PRELUDE = r"""
 import statistics, time
 import medzoo
@@ -60,8 +62,9 @@ def median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-def first_radiograph(model):
-    x = model.preprocess(medzoo.load_dataset("cxr_hannover_1024", "test")[0][0][None])
+def first_image(model):
+    dataset = "ct_tcia_512" if getattr(model.preprocess_spec, "units", None) == "HU" else "cxr_hannover_1024"
+    x = model.preprocess(medzoo.load_dataset(dataset, "test")[0][0][None])
     return x, x.shape[1] * x.shape[2] / 1e6
 """
 
@@ -72,7 +75,7 @@ from medzoo.metrics import bicubic_thumbnail
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)  # native-size radiographs: the point of the run
 name, sizes, repeats = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], int(sys.argv[3])
 model = medzoo.load(name, compile=False)
-base, _ = first_radiograph(model)
+base, _ = first_image(model)
 rows = []
 for size in sizes:
     x = base if size == base.shape[1] else np.clip(keras.ops.convert_to_numpy(
@@ -97,7 +100,7 @@ import numpy as np, keras, medzoo
 warnings.simplefilter("ignore", medzoo.DomainShiftWarning)
 name, repeats, hooks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hooks"
 model = medzoo.load(name, compile=False)
-x, mp = first_radiograph(model)
+x, mp = first_image(model)
 tile, overlap = model.default_tile
 def seconds(fn):
     return median_seconds(fn, repeats)
@@ -149,7 +152,7 @@ model = medzoo.load(name, compile=False)
 preset_tile = list(model.default_tile)
 # "TILE/OVERLAP" pairs, "-" standing for the preset's value
 tilings = [[p if v == "-" else int(v) for v, p in zip(pair.split("/"), preset_tile)] for pair in sys.argv[4].split(",")]
-x, mp = first_radiograph(model)
+x, mp = first_image(model)
 rows = []
 for tile, overlap in tilings:
     set_inference_tile(model, (tile, overlap))
