@@ -1,6 +1,6 @@
 """Retiring v1 zoo entries: does a v2 entry beat the v1 entry it would replace on every measure?
 
-    python benchmarks/retirement.py                       # ae-chestxray -> -f4c1 and -f4c3, vae-chestxray -> -f8c4
+    python benchmarks/retirement.py                       # ae-chestxray -> -f4c3, vae-chestxray -> -f8c4
     python benchmarks/retirement.py --pairs ae-chestxray:ae-chestxray-f4c1 --max-images 128
     python benchmarks/retirement.py --pairs ae-chestxray-f4c1:ae-chestxray-f4c3 --denoiser dae-chestxray-f4c3
 
@@ -31,7 +31,7 @@ import medzoo
 from medzoo.evaluate.common import dataset_of, family_of, format_table, load_split, resolve_model
 from medzoo.metrics import fit_vae_sigma, vae_negative_elbo_bits
 
-PAIRS = ["ae-chestxray:ae-chestxray-f4c1", "ae-chestxray:ae-chestxray-f4c3", "vae-chestxray:vae-chestxray-f8c4"]
+PAIRS = ["ae-chestxray:ae-chestxray-f4c3", "vae-chestxray:vae-chestxray-f8c4"]
 SIGMAS = (0.05, 0.1, 0.15, 0.2)
 
 

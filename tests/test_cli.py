@@ -317,7 +317,7 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
     big = Image.fromarray(chest.astype(np.float32)).resize((1955, 1841), Image.BILINEAR)
     pixels = np.clip(np.asarray(big) * 16, 0, 4095)  # 8 -> 12 bits
     _write_cr(tmp_path / "cr_1841x1955.dcm", pixels)
-    out = ok(run(["reconstruct", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o",
+    out = ok(run(["reconstruct", "ae-chestxray-f4c3", str(tmp_path / "cr_1841x1955.dcm"), "-o",
                   str(tmp_path / "rec")], cache, timeout=1800))
     assert "reconstruction(s) at 1841x1955" in out
     rec = png(tmp_path / "rec" / "cr_1841x1955_reconstruction.png")
@@ -328,10 +328,10 @@ def test_any_size_model_keeps_a_1955_x_1841_dicom_at_its_size(cache, dicom_dir, 
     assert comparison.shape == (1841 + 4, 3 * (1955 + 2) + 2)
     error_panel = comparison[2:-2, 2 + 2 * 1957:-2]
     assert (error_panel == 255).mean() > 0.003  # scaled to the image's own errors: its largest 1% show white
-    ok(run(["encode", "ae-chestxray-f4c1", str(tmp_path / "cr_1841x1955.dcm"), "-o", str(tmp_path / "z.npz")],
+    ok(run(["encode", "ae-chestxray-f4c3", str(tmp_path / "cr_1841x1955.dcm"), "-o", str(tmp_path / "z.npz")],
            cache, timeout=1800))
     with np.load(tmp_path / "z.npz") as z:
-        assert z["latent_0"].shape == (461, 489, 1) and z["sizes"].tolist() == [[1841, 1955]]
+        assert z["latent_0"].shape == (461, 489, 3) and z["sizes"].tolist() == [[1841, 1955]]
 
 
 # ------------------------------------------------- answers without a backend

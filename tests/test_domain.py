@@ -54,7 +54,7 @@ def test_a_zoo_model_warns_on_another_modality_not_on_its_own(data_dir):
 
 
 def test_the_denoising_evaluation_does_not_flag_the_noise_it_adds(data_dir):
-    model = medzoo.load("ae-chestxray-f4c1", compile=False)
+    model = medzoo.load("ae-chestxray-f4c3", compile=False)
     chest = model.preprocess(load_npz("kermany_pediatric_cxr_128", "test")[0][:8])
     noisy = np.clip(chest + np.random.default_rng(0).normal(0, 0.2, chest.shape), 0, 1).astype("float32")
     with pytest.warns(medzoo.DomainShiftWarning, match="look unlike"):  # noisy images do look unlike the data
@@ -63,4 +63,4 @@ def test_the_denoising_evaluation_does_not_flag_the_noise_it_adds(data_dir):
         warnings.simplefilter("always")
         result = medzoo.evaluate.denoise(model, images=chest, sigmas=(0.2,), classical=())
     assert not _domain_warnings(caught)
-    assert result.rows[-1]["method"] == "ae-chestxray-f4c1" and result.rows[-1]["psnr"] > result.rows[0]["psnr"]
+    assert result.rows[-1]["method"] == "ae-chestxray-f4c3" and result.rows[-1]["psnr"] > result.rows[0]["psnr"]

@@ -73,12 +73,7 @@ job f4c1w-c ae-chestxray-f4c1 chest $CXR $NATIVE $WIDE --set learning_rate=1e-4 
 for c in codec-s3:1.5e-4 codec-s3-rw075:7.5e-5; do
   job ${c%%:*}-c codec-chestxray chest $CODEC --set learning_rate=5e-5 --set warmup_steps=50 \
     --set "model={\"rate_weight\":${c#*:}}" --set init_from=$P/prev/${c%%:*}; done
-# next (not yet run): the wide f4c1 on from f4c1w-c (stages/ae-chestxray-f4c1-wide-s2: 0.15 dB short of the bar,
-# its validation loss still falling), at two rates
-job f4c1w-s3 ae-chestxray-f4c1 chest $CXR $NATIVE $WIDE --set learning_rate=5e-5 --set warmup_steps=50 \
-  --set dataset_weights=[0.1,0.9] --set init_from=stages/ae-chestxray-f4c1-wide-s2/preset
-job f4c1w-s3-hi ae-chestxray-f4c1 chest $CXR $NATIVE $WIDE --set learning_rate=1e-4 --set warmup_steps=50 \
-  --set dataset_weights=[0.1,0.9] --set init_from=stages/ae-chestxray-f4c1-wide-s2/preset
+# (the wide f4c1's next stage, f4c1w-s3, went with ae-chestxray-f4c1's retirement: git history has it)
 # and Codec v3 stage 4 from stage 3 (stages/codec-chestxray-s3, from codec-s3), at its rate weight and at half of it
 job codec-s4 codec-chestxray chest $CODEC --set learning_rate=5e-5 --set 'model={"rate_weight":1.5e-4}' \
   --set init_from=stages/codec-chestxray-s3/preset
