@@ -64,7 +64,8 @@ def test_list_info_and_download_of_a_bundled_model(tmp_path, capsys):
     for name in ("ae-chestxray", "vae-chestxray", "vqvae-chestxray"):
         assert re.search(rf"^{name}\s+\w+\s+128x128x1", table, re.M), name
     assert re.search(r"^dae-chestxray-f4c3\s+autoencoder\s+any x 1", table, re.M)
-    assert "retired names (each gives its replacement): dae-chestxray -> dae-chestxray-f4c3" in table
+    assert ("retired names (each gives its replacement): ae-chestxray-f4c1 -> ae-chestxray-f4c3, "
+            "dae-chestxray -> dae-chestxray-f4c3") in table
 
     assert main(["info", "vae-chestxray"]) == 0
     text = capsys.readouterr().out
