@@ -310,18 +310,19 @@ def _split_model(items, default):
 
 
 def _compress(args):
-    from medzoo.codec.stream import DEFAULT_MODEL  # no Keras behind it
     from medzoo.errors import ConfigError
 
-    default = None if args.lossless else DEFAULT_MODEL
-    model, inputs = _split_model(args.items, args.model or default)
+    model, inputs = _split_model(args.items, args.model)
     if args.model and model != args.model:
         raise ConfigError(f"the model is named twice: --model {args.model} and {model}")
+    # no model named: every stored pixel kept, as a PACS user expects of `compress scan.dcm`; a lossy
+    # default would code a radiograph as some model's thumbnail
+    lossless = args.lossless or model is None
     _ready(model, inputs)
     import medzoo
 
     written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
-                                             lossless=args.lossless)
+                                             lossless=lossless)
     header = written.header
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
     coded = "" if written.given_pixels == pixels else \
@@ -334,7 +335,9 @@ def _compress(args):
         how = {"lossless": "the causal coder alone",
                "lossless-colour": "the causal coder alone, on luma and chroma"}.get(
             header.kind, f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}")
-        print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly")
+        print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly"
+              + ("" if model or args.lossless else "\n(no model named, so lossless; name one for lossy coding, e.g. "
+                                                   "medzoo compress ae-chestxray-f4c3 scan.dcm -o scan.mzc)"))
     elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
               + ("; medzoo decompress gives back pixels of the stored type and bit depth"
@@ -531,14 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q] [--lossless] "
                              "[--kind KIND]")
     p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
-                   help="optional model (zoo name or preset directory; default vqvae-chestxray, none with "
-                        "--lossless), then " + inputs_help)
+                   help="optional model (zoo name or preset directory; none: lossless, every stored pixel "
+                        "kept), then " + inputs_help)
     p.add_argument("-o", "--output", required=True, help="the stream file to write (.mzc)")
     p.add_argument("--model", help="the model, instead of naming it first")
     p.add_argument("--quality", type=int, help="a hyperprior codec's or autoencoder's quality level (0 = fewest "
                                                "bits; default the middle one)")
     p.add_argument("--lossless", action="store_true",
-                   help="code the pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY); "
+                   help="code the pixels exactly as stored (the default when no model is named; with a hyperprior "
+                        "codec, on its prediction) (DICOM stored values, 8/16-bit PNG, NPY); "
                         "decompress writes them back as PNG (8-bit, 16-bit grey) or .npy (signed, wider, 16-bit "
                         "colour), or, "
                         "if DICOM files (and their headers) came in, as DICOM files with the same headers and "

@@ -52,9 +52,12 @@ def _same_header(a, b):
     assert not differ, f"header elements changed: {differ}"
 
 
-def test_a_ct_dicom_round_trips_through_the_cli_with_its_header_and_every_pixel(dicom_dir, tmp_path, capsys):
+@pytest.mark.parametrize("flags", [["--lossless"], []])  # as a PACS user types it: no model named is lossless
+def test_a_ct_dicom_round_trips_through_the_cli_with_its_header_and_every_pixel(dicom_dir, tmp_path, capsys, flags):
     source = dicom_dir / "693_J2KR.dcm"  # CT, int16 with negative values, JPEG 2000 lossless on disk
-    assert main(["compress", "--lossless", str(source), "-o", str(tmp_path / "ct.mzc")]) == 0
+    assert main(["compress", *flags, str(source), "-o", str(tmp_path / "ct.mzc")]) == 0
+    said = capsys.readouterr().out
+    assert "lossless (the causal coder alone)" in said and ("no model named, so lossless" in said) == (not flags)
     assert main(["decompress", str(tmp_path / "ct.mzc"), "-o", str(tmp_path / "ct.dcm")]) == 0
     assert "wrote 1 DICOM file(s) with their original headers (every stored pixel exactly)" in capsys.readouterr().out
     original, back = pydicom.dcmread(source), pydicom.dcmread(tmp_path / "ct.dcm")
