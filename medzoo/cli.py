@@ -321,8 +321,16 @@ def _compress(args):
     _ready(model, inputs)
     import medzoo
 
-    written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
-                                             lossless=lossless)
+    from medzoo.errors import DataError
+
+    try:
+        written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
+                                                 lossless=lossless)
+    except DataError as error:
+        if model or args.lossless:
+            raise
+        raise DataError(f"{error} (no model was named, so medzoo compress coded losslessly; name one, e.g. "
+                        "ae-chestxray-f4c3, to code these images lossily)") from error
     header = written.header
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
     coded = "" if written.given_pixels == pixels else \

@@ -422,6 +422,15 @@ def test_decompress_writes_pngs_where_they_are_exact_one_file_for_one_image_and_
         assert not (tmp_path / args[2]).exists()
     assert not list(tmp_path.rglob(".*partial"))
 
+    # no model named is lossless: the same exact int16 stream, and floats are refused with the way to lossy coding
+    assert main(["compress", str(tmp_path / "ct.npy"), "-o", str(tmp_path / "ct2.mzc")]) == 0
+    assert (tmp_path / "ct2.mzc").read_bytes() == (tmp_path / "ct.mzc").read_bytes()
+    np.save(tmp_path / "floats.npy", rng.random((16, 16)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["compress", str(tmp_path / "floats.npy"), "-o", str(tmp_path / "f.mzc")]) == 1
+    assert re.search("got float32 .* no model was named .* name one, e.g. ae-chestxray-f4c3", capsys.readouterr().err)
+    assert not (tmp_path / "f.mzc").exists()
+
 
 def test_warnings_on_the_command_line_are_one_line_each_and_once(capsys):
     """A warning raised while a command runs prints as ``medzoo: warning: ...``, once however often it is raised."""
