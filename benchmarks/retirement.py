@@ -1,8 +1,11 @@
-"""Retiring v1 zoo entries: does a v2 entry beat the v1 entry it would replace on every measure?
+"""Retiring zoo entries: does a newer entry beat the older one it would replace on every measure?
 
     python benchmarks/retirement.py                       # ae-chestxray -> -f4c3, vae-chestxray -> -f8c4
-    python benchmarks/retirement.py --pairs ae-chestxray:ae-chestxray-f4c1 --max-images 128
-    python benchmarks/retirement.py --pairs ae-chestxray-f4c1:ae-chestxray-f4c3 --denoiser dae-chestxray-f4c3
+    python benchmarks/retirement.py --pairs ae-chestxray:ae-chestxray-f4c3 --denoiser dae-chestxray-f4c3
+    python benchmarks/retirement.py --pairs OLD_PRESET_DIR:ae-chestxray-f4c3 --max-images 128
+
+A retired name loads its replacement, so it cannot be the OLD of a pair: pass its preset folder (from an
+older release or the repository's history) instead.
 
 The zoo retires an entry (its name kept as an alias) only when a v2 entry is at least as good on
 everything a user may have picked it for. Every measure is computed in this run, the same way for
@@ -82,6 +85,12 @@ def _denoising(old_model, new_model, dataset, args, against: str = "") -> dict:
                                                    (values[(s, new_label)], True, "")) for s in SIGMAS}
 
 
+def _retired_names() -> set:
+    from medzoo.zoo.manifest import read_manifest
+
+    return {record["name"] for record in read_manifest().get("retired", [])}
+
+
 def _better(old, new, higher) -> bool:
     """Whether ``new`` is at least as good as ``old``."""
     if higher == "one":
@@ -120,6 +129,8 @@ def main(argv=None):
         old, sep, new = pair.partition(":")
         if not sep or not old or not new:
             raise SystemExit(f"--pairs takes OLD:NEW, got {pair!r}")
+        if old in _retired_names():
+            raise SystemExit(f"{old} is retired: its name loads its replacement; pass its preset folder as OLD")
         if len(_common.available([old, new], exit_if_none=False)) < 2:
             continue
         rows, result = compare(old, new, args, cache)

@@ -5,6 +5,7 @@ zoo's; the checks are about the stream (levels, shapes, integer pixels, refusals
 rate and quality move the way the levels say.
 """
 
+import dataclasses
 import struct
 import zlib
 
@@ -157,6 +158,12 @@ def test_refusals(model, images):
     # a stream of a model the zoo does not hold, decoded without naming it: what to pass (the CLI: before Keras)
     with pytest.raises(ConfigError, match="made with tiny-latent 0.1.0, which the zoo does not hold.*--model"):
         medzoo.decompress(data)
+    # a stream of a retired zoo name: its alias is another network, so it is refused, not decoded wrong
+    from medzoo.codec.stream import check_named_model
+
+    header = dataclasses.replace(read_header(data), model_name="ae-chestxray-f4c1", model_version="1.4.0")
+    with pytest.raises(ConfigError, match="ae-chestxray-f4c1 1.4.0, which the zoo has retired .*ae-chestxray-f4c3"):
+        check_named_model(header)
     with pytest.raises(BitstreamError):
         medzoo.decompress(data[:-9] + data[-4:], model)  # truncated payload
     with pytest.raises(ConfigError, match="quality"):

@@ -441,13 +441,18 @@ def _compress_latent(model, images, quality, batch_size) -> bytes:
                    quality, x.shape[1:], len(x), LATENT_KIND)
 
 
+class NotIntegerPixelsError(DataError):
+    """Lossless coding was given pixels of a type it does not code (floats, say): a model codes those lossily."""
+
+
 def _integer_images(images) -> tuple[np.ndarray, int]:
     """Raw integer pixels (H, W), (N, H, W) or (N, H, W, C) -> (N, H, W, C) int64 and the rank given."""
     from medzoo.codec.lossless import DTYPES
 
     array = np.asarray(images)
     if array.dtype.name not in DTYPES:
-        raise DataError(f"lossless compression codes integer pixels as read from the file ({', '.join(DTYPES)}); "
+        raise NotIntegerPixelsError(f"lossless compression codes integer pixels as read from the file ("
+                                    f"{', '.join(DTYPES)}); "
                         f"got {array.dtype}" + (" (round and cast floats yourself: lossless means these exact "
                                                 "integers)" if np.issubdtype(array.dtype, np.floating) else ""))
     if array.ndim not in (2, 3, 4) or array.size == 0:
@@ -534,7 +539,8 @@ def compress(images, model=None, *, quality=None, lossless: bool = False, kind: 
             codes min-max scaled per image and decodes back to the same dtype, shape and
             range (12/16-bit radiographs, CT in Hounsfield units).
         model: a VQ-VAE or a :class:`~medzoo.models.hyperprior.HyperpriorCodec`: zoo name,
-            preset path or instance; default ``"vqvae-chestxray"``. Lossless without a model:
+            preset path or instance; default ``"vqvae-chestxray"`` (the command line's ``medzoo
+            compress`` with no model named codes losslessly instead). Lossless without a model:
             the causal coder alone (no weights needed to code or decode).
         quality: a hyperprior codec's quality level, 0 (fewest bits) to
             ``model.num_qualities - 1``; default the model's own ``quality``. An any-size
@@ -662,6 +668,15 @@ def check_named_model(header: StreamHeader) -> str:
 
     if not header.model_name:
         raise ConfigError(f"the stream was made with an unsaved model: {_PASS_THE_MODEL}")
+    from medzoo.zoo.manifest import read_manifest
+
+    retired = {r["name"]: r for r in read_manifest().get("retired", [])}
+    if header.model_name in retired:  # its alias loads another network, which cannot decode this latent
+        record = retired[header.model_name]
+        raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo has "
+                          f"retired (it now gives {record['replaced_by']}, another network): decode with that "
+                          f"version's preset folder, from an older medzoo release or the repository's history: "
+                          f"{_PASS_THE_MODEL}")
     try:
         held = get_entry(header.model_name)["version"]
     except ModelNotFoundError:
