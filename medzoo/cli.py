@@ -309,7 +309,11 @@ def _split_model(items, default):
     return default, items
 
 
+_NAME_A_MODEL = "name one, e.g. medzoo compress ae-chestxray-f4c3 INPUT -o OUT.mzc, to code lossily"
+
+
 def _compress(args):
+    from medzoo.codec.stream import DEFAULT_KIND, NotIntegerPixelsError  # no Keras behind it
     from medzoo.errors import ConfigError
 
     model, inputs = _split_model(args.items, args.model)
@@ -318,19 +322,20 @@ def _compress(args):
     # no model named: every stored pixel kept, as a PACS user expects of `compress scan.dcm`; a lossy
     # default would code a radiograph as some model's thumbnail
     lossless = args.lossless or model is None
+    if model is None and (args.quality is not None or args.kind is not None):
+        raise ConfigError(f"--{'quality' if args.quality is not None else 'kind'} is a model's setting, and no "
+                          f"model was named (so the pixels are coded losslessly): {_NAME_A_MODEL}")
     _ready(model, inputs)
     import medzoo
 
-    from medzoo.errors import DataError
-
     try:
-        written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind, quality=args.quality,
-                                                 lossless=lossless)
-    except DataError as error:
+        written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind or DEFAULT_KIND,
+                                                 quality=args.quality, lossless=lossless)
+    except NotIntegerPixelsError as error:
         if model or args.lossless:
             raise
-        raise DataError(f"{error} (no model was named, so medzoo compress coded losslessly; name one, e.g. "
-                        "ae-chestxray-f4c3, to code these images lossily)") from error
+        raise NotIntegerPixelsError(f"{error}; no model was named, so medzoo compress coded losslessly: "
+                                    f"{_NAME_A_MODEL}") from error
     header = written.header
     pixels = header.num_images * header.image_shape[0] * header.image_shape[1]
     coded = "" if written.given_pixels == pixels else \
@@ -344,8 +349,7 @@ def _compress(args):
                "lossless-colour": "the causal coder alone, on luma and chroma"}.get(
             header.kind, f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}")
         print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly"
-              + ("" if model or args.lossless else "\n(no model named, so lossless; name one for lossy coding, e.g. "
-                                                   "medzoo compress ae-chestxray-f4c3 scan.dcm -o scan.mzc)"))
+              + ("" if model or args.lossless else f"\n(no model named, so lossless; {_NAME_A_MODEL})"))
     elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
               + ("; medzoo decompress gives back pixels of the stored type and bit depth"
@@ -536,9 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_encode)
 
-    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): a VQ-VAE, a hyperprior "
-                                        "codec or an any-size autoencoder (its rounded latent), or --lossless "
-                                        "(exact stored pixels, DICOM 8-16 bit included)",
+    p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): losslessly when no model "
+                                        "is named (exact stored pixels, DICOM 8-16 bit included), or with a "
+                                        "VQ-VAE, a hyperprior codec or an any-size autoencoder (its rounded latent)",
                        usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q] [--lossless] "
                              "[--kind KIND]")
     p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
@@ -549,13 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, help="a hyperprior codec's or autoencoder's quality level (0 = fewest "
                                                "bits; default the middle one)")
     p.add_argument("--lossless", action="store_true",
-                   help="code the pixels exactly as stored (the default when no model is named; with a hyperprior "
-                        "codec, on its prediction) (DICOM stored values, 8/16-bit PNG, NPY); "
+                   help="code the pixels exactly as stored: the default when no model is named, and with a "
+                        "hyperprior codec on its prediction (DICOM stored values, 8/16-bit PNG, NPY); "
                         "decompress writes them back as PNG (8-bit, 16-bit grey) or .npy (signed, wider, 16-bit "
                         "colour), or, "
                         "if DICOM files (and their headers) came in, as DICOM files with the same headers and "
                         "every pixel")
-    p.add_argument("--kind", default="context", choices=["iid", "position", "context"],
+    p.add_argument("--kind", choices=["iid", "position", "context"],
                    help="a VQ-VAE's entropy model (default context)")
     p.set_defaults(func=_compress)
 
