@@ -23,7 +23,7 @@ modules, the share of each Keras layer type and of each stage of the network (fo
 tiled reconstruction).
 
 ``--overlaps`` weighs the tile overlap's cost against what it buys, on the first backend given: for
-each overlap, the mean PSNR over a split of ``cxr_hannover_1024`` (``--split``, default val: choose
+each overlap, the mean PSNR over a split of ``cxr_hannover_1024`` (a CT model: ``ct_tcia_512``; ``--split``, default val: choose
 on validation, report on test) reconstructed in the preset's tile size, and the reconstruction speed
 of the 1024 px test radiograph. This is how a preset's ``inference_tile`` is chosen. ``--tile-sizes``
 does the same for tile sizes at the preset's overlap (a tile as large as the image: one pass), and
@@ -62,9 +62,10 @@ def median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+def native_set(model):
+    return "ct_tcia_512" if getattr(model.preprocess_spec, "units", None) == "HU" else "cxr_hannover_1024"
 def first_image(model):
-    dataset = "ct_tcia_512" if getattr(model.preprocess_spec, "units", None) == "HU" else "cxr_hannover_1024"
-    x = model.preprocess(medzoo.load_dataset(dataset, "test")[0][0][None])
+    x = model.preprocess(medzoo.load_dataset(native_set(model), "test")[0][0][None])
     return x, x.shape[1] * x.shape[2] / 1e6
 """
 
@@ -156,7 +157,7 @@ x, mp = first_image(model)
 rows = []
 for tile, overlap in tilings:
     set_inference_tile(model, (tile, overlap))
-    result = medzoo.evaluate.reconstruction(model, dataset="cxr_hannover_1024", split=split, max_images=max_images,
+    result = medzoo.evaluate.reconstruction(model, dataset=native_set(model), split=split, max_images=max_images,
                                             thumbnail=False)
     rows.append({"tile": tile, "overlap": overlap, "psnr": float(np.mean(result.per_image["psnr"])), "images": len(
         result.per_image["psnr"]), "reconstruct": mp / median_seconds(
@@ -231,7 +232,7 @@ def tilings(name: str, backend: str, pairs, split: str, repeats: int, max_images
     table = [[r["tile"], r["overlap"], r["images"], r["psnr"], r["psnr"] - best, r["reconstruct"]] for r in rows]
     tile, overlap = result["preset_tile"]
     text = format_table(["tile px", "overlap px", f"{split} images", "PSNR dB", "vs best",
-                         "reconstruct MP/s (1024 px)"], table,
+                         "reconstruct MP/s (first test image)"], table,
                         title=f"{name} on {backend} by tiling (preset: {tile} px tiles, {overlap} px overlap; "
                               f"speed: median of {repeats} calls)")
     _common.write(output, "tilings", text, result)
@@ -255,7 +256,7 @@ def main(argv=None):
     p.add_argument("--tilings", nargs="+", metavar="TILE/OVERLAP",
                    help="the same for each of these tile size and overlap pairs (e.g. 136/8: 8 x 8 tiles at 1024 px)")
     p.add_argument("--split", default="val", help="with --overlaps, --tile-sizes or --tilings: the "
-                   "cxr_hannover_1024 split (default val)")
+                   "split of cxr_hannover_1024 (a CT model: ct_tcia_512) (default val)")
     args = p.parse_args(argv)
     if args.profile and (args.overlaps or args.tile_sizes or args.tilings):
         p.error("--profile is a run of its own; give it without --overlaps, --tile-sizes and --tilings")
