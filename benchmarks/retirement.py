@@ -33,6 +33,7 @@ import numpy as np
 import medzoo
 from medzoo.evaluate.common import dataset_of, family_of, format_table, load_split, resolve_model
 from medzoo.metrics import fit_vae_sigma, vae_negative_elbo_bits
+from medzoo.zoo.manifest import read_manifest, retired_record
 
 PAIRS = ["ae-chestxray:ae-chestxray-f4c3", "vae-chestxray:vae-chestxray-f8c4"]
 SIGMAS = (0.05, 0.1, 0.15, 0.2)
@@ -85,12 +86,6 @@ def _denoising(old_model, new_model, dataset, args, against: str = "") -> dict:
                                                    (values[(s, new_label)], True, "")) for s in SIGMAS}
 
 
-def _retired_names() -> set:
-    from medzoo.zoo.manifest import read_manifest
-
-    return {record["name"] for record in read_manifest().get("retired", [])}
-
-
 def _better(old, new, higher) -> bool:
     """Whether ``new`` is at least as good as ``old``."""
     if higher == "one":
@@ -107,10 +102,8 @@ def compare(old, new, args, cache) -> tuple[list, dict]:
     a, b = _measures(old, old_model, dataset, args, cache), _measures(new, new_model, dataset, args, cache)
     pairs = {measure: (a[measure], b[measure]) for measure in a}
     if family_of(old_model) == "autoencoder":
-        if args.denoiser:
-            pairs.update(_denoising(old_model, resolve_model(args.denoiser), dataset, args, against=args.denoiser))
-        else:
-            pairs.update(_denoising(old_model, new_model, dataset, args))
+        denoiser = resolve_model(args.denoiser) if args.denoiser else new_model
+        pairs.update(_denoising(old_model, denoiser, dataset, args, against=args.denoiser or ""))
     rows, summary, behind = [], {}, []
     for measure, ((value, higher, note), (other, _, other_note)) in pairs.items():
         ok = _better(value, other, higher)
@@ -129,7 +122,7 @@ def main(argv=None):
         old, sep, new = pair.partition(":")
         if not sep or not old or not new:
             raise SystemExit(f"--pairs takes OLD:NEW, got {pair!r}")
-        if old in _retired_names():
+        if retired_record(read_manifest(), old) is not None:
             raise SystemExit(f"{old} is retired: its name loads its replacement; pass its preset folder as OLD")
         if len(_common.available([old, new], exit_if_none=False)) < 2:
             continue

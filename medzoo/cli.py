@@ -321,7 +321,8 @@ def _compress(args):
         raise ConfigError(f"the model is named twice: --model {args.model} and {model}")
     # no model named: every stored pixel kept, as a PACS user expects of `compress scan.dcm`; a lossy
     # default would code a radiograph as some model's thumbnail
-    lossless = args.lossless or model is None
+    defaulted = model is None and not args.lossless
+    lossless = args.lossless or defaulted
     if model is None and (args.quality is not None or args.kind is not None):
         raise ConfigError(f"--{'quality' if args.quality is not None else 'kind'} is a model's setting, and no "
                           f"model was named (so the pixels are coded losslessly): {_NAME_A_MODEL}")
@@ -332,7 +333,7 @@ def _compress(args):
         written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind or DEFAULT_KIND,
                                                  quality=args.quality, lossless=lossless)
     except NotIntegerPixelsError as error:
-        if model or args.lossless:
+        if not defaulted:
             raise
         raise NotIntegerPixelsError(f"{error}; no model was named, so medzoo compress coded losslessly: "
                                     f"{_NAME_A_MODEL}") from error
@@ -349,7 +350,7 @@ def _compress(args):
                "lossless-colour": "the causal coder alone, on luma and chroma"}.get(
             header.kind, f"on the prediction of {header.model_name or 'the codec'} at quality {header.quality}")
         print(f"lossless ({how}); medzoo decompress gives back the stored pixels exactly"
-              + ("" if model or args.lossless else f"\n(no model named, so lossless; {_NAME_A_MODEL})"))
+              + (f"\n(no model named, so lossless; {_NAME_A_MODEL})" if defaulted else ""))
     elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
               + ("; medzoo decompress gives back pixels of the stored type and bit depth"

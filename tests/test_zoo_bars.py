@@ -21,12 +21,16 @@ MODALITIES = ("chestxray", "brainmri", "breastus", "fetalus")
 NATIVE_MODALITIES = ("ct",)  # trained only on a native-resolution set (issue 38)
 
 
-def _zoo_v2() -> dict:
-    """Zoo v2's reconstruction models by name; a denoiser's bar is the denoising table, not its clean reconstruction."""
+def _reconstruction_models() -> dict:
+    """The zoo's autoencoders and VAEs by name; a denoiser's bar is the denoising table, not its clean reconstruction."""
     entries = {m["name"]: medzoo.info(m["name"]) for m in medzoo.list_models()}
     return {name: e for name, e in entries.items()
-            if ZOO_V2.search(name) and e["family"] in ("vae", "autoencoder")
-            and e["config"]["config"].get("noise", "none") == "none"}
+            if e["family"] in ("vae", "autoencoder") and e["config"]["config"].get("noise", "none") == "none"}
+
+
+def _zoo_v2() -> dict:
+    """Zoo v2's reconstruction models by name."""
+    return {name: e for name, e in _reconstruction_models().items() if ZOO_V2.search(name)}
 
 
 #: the thumbnail bars (issue 38): native-resolution test splits at their stored size, and the 128-256 px ones
@@ -60,18 +64,16 @@ def test_every_any_size_chest_x_ray_and_ct_model_beats_its_thumbnail_at_native_s
     native_of = {"kermany_pediatric_cxr_128": "cxr_hannover_1024", "cxr_hannover_1024": "cxr_hannover_1024",
                  "ct_tcia_512": "ct_tcia_512"}
     held = []
-    for model in medzoo.list_models():
-        entry = medzoo.info(model["name"])
-        if (entry["family"] not in ("vae", "autoencoder") or entry["input"]["shape"][:2] != [None, None]
-                or entry["config"]["config"].get("noise", "none") != "none"):  # a denoiser's bar is its table
+    for name, entry in _reconstruction_models().items():
+        if entry["input"]["shape"][:2] != [None, None]:
             continue
         components = entry["training"]["dataset"].get("components") or [entry["training"]["dataset"]]
         natives = {native_of[c["name"]] for c in components if c["name"] in native_of}
+        per = entry["metrics"].get("per_dataset") or {entry["training"]["dataset"]["name"]: entry["metrics"]}
         for dataset in natives:
-            per = entry["metrics"].get("per_dataset") or {entry["training"]["dataset"]["name"]: entry["metrics"]}
-            assert dataset in per, (model["name"], "not measured on", dataset)
-            assert per[dataset]["psnr"] - per[dataset]["thumbnail_psnr"] >= NATIVE_BAR, (model["name"], per[dataset])
-            held.append(model["name"])
+            assert dataset in per, (name, "not measured on", dataset)
+            assert per[dataset]["psnr"] - per[dataset]["thumbnail_psnr"] >= NATIVE_BAR, (name, per[dataset])
+            held.append(name)
     assert {"ae-chestxray-f4c3", "vae-chestxray-f8c4", "vae-generalist-f8c4", "ae-ct-f4c3", "vae-ct-f8c4"} <= set(held)
     with pytest.warns(FutureWarning, match="ae-chestxray-f4c1.*retired.*dae-chestxray-f4c3"):
         assert medzoo.info("ae-chestxray-f4c1")["name"] == "ae-chestxray-f4c3"

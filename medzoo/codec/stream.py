@@ -664,21 +664,19 @@ def check_named_model(header: StreamHeader) -> str:
     of a zoo name (an older release, a run of its recipe) is refused with what to pass instead. Reads the
     manifest only: no Keras."""
     from medzoo.errors import ModelNotFoundError
-    from medzoo.zoo.manifest import get_entry
+    from medzoo.zoo.manifest import find_entry, read_manifest, retired_record
 
     if not header.model_name:
         raise ConfigError(f"the stream was made with an unsaved model: {_PASS_THE_MODEL}")
-    from medzoo.zoo.manifest import read_manifest
-
-    retired = {r["name"]: r for r in read_manifest().get("retired", [])}
-    if header.model_name in retired:  # its alias loads another network, which cannot decode this latent
-        record = retired[header.model_name]
+    manifest = read_manifest()
+    record = retired_record(manifest, header.model_name)
+    if record is not None:  # its alias loads another network, which cannot decode this latent
         raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo has "
                           f"retired (it now gives {record['replaced_by']}, another network): decode with that "
                           f"version's preset folder, from an older medzoo release or the repository's history: "
                           f"{_PASS_THE_MODEL}")
     try:
-        held = get_entry(header.model_name)["version"]
+        held = find_entry(manifest, header.model_name)["version"]
     except ModelNotFoundError:
         raise ConfigError(f"the stream was made with {header.model_name} {header.model_version}, which the zoo "
                           f"does not hold (a preset folder or a model of your own): {_PASS_THE_MODEL}") from None

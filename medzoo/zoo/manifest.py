@@ -305,6 +305,11 @@ def read_manifest(path=None) -> dict:
     return data
 
 
+def retired_record(manifest: dict, name) -> dict | None:
+    """The ``retired`` record of ``name`` (what it now gives, its last version, why), or None if it is not retired."""
+    return next((dict(r) for r in manifest.get("retired", []) if r["name"] == name), None)
+
+
 def find_entry(manifest: dict, name) -> dict:
     """The entry called ``name`` (a deep copy), or ModelNotFoundError with close matches.
 
@@ -313,10 +318,10 @@ def find_entry(manifest: dict, name) -> dict:
     for entry in manifest["models"]:
         if entry["name"] == name:
             return copy.deepcopy(entry)
-    for record in manifest.get("retired", []):
-        if record["name"] == name:
-            warnings.warn(retirement_message(record), FutureWarning, stacklevel=3)
-            return find_entry(manifest, record["replaced_by"])
+    record = retired_record(manifest, name)
+    if record is not None:
+        warnings.warn(retirement_message(record), FutureWarning, stacklevel=3)
+        return find_entry(manifest, record["replaced_by"])
     names = [entry["name"] for entry in manifest["models"]]
     close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
