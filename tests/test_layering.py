@@ -61,3 +61,26 @@ def test_nothing_below_the_face_imports_the_face(room):
     wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in sorted((PACKAGE / room).rglob("*.py"))
              for line, target in _imports(path) if target in ("", "__version__")]
     assert not wrong, "\n".join(wrong)
+
+
+def _module_imports(path: pathlib.Path) -> set[str]:
+    """The full names of the medzoo modules ``path`` imports (``from medzoo.data.x import y`` gives ``medzoo.data.x``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("medzoo.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("medzoo"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # ``from medzoo.data import preprocess``
+    return found
+
+
+def test_no_two_modules_of_the_package_import_each_other():
+    """The house is a tree: two modules that import each other (a circle) want their shared part one floor down."""
+    modules = {".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in PACKAGE.rglob("*.py")}
+    imports = {name: _module_imports(path) & set(modules) for name, path in modules.items()}
+    circles = sorted({tuple(sorted((a, b))) for a, targets in imports.items() for b in targets
+                      if a != b and a in imports.get(b, ()) and not {a, b} & {"medzoo"}
+                      and not (a.startswith(b + ".") or b.startswith(a + "."))})  # a package and its own modules
+    assert not circles, circles

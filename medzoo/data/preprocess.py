@@ -44,11 +44,9 @@ import sys
 
 import numpy as np
 
+from medzoo.data.layout import FLAT_SPAN, LUMA, MIN_IMAGE_SIZE, check_image_size, image_layout  # noqa: F401
 from medzoo.data.resample import resize_bilinear
 from medzoo.errors import ConfigError, DataError, ResizeWarning
-
-MIN_IMAGE_SIZE = 8
-"""Smallest accepted input height and width, in pixels (see the module docstring)."""
 
 RESIZE_MODES = ("pad", "crop", "stretch")
 NORMALIZE_MODES = ("minmax", "percentile", "fixed")
@@ -56,43 +54,7 @@ UNITS = (None, "HU")
 HU_AIR_BELOW = -100.0
 """A CT slice in Hounsfield units has pixels below this (air -1000, fat -100); one without cannot be HU."""
 
-# ITU-R BT.601 luma weights, as used by tf.image.rgb_to_grayscale.
-_LUMA = (0.2989, 0.5870, 0.1140)
-_FLAT = 1e-5  # relative span below which an image counts as constant (float32 has ~7 digits)
 _CHECK_TOLERANCE = 1e-3  # fraction of the value range that check() forgives (float rounding)
-
-
-def image_layout(shape) -> tuple[bool, int | None]:
-    """Interpret an array shape with the layout rule of this module.
-
-    Args:
-        shape: the array shape (a tuple; the last entry may be ``None`` if unknown).
-
-    Returns:
-        ``(batched, channels)``: whether the leading axis is a batch / frame axis,
-        and the channel count (``None`` if the shape leaves it unknown).
-
-    Raises:
-        DataError: for ranks other than 2, 3 and 4, for a rank-3 shape whose last
-            axis is unknown, or for a channel count other than 1, 3 or 4.
-    """
-    shape = tuple(shape)
-    if len(shape) == 2:
-        return False, 1
-    if len(shape) == 3:
-        if shape[-1] is None:
-            raise DataError(
-                f"a rank-3 array of shape {shape} is ambiguous when its last axis is unknown: "
-                "it could be (H, W, C) or (N, H, W); pass a rank-4 (N, H, W, C) array"
-            )
-        return (False, shape[-1]) if shape[-1] in (1, 3, 4) else (True, 1)
-    if len(shape) == 4:
-        if shape[-1] not in (None, 1, 3, 4):
-            raise DataError(f"images of shape {shape} have {shape[-1]} channels; expected 1, 3 or 4 (RGBA)")
-        return True, shape[-1]
-    raise DataError(
-        f"expected an image (H, W), (H, W, C) or a batch (N, H, W), (N, H, W, C); got an array of shape {shape}"
-    )
 
 
 def warn_if_resized(what, given, made, spec, *, stacklevel: int = 3) -> bool:
@@ -108,28 +70,19 @@ def warn_if_resized(what, given, made, spec, *, stacklevel: int = 3) -> bool:
     return True
 
 
-def check_image_size(height: int, width: int, what: str = "image") -> None:
-    """Raise :class:`DataError` unless an image is at least :data:`MIN_IMAGE_SIZE` pixels high and wide."""
-    if height < MIN_IMAGE_SIZE or width < MIN_IMAGE_SIZE:
-        raise DataError(
-            f"{what} is {height}x{width} pixels; images must be at least "
-            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (an empty or tiny image, or the channel axis in the wrong place?)"
-        )
-
-
 def rescale(x: np.ndarray, low, high, value_range) -> np.ndarray:
     """Clip ``x`` to ``[low, high]`` and map that interval linearly onto ``value_range`` (float32).
 
     The single normalisation primitive: every mode of :class:`PreprocessSpec` and
     :func:`to_uint8` go through it. A constant image maps to ``value_range[0]``
     instead of dividing by zero; "constant" includes spans below float32
-    rounding (``_FLAT`` of the magnitude), which resampling a constant image
+    rounding (``FLAT_SPAN`` of the magnitude), which resampling a constant image
     leaves behind and which would otherwise be stretched into noise.
     """
     low = np.asarray(low, np.float32)
     high = np.asarray(high, np.float32)
     span = high - low
-    flat = span <= _FLAT * np.maximum(np.abs(low), np.abs(high))
+    flat = span <= FLAT_SPAN * np.maximum(np.abs(low), np.abs(high))
     unit = (np.clip(x, low, high) - low) / np.where(flat, np.float32(1.0), span)
     unit = np.where(flat, np.float32(0.0), unit)
     out_low, out_high = (np.float32(v) for v in value_range)
@@ -143,7 +96,7 @@ def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     rgb = x[..., :3]
     if channels == 3:
         return rgb
-    return _LUMA[0] * rgb[..., 0:1] + _LUMA[1] * rgb[..., 1:2] + _LUMA[2] * rgb[..., 2:3]
+    return LUMA[0] * rgb[..., 0:1] + LUMA[1] * rgb[..., 1:2] + LUMA[2] * rgb[..., 2:3]
 
 
 def _uses_tensorflow(images) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from medzoo.data.preprocess import _FLAT, _LUMA, MIN_IMAGE_SIZE, check_image_size
+from medzoo.data.layout import FLAT_SPAN, LUMA, MIN_IMAGE_SIZE, check_image_size, image_layout
+from medzoo.errors import DataError
 
 
 def is_tf_input(images) -> bool:
@@ -22,8 +23,6 @@ def is_tf_input(images) -> bool:
 
 def apply(spec, images) -> tf.Tensor:
     """:meth:`PreprocessSpec.apply` in TensorFlow ops; the same contract, a float32 tensor out."""
-    from medzoo.data.preprocess import DataError, image_layout
-
     x = tf.convert_to_tensor(images)
     if not (x.dtype.is_integer or x.dtype.is_floating or x.dtype == tf.bool):
         raise DataError(f"images must be numeric, got dtype {x.dtype.name}")
@@ -61,7 +60,7 @@ def rescale(x: tf.Tensor, low, high, value_range) -> tf.Tensor:
     low = tf.cast(low, tf.float32)
     high = tf.cast(high, tf.float32)
     span = high - low
-    flat = span <= _FLAT * tf.maximum(tf.abs(low), tf.abs(high))
+    flat = span <= FLAT_SPAN * tf.maximum(tf.abs(low), tf.abs(high))
     unit = (tf.clip_by_value(x, low, high) - low) / tf.where(flat, tf.ones_like(span), span)
     unit = tf.where(flat, tf.zeros_like(unit), unit)
     out_low, out_high = (float(v) for v in value_range)
@@ -94,7 +93,7 @@ def _to_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
         rgb = x[..., :3]
         if channels == 3:
             return rgb
-        return _LUMA[0] * rgb[..., 0:1] + _LUMA[1] * rgb[..., 1:2] + _LUMA[2] * rgb[..., 2:3]
+        return LUMA[0] * rgb[..., 0:1] + LUMA[1] * rgb[..., 1:2] + LUMA[2] * rgb[..., 2:3]
 
     if x.shape[-1] is not None:
         return from_grey() if x.shape[-1] == 1 else from_colour()
