@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import sys
 
 from medzoo.errors import DependencyError
 
@@ -113,3 +114,35 @@ def seed_everything(seed: int) -> None:
         import torch
 
         torch.manual_seed(seed)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (the default backend) and probe its devices with the process's stderr parked in a file.
+
+    TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) are written before its
+    logging reads ``TF_CPP_MIN_LOG_LEVEL``; they say nothing about the user's command. If the
+    import fails, what it printed is shown with the error. The command line (except ``--log-level DEBUG``) and
+    :func:`medzoo.load` call it; ``MEDZOO_TF_LOGS=1`` keeps the lines.
+    """
+    import importlib.util
+    import tempfile
+
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or \
+            os.environ.get("MEDZOO_TF_LOGS") == "1" or importlib.util.find_spec("tensorflow") is None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # the CUDA probe, whose failure on a CPU machine is noise
+        except Exception:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -192,7 +192,9 @@ def _ready(model=None, inputs=()) -> None:
     _check_model(model)
     _check_inputs(inputs)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        _import_tensorflow_quietly()
+        from medzoo.backend import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
 
 
 def _info(args):
@@ -363,11 +365,11 @@ def _compress(args):
 def _decompress(args):
     import pathlib
 
-    from medzoo.codec.stream import CAUSAL_KINDS, check_named_model, read_header
+    from medzoo.codec.stream import CAUSAL_KINDS, check_named_model, read_stream_file
 
     _check_inputs([args.stream])
     if args.model is None and pathlib.Path(args.stream).is_file():  # the model the stream names, before Keras
-        header = read_header(pathlib.Path(args.stream).read_bytes())
+        _, header = read_stream_file(args.stream)
         if header.kind not in CAUSAL_KINDS:
             check_named_model(header)
     _ready(args.model, [args.stream])
@@ -587,37 +589,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     p.set_defaults(func=_demo)
     return parser
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow (the default backend) and probe its devices with the process's stderr parked in a file.
-
-    TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) are written before its
-    logging reads ``TF_CPP_MIN_LOG_LEVEL``; they say nothing about the user's command. If the
-    import fails, what it printed is shown with the error. ``--log-level DEBUG`` keeps them.
-    """
-    import importlib.util
-    import tempfile
-
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or \
-            importlib.util.find_spec("tensorflow") is None:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+") as parked:
-        os.dup2(parked.fileno(), 2)
-        try:
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # the CUDA probe, whose failure on a CPU machine is noise
-        except Exception:
-            os.dup2(saved, 2)
-            parked.seek(0)
-            sys.stderr.write(parked.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 class _OneLineWarnings:

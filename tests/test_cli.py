@@ -126,8 +126,18 @@ def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith(f"medzoo: error: {missing}: no such file or folder")
     (tmp_path / "not-a-stream.mzc").write_bytes(b"hello")
     assert main(["decompress", str(tmp_path / "not-a-stream.mzc"), "-o", str(tmp_path / "o")]) == 1
-    assert "medzoo: error: not a medzoo stream" in capsys.readouterr().err
+    assert f"medzoo: error: {tmp_path / 'not-a-stream.mzc'}: not a medzoo stream" in capsys.readouterr().err
+    (tmp_path / "empty.mzc").write_bytes(b"")
+    assert main(["decompress", str(tmp_path / "empty.mzc"), "-o", str(tmp_path / "o")]) == 1
+    assert f"medzoo: error: {tmp_path / 'empty.mzc'}: empty file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_model_names_ignore_case_and_an_unknown_one_points_at_medzoo_list(capsys):
+    assert main(["info", "VAE-ChestXray-F8C4"]) == 0
+    assert "vae-chestxray-f8c4" in capsys.readouterr().out
+    assert main(["info", "resnet50"]) == 1
+    assert "medzoo list" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------- subprocesses

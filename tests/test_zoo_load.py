@@ -23,6 +23,7 @@ import hashlib
 import http.server
 import json
 import logging
+import os
 import pathlib
 import shutil
 import threading
@@ -688,3 +689,15 @@ def test_without_a_hub_source_an_install_says_to_point_medzoo_mirror_at_a_preset
     monkeypatch.setenv("MEDZOO_MIRROR", str(mirror.CHECKOUT_PRESETS.parent / "missing"))
     with pytest.raises(ConfigError, match="MEDZOO_MIRROR=.* is not a folder"):
         medzoo.load("ae-chestxray-f4c3")
+
+
+def test_loading_from_python_keeps_tensorflows_start_up_lines_quiet(tmp_path):
+    """``medzoo.load`` in a fresh process prints no CUDA probe or oneDNN notes (the CLI's quiet import, for the API)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MEDZOO_TF_LOGS")}
+    code = "import medzoo; m = medzoo.load('vae-chestxray-f8c4'); print(type(m).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "VAE", out.stderr[-2000:]
+    assert "cuInit" not in out.stderr and "cudart" not in out.stderr and "oneDNN" not in out.stderr, out.stderr

@@ -310,6 +310,22 @@ def read_header(data) -> StreamHeader:
     return _parse(data)[0]
 
 
+def read_stream_file(path) -> tuple[bytes, StreamHeader]:
+    """A stream file's bytes and checked header; every error names the file (an empty one says so)."""
+    import pathlib
+
+    from medzoo.errors import DataError
+
+    path = pathlib.Path(path)
+    data = path.read_bytes()
+    if not data:
+        raise DataError(f"{path}: empty file (0 bytes), not a medzoo stream")
+    try:
+        return data, read_header(data)
+    except BitstreamError as exc:
+        raise BitstreamError(f"{path}: {exc}") from None
+
+
 # ------------------------------------------------------------------ public
 def _is_hyperprior(model) -> bool:
     return hasattr(model, "hyper_synthesis") and hasattr(model, "entropy_bottleneck")

@@ -195,6 +195,8 @@ def _read_dataset(path: pathlib.Path) -> Dataset:
     """dcmread the header (pixel data deferred) and validate it; see :func:`read_dicom_header`."""
     if not path.is_file():
         raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes), not a DICOM file")
     if not is_dicom(path):
         raise DataError(
             f"{path}: not a DICOM file (no 128-byte preamble followed by 'DICM'; "

@@ -150,6 +150,8 @@ def read_stored_pixels(path) -> np.ndarray:
 def _kind_or_raise(path: pathlib.Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
     kind = image_kind(path)
     if kind is None:
         raise DataError(

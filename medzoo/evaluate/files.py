@@ -34,6 +34,7 @@ from medzoo.codec.stream import (
     decompress,
     decompress_codes,
     read_header,
+    read_stream_file,
 )
 from medzoo.evaluate.common import progress, resolve_model
 from medzoo.metrics import ellipse_circumference, mae, mask_boundary, psnr, ssim
@@ -522,8 +523,7 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
         raise DataError(f"{stream_path}: no such file")
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"output format {output_format!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
-    data = stream_path.read_bytes()
-    header = read_header(data)
+    data, header = read_stream_file(stream_path)  # its errors name the file
     output = pathlib.Path(output)
     if dicom_io.is_container(data):  # DICOM in, DICOM out: each file's header, the decoded stored pixels
         if output_format != "auto":

@@ -318,6 +318,8 @@ def find_entry(manifest: dict, name) -> dict:
     for entry in manifest["models"]:
         if entry["name"] == name:
             return copy.deepcopy(entry)
+    if isinstance(name, str) and name != name.strip().lower():  # zoo names are lower case: VAE-ChestXray-F8C4 too
+        return find_entry(manifest, name.strip().lower())
     record = retired_record(manifest, name)
     if record is not None:
         warnings.warn(retirement_message(record), FutureWarning, stacklevel=3)
@@ -326,7 +328,8 @@ def find_entry(manifest: dict, name) -> dict:
     close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     known = f" Known models: {', '.join(names)}." if names else " The zoo has no pretrained models yet."
-    raise ModelNotFoundError(f"unknown model {name!r}{hint}{known} (see medzoo.list_models())")
+    raise ModelNotFoundError(f"unknown model {name!r}{hint}{known} (medzoo list, or medzoo.list_models(), "
+                             f"describes them)")
 
 
 def retirement_message(record: dict) -> str:

@@ -393,6 +393,9 @@ def load_preset(directory, *, compile=True, verify=None):
         ConfigError: unexpected files in the folder, a config naming a class outside
             medzoo, or weights that do not fit the config.
     """
+    from medzoo.backend import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # before Keras loads it: TensorFlow's CUDA probe prints errors on a CPU machine
     directory = check_preset_files(directory)
     verify = dict(verify or {})
     unknown = sorted(set(verify) - set(PRESET_FILES))
