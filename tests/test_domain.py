@@ -64,3 +64,23 @@ def test_the_denoising_evaluation_does_not_flag_the_noise_it_adds(data_dir):
         result = medzoo.evaluate.denoise(model, images=chest, sigmas=(0.2,), classical=())
     assert not _domain_warnings(caught)
     assert result.rows[-1]["method"] == "ae-chestxray-f4c3" and result.rows[-1]["psnr"] > result.rows[0]["psnr"]
+
+
+def test_reconstructing_files_counts_every_input_and_names_the_unlike_ones(data_dir, tmp_path):
+    """Files go through an any-size model one by one; the warning counts them all and names the flagged ones."""
+    from PIL import Image
+
+    model = medzoo.load("vae-chestxray-f8c4", compile=False)
+    chest = load_npz("kermany_pediatric_cxr_128", "test")[0][:2]
+    brain = load_npz("brain_tumor_figshare_128", "test")[0][:1]
+    files = []
+    for name, image in (("chest_a.png", chest[0]), ("brain.png", brain[0]), ("chest_b.png", chest[1])):
+        Image.fromarray(image).save(tmp_path / name)
+        files.append(tmp_path / name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        medzoo.evaluate.reconstruct_files(model, files, tmp_path / "out")
+    found = _domain_warnings(caught)
+    assert len(found) == 1, [str(w.message) for w in found]
+    message = str(found[0].message)
+    assert message.startswith("1 of 3 input(s)") and "brain.png" in message and "chest_a" not in message

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import pathlib
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from medzoo.data.preprocess import to_display
-from medzoo.errors import ConfigError, DataError
+from medzoo.errors import ConfigError, DataError, DomainShiftWarning
 from medzoo.evaluate import plots
 from medzoo.codec.stream import (
     DEFAULT_KIND,
@@ -103,6 +104,37 @@ def _native_inputs(model, inputs):
         yield image[None], ref
 
 
+@contextlib.contextmanager
+def domain_check_by_file(model):
+    """Check each input file against the model's training data and warn once, naming the files that look unlike it.
+
+    A model warns per call (``N of M image(s) look unlike ...``); a command that calls it once
+    per file would say "1 of 1" for each and name none. Inside this context the model's own
+    warning is silenced; ``check(images, refs)`` (which returns the images) records the files
+    flagged, and on leaving one :class:`~medzoo.DomainShiftWarning` counts the inputs and names them.
+    """
+    profile = getattr(model, "domain_profile", None)
+    flagged, counted = [], [0]
+
+    def check(images, refs):
+        counted[0] += len(refs)
+        if profile is not None and min(images.shape[1:3]) >= 16:
+            flagged.extend(str(ref) for ref, unlike in zip(refs, profile.unfamiliar(images)) if unlike)
+        return images
+
+    with warnings.catch_warnings():
+        # the model's per-call statistics warning only: its size warning still speaks
+        warnings.filterwarnings("ignore", message=r"\d+ of \d+ image\(s\) look unlike", category=DomainShiftWarning)
+        yield check
+    if flagged:
+        named = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+        trained = getattr(profile, "fitted_on", "") or "its training images"
+        warnings.warn(f"{len(flagged)} of {counted[0]} input(s) look unlike this model's training data ({trained}) in "
+                      f"their intensity and texture statistics: {named}. Another modality or acquisition? Expect a "
+                      "domain shift (they still run; fine-tune on such images, or pick a model trained on them)",
+                      DomainShiftWarning, stacklevel=3)
+
+
 def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_range="auto") -> list:
     """Reconstruct image files: per image the reconstruction, and a comparison PNG of input | reconstruction | |error|.
 
@@ -129,12 +161,15 @@ def reconstruct_files(model, inputs, output_dir, *, batch_size: int = 32, error_
     spec = getattr(model, "preprocess_spec", None)
     hu_per_value = spec.units_per_value if spec is not None and getattr(spec, "units", None) == "HU" else None
     output_dir = pathlib.Path(output_dir)
-    if getattr(model, "any_size", False):
-        pairs = [(x, ref, model.reconstruct(x, batch_size=batch_size)) for x, ref in _native_inputs(model, inputs)]
-    else:
-        x, refs = read_model_inputs(model, inputs)
-        rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
-        pairs = [(x[i:i + 1], refs[i], rec[i:i + 1]) for i in range(len(x))]
+    with domain_check_by_file(model) as check:
+        if getattr(model, "any_size", False):
+            pairs = [(x, ref, model.reconstruct(check(x, [ref]), batch_size=batch_size))
+                     for x, ref in _native_inputs(model, inputs)]
+        else:
+            x, refs = read_model_inputs(model, inputs)
+            check(x, refs)
+            rec = _in_batches(lambda b: model.reconstruct(b, batch_size=batch_size), x, batch_size, "reconstructing")
+            pairs = [(x[i:i + 1], refs[i], rec[i:i + 1]) for i in range(len(x))]
     outputs = _unique_paths(output_dir, [ref.stem for _, ref, _ in pairs], "_reconstruction.png")
     records = []
     for (x, ref, rec), output in zip(progress(pairs, "writing PNGs", total=len(pairs)), outputs):
