@@ -133,6 +133,12 @@ def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_info_labels_a_mean_of_datasets_as_such(capsys):
+    assert main(["info", "vae-chestxray-f8c4"]) == 0
+    out = capsys.readouterr().out
+    assert "equal-share mean of 2 datasets" in out and "kermany_pediatric_cxr_128" in out and "cxr_hannover_1024" in out
+
+
 def test_model_names_ignore_case_and_an_unknown_one_points_at_medzoo_list(capsys):
     assert main(["info", "VAE-ChestXray-F8C4"]) == 0
     assert "vae-chestxray-f8c4" in capsys.readouterr().out

@@ -602,7 +602,12 @@ def _metric_rows(metrics: dict, label: str) -> list[tuple[str, str]]:
     """Metrics as a small table: one row per dataset (or per codec quality), the figures in columns."""
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     groups = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    table = [("all" if groups else "", scalars)] if scalars else []
+    per_dataset = groups.get("per_dataset")
+    # several datasets: the top-level figures are the mean of their means (each dataset an equal share), not a
+    # mean over images, and the image count is their sum; say so rather than call it "all"
+    top = (f"equal-share mean of {len(per_dataset)} datasets" if isinstance(per_dataset, dict) and len(per_dataset) > 1
+           else "all" if groups else "")
+    table = [(top, scalars)] if scalars else []
     for group, rows in groups.items():
         table += [(f"{group} {name}" if group not in ("per_dataset",) else name, dict(_flatten(row)))
                   for name, row in rows.items()] if all(isinstance(r, dict) for r in rows.values()) else \
