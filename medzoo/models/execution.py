@@ -21,41 +21,44 @@ from keras import ops
 
 
 def compiled(model, fn):
-    """A function ``numpy batch -> numpy result`` that runs ``fn`` (tensor -> tensor) on the active backend."""
+    """A function ``numpy arrays -> numpy result`` that runs ``fn`` (tensors -> tensor) on the active backend.
+
+    ``fn`` takes one tensor or several (e.g. a latent batch, times and labels).
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         # plain tensor code: autograph has nothing to convert (and cannot parse lambdas)
         graph_fn = tf.function(tf.autograph.experimental.do_not_convert(fn), reduce_retracing=True)
-        return lambda x: graph_fn(tf.convert_to_tensor(x)).numpy()
+        return lambda *xs: graph_fn(*[tf.convert_to_tensor(x) for x in xs]).numpy()
     if backend == "jax":
         return _jax_compiled(model, fn)
     if backend == "torch":
         import torch
 
-        def run(x):
+        def run(*xs):
             with torch.no_grad():
-                return ops.convert_to_numpy(fn(ops.convert_to_tensor(x)))
+                return ops.convert_to_numpy(fn(*[ops.convert_to_tensor(x) for x in xs]))
 
         return run
-    return lambda x: ops.convert_to_numpy(fn(ops.convert_to_tensor(x)))
+    return lambda *xs: ops.convert_to_numpy(fn(*[ops.convert_to_tensor(x) for x in xs]))
 
 
 def _jax_compiled(model, fn):
     import jax
 
-    def stateless(values, x):
+    def stateless(values, *xs):
         with keras.StatelessScope(state_mapping=list(zip(model.variables, values))) as scope:
-            out = fn(x)
+            out = fn(*xs)
         updates = [scope.get_current_value(v) for v in model.variables]
         return out, [u if u is not None else v for u, v in zip(updates, values)]
 
     jitted = jax.jit(stateless)
 
-    def run(x):
+    def run(*xs):
         variables = model.variables
-        out, new_values = jitted([v.value for v in variables], np.asarray(x))
+        out, new_values = jitted([v.value for v in variables], *[np.asarray(x) for x in xs])
         for variable, new in zip(variables, new_values):
             if not variable.trainable:  # e.g. seed generator states, which advance with each sample
                 variable.assign(new)

@@ -11,7 +11,8 @@ from medzoo.data import PreprocessSpec
 
 FAMILY_TAGS = {"autoencoder": ["autoencoder"], "vae": ["autoencoder", "vae"], "vqvae": ["autoencoder", "vq-vae"],
                "codec": ["image-compression", "vae", "hyperprior"],
-               "segmenter": ["image-segmentation", "u-net"]}
+               "segmenter": ["image-segmentation", "u-net"],
+               "prior": ["unconditional-image-generation", "flow-matching", "latent-diffusion"]}
 
 _LIMITS = """\
 ## Intended use and limitations
@@ -83,6 +84,27 @@ def geometry_label(spec: dict) -> str:
     return f"resize ({spec.get('resize')}) to {'x'.join(map(str, spec['size']))}"
 
 
+def _prior_usage(name: str, metadata: dict) -> list[str]:
+    """A latent prior's usage: it generates (and varies) images; its autoencoder loads with it."""
+    training = metadata.get("training") or {}
+    labels = training.get("labels") or []
+    autoencoder = (training.get("autoencoder") or {}).get("name", "its autoencoder")
+    first = repr(labels[-1]) if labels else "None"
+    return [
+        "```python",
+        "import medzoo",
+        "",
+        f'prior = medzoo.load("{name}")        # loads {autoencoder} too (its decoder makes the images)',
+        f"images = prior.generate(16, label={first}, seed=0)   # labels: {', '.join(labels) or 'none'}",
+        "more = prior.vary(real_images, strength=0.5, seed=0)  # variations of given images",
+        "```",
+        "",
+        f"`medzoo generate {name} -n 16 --label ... -o DIR` writes PNGs (or DICOM Secondary Capture marked "
+        "synthetic, with `--dicom`) and a contact sheet. Synthetic images carry no diagnosis.",
+        "",
+    ]
+
+
 def render_card(metadata: dict) -> str:
     """The README.md text for a preset, from its metadata (see ``presets.save_preset``)."""
     name = metadata["name"]
@@ -104,15 +126,16 @@ def render_card(metadata: dict) -> str:
         "",
         "## Usage",
         "",
-        "```python",
-        "import medzoo",
-        "",
-        f'model = medzoo.load("{name}")',
-        "x = model.preprocess(raw_images)      # resize + normalise with the spec below",
-        "recon = model.reconstruct(x)          # or model.reconstruct(raw_images, preprocess=True)",
-        "codes = model.encode(x)",
-        "```",
-        "",
+        *(_prior_usage(name, metadata) if metadata["family"] == "prior" else [
+            "```python",
+            "import medzoo",
+            "",
+            f'model = medzoo.load("{name}")',
+            "x = model.preprocess(raw_images)      # resize + normalise with the spec below",
+            "recon = model.reconstruct(x)          # or model.reconstruct(raw_images, preprocess=True)",
+            "codes = model.encode(x)",
+            "```",
+            ""]),
         "## Input",
         "",
         f"Images of shape {shape}{size_note} with values in [{low:g}, {high:g}], made from raw images by this "

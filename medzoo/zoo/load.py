@@ -27,7 +27,7 @@ import pathlib
 import posixpath
 import warnings
 
-from medzoo.errors import ConfigError, IntegrityError
+from medzoo.errors import ConfigError, IntegrityError, ModelNotFoundError
 from medzoo.zoo.hub import (
     FilesUnavailableError,
     HubRef,
@@ -72,7 +72,7 @@ def _no_download(where: str) -> str:
 
 
 def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download=False, compile=True,
-         manifest_path=None):
+         manifest_path=None, autoencoder=None):
     """Load a pretrained model: a zoo name, a preset directory, or ``"hf://org/repo@revision"``.
 
     Args:
@@ -85,6 +85,8 @@ def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download
         force_download: ignore cached and bundled copies and download again.
         compile: compile the model (default optimizer) so it can be fine-tuned.
         manifest_path: another weights manifest than the package's.
+        autoencoder: for a latent prior, the autoencoder it serves, already loaded (reused
+            instead of loading it again); by default the prior loads the one it names.
 
     Returns:
         The model, with ``model.preprocess_spec`` (so ``model.preprocess(raw)`` and
@@ -104,17 +106,45 @@ def load(name_or_path, *, cache_dir=None, local_files_only=False, force_download
     local_files_only = local_files_only or constants.is_offline_mode()
     options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download,
                    compile=compile)
+    model = _load(name_or_path, options, manifest_path)
+    if type(model).__name__ == "LatentPrior":
+        _attach_autoencoder(model, autoencoder, dict(options, manifest_path=manifest_path))
+    return model
+
+
+def _attach_autoencoder(prior, autoencoder, options) -> None:
+    """Give a latent prior the autoencoder it names: the one passed in, or loaded like the prior."""
+    wanted = prior.autoencoder_name
+    recorded = ((prior.zoo_metadata.get("training") or {}).get("autoencoder") or {}).get("version")
+    if autoencoder is None:
+        try:
+            autoencoder = load(wanted, **options)
+        except (FilesUnavailableError, ModelNotFoundError) as exc:
+            raise ConfigError(f"the prior {prior.zoo_metadata.get('name')} decodes with the autoencoder {wanted!r}, "
+                              f"which could not be loaded: {exc}") from None
+    name = (getattr(autoencoder, "zoo_metadata", None) or {}).get("name")
+    version = (getattr(autoencoder, "zoo_metadata", None) or {}).get("version")
+    if name is not None and name != wanted:
+        raise ConfigError(f"this prior was trained on {wanted}'s latents, not {name}'s; pass autoencoder= {wanted} "
+                          f"or leave it out")
+    if recorded and version and version != recorded:
+        warnings.warn(f"this prior was trained on {wanted} {recorded}'s latents; {version} is loaded, so its "
+                      f"samples may be off until the prior is retrained", stacklevel=3)
+    prior.attach(autoencoder)
+
+
+def _load(name_or_path, options, manifest_path):
     if isinstance(name_or_path, os.PathLike):
-        return _load_directory(pathlib.Path(name_or_path), compile)
+        return _load_directory(pathlib.Path(name_or_path), options['compile'])
     if not isinstance(name_or_path, str):
         raise ConfigError(f"load() takes a zoo name, a path or 'hf://org/repo@revision', got {name_or_path!r}")
     if name_or_path.startswith("hf://"):
         return _load_hub_ref(parse_hf_uri(name_or_path), **options)
     if _looks_like_path(name_or_path):
-        return _load_directory(pathlib.Path(name_or_path).expanduser(), compile)
+        return _load_directory(pathlib.Path(name_or_path).expanduser(), options['compile'])
     manifest = read_manifest(manifest_path)
     if name_or_path not in {entry["name"] for entry in manifest["models"]} and pathlib.Path(name_or_path).is_dir():
-        return _load_directory(pathlib.Path(name_or_path), compile)
+        return _load_directory(pathlib.Path(name_or_path), options['compile'])
     return _load_entry(find_entry(manifest, name_or_path), manifest_path, **options)
 
 

@@ -35,7 +35,7 @@ REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
 #: zoo family -> the name of its class (``medzoo.models.FAMILIES`` without importing Keras; a test keeps them equal)
 FAMILY_CLASS_NAMES = {"autoencoder": "ConvAutoencoder", "vae": "VAE", "vqvae": "VQVAE", "codec": "HyperpriorCodec",
-                      "segmenter": "Segmenter"}
+                      "segmenter": "Segmenter", "prior": "LatentPrior"}
 #: registered Keras names of the classes a preset's top-level config may name -> class name
 MODEL_CLASSES = {f"medzoo>{name}": name for name in FAMILY_CLASS_NAMES.values()}
 #: Keras class names that run arbitrary Python code, refused even from the keras package
@@ -122,11 +122,11 @@ def deserialize_model(config: dict):
     """
     import keras
 
-    from medzoo.models import AutoencoderModel
+    from medzoo.models import AutoencoderModel, LatentPrior
 
     check_model_config(config)
     config = {key: value for key, value in config.items() if key != "compile_config"}
     model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    if not isinstance(model, AutoencoderModel):  # unreachable after the check, kept as a last line
+    if not isinstance(model, (AutoencoderModel, LatentPrior)):  # unreachable after the check, kept as a last line
         raise ConfigError(f"config.json built a {type(model).__name__}, not a medzoo model")
     return model
