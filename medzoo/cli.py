@@ -215,7 +215,13 @@ def _download(args):
     if not names:
         raise ConfigError("name the models to download (or --all)")
     options = dict(cache_dir=args.cache_dir, force_download=args.force, local_files_only=args.offline)
-    if args.to:
+    if args.source:
+        if not args.to:
+            raise ConfigError("--from copies presets out of a checkout into a mirror: give the mirror with --to DIR")
+        from medzoo.zoo.load import copy_from_checkout
+
+        fetched = copy_from_checkout(names, args.source, args.to)
+    elif args.to:
         fetched = medzoo.zoo.write_mirror(names, args.to, **options)
     else:
         fetched = [medzoo.zoo.fetch(name, **options) for name in names]
@@ -495,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every entry of the zoo")
     p.add_argument("--to", metavar="DIR",
                    help="write an offline mirror: each preset into DIR/NAME/ (then MEDZOO_MIRROR=DIR loads offline)")
+    p.add_argument("--from", dest="source", metavar="CHECKOUT",
+                   help="copy the presets from a medzoo checkout (or its presets/ folder) instead of the Hub: for "
+                        "entries with no Hub copy; needs --to")
     p.add_argument("--cache-dir", help="medzoo cache folder (default $MEDZOO_CACHE or ~/.cache/medzoo)")
     p.add_argument("--force", action="store_true", help="download again even if a verified copy is on disk")
     p.add_argument("--offline", action="store_true", help="never touch the network (check the local copies only)")

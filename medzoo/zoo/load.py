@@ -42,6 +42,9 @@ from medzoo.zoo.hub import (
 from medzoo.zoo.manifest import bundled_dir, find_entry, read_manifest
 from medzoo.zoo.integrity import verify_files
 from medzoo.zoo.mirror import MIRROR_ENV, mirror_root
+
+#: where the presets of entries without a Hub copy live (each in presets/NAME/)
+REPOSITORY = "https://github.com/medzoo/medzoo"
 from medzoo.zoo.presets import load_preset, read_metadata, recorded_digests
 from medzoo.zoo.safety import BASE_FILES
 
@@ -267,9 +270,10 @@ def _locate_entry(entry, manifest_path, *, cache_dir, local_files_only, force_do
         if force_download:
             raise ConfigError(f"force_download=True, but model {name!r} has no hub source to download from")
         raise FilesUnavailableError(
-            f"model {name!r} is not on the Hub yet and has no copy here (looked in {looked}): point "
-            f"${MIRROR_ENV} at a folder holding {name}/ (a medzoo checkout's presets/ folder, or one written by "
-            f"medzoo download {name} --to DIR)")
+            f"model {name!r} is not on the Hub yet and has no copy here (looked in {looked}). Its files are in the "
+            f"medzoo repository's presets/{name}/: with a copy of it (git clone {REPOSITORY}), either set "
+            f"{MIRROR_ENV}=CHECKOUT/presets, or run medzoo download {name} --from CHECKOUT --to DIR (copies and "
+            f"verifies it) and set {MIRROR_ENV}=DIR")
     if local_files_only:
         raise FilesUnavailableError(
             f"model {name!r} is not available locally (looked in {looked}) and "
@@ -329,6 +333,35 @@ def _load_hub_ref(ref: HubRef, *, cache_dir, local_files_only, force_download, c
         )
     model = load_preset(folder, compile=compile)  # digests recorded in the downloaded metadata.json
     return _finish(model, source, folder, ref.uri, hub={"repo_id": ref.repo_id, "revision": commit})
+
+
+def copy_from_checkout(names, source, folder, *, manifest_path=None) -> list[Fetched]:
+    """Copy zoo entries from a medzoo checkout (or its ``presets/`` folder) into a mirror ``folder/<name>/``.
+
+    For entries with no Hub copy (the weights live in the repository): every file is
+    checked against the manifest's sha256 in the checkout and again in the copy, so a
+    checkout of another version is refused rather than mixed in.
+    """
+    from medzoo.zoo.mirror import copy_preset
+
+    source, folder = pathlib.Path(source).expanduser(), pathlib.Path(folder).expanduser()
+    presets = source / "presets" if (source / "presets").is_dir() else source
+    manifest = read_manifest(manifest_path)
+    written = []
+    for name in names:
+        entry = find_entry(manifest, name)
+        expected = {record["filename"]: record["sha256"] for record in entry["files"]}
+        origin = presets / entry["name"]
+        if not all((origin / f).is_file() for f in expected):
+            raise FilesUnavailableError(f"{origin} does not hold {entry['name']}'s files ({', '.join(expected)}): "
+                                        f"--from takes a medzoo checkout or its presets/ folder")
+        verify_files(origin, expected, origin=f"the checkout's copy in {origin}")
+        target = folder / entry["name"]
+        if target.resolve() != origin.resolve():
+            copy_preset(origin, list(expected), target)
+        verify_files(target, expected, origin=f"the mirror copy in {target}")
+        written.append(Fetched(entry["name"], entry["version"], "mirror", target, expected))
+    return written
 
 
 def write_mirror(names, folder, *, cache_dir=None, local_files_only=False, force_download=False,
