@@ -78,7 +78,8 @@ def _duration(text: str) -> float:
     return value
 
 
-EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation", "segmentation")
+EVALUATION_TASKS = ("reconstruction", "compression", "anomaly", "probe", "denoise", "generation", "prior_generation",
+                    "segmentation")
 
 
 def _task_options(args, task):
@@ -86,6 +87,12 @@ def _task_options(args, task):
     import medzoo
 
     options = {"seed": args.seed}
+    if task == "prior_generation":  # a latent prior judged on its dataset's test split (docs/generation.md)
+        if args.samples is not None:
+            options["n_samples"] = args.samples
+        if args.bootstrap is not None:
+            options["bootstrap"] = args.bootstrap
+        return args.model, {**options, **({"dataset": args.dataset} if args.dataset else {})}
     if args.max_images is not None:
         options["max_images"] = args.max_images
     if args.dataset is not None:
@@ -403,6 +410,17 @@ def _decompress(args):
         print(f"wrote {len(paths)} {kind} of {size} to {where}")
 
 
+def _generate(args):
+    _ready(args.model)
+    import medzoo
+
+    written = medzoo.evaluate.generate_files(args.model, args.output, n=args.n, label=args.label, seed=args.seed,
+                                             steps=args.steps, guidance=args.guidance, dicom=args.dicom)
+    kind = "DICOM Secondary Capture file(s) (ImageType DERIVED, marked synthetic)" if args.dicom else "PNG file(s)"
+    print(f"wrote {len(written['files'])} synthetic {kind} of label {written['label']} ({written['steps']} steps, "
+          f"guidance {written['guidance']:g}) and the contact sheet {written['sheet']} to {args.output}")
+
+
 def _demo(args):
     import time
 
@@ -589,6 +607,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "pixels exactly, else .npy; npy: always .npy, the decoded floats for model images)")
     p.add_argument("--model", help="the model (default: the zoo model the stream names)")
     p.set_defaults(func=_decompress)
+
+    p = sub.add_parser("generate", help="draw synthetic images from a latent prior (e.g. prior-chestxray-f8c4); "
+                                        "writes PNGs (or DICOM with --dicom) and a contact sheet")
+    p.add_argument("model", help="a latent prior: zoo name or preset directory")
+    p.add_argument("-n", type=int, default=16, help="how many images (default 16)")
+    p.add_argument("--label", help="a label of the prior (medzoo info NAME lists them); default: any")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (default 0)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the preset's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the preset's)")
+    p.add_argument("--dicom", action="store_true", help="write DICOM Secondary Capture files marked synthetic")
+    p.add_argument("-o", "--output", default="medzoo-generated", help="folder (default medzoo-generated)")
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("demo", help="run a bundled model on the sample chest X-rays shipped with medzoo and "
                                     "write a report (no network or data needed)")

@@ -13,6 +13,8 @@ Each task is a function returning a small result object with ``to_dict()``,
 * :func:`denoise` - denoising autoencoder against the noisy input, Gaussian blur and
   non-local means at several noise levels.
 * :func:`generation` - VAE prior samples and latent interpolation strips.
+* :func:`prior_generation` - a latent prior's samples judged against real images: Fréchet
+  distances, label fidelity, train-on-synthetic, memorisation, augmentation at few labels.
 * :func:`segmentation` - Dice, IoU and HD95 per image (mm where known), HC18's head
   circumference error, overlays of the worst and best images.
 
@@ -41,6 +43,8 @@ from medzoo.evaluate.denoise import DenoiseResult, denoise
 from medzoo.codec.entropy import EntropyModel, fit_entropy_model
 from medzoo.evaluate.files import compress_files, decompress_file, encode_files, reconstruct_files, segment_files
 from medzoo.evaluate.generation import GenerationResult, generation
+from medzoo.evaluate.prior_generation import PriorGenerationResult, prior_generation
+from medzoo.evaluate.synthetic import generate_files
 from medzoo.evaluate.probe import ProbeResult, probe
 from medzoo.evaluate.reconstruction import ReconstructionResult, reconstruction
 from medzoo.evaluate.report import write_report
@@ -55,6 +59,7 @@ TASKS = {
     "probe": probe,
     "denoise": denoise,
     "generation": generation,
+    "prior_generation": prior_generation,
     "segmentation": segmentation,
 }
 
@@ -104,6 +109,7 @@ __all__ = [
     "TASKS", "AnomalyResult", "BitstreamError", "CompressionResult", "DemoResult", "DenoiseResult", "EntropyModel",
     "GenerationResult", "ProbeResult", "ReconstructionResult", "Result", "SegmentationResult", "anomaly", "auroc", "bd_rate",
     "bootstrap_ci", "compress", "compress_files", "compression", "decompress", "decompress_file", "demo", "denoise",
-    "encode_files", "evaluate", "fit_entropy_model", "generation", "probe", "read_header", "reconstruct_files",
+    "encode_files", "evaluate", "fit_entropy_model", "generate_files", "generation", "PriorGenerationResult",
+    "prior_generation", "probe", "read_header", "reconstruct_files",
     "reconstruction", "segment_files", "segmentation", "roc_curve", "write_report", "zoo_vqvae_models",
 ]

@@ -69,6 +69,7 @@ METRICS = {
     "iou": "IoU {:.3f}",
     "hd95_mm": "HD95 {:.2f} mm",
     "hc_error_mm": "head circumference error {:.2f} mm",
+    "label_fidelity": "label fidelity {:.3f}",
 }
 
 COLUMNS = ("model", "family", "modality", "input", "params", "test metrics", "licence")
@@ -102,6 +103,10 @@ def _metrics(metrics: dict) -> str:
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
     parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
              if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
+    fd = test.get("feature_fd")
+    if isinstance(fd, dict) and {"prior", "vae_normal", "real_train"} <= set(fd):  # a latent prior's samples
+        parts.insert(0, f"feature Fréchet distance {fd['prior']:.2f} (the VAE's N(0, I) {fd['vae_normal']:.2f}, "
+                        f"real images {fd['real_train']:.2f})")
     text = ", ".join(parts).replace(", (", " (") or "—"
     per_dataset = test.get("per_dataset")
     if not (isinstance(per_dataset, dict) and parts):

@@ -1,0 +1,303 @@
+"""Generation by a latent prior, judged against real images and beside the references a user would compare with.
+
+Every figure comes with its references, measured in the same run on the same split:
+
+* **distribution distance**: a Fréchet distance in the features of a small classifier
+  trained on the real training images (:mod:`medzoo.evaluate.judge`), and, where
+  ``frd-score`` is installed, the Fréchet Radiomics Distance. References: real training
+  images (the floor: two samples of the same distribution), the VAE's own N(0, I) samples
+  (what ``vae.sample`` gives), and blurred real images;
+* **label fidelity**: the share of samples the judge assigns to the label they were asked
+  for, beside the judge's own accuracy on real test images;
+* **train on synthetic, test on real** (TSTR): the same classifier, the same number of
+  steps, trained on generated images, on as many real images, and on the whole real split;
+* **memorisation**: each sample's nearest training image (in the judge's features and in
+  pixels), against the same distance for real test images; a sample much closer to a
+  training image than real test images are is a copy;
+* **augmentation at few labels**: classifiers trained on 1% / 10% / 100% of the labels,
+  real only against real plus synthetic images at several ratios, where the synthetic
+  images come from a prior that saw no more labels than the classifier;
+* **speed**: images per second at the shipped number of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tempfile
+import time
+
+import numpy as np
+
+from medzoo.evaluate import plots
+from medzoo.evaluate.common import Result, format_table, interval, progress
+from medzoo.evaluate.judge import frechet_distance, nearest_distances, train_classifier
+from medzoo.evaluate.stats import auroc, bootstrap_ci
+
+#: labels of the datasets a prior may be judged on: npz name -> class names (index = stored label)
+DATASET_CLASSES = {
+    "kermany_pediatric_cxr_128": ("normal", "pneumonia"),
+    "brain_tumor_figshare_128": ("meningioma", "glioma", "pituitary"),
+    "busbra_256": ("benign", "malignant"),
+}
+
+
+def prior_labels_for(prior, dataset: str) -> list[int]:
+    """The prior's label index for each class of ``dataset`` (``"pneumonia"`` or ``"chest x-ray/pneumonia"``)."""
+    names = [n.lower() for n in prior.labels]
+    out = []
+    for cls in DATASET_CLASSES[dataset]:
+        hits = [i for i, n in enumerate(names) if n == cls or n.endswith("/" + cls)]
+        if len(hits) != 1:
+            raise ValueError(f"the prior's labels {prior.labels} do not name the class {cls!r} of {dataset} once")
+        out.append(hits[0])
+    return out
+
+
+def blur(images, sigma=2.0) -> np.ndarray:
+    """Gaussian blur of ``(N, H, W, C)`` images (a reference: real anatomy without its detail)."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.stack([gaussian_filter(x, sigma=(sigma, sigma, 0)) for x in np.asarray(images, np.float32)])
+
+
+def generate_for_classes(prior, class_labels, dataset, *, seed, steps, guidance, batch_size=64,
+                         show_progress=True) -> np.ndarray:
+    """One image per entry of ``class_labels`` (dataset class indices), generated with the matching prior label."""
+    mapping = prior_labels_for(prior, dataset)
+    labels = np.asarray(class_labels)
+    out = []
+    chunks = range(0, len(labels), batch_size)
+    for k, i in enumerate(progress(chunks, "generating", enabled=None if show_progress else False)):
+        chunk = [mapping[int(c)] for c in labels[i:i + batch_size]]
+        out.append(prior.generate(len(chunk), label=chunk, seed=seed + k, steps=steps, guidance=guidance,
+                                  batch_size=batch_size))
+    return np.concatenate(out)
+
+
+def frd(a, b, workers=2) -> float | None:
+    """The Fréchet Radiomics Distance (frd-score, v1) between two image sets; None where frd-score is missing."""
+    try:
+        import frd_score
+    except ImportError:
+        return None
+    from medzoo.evaluate.plots import save_png
+
+    with tempfile.TemporaryDirectory(prefix="medzoo-frd-") as tmp:
+        dirs = []
+        for name, images in (("a", a), ("b", b)):
+            folder = pathlib.Path(tmp) / name
+            folder.mkdir()
+            for i, image in enumerate(images):
+                save_png(np.clip(np.rint(np.asarray(image)[..., 0] * 255.0), 0, 255).astype(np.uint8),
+                         folder / f"{i:05d}.png")
+            dirs.append(str(folder))
+        return float(frd_score.compute_frd(dirs, num_workers=workers))
+
+
+@dataclasses.dataclass(repr=False, eq=False)
+class PriorGenerationResult(Result):
+    """The figures of :func:`prior_generation`, the sample grid and the memorisation pairs."""
+
+    model: str
+    dataset: str
+    rows: dict
+    augmentation: list
+    samples_by_label: dict
+    vae_samples: np.ndarray
+    closest_pairs: list
+    settings: dict
+    task = "prior_generation"
+
+    def to_dict(self, per_image=False) -> dict:
+        return {"task": self.task, "model": self.model, "data": self.dataset, "settings": self.settings,
+                "figures": self.rows, "augmentation": self.augmentation}
+
+    def table(self) -> str:
+        r = self.rows
+        fd, frd_ = r["feature_fd"], r.get("frd") or {}
+
+        def f(v, digits=2):
+            return "-" if v is None else f"{v:.{digits}f}"
+
+        lines = [
+            ["feature FD (judge), vs real test", f(fd["prior"]), f(fd["real_train"]), f(fd["vae_normal"]),
+             f(fd["blurred_test"])],
+            ["FRD (radiomics), vs real test", f(frd_.get("prior")), f(frd_.get("real_train")),
+             f(frd_.get("vae_normal")), f(frd_.get("blurred_test"))],
+        ]
+        out = format_table(["distance", "prior samples", "real train (floor)", "VAE N(0, I)", "blurred test"], lines,
+                           title=f"{self.model}: distribution distance on {self.dataset} (lower is closer)")
+        t = r["tstr"]
+        rows = [
+            ["label fidelity (judge agrees with the asked label)", f(r["label_fidelity"], 3),
+             f"judge accuracy on real test {r['judge_accuracy']:.3f}"],
+            [f"AUROC, trained on {t['n']} synthetic", f(t["synthetic"], 3),
+             f"{t['n']} real: {t['real_same_n']:.3f}; all {t['n_all']} real: {t['real_all']:.3f}"],
+            ["", interval(*t["synthetic_ci"]), interval(*t["real_same_n_ci"])],
+            ["median nearest-training distance, features (sample / test)", f(r["memorisation"]["features_ratio"], 3),
+             f"{r['memorisation']['features_sample']:.3f} / {r['memorisation']['features_test']:.3f}"],
+            ["median nearest-training distance, pixels (sample / test)", f(r["memorisation"]["pixels_ratio"], 3),
+             f"{r['memorisation']['pixels_sample']:.3f} / {r['memorisation']['pixels_test']:.3f}"],
+            ["sampling speed (images/s)", f(r["images_per_second"], 2),
+             f"{self.settings['steps']} steps, guidance {self.settings['guidance']}"],
+        ]
+        out += "\n\n" + format_table(["measure", "prior", "reference"], rows, title="fidelity, usefulness, copies")
+        if self.augmentation:
+            aug = [[f"{a['fraction']:.0%}", a["labelled"], a["ratio"], a["synthetic"], f"{a['auroc']:.3f}",
+                    interval(*a["ci"]), f"{a['gain']:+.3f}" if a["ratio"] else ""] for a in self.augmentation]
+            out += "\n\n" + format_table(["labels", "real images", "synthetic per real", "synthetic", "AUROC",
+                                          "95% CI", "gain"], aug,
+                                         title="augmentation: real labelled images plus synthetic ones (test AUROC)")
+        return out
+
+    def markdown(self) -> str:
+        return "```\n" + self.table() + "\n```"
+
+    def plot(self, path) -> pathlib.Path:
+        rows = [(f"prior: {label}", images[:8]) for label, images in self.samples_by_label.items()]
+        rows.append(("VAE N(0, I)", self.vae_samples[:8]))
+        fig = plots.image_rows(rows, scale=1.2)
+        fd = self.rows["feature_fd"]
+        fig.suptitle(f"{self.model}: samples per label, and the VAE's own N(0, I) samples; feature FD to real test "
+                     f"{fd['prior']:.1f} (prior) vs {fd['vae_normal']:.1f} (N(0, I)), floor {fd['real_train']:.1f}",
+                     fontsize=8)
+        return plots.save(fig, path)
+
+    def extra_figures(self) -> dict:
+        def pairs(path):
+            rows = [("sample", np.stack([p[0] for p in self.closest_pairs])),
+                    ("nearest training", np.stack([p[1] for p in self.closest_pairs]))]
+            fig = plots.image_rows(rows, scale=1.2)
+            fig.suptitle("the 8 samples closest to a training image (pixels), above their nearest training image",
+                         fontsize=8)
+            return plots.save(fig, path)
+
+        return {"closest_pairs": pairs} if self.closest_pairs else {}
+
+
+def _auroc_with_ci(judge, images, labels, seed, resamples):
+    p = judge.predict(images)[:, 1]
+    return auroc(labels, p), bootstrap_ci(labels, p, n_resamples=resamples, seed=seed)
+
+
+def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=1200, steps=None, guidance=None,
+                     classifier_steps=600, frd_images=300, augmentation_priors=None, ratios=None,
+                     bootstrap=500, seed=0, data_dir=None, show_progress=True) -> PriorGenerationResult:
+    """Judge a latent prior's samples on ``dataset``'s test split (see the module docstring).
+
+    Args:
+        prior: a loaded :class:`~medzoo.models.latent_prior.LatentPrior` (its autoencoder attached).
+        n_samples: samples for the distances, fidelity, TSTR and memorisation (class shares
+            as in the training split).
+        steps, guidance: sampling settings (default: the preset's).
+        classifier_steps: optimiser steps of every classifier trained here.
+        frd_images: images per set for the radiomics distance (0 skips it).
+        augmentation_priors: ``{labelled fraction: prior}``; each prior may have seen only
+            that fraction of the labels (the same class-stratified draw as
+            :func:`medzoo.recipes.prior.keep_labels` with seed 0). Empty: no augmentation table.
+        ratios: ``{fraction: [synthetic images per real labelled image, ...]}``.
+    """
+    from medzoo.data import load_npz
+    from medzoo.recipes.prior import keep_labels
+
+    sampling = (prior.zoo_metadata.get("training") or {}).get("sampling", {}) if hasattr(prior, "zoo_metadata") else {}
+    steps = int(steps or sampling.get("steps", 30))
+    guidance = float(sampling.get("guidance", 2.0) if guidance is None else guidance)
+    x_train, y_train = load_npz(dataset, "train", data_dir=data_dir)
+    x_test, y_test = load_npz(dataset, "test", data_dir=data_dir)
+    x_train = (x_train.astype(np.float32) / 255.0)[..., None]
+    x_test = (x_test.astype(np.float32) / 255.0)[..., None]
+    rng = np.random.default_rng(seed)
+
+    judge = train_classifier(x_train, y_train, steps=classifier_steps, seed=seed)
+    judge_accuracy = judge.accuracy(x_test, y_test)
+
+    # samples, with the training split's class shares
+    shares = np.bincount(y_train) / len(y_train)
+    wanted = np.repeat(np.arange(len(shares)), np.round(shares * n_samples).astype(int))
+    started = time.time()
+    samples = generate_for_classes(prior, wanted, dataset, seed=seed, steps=steps, guidance=guidance,
+                                   show_progress=show_progress)
+    speed = len(samples) / (time.time() - started)
+    ae = prior.autoencoder
+    z_shape = (len(samples), *prior.latent_grid, prior.latent_channels)
+    vae_samples = ae.decode(np.random.default_rng(seed).standard_normal(z_shape).astype(np.float32))
+    train_subset = x_train[rng.choice(len(x_train), size=min(len(samples), len(x_train)), replace=False)]
+    blurred = blur(x_test)
+
+    f_test = judge.features(x_test)
+    feature_fd = {name: frechet_distance(judge.features(images), f_test) for name, images in
+                  (("prior", samples), ("real_train", train_subset), ("vae_normal", vae_samples),
+                   ("blurred_test", blurred))}
+    frd_values = None
+    if frd_images:
+        k = int(frd_images)
+        frd_values = {name: frd(images[:k], x_test[:k]) for name, images in
+                      (("prior", samples), ("real_train", train_subset), ("vae_normal", vae_samples),
+                       ("blurred_test", blurred))}
+
+    fidelity = float((judge.predict(samples).argmax(axis=1) == wanted).mean())
+
+    # train on synthetic, test on real; against as many real images for as many steps
+    n = len(samples)
+    real_idx = rng.choice(len(x_train), size=min(n, len(x_train)), replace=False)
+    tstr = {"n": n, "n_all": len(x_train)}
+    for key, (xs, ys) in {"synthetic": (samples, wanted), "real_same_n": (x_train[real_idx], y_train[real_idx])}.items():
+        clf = train_classifier(xs, ys, steps=classifier_steps, seed=seed + 1)
+        tstr[key], tstr[f"{key}_ci"] = _auroc_with_ci(clf, x_test, y_test, seed, bootstrap)
+    tstr["real_all"], tstr["real_all_ci"] = _auroc_with_ci(judge, x_test, y_test, seed, bootstrap)
+
+    # memorisation: nearest training image, in the judge's features and in pixels
+    f_train = judge.features(x_train)
+    d_feat_s, _ = nearest_distances(judge.features(samples), f_train)
+    d_feat_t, _ = nearest_distances(f_test, f_train)
+    d_pix_s, nearest = nearest_distances(samples, x_train)
+    d_pix_t, _ = nearest_distances(x_test, x_train)
+    memo = {"features_sample": float(np.median(d_feat_s)), "features_test": float(np.median(d_feat_t)),
+            "pixels_sample": float(np.median(d_pix_s)), "pixels_test": float(np.median(d_pix_t))}
+    memo["features_ratio"] = memo["features_sample"] / memo["features_test"]
+    memo["pixels_ratio"] = memo["pixels_sample"] / memo["pixels_test"]
+    closest = np.argsort(d_pix_s)[:8]
+    pairs = [(samples[i], x_train[nearest[i]]) for i in closest]
+
+    augmentation = []
+    ratios = ratios or {0.01: [1, 4, 10], 0.1: [0.5, 1, 2], 1.0: [0.25]}
+    for fraction, aug_prior in sorted((augmentation_priors or {}).items()):
+        kept = keep_labels(y_train, fraction, seed=0)
+        idx = np.flatnonzero(kept >= 0)
+        xr, yr = x_train[idx], y_train[idx]
+        clf = train_classifier(xr, yr, steps=classifier_steps, seed=seed + 2)
+        base, ci = _auroc_with_ci(clf, x_test, y_test, seed, bootstrap)
+        augmentation.append({"fraction": fraction, "labelled": len(idx), "ratio": 0, "synthetic": 0,
+                             "auroc": base, "ci": ci, "gain": 0.0})
+        fr_ratios = sorted(ratios.get(fraction, [1]))
+        most = int(round(max(fr_ratios) * len(idx)))
+        class_shares = np.bincount(yr, minlength=len(shares)) / len(yr)
+        pool_labels = np.repeat(np.arange(len(shares)), np.round(class_shares * most).astype(int))
+        pool_labels = pool_labels[np.random.default_rng(seed + 3).permutation(len(pool_labels))]
+        if aug_prior is prior and len(pool_labels) <= len(samples):  # reuse the samples judged above
+            perm = np.random.default_rng(seed + 4).permutation(len(samples))
+            pool, pool_labels = samples[perm], wanted[perm]
+        else:
+            pool = generate_for_classes(aug_prior, pool_labels, dataset, seed=seed + 100, steps=steps,
+                                        guidance=guidance, show_progress=show_progress)
+        for ratio in fr_ratios:
+            k = int(round(ratio * len(idx)))
+            clf = train_classifier(np.concatenate([xr, pool[:k]]), np.concatenate([yr, pool_labels[:k]]),
+                                   steps=classifier_steps, seed=seed + 2)
+            value, ci = _auroc_with_ci(clf, x_test, y_test, seed, bootstrap)
+            augmentation.append({"fraction": fraction, "labelled": len(idx), "ratio": ratio, "synthetic": k,
+                                 "auroc": value, "ci": ci, "gain": value - base})
+
+    by_label = {}
+    names = [prior.labels[i] for i in prior_labels_for(prior, dataset)]
+    for c, name in enumerate(names):
+        by_label[name] = samples[wanted == c]
+    rows = {"feature_fd": feature_fd, "frd": frd_values, "label_fidelity": fidelity,
+            "judge_accuracy": judge_accuracy, "tstr": tstr, "memorisation": memo, "images_per_second": speed}
+    settings = {"steps": steps, "guidance": guidance, "samples": n, "classifier_steps": classifier_steps,
+                "frd_images": frd_images, "judge_side_px": judge.side, "test_images": len(x_test), "seed": seed}
+    label = f"{prior.zoo_metadata.get('name', 'prior')} {prior.zoo_metadata.get('version', '')}".strip() \
+        if hasattr(prior, "zoo_metadata") else "prior"
+    return PriorGenerationResult(label, dataset, rows, augmentation, by_label, vae_samples, pairs, settings)
