@@ -684,7 +684,9 @@ def test_without_a_hub_source_an_install_says_to_point_medzoo_mirror_at_a_preset
 
     monkeypatch.setattr(mirror, "CHECKOUT_PRESETS", tmp_path / "not-a-checkout")
     monkeypatch.delenv("MEDZOO_MIRROR", raising=False)
-    with pytest.raises(FilesUnavailableError, match=r"not on the Hub yet.*MEDZOO_MIRROR.*presets/ folder"):
+    with pytest.raises(FilesUnavailableError, match=r"not on the Hub yet.*presets/ae-chestxray-f4c3/.*"
+                                                    r"MEDZOO_MIRROR=CHECKOUT/presets.*medzoo download ae-chestxray-f4c3 "
+                                                    r"--from CHECKOUT --to DIR"):
         medzoo.load("ae-chestxray-f4c3", cache_dir=tmp_path / "cache")
     monkeypatch.setenv("MEDZOO_MIRROR", str(mirror.CHECKOUT_PRESETS.parent / "missing"))
     with pytest.raises(ConfigError, match="MEDZOO_MIRROR=.* is not a folder"):
