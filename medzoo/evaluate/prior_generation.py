@@ -201,9 +201,9 @@ def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=12
     from medzoo.data import load_npz
     from medzoo.recipes.prior import keep_labels
 
-    sampling = (prior.zoo_metadata.get("training") or {}).get("sampling", {}) if hasattr(prior, "zoo_metadata") else {}
-    steps = int(steps or sampling.get("steps", 30))
-    guidance = float(sampling.get("guidance", 2.0) if guidance is None else guidance)
+    default_steps, default_guidance = prior.sampling_defaults()
+    steps = int(steps or default_steps)
+    guidance = float(default_guidance if guidance is None else guidance)
     x_train, y_train = load_npz(dataset, "train", data_dir=data_dir)
     x_test, y_test = load_npz(dataset, "test", data_dir=data_dir)
     x_train = (x_train.astype(np.float32) / 255.0)[..., None]

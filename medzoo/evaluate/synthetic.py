@@ -42,9 +42,9 @@ def generate_files(model, output_dir, *, n=16, label=None, seed=0, steps=None, g
         raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
     prior = _prior(model)
     prior.label_index(label)  # an unknown label fails here, with the allowed ones, before any work
-    sampling = (getattr(prior, "zoo_metadata", {}).get("training") or {}).get("sampling") or {}
-    steps = int(steps if steps is not None else sampling.get("steps", 30))
-    guidance = float(guidance if guidance is not None else sampling.get("guidance", 2.0))
+    default_steps, default_guidance = prior.sampling_defaults()
+    steps = int(steps if steps is not None else default_steps)
+    guidance = float(guidance if guidance is not None else default_guidance)
     images = prior.generate(int(n), label=label, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -418,13 +418,18 @@ class LatentPrior(keras.Model):
             out.append(xb)
         return np.concatenate(out) if out else x
 
+    def sampling_defaults(self) -> tuple[int, float]:
+        """``(steps, guidance)``: what the preset's benchmark measured (its ``training.sampling``), else 30 and 1.5."""
+        sampling = ((getattr(self, "zoo_metadata", None) or {}).get("training") or {}).get("sampling") or {}
+        return int(sampling.get("steps", 30)), float(sampling.get("guidance", 1.5))
+
     def _check_sampling(self, steps, guidance):
         if int(steps) != steps or steps < 1:
             raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
         if not np.isfinite(guidance) or guidance < 0:
             raise ConfigError(f"guidance must be >= 0 (1 = plain conditional, 0 = unconditional), got {guidance!r}")
 
-    def sample_latents(self, n, label=None, seed=0, steps=30, guidance=2.0, latent_size=None,
+    def sample_latents(self, n, label=None, seed=0, steps=None, guidance=None, latent_size=None,
                        batch_size=64) -> np.ndarray:
         """``n`` latents (the autoencoder's scale) drawn from the prior; deterministic for a seed in every backend.
 
@@ -433,6 +438,9 @@ class LatentPrior(keras.Model):
         """
         if int(n) != n or n < 1:
             raise ConfigError(f"n must be an integer >= 1, got {n!r}")
+        default_steps, default_guidance = self.sampling_defaults()
+        steps = default_steps if steps is None else steps
+        guidance = default_guidance if guidance is None else guidance
         self._check_sampling(steps, guidance)
         labels = self._labels_for(label, int(n))
         h, w = self.latent_grid if latent_size is None else (int(latent_size[0]), int(latent_size[1]))
@@ -443,7 +451,7 @@ class LatentPrior(keras.Model):
         x = self._integrate(noise, labels, 1.0, int(steps), float(guidance), batch_size)
         return x * np.asarray(self.latent_std) + np.asarray(self.latent_mean)
 
-    def generate(self, n, label=None, seed=0, steps=30, guidance=2.0, size=None, batch_size=64) -> np.ndarray:
+    def generate(self, n, label=None, seed=0, steps=None, guidance=None, size=None, batch_size=64) -> np.ndarray:
         """``n`` synthetic images ``(n, H, W, C)`` in the autoencoder's input range (e.g. [0, 1]).
 
         Args:
@@ -451,9 +459,10 @@ class LatentPrior(keras.Model):
             label: a name from :attr:`labels` (case-insensitive), its index, one per image (a
                 list), or None for the unconditional model.
             seed: the same seed gives the same images.
-            steps: Euler steps from noise to latent (more: slower, slightly sharper).
+            steps: Euler steps from noise to latent (more: slower, slightly sharper); default
+                the preset's (:meth:`sampling_defaults`).
             guidance: classifier-free guidance scale (1: conditional model alone; higher:
-                closer to the label, less varied; ignored for ``label=None``).
+                closer to the label, less varied; ignored for ``label=None``); default the preset's.
             size: ``(H, W)`` of the images (default: the size the prior was trained at).
         """
         ae = self._require_autoencoder()
@@ -463,7 +472,7 @@ class LatentPrior(keras.Model):
         z = self.sample_latents(n, label, seed, steps, guidance, latent_size, batch_size)
         return ae.decode(z, batch_size=batch_size, output_size=None if size is None else tuple(size))
 
-    def vary(self, images, strength=0.5, seed=0, label=None, steps=30, guidance=1.0, batch_size=64,
+    def vary(self, images, strength=0.5, seed=0, label=None, steps=None, guidance=1.0, batch_size=64,
              preprocess=False) -> np.ndarray:
         """Variations of real images: encode, move ``strength`` of the way towards noise, integrate back.
 
@@ -474,6 +483,7 @@ class LatentPrior(keras.Model):
         ae = self._require_autoencoder()
         if not 0.0 < float(strength) <= 1.0:
             raise ConfigError(f"strength must be in (0, 1], got {strength!r}")
+        steps = self.sampling_defaults()[0] if steps is None else steps
         self._check_sampling(steps, guidance)
         images = ae.preprocess(images) if preprocess else np.asarray(images)
         if images.ndim == len(ae.image_shape):  # one image

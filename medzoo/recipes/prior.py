@@ -62,7 +62,7 @@ class PriorRecipe:
     ema_decay: float = 0.9995
     modality_share: float = 0.2
     steps: int = 30
-    guidance: float = 2.0
+    guidance: float = 1.5
     labelled_fraction: float = 1.0
     seed: int = 0
 
