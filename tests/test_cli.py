@@ -301,10 +301,15 @@ def test_demo_on_a_fresh_install_needs_no_data_and_no_network(cache, tmp_path):
     assert 15 < metrics["mean"]["psnr"] and metrics["generation"]["samples"] == 16
     assert f"{metrics['mean']['psnr']:.4g}" in out  # the printed table
     text = (report / "report.md").read_text()
-    for name, rows in (("reconstructions", 4), ("samples", 2), ("interpolation", 2)):
+    # generated images: one row per label of the zoo's latent prior for this VAE, above the VAE's N(0, I) row
+    assert metrics["prior"]["name"] == "prior-chestxray-f8c4" and metrics["prior"]["labels"] == ["normal", "pneumonia"]
+    assert "`prior-chestxray-f8c4`" in text and "N(0, I)" in text
+    for name, rows in (("reconstructions", 4), ("samples", 3), ("interpolation", 2)):
         assert f"]({name}.png)" in text
         assert png(report / f"{name}.png").shape == (rows * 130 + 2, 8 * 130 + 2)
     assert "CC-BY-4.0" in text and "IM-0009-0001.jpeg" in text
+    # like with like: its 8 Kermany images against the Kermany test split's figure, not a mean of datasets' means
+    assert "published figures on the Kermany test split (513 images): PSNR 32.28 dB" in text
 
 
 def _write_cr(path, pixels: np.ndarray) -> None:

@@ -34,7 +34,7 @@ def test_the_notebooks_are_there():
     names = {path.name for path in NOTEBOOKS}
     assert {"01_quickstart.ipynb", "02_finetune_on_your_dicoms.ipynb", "03_anomaly_detection.ipynb",
             "04_compression_vs_jpeg.ipynb", "05_distributed_training.ipynb",
-            "06_segmentation.ipynb"} <= names
+            "06_segmentation.ipynb", "07_generate_and_augment.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -61,8 +61,9 @@ def test_the_wheel_ships_the_package_the_manifest_and_the_default_preset_and_not
     assert wheel.stat().st_size < 20e6, wheel.stat().st_size
     bundled = [entry["name"] for entry in _manifest()["models"] if entry["sources"]["bundled"]]
     from medzoo.evaluate.demo import DEFAULT_MODEL
+    from medzoo.zoo.manifest import priors_of
 
-    assert bundled == [DEFAULT_MODEL]
+    assert sorted(bundled) == sorted([DEFAULT_MODEL, *priors_of(DEFAULT_MODEL)])  # the demo's VAE and its prior
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert archive.read("medzoo/weights_manifest.json") == (PACKAGE / "weights_manifest.json").read_bytes()
@@ -120,6 +121,11 @@ try:
     missing = None
 except medzoo.MedzooError as exc:
     missing = str(exc)
+# the hint of an entry without a Hub copy, followed: copy it out of a checkout, verified, into a mirror
+hint_exit = main(["--log-level", "WARNING", "download", "ae-ct-f4c3", "--from", sys.argv[4], "--to", sys.argv[5]])
+os.environ["MEDZOO_MIRROR"] = sys.argv[5]
+followed = medzoo.load("ae-ct-f4c3", compile=False).zoo_metadata
+followed = {"source": followed["source"], "path": followed["path"], "version": followed["version"]}
 os.environ["MEDZOO_MIRROR"] = sys.argv[3]  # the repository's presets folder, as an offline mirror
 sources = {name: medzoo.load(name, compile=False).zoo_metadata["source"] for name in models}
 stream = medzoo.compress(raw)  # vqvae-chestxray from the mirror, its entropy model shipped with it
@@ -131,7 +137,7 @@ from_source = sorted(m.__file__ for m in list(sys.modules.values())
 print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo_metadata["source"],
                   "path": model.zoo_metadata["path"], "psnr": float(10 * np.log10(1 / mse)),
                   "demo_exit": demo_exit, "demo_files": sorted(p.name for p in demo.iterdir()),
-                  "missing": missing, "sources": sources,
+                  "missing": missing, "sources": sources, "hint_exit": hint_exit, "followed": followed,
                   "stream": {"bytes": len(stream), "model": header.model_name, "images": header.num_images},
                   "codes_exact": bool(np.array_equal(codes, vq.encode(vq.preprocess(raw)))),
                   "decoded_max_diff": float(np.abs(decoded - vq.decode(codes)).max()),
@@ -143,7 +149,7 @@ print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo
     env.update(HF_HUB_OFFLINE="1", MEDZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"),
                TF_CPP_MIN_LOG_LEVEL="2", MEDZOO_DATA_DIR=str(tmp_path / "no-data"))  # a fresh install: no data
     run = subprocess.run([str(python), "-I", "-c", script, str(PACKAGE) + os.sep, str(tmp_path / "demo"),
-                          str(REPO_ROOT / "presets")],
+                          str(REPO_ROOT / "presets"), str(REPO_ROOT), str(tmp_path / "mirror")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -155,6 +161,9 @@ print(json.dumps({"file": medzoo.__file__, "models": models, "source": model.zoo
     assert result["psnr"] > 25  # the trained weights on the sample X-rays shipped in the wheel, not an untrained model
     # offline, without a mirror, the other entries say where to get them; with MEDZOO_MIRROR every entry loads
     assert "not on the Hub yet" in result["missing"] and "MEDZOO_MIRROR" in result["missing"]
+    assert "medzoo download vqvae-chestxray --from CHECKOUT --to DIR" in result["missing"]  # a way that works
+    assert result["hint_exit"] == 0 and result["followed"]["source"] == "mirror"
+    assert pathlib.Path(result["followed"]["path"]) == tmp_path / "mirror" / "ae-ct-f4c3"
     assert result["sources"] == {name: "mirror" for name in result["models"]}
 
     # medzoo demo, the main job: its report folder, from the bundled model and the sample X-rays alone

@@ -8,7 +8,9 @@ obvious alternative: a bicubic thumbnail that keeps as many numbers as the model
 enlarged back. The report folder holds:
 
 * ``reconstructions.png``: input, reconstruction, thumbnail and |error| of every sample image;
-* ``samples.png``: images decoded from the prior (a VAE only);
+* ``samples.png``: a VAE's generated images: one row per label from the zoo's latent prior for
+  that VAE (``prior-chestxray-f8c4`` for the default model), above images decoded from the
+  VAE's own N(0, I), with the published figures that tell the two apart;
 * ``interpolation.png``: decoded latent interpolations from a normal to a pneumonia image;
 * ``metrics.json``: PSNR / SSIM / MAE per image (with file, label and original name) and the
   thumbnail's PSNR, their means, per class, and the generation statistics; ``report.md``: all of it, readable.
@@ -97,9 +99,13 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
     rows = [list(x), list(rec)] + ([list(thumb)] if thumb is not None else []) + [list(error_map(x, rec, (low, high)))]
     grid = plots.montage(rows, value_range=(low, high))
     paths = {"reconstructions": plots.save_png(grid, out / "reconstructions.png")}
+    prior_info = None
     if gen.samples is not None:
         per_row = 8
-        rows = [list(gen.samples[i:i + per_row]) for i in range(0, len(gen.samples), per_row)]
+        rows = [list(gen.samples[i:i + per_row]) for i in range(0, len(gen.samples), per_row)][:1]
+        prior_info = _prior_samples(model, seed, per_row)
+        if prior_info is not None:
+            rows = [list(images) for images in prior_info.pop("rows").values()] + rows
         paths["samples"] = plots.save_png(plots.montage(rows, value_range=(low, high)), out / "samples.png")
     paths["interpolation"] = plots.save_png(plots.montage([list(s) for s in gen.strips], value_range=(low, high)),
                                             out / "interpolation.png")
@@ -123,6 +129,7 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
         "thumbnail": None if baseline is None else {"numbers": int(baseline["numbers"]),
                                                     "size": [int(v) for v in baseline["size"]]},
         "generation": {k: v for k, v in gen.stats.items() if k != "per_sample_nn_mse"},
+        "prior": prior_info,
         "notes": gen.notes,
         "error_maps": f"|error| / value range, white at {ERROR_RANGE} and above",
         "seconds": round(time.perf_counter() - start, 2),
@@ -132,6 +139,34 @@ def demo(output_dir="medzoo-demo", *, model=DEFAULT_MODEL, seed: int = 0, sample
     paths["report"] = out / "report.md"
     paths["report"].write_text(_markdown(metrics, paths, manifest), encoding="utf-8")
     return DemoResult(jsonable(metrics), paths)
+
+
+def _prior_samples(model, seed: int, per_label: int) -> dict | None:
+    """The zoo's latent prior for ``model``: ``per_label`` samples of each label and its published figures.
+
+    None when the zoo has no prior for this model or its files are not on this machine
+    (the demo then shows the VAE's N(0, I) samples alone and says why).
+    """
+    import warnings
+
+    from medzoo.errors import MedzooError
+    from medzoo.zoo import load
+    from medzoo.zoo.manifest import get_entry, priors_of
+
+    name = (getattr(model, "zoo_metadata", None) or {}).get("name")
+    names = priors_of(name) if name else []
+    if not names:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prior = load(names[0], autoencoder=model, local_files_only=True)
+    except MedzooError as exc:
+        return {"name": names[0], "rows": {}, "unavailable": str(exc)}
+    rows = {label: prior.generate(per_label, label=label, seed=seed) for label in prior.labels}
+    entry = get_entry(names[0])
+    return {"name": names[0], "version": entry["version"], "rows": rows, "labels": prior.labels,
+            "metrics": entry["metrics"]}
 
 
 def _markdown(metrics: dict, paths: dict, manifest: dict) -> str:
@@ -162,9 +197,14 @@ def _markdown(metrics: dict, paths: dict, manifest: dict) -> str:
         "",
     ]
     published = metrics["published_test_metrics"]
+    per_dataset = published.get("per_dataset") or {}
+    if per_dataset:  # like with like: the samples are Kermany test images, so that split's figure, not a mean
+        published, where = per_dataset.get("kermany_pediatric_cxr_128") or {}, "on the Kermany test split"
+    else:
+        where = "on its test split"
     if isinstance(published.get("psnr"), (int, float)):
         count = published.get("test_images")
-        lines += [f"For comparison, the model's published test-split figures"
+        lines += [f"For comparison, the model's published figures {where}"
                   + (f" ({count} images)" if count else "") + f": PSNR {published['psnr']:.2f} dB"
                   + (f", SSIM {published['ssim']:.3f}" if isinstance(published.get("ssim"), (int, float)) else "")
                   + ".", ""]
@@ -174,9 +214,30 @@ def _markdown(metrics: dict, paths: dict, manifest: dict) -> str:
                                  [[c, v["n"], v["psnr"], v["ssim"], v["mae"]] for c, v in by_class.items()]), ""]
     gen = metrics["generation"]
     if "samples" in paths:
-        lines += ["## Samples from the prior", "",
-                  f"{gen.get('samples')} images decoded from z ~ N(0, I) (temperature {gen.get('temperature')}).",
-                  "", f"![samples]({paths['samples'].name})", ""]
+        lines += ["## Generated images", ""]
+        prior = metrics.get("prior")
+        if prior and prior.get("labels"):
+            m = prior["metrics"].get("kermany_test", prior["metrics"])
+            fd = m.get("feature_fd", {})
+            lines += [f"Rows 1-{len(prior['labels'])}: the latent prior `{prior['name']}` {prior['version']}, one row "
+                      f"per label ({', '.join(prior['labels'])}), decoded by this VAE. Last row: the VAE's own prior, "
+                      f"z ~ N(0, I), which is not where the VAE's encoder puts real images: texture, no anatomy.", ""]
+            if fd:
+                lines += [markdown_table(
+                    ["published on the Kermany test split", "latent prior", "VAE N(0, I)",
+                     "real images (the floor; the classifier's own accuracy)"],
+                    [["Fréchet distance in a real-trained classifier's features", fd.get("prior"),
+                      fd.get("vae_normal"), fd.get("real_train")],
+                     ["label fidelity (classifier agrees with the asked label)", m.get("label_fidelity"), "-",
+                      m.get("judge_accuracy")]]), ""]
+            lines += ["Synthetic images carry no diagnosis: they are for augmentation, teaching and testing, "
+                      "never for reading.", ""]
+        else:
+            why = (f"its files are not on this machine ({prior['unavailable']})" if prior and prior.get("unavailable")
+                   else "the zoo has no latent prior for this model")
+            lines += [f"Images decoded from the VAE's own prior, z ~ N(0, I): texture, not anatomy, because that is "
+                      f"not where the encoder puts real images. A latent prior draws recognisable images; {why}.", ""]
+        lines += [f"![samples]({paths['samples'].name})", ""]
     lines += ["## Latent interpolation", "",
               f"From a {CLASS_NAMES[0]} to a {CLASS_NAMES[1]} image (first and last frames: their reconstructions).",
               "", f"![interpolation]({paths['interpolation'].name})", ""]

@@ -159,7 +159,13 @@ def render_card(metadata: dict) -> str:
     else:
         lines.append("Not recorded.")
     lines += ["", "## Metrics", ""]
-    rows = _flat_metrics(metadata.get("metrics"))
+    metrics = metadata.get("metrics") or {}
+    per_dataset = metrics.get("per_dataset")
+    if isinstance(per_dataset, dict) and len(per_dataset) > 1:  # the top-level figures are a mean of means
+        lines += [f"The figures without a dataset are the mean of the {len(per_dataset)} datasets' own means (each "
+                  "an equal share; `test_images` is their sum), not a mean over images; `per_dataset/` gives "
+                  "each dataset's.", ""]
+    rows = _flat_metrics(metrics)
     if rows:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"

@@ -142,7 +142,11 @@ def _validate_input(data, config: dict, path: str) -> None:
         _fail(f"{path}.preprocess", f"makes images of shape {list(spec.output_shape)}, not {shape}")
     if data["value_range"] != list(spec.value_range):
         _fail(f"{path}.value_range", f"{data['value_range']!r} differs from the preprocessing's {spec.value_range}")
-    if config.get("config", {}).get("input_shape") != shape:
+    options = config.get("config", {})
+    # a latent prior takes no images: it makes (and varies) images of its autoencoder, any size, image_channels deep
+    model_shape = [None, None, options.get("image_channels")] if "autoencoder" in options else options.get(
+        "input_shape")
+    if model_shape != shape:
         _fail(f"{path}.shape", f"{shape} differs from the model config's input_shape")
 
 
@@ -341,6 +345,12 @@ def retirement_message(record: dict) -> str:
 def get_entry(name, *, manifest_path=None) -> dict:
     """The manifest entry of a model (a copy); unknown names raise ModelNotFoundError with suggestions."""
     return find_entry(read_manifest(manifest_path), name)
+
+
+def priors_of(autoencoder: str, *, manifest_path=None) -> list[str]:
+    """The zoo's latent priors (family ``prior``) that generate with the autoencoder called ``autoencoder``."""
+    return [entry["name"] for entry in read_manifest(manifest_path)["models"]
+            if entry["family"] == "prior" and entry["config"]["config"].get("autoencoder") == autoencoder]
 
 
 def bundled_dir(entry: dict, manifest_path=None) -> pathlib.Path | None:
@@ -657,6 +667,11 @@ def describe(name, *, manifest_path=None) -> str:
         total = sum(stage.get("wall_time_s") or 0 for stage in stages)
         trained += (f" (the last of {len(stages)} stages, from {_first_source(training)}; "
                     f"{total:.0f} s of training in all)")
+    if entry["family"] == "prior":  # what it makes and with which autoencoder
+        ae, sampling = training.get("autoencoder") or {}, training.get("sampling") or {}
+        rows.append(("generates", f"labels {', '.join(training.get('labels') or []) or 'none'} (or none: any); "
+                                  f"decodes with {ae.get('name')} {ae.get('version') or ''}; {sampling.get('steps')} "
+                                  f"steps, guidance {sampling.get('guidance')} (medzoo generate {entry['name']})"))
     rows += [("training", trained), ("data", f"{dataset.get('licence', '?')}; {dataset.get('citation', '?')}")]
     splits = training.get("splits") or {}
     rows += _metric_rows(entry["metrics"], f"metrics ({splits.get('metrics', 'test')})")
