@@ -160,7 +160,7 @@ class PriorGenerationResult(Result):
         fig = plots.image_rows(rows, scale=1.2)
         fd = self.rows["feature_fd"]
         fig.suptitle(f"{self.model}: samples per label, and the VAE's own N(0, I) samples; feature FD to real test "
-                     f"{fd['prior']:.1f} (prior) vs {fd['vae_normal']:.1f} (N(0, I)), floor {fd['real_train']:.1f}",
+                     f"{fd['prior']:.2f} (prior) vs {fd['vae_normal']:.2f} (N(0, I)), floor {fd['real_train']:.2f}",
                      fontsize=8)
         return plots.save(fig, path)
 
