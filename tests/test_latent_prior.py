@@ -168,4 +168,5 @@ def test_the_cli_writes_pngs_dicoms_and_a_contact_sheet(tmp_path):
                           (["--steps", "0"], "steps must be")):
         out = subprocess.run(cli + args + ["-o", str(tmp_path / "bad")], capture_output=True, text=True)
         assert out.returncode == 1 and message in out.stderr, out.stderr
-        assert out.stderr.strip().count("\n") == 0 or "error" in out.stderr.strip().splitlines()[-1]
+        error = [line for line in out.stderr.strip().splitlines() if not line.startswith("INFO ")]
+        assert len(error) == 1 and message in error[0], out.stderr  # one line, no traceback

@@ -28,18 +28,13 @@ import numpy as np
 
 from medzoo.evaluate import plots
 from medzoo.evaluate.common import Result, family_of, format_table, given_or_loaded, model_label, resolve_model
+from medzoo.evaluate.judge import nearest_distances
 
 
-def _nearest_mse(queries, reference, chunk=64) -> np.ndarray:
-    q = np.asarray(queries, np.float32).reshape(len(queries), -1)
-    r = np.asarray(reference, np.float32).reshape(len(reference), -1)
-    r_sq = (r ** 2).sum(axis=1)
-    out = []
-    for i in range(0, len(q), chunk):
-        block = q[i:i + chunk]
-        d = (block ** 2).sum(axis=1)[:, None] - 2 * block @ r.T + r_sq[None]
-        out.append(np.maximum(d.min(axis=1), 0.0) / q.shape[1])
-    return np.concatenate(out)
+def _nearest_mse(queries, reference) -> np.ndarray:
+    """Each query's mean squared error to its nearest reference image."""
+    distance, _ = nearest_distances(queries, reference)
+    return distance ** 2 / np.prod(np.shape(queries)[1:])
 
 
 @dataclasses.dataclass(repr=False, eq=False)

@@ -35,10 +35,6 @@ from medzoo.models.execution import compiled
 from medzoo.models.normalization import GroupNormalization
 from medzoo.models.residual import SelfAttention2D, _groups
 
-#: the label name that means "no label" (unconditional)
-NULL_LABEL = None
-
-
 def timestep_embedding(t, dim: int, max_period: float = 10000.0):
     """Sinusoidal features of ``t`` in [0, 1] (scaled to [0, 1000], as in DDPM), shape ``(batch, dim)``."""
     half = dim // 2
