@@ -28,6 +28,7 @@ def _write(path, pixels, *, bits=12, signed=False, frames=None, photometric="MON
     ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.Modality, ds.PatientID, ds.SeriesDescription = "MR", "anon-7", "a test series"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.ImageType = generate_uid(), generate_uid(), ["ORIGINAL", "PRIMARY"]
     ds.Rows, ds.Columns = pixels.shape[-2:] if photometric != "RGB" else pixels.shape[-3:-1]
     ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
     ds.PhotometricInterpretation = photometric
@@ -175,9 +176,18 @@ def test_a_two_frame_rgb_file_from_pydicom_round_trips_and_a_multi_frame_file_co
     grey = _write(tmp_path / "grey.dcm", frames, frames=3)
     compress_files([grey], tmp_path / "lossy.mzc", model="ae-chestxray-f4c3", lossless=False, quality=3)
     _, _, paths = decompress_file(tmp_path / "lossy.mzc", tmp_path / "lossy.dcm")
-    back = pydicom.dcmread(paths[0])
+    back, original = pydicom.dcmread(paths[0]), pydicom.dcmread(grey)
     assert back.NumberOfFrames == 3 and back.pixel_array.shape == (3, 64, 64) and back.LossyImageCompression == "01"
-    assert back.SOPInstanceUID != pydicom.dcmread(grey).SOPInstanceUID
+    assert back.SOPInstanceUID != original.SOPInstanceUID and back.SeriesInstanceUID != original.SeriesInstanceUID
+    assert back.StudyInstanceUID == original.StudyInstanceUID
+    # a derived object that says what it is and where it came from
+    assert back.ImageType[0] == "DERIVED" and "ae-chestxray-f4c3" in back.DerivationDescription
+    assert "Lossy compression" in back.DerivationDescription
+    assert back.DerivationCodeSequence[0].CodeValue == "113040"
+    source = back.SourceImageSequence[0]
+    assert source.ReferencedSOPInstanceUID == original.SOPInstanceUID
+    assert source.ReferencedSOPClassUID == original.SOPClassUID
+    assert source.PurposeOfReferenceCodeSequence[0].CodeValue == "121320"
 
 
 @pytest.mark.parametrize("planar", [0, 1])

@@ -6,7 +6,9 @@ gives back a DICOM with that header and the decoded pixels at the original bit d
 written uncompressed (Explicit VR Little Endian). A lossless stream gives back every pixel; a
 lossy one (a codec that codes integer pixels) is marked as DICOM requires: Lossy Image
 Compression (0028,2110) "01", its ratio (0028,2112) and method (0028,2114) appended to any
-earlier ones, and a new SOP Instance UID, since the pixels are no longer those of the original.
+earlier ones, and as a derived image (Image Type DERIVED, a Derivation Description and Code
+Sequence, a Source Image Sequence pointing at the original) with a new SOP Instance UID and a
+new Series Instance UID, since the pixels are no longer those of the original.
 
 A multi-frame file (an ultrasound cine loop, an enhanced CT or MR) keeps its frames together: they
 are consecutive images of the stream, and the decoder learns how many from the file's own header
@@ -216,14 +218,15 @@ def _check_bit_depth(path, stored: np.ndarray, bits: int, signed: int) -> None:
 
 
 # --------------------------------------------------------------- decompress
-def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathlib.Path]:
+def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool, coder: str = "") -> list[pathlib.Path]:
     """Write the container's files with ``pixels`` (N, H, W), or (N, H, W, 3) for RGB, the decoded stored values:
     each file takes as many of them in turn as its header has frames.
 
     ``output``: a folder (one file per image, under its original name), or a ``.dcm`` path for a
     container of one image. Every file is written to a temporary folder first and moved into place
     only when all were written, so a bad stream or header leaves no file behind; no file is ever
-    half-written. Names that would land outside ``output`` are refused.
+    half-written. Names that would land outside ``output`` are refused. ``coder``: the model that
+    coded a lossy stream ("codec-chestxray 1.0.0"), named in each file's Derivation Description.
     """
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -243,6 +246,7 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
         if target.is_dir():
             raise DataError(f"{target}: a folder is in the way of the DICOM file to write there")
     ratio = float(sum(p.nbytes for p in pixels)) / max(1, len(stream))
+    new_series = {}  # original Series Instance UID -> the derived series' new one
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=".medzoo-", dir=_existing_parent(targets[0].parent)))
     try:
         written = []
@@ -259,7 +263,8 @@ def write_dicoms(data, output, pixels: np.ndarray, *, lossy: bool) -> list[pathl
             ds["PixelData"].VR = "OB" if image.dtype.itemsize == 1 else "OW"
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             if lossy:
-                _mark_lossy(ds, ratio, generate_uid())
+                series = new_series.setdefault(str(ds.get("SeriesInstanceUID", "")), generate_uid())
+                _mark_lossy(ds, ratio, generate_uid(), series_uid=series, coder=coder)
             path = scratch / f"{i:06d}.dcm"
             ds.save_as(path, enforce_file_format=True)
             written.append(path)
@@ -284,8 +289,41 @@ def _existing_parent(folder: pathlib.Path) -> pathlib.Path:
     return folder
 
 
-def _mark_lossy(ds, ratio: float, uid: str) -> None:
-    """DICOM's Lossy Image Compression attributes (PS3.3 C.7.6.1.1.5), and a new identity for new pixels."""
+def _mark_lossy(ds, ratio: float, uid: str, *, series_uid: str | None = None, coder: str = "") -> None:
+    """Mark ``ds`` as a lossy-compressed image derived from the file it was (PS3.3 C.7.6.1.1.2, C.7.6.1.1.5, C.12.1).
+
+    Lossy Image Compression "01" with its ratio and method appended to any earlier ones; Image
+    Type DERIVED (the rest of the values kept); a Derivation Description naming the coder and
+    ratio and a Derivation Code Sequence (DCM 113040 "Lossy Compression"); a Source Image
+    Sequence pointing at the original SOP instance (purpose DCM 121320 "Uncompressed
+    predecessor"); a new SOP Instance UID and, when given, a new Series Instance UID, so a
+    PACS never files the derived image as the original or into its series.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medzoo.version import __version__
+
+    def code(value, meaning):
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        return item
+
+    original_uid, sop_class = ds.get("SOPInstanceUID"), ds.get("SOPClassUID")
+    if original_uid and sop_class:
+        source = Dataset()
+        source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = sop_class, original_uid
+        source.PurposeOfReferenceCodeSequence = Sequence([code("121320", "Uncompressed predecessor")])
+        ds.SourceImageSequence = Sequence([source])
+    image_type = [str(v) for v in _values(ds.get("ImageType"))]
+    ds.ImageType = ["DERIVED", *(image_type[1:] or ["PRIMARY"])]
+    what = (f"Lossy compression {round(ratio, 1)}:1 by medzoo {__version__}" + (f" ({coder})" if coder else "")
+            + "; not the original pixels")
+    earlier = str(ds.get("DerivationDescription", "") or "")
+    ds.DerivationDescription = (what + ("; earlier: " + earlier if earlier else ""))[:1024]
+    ds.DerivationCodeSequence = Sequence([code("113040", "Lossy Compression")])
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
     ds.LossyImageCompression = "01"
     ratios, methods = (_values(ds.get(keyword)) for keyword in
                        ("LossyImageCompressionRatio", "LossyImageCompressionMethod"))

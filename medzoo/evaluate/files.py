@@ -569,7 +569,9 @@ def decompress_file(stream_path, output, model=None, *, output_format: str = "au
                             "or a .dcm path")
         pixels = decompress(data, model)
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        return header, pixels, dicom_io.write_dicoms(data, output, stack, lossy=header.kind in LOSSY_PIXEL_MODES)
+        coder = f"{header.model_name} {header.model_version}".strip()
+        return header, pixels, dicom_io.write_dicoms(data, output, stack, lossy=header.kind in LOSSY_PIXEL_MODES,
+                                                     coder=coder)
     stored = header.kind in PIXEL_MODES
     what = "stored pixel arrays" if stored else "decoded images"
     single, fmt = _single_file(output, header.num_images, output_format, what)
