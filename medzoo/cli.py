@@ -194,11 +194,15 @@ def _check_inputs(paths) -> None:
                                                                    if len(missing) > 1 else ""))
 
 
-def _ready(model=None, inputs=()) -> None:
-    """Before a command builds a model: the name and the inputs checked, then the backend imported quietly."""
+def _ready(model=None, inputs=(), *, backend=True) -> None:
+    """Before a command builds a model: the name and the inputs checked, then the backend imported quietly.
+
+    ``backend=False`` for work that builds no model (lossless coding): it never imports Keras
+    or TensorFlow, which would cost seconds and hundreds of MB for a 64x64 image.
+    """
     _check_model(model)
     _check_inputs(inputs)
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+    if backend and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         from medzoo.backend import import_tensorflow_quietly
 
         import_tensorflow_quietly()
@@ -341,7 +345,7 @@ def _compress(args):
     if model is None and (args.quality is not None or args.kind is not None):
         raise ConfigError(f"--{'quality' if args.quality is not None else 'kind'} is a model's setting, and no "
                           f"model was named (so the pixels are coded losslessly): {_NAME_A_MODEL}")
-    _ready(model, inputs)
+    _ready(model, inputs, backend=model is not None)
     import medzoo
 
     try:
@@ -381,11 +385,13 @@ def _decompress(args):
     from medzoo.codec.stream import CAUSAL_KINDS, check_named_model, read_stream_file
 
     _check_inputs([args.stream])
+    causal = False  # a lossless stream of the causal coder alone needs no model, so no Keras
     if args.model is None and pathlib.Path(args.stream).is_file():  # the model the stream names, before Keras
         _, header = read_stream_file(args.stream)
-        if header.kind not in CAUSAL_KINDS:
+        causal = header.kind in CAUSAL_KINDS
+        if not causal:
             check_named_model(header)
-    _ready(args.model, [args.stream])
+    _ready(args.model, [args.stream], backend=not causal)
     import medzoo
     from medzoo.codec.stream import LOSSY_PIXEL_MODES, PIXEL_MODES
 

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom import data as pydicom_data
 
 import medzoo
 from medzoo.cli import main
@@ -379,10 +380,12 @@ print('EXIT', code, 'IMPORTED', ','.join(heavy) or '-')
                                                                 "does not hold"),
     (["decompress", "STREAM_OF_AN_OLD_VERSION", "-o", "out"], 1, "made with ae-chestxray-f4c3 0.9.0, and the zoo "
                                                                "now holds version"),
+    (["compress", "A_DICOM", "-o", "TMP/mr.mzc"], 0, "lossless (the causal coder alone)"),  # lossless: no model
+    (["decompress", "A_LOSSLESS_STREAM", "-o", "TMP/mr.dcm"], 0, "every stored pixel exactly"),
 ])
 def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cache, tmp_path):
-    """list, info, download and the errors found before a model is built answer without TensorFlow, Keras,
-    PyTorch or JAX (a second instead of tens of seconds on a busy machine)."""
+    """list, info, download, lossless compress and decompress, and the errors found before a model is built
+    answer without TensorFlow, Keras, PyTorch or JAX (a second instead of tens of seconds on a busy machine)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDZOO_CACHE": str(cache)}
     made_by = {"STREAM_OF_A_PRESET_FOLDER": ("codec-elsewhere", "1.0.0"),  # a model outside the zoo
                "STREAM_OF_AN_OLD_VERSION": ("ae-chestxray-f4c3", "0.9.0")}  # a version the zoo no longer holds
@@ -395,6 +398,13 @@ def test_what_needs_no_model_never_imports_a_backend(args, exit_code, says, cach
                                                weights_id="0" * 16, tables_id="0" * 64, quality=0,
                                                image_shape=(8, 8, 1), num_images=1))
             args = [*args[:i], str(stream), *args[i + 1:]]
+    source = pydicom_data.get_testdata_file("MR_small.dcm")  # 64x64, 16-bit MR
+    if "A_LOSSLESS_STREAM" in args:
+        from medzoo.evaluate import compress_files
+
+        compress_files([source], tmp_path / "given.mzc", model=None, lossless=True)
+    places = {"A_DICOM": source, "A_LOSSLESS_STREAM": str(tmp_path / "given.mzc")}
+    args = [places.get(a, a.replace("TMP/", f"{tmp_path}/")) for a in args]
     proc = subprocess.run([sys.executable, "-c", _NO_BACKEND, *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=pathlib.Path(__file__).parent.parent)
     assert f"EXIT {exit_code} IMPORTED -" in proc.stdout, proc.stdout + proc.stderr

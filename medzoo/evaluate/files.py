@@ -371,12 +371,10 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         the images as given, for the bits per pixel of what the user gave.
     """
     from medzoo.codec import dicom_io
-    from medzoo.codec.latent import is_latent_coder
     from medzoo.data import image_files, probe_image
-    from medzoo.models.hyperprior import HyperpriorCodec
 
     model = None if model is None else resolve_model(model)
-    stored = lossless or isinstance(model, HyperpriorCodec) or is_latent_coder(model)
+    stored = lossless or (model is not None and _codes_stored_pixels(model))
     files = image_files(inputs) if stored else []
     dicom = bool(files) and all(probe_image(f).kind == "dicom" for f in files)
     reason = next(filter(None, (dicom_io.unsupported(f) for f in files)), None) if dicom else None
@@ -408,6 +406,14 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         sizes = {ref.path: probe_image(ref.path) for ref in refs}
         given = sum(sizes[ref.path].height * sizes[ref.path].width for ref in refs)
     return CompressedFiles(header, refs, int(given))
+
+
+def _codes_stored_pixels(model) -> bool:
+    """Whether ``model`` codes stored pixels (a hyperprior codec, an any-size latent coder), not model inputs."""
+    from medzoo.codec.latent import is_latent_coder
+    from medzoo.models.hyperprior import HyperpriorCodec  # Keras: only where a model was named
+
+    return isinstance(model, HyperpriorCodec) or is_latent_coder(model)
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-import keras
 import numpy as np
 
 from medzoo.evaluate import plots
@@ -134,6 +133,8 @@ def generation(model, images=None, labels=None, *, n_samples=16, steps=8, pairs=
         if family == "vqvae":
             za, zb = model.encode_continuous(x[[a, b]], batch_size=batch_size)
             mix = (1 - t)[:, None, None, None] * za + t[:, None, None, None] * zb
+            import keras
+
             codes = keras.ops.convert_to_numpy(model.quantizer.nearest_codes(keras.ops.convert_to_tensor(mix)))
             strips.append(model.decode(codes, batch_size=batch_size))
         else:
