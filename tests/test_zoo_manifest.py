@@ -286,3 +286,15 @@ def test_an_empty_zoo_says_so(tmp_path):
     assert table == [] and str(table) == "no pretrained models in the zoo yet"
     with pytest.raises(ModelNotFoundError, match="no pretrained models yet"):
         medzoo.info("anything", manifest_path=path)
+
+
+def test_every_zoo_model_that_takes_images_carries_a_domain_profile():
+    """A model without a profile warns about nothing, a brain MRI given to a chest model included
+    (benchmarks/domain.py measures what each profile flags; tools/fit_domain_profiles.py fits missing ones)."""
+    from medzoo.models.domain import DomainProfile
+
+    for entry in manifest.read_manifest()["models"]:
+        if entry["family"] == "prior":  # takes labels, not images
+            continue
+        domain = entry["training"].get("domain")
+        assert domain and DomainProfile.from_dict(domain) is not None, entry["name"]
