@@ -1,6 +1,6 @@
 """Do lossy outputs show the tiles they were coded in? Block offsets and border jumps beside JPEG 2000 at the same bits.
 
-    python benchmarks/seams.py                                    # RG1 (pydicom-data) and the Hannover test split
+    python benchmarks/seams.py              # RG1 (pydicom-data), the Hannover test split, one of them at 2048 px
     python benchmarks/seams.py --models ae-chestxray-f4c3 --qualities 2 4 6
 
 A model that codes a large image in tiles normalised apart draws them: a constant offset per
@@ -94,6 +94,12 @@ def images(args) -> dict:
     test, _ = read_split("cxr_hannover_1024", "test")
     for i, image in enumerate(test[: args.max_images or len(test)]):
         out[f"Hannover test {i} 1024 px"] = (np.asarray(image), 8)
+    if args.large:  # the first test radiograph enlarged (bicubic): a size no training crop came near
+        from medzoo.metrics import resize_bicubic
+
+        big = resize_bicubic(np.asarray(test[0], np.float32)[None, ..., None] / 255.0, args.large, args.large)
+        out[f"Hannover test 0 enlarged to {args.large} px"] = (
+            np.clip(np.rint(big[0, ..., 0] * 255.0), 0, 255).astype(np.uint8), 8)
     return out
 
 
@@ -105,6 +111,8 @@ def main(argv=None):
 
     p = _common.parser("seams", __doc__.splitlines()[0])
     p.add_argument("--qualities", type=int, nargs="+", help="quality levels (default: the model's default one)")
+    p.add_argument("--large", type=int, default=2048, help="also the first test radiograph enlarged to this side "
+                                                             "(0: not)")
     args = p.parse_args(argv)
     _common.setup_logging()
     rows, data, panels = [], {}, []

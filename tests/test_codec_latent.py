@@ -79,8 +79,8 @@ def test_the_integers_travel_exactly(model, images):
     data = medzoo.compress(images, model, quality=2)
     header = read_header(data)
     block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
-    factor, step, q = latent.read_block(block, len(images))
-    assert (factor, step) == (1, 0.25)
+    factor, step, q, offsets = latent.read_block(block, len(images))
+    assert (factor, step) == (1, 0.25) and offsets is None  # 64 x 48 is one tile: no offsets
     expected = np.round(model.encode(images) / np.float32(0.25))
     np.testing.assert_array_equal(q, expected)
 
@@ -89,8 +89,8 @@ def test_each_latent_channel_is_coded_on_its_own(model, images):
     data = medzoo.compress(images, model, quality=2)
     header = read_header(data)
     block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
-    _, _, q = latent.read_block(block, len(images))
-    # after factor, step and the shape, one length-prefixed causal signal per channel, and nothing else
+    _, _, q, _ = latent.read_block(block, len(images))
+    # after factor, step and the shape, one length-prefixed causal signal per channel, then the tile side (0)
     from medzoo.codec import lossless
     from medzoo.codec.bitio import Reader
     r = Reader(block)
@@ -100,9 +100,33 @@ def test_each_latent_channel_is_coded_on_its_own(model, images):
     for c in range(q.shape[-1]):
         payload = r.take(r.varint("size"), "channel")
         np.testing.assert_array_equal(lossless.decode_signal(payload, (len(images), *q.shape[1:3])), q[..., c])
-    assert r.pos == len(block)
+    assert r.varint("tile") == 0 and r.pos == len(block)
     with pytest.raises(BitstreamError, match="after the latent channels"):
         latent.read_block(block + b"\0", len(images))
+
+
+def test_tiles_coded_apart_get_their_mean_error_back(model, images, monkeypatch):
+    """An image coded in tiles (normalised apart) carries each tile's mean error, and the decoder adds it
+    back: the error's mean per tile shrinks to the offsets' rounding. A stream of latent coder 2 (no
+    offsets) still decodes, with its per-tile offsets left in."""
+    monkeypatch.setattr(model, "default_tile", (16, 4))
+    monkeypatch.setattr(model, "auto_tile_pixels", 16 * 16)  # 64 x 48 is now 4 x 3 tiles of 16 px
+    data = medzoo.compress(images, model, quality=3)
+    header = read_header(data)
+    _, _, _, offsets = latent.read_block(data[header.header_bytes:header.header_bytes + header.payload_bytes],
+                                         len(images))
+    tile, means = offsets
+    assert tile == 16 and means.shape == (3, 4, 3, 1)
+    rows, cols = latent.tile_partition(64, 16, 4), latent.tile_partition(48, 16, 4)
+    assert rows.tolist() == np.repeat(np.arange(4), 16).tolist() and cols.max() == 2
+    with monkeypatch.context() as patch:
+        patch.setattr(latent, "_offsets_block", lambda *args: b"")
+        patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V2)
+        old = medzoo.compress(images, model, quality=3)
+    after = np.abs(latent._tile_means(images - medzoo.decompress(data, model), rows, cols))
+    before = np.abs(latent._tile_means(images - medzoo.decompress(old, model), rows, cols))
+    assert after.max() <= 2 * latent.OFFSET_STEP < before.max()
+    assert after.mean() < 0.2 * before.mean()
 
 
 def test_a_stream_of_latent_coder_1_still_decodes(model, images, monkeypatch):

@@ -30,9 +30,21 @@ Block layout (the lossy part of a format-2 stream in modes ``autoencoder`` and
     c times:                one per latent channel, the N images' planes of that channel
       size        v         the payload's bytes
       signal                the causal coder's payload of the N integer planes (h, w)
+    tile          v         the tile side the model coded in, at the coded size (0: whole images)
+    if tile:
+      rows, cols, k v, v, v the tile grid (tiling.tile_starts of the coded size) and image channels
+      offsets       N*rows*cols*k zigzag varints: each tile's mean error, in units of OFFSET_STEP
 
-Streams of latent coder 1 (:data:`TABLES_ID_V1`, medzoo before per-channel coding) hold one
-signal of all N * c planes in place of the c payloads, and still decode.
+**Tile offsets.** A large image is coded in tiles that the network normalises apart
+(GroupNorm statistics per tile), and each decodes with an error whose mean is the tile's
+own: a constant offset per tile, which a narrow window shows as a grid of blocks (on the
+15-bit WG04 chest CR RG1 the error's 128 px block means had a standard deviation of 81.8
+stored units; JPEG 2000's, at the same bits, 1.2). The encoder decodes what it coded,
+measures each tile's mean error and sends it (a byte or two per tile); the decoder adds it
+back, so the tiles no longer show.
+
+Streams of latent coder 2 (:data:`TABLES_ID_V2`, without the offsets) and of latent coder 1
+(:data:`TABLES_ID_V1`, one signal of all N * c planes in place of the c payloads) still decode.
 
 Only the integers must be reproduced exactly, and they travel; encoder floats never
 need to match. The decoder runs in floating point like every learned codec's synthesis.
@@ -67,11 +79,18 @@ TILE_OVERLAP = 0
 #: rounded latents are kept in int16 (values beyond are clipped; a step that small is not useful)
 LATENT_LIMIT = 32767
 #: the id a stream's header carries in place of coding tables: the scheme and its version
-TABLES_ID = hashlib.sha256(b"medzoo latent coder 2: uniform step, a causal coder per latent channel").hexdigest()
+TABLES_ID = hashlib.sha256(b"medzoo latent coder 3: uniform step, a causal coder per latent channel, "
+                           b"tile offsets").hexdigest()
+#: the second version's id: no tile offsets (decoded, no longer written)
+TABLES_ID_V2 = hashlib.sha256(b"medzoo latent coder 2: uniform step, a causal coder per latent channel").hexdigest()
 #: the first version's id: one causal signal of all channels' planes (decoded, no longer written)
 TABLES_ID_V1 = hashlib.sha256(b"medzoo latent coder 1: uniform step, causal coder").hexdigest()
-#: whether each known version codes its channels separately
-PER_CHANNEL = {TABLES_ID: True, TABLES_ID_V1: False}
+#: what each known version's block holds: channels coded separately, tile offsets
+VERSIONS = {TABLES_ID: {"per_channel": True, "offsets": True},
+            TABLES_ID_V2: {"per_channel": True, "offsets": False},
+            TABLES_ID_V1: {"per_channel": False, "offsets": False}}
+#: a tile offset's unit, as a share of the [0, 1] model input range (1/16 of an 8-bit grey level)
+OFFSET_STEP = 1.0 / 4096
 
 
 def is_latent_coder(model) -> bool:
@@ -121,12 +140,61 @@ def encode_block(model, x: np.ndarray, factor: int, step: float, batch_size: int
     _, lh, lw, lc = q.shape
     # every count of the causal coder's levels is coded and the shortest kept: the network paces this codec
     payloads = [lossless.encode_signal(np.ascontiguousarray(q[..., c]), "int16", thorough=True) for c in range(lc)]
+    coded = x if (h, w) == size else small
     return b"".join([varint(factor), struct.pack(">f", step), varint(lh), varint(lw), varint(lc),
-                     *(varint(len(p)) + p for p in payloads)])
+                     *(varint(len(p)) + p for p in payloads), _offsets_block(model, coded, q, step, batch_size)])
 
 
-def read_block(block: bytes, num_images: int, per_channel: bool = True) -> tuple[int, float, np.ndarray]:
-    """The block's level and integer latents (N, h, w, c) int64; ``per_channel=False`` reads latent coder 1."""
+def coding_tile(model, height: int, width: int) -> int:
+    """The tile side ``model`` codes an ``height x width`` image in (its automatic tiling), 0 for whole images."""
+    tiles = model._tiles(height, width, "auto", TILE_OVERLAP)
+    return 0 if tiles is None else int(tiles[0])
+
+
+def tile_partition(length: int, tile: int, multiple: int) -> np.ndarray:
+    """The index of the tile each of ``length`` pixels is counted in: tiles start where the model's do
+    (:func:`medzoo.models.tiling.tile_starts` of the padded length), each running to the next start."""
+    from medzoo.models.tiling import tile_starts
+
+    padded = length + (-length) % multiple
+    starts = tile_starts(padded, min(tile, padded), 0)
+    return np.searchsorted(np.asarray(starts), np.arange(length), side="right") - 1
+
+
+def _tile_means(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, R, Q, C): the mean of each tile of the partition ``rows`` x ``cols``."""
+    n, _, _, c = values.shape
+    r, k = int(rows.max()) + 1, int(cols.max()) + 1
+    sums = np.zeros((n, r, k, c))
+    np.add.at(sums, (slice(None), rows[:, None], cols[None, :]), values.astype(np.float64))
+    counts = np.bincount(rows, minlength=r)[:, None] * np.bincount(cols, minlength=k)[None, :]
+    return sums / counts[None, :, :, None]
+
+
+def _offsets_block(model, coded: np.ndarray, q: np.ndarray, step: float, batch_size: int) -> bytes:
+    """The tile offsets' part of the block: each tile's mean error, measured on the encoder's own decoding."""
+    from medzoo.codec.bitio import zigzag
+
+    n, h, w, c = coded.shape
+    tile = coding_tile(model, h, w)
+    if not tile:
+        return varint(0)
+    f = model.downsample_factor
+    decoded = model.decode(q.astype(np.float32) * np.float32(step), batch_size=batch_size, output_size=(h, w),
+                           overlap=TILE_OVERLAP)
+    rows, cols = tile_partition(h, tile, f), tile_partition(w, tile, f)
+    error = np.asarray(coded, np.float64) - np.clip(np.asarray(decoded, np.float64), 0.0, 1.0)
+    units = np.round(_tile_means(error, rows, cols) / OFFSET_STEP).astype(np.int64)
+    _, r, k, _ = units.shape
+    return b"".join([varint(tile), varint(r), varint(k), varint(c), *(varint(zigzag(int(v))) for v in units.ravel())])
+
+
+def read_block(block: bytes, num_images: int, per_channel: bool = True,
+               offsets: bool = True) -> tuple[int, float, np.ndarray, tuple | None]:
+    """The block's level, integer latents (N, h, w, c) int64 and tile offsets ``(tile, (N, R, Q, k) float)`` or
+    None; ``offsets=False`` reads latent coder 2, ``per_channel=False`` latent coder 1."""
+    from medzoo.codec.bitio import unzigzag
+
     r = Reader(block)
     factor = r.varint("factor")
     (step,) = struct.unpack(">f", r.take(4, "step"))
@@ -136,29 +204,44 @@ def read_block(block: bytes, num_images: int, per_channel: bool = True) -> tuple
     try:
         if not per_channel:
             planes = lossless.decode_signal(block[r.pos:], (num_images * lc, lh, lw))
-            return factor, step, planes.reshape(num_images, lc, lh, lw).transpose(0, 2, 3, 1)
+            return factor, step, planes.reshape(num_images, lc, lh, lw).transpose(0, 2, 3, 1), None
         channels = []
         for c in range(lc):
             size = r.varint(f"latent channel {c}'s size")
             channels.append(lossless.decode_signal(r.take(size, f"latent channel {c}"), (num_images, lh, lw)))
     except (ValueError, RuntimeError, DataError) as exc:
         raise BitstreamError(f"corrupted medzoo stream: the latents do not decode ({exc})") from exc
+    tile_offsets = None
+    tile = r.varint("tile side") if offsets else 0
+    if tile:
+        rows, cols, k = (r.varint(what) for what in ("tile rows", "tile columns", "image channels"))
+        if min(rows, cols, k) < 1 or num_images * rows * cols * k > len(block):
+            raise BitstreamError("corrupted medzoo stream: the tile offsets' grid is invalid")
+        units = [unzigzag(r.varint("tile offset")) for _ in range(num_images * rows * cols * k)]
+        tile_offsets = (tile, np.asarray(units, np.float64).reshape(num_images, rows, cols, k) * OFFSET_STEP)
     if r.pos != len(block):
         raise BitstreamError(f"corrupted medzoo stream: {len(block) - r.pos} bytes after the latent channels")
-    return factor, step, np.stack(channels, axis=-1)
+    return factor, step, np.stack(channels, axis=-1), tile_offsets
 
 
 def decode_block(model, block: bytes, num_images: int, height: int, width: int, batch_size: int = 64,
-                 per_channel: bool = True) -> np.ndarray:
+                 per_channel: bool = True, offsets: bool = True) -> np.ndarray:
     """Inverse of :func:`encode_block`: float images (N, height, width, C) in [0, 1]."""
-    factor, step, q = read_block(block, num_images, per_channel)
+    factor, step, q, tile_offsets = read_block(block, num_images, per_channel, offsets)
     f = model.downsample_factor
     size = reduced_size(height, width, factor, f)
     if q.shape[1:3] != (math.ceil(size[0] / f), math.ceil(size[1] / f)) or q.shape[-1] != _latent_channels(model):
         raise BitstreamError(f"the stream's latent {q.shape[1:]} does not fit this model at {height}x{width}")
-    small = model.decode(q.astype(np.float32) * np.float32(step), batch_size=batch_size, output_size=size,
-                         overlap=TILE_OVERLAP)
-    return np.clip(resize_bicubic(np.clip(small, 0.0, 1.0), height, width), 0.0, 1.0).astype(np.float32)
+    small = np.clip(model.decode(q.astype(np.float32) * np.float32(step), batch_size=batch_size, output_size=size,
+                                 overlap=TILE_OVERLAP), 0.0, 1.0)
+    if tile_offsets is not None:
+        tile, means = tile_offsets
+        rows, cols = tile_partition(size[0], tile, f), tile_partition(size[1], tile, f)
+        if means.shape[1:3] != (rows.max() + 1, cols.max() + 1) or means.shape[-1] != small.shape[-1]:
+            raise BitstreamError(f"the stream's tile offsets {means.shape[1:]} do not fit its {size[0]}x{size[1]} "
+                                 f"image in {tile} px tiles")
+        small = np.clip(small + means[:, rows][:, :, cols], 0.0, 1.0)
+    return np.clip(resize_bicubic(small.astype(np.float32), height, width), 0.0, 1.0).astype(np.float32)
 
 
 def _latent_channels(model) -> int:

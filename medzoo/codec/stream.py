@@ -891,14 +891,14 @@ def _decompress_latent(data, model, batch_size) -> np.ndarray:
     header, payload = _parse(data)
     model = _model_for(header, model)
     _check_model(header, model)
-    known = {tables[:2 * _ID_BYTES]: per_channel for tables, per_channel in latent.PER_CHANNEL.items()}
+    known = {tables[:2 * _ID_BYTES]: version for tables, version in latent.VERSIONS.items()}
     if header.entropy_model_id not in known:
         raise BitstreamError(f"the stream's latent coder {header.entropy_model_id} is not one this medzoo reads "
                              f"({', '.join(known)}); decode it with the medzoo version that made it")
     parts = _payload_parts(header, payload)
     h, w, _ = header.image_shape
     images = latent.decode_block(model, parts["lossy"], header.num_images, h, w, batch_size,
-                                 per_channel=known[header.entropy_model_id])
+                                 **known[header.entropy_model_id])
     if header.kind == LATENT_PIXELS_KIND:
         return _as_given(from_unit(images, parts["ranges"], parts["dtype"]), parts["rank"])
     return images
