@@ -95,6 +95,26 @@ def frd(a, b, workers=2) -> float | None:
         return float(frd_score.compute_frd(dirs, num_workers=workers))
 
 
+def metrics_from_dict(result: dict) -> dict:
+    """A preset's metrics from a :class:`PriorGenerationResult`'s ``to_dict()`` (or its saved ``results.json``)."""
+    f, settings = result["figures"], result["settings"]
+    t, memo = f["tstr"], f["memorisation"]
+    metrics = {
+        "feature_fd": f["feature_fd"],
+        **({"frd": {k: v for k, v in f["frd"].items() if v is not None}} if f.get("frd") else {}),
+        "label_fidelity": f["label_fidelity"], "judge_accuracy": f["judge_accuracy"],
+        "tstr_auroc": {"synthetic": t["synthetic"], "real_same_n": t["real_same_n"], "real_all": t["real_all"],
+                       "images": t["n"], "classifier_seeds": settings.get("classifier_repeats", 1)},
+        "memorisation_ratio": {"features": memo["features_ratio"], "pixels": memo["pixels_ratio"]},
+        "images_per_second": f["images_per_second"],
+        "samples": settings["samples"], "test_images": settings["test_images"], "frd_images": settings["frd_images"],
+    }
+    if result.get("augmentation"):
+        metrics["augmentation"] = [{k: a[k] for k in ("fraction", "labelled", "ratio", "synthetic", "auroc", "ci",
+                                                      "gain")} for a in result["augmentation"]]
+    return metrics
+
+
 @dataclasses.dataclass(repr=False, eq=False)
 class PriorGenerationResult(Result):
     """The figures of :func:`prior_generation`, the sample grid and the memorisation pairs."""
@@ -112,6 +132,10 @@ class PriorGenerationResult(Result):
     def to_dict(self, per_image=False) -> dict:
         return {"task": self.task, "model": self.model, "data": self.dataset, "settings": self.settings,
                 "figures": self.rows, "augmentation": self.augmentation}
+
+    def preset_metrics(self) -> dict:
+        """The figures a preset's metadata and the manifest carry (``medzoo info``), from this result."""
+        return metrics_from_dict(self.to_dict())
 
     def table(self) -> str:
         r = self.rows

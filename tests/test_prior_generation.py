@@ -1,0 +1,51 @@
+"""The prior's evaluation runs end to end on a tiny prior and a tiny labelled split: every figure is there,
+each classifier row averages its seeds, augmentation gains are measured against their real-only row, and
+the preset's metrics are built from the result (what tools/record_prior_metrics.py writes)."""
+
+import json
+
+import numpy as np
+
+import medzoo
+from medzoo.evaluate.prior_generation import metrics_from_dict, prior_generation
+from tests.test_latent_prior import tiny_prior
+
+
+def _split(rng, n):
+    """64 px images of two classes told apart by brightness, as the Kermany npz stores them (uint8)."""
+    labels = np.arange(n) % 2
+    base = np.where(labels == 0, 70, 170)[:, None, None]
+    return np.clip(base + rng.normal(0, 25, (n, 64, 64)), 0, 255).astype(np.uint8), labels
+
+
+def test_prior_generation_measures_every_figure_on_a_tiny_split(tmp_path):
+    rng = np.random.default_rng(0)
+    (x_train, y_train), (x_test, y_test) = _split(rng, 40), _split(rng, 20)
+    np.savez(tmp_path / "kermany_pediatric_cxr_128.npz", train_images=x_train, train_labels=y_train,
+             test_images=x_test, test_labels=y_test)
+    prior = tiny_prior(latent_channels=4, latent_size=(8, 8), labels=["normal", "pneumonia"])
+    prior.attach(medzoo.load("vae-chestxray-f8c4"))
+    result = prior_generation(prior, data_dir=tmp_path, n_samples=16, steps=2, classifier_steps=3,
+                              classifier_repeats=2, frd_images=0, bootstrap=10,
+                              augmentation_priors={0.5: prior}, ratios={0.5: [1]},
+                              show_progress=False)
+    rows = result.rows
+    assert set(rows["feature_fd"]) == {"prior", "real_train", "vae_normal", "blurred_test"}
+    assert all(np.isfinite(v) and v >= 0 for v in rows["feature_fd"].values())
+    assert 0.0 <= rows["label_fidelity"] <= 1.0 and rows["frd"] is None
+    tstr = rows["tstr"]
+    for key in ("synthetic", "real_same_n", "real_all"):
+        assert len(tstr[f"{key}_per_seed"]) == 2 and np.isclose(tstr[key], np.mean(tstr[f"{key}_per_seed"]))
+        low, high = tstr[f"{key}_ci"]
+        assert 0.0 <= low <= high <= 1.0
+    assert [(a["fraction"], a["ratio"]) for a in result.augmentation] == [(0.5, 0), (0.5, 1)]
+    base, mixed = result.augmentation
+    assert base["labelled"] == 20 and mixed["synthetic"] == 20 and len(mixed["per_seed"]) == 2
+    assert np.isclose(mixed["gain"], mixed["auroc"] - base["auroc"])
+    assert "mean of 2" in result.table()
+    metrics = result.preset_metrics()
+    assert metrics["tstr_auroc"]["classifier_seeds"] == 2 and metrics["samples"] == 16
+    assert metrics["memorisation_ratio"]["pixels"] > 0 and len(metrics["augmentation"]) == 2
+    # the saved results.json gives the same metrics (what the tool reads back)
+    assert metrics_from_dict(json.loads(json.dumps(result.to_dict(), default=list))) == json.loads(
+        json.dumps(metrics, default=list))
