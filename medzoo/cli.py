@@ -402,7 +402,7 @@ def _decompress(args):
     suffix = paths[0].suffix.lower() if paths else ""
     where = paths[0] if len(paths) == 1 else args.output
     if suffix == ".dcm":
-        how = "lossy pixels, marked Lossy Image Compression 01 with a new SOP Instance UID" \
+        how = "lossy pixels, marked Lossy Image Compression 01 and DERIVED, with new SOP Instance and Series UIDs" \
             if header.kind in LOSSY_PIXEL_MODES else "every stored pixel exactly"
         print(f"wrote {len(paths)} DICOM file(s) with their original headers ({how}) to {where}")
         return
