@@ -94,6 +94,23 @@ def test_replacing_an_entry_replaces_its_bundled_copy(tmp_path):
     assert [p.name for p in bundled.parent.iterdir()] == ["tiny"]  # no staging folders left behind
 
 
+def test_refreshing_an_entry_keeps_why_it_stays_and_a_hub_pin_of_the_same_files(tmp_path):
+    """kept_because and the Hub pin live in the manifest, not the preset: re-adding the preset after a metadata
+    change (a domain profile, a re-rendered card) must not drop the first, nor keep the second for other files."""
+    path = tmp_path / "pkg" / "weights_manifest.json"
+    first = make_preset(tmp_path / "a", "tiny")
+    manifest.add_to_manifest(first, manifest_path=path, bundle=False,
+                             hub={"repo_id": "org/tiny", "revision": "a" * 40})
+    data = manifest.read_manifest(path)
+    data["models"][0]["kept_because"] = "the smallest files at its rate"
+    path.write_text(json.dumps(data))
+    again = manifest.add_to_manifest(first, manifest_path=path, bundle=False)
+    assert again["kept_because"] == "the smallest files at its rate" and again["sources"]["hub"]["repo_id"] == "org/tiny"
+    changed = make_preset(tmp_path / "b", "tiny", version="1.1.0", metrics={"test": {"psnr": 25.0}})
+    newer = manifest.add_to_manifest(changed, manifest_path=path, bundle=False)
+    assert newer["kept_because"] == "the smallest files at its rate" and newer["sources"]["hub"] is None
+
+
 def test_a_retired_name_loads_its_replacement_with_a_warning(tmp_path):
     from medzoo.zoo.table import markdown_table
 

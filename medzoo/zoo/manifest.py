@@ -421,11 +421,17 @@ def add_to_manifest(preset_dir, *, manifest_path=None, bundle=True, hub=None) ->
         "files": [file_record(preset_dir / f) for f in PRESET_FILES if (preset_dir / f).is_file()],
         "sources": {"bundled": f"{BUNDLE_DIR}/{name}" if bundle else None, "hub": _hub_source(hub)},
     }
-    entry = {key: entry[key] for key in _ENTRY_ORDER}
-    validate_entry(entry, name)
-
     path = _manifest_file(manifest_path)
     manifest = read_manifest(path) if path.exists() else {"format_version": FORMAT_VERSION, "models": []}
+    previous = next((e for e in manifest["models"] if e["name"] == name), None)
+    if previous is not None:  # what no preset holds survives a refresh: why it stays, and a Hub pin of the same files
+        if previous.get("kept_because"):
+            entry["kept_because"] = previous["kept_because"]
+        if hub is None and previous["sources"].get("hub") and previous["files"] == entry["files"]:
+            entry["sources"]["hub"] = previous["sources"]["hub"]
+    entry = {key: entry[key] for key in (*_ENTRY_ORDER, "kept_because") if key in entry}
+    validate_entry(entry, name)
+
     models = sorted([e for e in manifest["models"] if e["name"] != name] + [entry], key=lambda e: e["name"])
     manifest = {**manifest, "format_version": FORMAT_VERSION, "models": models}
     validate_manifest(manifest)
