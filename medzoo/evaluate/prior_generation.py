@@ -109,9 +109,12 @@ def metrics_from_dict(result: dict) -> dict:
         "images_per_second": f["images_per_second"],
         "samples": settings["samples"], "test_images": settings["test_images"], "frd_images": settings["frd_images"],
     }
-    if result.get("augmentation"):
-        metrics["augmentation"] = [{k: a[k] for k in ("fraction", "labelled", "ratio", "synthetic", "auroc", "ci",
-                                                      "gain")} for a in result["augmentation"]]
+    augmentation = {}
+    for row in result.get("augmentation") or ():  # manifest metrics are trees of numbers: one dict per label share
+        share = augmentation.setdefault(f"labels_{row['fraction']:g}", {"labelled": row["labelled"]})
+        share["real_only" if not row["ratio"] else f"synthetic_per_real_{row['ratio']:g}"] = row["auroc"]
+    if augmentation:
+        metrics["augmentation_auroc"] = augmentation
     return metrics
 
 
