@@ -328,7 +328,7 @@ def _split_model(items, default):
     return default, items
 
 
-_NAME_A_MODEL = "name one, e.g. medzoo compress ae-chestxray-f4c3 INPUT -o OUT.mzc, to code lossily"
+_NAME_A_MODEL = "name one, e.g. medzoo compress codec-chestxray INPUT -o OUT.mzc --ratio 30, to code lossily"
 
 
 def _compress(args):
@@ -342,15 +342,19 @@ def _compress(args):
     # default would code a radiograph as some model's thumbnail
     defaulted = model is None and not args.lossless
     lossless = args.lossless or defaulted
-    if model is None and (args.quality is not None or args.kind is not None):
-        raise ConfigError(f"--{'quality' if args.quality is not None else 'kind'} is a model's setting, and no "
-                          f"model was named (so the pixels are coded losslessly): {_NAME_A_MODEL}")
+    setting = next((o for o in ("quality", "ratio", "kind") if getattr(args, o) is not None), None)
+    if model is None and setting is not None:
+        raise ConfigError(f"--{setting} is a model's setting, and no model was named (so the pixels are coded "
+                          f"losslessly): {_NAME_A_MODEL}")
+    if args.ratio is not None and (args.lossless or args.quality is not None):
+        raise ConfigError("--ratio picks a lossy level: give it without "
+                          + ("--lossless" if args.lossless else "--quality"))
     _ready(model, inputs, backend=model is not None)
     import medzoo
 
     try:
         written = medzoo.evaluate.compress_files(inputs, args.output, model, kind=args.kind or DEFAULT_KIND,
-                                                 quality=args.quality, lossless=lossless)
+                                                 quality=args.quality, lossless=lossless, ratio=args.ratio)
     except NotIntegerPixelsError as error:
         if not defaulted:
             raise
@@ -372,6 +376,8 @@ def _compress(args):
               + (f"\n(no model named, so lossless; {_NAME_A_MODEL})" if defaulted else ""))
     elif header.kind in ("hyperprior", "hyperprior-pixels", "autoencoder", "autoencoder-pixels"):
         print(f"model {header.model_name} {header.model_version}, quality {header.quality}"
+              + (f", {written.ratio:.1f}:1 of the {written.stored_bits} stored bits (asked {args.ratio:g}:1)"
+                 if args.ratio is not None else "")
               + ("; medzoo decompress gives back pixels of the stored type and bit depth"
                  if header.kind.endswith("-pixels") else ""))
     else:
@@ -579,8 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="compress images into one medzoo stream (.mzc): losslessly when no model "
                                         "is named (exact stored pixels, DICOM 8-16 bit included), or with a "
                                         "VQ-VAE, a hyperprior codec or an any-size autoencoder (its rounded latent)",
-                       usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q] [--lossless] "
-                             "[--kind KIND]")
+                       usage="medzoo compress [-h] [MODEL] INPUT [INPUT ...] -o OUT.mzc [--quality Q | --ratio N] "
+                             "[--lossless] [--kind KIND]")
     p.add_argument("items", nargs="+", metavar="[MODEL] INPUT",
                    help="optional model (zoo name or preset directory; none: lossless, every stored pixel "
                         "kept), then " + inputs_help)
@@ -588,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model, instead of naming it first")
     p.add_argument("--quality", type=int, help="a hyperprior codec's or autoencoder's quality level (0 = fewest "
                                                "bits; default the middle one)")
+    p.add_argument("--ratio", type=float, metavar="N",
+                   help="instead of --quality: the codec's level nearest N:1 of the stored bits (radiology "
+                        "guidelines: 10:1 or 30:1 for CR/DX chest, 8:1 or 15:1 for CT), from the levels its "
+                        "preset measured (medzoo info MODEL)")
     p.add_argument("--lossless", action="store_true",
                    help="code the pixels exactly as stored: the default when no model is named, and with a "
                         "hyperprior codec on its prediction (DICOM stored values, 8/16-bit PNG, NPY); "

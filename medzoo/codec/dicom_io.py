@@ -146,6 +146,13 @@ def unsupported(path) -> str | None:
     return None
 
 
+def bits_stored(path) -> int:
+    """A DICOM file's Bits Stored (0028,0101): what a compression ratio of the stored bits is of."""
+    from medzoo.data.dicom import read_dicom_header
+
+    return int(read_dicom_header(path)["bits_stored"])
+
+
 def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
     """DICOM files -> ``(stored pixels (N, H, W) or (N, H, W, 3) for RGB, names, header bytes)``, or a
     :class:`DataError` naming the file for what the codec does not handle (:func:`unsupported`, or no

@@ -86,7 +86,7 @@ def read_dicom_header(path) -> dict[str, Any]:
     Returns:
         A dict with ``path``, ``modality``, ``photometric_interpretation`` (as in
         the file), ``rows``, ``columns``, ``number_of_frames``, ``channels`` (of
-        the decoded output: 1 or 3), ``pixel_spacing`` ((row, column) mm from
+        the decoded output: 1 or 3), ``bits_stored``, ``pixel_spacing`` ((row, column) mm from
         PixelSpacing, else ImagerPixelSpacing, else None), ``rescale_slope``,
         ``rescale_intercept`` (None when absent), ``sop_instance_uid`` and
         ``transfer_syntax_uid``.
@@ -294,6 +294,7 @@ def _header_fields(path: pathlib.Path, ds: Dataset) -> dict[str, Any]:
         "columns": int(ds.Columns),
         "number_of_frames": int(get_nr_frames(ds, warn=False)),
         "channels": 3 if photometric in COLOUR else 1,
+        "bits_stored": int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8),
         "pixel_spacing": tuple(float(v) for v in spacing) if spacing else None,
         "rescale_slope": None if slope is None else float(slope),
         "rescale_intercept": None if intercept is None else float(intercept),

@@ -352,7 +352,7 @@ def encode_files(model, inputs, output, *, batch_size: int = 32) -> tuple[np.nda
 
 
 def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_KIND, quality=None,
-                   lossless: bool = False):
+                   lossless: bool = False, ratio=None):
     """Compress image files into one medzoo stream (``medzoo.compress``) and write it to ``output``.
 
     Lossless: each file's pixels exactly as stored (DICOM stored values, 8/16-bit PNG, NPY; see
@@ -365,6 +365,10 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     A fixed-size model codes its own size: files of another size are resized to it (with a
     :class:`~medzoo.ResizeWarning`), and ``given_pixels`` says how many pixels the files held.
 
+    ``ratio`` (instead of ``quality``): the codec's offered level nearest that compression ratio of
+    the stored bits (DICOM Bits Stored; else the pixel type's bits, 8 for model inputs), from the
+    levels its preset measured (:func:`medzoo.codec.qualities.quality_for_ratio`).
+
     Returns:
         :class:`CompressedFiles`: the stream's :class:`~medzoo.codec.StreamHeader` (bytes, bits
         per pixel of the coded images, shapes), the images in stream order, and the pixels of
@@ -373,6 +377,9 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     from medzoo.codec import dicom_io
     from medzoo.data import image_files, probe_image
 
+    if ratio is not None and (lossless or model is None or quality is not None):
+        raise ConfigError("a compression ratio picks a lossy codec's level: give it with a model and without "
+                          + ("--lossless" if lossless else "a model named" if model is None else "a quality"))
     model = None if model is None else resolve_model(model)
     stored = lossless or (model is not None and _codes_stored_pixels(model))
     files = image_files(inputs) if stored else []
@@ -386,9 +393,17 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     if dicom and reason is None:  # DICOM in: the headers travel along
         pixels, names, headers = dicom_io.read_for_coding(files)
         refs = files
+        bits = max(dicom_io.bits_stored(f) for f in files)
+        quality = quality if ratio is None else _level_for_ratio(model, ratio, bits)
+        if not lossless:
+            _warn_if_jpeg2000_wins(model, bits)
         stream = dicom_io.pack(names, headers, compress(pixels, model, lossless=lossless, quality=quality))
     else:
         pixels, refs = _stored_pixels(inputs) if stored else (None, None)
+        bits = 8 if pixels is None or not np.issubdtype(pixels.dtype, np.integer) else 8 * pixels.dtype.itemsize
+        quality = quality if ratio is None else _level_for_ratio(model, ratio, bits)
+        if not lossless and pixels is not None:
+            _warn_if_jpeg2000_wins(model, bits)
         if lossless:
             stream = compress(pixels, model, lossless=True, quality=quality)
         elif pixels is not None and (pixels.shape[-1] if pixels.ndim == 4 else 1) == model.image_shape[-1]:
@@ -405,7 +420,31 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
     else:
         sizes = {ref.path: probe_image(ref.path) for ref in refs}
         given = sum(sizes[ref.path].height * sizes[ref.path].width for ref in refs)
-    return CompressedFiles(header, refs, int(given))
+    return CompressedFiles(header, refs, int(given), bits)
+
+
+def _warn_if_jpeg2000_wins(model, bits: int) -> None:
+    """A :class:`~medzoo.DomainShiftWarning` when a learned coder trained on 8-bit images gets more stored bits and
+    its preset measured JPEG 2000 ahead on such images (``benchmarks/high_bit_depth.py``), with those figures."""
+    metadata = getattr(model, "zoo_metadata", None) or {}
+    measured = (metadata.get("metrics") or {}).get("high_bit_depth") or {}
+    if bits <= 8 or not measured:
+        return
+    lost = {label: row for label, row in measured.items() if row["psnr"] < row["jpeg2000_psnr"]}
+    if not lost:
+        return
+    label, row = min(lost.items(), key=lambda kv: (abs(kv[1]["bits"] - bits), kv[0]))
+    warnings.warn(f"{metadata.get('name', 'this model')} was trained on 8-bit images and these store {bits} bits: "
+                  f"on {label} ({row['bits']} bits) it gave {row['psnr']:.2f} dB over the stored range at "
+                  f"{row['bpp']:.3f} bpp, where JPEG 2000 gives {row['jpeg2000_psnr']:.2f} dB at the same bits "
+                  f"(JPEG 2000 ahead on {len(lost)} of {len(measured)} such test images); to keep every stored "
+                  "value, compress losslessly (name no model)", DomainShiftWarning, stacklevel=3)
+
+
+def _level_for_ratio(model, ratio, stored_bits) -> int:
+    from medzoo.codec.qualities import quality_for_ratio
+
+    return quality_for_ratio(getattr(model, "zoo_metadata", None) or {}, ratio, stored_bits)["quality"]
 
 
 def _codes_stored_pixels(model) -> bool:
@@ -435,11 +474,17 @@ class CompressedFiles(NamedTuple):
     header: Any
     refs: list
     given_pixels: int
+    stored_bits: int = 8  #: bits per stored pixel of the input (DICOM Bits Stored), what a ratio is of
 
     @property
     def bits_per_given_pixel(self) -> float:
         """The stream's bits (header included) per pixel of the images as given."""
         return 8.0 * self.header.total_bytes / self.given_pixels
+
+    @property
+    def ratio(self) -> float:
+        """The compression ratio of the stored bits (``stored_bits`` per pixel given, against the stream)."""
+        return self.stored_bits / self.bits_per_given_pixel
 
 
 def _stored_pixels(inputs) -> tuple[np.ndarray, list]:
