@@ -16,6 +16,11 @@ The measure of the codec issue (36), composed of the two scripts beside it, run 
   classical codec. The classical codecs are every one installed that takes the stored bits:
   JPEG, JPEG 2000, HTJ2K, WebP and JPEG XL for 8 bits, JPEG 2000, HTJ2K and JPEG XL for CT
   (``medzoo.evaluate.classical`` names the library of each).
+* seams (unless ``--no-seams``): ``seams.py`` with the first pair's model at its default level,
+  on RG1 and two Hannover test radiographs (one also enlarged to 2048 px): the error's 128 px
+  block means and its step across tile borders, beside JPEG 2000 at the same bits.
+* high bit depth (unless ``--no-high-bit-depth``): ``high_bit_depth.py`` with the first pair's
+  model, on the 10-16-bit WG04 images and CT test slices beside JPEG 2000 at the same bytes.
 * lossless (unless ``--no-lossless``): ``lossless.py`` on the native test splits and the NEMA
   WG04 images of ``pydicom-data``, every image decoded back bit for bit.
 
@@ -26,10 +31,12 @@ the whole text into ``summary.txt``.
 import argparse
 
 import _common
+import high_bit_depth
 import lossless
 import rate_distortion
+import seams
 
-PAIRS = ["ae-chestxray-f4c3@cxr_hannover_1024", "ae-ct-f4c3@ct_tcia_512"]
+PAIRS = ["codec-chestxray@cxr_hannover_1024", "ae-ct-f4c3@ct_tcia_512"]
 
 
 def build_parser():
@@ -41,6 +48,8 @@ def build_parser():
                    "take the stored bits)")
     p.add_argument("--speed-images", type=int, default=4, help="images timed for the speed tables (default 4)")
     p.add_argument("--no-lossless", action="store_true", help="leave out the lossless tables")
+    p.add_argument("--no-seams", action="store_true", help="leave out the tile-seam table")
+    p.add_argument("--no-high-bit-depth", action="store_true", help="leave out the 10-16-bit table")
     p.add_argument("--markdown", action="store_true", help="also a results.md (Markdown tables) per lossy pair")
     return p
 
@@ -66,6 +75,18 @@ def run(args) -> tuple[dict, str]:
         [(result, _)], text = rate_distortion.run(part)
         results[f"{model}@{dataset}"] = result.to_dict()
         texts.append(f"# lossy: {model} on {dataset}\n\n{text}")
+        print(texts[-1] + "\n", flush=True)
+    first = pairs[0][0]
+    if not args.no_seams:
+        part = argparse.Namespace(models=[first], qualities=None, large=2048, max_images=args.max_images or 2,
+                                  output=args.output / "seams")
+        results["seams"], text = seams.run(part)
+        texts.append(f"# tile seams\n\n{text}")
+        print(texts[-1] + "\n", flush=True)
+    if not args.no_high_bit_depth:
+        part = argparse.Namespace(models=[first], qualities=None, record=False)
+        results["high_bit_depth"], text = high_bit_depth.run(part)
+        texts.append(f"# 10-16-bit images\n\n{text}")
         print(texts[-1] + "\n", flush=True)
     if not args.no_lossless:
         part = argparse.Namespace(models=None, codecs=None, no_dicom=True, sets=["native", "wg04"],

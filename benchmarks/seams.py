@@ -1,6 +1,6 @@
 """Do lossy outputs show the tiles they were coded in? Block offsets and border jumps beside JPEG 2000 at the same bits.
 
-    python benchmarks/seams.py              # RG1 (pydicom-data), the Hannover test split, one of them at 2048 px
+    python benchmarks/seams.py              # codec-chestxray on RG1 (pydicom-data), the Hannover test split, one at 2048 px
     python benchmarks/seams.py --models ae-chestxray-f4c3 --qualities 2 4 6
 
 A model that codes a large image in tiles normalised apart draws them: a constant offset per
@@ -103,20 +103,22 @@ def images(args) -> dict:
     return out
 
 
-def main(argv=None):
+def build_parser():
+    p = _common.parser("seams", __doc__.splitlines()[0])
+    p.add_argument("--qualities", type=int, nargs="+", help="quality levels (default: the model's default one)")
+    p.add_argument("--large", type=int, default=2048, help="also the first test radiograph enlarged to this side "
+                                                             "(0: not)")
+    return p
+
+
+def run(args) -> tuple[dict, str]:
     import medzoo
     from medzoo.codec.latent import levels_of
     from medzoo.evaluate import plots
     from medzoo.evaluate.common import format_table
 
-    p = _common.parser("seams", __doc__.splitlines()[0])
-    p.add_argument("--qualities", type=int, nargs="+", help="quality levels (default: the model's default one)")
-    p.add_argument("--large", type=int, default=2048, help="also the first test radiograph enlarged to this side "
-                                                             "(0: not)")
-    args = p.parse_args(argv)
-    _common.setup_logging()
     rows, data, panels = [], {}, []
-    for name in args.models or ["ae-chestxray-f4c3"]:
+    for name in args.models or ["codec-chestxray"]:
         model = medzoo.load(name)
         levels = levels_of(model)
         tile = int((getattr(model, "default_tile", None) or (128, 0))[0])
@@ -145,12 +147,15 @@ def main(argv=None):
                          "J2K block sd", "J2K border jump"], rows,
                         title=f"tile seams: error means over {BLOCK} px blocks (sd, stored units) and the error's "
                               "step across tile borders over elsewhere (1 = none), beside JPEG 2000 at the same bits")
-    print(text)
-    _common.write(args.output, "summary", text, data)
     if panels:
         fig = plots.image_rows([(f"{key}: error, model | JPEG 2000 (+-2 RMS)", np.stack(pair)[..., None])
                                 for key, pair in panels], scale=4.0)
         plots.save(fig, pathlib.Path(args.output) / "errors.png")
+    return data, text
+
+
+def main(argv=None):
+    _common.run_and_write(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,27 @@ _LIMITS = """\
 """
 
 
+#: metrics a card shows in tables of their own, not in the flat metric list
+_OWN_TABLES = ("qualities", "levels_below_jpeg2000", "high_bit_depth")
+
+
+def _high_bit_depth_section(rows) -> list[str]:
+    """A lossy coder's figures on 10-16-bit images beside JPEG 2000 (``benchmarks/high_bit_depth.py``)."""
+    if not isinstance(rows, dict) or not rows:
+        return []
+    lines = ["", "## On 10-16-bit images", "",
+             "Trained on 8-bit images; coded from the stored pixels of these 10-16-bit images, PSNR over each "
+             "image's stored range, beside JPEG 2000 at the same bytes (`benchmarks/high_bit_depth.py`). Where "
+             "JPEG 2000 wins, `medzoo compress` warns on such inputs and points at lossless coding.", "",
+             "| image | bits stored | level | bpp | PSNR | MS-SSIM | JPEG 2000 PSNR | JPEG 2000 MS-SSIM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, row in rows.items():
+        lines.append(f"| {label} | {row.get('bits')} | {row.get('quality')} | {row.get('bpp', 0):.3f} | "
+                     f"{row.get('psnr', 0):.2f} | {row.get('ms_ssim', 0):.4f} | {row.get('jpeg2000_psnr', 0):.2f} | "
+                     f"{row.get('jpeg2000_ms_ssim', 0):.4f} |")
+    return lines
+
+
 def _flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
     rows = []
     for key, value in (metrics or {}).items():
@@ -165,7 +186,7 @@ def render_card(metadata: dict) -> str:
         lines += [f"The figures without a dataset are the mean of the {len(per_dataset)} datasets' own means (each "
                   "an equal share; `test_images` is their sum), not a mean over images; `per_dataset/` gives "
                   "each dataset's.", ""]
-    rows = _flat_metrics(metrics)
+    rows = _flat_metrics({k: v for k, v in metrics.items() if k not in _OWN_TABLES})
     if rows:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
@@ -173,6 +194,7 @@ def render_card(metadata: dict) -> str:
     else:
         lines.append("Not recorded.")
     lines += _codec_section(metadata)
+    lines += _high_bit_depth_section(metrics.get("high_bit_depth"))
     lines += ["", _LIMITS]
     return "\n".join(lines)
 
