@@ -1,6 +1,7 @@
 """Put a rate-trained codec into the zoo, offering the levels where its real streams match or beat JPEG 2000.
 
-    python benchmarks/codec_comparison.py --pairs STAGE/preset@DATASET --codecs jpeg2000 jpegxl --no-lossless --output OUT
+    python benchmarks/codec_comparison.py --pairs STAGE/preset@DATASET --codecs jpeg2000 jpegxl --no-lossless \
+        --no-seams --no-high-bit-depth --output OUT
     python tools/record_codec_qualities.py STAGE/preset OUT/summary.json
 
 Reads the benchmark's streams of every level (each test image its own stream, header included)
