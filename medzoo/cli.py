@@ -328,7 +328,7 @@ def _split_model(items, default):
     return default, items
 
 
-_NAME_A_MODEL = "name one, e.g. medzoo compress codec-chestxray INPUT -o OUT.mzc --ratio 30, to code lossily"
+_NAME_A_MODEL = "name one, e.g. medzoo compress ae-chestxray-f4c3 INPUT -o OUT.mzc, to code lossily"
 
 
 def _compress(args):

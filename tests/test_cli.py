@@ -459,7 +459,7 @@ def test_decompress_writes_pngs_where_they_are_exact_one_file_for_one_image_and_
     np.save(tmp_path / "floats.npy", rng.random((16, 16)).astype(np.float32))
     capsys.readouterr()
     assert main(["compress", str(tmp_path / "floats.npy"), "-o", str(tmp_path / "f.mzc")]) == 1
-    assert re.search("got float32 .* no model was named, .* name one, e.g. medzoo compress codec-chestxray",
+    assert re.search("got float32 .* no model was named, .* name one, e.g. medzoo compress ae-chestxray-f4c3",
                      capsys.readouterr().err)
     assert main(["compress", str(tmp_path / "ct.npy"), "-o", str(tmp_path / "f.mzc"), "--quality", "2"]) == 1
     assert re.search("--quality is a model's setting, and no model was named", capsys.readouterr().err)

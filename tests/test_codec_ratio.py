@@ -13,10 +13,14 @@ from PIL import Image
 
 import medzoo
 from medzoo.cli import main
+from medzoo.zoo.presets import read_metadata
 from medzoo.codec.qualities import RATIO_SLACK, offered_qualities, quality_for_ratio
 from medzoo.errors import ConfigError
 
-CODEC = "codec-chestxray"
+from conftest import REPO_ROOT
+
+#: the rate-trained codec's stage preset (not in the zoo: image by image, JPEG 2000 is ahead of it on PSNR)
+CODEC = str(REPO_ROOT / "stages" / "codec-chestxray-s3" / "preset")
 LEVELS = {"0": {"bpp": 0.08, "psnr": 34.0}, "1": {"bpp": 0.27, "psnr": 37.0}, "2": {"bpp": 0.8, "psnr": 40.0}}
 META = {"name": "toy-codec", "metrics": {"qualities": LEVELS}}
 
@@ -43,24 +47,32 @@ def test_a_ratio_the_codec_cannot_honour_is_refused_with_what_it_can():
     for bad in (1, 0.5, -3, float("nan")):
         with pytest.raises(ConfigError, match="a compression ratio is a number above 1"):
             quality_for_ratio(META, bad)
-    with pytest.raises(ConfigError, match="ae-x has no measured quality levels.*codec-chestxray"):
+    with pytest.raises(ConfigError, match="ae-x has no measured quality levels.*metrics.qualities"):
         quality_for_ratio({"name": "ae-x", "metrics": {"psnr": 30.0}}, 30)
 
 
-def test_the_shipped_codec_offers_only_levels_at_or_above_jpeg2000():
-    entry = medzoo.info(CODEC)
-    rows = entry["codec"]["qualities"]
-    assert rows == offered_qualities(entry)
-    assert len(rows) >= 3
-    for row in rows:
-        assert {"bpp", "psnr", "ssim", "ms_ssim", "jpeg2000_psnr", "jpeg2000_ms_ssim"} <= set(row)
-        assert row["psnr"] >= row["jpeg2000_psnr"]
-    bpps = [r["bpp"] for r in rows]
-    assert bpps == sorted(bpps)  # finer levels cost more bits
-    for row in entry["metrics"].get("levels_below_jpeg2000", {}).values():
-        assert row["psnr"] < row["jpeg2000_psnr"]
-    # the radiology guideline ratio for CR/DX chest images, 30:1 of 8 bits, lies within what it offers
-    assert 8 / bpps[-1] < 30 < 8 / bpps[0]
+def test_a_codec_is_offered_only_where_it_is_ahead_of_jpeg2000_image_by_image():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("record", REPO_ROOT / "tools" / "record_codec_qualities.py")
+    record = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record)
+    sweep = {"bpp": [0.1, 0.3, 1.0], "psnr": [33.0, 37.0, 41.0], "ms_ssim": [0.95, 0.98, 0.99]}
+
+    def point(q, bpp, psnr, each=None):
+        p = {"model": f"c q{q}", "quality": q, "factor": 1, "step": 1.0 / (q + 1), "bpp": bpp, "psnr": psnr,
+             "ssim": 0.9, "ms_ssim": 0.97}
+        return p, {"model": f"c q{q}", "codecs": {"jpeg2000": {"per_image": {"psnr": each}}}} if each else None
+
+    # by the mean curves level 0 is ahead and level 1 behind; image by image, level 0 is behind
+    (p0, s0), (p1, _) = point(0, 0.3, 38.0, {"mean_difference": -0.4, "ahead": 1, "images": 10}), point(1, 1.0, 40.0)
+    result = {"codecs": {"jpeg2000": sweep}, "models": [p0, p1], "single_points": [s0]}
+    offered, below = record.offered_rows(result)
+    assert offered == {} and set(below) == {"0", "1"}
+    assert below["0"]["jpeg2000_psnr"] == pytest.approx(37.0) and below["0"]["jpeg2000_same_bytes_psnr_difference"] == -0.4
+    s0["codecs"]["jpeg2000"]["per_image"]["psnr"]["mean_difference"] = 0.2
+    offered, below = record.offered_rows(result)
+    assert set(offered) == {"0"} and set(below) == {"1"} and offered["0"]["factor"] == 1
 
 
 def test_bits_stored_are_what_a_ratio_of_a_dicom_is_of(dicom_dir):
@@ -85,12 +97,12 @@ def test_compress_by_ratio_on_the_command_line(chest_png, tmp_path, capsys):
     out = tmp_path / "chest.mzc"
     assert main(["compress", CODEC, str(chest_png), "-o", str(out), "--ratio", "30"]) == 0
     said = capsys.readouterr().out
-    expected = quality_for_ratio(medzoo.info(CODEC), 30)["quality"]
+    expected = quality_for_ratio(read_metadata(CODEC), 30)["quality"]
     got = re.search(r"quality (\d+), ([\d.]+):1 of the 8 stored bits \(asked 30:1\)", said)
     assert got, said
     assert int(got.group(1)) == expected
     assert float(got.group(2)) == pytest.approx(8 * 256 * 256 / (8 * out.stat().st_size), rel=0.01)
-    assert main(["decompress", str(out), "-o", str(tmp_path / "back.png")]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "back.png"), "--model", CODEC]) == 0
     back = np.asarray(Image.open(tmp_path / "back.png"))
     original = np.asarray(Image.open(chest_png)).astype(np.float64)
     assert back.shape == original.shape and back.dtype == np.uint8

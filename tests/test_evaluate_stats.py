@@ -113,3 +113,21 @@ def test_stratified_subsets_keep_both_classes_of_a_sorted_split():
     assert (labels[keep] == 0).sum() == 10  # 170/513 of 30
     assert np.array_equal(keep, stratified_indices(labels, 30, seed=0))
     assert len(stratified_indices(labels, None)) == 513
+
+
+def test_image_by_image_at_the_same_bytes_undoes_what_spreading_bits_across_images_buys():
+    """Mean curves credit a coder for how it spreads bits over images; at each image's own bytes it loses here."""
+    from medzoo.evaluate.compression import same_bytes_per_image
+
+    # a classical codec at two target qualities: the easy image 0 costs a tenth of image 1
+    sweep = {"bpp": [0.55, 1.1], "psnr": [35.0, 38.0],
+             "per_image": {"bpp": np.array([[0.1, 1.0], [0.2, 2.0]]), "psnr": np.array([[35.0, 35.0], [38.0, 38.0]])}}
+    # a learned point half a dB behind it on each image, at the bytes it spent there
+    point = {"bpp": 0.6, "psnr": 36.0, "per_image": {"bpp": np.array([0.2, 1.0]), "psnr": np.array([37.5, 34.5])}}
+    assert point["psnr"] > quality_at_rate(sweep["bpp"], sweep["psnr"], point["bpp"]) + 0.5  # the means say ahead
+    each = same_bytes_per_image(point, sweep, "psnr")
+    assert each == {"mean_difference": pytest.approx(-0.5), "ahead": 0, "images": 2}
+    outside = {**point, "per_image": {"bpp": np.array([0.05, 1.0]), "psnr": np.array([37.5, 35.5])}}
+    assert same_bytes_per_image(outside, sweep, "psnr") == {"mean_difference": pytest.approx(0.5), "ahead": 1,
+                                                            "images": 1}  # image 0 lies below the sweep
+    assert same_bytes_per_image(point, sweep, "ms_ssim")["mean_difference"] is None

@@ -6,7 +6,7 @@
 
 Reads the benchmark's streams of every level (each test image its own stream, header included)
 and JPEG 2000's sweep of the same images, keeps the levels whose PSNR is at least JPEG 2000's at
-the same bits per pixel, and writes them as the preset's ``metrics.qualities`` (bpp, PSNR, SSIM,
+the same bits (image by image at each image's bytes, where the benchmark compared them so), and writes them as the preset's ``metrics.qualities`` (bpp, PSNR, SSIM,
 MS-SSIM, and JPEG 2000's PSNR and MS-SSIM at that bpp), with the BD-rates against JPEG 2000. Then
 copies the preset to ``presets/NAME/``, re-renders its card and adds it to the manifest (not
 bundled: the wheel keeps only the demo's models). ``medzoo compress --ratio N`` picks among these
@@ -24,12 +24,20 @@ PRESETS = pathlib.Path(__file__).resolve().parent.parent / "presets"
 
 def offered_rows(result: dict, anchor: str = "jpeg2000") -> tuple[dict, dict]:
     """A codec_comparison lossy result -> ``({quality: row} of the levels at or above ``anchor``, {quality: row}
-    of the others)``, each row with the anchor's PSNR and MS-SSIM at the level's bpp."""
+    of the others)``, each row with the anchor's PSNR and MS-SSIM at the level's mean bpp.
+
+    Where the benchmark compared the level with the anchor image by image at the bytes it spent on
+    each (``single_points[...]["codecs"][anchor]["per_image"]``), that decides: the mean curves also
+    credit how a codec spreads bits across images, which a user coding one image does not get.
+    Otherwise the level's mean PSNR against the anchor's mean curve does.
+    """
     import numpy as np
 
     from medzoo.evaluate.stats import quality_at_rate
 
     sweep = result["codecs"][anchor]
+    each = {p["model"]: ((p.get("codecs") or {}).get(anchor) or {}).get("per_image") or {}
+            for p in result.get("single_points") or []}
     offered, below = {}, {}
     for point in result["models"]:
         if "quality" not in point:
@@ -38,10 +46,15 @@ def offered_rows(result: dict, anchor: str = "jpeg2000") -> tuple[dict, dict]:
         if "factor" in point:
             row = {"factor": int(point["factor"]), **row}
         for metric in ("psnr", "ms_ssim"):
-            value = quality_at_rate(sweep["bpp"], sweep[metric], point["bpp"])
+            value = quality_at_rate(sweep["bpp"], sweep[metric], point["bpp"]) if metric in sweep else None
             if value is not None and np.isfinite(value):
                 row[f"{anchor}_{metric}"] = round(float(value), 5)
-        ahead = row["psnr"] >= row.get(f"{anchor}_psnr", float("inf"))
+        same_bytes = (each.get(point["model"]) or {}).get("psnr") or {}
+        if same_bytes.get("mean_difference") is not None:
+            row[f"{anchor}_same_bytes_psnr_difference"] = round(float(same_bytes["mean_difference"]), 5)
+            ahead = same_bytes["mean_difference"] >= 0
+        else:
+            ahead = row["psnr"] >= row.get(f"{anchor}_psnr", float("inf"))
         (offered if ahead else below)[str(int(point["quality"]))] = row
     return offered, below
 

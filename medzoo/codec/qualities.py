@@ -61,8 +61,8 @@ def offered_qualities(metadata: dict) -> list[dict]:
     """The levels a codec preset offers, from its metadata (``metrics.qualities``), as rows sorted by
     ``quality``: each with its measured ``bpp``, ``psnr`` (and ``ms_ssim``, ``jpeg2000_psnr`` where the
     benchmark recorded them). A codec that ships offers only the levels where it is at or above JPEG 2000
-    at the same bits (``tools/record_codec_qualities.py``); its other levels still decode, but are not
-    recommended."""
+    at the same bits (``tools/record_codec_qualities.py``, image by image where the benchmark compared
+    them so); its other levels still decode, but are not recommended."""
     measured = (metadata.get("metrics") or {}).get("qualities") or {}
     return [{"quality": int(q), **row} for q, row in sorted(measured.items(), key=lambda kv: int(kv[0]))]
 
@@ -88,7 +88,7 @@ def quality_for_ratio(metadata: dict, ratio: float, stored_bits: int = 8) -> dic
     rows = [r for r in offered_qualities(metadata) if float(r.get("bpp", 0)) > 0]
     if not rows:
         raise ConfigError(f"{name} has no measured quality levels, so no level can be picked by ratio: give "
-                          "--quality, or use a codec with levels (medzoo list: codec-chestxray)")
+                          "--quality, or a codec preset whose metadata lists its levels (metrics.qualities)")
     if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 1):
         raise ConfigError(f"a compression ratio is a number above 1 (30 means 30:1), got {ratio!r}")
     for row in rows:

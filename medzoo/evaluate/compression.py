@@ -174,6 +174,22 @@ class CompressionResult(Result):
         text += "\n\n" + format_table(["model", "codec", "bpp @ same PSNR", "PSNR @ same bpp", "SSIM @ same bpp"],
                                       codec_rows, title="every codec at each medzoo rate point ('-': outside the "
                                                         "codec's sweep)")
+        rows = []
+        for p in self.points:
+            for name, v in p["codecs"].items():
+                each = v.get("per_image") or {}
+                if not any(m.get("images") for m in each.values()):
+                    continue
+                rows.append([p["model"], self.codecs[name]["label"],
+                             *(each[m]["mean_difference"] for m in self.metrics if m in each),
+                             *(f"{each[m]['ahead']}/{each[m]['images']}" for m in self.metrics if m in each)])
+        if rows:
+            text += "\n\n" + format_table(
+                ["model", "codec", *(f"{label} diff" for label in self.metrics.values()),
+                 *(f"{label} ahead" for label in self.metrics.values())], rows,
+                title="image by image at the same bytes: the medzoo point minus each codec (its sweep of that "
+                      "image interpolated at the bits the point spent on it; mean over images), and on how many "
+                      "images the point is at least as good")
         if self.guidelines:
             ratios = list(self.guidelines)
             curves = list(next(iter(self.guidelines.values()))["curves"])
@@ -471,6 +487,31 @@ def frontier(rates, quality) -> tuple[np.ndarray, np.ndarray]:
     return rates[keep][order], quality[keep][order]
 
 
+def same_bytes_per_image(point, sweep, metric) -> dict:
+    """A learned rate point against a classical codec image by image, at the bytes it spent on each image.
+
+    The curves above compare means over images at one setting each: a step for the learned codec
+    (bits vary with the image), a target quality for a classical one. Their difference then
+    includes how each spreads bits across images, which a user coding one image at a given
+    ratio does not get. Here each image's ``metric`` is set against the codec's own sweep of that
+    image, interpolated (over log-rate) at the bits per pixel the learned codec spent on it.
+
+    Returns:
+        ``{"mean_difference"`` (learned minus codec, over the images inside the codec's sweep),
+        ``"ahead"`` (images where the learned codec is at least as good), ``"images"`` (those
+        compared)}``; ``mean_difference`` is None when no image lies inside the sweep.
+    """
+    ours, theirs = point.get("per_image") or {}, sweep.get("per_image") or {}
+    if metric not in ours or metric not in theirs:
+        return {"mean_difference": None, "ahead": 0, "images": 0}
+    rates, values = np.asarray(theirs["bpp"]), np.asarray(theirs[metric])
+    differences = np.array([ours[metric][i] - quality_at_rate(rates[:, i], values[:, i], rate)
+                            for i, rate in enumerate(np.asarray(ours["bpp"]))])
+    inside = differences[np.isfinite(differences)]
+    return {"mean_difference": float(inside.mean()) if len(inside) else None,
+            "ahead": int((inside >= 0).sum()), "images": int(len(inside))}
+
+
 def _compare(points, sweeps, anchor, metrics) -> tuple[dict, list]:
     a = sweeps[anchor]
     bd = {}
@@ -501,7 +542,8 @@ def _compare(points, sweeps, anchor, metrics) -> tuple[dict, list]:
             rate = rate_at_quality(c["bpp"], c["psnr"], p["psnr"])
             per_codec[name] = {"bpp_at_same_psnr": rate, "psnr_at_same_bpp": quality_at_rate(c["bpp"], c["psnr"],
                                                                                               p["bpp"]),
-                               "ssim_at_same_bpp": quality_at_rate(c["bpp"], c["ssim"], p["bpp"])}
+                               "ssim_at_same_bpp": quality_at_rate(c["bpp"], c["ssim"], p["bpp"]),
+                               "per_image": {m: same_bytes_per_image(p, c, m) for m in metrics}}
         singles.append({"model": p["model"], "curve": p.get("curve", "VQ-VAE"), "bpp": p["bpp"], "psnr": p["psnr"],
                         "ssim": p["ssim"],
                         "anchor_bpp_at_same_psnr": None if math.isnan(anchor_rate) else anchor_rate,

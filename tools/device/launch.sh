@@ -74,15 +74,15 @@ for c in codec-s3:1.5e-4 codec-s3-rw075:7.5e-5; do
   job ${c%%:*}-c codec-chestxray chest $CODEC --set learning_rate=5e-5 --set warmup_steps=50 \
     --set "model={\"rate_weight\":${c#*:}}" --set init_from=$P/prev/${c%%:*}; done
 # (the wide f4c1's next stage, f4c1w-s3, went with ae-chestxray-f4c1's retirement: git history has it)
-# and Codec v3 stage 4 from stage 3 (presets/codec-chestxray, from codec-s3), at its rate weight and at half of it
+# and Codec v3 stage 4 from stage 3 (stages/codec-chestxray-s3, from codec-s3), at its rate weight and at half of it
 job codec-s4 codec-chestxray chest $CODEC --set learning_rate=5e-5 --set 'model={"rate_weight":1.5e-4}' \
-  --set init_from=presets/codec-chestxray
+  --set init_from=stages/codec-chestxray-s3/preset
 job codec-s4-rw075 codec-chestxray chest $CODEC --set learning_rate=5e-5 --set 'model={"rate_weight":7.5e-5}' \
-  --set init_from=presets/codec-chestxray
+  --set init_from=stages/codec-chestxray-s3/preset
 # stage 3's ceiling (40.98 dB unquantised on the Hannover test split) is below JPEG 2000 at 1 bpp (41.86): its latent
 # widened from 12 to 24 channels (the decoder's weights on the new ones zero, so it starts as stage 3 exactly)
 job codec-w24 codec-chestxray chest $CODEC --set learning_rate=1e-4 --set 'model={"rate_weight":1.5e-4,"latent_channels":24}' \
-  --set init_from=presets/codec-chestxray
+  --set init_from=stages/codec-chestxray-s3/preset
 job ae-ct-f4c3 ae-ct-f4c3 ct --set init_from=stages/ae-chestxray-f4c3-native-s2/preset --set crops_per_image=48
 job vae-ct-f8c4 vae-ct-f8c4 ct --set init_from=medzoo/presets/vae-chestxray-f8c4 --set crops_per_image=48
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; tail -n 2 $R/*.log
