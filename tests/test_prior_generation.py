@@ -50,3 +50,19 @@ def test_prior_generation_measures_every_figure_on_a_tiny_split(tmp_path):
     # the saved results.json gives the same metrics (what the tool reads back)
     assert metrics_from_dict(json.loads(json.dumps(result.to_dict(), default=list))) == json.loads(
         json.dumps(metrics, default=list))
+
+
+def test_one_classifier_seed_gets_its_auroc_and_an_interval():
+    """classifier_repeats=1: the bootstrap hands the mean-AUROC statistic one seed's scores as a flat array."""
+    from medzoo.evaluate.prior_generation import _mean_auroc
+    from medzoo.evaluate.stats import auroc, bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    scores = labels + rng.normal(0, 0.8, size=80)
+    one = scores[:, None]  # (N, 1 classifier), as _trained_auroc stacks them
+    assert _mean_auroc(labels, one) == _mean_auroc(labels, scores) == auroc(labels, scores)
+    low, high = bootstrap_ci(labels, one, statistic=_mean_auroc, n_resamples=50)
+    assert low < auroc(labels, scores) < high
+    two = np.stack([scores, labels + rng.normal(0, 0.8, size=80)], axis=1)
+    assert _mean_auroc(labels, two) == (auroc(labels, two[:, 0]) + auroc(labels, two[:, 1])) / 2

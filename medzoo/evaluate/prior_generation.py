@@ -219,7 +219,10 @@ def _class_scores(judge, images) -> np.ndarray:
 
 
 def _mean_auroc(labels, scores) -> float:
-    """Mean over classifiers (axis 1 of ``scores``) of the (macro) AUROC."""
+    """Mean over classifiers (axis 1 of ``scores``) of the (macro) AUROC; 1-D scores are one binary classifier's
+    (what :func:`~medzoo.evaluate.stats.bootstrap_ci` passes on for a single seed)."""
+    if np.ndim(scores) == 1:
+        return float(auroc(labels, scores))
     return float(np.mean([auroc(labels, scores[:, j]) if scores.ndim == 2 else macro_auroc(labels, scores[:, j])
                           for j in range(scores.shape[1])]))
 
