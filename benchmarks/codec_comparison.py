@@ -36,7 +36,7 @@ import lossless
 import rate_distortion
 import seams
 
-PAIRS = ["codec-chestxray@cxr_hannover_1024", "ae-ct-f4c3@ct_tcia_512"]
+PAIRS = ["ae-chestxray-f4c3@cxr_hannover_1024", "ae-ct-f4c3@ct_tcia_512"]
 
 
 def build_parser():

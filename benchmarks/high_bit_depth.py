@@ -1,7 +1,7 @@
 """Learned lossy coders on 10- to 16-bit images they were not trained on, beside JPEG 2000 at the same bits.
 
-    python benchmarks/high_bit_depth.py                         # codec-chestxray and ae-chestxray-f4c3
-    python benchmarks/high_bit_depth.py --models codec-chestxray --qualities 7 11 --record
+    python benchmarks/high_bit_depth.py                         # ae-chestxray-f4c3
+    python benchmarks/high_bit_depth.py --models stages/codec-chestxray-s3/preset ae-chestxray-f4c3 --record
 
 The zoo's lossy coders were trained on 8-bit images (or CT in Hounsfield units). Clinical
 images store 10 to 16 bits: the NEMA WG04 images of ``pydicom-data`` (RG1 chest CR, 15 bits;
@@ -83,7 +83,7 @@ def run(args) -> tuple[dict, str]:
 
     pictures = images()
     rows, data = [], {}
-    for name in args.models or ["codec-chestxray", "ae-chestxray-f4c3"]:
+    for name in args.models or ["ae-chestxray-f4c3"]:
         model = medzoo.load(name)
         offered = (model.zoo_metadata.get("metrics") or {}).get("qualities") or {}
         default = len(levels_of(model)) // 2
@@ -111,7 +111,8 @@ def main(argv=None):
 
 
 def record(data: dict) -> None:
-    """Each model's rows at its first measured level -> ``metrics.high_bit_depth`` of its checkout preset."""
+    """Each model's rows at its first measured level -> ``metrics.high_bit_depth`` of its checkout preset (a zoo
+    name, whose manifest entry is refreshed too) or of the preset folder it was given as."""
     import pathlib
 
     from medzoo.zoo.manifest import add_to_manifest, get_entry
@@ -120,13 +121,15 @@ def record(data: dict) -> None:
     presets = pathlib.Path(__file__).resolve().parent.parent / "presets"
     for name, by_quality in data.items():
         quality = min(by_quality, key=int)
-        folder = presets / name
+        given = pathlib.Path(name)
+        folder = given if (given / "metadata.json").is_file() else presets / name
         metrics = dict(read_metadata(folder)["metrics"])
         metrics["high_bit_depth"] = {label: {"quality": int(quality), "bits": int(row["bits"]),
                                              **{k: round(float(v), 5) for k, v in row.items() if k != "bits"}}
                                      for label, row in by_quality[quality].items()}
         update_preset(folder, metrics=metrics)
-        add_to_manifest(folder, bundle=bool(get_entry(name)["sources"]["bundled"]))
+        if folder.parent == presets:
+            add_to_manifest(folder, bundle=bool(get_entry(name)["sources"]["bundled"]))
         print(f"recorded {len(by_quality[quality])} rows of {name} at quality {quality}")
 
 

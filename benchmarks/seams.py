@@ -1,6 +1,6 @@
 """Do lossy outputs show the tiles they were coded in? Block offsets and border jumps beside JPEG 2000 at the same bits.
 
-    python benchmarks/seams.py              # codec-chestxray on RG1 (pydicom-data), the Hannover test split, one at 2048 px
+    python benchmarks/seams.py              # RG1 (pydicom-data), the Hannover test split, one of them at 2048 px
     python benchmarks/seams.py --models ae-chestxray-f4c3 --qualities 2 4 6
 
 A model that codes a large image in tiles normalised apart draws them: a constant offset per
@@ -118,7 +118,7 @@ def run(args) -> tuple[dict, str]:
     from medzoo.evaluate.common import format_table
 
     rows, data, panels = [], {}, []
-    for name in args.models or ["codec-chestxray"]:
+    for name in args.models or ["ae-chestxray-f4c3"]:
         model = medzoo.load(name)
         levels = levels_of(model)
         tile = int((getattr(model, "default_tile", None) or (128, 0))[0])
