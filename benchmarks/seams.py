@@ -135,9 +135,9 @@ def run(args) -> tuple[dict, str]:
                 theirs = measure(pixels, j2k, value_range, borders)
                 key = f"{name} q{quality} | {label}"
                 data[key] = {"bpp": bpp, "model": ours, "jpeg2000": {**theirs, "bpp": 8 * j2k_bytes / pixels.size}}
-                rows.append([name, quality, label, f"{bpp:.3f}", f"{ours['psnr']:.2f}", f"{ours['block_sd']:.1f}",
+                rows.append([name, quality, label, f"{bpp:.3f}", f"{ours['psnr']:.2f}", f"{ours['block_sd']:.2f}",
                              f"{ours['border_jump']:.2f}", f"{8 * j2k_bytes / pixels.size:.3f}",
-                             f"{theirs['psnr']:.2f}", f"{theirs['block_sd']:.1f}", f"{theirs['border_jump']:.2f}"])
+                             f"{theirs['psnr']:.2f}", f"{theirs['block_sd']:.2f}", f"{theirs['border_jump']:.2f}"])
                 print(rows[-1], flush=True)
                 if len(panels) < 4:
                     window = 4 * ours["error_rms"]

@@ -152,7 +152,7 @@ def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.
 
     The baseline a continuous latent must beat: a code of ``numbers`` values that any
     image viewer already has. Returns the enlarged images, clipped to ``value_range``,
-    and the thumbnail size. Resized in numpy (:func:`_bicubic_weights`), so the baseline
+    and the thumbnail size. Resized in numpy (:func:`bicubic_weights`), so the baseline
     is the same number on every Keras backend: ``keras.ops.image.resize`` is not (PyTorch's
     bicubic has another kernel and its own antialiasing, and scored this baseline up to
     0.2 dB higher than TensorFlow and JAX).
@@ -170,19 +170,19 @@ def bicubic_thumbnail(images, numbers: int, value_range=(0.0, 1.0)) -> tuple[np.
 def resize_bicubic(images, height: int, width: int) -> np.ndarray:
     """Resize float images (N, H, W, C) to (N, height, width, C): Keys bicubic, antialiased when shrinking.
 
-    numpy only (:func:`_bicubic_weights`), so every backend and the codec's decoder get the same
+    numpy only (:func:`bicubic_weights`), so every backend and the codec's decoder get the same
     numbers; values are not clipped (bicubic overshoots a little at edges).
     """
     images = np.asarray(images, np.float32)
     _, h, w, _ = images.shape
     if (h, w) == (height, width):
         return images
-    rows = _bicubic_weights(h, height, antialias=height < h)
-    cols = _bicubic_weights(w, width, antialias=width < w)
+    rows = bicubic_weights(h, height, antialias=height < h)
+    cols = bicubic_weights(w, width, antialias=width < w)
     return np.einsum("yh,nhwc,xw->nyxc", rows, images, cols, optimize=True)
 
 
-def _bicubic_weights(size_in: int, size_out: int, antialias: bool = False) -> np.ndarray:
+def bicubic_weights(size_in: int, size_out: int, antialias: bool = False) -> np.ndarray:
     """(size_out, size_in) matrix that resizes one axis with the Keys cubic (a = -0.5), pixel centres aligned.
 
     The definition of TensorFlow's and JAX's ``scale_and_translate`` resize: output pixel i

@@ -79,8 +79,8 @@ def test_the_integers_travel_exactly(model, images):
     data = medzoo.compress(images, model, quality=2)
     header = read_header(data)
     block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
-    factor, step, q, offsets = latent.read_block(block, len(images))
-    assert (factor, step) == (1, 0.25) and offsets is None  # 64 x 48 is one tile: no offsets
+    factor, step, q, corrections = latent.read_block(block, len(images))
+    assert (factor, step) == (1, 0.25) and corrections is None  # 64 x 48 is one tile: no offsets, no field
     expected = np.round(model.encode(images) / np.float32(0.25))
     np.testing.assert_array_equal(q, expected)
 
@@ -90,7 +90,8 @@ def test_each_latent_channel_is_coded_on_its_own(model, images):
     header = read_header(data)
     block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
     _, _, q, _ = latent.read_block(block, len(images))
-    # after factor, step and the shape, one length-prefixed causal signal per channel, then the tile side (0)
+    # after factor, step and the shape, one length-prefixed causal signal per channel, then the tile side (0) and
+    # the correction field's cell (0)
     from medzoo.codec import lossless
     from medzoo.codec.bitio import Reader
     r = Reader(block)
@@ -100,7 +101,7 @@ def test_each_latent_channel_is_coded_on_its_own(model, images):
     for c in range(q.shape[-1]):
         payload = r.take(r.varint("size"), "channel")
         np.testing.assert_array_equal(lossless.decode_signal(payload, (len(images), *q.shape[1:3])), q[..., c])
-    assert r.varint("tile") == 0 and r.pos == len(block)
+    assert r.varint("tile") == 0 and r.varint("field") == 0 and r.pos == len(block)
     with pytest.raises(BitstreamError, match="after the latent channels"):
         latent.read_block(block + b"\0", len(images))
 
@@ -111,12 +112,12 @@ def test_tiles_coded_apart_get_their_mean_error_back(model, images, monkeypatch)
     offsets) still decodes, with its per-tile offsets left in."""
     monkeypatch.setattr(model, "default_tile", (16, 4))
     monkeypatch.setattr(model, "auto_tile_pixels", 16 * 16)  # 64 x 48 is now 4 x 3 tiles of 16 px
+    monkeypatch.setattr(latent, "FIELD_GRID", 64)  # one node per image: the tiles' means are the offsets' alone
     data = medzoo.compress(images, model, quality=3)
     header = read_header(data)
-    _, _, _, offsets = latent.read_block(data[header.header_bytes:header.header_bytes + header.payload_bytes],
-                                         len(images))
-    tile, means = offsets
-    assert tile == 16 and means.shape == (3, 4, 3, 1)
+    _, _, _, corrections = latent.read_block(data[header.header_bytes:header.header_bytes + header.payload_bytes],
+                                             len(images))
+    assert corrections.tile == 16 and corrections.offsets.shape == (3, 4, 3, 1)
     rows, cols = latent.tile_partition(64, 16, 4), latent.tile_partition(48, 16, 4)
     assert rows.tolist() == np.repeat(np.arange(4), 16).tolist() and cols.max() == 2
     with monkeypatch.context() as patch:
@@ -125,8 +126,48 @@ def test_tiles_coded_apart_get_their_mean_error_back(model, images, monkeypatch)
         old = medzoo.compress(images, model, quality=3)
     after = np.abs(latent._tile_means(images - medzoo.decompress(data, model), rows, cols))
     before = np.abs(latent._tile_means(images - medzoo.decompress(old, model), rows, cols))
-    assert after.max() <= 2 * latent.OFFSET_STEP < before.max()
+    assert after.max() <= 3 * latent.OFFSET_STEP < before.max()
     assert after.mean() < 0.2 * before.mean()
+
+
+def test_the_correction_field_takes_out_the_error_that_drifts_inside_tiles(model, images, monkeypatch):
+    """Latent coder 4 sends a smooth field fitted to the error the tile offsets leave: the error's means over
+    8 px blocks shrink against latent coder 3's, the field has no steps of its own, a coder-3 stream still
+    decodes, and a field whose grid does not fit the image is refused."""
+    monkeypatch.setattr(model, "default_tile", (16, 4))
+    monkeypatch.setattr(model, "auto_tile_pixels", 16 * 16)
+    monkeypatch.setattr(latent, "FIELD_GRID", 8)
+    data = medzoo.compress(images, model, quality=3)
+    header = read_header(data)
+    block = data[header.header_bytes:header.header_bytes + header.payload_bytes]
+    _, _, _, corrections = latent.read_block(block, len(images))
+    assert corrections.grid == 8 and corrections.nodes.shape == (3, 8, 6, 1) and corrections.nodes.any()
+    with monkeypatch.context() as patch:  # what latent coder 3 wrote: the offsets, and no field's byte after them
+        offsets_block = latent._offsets_block
+        patch.setattr(latent, "fit_field", lambda error, grid: np.zeros((1, 1, 1, 1), np.int64))
+        patch.setattr(latent, "_offsets_block", lambda *args: offsets_block(*args)[:-1])
+        patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V3)
+        v3 = medzoo.compress(images, model, quality=3)
+    header3 = read_header(v3)
+    assert latent.read_block(v3[header3.header_bytes:header3.header_bytes + header3.payload_bytes], 3,
+                             field=False)[3].nodes is None
+    eight = latent.tile_partition(64, 8, 4), latent.tile_partition(48, 8, 4)
+    after = np.abs(latent._tile_means(images - medzoo.decompress(data, model), *eight)).mean()
+    before = np.abs(latent._tile_means(images - medzoo.decompress(v3, model), *eight)).mean()
+    assert after < 0.7 * before
+    field = latent.smooth_field(corrections.nodes, 64, 48, 8)
+    steps = np.abs(np.diff(field, axis=1)).max()
+    assert steps < 0.5 * np.abs(np.diff(corrections.nodes * latent.OFFSET_STEP, axis=1)).max()
+    corrections.grid = 16  # 8 x 6 nodes do not fit 64 x 48 in 16 px cells
+    with pytest.raises(BitstreamError, match="correction field"):
+        corrections.apply(np.zeros((3, 64, 48, 1)), 4)
+
+
+def test_the_field_fit_recovers_a_smooth_error():
+    """fit_field inverts smooth_field: nodes drawn at random come back after enlarging, up to rounding."""
+    nodes = np.random.default_rng(0).integers(-40, 40, size=(2, 5, 4, 1))
+    field = latent.smooth_field(nodes, 70, 57, 16)  # the last cells cut where the image ends
+    np.testing.assert_array_equal(latent.fit_field(field, 16), nodes)
 
 
 def test_a_stream_of_latent_coder_1_still_decodes(model, images, monkeypatch):
