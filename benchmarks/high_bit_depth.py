@@ -53,7 +53,7 @@ def compare(model, quality, pixels, bits) -> dict:
     from medzoo.metrics import ms_ssim
 
     stream = medzoo.compress(pixels, model, quality=quality)
-    decoded = np.asarray(medzoo.decompress(stream)).reshape(pixels.shape)
+    decoded = np.asarray(medzoo.decompress(stream, model)).reshape(pixels.shape)
     low, span = float(pixels.min()), max(float(pixels.max()) - float(pixels.min()), 1.0)
     # JPEG 2000 takes unsigned samples: a signed image (CT in HU) is coded from its minimum up
     shifted = (pixels.astype(np.int64) - int(low)).astype(np.uint16 if span > 255 else np.uint8)

@@ -126,7 +126,7 @@ def run(args) -> tuple[dict, str]:
             factor = levels[quality][0]
             for label, (pixels, bits) in images(args).items():
                 stream = medzoo.compress(pixels, model, quality=quality)
-                decoded = np.asarray(medzoo.decompress(stream)).reshape(pixels.shape)
+                decoded = np.asarray(medzoo.decompress(stream, model)).reshape(pixels.shape)
                 value_range = float(pixels.max()) - float(pixels.min())
                 borders = (tile_borders(pixels.shape[0], tile, factor), tile_borders(pixels.shape[1], tile, factor))
                 ours = measure(pixels, decoded, value_range, borders)
