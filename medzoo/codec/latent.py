@@ -49,12 +49,12 @@ measures each tile's mean error and sends it (a byte or two per tile); the decod
 back, so the tiles no longer show.
 
 **Correction field.** What the offsets leave is error that drifts slowly inside the tiles:
-on RG1 at quality 4 the 128 px block means still had a standard deviation of 9.1 stored
+on RG1 at quality 4 the 128 px block means still had a standard deviation of 9.2 stored
 units against JPEG 2000's 1.2. Latent coder 4 also sends a smooth field: nodes every
 :data:`FIELD_GRID` px of the coded size, fitted by least squares to the error left after the
 offsets and enlarged by the bicubic resize, so it has no steps of its own. The nodes are coded
 by the causal coder: on RG1 at quality 4, 433 bytes (0.6% of the stream) took the block-mean
-deviation from 9.1 to 2.1 stored units and PSNR from 43.15 to 43.20 dB (docs/results.md, "Tile
+deviation from 9.2 to 2.1 stored units and PSNR from 43.15 to 43.20 dB (docs/results.md, "Tile
 seams in lossy coding").
 
 Streams of latent coder 3 (:data:`TABLES_ID_V3`, without the field), of latent coder 2
@@ -89,7 +89,9 @@ DEFAULT_QUALITY = len(DEFAULT_LEVELS) // 2
 #: none, so each decoder tile holds exactly one encoder tile's latent. With overlapping tiles the stitched
 #: latent mixes tiles normalised apart (GroupNorm), which the decoder never saw in training:
 #: codec-chestxray's stage 2 lost 1.2 dB that way (39.12 against 40.31 dB at its finest step on the
-#: 1024 px Hannover test radiographs, at the same bpp).
+#: 1024 px Hannover test radiographs, at the same bpp). Overlapping the decoder's tiles alone (32 or 64 px,
+#: cross-faded), or decoding each tile's latent with 2-4 latent px of its neighbours', lost 3.2-3.6 dB with
+#: `ae-chestxray-f4c3` (docs/results.md, "Tile seams in lossy coding").
 TILE_OVERLAP = 0
 #: rounded latents are kept in int16 (values beyond are clipped; a step that small is not useful)
 LATENT_LIMIT = 32767
@@ -111,7 +113,7 @@ VERSIONS = {TABLES_ID: {"per_channel": True, "offsets": True, "field": True},
 #: a tile offset's unit, as a share of the [0, 1] model input range (1/16 of an 8-bit grey level)
 OFFSET_STEP = 1.0 / 4096
 #: the correction field's cell side at the coded size. On RG1 at quality 4 (coded at half size) 32 px cut the
-#: block-mean deviation from 9.1 to 2.1 stored units for 0.6% more bytes (+0.05 dB); 64 px left 3.0 (+0.2%),
+#: block-mean deviation from 9.2 to 2.1 stored units for 0.6% more bytes (+0.05 dB); 64 px left 3.0 (+0.2%),
 #: 16 px reached 1.2 for 2.8% more
 FIELD_GRID = 32
 
