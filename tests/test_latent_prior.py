@@ -170,3 +170,16 @@ def test_the_cli_writes_pngs_dicoms_and_a_contact_sheet(tmp_path):
         assert out.returncode == 1 and message in out.stderr, out.stderr
         error = [line for line in out.stderr.strip().splitlines() if not line.startswith("INFO ")]
         assert len(error) == 1 and message in error[0], out.stderr  # one line, no traceback
+
+
+def test_a_run_stopped_after_its_last_checkpoint_keeps_its_steps_in_the_stages():
+    """A prior's run killed between checkpoints never writes its stage; resuming lists those steps and that
+    time as a stage of their own, so the stages add up to the steps the weights saw."""
+    from medzoo.recipes.prior import with_interrupted_stage
+
+    done = {"steps": 4321, "wall_time_s": 6380.2, "stages": [{"steps": 4321, "wall_time_s": 6380.2}]}
+    assert with_interrupted_stage(done) == done
+    killed = {"steps": 6000, "wall_time_s": 8900.0, "stages": [{"steps": 4321, "wall_time_s": 6380.2}]}
+    stages = with_interrupted_stage(killed)["stages"]
+    assert [s["steps"] for s in stages] == [4321, 1679] and stages[-1]["wall_time_s"] == 2519.8
+    assert "resumed" in stages[-1]["note"] and killed["stages"] == [{"steps": 4321, "wall_time_s": 6380.2}]

@@ -354,7 +354,20 @@ def _restore(prior, ckpt: pathlib.Path) -> dict:
     with np.load(ckpt / "optimizer.npz") as f:
         for i, variable in enumerate(prior.optimizer.variables):
             variable.assign(f[f"w{i}"])
-    return json.loads((ckpt / "state.json").read_text())
+    return with_interrupted_stage(json.loads((ckpt / "state.json").read_text()))
+
+
+def with_interrupted_stage(state: dict) -> dict:
+    """A checkpoint's state with the steps and time of a run that stopped after its last checkpoint (killed, or
+    out of time) listed as a stage of its own: such a run never wrote its stage, so the metadata's stages would
+    add up to fewer steps than the weights saw."""
+    stages = list(state.get("stages", []))
+    missing = int(state["steps"]) - sum(int(stage["steps"]) for stage in stages)
+    if missing > 0:
+        seconds = float(state["wall_time_s"]) - sum(float(stage["wall_time_s"]) for stage in stages)
+        stages.append({"steps": missing, "wall_time_s": round(max(seconds, 0.0), 1),
+                       "note": "stopped after its last checkpoint, then resumed"})
+    return {**state, "stages": stages}
 
 
 def write_prior_preset(prior, recipe: PriorRecipe, autoencoder, directory, state, *, version="1.0.0",
