@@ -149,8 +149,9 @@ def test_the_correction_field_takes_out_the_error_that_drifts_inside_tiles(model
         patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V3)
         v3 = medzoo.compress(images, model, quality=3)
     header3 = read_header(v3)
-    assert latent.read_block(v3[header3.header_bytes:header3.header_bytes + header3.payload_bytes], 3,
-                             field=False)[3].nodes is None
+    v3_block = v3[header3.header_bytes:header3.header_bytes + header3.payload_bytes]
+    assert latent.read_block(v3_block, 3, field=False)[3].nodes is None
+    assert len(v3_block) < len(block)  # the field's bytes are what coder 4 adds
     eight = latent.tile_partition(64, 8, 4), latent.tile_partition(48, 8, 4)
     after = np.abs(latent._tile_means(images - medzoo.decompress(data, model), *eight)).mean()
     before = np.abs(latent._tile_means(images - medzoo.decompress(v3, model), *eight)).mean()
@@ -161,6 +162,15 @@ def test_the_correction_field_takes_out_the_error_that_drifts_inside_tiles(model
     corrections.grid = 16  # 8 x 6 nodes do not fit 64 x 48 in 16 px cells
     with pytest.raises(BitstreamError, match="correction field"):
         corrections.apply(np.zeros((3, 64, 48, 1)), 4)
+    latent.read_block(block, 3, image_size=(64, 48), minimum=4)  # the grid fits the coded size
+    with pytest.raises(BitstreamError, match="correction field's grid is invalid"):  # read before it is decoded
+        latent.read_block(block, 3, image_size=(32, 48), minimum=4)
+    monkeypatch.setattr(latent, "FIELD_GRID", latent.MAX_FIELD_GRID + 1)  # one node, in a cell no stream may name
+    monkeypatch.setattr(latent, "fit_field", lambda error, grid: np.ones((3, 1, 1, 1), np.int64))
+    huge = medzoo.compress(images, model, quality=3)
+    header = read_header(huge)
+    with pytest.raises(BitstreamError, match="correction field's grid is invalid"):
+        latent.read_block(huge[header.header_bytes:header.header_bytes + header.payload_bytes], 3)
 
 
 def test_the_field_fit_recovers_a_smooth_error():

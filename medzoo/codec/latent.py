@@ -116,6 +116,8 @@ OFFSET_STEP = 1.0 / 4096
 #: block-mean deviation from 9.2 to 2.1 stored units for 0.6% more bytes (+0.05 dB); 64 px left 3.0 (+0.2%),
 #: 16 px reached 1.2 for 2.8% more
 FIELD_GRID = 32
+#: the largest cell a stream may name (a corrupted one could otherwise ask for enormous weight tables)
+MAX_FIELD_GRID = 1 << 12
 
 
 def is_latent_coder(model) -> bool:
@@ -272,9 +274,14 @@ class Corrections:
 
 
 def read_block(block: bytes, num_images: int, per_channel: bool = True, offsets: bool = True,
-               field: bool = True) -> tuple[int, float, np.ndarray, Corrections | None]:
+               field: bool = True, image_size: tuple | None = None,
+               minimum: int = 1) -> tuple[int, float, np.ndarray, Corrections | None]:
     """The block's level, integer latents (N, h, w, c) int64 and :class:`Corrections` or None; ``field=False``
-    reads latent coder 3, ``offsets=False`` latent coder 2, ``per_channel=False`` latent coder 1."""
+    reads latent coder 3, ``offsets=False`` latent coder 2, ``per_channel=False`` latent coder 1.
+
+    ``image_size`` (height, width) with the model's ``minimum`` coded side: the correction field's
+    grid is checked against the coded size before its nodes are decoded (a corrupted stream is
+    refused, not allocated)."""
     from medzoo.codec.bitio import unzigzag
 
     r = Reader(block)
@@ -304,7 +311,10 @@ def read_block(block: bytes, num_images: int, per_channel: bool = True, offsets:
     grid = r.varint("correction field's cell") if field else 0
     if grid:
         rows, cols = r.varint("field rows"), r.varint("field columns")
-        if corrections is None or min(rows, cols) < 1 or rows * cols > 1 << 24:
+        expected = None if image_size is None else tuple(
+            -(-side // grid) for side in reduced_size(*image_size, factor, minimum))
+        if corrections is None or grid > MAX_FIELD_GRID or min(rows, cols) < 1 or rows * cols > 1 << 24 \
+                or (expected is not None and (rows, cols) != expected):
             raise BitstreamError("corrupted medzoo stream: the correction field's grid is invalid")
         k = corrections.offsets.shape[-1]
         try:
@@ -321,8 +331,9 @@ def read_block(block: bytes, num_images: int, per_channel: bool = True, offsets:
 def decode_block(model, block: bytes, num_images: int, height: int, width: int, batch_size: int = 64,
                  per_channel: bool = True, offsets: bool = True, field: bool = True) -> np.ndarray:
     """Inverse of :func:`encode_block`: float images (N, height, width, C) in [0, 1]."""
-    factor, step, q, corrections = read_block(block, num_images, per_channel, offsets, field)
     f = model.downsample_factor
+    factor, step, q, corrections = read_block(block, num_images, per_channel, offsets, field,
+                                              image_size=(height, width), minimum=f)
     size = reduced_size(height, width, factor, f)
     if q.shape[1:3] != (math.ceil(size[0] / f), math.ceil(size[1] / f)) or q.shape[-1] != _latent_channels(model):
         raise BitstreamError(f"the stream's latent {q.shape[1:]} does not fit this model at {height}x{width}")
