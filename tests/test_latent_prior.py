@@ -183,3 +183,41 @@ def test_a_run_stopped_after_its_last_checkpoint_keeps_its_steps_in_the_stages()
     stages = with_interrupted_stage(killed)["stages"]
     assert [s["steps"] for s in stages] == [4321, 1679] and stages[-1]["wall_time_s"] == 2519.8
     assert "resumed" in stages[-1]["note"] and killed["stages"] == [{"steps": 4321, "wall_time_s": 6380.2}]
+
+
+def test_mirrored_datasets_add_their_mirror_images_to_the_cache_with_their_labels(tmp_path, monkeypatch):
+    """A generalist's small sets are also seen left-right mirrored, labelled as their originals (an unlabelled
+    image's mirror stays unlabelled); chest X-rays never are; a cache made without mirrors is encoded again."""
+    import dataclasses
+
+    from medzoo.recipes import prior as recipes
+
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 4, 4, 1)).astype(np.float32)
+    labels = np.array([1, 2, 1, 2, 4, 5, 4, 0], np.int32)
+    modalities = np.array([0, 0, 0, 0, 1, 1, 1, 3])
+    monkeypatch.setattr(recipes, "training_images", lambda recipe, split, data_dir=None: (images, labels, modalities))
+
+    class Encoder:  # the "latent" is the image itself, so mirrors can be told apart
+        calls = 0
+
+        def encode(self, x, batch_size=64):
+            Encoder.calls += 1
+            return x
+
+    generalist = recipes.get_prior_recipe("prior-generalist-f8c4")
+    assert "kermany_pediatric_cxr_128" not in generalist.mirrored
+    plain = dataclasses.replace(generalist, mirrored=())
+    z, y, m = recipes.cached_latents(plain, Encoder(), tmp_path)
+    assert len(z) == 8 and Encoder.calls == 1
+    z, y, m = recipes.cached_latents(generalist, Encoder(), tmp_path, labelled_fraction=0.5)
+    assert Encoder.calls == 2  # another mirroring: encoded again
+    kept = recipes.keep_labels(labels, 0.5, generalist.seed)
+    pick = np.isin(modalities, [1, 3])  # brain MRI (1) and fetal head (3) are mirrored here, chest (0) not
+    np.testing.assert_array_equal(z[8:], images[pick][:, :, ::-1])
+    np.testing.assert_array_equal(y, np.concatenate([kept, kept[pick]]))
+    np.testing.assert_array_equal(m, np.concatenate([modalities, modalities[pick]]))
+    again = recipes.cached_latents(generalist, Encoder(), tmp_path)
+    assert Encoder.calls == 2 and np.array_equal(again[0], z)  # the same mirroring: the cache is reused
+    with pytest.raises(ConfigError, match="not among its datasets"):
+        recipes.with_mirrors(dataclasses.replace(generalist, datasets=generalist.datasets[:1]), images, labels, modalities)

@@ -66,3 +66,23 @@ def test_one_classifier_seed_gets_its_auroc_and_an_interval():
     assert low < auroc(labels, scores) < high
     two = np.stack([scores, labels + rng.normal(0, 0.8, size=80)], axis=1)
     assert _mean_auroc(labels, two) == (auroc(labels, two[:, 0]) + auroc(labels, two[:, 1])) / 2
+
+
+def test_a_prior_trained_on_mirror_images_is_judged_against_them_too():
+    """Samples that copy mirrored training images are copies: with ``mirrored`` they sit at distance 0 and are
+    paired with the mirror image; without it the same samples would pass for new images."""
+    from medzoo.evaluate.prior_generation import nearest_training
+
+    class Judge:  # features: the column means, which a left-right mirror reverses
+        def features(self, images):
+            return images.mean(axis=(1, 3))
+
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.random((12, 8, 8, 1)), rng.random((6, 8, 8, 1))
+    copies = x_train[:4, :, ::-1]
+    plain, _ = nearest_training(Judge(), copies, x_test, x_train)
+    memo, pairs = nearest_training(Judge(), copies, x_test, x_train, mirrored=True)
+    assert plain["pixels_ratio"] > 0.5 and not plain["with_mirrors"]
+    assert memo["with_mirrors"] and memo["pixels_sample"] == 0.0 and memo["features_sample"] < 1e-6
+    assert memo["pixels_test"] <= plain["pixels_test"]  # test images may sit nearer a mirror too
+    assert len(pairs) == 4 and all(np.array_equal(sample, seen) for sample, seen in pairs)

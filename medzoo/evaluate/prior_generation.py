@@ -156,6 +156,7 @@ class PriorGenerationResult(Result):
         out = format_table(["distance", "prior samples", "real train (floor)", "VAE N(0, I)", "blurred test"], lines,
                            title=f"{self.model}: distribution distance on {self.dataset} (lower is closer)")
         t = r["tstr"]
+        nearest = "nearest-training" + (" (or mirror)" if r["memorisation"].get("with_mirrors") else "")
         rows = [
             ["label fidelity (judge agrees with the asked label)", f(r["label_fidelity"], 3),
              f"judge accuracy on real test {r['judge_accuracy']:.3f}"],
@@ -163,9 +164,9 @@ class PriorGenerationResult(Result):
              f(t["synthetic"], 3),
              f"{t['n']} real: {t['real_same_n']:.3f}; all {t['n_all']} real: {t['real_all']:.3f}"],
             ["", interval(*t["synthetic_ci"]), interval(*t["real_same_n_ci"])],
-            ["median nearest-training distance, features (sample / test)", f(r["memorisation"]["features_ratio"], 3),
+            [f"median {nearest} distance, features (sample / test)", f(r["memorisation"]["features_ratio"], 3),
              f"{r['memorisation']['features_sample']:.3f} / {r['memorisation']['features_test']:.3f}"],
-            ["median nearest-training distance, pixels (sample / test)", f(r["memorisation"]["pixels_ratio"], 3),
+            [f"median {nearest} distance, pixels (sample / test)", f(r["memorisation"]["pixels_ratio"], 3),
              f"{r['memorisation']['pixels_sample']:.3f} / {r['memorisation']['pixels_test']:.3f}"],
             ["sampling speed (images/s)", f(r["images_per_second"], 2),
              f"{self.settings['steps']} steps, guidance {self.settings['guidance']}"],
@@ -245,6 +246,28 @@ def _trained_auroc(images, labels, x_test, y_test, *, steps, seed, repeats, resa
     return {"auroc": float(np.mean(per_seed)), "ci": ci, "per_seed": per_seed}
 
 
+def nearest_training(judge, samples, x_test, x_train, *, mirrored=False) -> tuple[dict, list]:
+    """Memorisation: the median distance of samples and of real test images to their nearest training image, in
+    the judge's features and in pixels, and the eight closest (sample, training image) pairs.
+
+    ``mirrored``: the prior also trained on the training images' left-right mirrors, so they count as training
+    images too (a sample that copies a mirrored slice is a copy).
+    """
+    seen = np.concatenate([x_train, x_train[:, :, ::-1]]) if mirrored else x_train
+    f_train = judge.features(seen)
+    d_feat_s, _ = nearest_distances(judge.features(samples), f_train)
+    d_feat_t, _ = nearest_distances(judge.features(x_test), f_train)
+    d_pix_s, nearest = nearest_distances(samples, seen)
+    d_pix_t, _ = nearest_distances(x_test, seen)
+    memo = {"features_sample": float(np.median(d_feat_s)), "features_test": float(np.median(d_feat_t)),
+            "pixels_sample": float(np.median(d_pix_s)), "pixels_test": float(np.median(d_pix_t)),
+            "with_mirrors": bool(mirrored)}
+    memo["features_ratio"] = memo["features_sample"] / memo["features_test"]
+    memo["pixels_ratio"] = memo["pixels_sample"] / memo["pixels_test"]
+    closest = np.argsort(d_pix_s)[:8]
+    return memo, [(samples[i], seen[nearest[i]]) for i in closest]
+
+
 def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=1200, steps=None, guidance=None,
                      classifier_steps=600, classifier_repeats=3, frd_images=300, augmentation_priors=None, ratios=None,
                      bootstrap=500, seed=0, data_dir=None, show_progress=True) -> PriorGenerationResult:
@@ -318,18 +341,8 @@ def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=12
         row = _trained_auroc(xs, ys, x_test, y_test, seed=seed + 1, first=first, **trained)
         tstr[key], tstr[f"{key}_ci"], tstr[f"{key}_per_seed"] = row["auroc"], row["ci"], row["per_seed"]
 
-    # memorisation: nearest training image, in the judge's features and in pixels
-    f_train = judge.features(x_train)
-    d_feat_s, _ = nearest_distances(judge.features(samples), f_train)
-    d_feat_t, _ = nearest_distances(f_test, f_train)
-    d_pix_s, nearest = nearest_distances(samples, x_train)
-    d_pix_t, _ = nearest_distances(x_test, x_train)
-    memo = {"features_sample": float(np.median(d_feat_s)), "features_test": float(np.median(d_feat_t)),
-            "pixels_sample": float(np.median(d_pix_s)), "pixels_test": float(np.median(d_pix_t))}
-    memo["features_ratio"] = memo["features_sample"] / memo["features_test"]
-    memo["pixels_ratio"] = memo["pixels_sample"] / memo["pixels_test"]
-    closest = np.argsort(d_pix_s)[:8]
-    pairs = [(samples[i], x_train[nearest[i]]) for i in closest]
+    mirrored = dataset in set((getattr(prior, "zoo_metadata", None) or {}).get("training", {}).get("mirrored") or ())
+    memo, pairs = nearest_training(judge, samples, x_test, x_train, mirrored=mirrored)
 
     augmentation = []
     ratios = ratios or {0.01: [1, 4, 10], 0.1: [0.5, 1, 2], 1.0: [0.25]}

@@ -47,6 +47,11 @@ class PriorRecipe:
     ``"dataset/class"`` (a generalist: ``"modality/class"`` labels plus one label per
     modality, given instead of the class to a share ``modality_share`` of images, so the
     prior also draws "any brain MRI").
+
+    ``mirrored``: datasets whose left-right mirror images are training images too (each image
+    twice, with its label): more anatomy for the small sets, so samples need not sit as close
+    to the training images. Only where a mirror image is still a plausible scan (brain MRI,
+    breast and fetal ultrasound); never chest X-rays, whose heart would move to the right.
     """
 
     name: str
@@ -64,6 +69,7 @@ class PriorRecipe:
     steps: int = 30
     guidance: float = 1.5
     labelled_fraction: float = 1.0
+    mirrored: tuple = ()
     seed: int = 0
 
     def label_names(self) -> list[str]:
@@ -87,6 +93,7 @@ PRIOR_RECIPES = {
     "prior-generalist-f8c4": PriorRecipe(
         name="prior-generalist-f8c4", autoencoder="vae-generalist-f8c4", labelling="dataset/class",
         datasets=("kermany_pediatric_cxr_128", "brain_tumor_figshare_128", "busbra_256", "hc18_256"),
+        mirrored=("brain_tumor_figshare_128", "busbra_256", "hc18_256"),
         description="Rectified-flow prior on vae-generalist-f8c4's latents of four modalities at 128 px (chest "
                     "X-ray, brain MRI, breast and fetal head ultrasound), conditioned on modality and class"),
 }
@@ -141,19 +148,37 @@ def cached_latents(recipe: PriorRecipe, autoencoder, out: pathlib.Path, data_dir
     ``labelled_fraction`` < 1 keeps the labels of that share of the images (a fixed,
     class-stratified draw) and marks the others unlabelled (-1): the few-label setting,
     in which the prior may see no more labels than a classifier trained beside it.
+    The mirror images of ``recipe.mirrored``'s datasets follow, labelled as their originals;
+    a cache made with other mirrored datasets is encoded again.
     """
     path = out / "latents.npz"
+    mirrored = sorted(recipe.mirrored)
     if path.exists():
         with np.load(path) as f:
-            return f["latents"], f["labels"], f["modalities"]
+            if sorted(str(d) for d in f.get("mirrored", [])) == mirrored:
+                return f["latents"], f["labels"], f["modalities"]
+        log.info("the cached latents were made with other mirrored datasets: encoding them again")
     images, labels, modalities = training_images(recipe, "train", data_dir)
     fraction = recipe.labelled_fraction if labelled_fraction is None else labelled_fraction
     labels = keep_labels(labels, fraction, recipe.seed)
+    images, labels, modalities = with_mirrors(recipe, images, labels, modalities)
     log.info("encoding %d training images with %s", len(images), recipe.autoencoder)
     latents = encode_latents(autoencoder, images)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(path, latents=latents, labels=labels, modalities=modalities)
+    np.savez(path, latents=latents, labels=labels, modalities=modalities, mirrored=np.array(mirrored, dtype=str))
     return latents, labels, modalities
+
+
+def with_mirrors(recipe: PriorRecipe, images, labels, modalities):
+    """The images followed by the left-right mirror images of ``recipe.mirrored``'s datasets, with their labels."""
+    unknown = set(recipe.mirrored) - set(recipe.datasets)
+    if unknown:
+        raise ConfigError(f"{recipe.name}: mirrored datasets {sorted(unknown)} are not among its datasets "
+                          f"{list(recipe.datasets)}")
+    chosen = [recipe.datasets.index(d) for d in recipe.mirrored]
+    pick = np.isin(modalities, chosen)
+    return (np.concatenate([images, images[pick][:, :, ::-1]]), np.concatenate([labels, labels[pick]]),
+            np.concatenate([modalities, modalities[pick]]))
 
 
 def keep_labels(labels, fraction: float, seed: int = 0) -> np.ndarray:
@@ -276,8 +301,11 @@ def train_prior(recipe, output, *, time_budget_s=3600.0, resume=False, init_from
         bar.close()
     elapsed = time.time() - started
     state["wall_time_s"] += elapsed
-    state["stages"].append({"steps": stage_steps, "wall_time_s": round(elapsed, 1), "hardware": hardware(),
-                            "backend": keras.backend.backend()})
+    stage = {"steps": stage_steps, "wall_time_s": round(elapsed, 1), "hardware": hardware(),
+             "backend": keras.backend.backend()}
+    if recipe.mirrored:
+        stage["mirrored"] = sorted(recipe.mirrored)
+    state["stages"].append(stage)
     _checkpoint(prior, ema, ckpt, state)
     if write_preset:
         prior.set_weights(ema.values)
@@ -393,6 +421,7 @@ def write_prior_preset(prior, recipe: PriorRecipe, autoencoder, directory, state
         "autoencoder": {"name": recipe.autoencoder, "version": ae_meta.get("version")},
         "labels": prior.labels,
         "labelled_fraction": 1.0 if labelled_fraction is None else float(labelled_fraction),
+        "mirrored": sorted(recipe.mirrored),
         "objective": "rectified flow (flow matching), logit-normal times, label dropout "
                      f"{prior.label_dropout}, EMA {recipe.ema_decay} of the weights",
         "sampling": {"steps": recipe.steps, "guidance": recipe.guidance, "solver": "euler"},
