@@ -121,7 +121,7 @@ def test_tiles_coded_apart_get_their_mean_error_back(model, images, monkeypatch)
     rows, cols = latent.tile_partition(64, 16, 4), latent.tile_partition(48, 16, 4)
     assert rows.tolist() == np.repeat(np.arange(4), 16).tolist() and cols.max() == 2
     with monkeypatch.context() as patch:
-        patch.setattr(latent, "_offsets_block", lambda *args: b"")
+        patch.setattr(latent, "_corrections_block", lambda *args: b"")
         patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V2)
         old = medzoo.compress(images, model, quality=3)
     after = np.abs(latent._tile_means(images - medzoo.decompress(data, model), rows, cols))
@@ -143,9 +143,9 @@ def test_the_correction_field_takes_out_the_error_that_drifts_inside_tiles(model
     _, _, _, corrections = latent.read_block(block, len(images))
     assert corrections.grid == 8 and corrections.nodes.shape == (3, 8, 6, 1) and corrections.nodes.any()
     with monkeypatch.context() as patch:  # what latent coder 3 wrote: the offsets, and no field's byte after them
-        offsets_block = latent._offsets_block
+        corrections_block = latent._corrections_block
         patch.setattr(latent, "fit_field", lambda error, grid: np.zeros((1, 1, 1, 1), np.int64))
-        patch.setattr(latent, "_offsets_block", lambda *args: offsets_block(*args)[:-1])
+        patch.setattr(latent, "_corrections_block", lambda *args: corrections_block(*args)[:-1])
         patch.setattr(latent, "TABLES_ID", latent.TABLES_ID_V3)
         v3 = medzoo.compress(images, model, quality=3)
     header3 = read_header(v3)

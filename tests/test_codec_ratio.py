@@ -76,10 +76,10 @@ def test_a_codec_is_offered_only_where_it_is_ahead_of_jpeg2000_image_by_image():
 
 
 def test_bits_stored_are_what_a_ratio_of_a_dicom_is_of(dicom_dir):
-    from medzoo.codec.dicom_io import bits_stored
+    from medzoo.codec.dicom_io import read_for_coding
 
-    assert bits_stored(dicom_dir / "RG3_J2KR.dcm") == 10  # NEMA WG04 CR, 10 bits in 16-bit words
-    assert bits_stored(dicom_dir / "MR2_J2KR.dcm") == 12
+    assert read_for_coding([dicom_dir / "RG3_J2KR.dcm"]).bits_stored == 10  # NEMA WG04 CR, 10 bits in 16-bit words
+    assert read_for_coding([dicom_dir / "MR2_J2KR.dcm"]).bits_stored == 12
 
 
 @pytest.fixture(scope="module")

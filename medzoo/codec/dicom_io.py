@@ -36,6 +36,7 @@ import pathlib
 import shutil
 import struct
 import tempfile
+import typing
 import zlib
 
 import numpy as np
@@ -146,15 +147,17 @@ def unsupported(path) -> str | None:
     return None
 
 
-def bits_stored(path) -> int:
-    """A DICOM file's Bits Stored (0028,0101): what a compression ratio of the stored bits is of."""
-    from medzoo.data.dicom import read_dicom_header
+class ForCoding(typing.NamedTuple):
+    """DICOM files read for coding: their stored pixels, names, headers and largest Bits Stored."""
 
-    return int(read_dicom_header(path)["bits_stored"])
+    pixels: np.ndarray  #: (N, H, W) or (N, H, W, 3) for RGB, N counting every frame of every file
+    names: list  #: the files' paths relative to their common folder (a series keeps its layout)
+    headers: list  #: each file's header, as DICOM file bytes without its Pixel Data
+    bits_stored: int  #: the largest Bits Stored (0028,0101): what a compression ratio of the stored bits is of
 
 
-def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
-    """DICOM files -> ``(stored pixels (N, H, W) or (N, H, W, 3) for RGB, names, header bytes)``, or a
+def read_for_coding(paths) -> ForCoding:
+    """DICOM files -> their :class:`ForCoding` (stored pixels, names, header bytes, Bits Stored), or a
     :class:`DataError` naming the file for what the codec does not handle (:func:`unsupported`, or no
     pixel data, pixel values outside the declared bit depth, images of different sizes or pixel types).
     A multi-frame file gives its frames as consecutive images, N counting every frame of every file.
@@ -163,7 +166,7 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
 
     paths = [pathlib.Path(p) for p in paths]
     root = pathlib.Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else None
-    pixels, names, headers = [], [], []
+    pixels, names, headers, bits = [], [], [], []
     for path in paths:
         ds = _dataset(path)
         if "PixelData" not in ds:
@@ -172,7 +175,8 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
         if reason:
             raise DataError(reason)
         stored, meta = read_dicom_stored(path)
-        _check_bit_depth(path, _raw_values(ds, stored), int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)))
+        bits.append(int(ds.BitsStored))
+        _check_bit_depth(path, _raw_values(ds, stored), bits[-1], int(ds.get("PixelRepresentation", 0)))
         frames = stored if meta["number_of_frames"] > 1 else stored[None]
         del ds.PixelData
         buffer = io.BytesIO()
@@ -187,7 +191,7 @@ def read_for_coding(paths) -> tuple[np.ndarray, list[str], list[bytes]]:
     if len(kinds) > 1:
         raise DataError("one stream holds images of one size and pixel type; these DICOMs differ "
                         f"({', '.join(sorted(f'{s} {d}' for s, d in kinds))}): compress them one by one")
-    return np.concatenate(pixels), names, headers
+    return ForCoding(np.concatenate(pixels), names, headers, max(bits))
 
 
 def _dataset(path: pathlib.Path):

@@ -169,7 +169,7 @@ def encode_block(model, x: np.ndarray, factor: int, step: float, batch_size: int
     payloads = [lossless.encode_signal(np.ascontiguousarray(q[..., c]), "int16", thorough=True) for c in range(lc)]
     coded = x if (h, w) == size else small
     return b"".join([varint(factor), struct.pack(">f", step), varint(lh), varint(lw), varint(lc),
-                     *(varint(len(p)) + p for p in payloads), _offsets_block(model, coded, q, step, batch_size)])
+                     *(varint(len(p)) + p for p in payloads), _corrections_block(model, coded, q, step, batch_size)])
 
 
 def coding_tile(model, height: int, width: int) -> int:
@@ -198,7 +198,7 @@ def _tile_means(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
     return sums / counts[None, :, :, None]
 
 
-def _offsets_block(model, coded: np.ndarray, q: np.ndarray, step: float, batch_size: int) -> bytes:
+def _corrections_block(model, coded: np.ndarray, q: np.ndarray, step: float, batch_size: int) -> bytes:
     """The corrections' part of the block: each tile's mean error, then the correction field fitted to the error
     that is left (:func:`fit_field`), both measured on the encoder's own decoding."""
     from medzoo.codec.bitio import zigzag

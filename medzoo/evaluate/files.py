@@ -391,10 +391,9 @@ def compress_files(inputs, output, model=DEFAULT_MODEL, *, kind: str = DEFAULT_K
         warnings.warn(f"{reason}: coded as stored pixel arrays; medzoo decompress gives them back as PNG or "
                       ".npy files, not as DICOM files", stacklevel=2)
     if dicom and reason is None:  # DICOM in: the headers travel along
-        pixels, names, headers = dicom_io.read_for_coding(files)
+        # a ratio and the bit-depth warning are of Bits Stored (a 12-bit CT sits in 16-bit words)
+        pixels, names, headers, bits = dicom_io.read_for_coding(files)
         refs = files
-        # a ratio and the bit-depth warning are of Bits Stored (a 12-bit CT sits in 16-bit words): lossy only
-        bits = 8 * pixels.dtype.itemsize if lossless else max(dicom_io.bits_stored(f) for f in files)
         if not lossless:
             quality = quality if ratio is None else _level_for_ratio(model, ratio, bits)
             _warn_if_jpeg2000_wins(model, bits)
