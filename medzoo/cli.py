@@ -175,10 +175,10 @@ def _check_model(name) -> None:
     """Refuse an unknown zoo name before anything imports Keras (paths and hf:// references pass)."""
     import pathlib
 
-    from medzoo.zoo.manifest import get_entry
-
     if name is None or str(name).startswith("hf://") or pathlib.Path(name).exists() or os.sep in str(name):
         return
+    from medzoo.zoo.manifest import get_entry
+
     get_entry(name)
 
 

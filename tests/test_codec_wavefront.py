@@ -40,17 +40,15 @@ def test_compiled_linear_prediction_matches_the_numpy_definition(shape, dtype):
         want_predicted, want_energy, want_activity = _numpy_linear(signal, coefficients, thresholds, low, high)
         planes, h, w = shape
         padded = prediction.with_zero(signal.reshape(planes, -1))
-        sources = prediction.neighbour_sources(h, w)
         predicted = np.empty((planes, h * w), dtype=np.int64)
-        wavefront.linear_predictions(padded, sources, coefficients, thresholds, low, high, prediction.COEF_BITS,
+        wavefront.linear_predictions(padded, h, w, coefficients, thresholds, low, high, prediction.COEF_BITS,
                                      predicted)
         np.testing.assert_array_equal(predicted, want_predicted)
         energy = np.empty_like(predicted)
-        wavefront.linear_energies(padded, prediction.with_zero(signal.reshape(planes, -1) - predicted), sources,
-                                  prediction.neighbour_sources(h, w, fallback=False)[:4], energy)
+        wavefront.linear_energies(padded, prediction.with_zero(signal.reshape(planes, -1) - predicted), h, w, energy)
         np.testing.assert_array_equal(energy, want_energy)
         activity = np.empty_like(predicted)
-        wavefront.linear_activities(padded, sources, activity)
+        wavefront.linear_activities(padded, h, w, activity)
         np.testing.assert_array_equal(activity, want_activity)
 
 
@@ -69,24 +67,20 @@ def test_the_stream_order_is_a_stable_sort_by_wavefront_then_context(row_weight)
     np.testing.assert_array_equal(np.diff(bounds), np.bincount(group.ravel())[np.unique(group)])
 
 
-def test_errors_come_back_in_pixel_order_with_escapes_and_low_bits():
-    """assemble_errors inverts the encoder's split: symbols by context, escapes, then the low bits."""
-    rng = np.random.default_rng(0)
-    contexts, halves, shifts = 4, np.array([2, 5, 40, 3]), np.array([0, 2, 0, 1])
-    ctx = rng.integers(0, contexts, size=200)
-    errors = rng.integers(-300, 300, size=200)
-    order = np.argsort(ctx, kind="stable")
-    e, k = errors[order], ctx[order]
-    high = e >> shifts[k]
-    escaped = np.abs(high) > halves[k]
-    symbols = np.where(escaped, 2 * halves[k] + 1, high + halves[k])
-    offset = 1 << (lossless.ESCAPE_BITS - 1)
-    out = np.empty(200, dtype=np.int64)
-    wavefront.assemble_errors(ctx, np.bincount(ctx, minlength=contexts), symbols.astype(np.int32),
-                              (e - (high << shifts[k])).astype(np.int32), (high[escaped] + offset).astype(np.int32),
-                              halves, shifts, offset, out)
-    assert escaped.any() and (~escaped).any()
-    np.testing.assert_array_equal(out, errors)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (1, 9), (9, 1), (2, 2), (3, 5), (5, 3), (2, 33), (6, 7)])
+def test_the_compiled_loops_find_the_neighbours_the_table_defines(shape):
+    """The compiled loops compute each pixel's neighbours (offsets inside the image, fallbacks at the border)
+    instead of reading the (9, H*W) table; they must be the table's, pixel by pixel, with and without
+    fallbacks."""
+    h, w = shape
+    for fallback in (True, False):
+        want = prediction.neighbour_sources(h, w, fallback)
+        found = np.empty(want.shape, dtype=np.int64)
+        wavefront.neighbour_indices(np.arange(h * w), h, w, fallback, found)
+        np.testing.assert_array_equal(found, want)
+        errors_only = np.empty((4, h * w), dtype=np.int64)
+        wavefront.neighbour_indices(np.arange(h * w), h, w, fallback, errors_only)
+        np.testing.assert_array_equal(errors_only, want[:4])
 
 
 def _smooth_signal():
@@ -156,7 +150,7 @@ def test_the_floor_edge_test_matches_its_numpy_definition(shape):
     others = (~at_floor).sum(axis=0)
     want_mean = np.where(want_edge, np.where(at_floor, 0, near).sum(axis=0) // np.maximum(others, 1), 0)
     edge, means = np.empty((planes, h * w), dtype=np.int8), np.empty((planes, h * w), dtype=np.int64)
-    wavefront.floor_edges(padded, prediction.neighbour_sources(h, w), -2000, edge, means)
+    wavefront.floor_edges(padded, h, w, -2000, edge, means)
     np.testing.assert_array_equal(edge.astype(bool), want_edge)
     np.testing.assert_array_equal(means, want_mean)
     assert shape[2] == 1 or want_edge.any()

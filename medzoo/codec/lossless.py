@@ -44,8 +44,9 @@ The neighbours predict in one of two ways (versions 2-4, and 1), the payload's f
   up-left, error energy ``|left - upleft| + |up - upleft| + 2 |e_left| + 2 |e_up| + |e_upleft|``;
   decoded one anti-diagonal at a time: H + W - 1 steps.
 
-The decoder's steps are compiled loops (:mod:`medzoo.codec.wavefront`); the range decoder
-runs between them, for each context present in a step: its symbols, any escapes, any low bits.
+The decoder's steps are compiled loops (:mod:`medzoo.codec.wavefront`); the range decoder, compiled too
+(:mod:`medzoo.codec.ans`, word for word ``constriction``'s streams), runs between them, for each context
+present in a step: its symbols, any escapes, any low bits.
 
 Any integer image round-trips exactly, negative values included (CT in Hounsfield units).
 """
@@ -56,9 +57,9 @@ import functools
 
 import numpy as np
 
-from medzoo.codec import exact, prediction, wavefront
+from medzoo.codec import ans, exact, prediction, wavefront
 from medzoo.codec.hyperprior import SCALE_LEVELS, _frequencies, gaussian_tables, scale_table
-from medzoo.codec.bitio import Reader, range_coder, varint, zigzag
+from medzoo.codec.bitio import Reader, varint, zigzag
 from medzoo.errors import DataError
 
 #: the reconstruction's fixed point: x_hat in [0, 1] is an integer in [0, 2^RECON_BITS]
@@ -110,18 +111,16 @@ def error_tables() -> tuple:
 
 
 @functools.lru_cache(maxsize=1)
-def _models():
-    family = range_coder().stream.model.Categorical
-    return [family(p, perfect=False) for p in error_tables()]
+def _parametric_cdfs() -> tuple:
+    """The range coder's cumulative table of each parametric table (:func:`error_tables`), quantised once."""
+    return tuple(ans.quantised_cdf(p) for p in error_tables())
 
 
-def _model(table: np.ndarray, index: int):
-    """The range coder's model of a context: a cached parametric one, or one made for an explicit table."""
-    return _models()[index] if index != EXPLICIT else range_coder().stream.model.Categorical(table,
-                                                                                               perfect=False)
+def _cdf(table: np.ndarray, index: int) -> np.ndarray:
+    """A context's cumulative table: a cached parametric one, or one made for an explicit table."""
+    return _parametric_cdfs()[index] if index != EXPLICIT else ans.quantised_cdf(table)
 
 
-# ----------------------------------------------------------------- prediction
 def pixel_range(images: np.ndarray) -> np.ndarray:
     """Per image and channel ``[low, high]`` (int64 array (N, C, 2))."""
     low = images.min(axis=(1, 2))
@@ -361,17 +360,6 @@ def _max_shift(dtype) -> int:
     return min(MAX_SHIFT, max(0, np.iinfo(dtype).bits - 8))
 
 
-@functools.lru_cache(maxsize=MAX_SHIFT + 2)
-def _uniform(bits: int):
-    """The range coder's uniform model over ``bits`` bits (low bits of wide residuals, escapes)."""
-    return range_coder().stream.model.Uniform(1 << bits)
-
-
-def _low_bit_models(shifts) -> list:
-    """Per context, the model of the low bits its residuals send as they are (None where its shift is 0)."""
-    return [_uniform(int(shift)) if shift else None for shift in shifts]
-
-
 def _coding_order(context: np.ndarray, contexts: int, row_weight: int):
     """The pixels of (P, H, W) in stream order, and where each (wavefront, context) group starts.
 
@@ -401,39 +389,23 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
                  row_weight: int) -> bytes:
     """Prediction errors (P, H, W) and their contexts -> each context's table (side information), the context
     thresholds and the ANS words, the errors in stream order (:func:`_coding_order`)."""
-    constriction = range_coder()
     chosen = [choose_table(group, _max_shift(dtype)) for group in _by_context(errors, context, contexts)]
     choices = [(index, shift) for index, shift, _ in chosen]
     tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
-    models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
+    cdfs, starts = ans.pack([_cdf(table, index) for table, (index, _) in zip(tables, choices)])
     shifts = np.array([shift for _, shift in choices], dtype=np.int64)
     halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
 
-    # every residual split at once, in stream order; then one coder call per chunk
+    # the errors in stream order, split and coded in one compiled pass
     order, groups, bounds = _coding_order(context, contexts, row_weight)
-    e, ctx = errors.ravel()[order], context.ravel()[order]
-    high = e >> shifts[ctx]
-    low = (e - (high << shifts[ctx])).astype(np.int32)
-    escaped = np.abs(high) > halves[ctx]
-    symbols = np.where(escaped, 2 * halves[ctx] + 1, high + halves[ctx]).astype(np.int32)
-    escapes = (high[escaped] + (1 << (ESCAPE_BITS - 1))).astype(np.int32)
-    escape_bounds = np.concatenate([[0], np.cumsum(escaped)])[bounds]
-    coder = constriction.stream.stack.AnsCoder()
-    encode, escape_model = coder.encode_reverse, _uniform(ESCAPE_BITS)
-    low_models = _low_bit_models(shifts)
-    ks, bounds, escape_bounds = (groups % contexts).tolist(), bounds.tolist(), escape_bounds.tolist()
-    for g in range(len(ks) - 1, -1, -1):  # a stack: the last chunk goes in first
-        k, a, b = ks[g], bounds[g], bounds[g + 1]
-        if low_models[k] is not None:
-            encode(low[a:b], low_models[k])
-        if escape_bounds[g + 1] > escape_bounds[g]:
-            encode(escapes[escape_bounds[g]:escape_bounds[g + 1]], escape_model)
-        encode(symbols[a:b], models[k])
+    words = np.empty(2 * errors.size + 2, dtype=np.uint32)
+    used = ans.encode_groups(errors.ravel(), order, groups % contexts, bounds, shifts, halves, cdfs, starts,
+                             ESCAPE_BITS, words)
     side = bytes([contexts] + [v for index, shift in choices for v in (index, shift)])
     explicit = b"".join(bytes([(len(levels) - 2) // 2]) + levels.tobytes() for _, _, levels in chosen
                         if levels is not None)
     return (side + b"".join(varint(int(t)) for t in thresholds) + explicit
-            + coder.get_compressed().astype("<u4").tobytes())
+            + words[:used].astype("<u4").tobytes())
 
 
 def _thresholds(values: list[int], what: str) -> np.ndarray:
@@ -470,13 +442,11 @@ class _ErrorDecoder:
         words = payload[r.pos:]
         if len(words) % 4:
             raise DataError("a residual payload is whole 32-bit words")
-        self.coder = range_coder().stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-        self.models = [_model(table, index) for table, (index, _) in zip(tables, choices)]
+        self.words = ans.Decoder(np.frombuffer(words, dtype="<u4"))
+        self.cdfs, self.starts = ans.pack([_cdf(table, index) for table, (index, _) in zip(tables, choices)])
         self.shifts = np.array([shift for _, shift in choices], dtype=np.int64)
         self.halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
         self.contexts = contexts
-        self.escape_symbols = [2 * int(half) + 1 for half in self.halves]
-        self.low_models = _low_bit_models(self.shifts)
 
     def decode_steps(self, steps: int, step, signal: np.ndarray, errors: np.ndarray, longest: int,
                      floor: tuple[int, int] | None = None) -> None:
@@ -488,45 +458,16 @@ class _ErrorDecoder:
         at = np.empty(longest, dtype=np.int64)
         predicted = np.empty(planes * longest, dtype=np.int64)
         context = np.empty(planes * longest, dtype=np.int64)
-        # no context sends low bits (8-bit images): one array of zeros stands in for them in every wavefront
-        no_lows = np.zeros(planes * longest, dtype=np.int32) if all(m is None for m in self.low_models) else None
+        decoded = np.empty(planes * longest, dtype=np.int64)
+        words, cursor = self.words.words, self.words.cursor
         for t in range(steps):
             n = step(t, at, predicted, context)
-            decoded = self.take(context[:planes * n], no_lows)
+            ans.decode_wavefront(words, cursor, context[:planes * n], self.contexts, self.cdfs, self.starts,
+                                 self.shifts, self.halves, ESCAPE_BITS, decoded)
             if floor is None:
                 wavefront.place(signal, errors, at, n, predicted, decoded)
             else:
                 wavefront.place_floor(signal, errors, at, n, predicted, decoded, context, *floor)
-
-    def take(self, ctx: np.ndarray, no_lows: np.ndarray | None = None) -> np.ndarray:
-        """The errors of one wavefront's pixels, whose contexts are ``ctx`` (flat, in the stream's pixel order);
-        ``no_lows``: zeros for the low bits, when no context has any.
-
-        Per context present, in turn: its symbols, then its escaped values (if any symbol is the
-        escape), then its low bits (if its shift is not 0); :func:`~medzoo.codec.wavefront.assemble_errors`
-        puts them back in pixel order.
-        """
-        counts = np.bincount(ctx, minlength=self.contexts)
-        decode, models, escape_symbols, low_models = self.coder.decode, self.models, self.escape_symbols, \
-            self.low_models
-        symbols, lows, escapes = [], [], []
-        for k, n in enumerate(counts.tolist()):
-            if not n:
-                continue
-            found = decode(models[k], n)
-            symbols.append(found)
-            escaped = int(np.count_nonzero(found == escape_symbols[k]))
-            if escaped:
-                escapes.append(decode(_uniform(ESCAPE_BITS), escaped))
-            if no_lows is None:
-                lows.append(decode(low_models[k], n) if low_models[k] is not None else np.zeros(n, dtype=np.int32))
-        e = np.empty(ctx.size, dtype=np.int64)
-        if ctx.size:
-            wavefront.assemble_errors(ctx, counts, np.concatenate(symbols),
-                                      no_lows[:ctx.size] if no_lows is not None else np.concatenate(lows),
-                                      np.concatenate(escapes) if escapes else np.zeros(0, dtype=np.int32),
-                                      self.halves, self.shifts, 1 << (ESCAPE_BITS - 1), e)
-        return e
 
 
 # ----------------------------------------------------------------- payload version 1: the median edge detector
@@ -606,9 +547,10 @@ LEVEL_CHOICES = (1, 2, 4, 8)
 #: a small signal fills fewer contexts (on 128 px thumbnails 64 saved no more than 16 and took 1.4-1.5 times as
 #: long to encode) ...
 LEVEL_CONTEXTS = ((1 << 15, 16), (1 << 16, 32), (None, 64))
-#: ... and are taken only where they save at least this share of the estimated bits: the coder reads each context
-#: present in a wavefront with its own call, so 64 contexts decode 1.4-1.8 times slower than 32 (2.6% fewer bits
-#: on the WG04 CR extremity, 0.1-0.5% on the other radiographs, the MR and the CT)
+#: ... and are taken only where they save at least this share of the estimated bits (2.6% fewer bits on the WG04 CR
+#: extremity, 0.1-0.5% on the other radiographs, the MR and the CT): chosen when the range coder read each
+#: context present in a wavefront with its own Python call and 64 contexts decoded 1.4-1.8 times slower than 32;
+#: kept since, so that streams stay as they were
 LEVEL_SAVING = 0.01
 
 
@@ -719,12 +661,11 @@ def _linear_plans(signal: np.ndarray, floor: bool = False, shapes=None) -> list[
     planes, h, w = signal.shape
     flat = signal.reshape(planes, -1)
     padded = prediction.with_zero(flat)
-    sources = prediction.neighbour_sources(h, w)
     low, high = int(signal.min()), int(signal.max())
     inside = None  # version 3: the pixels the linear predictor predicts, every one but the floor's edge
     if floor:
         edge, means = np.empty(flat.shape, dtype=np.int8), np.empty_like(flat)
-        wavefront.floor_edges(padded, sources, low, edge, means)
+        wavefront.floor_edges(padded, h, w, low, edge, means)
         inside = edge == 0
 
     def predicted(values):  # the values of the linearly predicted pixels (all of them in version 2)
@@ -732,7 +673,7 @@ def _linear_plans(signal: np.ndarray, floor: bool = False, shapes=None) -> list[
 
     bins = prediction.activity_bins(signal.size)
     activity = np.empty_like(flat)
-    wavefront.linear_activities(padded, sources, activity)
+    wavefront.linear_activities(padded, h, w, activity)
     activity_thresholds = context_thresholds(predicted(activity), bins)
     num_classes = bins * prediction.ORIENTATIONS
     # the fit sees at most FIT_PIXELS pixels, evenly strided over (plane, pixel): gather only those
@@ -742,11 +683,13 @@ def _linear_plans(signal: np.ndarray, floor: bool = False, shapes=None) -> list[
         fitted = fitted[inside.ravel()[fitted]]
     plane, pixel = np.divmod(fitted, h * w)
     row = plane * (h * w + 1)  # where each fitted pixel's plane starts in the padded planes, flattened
-    near = [np.take(padded.ravel(), row + index)[None] for index in sources[:, pixel]]
+    sources = np.empty((prediction.FEATURES, pixel.size), dtype=np.int64)
+    wavefront.neighbour_indices(pixel, h, w, True, sources)
+    near = [np.take(padded.ravel(), row + index)[None] for index in sources]
     coefficients = prediction.fit_coefficients(prediction.features(near), flat[plane, pixel][None] - near[0],
                                                prediction.classes(near, activity_thresholds), num_classes)
     errors = np.empty_like(flat)
-    wavefront.linear_predictions(padded, sources, coefficients, activity_thresholds, low, high,
+    wavefront.linear_predictions(padded, h, w, coefficients, activity_thresholds, low, high,
                                  prediction.COEF_BITS, errors)
     kept = errors  # what later pixels' contexts read
     if inside is None:
@@ -755,9 +698,8 @@ def _linear_plans(signal: np.ndarray, floor: bool = False, shapes=None) -> list[
         np.subtract(flat, np.where(inside, errors, means), out=errors)
         at_floor = ~inside & (flat == low)
         kept = np.where(at_floor, 0, errors)  # a floor pixel on the edge leaves no error
-    error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
     local = np.empty_like(flat)
-    wavefront.linear_energies(padded, prediction.with_zero(kept), sources, error_sources, local)
+    wavefront.linear_energies(padded, prediction.with_zero(kept), h, w, local)
     values = flat - errors  # the predictions (the means of the floor's edge in version 3)
     if inside is not None:
         errors = np.where(inside, errors, floor_symbols(errors, at_floor))
@@ -844,13 +786,11 @@ def _decode_linear(r: Reader, payload: bytes, shape) -> np.ndarray:
     errors_in = _ErrorDecoder(r, payload, extra_contexts=int(floor), levels=len(level_thresholds) + 1)
     edge_context = errors_in.contexts - 1 if floor else -1
     planes, h, w = shape
-    sources = prediction.neighbour_sources(h, w)
-    error_sources = prediction.neighbour_sources(h, w, fallback=False)[:4]
     signal = np.zeros((planes, h * w + 1), dtype=np.int64)  # the last column: the zero outside the image
     errors = np.zeros((planes, h * w + 1), dtype=np.int64)
     errors_in.decode_steps(
         2 * (h - 1) + w, lambda t, *out: wavefront.linear_floor_step(
-            signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds, errors_in.thresholds,
+            signal, errors, t, h, w, coefficients, activity_thresholds, errors_in.thresholds,
             level_thresholds, low, high, prediction.COEF_BITS, edge_context, *out),
         signal, errors, longest=min(h, (w + 1) // 2 + 1),  # the most pixels a wavefront holds (per plane)
         floor=(edge_context, low) if floor else None)

@@ -4,8 +4,8 @@ The lossless decoder (:mod:`medzoo.codec.lossless`) must walk the image in order
 predicted from neighbours it has just decoded, so it runs one wavefront after another: thousands
 of steps on a radiograph. In numpy each step is dozens of small array operations, and their
 overhead, not the arithmetic, set the speed (about 0.4 MP/s on RG1). Here each step is one
-compiled loop over the wavefront's pixels; only the range decoder (``constriction``) stays in Python,
-between steps.
+compiled loop over the wavefront's pixels, and the range decoder between steps is compiled too
+(:mod:`medzoo.codec.ans`).
 
 The encoder runs the same per-pixel functions over the whole signal at once (:func:`linear_predictions`,
 :func:`linear_energies`), so both sides compute the same int64 numbers by construction; the
@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from medzoo.codec.prediction import FALLBACK, OFFSETS
+
 
 def _cacheable() -> bool:
     """Whether numba finds a writable place for its cache (else ``cache=True`` fails at decoration)."""
@@ -36,10 +38,11 @@ def _cacheable() -> bool:
     return True
 
 
-_jit = numba.njit(cache=_cacheable(), nogil=True)
+#: the decorator of medzoo's compiled loops (here and in :mod:`medzoo.codec.ans`)
+jit = numba.njit(cache=_cacheable(), nogil=True)
 
 
-@_jit
+@jit
 def _count_at_most(thresholds, value):
     """``np.searchsorted(thresholds, value, side="right")``: how many thresholds are ``<= value``."""
     lo, hi = 0, thresholds.shape[0]
@@ -52,7 +55,7 @@ def _count_at_most(thresholds, value):
     return lo
 
 
-@_jit
+@jit
 def _median_edge(west, north, north_west):
     high, low = max(west, north), min(west, north)
     if north_west >= high:
@@ -62,32 +65,70 @@ def _median_edge(west, north, north_west):
     return west + north - north_west
 
 
-@_jit
-def _gradients(signal, p, a, sources):
-    """``|W - NW| + |N - NW| + |N - NE|`` at pixel ``a`` of plane ``p``: the part of the activity that the
-    context variable also reads."""
-    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
-        signal[p, sources[3, a]]
+#: the nine neighbours' rows up and columns left (:data:`~medzoo.codec.prediction.OFFSETS`), and the one that
+#: stands in for each outside the image (:data:`~medzoo.codec.prediction.FALLBACK`; W's, -1, is special)
+_ROWS_UP = np.array([dr for dr, _ in OFFSETS], dtype=np.int64)
+_COLUMNS_LEFT = np.array([dc for _, dc in OFFSETS], dtype=np.int64)
+_FALLBACK = np.array([-1 if k is None else k for k in FALLBACK], dtype=np.int64)
+
+
+@jit
+def _neighbours(r, c, h, w, fallback, src):
+    """The flat indices of pixel ``(r, c)``'s first ``len(src)`` neighbours into ``src``: row
+    :func:`~medzoo.codec.prediction.neighbour_sources` ``[:, r * w + c]`` of an H x W image, computed rather
+    than read from that table (nine scattered reads a pixel in the decoder's wavefronts, and 9 x 8 bytes a
+    pixel to build)."""
+    a = r * w + c
+    if r >= 2 and 2 <= c < w - 1:  # inside: every neighbour is in the image
+        for k in range(src.shape[0]):
+            src[k] = a - (_ROWS_UP[k] * w + _COLUMNS_LEFT[k])
+        return
+    for k in range(src.shape[0]):
+        up, left = r - _ROWS_UP[k], c - _COLUMNS_LEFT[k]
+        if up >= 0 and 0 <= left < w:
+            src[k] = up * w + left
+        elif not fallback:
+            src[k] = h * w  # the zero after the plane
+        elif k == 0:  # W: N in the first column, the zero at the very first pixel
+            src[k] = a - w if r >= 1 else h * w
+        else:
+            src[k] = src[_FALLBACK[k]]
+
+
+@jit
+def neighbour_indices(pixels, h, w, fallback, out):
+    """:func:`~medzoo.codec.prediction.neighbour_sources` ``[:len(out), pixels]`` (flat pixel indices), without
+    the whole table: the encoder's fit reads the neighbours of a strided sample of pixels."""
+    src = np.empty(out.shape[0], dtype=np.int64)
+    for i in range(pixels.shape[0]):
+        _neighbours(pixels[i] // w, pixels[i] % w, h, w, fallback, src)
+        out[:, i] = src
+
+
+@jit
+def _gradients(signal, p, src):
+    """``|W - NW| + |N - NW| + |N - NE|`` at the pixel whose neighbours are ``src`` (plane ``p``): the part of
+    the activity that the context variable also reads."""
+    wv, nv, nw, ne = signal[p, src[0]], signal[p, src[1]], signal[p, src[2]], signal[p, src[3]]
     return abs(wv - nw) + abs(nv - nw) + abs(nv - ne)
 
 
-@_jit
-def _activity(signal, p, a, sources):
-    """:func:`~medzoo.codec.prediction.activity` at pixel ``a`` of plane ``p``: the gradients plus
+@jit
+def _activity(signal, p, src):
+    """:func:`~medzoo.codec.prediction.activity` at the pixel whose neighbours are ``src``: the gradients plus
     ``|W - WW| + |N - NN|``."""
-    return (_gradients(signal, p, a, sources) + abs(signal[p, sources[0, a]] - signal[p, sources[4, a]])
-            + abs(signal[p, sources[1, a]] - signal[p, sources[5, a]]))
+    return (_gradients(signal, p, src) + abs(signal[p, src[0]] - signal[p, src[4]])
+            + abs(signal[p, src[1]] - signal[p, src[5]]))
 
 
-@_jit
-def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high, coef_bits):
-    """Payload version 2's prediction of pixel ``a`` of plane ``p``: ``W + round(features . coefficients)``
-    of its class (:func:`~medzoo.codec.prediction.features`, :func:`~medzoo.codec.prediction.classes`),
-    clamped to ``[low, high]``."""
-    wv, nv, nw, ne = signal[p, sources[0, a]], signal[p, sources[1, a]], signal[p, sources[2, a]], \
-        signal[p, sources[3, a]]
-    ww, nn, nne = signal[p, sources[4, a]], signal[p, sources[5, a]], signal[p, sources[6, a]]
-    activity = _activity(signal, p, a, sources)
+@jit
+def _linear_prediction(signal, p, src, coefficients, activity_thresholds, low, high, coef_bits):
+    """Payload version 2's prediction of the pixel whose neighbours are ``src`` (plane ``p``):
+    ``W + round(features . coefficients)`` of its class (:func:`~medzoo.codec.prediction.features`,
+    :func:`~medzoo.codec.prediction.classes`), clamped to ``[low, high]``."""
+    wv, nv, nw, ne = signal[p, src[0]], signal[p, src[1]], signal[p, src[2]], signal[p, src[3]]
+    ww, nn, nne = signal[p, src[4]], signal[p, src[5]], signal[p, src[6]]
+    activity = _activity(signal, p, src)
     across_rows = abs(wv - ww) + abs(nv - nw) + abs(ne - nv)
     across_cols = abs(wv - nw) + abs(nv - nn) + abs(ne - nne)
     if 2 * across_rows < across_cols:
@@ -99,30 +140,29 @@ def _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds,
     cls = _count_at_most(activity_thresholds, activity) * 3 + orientation
     weighted = np.int64(0)
     for k in range(8):
-        weighted += coefficients[cls, k] * (signal[p, sources[k + 1, a]] - wv)
+        weighted += coefficients[cls, k] * (signal[p, src[k + 1]] - wv)
     weighted += coefficients[cls, 8] * (_median_edge(wv, nv, nw) - wv)
     value = wv + ((weighted + (np.int64(1) << (coef_bits - 1))) >> coef_bits)
     return min(max(value, low), high)
 
 
-@_jit
-def _linear_energy(signal, errors, p, a, sources, error_sources):
-    """Payload version 2's context variable at pixel ``a`` of plane ``p``: the errors at W, N, NW, NE and half
-    the local activity."""
-    return (abs(errors[p, error_sources[0, a]]) + abs(errors[p, error_sources[1, a]])
-            + abs(errors[p, error_sources[2, a]]) + abs(errors[p, error_sources[3, a]])
-            + _gradients(signal, p, a, sources) // 2)
+@jit
+def _linear_energy(signal, errors, p, src, error_src):
+    """Payload version 2's context variable at the pixel whose neighbours are ``src`` (``error_src``: its
+    W, N, NW and NE, the zero outside the image): the errors there and half the local activity."""
+    return (abs(errors[p, error_src[0]]) + abs(errors[p, error_src[1]]) + abs(errors[p, error_src[2]])
+            + abs(errors[p, error_src[3]]) + _gradients(signal, p, src) // 2)
 
 
-@_jit
-def _floor_edge(signal, p, a, sources, floor):
-    """Payload version 3's test at pixel ``a`` of plane ``p``: ``(1, mean)`` where its nine neighbours mix
-    ``floor`` with other values (the pixel lies on the edge of a region at the floor, a CT scanner's padding
-    outside its field of view), ``mean`` that of the others rounded down; else ``(-1, 0)``."""
+@jit
+def _floor_edge(signal, p, src, floor):
+    """Payload version 3's test at the pixel whose neighbours are ``src`` (plane ``p``): ``(1, mean)`` where its
+    nine neighbours mix ``floor`` with other values (the pixel lies on the edge of a region at the floor, a CT
+    scanner's padding outside its field of view), ``mean`` that of the others rounded down; else ``(-1, 0)``."""
     total = np.int64(0)
     count = 0
     for k in range(9):
-        v = signal[p, sources[k, a]]
+        v = signal[p, src[k]]
         if v != floor:
             total += v
             count += 1
@@ -131,24 +171,22 @@ def _floor_edge(signal, p, a, sources, floor):
     return np.int64(1), total // count
 
 
-@_jit
-def linear_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                context_thresholds, low, high, coef_bits, at, predicted, context):
+@jit
+def linear_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds, low, high, coef_bits,
+                at, predicted, context):
     """Wavefront ``t = 2 r + c`` of payload version 2: fills ``at`` (its flat pixel indices, rows ascending),
     ``predicted`` and ``context`` (plane, then pixel: the stream's order) and returns its pixels per plane.
 
     ``signal`` and ``errors`` are (P, H*W + 1) with the zero last (:func:`~medzoo.codec.prediction.with_zero`);
-    ``sources`` (9, H*W) and ``error_sources`` (4, H*W) are :func:`~medzoo.codec.prediction.neighbour_sources`.
+    A pixel's neighbours are those of :func:`~medzoo.codec.prediction.neighbour_sources` (:func:`_neighbours`).
     """
-    return linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                             context_thresholds, np.zeros(0, dtype=np.int64), low, high, coef_bits, -1, at,
-                             predicted, context)
+    return linear_floor_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds,
+                             np.zeros(0, dtype=np.int64), low, high, coef_bits, -1, at, predicted, context)
 
 
-@_jit
-def linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficients, activity_thresholds,
-                      context_thresholds, level_thresholds, low, high, coef_bits, edge_context, at, predicted,
-                      context):
+@jit
+def linear_floor_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds,
+                      level_thresholds, low, high, coef_bits, edge_context, at, predicted, context):
     """:func:`linear_step` of payload versions 3 and 4 (version 2's where ``edge_context`` is -1 and
     ``level_thresholds`` empty): a pixel on the edge of the floor ``low`` (:func:`_floor_edge`) is predicted
     by its neighbours off the floor and takes context ``edge_context``; :func:`place_floor` reads its error.
@@ -160,61 +198,79 @@ def linear_floor_step(signal, errors, sources, error_sources, t, h, w, coefficie
     for i in range(n):
         r = first + i
         at[i] = r * w + (t - 2 * r)
-    for p in range(signal.shape[0]):
-        for i in range(n):
-            a = at[i]
+    src = np.empty(9, dtype=np.int64)
+    error_src = np.empty(4, dtype=np.int64)
+    for i in range(n):
+        r = first + i
+        a = at[i]
+        _neighbours(r, t - 2 * r, h, w, True, src)
+        _neighbours(r, t - 2 * r, h, w, False, error_src)
+        for p in range(signal.shape[0]):
+            j = p * n + i
             if edge_context >= 0:
-                edge, mean = _floor_edge(signal, p, a, sources, low)
+                edge, mean = _floor_edge(signal, p, src, low)
                 if edge > 0:
-                    predicted[p * n + i] = mean
-                    context[p * n + i] = edge_context
+                    predicted[j] = mean
+                    context[j] = edge_context
                     continue
-            value = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high,
-                                       coef_bits)
-            predicted[p * n + i] = value
-            energy = _count_at_most(context_thresholds, _linear_energy(signal, errors, p, a, sources, error_sources))
-            context[p * n + i] = energy * levels + _count_at_most(level_thresholds, value)
+            value = _linear_prediction(signal, p, src, coefficients, activity_thresholds, low, high, coef_bits)
+            predicted[j] = value
+            energy = _count_at_most(context_thresholds, _linear_energy(signal, errors, p, src, error_src))
+            context[j] = energy * levels + _count_at_most(level_thresholds, value)
     return n
 
 
-@_jit
-def floor_edges(signal, sources, floor, edge, means):
+@jit
+def floor_edges(signal, h, w, floor, edge, means):
     """The encoder's side of :func:`_floor_edge`: every pixel's flag (1 on the floor's edge, else 0, into
     ``edge``) and mean of its neighbours off the floor (into ``means``; 0 off the edge)."""
+    src = np.empty(9, dtype=np.int64)
     for p in range(means.shape[0]):
         for a in range(means.shape[1]):
-            flag, mean = _floor_edge(signal, p, a, sources, floor)
+            r, c = a // w, a - (a // w) * w
+            _neighbours(r, c, h, w, True, src)
+            flag, mean = _floor_edge(signal, p, src, floor)
             edge[p, a] = 1 if flag > 0 else 0
             means[p, a] = mean
 
 
-@_jit
-def linear_activities(signal, sources, out):
+@jit
+def linear_activities(signal, h, w, out):
     """Every pixel's :func:`~medzoo.codec.prediction.activity` (the encoder sets the class thresholds at its
     quantiles)."""
+    src = np.empty(9, dtype=np.int64)
     for p in range(out.shape[0]):
         for a in range(out.shape[1]):
-            out[p, a] = _activity(signal, p, a, sources)
+            r, c = a // w, a - (a // w) * w
+            _neighbours(r, c, h, w, True, src)
+            out[p, a] = _activity(signal, p, src)
 
 
-@_jit
-def linear_predictions(signal, sources, coefficients, activity_thresholds, low, high, coef_bits, out):
+@jit
+def linear_predictions(signal, h, w, coefficients, activity_thresholds, low, high, coef_bits, out):
     """The encoder's side of :func:`linear_step`: every pixel's prediction at once (the whole signal is known)."""
+    src = np.empty(9, dtype=np.int64)
     for p in range(out.shape[0]):
         for a in range(out.shape[1]):
-            out[p, a] = _linear_prediction(signal, p, a, sources, coefficients, activity_thresholds, low, high,
-                                           coef_bits)
+            r, c = a // w, a - (a // w) * w
+            _neighbours(r, c, h, w, True, src)
+            out[p, a] = _linear_prediction(signal, p, src, coefficients, activity_thresholds, low, high, coef_bits)
 
 
-@_jit
-def linear_energies(signal, errors, sources, error_sources, out):
+@jit
+def linear_energies(signal, errors, h, w, out):
     """The encoder's side of :func:`linear_step`: every pixel's context variable at once."""
+    src = np.empty(9, dtype=np.int64)
+    error_src = np.empty(4, dtype=np.int64)
     for p in range(out.shape[0]):
         for a in range(out.shape[1]):
-            out[p, a] = _linear_energy(signal, errors, p, a, sources, error_sources)
+            r, c = a // w, a - (a // w) * w
+            _neighbours(r, c, h, w, True, src)
+            _neighbours(a // w, a % w, h, w, False, error_src)
+            out[p, a] = _linear_energy(signal, errors, p, src, error_src)
 
 
-@_jit
+@jit
 def median_edge_step(signal, errors, d, h, w, thresholds, at, predicted, context):
     """Anti-diagonal ``d = r + c`` of payload version 1: like :func:`linear_step`, on (P, (H+1)*(W+1)) planes
     with a zero row above and a zero column left (``at`` indexes them); the predictor is the median edge
@@ -236,7 +292,7 @@ def median_edge_step(signal, errors, d, h, w, thresholds, at, predicted, context
     return n
 
 
-@_jit
+@jit
 def place(signal, errors, at, n, predicted, decoded):
     """Write a wavefront's decoded errors and pixels (``predicted + error``) back into (P, H*W + 1)."""
     for p in range(signal.shape[0]):
@@ -246,7 +302,7 @@ def place(signal, errors, at, n, predicted, decoded):
             signal[p, at[i]] = predicted[p * n + i] + e
 
 
-@_jit
+@jit
 def place_floor(signal, errors, at, n, predicted, decoded, context, edge_context, floor):
     """:func:`place` for payload version 3: in ``edge_context`` the symbol 0 is the floor itself and any
     other error ``e`` was coded as ``e + 1`` if it is >= 0 (:func:`~medzoo.codec.lossless.floor_symbols`);
@@ -265,7 +321,7 @@ def place_floor(signal, errors, at, n, predicted, decoded, context, edge_context
             signal[p, at[i]] = predicted[p * n + i] + e
 
 
-@_jit
+@jit
 def coding_order(context, contexts, row_weight, order):
     """The encoder's side of the stream order: a stable counting sort of the pixels of (P, H, W) by their group
     ``(row_weight * r + c) * contexts + context`` into ``order`` (flat indices); returns every group's size."""
@@ -289,36 +345,3 @@ def coding_order(context, contexts, row_weight, order):
                 slot[g] += 1
                 i += 1
     return sizes
-
-
-@_jit
-def assemble_errors(ctx, counts, symbols, lows, escapes, halves, shifts, escape_offset, out):
-    """A wavefront's errors in pixel order, from what the range decoder gave in stream order.
-
-    The stream holds the pixels of each context in turn (``ctx`` ascending, then pixel order):
-    ``symbols`` (a table index, ``2 half + 1`` announcing an escape), ``lows`` (the low ``shift``
-    bits, 0 where a context has none) and ``escapes`` (the escaped values, in the same order,
-    offset by ``escape_offset``). Each error is ``(high << shift) + low``.
-    """
-    contexts = counts.shape[0]
-    slot = np.empty(contexts, dtype=np.int64)  # the next stream slot of each context
-    total = 0
-    for k in range(contexts):
-        slot[k] = total
-        total += counts[k]
-    pixel_of = np.empty(total, dtype=np.int64)
-    for i in range(ctx.shape[0]):
-        k = ctx[i]
-        pixel_of[slot[k]] = i
-        slot[k] += 1
-    escaped = 0
-    for j in range(total):
-        i = pixel_of[j]
-        k = ctx[i]
-        s = np.int64(symbols[j])
-        if s == 2 * halves[k] + 1:
-            high = np.int64(escapes[escaped]) - escape_offset
-            escaped += 1
-        else:
-            high = s - halves[k]
-        out[i] = (high << shifts[k]) + lows[j]
