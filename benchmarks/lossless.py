@@ -159,7 +159,8 @@ def _decompress(data, model=None) -> np.ndarray:
 
 def coder_at(revision: str) -> types.ModuleType:
     """``medzoo/codec/lossless.py`` as of a git revision, as a module of its own, with the compiled steps it
-    calls (``wavefront.py``) as of the same revision; it imports this checkout's other modules."""
+    calls (``wavefront.py``) and, where the revision has it, its range coder (``ans.py``) as of the same
+    revision; it imports this checkout's other modules."""
     root = pathlib.Path(__file__).resolve().parent.parent
 
     def module_at(path: str) -> types.ModuleType:
@@ -171,6 +172,8 @@ def coder_at(revision: str) -> types.ModuleType:
 
     coder = module_at("medzoo/codec/lossless.py")
     coder.wavefront = module_at("medzoo/codec/wavefront.py")
+    if hasattr(coder, "ans"):  # the compiled range coder, since issue 63
+        coder.ans = module_at("medzoo/codec/ans.py")
     return coder
 
 

@@ -105,6 +105,9 @@ def test_quantised_tables_give_every_symbol_at_least_one_part_in_2_to_the_24():
     assert cdf[0] == 0 and cdf[-1] == 1 << 24 and (np.diff(cdf) >= 1).all()
     with pytest.raises(DataError):
         ans.quantised_cdf(np.array([1.0]))
+    for bad in ([0.5, np.nan], [0.5, -0.1, 0.6], [0.0, 0.0], [np.inf, 1.0]):  # constriction refuses these too
+        with pytest.raises(DataError, match="finite, non-negative"):
+            ans.quantised_cdf(np.array(bad))
 
 
 def test_a_stream_ending_in_a_zero_word_is_refused():
@@ -112,3 +115,26 @@ def test_a_stream_ending_in_a_zero_word_is_refused():
     with pytest.raises(DataError, match="zero word"):
         ans.Decoder(np.array([7, 0], dtype=np.uint32))
     assert ans.Decoder(np.zeros(0, dtype=np.uint32)).cursor.tolist() == [0, 0]
+
+
+def test_a_damaged_or_truncated_stream_is_refused_not_decoded_into_other_pixels():
+    """Decoding starts where encoding ended and must end where it started (state 0, every word read): a payload
+    cut short or with a word changed fails that check; a context beyond the payload's count is refused before
+    the compiled decoder indexes with it."""
+    from medzoo.codec import lossless
+
+    rng = np.random.default_rng(3)
+    signal = np.cumsum(rng.integers(-40, 41, size=(1, 48, 40)), axis=2) + 3000
+    payload = lossless.encode_signal(signal, "uint16")
+    np.testing.assert_array_equal(lossless.decode_signal(payload, signal.shape), signal)
+    changed = bytearray(payload)
+    changed[-9] ^= 0x10  # a word inside the range-coded part
+    for damaged in (payload[:-4], bytes(changed)):
+        with pytest.raises(DataError):
+            lossless.decode_signal(damaged, signal.shape)
+    words = np.array([5, 9], dtype=np.uint32)
+    decoder = ans.Decoder(words)
+    cdfs, starts = ans.pack([ans.quantised_cdf(np.array([0.5, 0.5]))])
+    out = np.empty(2, dtype=np.int64)
+    assert not ans.decode_wavefront(words, decoder.cursor, np.array([0, 1]), 1, cdfs, starts, np.zeros(1, np.int64),
+                                    np.zeros(1, np.int64), ESCAPE_BITS, out)

@@ -10,7 +10,9 @@
 * :mod:`medzoo.codec.exact` - the reproducible arithmetic behind those tables: exp, log,
   the Gaussian CDF from IEEE basic operations, and networks run in exact fixed point.
 * :mod:`medzoo.codec.lossless` - exact coding of integer pixels (8-16 bit, signed too):
-  neighbour prediction, optionally on top of the codec's exact reconstruction.
+  neighbour prediction, optionally on top of the codec's exact reconstruction; its compiled loops are
+  :mod:`medzoo.codec.wavefront` (prediction, a wavefront at a time) and :mod:`medzoo.codec.ans` (the
+  range coder, writing ``constriction``'s streams word for word).
 * :mod:`medzoo.codec.colour` - the reversible colour transform (YCoCg-R) lossless streams
   apply to 8-bit colour, whose planes are nearly the same grey image.
 * :mod:`medzoo.codec.tiles` - the tile grid that keeps memory bounded on large images.

@@ -38,6 +38,9 @@ def quantised_cdf(probabilities: np.ndarray) -> np.ndarray:
     n = p.shape[0]
     if not 2 <= n < (1 << PRECISION) - 1:
         raise DataError(f"a categorical model needs 2 to 2^24 - 2 symbols, not {n}")
+    total = float(np.cumsum(p)[-1])  # constriction's sequential sum; it refuses a table unless this is normal
+    if not (np.isfinite(p).all() and (p >= 0).all() and np.isfinite(total) and total >= np.finfo(np.float64).tiny):
+        raise DataError("a categorical model's probabilities must be finite, non-negative and not all zero")
     out = np.empty(n + 1, dtype=np.int64)
     _fill_cdf(p, out)
     return out
@@ -67,7 +70,7 @@ def pack(cdfs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------- encoder
 @jit
 def _push(state, words, n, left, probability):
-    """Encode one symbol (its cumulative ``left`` and ``probability`` out of 2^24); returns the state and the
+    """Push one symbol (its cumulative ``left`` and ``probability`` out of 2^24); returns the state and the
     number of words."""
     if (state >> np.uint64(40)) >= np.uint64(probability):
         words[n] = np.uint32(state & np.uint64(0xFFFFFFFF))
@@ -120,7 +123,8 @@ def encode_groups(errors, order, contexts, bounds, shifts, halves, cdfs, starts,
 
 # ----------------------------------------------------------------------------------------------- decoder
 class Decoder:
-    """Pops what :func:`encode_groups` pushed: ``decode_wavefront`` gives one wavefront's errors at a time."""
+    """A stream's words and the decoder's cursor (state, position), which :func:`decode_wavefront` advances one
+    wavefront at a time, popping what :func:`encode_groups` pushed."""
 
     def __init__(self, words: np.ndarray):
         """``words``: the stream's 32-bit words (as ``constriction.stream.stack.AnsCoder(words)`` takes them)."""
@@ -138,6 +142,13 @@ class Decoder:
                 pos -= 1
                 state = (state << 32) | int(self.words[pos])
         self.cursor[:] = (state, pos)
+
+    def check_finished(self) -> None:
+        """Every word read and the state back at the encoder's start (0): else the stream held other symbols
+        than the decoder read, i.e. it is damaged or truncated."""
+        if self.cursor[0] != 0 or self.cursor[1] != 0:
+            raise DataError("a residual payload's range-coded words do not decode to its pixels: it is damaged or "
+                            "truncated")
 
 
 @jit
@@ -176,12 +187,16 @@ def _pop_bits(words, state, pos, bits):
 @jit
 def decode_wavefront(words, cursor, ctx, contexts, cdfs, starts, shifts, halves, escape_bits, out):
     """One wavefront's errors, whose contexts are ``ctx`` (pixel order), into ``out``; ``cursor`` holds the
-    decoder's state and position between calls.
+    decoder's state and position between calls. Returns False (nothing decoded) if a context is not below
+    ``contexts``, which no valid payload gives.
 
     The stream holds, per context present (ascending): its pixels' symbols in pixel order (a table
     index, ``2 half + 1`` announcing an escape), then its escaped values (offset by
     ``2^(escape_bits - 1)``), then its low bits; each error is ``(high << shift) + low``.
     """
+    for i in range(ctx.shape[0]):
+        if not 0 <= ctx[i] < contexts:
+            return False
     state, pos = cursor[0], np.int64(cursor[1])
     counts = np.zeros(contexts + 1, dtype=np.int64)
     for i in range(ctx.shape[0]):
@@ -216,3 +231,4 @@ def decode_wavefront(words, cursor, ctx, contexts, cdfs, starts, shifts, halves,
                 low, state, pos = _pop_bits(words, state, pos, shift)
             out[pixel_of[j]] = (high[j] << shift) + low
     cursor[0], cursor[1] = state, np.uint64(pos)
+    return True

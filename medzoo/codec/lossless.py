@@ -121,6 +121,7 @@ def _cdf(table: np.ndarray, index: int) -> np.ndarray:
     return _parametric_cdfs()[index] if index != EXPLICIT else ans.quantised_cdf(table)
 
 
+# ----------------------------------------------------------------- prediction
 def pixel_range(images: np.ndarray) -> np.ndarray:
     """Per image and channel ``[low, high]`` (int64 array (N, C, 2))."""
     low = images.min(axis=(1, 2))
@@ -396,6 +397,9 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
     shifts = np.array([shift for _, shift in choices], dtype=np.int64)
     halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
 
+    if errors.size and int(np.abs(errors).max()) >= 1 << (ESCAPE_BITS - 1):  # the escape's range (none of DTYPES)
+        raise DataError(f"a prediction error of {int(np.abs(errors).max())} is beyond what the causal coder can "
+                        f"code (below 2^{ESCAPE_BITS - 1})")
     # the errors in stream order, split and coded in one compiled pass
     order, groups, bounds = _coding_order(context, contexts, row_weight)
     words = np.empty(2 * errors.size + 2, dtype=np.uint32)
@@ -442,7 +446,7 @@ class _ErrorDecoder:
         words = payload[r.pos:]
         if len(words) % 4:
             raise DataError("a residual payload is whole 32-bit words")
-        self.words = ans.Decoder(np.frombuffer(words, dtype="<u4"))
+        self.coder = ans.Decoder(np.frombuffer(words, dtype="<u4"))
         self.cdfs, self.starts = ans.pack([_cdf(table, index) for table, (index, _) in zip(tables, choices)])
         self.shifts = np.array([shift for _, shift in choices], dtype=np.int64)
         self.halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
@@ -459,15 +463,17 @@ class _ErrorDecoder:
         predicted = np.empty(planes * longest, dtype=np.int64)
         context = np.empty(planes * longest, dtype=np.int64)
         decoded = np.empty(planes * longest, dtype=np.int64)
-        words, cursor = self.words.words, self.words.cursor
+        words, cursor = self.coder.words, self.coder.cursor
         for t in range(steps):
             n = step(t, at, predicted, context)
-            ans.decode_wavefront(words, cursor, context[:planes * n], self.contexts, self.cdfs, self.starts,
-                                 self.shifts, self.halves, ESCAPE_BITS, decoded)
+            if not ans.decode_wavefront(words, cursor, context[:planes * n], self.contexts, self.cdfs, self.starts,
+                                        self.shifts, self.halves, ESCAPE_BITS, decoded):
+                raise DataError("the residual payload gives a pixel a context it does not have")
             if floor is None:
                 wavefront.place(signal, errors, at, n, predicted, decoded)
             else:
                 wavefront.place_floor(signal, errors, at, n, predicted, decoded, context, *floor)
+        self.coder.check_finished()
 
 
 # ----------------------------------------------------------------- payload version 1: the median edge detector

@@ -52,7 +52,7 @@ def activity_bins(pixels: int) -> int:
     return next(bins for limit, bins in ACTIVITY_BINS if limit is None or pixels <= limit)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
     """Where each pixel's nine neighbours are read: flat indices (9, H*W) into a plane of H*W values followed by
     a zero (index ``H*W``).
@@ -61,8 +61,9 @@ def neighbour_sources(h: int, w: int, fallback: bool = True) -> np.ndarray:
     zero at the first pixel), so only pixels above, or left in the same row, are ever read and
     the decoder, which has decoded only those, computes the same numbers. Without ``fallback``
     a neighbour outside reads the zero (prediction errors). The table depends on the shape
-    alone: the encoder gathers all pixels through it at once, the decoder a wavefront at a time.
-    The tables of the last few shapes are kept (read-only), so the slices of a series cost it once.
+    alone. It is the definition, in numpy: the coder's compiled loops compute each pixel's column of
+    it instead (:func:`medzoo.codec.wavefront.neighbour_indices`; a radiograph's table is hundreds of MB),
+    and ``tests/test_codec_wavefront.py`` holds them to it. The last tables are kept (read-only).
     """
     dtype = np.int32 if h * w < 2 ** 31 - 1 else np.int64
     at = np.arange(h * w, dtype=dtype)

@@ -74,10 +74,9 @@ _FALLBACK = np.array([-1 if k is None else k for k in FALLBACK], dtype=np.int64)
 
 @jit
 def _neighbours(r, c, h, w, fallback, src):
-    """The flat indices of pixel ``(r, c)``'s first ``len(src)`` neighbours into ``src``: row
-    :func:`~medzoo.codec.prediction.neighbour_sources` ``[:, r * w + c]`` of an H x W image, computed rather
-    than read from that table (nine scattered reads a pixel in the decoder's wavefronts, and 9 x 8 bytes a
-    pixel to build)."""
+    """The flat indices of pixel ``(r, c)``'s first ``len(src)`` neighbours into ``src``: column ``r * w + c`` of
+    :func:`~medzoo.codec.prediction.neighbour_sources` for an H x W image, computed rather than read from
+    that table (nine scattered reads a pixel in the decoder's wavefronts, and 36 bytes a pixel to build)."""
     a = r * w + c
     if r >= 2 and 2 <= c < w - 1:  # inside: every neighbour is in the image
         for k in range(src.shape[0]):
