@@ -28,7 +28,6 @@ from medzoo.errors import DataError
 
 #: probabilities are integers out of 2^PRECISION
 PRECISION = 24
-_MASK = (1 << PRECISION) - 1
 
 
 def quantised_cdf(probabilities: np.ndarray) -> np.ndarray:

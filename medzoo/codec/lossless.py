@@ -390,6 +390,10 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
                  row_weight: int) -> bytes:
     """Prediction errors (P, H, W) and their contexts -> each context's table (side information), the context
     thresholds and the ANS words, the errors in stream order (:func:`_coding_order`)."""
+    largest = int(np.abs(errors).max()) if errors.size else 0
+    if largest >= 1 << (ESCAPE_BITS - 1):  # beyond the escape's range (no error of DTYPES reaches it)
+        raise DataError(f"a prediction error of {largest} is beyond what the causal coder can code "
+                        f"(below 2^{ESCAPE_BITS - 1})")
     chosen = [choose_table(group, _max_shift(dtype)) for group in _by_context(errors, context, contexts)]
     choices = [(index, shift) for index, shift, _ in chosen]
     tables = [error_tables()[index] if levels is None else explicit_table(levels) for index, _, levels in chosen]
@@ -397,9 +401,6 @@ def _code_errors(errors: np.ndarray, context: np.ndarray, contexts: int, thresho
     shifts = np.array([shift for _, shift in choices], dtype=np.int64)
     halves = np.array([(len(table) - 2) // 2 for table in tables], dtype=np.int64)
 
-    if errors.size and int(np.abs(errors).max()) >= 1 << (ESCAPE_BITS - 1):  # the escape's range (none of DTYPES)
-        raise DataError(f"a prediction error of {int(np.abs(errors).max())} is beyond what the causal coder can "
-                        f"code (below 2^{ESCAPE_BITS - 1})")
     # the errors in stream order, split and coded in one compiled pass
     order, groups, bounds = _coding_order(context, contexts, row_weight)
     words = np.empty(2 * errors.size + 2, dtype=np.uint32)

@@ -171,26 +171,18 @@ def _floor_edge(signal, p, src, floor):
 
 
 @jit
-def linear_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds, low, high, coef_bits,
-                at, predicted, context):
-    """Wavefront ``t = 2 r + c`` of payload version 2: fills ``at`` (its flat pixel indices, rows ascending),
+def linear_floor_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds,
+                      level_thresholds, low, high, coef_bits, edge_context, at, predicted, context):
+    """Wavefront ``t = 2 r + c`` of payload versions 2-4: fills ``at`` (its flat pixel indices, rows ascending),
     ``predicted`` and ``context`` (plane, then pixel: the stream's order) and returns its pixels per plane.
 
     ``signal`` and ``errors`` are (P, H*W + 1) with the zero last (:func:`~medzoo.codec.prediction.with_zero`);
-    A pixel's neighbours are those of :func:`~medzoo.codec.prediction.neighbour_sources` (:func:`_neighbours`).
-    """
-    return linear_floor_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds,
-                             np.zeros(0, dtype=np.int64), low, high, coef_bits, -1, at, predicted, context)
-
-
-@jit
-def linear_floor_step(signal, errors, t, h, w, coefficients, activity_thresholds, context_thresholds,
-                      level_thresholds, low, high, coef_bits, edge_context, at, predicted, context):
-    """:func:`linear_step` of payload versions 3 and 4 (version 2's where ``edge_context`` is -1 and
-    ``level_thresholds`` empty): a pixel on the edge of the floor ``low`` (:func:`_floor_edge`) is predicted
-    by its neighbours off the floor and takes context ``edge_context``; :func:`place_floor` reads its error.
-    With ``level_thresholds`` (version 4), a pixel's context is its energy's bin times their count plus one,
-    plus the level of its prediction (how many of them are ``<=`` it)."""
+    a pixel's neighbours are those of :func:`~medzoo.codec.prediction.neighbour_sources` (:func:`_neighbours`).
+    Version 2: ``edge_context`` -1 and ``level_thresholds`` empty. Version 3: a pixel on the edge of the floor
+    ``low`` (:func:`_floor_edge`) is predicted by its neighbours off the floor and takes context
+    ``edge_context``; :func:`place_floor` reads its error. Version 4 (``level_thresholds``): a pixel's context
+    is its energy's bin times their count plus one, plus the level of its prediction (how many of them are
+    ``<=`` it)."""
     first = max(0, -(-(t - w + 1) // 2))
     n = min(h - 1, t // 2) - first + 1
     levels = level_thresholds.shape[0] + 1
@@ -247,7 +239,7 @@ def linear_activities(signal, h, w, out):
 
 @jit
 def linear_predictions(signal, h, w, coefficients, activity_thresholds, low, high, coef_bits, out):
-    """The encoder's side of :func:`linear_step`: every pixel's prediction at once (the whole signal is known)."""
+    """The encoder's side of :func:`linear_floor_step`: every pixel's prediction at once (the whole signal is known)."""
     src = np.empty(9, dtype=np.int64)
     for p in range(out.shape[0]):
         for a in range(out.shape[1]):
@@ -258,7 +250,7 @@ def linear_predictions(signal, h, w, coefficients, activity_thresholds, low, hig
 
 @jit
 def linear_energies(signal, errors, h, w, out):
-    """The encoder's side of :func:`linear_step`: every pixel's context variable at once."""
+    """The encoder's side of :func:`linear_floor_step`: every pixel's context variable at once."""
     src = np.empty(9, dtype=np.int64)
     error_src = np.empty(4, dtype=np.int64)
     for p in range(out.shape[0]):
@@ -271,7 +263,7 @@ def linear_energies(signal, errors, h, w, out):
 
 @jit
 def median_edge_step(signal, errors, d, h, w, thresholds, at, predicted, context):
-    """Anti-diagonal ``d = r + c`` of payload version 1: like :func:`linear_step`, on (P, (H+1)*(W+1)) planes
+    """Anti-diagonal ``d = r + c`` of payload version 1: like :func:`linear_floor_step`, on (P, (H+1)*(W+1)) planes
     with a zero row above and a zero column left (``at`` indexes them); the predictor is the median edge
     detector and the context :func:`~medzoo.codec.lossless.energy`."""
     first = max(0, d - w + 1)
