@@ -80,6 +80,28 @@ def test_generate_is_seeded_and_returns_the_autoencoders_images(trained):
     assert prior.vary(a[0], strength=0.5, seed=1, steps=4).shape == (1, 16, 16, 1)
 
 
+def test_a_preset_may_give_a_label_its_own_guidance(trained):
+    """``training.sampling.guidance_per_label`` sets a label's default scale: its samples equal those drawn with that
+    scale given, other labels keep the preset's, an explicit scale overrides both; an unknown label is refused."""
+    prior, _ = trained
+    saved = getattr(prior, "zoo_metadata", None)
+    try:
+        prior.zoo_metadata = {"training": {"sampling": {"steps": 4, "guidance": 2.0,
+                                                        "guidance_per_label": {"UP": 0.5}}}}
+        assert prior.guidance_per_label == {"up": 0.5}
+        own = prior.sample_latents(3, label=["up", "down", "up"], seed=2)
+        np.testing.assert_allclose(own[[0, 2]], prior.sample_latents(3, label="up", seed=2, guidance=0.5)[[0, 2]],
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(own[1], prior.sample_latents(3, label="down", seed=2, guidance=2.0)[1],
+                                   rtol=1e-5, atol=1e-5)
+        assert np.abs(own[0] - prior.sample_latents(1, label="up", seed=2, guidance=2.0)[0]).max() > 1e-3
+        prior.zoo_metadata = {"training": {"sampling": {"guidance_per_label": {"sideways": 1.0}}}}
+        with pytest.raises(ConfigError, match="labels: up, down"):
+            prior.sample_latents(1, label="up", steps=2)
+    finally:
+        prior.zoo_metadata = saved
+
+
 def test_bad_requests_fail_with_what_is_allowed(trained):
     prior, _ = trained
     with pytest.raises(ConfigError, match="labels: up, down"):
@@ -205,7 +227,7 @@ def test_mirrored_datasets_add_their_mirror_images_to_the_cache_with_their_label
             Encoder.calls += 1
             return x
 
-    generalist = recipes.get_prior_recipe("prior-generalist-f8c4")
+    generalist = dataclasses.replace(recipes.get_prior_recipe("prior-generalist-f8c4"), jittered=())
     assert "kermany_pediatric_cxr_128" not in generalist.mirrored
     plain = dataclasses.replace(generalist, mirrored=())
     z, y, m = recipes.cached_latents(plain, Encoder(), tmp_path)
@@ -221,3 +243,52 @@ def test_mirrored_datasets_add_their_mirror_images_to_the_cache_with_their_label
     assert Encoder.calls == 2 and np.array_equal(again[0], z)  # the same mirroring: the cache is reused
     with pytest.raises(ConfigError, match="not among its datasets"):
         recipes.with_mirrors(dataclasses.replace(generalist, datasets=generalist.datasets[:1]), images, labels, modalities)
+
+
+def test_jittered_copies_follow_the_mirrors_in_the_cache_labelled_as_their_originals(tmp_path, monkeypatch):
+    """Jittered copies of the chosen sets come after the mirrors, copy by copy, with their originals' labels (kept
+    or dropped alike); a brain copy may be mirrored, a chest copy never; the metadata's record rebuilds them
+    (``seen_images``); another jittering encodes the cache again; a dataset the recipe lacks is refused."""
+    import dataclasses
+
+    from medzoo.data.jitter import jittered_copies, name_seed
+    from medzoo.recipes import prior as recipes
+
+    rng = np.random.default_rng(1)
+    images = rng.random((8, 6, 6, 1)).astype(np.float32)
+    labels = np.array([1, 2, 1, 2, 4, 5, 4, 0], np.int32)
+    modalities = np.array([0, 0, 0, 0, 1, 1, 1, 3])
+    monkeypatch.setattr(recipes, "training_images", lambda recipe, split, data_dir=None: (images, labels, modalities))
+
+    class Encoder:
+        calls = 0
+
+        def encode(self, x, batch_size=64):
+            Encoder.calls += 1
+            return x
+
+    base = recipes.get_prior_recipe("prior-generalist-f8c4")
+    chest, brain = base.datasets[0], base.datasets[1]
+    recipe = dataclasses.replace(base, jittered=((chest, 1), (brain, 2)))
+    z, y, m = recipes.cached_latents(recipe, Encoder(), tmp_path, labelled_fraction=0.5)
+    kept = recipes.keep_labels(labels, 0.5, recipe.seed)
+    mirrors = int(np.isin(modalities, [1, 3]).sum())
+    start = 8 + mirrors
+    assert len(z) == start + 4 + 2 * 3
+    # in the order of the datasets' names: brain MRI's copies, then the chest X-rays'
+    np.testing.assert_array_equal(z[start:start + 6], jittered_copies(images[4:7], 2, name_seed(brain, 0), flip=True))
+    np.testing.assert_array_equal(z[start + 6:], jittered_copies(images[:4], 1, name_seed(chest, 0)))
+    np.testing.assert_array_equal(y[start:], np.concatenate([np.tile(kept[4:7], 2), kept[:4]]))
+    np.testing.assert_array_equal(m[start:], [1] * 6 + [0] * 4)
+    # what the benchmark compares samples with: originals, mirrors and the same copies
+    record = {"mirrored": list(recipe.mirrored), "jittered": {brain: 2}, "seed": recipe.seed}
+    seen = recipes.seen_images(images[4:7], brain, record)
+    np.testing.assert_array_equal(seen, np.concatenate([images[4:7], images[4:7, :, ::-1], z[start:start + 6]]))
+    assert len(recipes.seen_images(images[:4], chest, record)) == 4  # chest: not jittered in this record
+    assert Encoder.calls == 1
+    recipes.cached_latents(recipe, Encoder(), tmp_path)
+    assert Encoder.calls == 1  # the same jittering: reused
+    recipes.cached_latents(dataclasses.replace(recipe, jittered=((brain, 1),)), Encoder(), tmp_path)
+    assert Encoder.calls == 2  # another jittering: encoded again
+    with pytest.raises(ConfigError, match="jittered datasets"):
+        recipes.with_jittered(dataclasses.replace(recipe, jittered=(("nope", 1),)), images, labels, modalities)

@@ -68,9 +68,10 @@ def test_one_classifier_seed_gets_its_auroc_and_an_interval():
     assert _mean_auroc(labels, two) == (auroc(labels, two[:, 0]) + auroc(labels, two[:, 1])) / 2
 
 
-def test_a_prior_trained_on_mirror_images_is_judged_against_them_too():
-    """Samples that copy mirrored training images are copies: with ``mirrored`` they sit at distance 0 and are
-    paired with the mirror image; without it the same samples would pass for new images."""
+def test_a_prior_trained_on_mirror_images_and_jittered_copies_is_judged_against_them_too():
+    """Samples that copy mirrored or jittered training images are copies: with the prior's training record they sit
+    at distance 0 and are paired with the version they copy; without it the same samples would pass for new images."""
+    from medzoo.data.jitter import jittered_copies, name_seed
     from medzoo.evaluate.prior_generation import nearest_training
 
     class Judge:  # features: the column means, which a left-right mirror reverses
@@ -78,11 +79,20 @@ def test_a_prior_trained_on_mirror_images_is_judged_against_them_too():
             return images.mean(axis=(1, 3))
 
     rng = np.random.default_rng(0)
-    x_train, x_test = rng.random((12, 8, 8, 1)), rng.random((6, 8, 8, 1))
+    x_train, x_test = (rng.random(shape).astype(np.float32) for shape in ((12, 8, 8, 1), (6, 8, 8, 1)))
     copies = x_train[:4, :, ::-1]
     plain, _ = nearest_training(Judge(), copies, x_test, x_train)
-    memo, pairs = nearest_training(Judge(), copies, x_test, x_train, mirrored=True)
+    record = {"mirrored": ["brain"], "jittered": {}, "seed": 0}
+    memo, pairs = nearest_training(Judge(), copies, x_test, x_train, dataset="brain", training=record)
     assert plain["pixels_ratio"] > 0.5 and not plain["with_mirrors"]
     assert memo["with_mirrors"] and memo["pixels_sample"] == 0.0 and memo["features_sample"] < 1e-6
     assert memo["pixels_test"] <= plain["pixels_test"]  # test images may sit nearer a mirror too
     assert len(pairs) == 4 and all(np.array_equal(sample, seen) for sample, seen in pairs)
+    # a jittered copy the prior saw (the second copy of image 5, as the recipe makes them) is a copy too
+    jitter = {"mirrored": ["brain"], "jittered": {"brain": 2}, "seed": 3}
+    seen_copy = jittered_copies(x_train, 2, name_seed("brain", 3), flip=True)[12 + 5]
+    alone, _ = nearest_training(Judge(), seen_copy[None], x_test, x_train, dataset="brain", training=record)
+    memo, pairs = nearest_training(Judge(), seen_copy[None], x_test, x_train, dataset="brain", training=jitter)
+    assert alone["pixels_sample"] > 0.1 and memo["pixels_sample"] == 0.0
+    assert memo["jittered_copies"] == 2 and memo["reference_images"] == 12 * 4
+    assert np.array_equal(pairs[0][1], seen_copy)

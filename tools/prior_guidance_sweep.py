@@ -25,6 +25,7 @@ def main(argv=None):
     from medzoo.data.batches import area_resize
     from medzoo.evaluate.judge import nearest_distances, train_classifier
     from medzoo.evaluate.prior_generation import generate_for_classes
+    from medzoo.recipes.prior import seen_images
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", help="a prior's zoo name or preset folder")
@@ -34,7 +35,7 @@ def main(argv=None):
     p.add_argument("--judge-steps", type=int, default=600)
     args = p.parse_args(argv)
     prior = medzoo.load(args.preset)
-    mirrored = set(prior.zoo_metadata.get("training", {}).get("mirrored") or ())
+    training = prior.zoo_metadata.get("training", {})
     for dataset in args.datasets:
         x_train, y_train = load_npz(dataset, "train")
         x_val, y_val = load_npz(dataset, "val")
@@ -52,8 +53,7 @@ def main(argv=None):
                 side = samples.shape[1]
                 if x_train.shape[1] != side:
                     x_train, x_val = (np.stack([area_resize(x, side) for x in xs]) for xs in (x_train, x_val))
-                train = np.concatenate([x_train, x_train[:, :, ::-1]]) if dataset in mirrored else x_train
-                reference = judge.features(train)
+                reference = judge.features(seen_images(x_train, dataset, training))
                 val_distance = np.median(nearest_distances(judge.features(x_val), reference)[0])
             fidelity = float((judge.predict(samples).argmax(1) == wanted).mean())
             ratio = np.median(nearest_distances(judge.features(samples), reference)[0]) / val_distance

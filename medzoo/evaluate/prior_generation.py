@@ -61,6 +61,13 @@ def blur(images, sigma=2.0) -> np.ndarray:
     return np.stack([gaussian_filter(x, sigma=(sigma, sigma, 0)) for x in np.asarray(images, np.float32)])
 
 
+def _guidance_text(settings: dict) -> str:
+    """``1.5``, or ``1.5 (chest x-ray/normal 0.9)`` where labels had their own scales."""
+    own = settings.get("guidance_per_label") or {}
+    extra = ", ".join(f"{name} {g:g}" for name, g in own.items())
+    return f"{settings['guidance']:g}" + (f" ({extra})" if extra else "")
+
+
 def generate_for_classes(prior, class_labels, dataset, *, seed, steps, guidance, batch_size=64,
                          show_progress=True) -> np.ndarray:
     """One image per entry of ``class_labels`` (dataset class indices), generated with the matching prior label."""
@@ -156,7 +163,10 @@ class PriorGenerationResult(Result):
         out = format_table(["distance", "prior samples", "real train (floor)", "VAE N(0, I)", "blurred test"], lines,
                            title=f"{self.model}: distribution distance on {self.dataset} (lower is closer)")
         t = r["tstr"]
-        nearest = "nearest-training" + (" (or mirror)" if r["memorisation"].get("with_mirrors") else "")
+        memo = r["memorisation"]
+        versions = (["mirror"] if memo.get("with_mirrors") else []) + (
+            [f"{memo['jittered_copies']} jittered copies"] if memo.get("jittered_copies") else [])
+        nearest = "nearest-training" + (f" (or its {' or '.join(versions)})" if versions else "")
         rows = [
             ["label fidelity (judge agrees with the asked label)", f(r["label_fidelity"], 3),
              f"judge accuracy on real test {r['judge_accuracy']:.3f}"],
@@ -169,7 +179,7 @@ class PriorGenerationResult(Result):
             [f"median {nearest} distance, pixels (sample / test)", f(r["memorisation"]["pixels_ratio"], 3),
              f"{r['memorisation']['pixels_sample']:.3f} / {r['memorisation']['pixels_test']:.3f}"],
             ["sampling speed (images/s)", f(r["images_per_second"], 2),
-             f"{self.settings['steps']} steps, guidance {self.settings['guidance']}"],
+             f"{self.settings['steps']} steps, guidance {_guidance_text(self.settings)}"],
         ]
         out += "\n\n" + format_table(["measure", "prior", "reference"], rows, title="fidelity, usefulness, copies")
         if self.augmentation:
@@ -246,14 +256,19 @@ def _trained_auroc(images, labels, x_test, y_test, *, steps, seed, repeats, resa
     return {"auroc": float(np.mean(per_seed)), "ci": ci, "per_seed": per_seed}
 
 
-def nearest_training(judge, samples, x_test, x_train, *, mirrored=False) -> tuple[dict, list]:
+def nearest_training(judge, samples, x_test, x_train, *, dataset=None, training=None) -> tuple[dict, list]:
     """Memorisation: the median distance of samples and of real test images to their nearest training image, in
     the judge's features and in pixels, and the eight closest (sample, training image) pairs.
 
-    ``mirrored``: the prior also trained on the training images' left-right mirrors, so they count as training
-    images too (a sample that copies a mirrored slice is a copy).
+    ``dataset`` and ``training`` (the prior's metadata ``training``): where the prior also trained on the
+    training images' mirrors or jittered copies (:func:`medzoo.recipes.prior.seen_images`), they count as
+    training images too (a sample that copies a mirrored or rotated slice is a copy), for samples and test
+    images alike.
     """
-    seen = np.concatenate([x_train, x_train[:, :, ::-1]]) if mirrored else x_train
+    from medzoo.recipes.prior import seen_images
+
+    training = training or {}
+    seen = seen_images(x_train, dataset, training) if dataset is not None else np.asarray(x_train, np.float32)
     f_train = judge.features(seen)
     d_feat_s, _ = nearest_distances(judge.features(samples), f_train)
     d_feat_t, _ = nearest_distances(judge.features(x_test), f_train)
@@ -261,7 +276,8 @@ def nearest_training(judge, samples, x_test, x_train, *, mirrored=False) -> tupl
     d_pix_t, _ = nearest_distances(x_test, seen)
     memo = {"features_sample": float(np.median(d_feat_s)), "features_test": float(np.median(d_feat_t)),
             "pixels_sample": float(np.median(d_pix_s)), "pixels_test": float(np.median(d_pix_t)),
-            "with_mirrors": bool(mirrored)}
+            "with_mirrors": dataset in set(training.get("mirrored") or ()),
+            "jittered_copies": int((training.get("jittered") or {}).get(dataset, 0)), "reference_images": len(seen)}
     memo["features_ratio"] = memo["features_sample"] / memo["features_test"]
     memo["pixels_ratio"] = memo["pixels_sample"] / memo["pixels_test"]
     closest = np.argsort(d_pix_s)[:8]
@@ -292,7 +308,7 @@ def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=12
 
     default_steps, default_guidance = prior.sampling_defaults()
     steps = int(steps or default_steps)
-    guidance = float(default_guidance if guidance is None else guidance)
+    guidance = None if guidance is None else float(guidance)  # None: the preset's, each label's own where set
     x_train, y_train = load_npz(dataset, "train", data_dir=data_dir)
     x_test, y_test = load_npz(dataset, "test", data_dir=data_dir)
     x_train = (x_train.astype(np.float32) / 255.0)[..., None]
@@ -341,8 +357,8 @@ def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=12
         row = _trained_auroc(xs, ys, x_test, y_test, seed=seed + 1, first=first, **trained)
         tstr[key], tstr[f"{key}_ci"], tstr[f"{key}_per_seed"] = row["auroc"], row["ci"], row["per_seed"]
 
-    mirrored = dataset in set((getattr(prior, "zoo_metadata", None) or {}).get("training", {}).get("mirrored") or ())
-    memo, pairs = nearest_training(judge, samples, x_test, x_train, mirrored=mirrored)
+    memo, pairs = nearest_training(judge, samples, x_test, x_train, dataset=dataset,
+                                   training=(getattr(prior, "zoo_metadata", None) or {}).get("training", {}))
 
     augmentation = []
     ratios = ratios or {0.01: [1, 4, 10], 0.1: [0.5, 1, 2], 1.0: [0.25]}
@@ -378,7 +394,9 @@ def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=12
         by_label[name] = samples[wanted == c]
     rows = {"feature_fd": feature_fd, "frd": frd_values, "label_fidelity": fidelity,
             "judge_accuracy": judge_accuracy, "tstr": tstr, "memorisation": memo, "images_per_second": speed}
-    settings = {"steps": steps, "guidance": guidance, "samples": n, "classifier_steps": classifier_steps,
+    own = {name: g for name, g in prior.guidance_per_label.items() if name in names} if guidance is None else {}
+    settings = {"steps": steps, "guidance": default_guidance if guidance is None else guidance, "samples": n,
+                "guidance_per_label": own, "classifier_steps": classifier_steps,
                 "classifier_repeats": classifier_repeats,
                 "frd_images": frd_images, "judge_side_px": judge.side, "test_images": len(x_test), "seed": seed}
     label = f"{prior.zoo_metadata.get('name', 'prior')} {prior.zoo_metadata.get('version', '')}".strip() \

@@ -52,6 +52,11 @@ class PriorRecipe:
     twice, with its label): more anatomy for the small sets, so samples need not sit as close
     to the training images. Only where a mirror image is still a plausible scan (brain MRI,
     breast and fetal ultrasound); never chest X-rays, whose heart would move to the right.
+
+    ``jittered``: ``(dataset, copies)`` pairs: that many jittered copies of each of the dataset's
+    training images (small rotations, zooms, shifts, gamma; :mod:`medzoo.data.jitter`, mirrored at
+    random where the dataset is in ``mirrored``), encoded into the cache and labelled as their
+    originals: more distinct images, so samples need not copy the few there are.
     """
 
     name: str
@@ -70,6 +75,7 @@ class PriorRecipe:
     guidance: float = 1.5
     labelled_fraction: float = 1.0
     mirrored: tuple = ()
+    jittered: tuple = ()
     seed: int = 0
 
     def label_names(self) -> list[str]:
@@ -94,6 +100,8 @@ PRIOR_RECIPES = {
         name="prior-generalist-f8c4", autoencoder="vae-generalist-f8c4", labelling="dataset/class",
         datasets=("kermany_pediatric_cxr_128", "brain_tumor_figshare_128", "busbra_256", "hc18_256"),
         mirrored=("brain_tumor_figshare_128", "busbra_256", "hc18_256"),
+        jittered=(("kermany_pediatric_cxr_128", 1), ("brain_tumor_figshare_128", 3), ("busbra_256", 2),
+                  ("hc18_256", 1)),
         description="Rectified-flow prior on vae-generalist-f8c4's latents of four modalities at 128 px (chest "
                     "X-ray, brain MRI, breast and fetal head ultrasound), conditioned on modality and class"),
 }
@@ -148,37 +156,86 @@ def cached_latents(recipe: PriorRecipe, autoencoder, out: pathlib.Path, data_dir
     ``labelled_fraction`` < 1 keeps the labels of that share of the images (a fixed,
     class-stratified draw) and marks the others unlabelled (-1): the few-label setting,
     in which the prior may see no more labels than a classifier trained beside it.
-    The mirror images of ``recipe.mirrored``'s datasets follow, labelled as their originals;
-    a cache made with other mirrored datasets is encoded again.
+    The mirror images of ``recipe.mirrored``'s datasets and the jittered copies of
+    ``recipe.jittered``'s follow, labelled as their originals; a cache made with other
+    mirrored or jittered datasets is encoded again.
     """
     path = out / "latents.npz"
-    mirrored = sorted(recipe.mirrored)
+    made_with = _expansion(recipe)
     if path.exists():
         with np.load(path) as f:
-            if sorted(str(d) for d in f.get("mirrored", [])) == mirrored:
+            cached = {"mirrored": sorted(str(d) for d in f.get("mirrored", [])),
+                      "jittered": json.loads(str(f["jittered"])) if "jittered" in f else {}}
+            if cached == made_with:
                 return f["latents"], f["labels"], f["modalities"]
-        log.info("the cached latents were made with other mirrored datasets: encoding them again")
+        log.info("the cached latents were made with other mirrored or jittered datasets: encoding them again")
     images, labels, modalities = training_images(recipe, "train", data_dir)
     fraction = recipe.labelled_fraction if labelled_fraction is None else labelled_fraction
     labels = keep_labels(labels, fraction, recipe.seed)
+    copies = with_jittered(recipe, images, labels, modalities)
     images, labels, modalities = with_mirrors(recipe, images, labels, modalities)
+    images, labels, modalities = (np.concatenate([a, b]) for a, b in zip((images, labels, modalities), copies))
     log.info("encoding %d training images with %s", len(images), recipe.autoencoder)
     latents = encode_latents(autoencoder, images)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(path, latents=latents, labels=labels, modalities=modalities, mirrored=np.array(mirrored, dtype=str))
+    np.savez(path, latents=latents, labels=labels, modalities=modalities,
+             mirrored=np.array(made_with["mirrored"], dtype=str), jittered=np.array(json.dumps(made_with["jittered"])))
     return latents, labels, modalities
+
+
+def _expansion(recipe: PriorRecipe) -> dict:
+    """What a cache's images beyond the originals are: the mirrored datasets and the jittered copies per dataset."""
+    return {"mirrored": sorted(recipe.mirrored), "jittered": {d: int(k) for d, k in sorted(recipe.jittered) if k}}
+
+
+def _check_among_datasets(recipe: PriorRecipe, field: str, names) -> None:
+    unknown = set(names) - set(recipe.datasets)
+    if unknown:
+        raise ConfigError(f"{recipe.name}: {field} datasets {sorted(unknown)} are not among its datasets "
+                          f"{list(recipe.datasets)}")
 
 
 def with_mirrors(recipe: PriorRecipe, images, labels, modalities):
     """The images followed by the left-right mirror images of ``recipe.mirrored``'s datasets, with their labels."""
-    unknown = set(recipe.mirrored) - set(recipe.datasets)
-    if unknown:
-        raise ConfigError(f"{recipe.name}: mirrored datasets {sorted(unknown)} are not among its datasets "
-                          f"{list(recipe.datasets)}")
+    _check_among_datasets(recipe, "mirrored", recipe.mirrored)
     chosen = [recipe.datasets.index(d) for d in recipe.mirrored]
     pick = np.isin(modalities, chosen)
     return (np.concatenate([images, images[pick][:, :, ::-1]]), np.concatenate([labels, labels[pick]]),
             np.concatenate([modalities, modalities[pick]]))
+
+
+def with_jittered(recipe: PriorRecipe, images, labels, modalities):
+    """``(images, labels, modalities)`` of the jittered copies of ``recipe.jittered``'s datasets (none: empty arrays)."""
+    from medzoo.data.jitter import jittered_copies, name_seed
+
+    jittered = _expansion(recipe)["jittered"]
+    _check_among_datasets(recipe, "jittered", jittered)
+    parts = ([images[:0]], [labels[:0]], [modalities[:0]])
+    for dataset, copies in jittered.items():
+        pick = modalities == recipe.datasets.index(dataset)
+        parts[0].append(jittered_copies(images[pick], copies, name_seed(dataset, recipe.seed),
+                                        flip=dataset in recipe.mirrored))
+        parts[1].append(np.tile(labels[pick], copies))
+        parts[2].append(np.tile(modalities[pick], copies))
+    return tuple(np.concatenate(p) for p in parts)
+
+
+def seen_images(images, dataset: str, training: dict) -> np.ndarray:
+    """Every version of a dataset's training ``images`` that a prior trained on, from its metadata's ``training``.
+
+    The images, then their mirrors (if the dataset was mirrored), then their jittered copies, as
+    :func:`cached_latents` made them: the reference set of a memorisation measure (a sample that
+    copies a mirrored or jittered training image is a copy).
+    """
+    from medzoo.data.jitter import jittered_copies, name_seed
+
+    images = np.asarray(images, np.float32)
+    mirrored = dataset in set(training.get("mirrored") or ())
+    parts = [images] + ([images[:, :, ::-1]] if mirrored else [])
+    copies = int((training.get("jittered") or {}).get(dataset, 0))
+    if copies:
+        parts.append(jittered_copies(images, copies, name_seed(dataset, int(training.get("seed", 0))), flip=mirrored))
+    return np.concatenate(parts)
 
 
 def keep_labels(labels, fraction: float, seed: int = 0) -> np.ndarray:
@@ -305,6 +362,8 @@ def train_prior(recipe, output, *, time_budget_s=3600.0, resume=False, init_from
              "backend": keras.backend.backend()}
     if recipe.mirrored:
         stage["mirrored"] = sorted(recipe.mirrored)
+    if recipe.jittered:
+        stage["jittered"] = _expansion(recipe)["jittered"]
     state["stages"].append(stage)
     _checkpoint(prior, ema, ckpt, state)
     if write_preset:
@@ -422,6 +481,7 @@ def write_prior_preset(prior, recipe: PriorRecipe, autoencoder, directory, state
         "labels": prior.labels,
         "labelled_fraction": 1.0 if labelled_fraction is None else float(labelled_fraction),
         "mirrored": sorted(recipe.mirrored),
+        "jittered": _expansion(recipe)["jittered"],
         "objective": "rectified flow (flow matching), logit-normal times, label dropout "
                      f"{prior.label_dropout}, EMA {recipe.ema_decay} of the weights",
         "sampling": {"steps": recipe.steps, "guidance": recipe.guidance, "solver": "euler"},
