@@ -402,13 +402,16 @@ class LatentPrior(keras.Model):
         return self._compiled["guided"]
 
     def _integrate(self, x, labels, t_start, steps, guidance, batch_size) -> np.ndarray:
-        """Euler steps of the guided velocity from ``t_start`` down to 0, on normalised latents."""
+        """Euler steps of the guided velocity from ``t_start`` down to 0, on normalised latents.
+
+        ``guidance``: one scale for all, or one per row of ``x``.
+        """
         step = self._guided()
         times = np.linspace(t_start, 0.0, steps + 1, dtype=np.float32)
         out = []
         for i in range(0, len(x), batch_size):
             xb, lb = x[i:i + batch_size].astype(np.float32), labels[i:i + batch_size].astype(np.int32)
-            g = np.full((len(xb),), guidance, np.float32)
+            g = np.broadcast_to(np.asarray(guidance, np.float32), (len(x),))[i:i + batch_size].copy()
             for t0, t1 in zip(times[:-1], times[1:]):
                 xb = xb + (t1 - t0) * step(xb, np.full((len(xb),), t0, np.float32), lb, g)
             out.append(xb)
@@ -416,8 +419,32 @@ class LatentPrior(keras.Model):
 
     def sampling_defaults(self) -> tuple[int, float]:
         """``(steps, guidance)``: what the preset's benchmark measured (its ``training.sampling``), else 30 and 1.5."""
-        sampling = ((getattr(self, "zoo_metadata", None) or {}).get("training") or {}).get("sampling") or {}
+        sampling = self._sampling_record()
         return int(sampling.get("steps", 30)), float(sampling.get("guidance", 1.5))
+
+    def _sampling_record(self) -> dict:
+        return ((getattr(self, "zoo_metadata", None) or {}).get("training") or {}).get("sampling") or {}
+
+    @property
+    def guidance_per_label(self) -> dict:
+        """The preset's guidance scale for each label that has its own (``training.sampling.guidance_per_label``).
+
+        A label's own scale trades how surely a sample shows its class against how near it may sit
+        to the training images; a preset sets it where its validation sweep found the balance
+        (``tools/prior_guidance_sweep.py``). Labels not named use the preset's ``guidance``.
+        """
+        per_label = self._sampling_record().get("guidance_per_label") or {}
+        return {self.labels[self.label_index(name)]: float(g) for name, g in per_label.items()}
+
+    def _guidance_for(self, labels: np.ndarray, guidance) -> np.ndarray:
+        """One guidance scale per sample: ``guidance`` where given, else each label's default."""
+        if guidance is not None:
+            self._check_sampling(1, guidance)
+            return np.full(len(labels), float(guidance), np.float32)
+        default = self.sampling_defaults()[1]
+        own = self.guidance_per_label
+        names = [self.labels[i] if 0 <= i < len(self.labels) else None for i in labels]
+        return np.array([own.get(name, default) for name in names], np.float32)
 
     def _check_sampling(self, steps, guidance):
         if int(steps) != steps or steps < 1:
@@ -434,17 +461,16 @@ class LatentPrior(keras.Model):
         """
         if int(n) != n or n < 1:
             raise ConfigError(f"n must be an integer >= 1, got {n!r}")
-        default_steps, default_guidance = self.sampling_defaults()
-        steps = default_steps if steps is None else steps
-        guidance = default_guidance if guidance is None else guidance
-        self._check_sampling(steps, guidance)
+        steps = self.sampling_defaults()[0] if steps is None else steps
+        self._check_sampling(steps, 1.0 if guidance is None else guidance)
         labels = self._labels_for(label, int(n))
+        scales = self._guidance_for(labels, guidance)
         h, w = self.latent_grid if latent_size is None else (int(latent_size[0]), int(latent_size[1]))
         if h % self.stride or w % self.stride or min(h, w) < self.stride:
             raise ConfigError(f"a latent of {h}x{w} does not fit this prior's network: its sides must be multiples "
                               f"of {self.stride} (images whose sides are multiples of {self.stride} latent cells)")
         noise = np.random.default_rng(seed).standard_normal((int(n), h, w, self.latent_channels)).astype(np.float32)
-        x = self._integrate(noise, labels, 1.0, int(steps), float(guidance), batch_size)
+        x = self._integrate(noise, labels, 1.0, int(steps), scales, batch_size)
         return x * np.asarray(self.latent_std) + np.asarray(self.latent_mean)
 
     def generate(self, n, label=None, seed=0, steps=None, guidance=None, size=None, batch_size=64) -> np.ndarray:
@@ -458,7 +484,8 @@ class LatentPrior(keras.Model):
             steps: Euler steps from noise to latent (more: slower, slightly sharper); default
                 the preset's (:meth:`sampling_defaults`).
             guidance: classifier-free guidance scale (1: conditional model alone; higher:
-                closer to the label, less varied; ignored for ``label=None``); default the preset's.
+                closer to the label, less varied; ignored for ``label=None``); default the preset's,
+                each label's own where the preset sets one (:attr:`guidance_per_label`).
             size: ``(H, W)`` of the images (default: the size the prior was trained at).
         """
         ae = self._require_autoencoder()
