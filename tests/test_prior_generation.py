@@ -96,3 +96,29 @@ def test_a_prior_trained_on_mirror_images_and_jittered_copies_is_judged_against_
     assert alone["pixels_sample"] > 0.1 and memo["pixels_sample"] == 0.0
     assert memo["jittered_copies"] == 2 and memo["reference_images"] == 12 * 4
     assert np.array_equal(pairs[0][1], seen_copy)
+
+
+def test_samples_that_copy_training_images_sit_nearer_them_than_to_held_out_images():
+    """Copies of training images are nearer the training images than to as many test images; fresh draws of the
+    same distribution are nearer either about half the time."""
+    from medzoo.evaluate.prior_generation import trained_against_held_out
+
+    class Judge:
+        def features(self, images):
+            return images.mean(axis=(1, 3))
+
+    rng = np.random.default_rng(1)
+    x_train, x_test = (rng.random(shape).astype(np.float32) for shape in ((300, 6, 6, 1), (100, 6, 6, 1)))
+    copies = x_train[:200] + rng.normal(0, 0.01, (200, 6, 6, 1)).astype(np.float32)
+    fresh = rng.random((200, 6, 6, 1)).astype(np.float32)
+    copied = trained_against_held_out(Judge(), copies, x_test, x_train, seed=0)
+    new = trained_against_held_out(Judge(), fresh, x_test, x_train, seed=0)
+    assert copied["held_out_images"] == new["held_out_images"] == 100
+    # a third of the copies' originals are among the 100 training images drawn: those sit at almost no distance
+    assert copied["nearer_training_pixels"] > 0.3 and new["nearer_training_pixels"] < 0.65
+    assert copied["nearer_training_pixels"] > new["nearer_training_pixels"] + 0.1
+    assert 0.8 < new["held_out_pixels_ratio"] < 1.2 and 0.8 < new["held_out_features_ratio"] < 1.25
+    # with the prior's record, the mirrored training images count on both sides alike
+    mirrored = trained_against_held_out(Judge(), fresh, x_test, x_train, dataset="brain",
+                                        training={"mirrored": ["brain"], "jittered": {}, "seed": 0})
+    assert 0.8 < mirrored["held_out_pixels_ratio"] < 1.2

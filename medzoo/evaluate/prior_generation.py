@@ -13,7 +13,9 @@ Every figure comes with its references, measured in the same run on the same spl
   steps, trained on generated images, on as many real images, and on the whole real split;
 * **memorisation**: each sample's nearest training image (in the judge's features and in
   pixels), against the same distance for real test images; a sample much closer to a
-  training image than real test images are is a copy;
+  training image than real test images are is a copy. Beside it, whether samples sit nearer
+  the training images than to as many test images (:func:`trained_against_held_out`), which
+  tells copying from drawing the distribution's dense middle;
 * **augmentation at few labels**: classifiers trained on 1% / 10% / 100% of the labels,
   real only against real plus synthetic images at several ratios, where the synthetic
   images come from a prior that saw no more labels than the classifier;
@@ -113,6 +115,11 @@ def metrics_from_dict(result: dict) -> dict:
         "tstr_auroc": {"synthetic": t["synthetic"], "real_same_n": t["real_same_n"], "real_all": t["real_all"],
                        "images": t["n"], "classifier_seeds": settings.get("classifier_repeats", 1)},
         "memorisation_ratio": {"features": memo["features_ratio"], "pixels": memo["pixels_ratio"]},
+        **({"training_against_held_out": {
+            "features_ratio": memo["held_out_features_ratio"], "pixels_ratio": memo["held_out_pixels_ratio"],
+            "nearer_training_features": memo["nearer_training_features"],
+            "nearer_training_pixels": memo["nearer_training_pixels"], "images": memo["held_out_images"]}}
+           if "held_out_features_ratio" in memo else {}),
         "images_per_second": f["images_per_second"],
         "samples": settings["samples"], "test_images": settings["test_images"], "frd_images": settings["frd_images"],
     }
@@ -178,6 +185,12 @@ class PriorGenerationResult(Result):
              f"{r['memorisation']['features_sample']:.3f} / {r['memorisation']['features_test']:.3f}"],
             [f"median {nearest} distance, pixels (sample / test)", f(r["memorisation"]["pixels_ratio"], 3),
              f"{r['memorisation']['pixels_sample']:.3f} / {r['memorisation']['pixels_test']:.3f}"],
+            *([[f"median nearest distance to {memo['held_out_images']} training / as many test images, features",
+                f(memo["held_out_features_ratio"], 3),
+                f"nearer a training image: {memo['nearer_training_features']:.0%} of samples (no copying: 50%)"],
+               ["... pixels", f(memo["held_out_pixels_ratio"], 3),
+                f"nearer a training image: {memo['nearer_training_pixels']:.0%} of samples"]]
+              if "held_out_features_ratio" in memo else []),
             ["sampling speed (images/s)", f(r["images_per_second"], 2),
              f"{self.settings['steps']} steps, guidance {_guidance_text(self.settings)}"],
         ]
@@ -280,8 +293,35 @@ def nearest_training(judge, samples, x_test, x_train, *, dataset=None, training=
             "jittered_copies": int((training.get("jittered") or {}).get(dataset, 0)), "reference_images": len(seen)}
     memo["features_ratio"] = memo["features_sample"] / memo["features_test"]
     memo["pixels_ratio"] = memo["pixels_sample"] / memo["pixels_test"]
+    memo.update(trained_against_held_out(judge, samples, x_test, x_train, dataset=dataset, training=training))
     closest = np.argsort(d_pix_s)[:8]
     return memo, [(samples[i], seen[nearest[i]]) for i in closest]
+
+
+def trained_against_held_out(judge, samples, x_test, x_train, *, dataset=None, training=None, seed=0) -> dict:
+    """Are samples nearer the images the prior trained on than to as many images it never saw?
+
+    The nearest-training ratio above compares samples with test images; a prior that draws the dense middle
+    of a distribution (strong guidance, few modes) lands near training images without copying any. Here each
+    sample's nearest image among ``k`` training images is set against its nearest among ``k`` test images
+    (``k`` the smaller split's size, both expanded by the prior's mirrors and jittered copies alike): a prior
+    that learnt the distribution and not its images is as near to either (ratio 1, half the samples nearer
+    the training images); one that reproduces its training images is nearer to them.
+    """
+    from medzoo.recipes.prior import seen_images
+
+    k = min(len(x_test), len(x_train))
+    rng = np.random.default_rng(seed)
+    sets = [np.asarray(x, np.float32)[rng.choice(len(x), size=k, replace=False)] for x in (x_train, x_test)]
+    if dataset is not None:
+        sets = [seen_images(x, dataset, training or {}) for x in sets]
+    out = {"held_out_images": k}
+    for space, queries, refs in (("features", judge.features(samples), [judge.features(x) for x in sets]),
+                                 ("pixels", samples, sets)):
+        (d_train, _), (d_held, _) = (nearest_distances(queries, r) for r in refs)
+        out[f"held_out_{space}_ratio"] = float(np.median(d_train) / np.median(d_held))
+        out[f"nearer_training_{space}"] = float(np.mean(d_train < d_held))
+    return out
 
 
 def prior_generation(prior, *, dataset="kermany_pediatric_cxr_128", n_samples=1200, steps=None, guidance=None,
