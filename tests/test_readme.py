@@ -112,6 +112,19 @@ def test_the_zoo_table_renders_a_manifest(tmp_path):
         table.render("no markers here", path)
 
 
+def test_a_prior_judged_on_several_datasets_shows_each_dataset_s_figures_apart():
+    """A generalist prior's figures are per dataset: the table gives each set's distance and fidelity, no mean."""
+    each = {"kermany_pediatric_cxr_128": {"feature_fd": {"prior": 1.07, "vae_normal": 26.01, "real_train": 0.43},
+                                          "label_fidelity": 0.988},
+            "brain_tumor_figshare_128": {"feature_fd": {"prior": 1.93, "vae_normal": 25.92, "real_train": 2.05},
+                                         "label_fidelity": 0.799}}
+    text = table._metrics({"per_dataset": each})
+    assert text == ("chest X-ray (pediatric): feature Fréchet distance 1.07 (the VAE's N(0, I) 26.01, real images "
+                    "0.43), label fidelity 0.988; brain MRI (T1-CE): feature Fréchet distance 1.93 (the VAE's N(0, I) "
+                    "25.92, real images 2.05), label fidelity 0.799")
+    assert table._metrics({"per_dataset": {"hc18_256": {"images_per_second": 3.0}}}) == "—"
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_the_python_examples_run(page, tmp_path, monkeypatch):
     """Each page's examples in order; the README's as on a fresh install, with no data folder."""

@@ -101,20 +101,30 @@ def _metrics(metrics: dict) -> str:
     dataset's PSNR against its thumbnail (a mean over 128 px thumbnails and 1024 px radiographs
     would hide the native figure)."""
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
-    parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
-             if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
-    fd = test.get("feature_fd")
-    if isinstance(fd, dict) and {"prior", "vae_normal", "real_train"} <= set(fd):  # a latent prior's samples
-        parts.insert(0, f"feature Fréchet distance {fd['prior']:.2f} (the VAE's N(0, I) {fd['vae_normal']:.2f}, "
-                        f"real images {fd['real_train']:.2f})")
+    parts = _headline(test)
     text = ", ".join(parts).replace(", (", " (") or "—"
     per_dataset = test.get("per_dataset")
+    if isinstance(per_dataset, dict) and not parts:  # a latent prior judged on each dataset: no mean, each apart
+        each = [f"{_modality({'name': name})}: " + ", ".join(_headline(m)).replace(", (", " (")
+                for name, m in per_dataset.items() if isinstance(m, dict) and _headline(m)]
+        return "; ".join(each) or "—"
     if not (isinstance(per_dataset, dict) and parts):
         return text
     each = [f"{_modality({'name': name})} {m['psnr']:.2f} dB"
             + (f" (thumbnail {m['thumbnail_psnr']:.2f})" if isinstance(m.get("thumbnail_psnr"), (int, float)) else "")
             for name, m in per_dataset.items() if isinstance(m, dict) and isinstance(m.get("psnr"), (int, float))]
     return f"mean over {len(per_dataset)} datasets: {text}" + (f"; each: {', '.join(each)}" if each else "")
+
+
+def _headline(test: dict) -> list[str]:
+    """The :data:`METRICS` figures of one flat set of metrics, a latent prior's Fréchet distance first."""
+    parts = [fmt.format(test[key]) for key, fmt in METRICS.items()
+             if isinstance(test.get(key), (int, float)) and not isinstance(test.get(key), bool)]
+    fd = test.get("feature_fd")
+    if isinstance(fd, dict) and {"prior", "vae_normal", "real_train"} <= set(fd):  # a latent prior's samples
+        parts.insert(0, f"feature Fréchet distance {fd['prior']:.2f} (the VAE's N(0, I) {fd['vae_normal']:.2f}, "
+                        f"real images {fd['real_train']:.2f})")
+    return parts
 
 
 def _cell(text: str) -> str:
