@@ -205,6 +205,14 @@ def test_a_run_stopped_after_its_last_checkpoint_keeps_its_steps_in_the_stages()
     stages = with_interrupted_stage(killed)["stages"]
     assert [s["steps"] for s in stages] == [4321, 1679] and stages[-1]["wall_time_s"] == 2519.8
     assert "resumed" in stages[-1]["note"] and killed["stages"] == [{"steps": 4321, "wall_time_s": 6380.2}]
+    # resumed with no time left, only to write the preset: no empty stage, the stopped one gets the machine
+    from medzoo.recipes.prior import with_stage
+
+    now = {"steps": 0, "wall_time_s": 0.0, "hardware": "2 CPU cores", "backend": "tensorflow"}
+    closed = with_stage(stages, now)
+    assert [s["steps"] for s in closed] == [4321, 1679] and closed[-1]["hardware"] == "2 CPU cores"
+    assert closed[-1]["wall_time_s"] == 2519.8 and "hardware" not in closed[0]
+    assert with_stage(stages, {**now, "steps": 10})[-1]["steps"] == 10 and len(with_stage(stages, now)) == 2
 
 
 def test_mirrored_datasets_add_their_mirror_images_to_the_cache_with_their_labels(tmp_path, monkeypatch):

@@ -364,7 +364,7 @@ def train_prior(recipe, output, *, time_budget_s=3600.0, resume=False, init_from
         stage["mirrored"] = sorted(recipe.mirrored)
     if recipe.jittered:
         stage["jittered"] = _expansion(recipe)["jittered"]
-    state["stages"].append(stage)
+    state["stages"] = with_stage(state["stages"], stage)
     _checkpoint(prior, ema, ckpt, state)
     if write_preset:
         prior.set_weights(ema.values)
@@ -455,6 +455,15 @@ def with_interrupted_stage(state: dict) -> dict:
         stages.append({"steps": missing, "wall_time_s": round(max(seconds, 0.0), 1),
                        "note": "stopped after its last checkpoint, then resumed"})
     return {**state, "stages": stages}
+
+
+def with_stage(stages: list, stage: dict) -> list:
+    """The stages after a run: ``stage`` appended. A run that trained no step (resumed with no time left, only to
+    write the preset of a stopped stage) adds none: the stopped stage takes its record of machine and backend."""
+    if stage["steps"] or not stages:
+        return [*stages, stage]
+    machine = {k: v for k, v in stage.items() if k not in ("steps", "wall_time_s")}
+    return [*stages[:-1], {**machine, **stages[-1]}]
 
 
 def write_prior_preset(prior, recipe: PriorRecipe, autoencoder, directory, state, *, version="1.0.0",
