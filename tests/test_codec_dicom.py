@@ -70,6 +70,46 @@ def test_a_ct_dicom_round_trips_through_the_cli_with_its_header_and_every_pixel(
     assert header.total_bytes == (tmp_path / "ct.mzc").stat().st_size and header.kind == "lossless"
 
 
+def _read_independently(path):
+    """Pixels (rescaled, as a viewer shows them) and the header of ``path`` as SimpleITK reads them through GDCM."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(path))
+    image = reader.Execute()
+    return sitk.GetArrayFromImage(image)[0], {key: reader.GetMetaData(key).strip() for key in reader.GetMetaDataKeys()}
+
+
+def test_an_independent_reader_opens_both_outputs_and_sees_the_lossy_one_as_a_derived_image(dicom_dir, tmp_path):
+    """SimpleITK (ITK over GDCM, not the pydicom that wrote them) reads the lossless output of a WG04 CT with
+    the original's values and UIDs, and the lossy one as a new derived instance of the same study, its pixels
+    those pydicom decodes."""
+    source = dicom_dir / "693_J2KR.dcm"  # CT, JPEG 2000 lossless on disk, rescaled to Hounsfield units
+    compress_files([source], tmp_path / "exact.mzc", model=None, lossless=True)
+    compress_files([source], tmp_path / "lossy.mzc", model="ae-ct-f4c3", lossless=False, quality=4)
+    decompress_file(tmp_path / "exact.mzc", tmp_path / "exact.dcm")
+    decompress_file(tmp_path / "lossy.mzc", tmp_path / "lossy.dcm")
+    original, original_header = _read_independently(source)
+    exact, exact_header = _read_independently(tmp_path / "exact.dcm")
+    lossy, lossy_header = _read_independently(tmp_path / "lossy.dcm")
+    assert np.array_equal(exact, original)
+    for key in ("0008|0008", "0008|0018", "0020|000e", "0020|000d", "0028|1052", "0028|1053"):  # type, UIDs, rescale
+        assert exact_header[key] == original_header[key], key
+    assert lossy.shape == original.shape and not np.array_equal(lossy, original)
+    span = float(original.max() - original.min())
+    psnr = 10 * np.log10(span**2 / np.mean((lossy.astype(float) - original) ** 2))
+    assert psnr > 25, psnr  # the same slice (28.7 dB at quality 4: WG04's CT is unlike the model's training slices)
+    written = pydicom.dcmread(tmp_path / "lossy.dcm")
+    shown = written.pixel_array * float(written.get("RescaleSlope", 1)) + float(written.get("RescaleIntercept", 0))
+    assert np.array_equal(lossy, shown.astype(lossy.dtype))  # GDCM and pydicom decode the same values
+    assert lossy_header["0008|0008"].startswith("DERIVED\\") and lossy_header["0028|2110"] == "01"
+    assert "ae-ct-f4c3" in lossy_header["0008|2111"]  # Derivation Description names the codec
+    assert lossy_header["0008|0018"] != original_header["0008|0018"]  # a new SOP instance ...
+    assert lossy_header["0020|000e"] != original_header["0020|000e"]  # ... in a new series ...
+    assert lossy_header["0020|000d"] == original_header["0020|000d"]  # ... of the same study
+
+
 @pytest.mark.parametrize("bits, signed", [(8, False), (12, False), (15, False), (16, False), (16, True)])
 def test_a_series_folder_goes_in_and_comes_out_as_a_folder_exactly(tmp_path, bits, signed):
     rng = np.random.default_rng(bits)
