@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -349,6 +350,8 @@ def _compress(args):
     if args.ratio is not None and (args.lossless or args.quality is not None):
         raise ConfigError("--ratio picks a lossy level: give it without "
                           + ("--lossless" if args.lossless else "--quality"))
+    if args.ratio is not None and not (math.isfinite(args.ratio) and args.ratio > 1):  # before a model loads
+        raise ConfigError(f"a compression ratio is a number above 1 (30 means 30:1), got {args.ratio:g}")
     _ready(model, inputs, backend=model is not None)
     import medzoo
 
@@ -660,10 +663,31 @@ class _OneLineWarnings:
         print(f"medzoo: warning: {text}", file=sys.stderr if file is None else file)
 
 
+#: a command's list of positional inputs, which options may split (``compress MODEL --ratio 30 scan.dcm``)
+_INPUT_LISTS = ("items", "inputs")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list) -> argparse.Namespace:
+    """``parser.parse_args``, except that inputs given after an option join the command's input list.
+
+    argparse fills a ``nargs="+"`` positional from the first run of plain words only, so
+    ``medzoo compress ae-chestxray-f4c3 --quality 4 scan.dcm -o out.mzc`` would leave ``scan.dcm``
+    "unrecognized"; every word argparse left over that is not an option goes to the list in order.
+    """
+    args, rest = parser.parse_known_args(argv)
+    field = next((name for name in _INPUT_LISTS if isinstance(getattr(args, name, None), list)), None)
+    if rest and field is not None and not any(word.startswith("-") and len(word) > 1 for word in rest):
+        getattr(args, field).extend(rest)
+        rest = []
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv=None) -> int:
     """Run one command; a medzoo error (bad name, missing file, ...) prints one line and returns 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     args.argv = argv
     level = args.log_level.upper()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

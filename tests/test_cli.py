@@ -134,6 +134,21 @@ def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_inputs_after_an_option_join_the_inputs_and_an_unknown_option_is_still_refused(tmp_path, capsys):
+    """``compress MODEL --quality 3 a.dcm b.dcm`` reads both files as inputs (argparse alone stopped at the
+    option and called them unrecognized); a misspelt option still ends the command before anything runs."""
+    from medzoo.cli import _parse, build_parser
+
+    args = _parse(build_parser(), ["compress", "ae-chestxray-f4c3", "--quality", "3", "a.dcm", "b.dcm", "-o", "x.mzc"])
+    assert args.items == ["ae-chestxray-f4c3", "a.dcm", "b.dcm"] and args.quality == 3
+    args = _parse(build_parser(), ["reconstruct", "ae-chestxray", "a.png", "--batch-size", "4", "b.png", "-o", "o"])
+    assert args.model == "ae-chestxray" and args.inputs == ["a.png", "b.png"] and args.batch_size == 4
+    with pytest.raises(SystemExit) as stopped:
+        main(["compress", "ae-chestxray-f4c3", "--qualty", "3", "a.dcm", "-o", str(tmp_path / "x.mzc")])
+    assert stopped.value.code == 2 and "unrecognized arguments: --qualty" in capsys.readouterr().err
+    assert not (tmp_path / "x.mzc").exists()
+
+
 def test_info_labels_a_mean_of_datasets_as_such(capsys):
     assert main(["info", "vae-chestxray-f8c4"]) == 0
     out = capsys.readouterr().out

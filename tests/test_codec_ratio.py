@@ -95,7 +95,8 @@ def chest_png(tmp_path_factory, data_dir):
 
 def test_compress_by_ratio_on_the_command_line(chest_png, tmp_path, capsys):
     out = tmp_path / "chest.mzc"
-    assert main(["compress", CODEC, str(chest_png), "-o", str(out), "--ratio", "30"]) == 0
+    # as a user types it, the option between the model and the input (argparse alone would refuse the input)
+    assert main(["compress", CODEC, "--ratio", "30", str(chest_png), "-o", str(out)]) == 0
     said = capsys.readouterr().out
     expected = quality_for_ratio(read_metadata(CODEC), 30)["quality"]
     got = re.search(r"quality (\d+), ([\d.]+):1 of the 8 stored bits \(asked 30:1\)", said)
@@ -112,6 +113,7 @@ def test_compress_by_ratio_on_the_command_line(chest_png, tmp_path, capsys):
 @pytest.mark.parametrize("args, says", [
     (["--ratio", "2"], r"2:1 asks for more quality than codec-chestxray's finest level, [\d.]+:1 .* compress losslessly"),
     (["--ratio", "5000"], "5000:1 is past codec-chestxray's coarsest level"),
+    (["--ratio", "0.5"], r"a compression ratio is a number above 1 \(30 means 30:1\), got 0.5"),
     (["--ratio", "30", "--lossless"], "--ratio picks a lossy level: give it without --lossless"),
     (["--ratio", "30", "--quality", "3"], "--ratio picks a lossy level: give it without --quality"),
     (["--ratio", "30", "--model", None], "--ratio is a model's setting, and no model was named"),
