@@ -18,6 +18,7 @@ PSNR bisected until its size matches) and measured the same way. Figures: each i
 in a narrow window, model beside JPEG 2000.
 """
 
+import argparse
 import math
 import pathlib
 
@@ -108,6 +109,8 @@ def build_parser():
     p.add_argument("--qualities", type=int, nargs="+", help="quality levels (default: the model's default one)")
     p.add_argument("--large", type=int, default=2048, help="also the first test radiograph enlarged to this side "
                                                              "(0: not)")
+    p.add_argument("--reconstruct", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure model.reconstruct's tiles, their means matched to the input's and not")
     return p
 
 
@@ -147,11 +150,41 @@ def run(args) -> tuple[dict, str]:
                          "J2K block sd", "J2K border jump"], rows,
                         title=f"tile seams: error means over {BLOCK} px blocks (sd, stored units) and the error's "
                               "step across tile borders over elsewhere (1 = none), beside JPEG 2000 at the same bits")
+    if args.reconstruct:
+        text += "\n\n" + _reconstruct_seams(args, data)
     if panels:
         fig = plots.image_rows([(f"{key}: error, model | JPEG 2000 (+-2 RMS)", np.stack(pair)[..., None])
                                 for key, pair in panels], scale=4.0)
         plots.save(fig, pathlib.Path(args.output) / "errors.png")
     return data, text
+
+
+def _reconstruct_seams(args, data) -> str:
+    """The same measures for ``model.reconstruct`` (overlapping tiles, cross-faded), its tiles' means matched to
+    the input's (the default) and as the network gives them; border jumps at the middle of each overlap."""
+    import medzoo
+    from medzoo.evaluate.common import format_table
+    from medzoo.models.tiling import tile_starts
+
+    rows = []
+    for name in args.models or ["ae-chestxray-f4c3"]:
+        model = medzoo.load(name)
+        tile, overlap = (int(v) for v in (getattr(model, "default_tile", None) or (128, 0)))
+        for label, (pixels, _) in images(args).items():
+            low, value_range = float(pixels.min()), float(pixels.max()) - float(pixels.min())
+            x = ((pixels - low) / value_range).astype(np.float32)[None, ..., None]
+            borders = tuple([s + overlap // 2 for s in tile_starts(n + (-n) % model.downsample_factor, tile, overlap)[1:]]
+                            for n in pixels.shape)
+            for matched in (True, False):
+                out = np.asarray(model.reconstruct(x, match_tile_means=matched))[0, ..., 0] * value_range + low
+                m = measure(pixels, out, value_range, borders)
+                data[f"{name} reconstruct{' matched' if matched else ''} | {label}"] = m
+                rows.append([name, "yes" if matched else "no", label, f"{m['psnr']:.2f}", f"{m['block_sd']:.2f}",
+                             f"{m['border_jump']:.2f}"])
+                print(rows[-1], flush=True)
+    return format_table(["model", "tile means matched", "image", "PSNR", "block sd", "border jump"], rows,
+                        title=f"tile seams of reconstruct ({tile} px tiles, {overlap} px cross-faded): error means "
+                              f"over {BLOCK} px blocks (sd, stored units), step at mid-overlap over elsewhere")
 
 
 def main(argv=None):

@@ -161,7 +161,8 @@ def test_tiled_equals_whole_image_output(trained, tiny_cxr):
     """
     x = _upscaled(tiny_cxr)
     whole = trained.reconstruct(x, tile_size=None)
-    tiled = trained.reconstruct(x, tile_size=64, overlap=32)
+    # the tiles as the network gives them: matched to the input's means they are nearer x than whole is
+    tiled = trained.reconstruct(x, tile_size=64, overlap=32, match_tile_means=False)
     assert tiled.shape == whole.shape == x.shape
     diff = np.abs(tiled - whole)
     assert diff.mean() <= 0.01 and np.percentile(diff, 99) <= 0.05 and diff.max() < 0.1, (
@@ -186,6 +187,29 @@ def test_no_seams_along_tile_borders(trained, tiny_cxr):
     err_tiled, err_whole = np.abs(tiled - x)[:, seams], np.abs(whole - x)[:, seams]
     assert err_tiled.mean() <= 1.05 * err_whole.mean(), (err_tiled.mean(), err_whole.mean())
     assert np.abs(tiled - x)[:, seams].mean() <= 1.1 * np.abs(tiled - x)[:, ~seams].mean() + 0.01
+
+
+def test_tiles_normalised_apart_come_back_with_their_inputs_means():
+    """GroupNorm takes each tile's level away, and the decoder guesses it back: an untrained model's tiles come
+    back at levels of their own. ``reconstruct`` shifts each tile to its input's mean before the cross-fade, so
+    no block is brighter than its neighbour; ``match_tile_means=False`` gives the tiles as they were."""
+    keras.utils.set_random_seed(3)
+    model = ConvAutoencoder(**RESIDUAL, latent_channels=2, output_activation="linear")  # GroupNorm, untrained; no clip
+    i, j = np.mgrid[:96, :96] / 96.0
+    x = (0.2 + 0.3 * i * j + 0.1 * np.sin(9 * i) * np.cos(7 * j)).astype(np.float32)[None, ..., None]
+    starts = tile_starts(96, 48, 0)
+
+    def tile_mean_errors(out):
+        return np.array([(out - x)[0, a:a + 48, b:b + 48].mean() for a in starts for b in starts])
+
+    raw = model.reconstruct(x, tile_size=48, overlap=0, match_tile_means=False)
+    matched = model.reconstruct(x, tile_size=48, overlap=0)
+    assert np.abs(tile_mean_errors(matched)).max() < 1e-5
+    assert np.ptp(tile_mean_errors(raw)) > 0.01  # the offsets the matching took out
+    np.testing.assert_allclose(matched - raw, np.kron(-tile_mean_errors(raw).reshape(2, 2), np.ones((48, 48)))[
+        None, ..., None], atol=1e-5)  # a constant per tile: the texture inside is the network's
+    blended = model.reconstruct(x, tile_size=48, overlap=16)  # cross-faded tiles keep the means they overlap with
+    assert np.abs(tile_mean_errors(blended)).max() < 0.5 * np.abs(tile_mean_errors(raw)).max()
 
 
 def test_tiles_go_through_the_model_in_groups_with_the_same_result_as_one_by_one(trained, tiny_cxr, monkeypatch):

@@ -597,11 +597,25 @@ class AutoencoderModel(keras.Model):
         out = self._batched("decode", self.decode_tensor, z, batch_size)
         return out if output_size is None else out[:, : output_size[0], : output_size[1]]
 
-    def reconstruct(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
-        """Images -> their reconstructions (numpy), without noise or sampling (arguments as in encode)."""
+    def reconstruct(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None,
+                    match_tile_means=True):
+        """Images -> their reconstructions (numpy), without noise or sampling (arguments as in encode).
+
+        Reconstructed in tiles, each tile keeps its input's mean (:func:`~medzoo.models.tiling.match_means`),
+        so that tiles normalised apart do not come back as blocks of different brightness;
+        ``match_tile_means=False`` gives the network's tiles as they are."""
         x = self._check_images(x, preprocess)
         tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
-        return self._maybe_tiled("reconstruct", lambda t: self(t, training=False), x, batch_size, tiles, 1.0)
+        if tiles is None:
+            return self._batched("reconstruct", lambda t: self(t, training=False), x, batch_size)
+        per_call = tiling.tiles_per_call(tiles[0], batch_size)
+
+        def matched(t):
+            out = self._batched("reconstruct", lambda b: self(b, training=False), t, per_call)
+            out = tiling.match_means(out, t) if match_tile_means and out.shape[-1] == t.shape[-1] else out
+            return np.clip(out, 0.0, 1.0) if self.output_activation == "sigmoid" else out
+
+        return tiling.tiled_apply(matched, x, tile=tiles[0], overlap=tiles[1], multiple=self.downsample_factor)
 
     def sample(self, n, seed=None):
         raise NotImplementedError(f"{type(self).__name__} has no generative prior to sample from")
