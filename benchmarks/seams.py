@@ -121,13 +121,14 @@ def run(args) -> tuple[dict, str]:
     from medzoo.evaluate.common import format_table
 
     rows, data, panels = [], {}, []
+    pictures = images(args)  # read once: RG1 and the test radiographs serve every model, level and table
     for name in args.models or ["ae-chestxray-f4c3"]:
         model = medzoo.load(name)
         levels = levels_of(model)
         tile = int((getattr(model, "default_tile", None) or (128, 0))[0])
         for quality in args.qualities or [len(levels) // 2]:
             factor = levels[quality][0]
-            for label, (pixels, bits) in images(args).items():
+            for label, (pixels, bits) in pictures.items():
                 stream = medzoo.compress(pixels, model, quality=quality)
                 decoded = np.asarray(medzoo.decompress(stream, model)).reshape(pixels.shape)
                 value_range = float(pixels.max()) - float(pixels.min())
@@ -151,7 +152,7 @@ def run(args) -> tuple[dict, str]:
                         title=f"tile seams: error means over {BLOCK} px blocks (sd, stored units) and the error's "
                               "step across tile borders over elsewhere (1 = none), beside JPEG 2000 at the same bits")
     if args.reconstruct:
-        text += "\n\n" + _reconstruct_seams(args, data)
+        text += "\n\n" + _reconstruct_seams(args, pictures, data)
     if panels:
         fig = plots.image_rows([(f"{key}: error, model | JPEG 2000 (+-2 RMS)", np.stack(pair)[..., None])
                                 for key, pair in panels], scale=4.0)
@@ -159,7 +160,7 @@ def run(args) -> tuple[dict, str]:
     return data, text
 
 
-def _reconstruct_seams(args, data) -> str:
+def _reconstruct_seams(args, pictures, data) -> str:
     """The same measures for ``model.reconstruct`` (overlapping tiles, cross-faded), its tiles' means matched to
     the input's (the default) and as the network gives them; border jumps at the middle of each overlap."""
     import medzoo
@@ -170,7 +171,7 @@ def _reconstruct_seams(args, data) -> str:
     for name in args.models or ["ae-chestxray-f4c3"]:
         model = medzoo.load(name)
         tile, overlap = (int(v) for v in (getattr(model, "default_tile", None) or (128, 0)))
-        for label, (pixels, _) in images(args).items():
+        for label, (pixels, _) in pictures.items():
             low, value_range = float(pixels.min()), float(pixels.max()) - float(pixels.min())
             x = ((pixels - low) / value_range).astype(np.float32)[None, ..., None]
             borders = tuple([s + overlap // 2 for s in tile_starts(n + (-n) % model.downsample_factor, tile, overlap)[1:]]

@@ -552,14 +552,20 @@ class AutoencoderModel(keras.Model):
         run = self._tensor_fns[key]
         return np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)], axis=0)
 
-    def _maybe_tiled(self, key, fn, x, batch_size, tiles, scale, output_size=None):
-        """``_batched``, over overlapping blended tiles when ``tiles`` is ``(tile, overlap)``."""
+    def _maybe_tiled(self, key, fn, x, batch_size, tiles, scale, output_size=None, per_tile=None):
+        """``_batched``, over overlapping blended tiles when ``tiles`` is ``(tile, overlap)``; ``per_tile(out, t)``
+        adjusts each batch of tile outputs before they are blended."""
         if tiles is None:
             return self._batched(key, fn, x, batch_size)
         tile, overlap = tiles
         per_call = tiling.tiles_per_call(tile, batch_size)
-        return tiling.tiled_apply(lambda t: self._batched(key, fn, t, per_call), x, tile=tile, overlap=overlap,
-                                  multiple=self.downsample_factor, scale=scale, output_size=output_size)
+
+        def apply(t):
+            out = self._batched(key, fn, t, per_call)
+            return out if per_tile is None else per_tile(out, t)
+
+        return tiling.tiled_apply(apply, x, tile=tile, overlap=overlap, multiple=self.downsample_factor, scale=scale,
+                                  output_size=output_size)
 
     def encode(self, x, batch_size=64, preprocess=False, tile_size="auto", overlap=None):
         """Images ``(N, H, W, C)`` -> latent codes (numpy).
@@ -606,16 +612,16 @@ class AutoencoderModel(keras.Model):
         ``match_tile_means=False`` gives the network's tiles as they are."""
         x = self._check_images(x, preprocess)
         tiles = self._tiles(x.shape[1], x.shape[2], tile_size, overlap)
-        if tiles is None:
-            return self._batched("reconstruct", lambda t: self(t, training=False), x, batch_size)
-        per_call = tiling.tiles_per_call(tiles[0], batch_size)
+        return self._maybe_tiled("reconstruct", lambda t: self(t, training=False), x, batch_size, tiles, 1.0,
+                                 per_tile=self._keep_tile_means if match_tile_means else None)
 
-        def matched(t):
-            out = self._batched("reconstruct", lambda b: self(b, training=False), t, per_call)
-            out = tiling.match_means(out, t) if match_tile_means and out.shape[-1] == t.shape[-1] else out
-            return np.clip(out, 0.0, 1.0) if self.output_activation == "sigmoid" else out
-
-        return tiling.tiled_apply(matched, x, tile=tiles[0], overlap=tiles[1], multiple=self.downsample_factor)
+    def _keep_tile_means(self, out, tiles):
+        """Reconstructed ``tiles`` shifted to their inputs' means (:func:`~medzoo.models.tiling.match_means`), kept
+        in a sigmoid model's [0, 1]."""
+        if out.shape[-1] != tiles.shape[-1]:
+            return out
+        out = tiling.match_means(out, tiles)
+        return np.clip(out, 0.0, 1.0) if self.output_activation == "sigmoid" else out
 
     def sample(self, n, seed=None):
         raise NotImplementedError(f"{type(self).__name__} has no generative prior to sample from")
